@@ -1,0 +1,50 @@
+"""The ``mechinterp-arith`` command line: one module per subcommand, registered below.
+
+Each module in ``COMMAND_MODULES`` defines ``register(subparsers)``, which adds its parser and sets
+``func(args) -> int``. Errors are one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMAND_MODULES = [
+    "mechinterp_arith.cli.train_cmd",
+    "mechinterp_arith.cli.evaluate_cmd",
+    "mechinterp_arith.cli.info_cmd",
+]
+
+
+class CliError(Exception):
+    """A user error the CLI reports as one line."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="mechinterp-arith",
+        description="Train, evaluate and dissect transformers on n-digit arithmetic (TransformerLens 4).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.argv = argv
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("mechinterp-arith: interrupted", file=sys.stderr)
+        return 130
+    except (CliError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
+        print(f"mechinterp-arith {args.command}: error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,36 @@
+"""Options and output helpers shared by subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_checkpoint_arg(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    if default is None:
+        parser.add_argument("checkpoint", metavar="CKPT", help="a shipped checkpoint name (e.g. add3) or a checkpoint directory")
+    else:
+        parser.add_argument("checkpoint", metavar="CKPT", nargs="?", default=default,
+                            help=f"a shipped checkpoint name or a checkpoint directory (default: {default})")
+
+
+def add_device_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+
+
+def print_json(obj) -> None:
+    json.dump(obj, sys.stdout, indent=2, default=_jsonable)
+    sys.stdout.write("\n")
+
+
+def _jsonable(x):
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    if hasattr(x, "item"):
+        return x.item()
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def fmt(x: float) -> str:
+    return "nan" if x != x else f"{x:.4f}"

@@ -1,0 +1,44 @@
+"""``mechinterp-arith evaluate``: exact match and per-digit accuracy, ID and OOD."""
+
+from __future__ import annotations
+
+from ..checkpoint import load
+from ..evaluate import evaluate_checkpoint
+from .common import add_checkpoint_arg, add_device_arg, fmt, print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="accuracy on held-out ID pairs and on longer (OOD) operands",
+                       description="Greedy exact match and per-digit accuracy (digit 0 = units). ID: the "
+                                   "checkpoint's held-out test split; OOD: both operands exactly m digits.")
+    add_checkpoint_arg(p)
+    p.add_argument("--ood-digits", type=int, nargs="*", default=None, metavar="M",
+                   help="OOD operand lengths (default: n+1 when the format holds it)")
+    p.add_argument("--n", type=int, default=None, help="samples per set (default: all 10,000 held-out; 10,000 OOD)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the OOD (and random ID) sets")
+    p.add_argument("--batch-size", type=int, default=4096)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_device_arg(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    ckpt = load(args.checkpoint, device=args.device)
+    if args.n is not None and args.n < 1:
+        raise ValueError(f"--n must be >= 1, got {args.n}")
+    ood = args.ood_digits
+    if ood is None:
+        ood = [ckpt.task.digits + 1] if ckpt.task.digits < ckpt.task.width else []
+    result = evaluate_checkpoint(ckpt, ood, n=args.n, seed=args.seed, batch_size=args.batch_size)
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"{result['checkpoint']}: {ckpt.task.describe()} ({ckpt.task.format} format), trained on "
+          f"{ckpt.task.digits}-digit operands")
+    width = ckpt.task.answer_width
+    print(f"{'set':<14}{'n':>8}{'exact':>9}  per digit (units first)")
+    rows = [(f"ID {ckpt.task.digits}-digit", result["id"])] + [(f"OOD {m}-digit", r) for m, r in result["ood"].items()]
+    for label, r in rows:
+        digits = " ".join(f"{x:.3f}" for x in r["per_digit"][:width])
+        print(f"{label:<14}{r['n']:>8}{fmt(r['exact']):>9}  {digits}")
+    return 0

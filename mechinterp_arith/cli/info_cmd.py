@@ -1,0 +1,52 @@
+"""``mechinterp-arith info``: what a checkpoint holds and how it was made."""
+
+from __future__ import annotations
+
+from ..checkpoint import load
+from .common import add_checkpoint_arg, print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("info", help="task, architecture, training and provenance of a checkpoint",
+                       description="Show a checkpoint's task, model config, training settings, last "
+                                   "metrics, snapshots and the command that reproduces it.")
+    add_checkpoint_arg(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def summary(ckpt) -> dict:
+    n_params = sum(p.numel() for p in ckpt.model.parameters())
+    return {
+        "checkpoint": str(ckpt.path),
+        "task": {**ckpt.task.to_dict(), "name": ckpt.task.name, "formula": ckpt.task.describe(),
+                 "example": ckpt.task.to_text(349 % 10**ckpt.task.digits, 205 % 10**ckpt.task.digits)},
+        "model": {**ckpt.model_config.to_dict(), "n_params": n_params},
+        "training": ckpt.config.get("training", {}),
+        "last_metrics": ckpt.history[-1] if ckpt.history else None,
+        "snapshot_steps": ckpt.snapshot_steps(),
+        "command": ckpt.config.get("command"),
+        "source": ckpt.config.get("source"),
+        "package_version": ckpt.config.get("package_version"),
+    }
+
+
+def run(args) -> int:
+    ckpt = load(args.checkpoint, device="cpu")
+    s = summary(ckpt)
+    if args.json:
+        print_json(s)
+        return 0
+    t, m = s["task"], s["model"]
+    print(f"checkpoint  {s['checkpoint']}")
+    print(f"task        {t['name']}: {t['formula']}, format {t['format']} (width {t['width']}), e.g. {t['example']}")
+    print(f"model       {m['n_layers']} layers, {m['n_heads']} heads, d_model {m['d_model']}, d_mlp {m['d_mlp']}, "
+          f"{m['act_fn']}, {m['positional']} positions, context {m['n_ctx']}, {m['n_params']:,} parameters")
+    if s["last_metrics"]:
+        print("last eval   " + ", ".join(f"{k} {v}" for k, v in s["last_metrics"].items()))
+    if s["snapshot_steps"]:
+        print(f"snapshots   {len(s['snapshot_steps'])} at steps {s['snapshot_steps']}")
+    if s["source"]:
+        print(f"source      {s['source']}")
+    print(f"reproduce   {s['command'] or '(not recorded)'}")
+    return 0

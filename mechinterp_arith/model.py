@@ -1,0 +1,114 @@
+"""Hooked transformers for arithmetic, built with ``TransformerBridge.boot_native``.
+
+Every model the toolkit makes or loads is a TransformerLens 4 bridge, so TL hook names,
+``run_with_cache``, ``run_with_hooks`` and ``ActivationCache`` work unchanged.
+
+>>> from mechinterp_arith import Task
+>>> task = Task("add", digits=3)
+>>> model = build_model(ModelConfig.for_task(task))          # minGPT "gpt-nano" size
+>>> logits, cache = model.run_with_cache(torch.zeros(2, task.n_ctx, dtype=torch.long))
+>>> logits.shape, cache["blocks.0.hook_resid_post"].shape
+(torch.Size([2, 15, 10]), torch.Size([2, 15, 48]))
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from transformer_lens.config import TransformerBridgeConfig
+from transformer_lens.model_bridge import TransformerBridge
+
+from .tasks import Task
+
+ACTIVATIONS = ("gelu_new", "gelu", "relu", "silu")
+POSITIONS = ("learned", "rotary")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a small pre-LayerNorm decoder (defaults: minGPT gpt-nano)."""
+
+    n_layers: int = 3
+    n_heads: int = 3
+    d_model: int = 48
+    d_mlp: int = 192
+    act_fn: str = "gelu_new"  # GELU, tanh form, as in minGPT
+    positional: str = "learned"
+    n_ctx: int = 15
+    d_vocab: int = 10
+    seed: int = 0
+    unembed_bias: bool = True  # False for imported minGPT/nanoGPT heads (kept at zero)
+
+    def __post_init__(self) -> None:
+        for name in ("n_layers", "n_heads", "d_model", "d_mlp", "n_ctx", "d_vocab"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        if self.act_fn not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.act_fn!r}; choose one of {', '.join(ACTIVATIONS)}")
+        if self.positional not in POSITIONS:
+            raise ValueError(f"unknown positional embedding {self.positional!r}; choose learned or rotary")
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+    @classmethod
+    def for_task(cls, task: Task, **overrides) -> "ModelConfig":
+        """A config whose context and vocabulary fit ``task``."""
+        return cls(**{"n_ctx": task.n_ctx, "d_vocab": task.d_vocab, **overrides})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        fields = cls.__dataclass_fields__
+        unknown = sorted(set(d) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        return cls(**d)
+
+    def bridge_config(self) -> TransformerBridgeConfig:
+        return TransformerBridgeConfig(
+            n_layers=self.n_layers,
+            n_heads=self.n_heads,
+            d_model=self.d_model,
+            d_head=self.d_head,
+            d_mlp=self.d_mlp,
+            d_vocab=self.d_vocab,
+            d_vocab_out=self.d_vocab,
+            n_ctx=self.n_ctx,
+            act_fn=self.act_fn,
+            normalization_type="LN",
+            positional_embedding_type="rotary" if self.positional == "rotary" else "standard",
+            rotary_dim=self.d_head if self.positional == "rotary" else None,
+            seed=self.seed,
+            default_prepend_bos=False,
+        )
+
+
+def build_model(cfg: ModelConfig, device: str | torch.device | None = None) -> TransformerBridge:
+    """A freshly initialised hooked model; the same ``cfg.seed`` gives the same weights."""
+    model = TransformerBridge.boot_native(cfg.bridge_config(), device=device)
+    if not cfg.unembed_bias:
+        with torch.no_grad():
+            model.unembed.bias.zero_()
+        model.unembed.bias.requires_grad_(False)
+    return model
+
+
+def resolve_device(device: str | None = "auto") -> torch.device:
+    """``auto`` is CUDA when present, else CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"unknown device {device!r}: {e}") from None
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device

@@ -1,0 +1,288 @@
+"""Arithmetic tasks: which operation, on how many digits, in which token format.
+
+A :class:`Task` is the single description every other module reads: it computes true answers,
+encodes operand pairs into token sequences and decodes them back.
+
+>>> task = Task("add", digits=3)                      # the study's setting, `paper` format
+>>> task.to_text(349, 705)
+'0034900705450100'
+>>> task.from_text('0034900705450100')
+(349, 705, 1054)
+>>> Task("add", digits=3, format="plain", pad=False).to_text(349, 705)
+'349+705=1054.'
+
+Formats
+-------
+``paper``    digits only: a and b zero-padded to ``width`` digits, then the answer zero-padded to
+             ``answer_width`` digits and written least-significant digit first (the layout of the
+             study's released code). Vocabulary: the 10 digits.
+``plain``    ``a+b=c.``: operator and ``=`` tokens, answer most-significant digit first, ``.`` ends it.
+``reversed`` as ``plain`` with the answer's digits reversed.
+``plain`` and ``reversed`` zero-pad operands and answer when ``pad=True`` (fixed length).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Literal, Sequence
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+Operation = Literal["add", "sub", "mul", "addmod", "mulmod"]
+Format = Literal["paper", "plain", "reversed"]
+
+OPERATIONS: tuple[str, ...] = ("add", "sub", "mul", "addmod", "mulmod")
+FORMATS: tuple[str, ...] = ("paper", "plain", "reversed")
+OPERATOR_SYMBOL = {"add": "+", "sub": "-", "mul": "*", "addmod": "+", "mulmod": "*"}
+SYMBOLS = "0123456789+-*=."  # token id = index; `paper` uses only the first 10
+EQUALS, END = SYMBOLS.index("="), SYMBOLS.index(".")
+MAX_PRODUCT_WIDTH = 9  # 2 * width digits must fit in int64
+
+
+@dataclass(frozen=True)
+class Task:
+    """An n-digit arithmetic task in one token format.
+
+    Args:
+        op: "add", "sub" (a >= b), "mul", "addmod" or "mulmod" ((a op b) mod ``modulus``).
+        digits: n, the operand length the model is trained on (operands in [0, 10^n)).
+        format: "paper", "plain" or "reversed".
+        width: W, the widest operand the format holds (default 5, as in the study).
+        modulus: p for the modular operations.
+        pad: zero-pad operands and answer in "plain"/"reversed" (always on for "paper").
+    """
+
+    op: str = "add"
+    digits: int = 3
+    format: str = "paper"
+    width: int = 5
+    modulus: int | None = None
+    pad: bool = True
+
+    def __post_init__(self) -> None:
+        if self.op not in OPERATIONS:
+            raise ValueError(f"unknown operation {self.op!r}; choose one of {', '.join(OPERATIONS)}")
+        if self.format not in FORMATS:
+            raise ValueError(f"unknown format {self.format!r}; choose one of {', '.join(FORMATS)}")
+        if not 1 <= self.digits <= self.width:
+            raise ValueError(f"digits={self.digits} must be between 1 and width={self.width}")
+        if self.op in ("mul", "mulmod") and self.width > MAX_PRODUCT_WIDTH:
+            raise ValueError(f"width={self.width} is too wide for a product (at most {MAX_PRODUCT_WIDTH})")
+        if self.width > 17:
+            raise ValueError(f"width={self.width} is too wide (at most 17 digits fit in int64)")
+        if self.op.endswith("mod"):
+            if self.modulus is None or self.modulus < 2:
+                raise ValueError(f"operation {self.op!r} needs a modulus >= 2, got {self.modulus}")
+        elif self.modulus is not None:
+            raise ValueError(f"operation {self.op!r} takes no modulus (got {self.modulus})")
+        if self.format == "paper" and not self.pad:
+            raise ValueError("the 'paper' format is always zero-padded; pad=False needs 'plain' or 'reversed'")
+
+    # ---- description -------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """Short name, e.g. ``add3`` or ``addmod2_p101``."""
+        base = f"{self.op}{self.digits}"
+        return f"{base}_p{self.modulus}" if self.modulus is not None else base
+
+    @property
+    def symbol(self) -> str:
+        return OPERATOR_SYMBOL[self.op]
+
+    def describe(self, a: str = "a", b: str = "b") -> str:
+        """Human-readable formula, e.g. ``(a + b) mod 101``."""
+        expr = f"{a} {'·' if self.symbol == '*' else self.symbol} {b}"
+        return f"({expr}) mod {self.modulus}" if self.modulus is not None else expr
+
+    @property
+    def answer_width(self) -> int:
+        """Digits of the widest answer: W+1 for a sum, 2W for a product, digits of p-1 mod p."""
+        if self.op == "add":
+            return self.width + 1
+        if self.op == "sub":
+            return self.width
+        if self.op == "mul":
+            return 2 * self.width
+        return len(str(self.modulus - 1))
+
+    @property
+    def vocab(self) -> str:
+        return SYMBOLS[:10] if self.format == "paper" else SYMBOLS
+
+    @property
+    def d_vocab(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def fixed_length(self) -> bool:
+        return self.pad
+
+    @property
+    def prompt_len(self) -> int:
+        """Tokens before the first answer token (fixed-length formats; the longest otherwise)."""
+        return 2 * self.width if self.format == "paper" else 2 * self.width + 2
+
+    @property
+    def seq_len(self) -> int:
+        """Full example length (the longest, for unpadded formats)."""
+        return self.prompt_len + self.answer_width + (0 if self.format == "paper" else 1)
+
+    @property
+    def n_ctx(self) -> int:
+        """Context the model needs: the last token is never an input."""
+        return self.seq_len - 1
+
+    @property
+    def answer_lsb_first(self) -> bool:
+        return self.format in ("paper", "reversed")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Task":
+        known = {k: d[k] for k in ("op", "digits", "format", "width", "modulus", "pad") if k in d}
+        return cls(**known)
+
+    # ---- arithmetic --------------------------------------------------------------------------
+    def apply(self, a: Int[Tensor, "*batch"], b: Int[Tensor, "*batch"]) -> Int[Tensor, "*batch"]:
+        """The true answer of ``a op b`` elementwise (int64 tensors)."""
+        a, b = torch.as_tensor(a, dtype=torch.long), torch.as_tensor(b, dtype=torch.long)
+        if self.op == "add":
+            return a + b
+        if self.op == "sub":
+            return a - b
+        if self.op == "mul":
+            return a * b
+        if self.op == "addmod":
+            return (a + b) % self.modulus
+        return (a * b) % self.modulus
+
+    def check_operands(self, a: Int[Tensor, "batch"], b: Int[Tensor, "batch"]) -> None:
+        """Raise ValueError naming the first operand the format cannot hold."""
+        limit = 10**self.width
+        for name, x in (("a", a), ("b", b)):
+            if x.numel() == 0:
+                continue
+            if (x < 0).any():
+                bad = int(x[x < 0][0])
+                raise ValueError(f"operand {name}={bad} is negative; operands must be >= 0")
+            if (x >= limit).any():
+                bad = int(x[x >= limit][0])
+                raise ValueError(
+                    f"operand {name}={bad} has {len(str(bad))} digits; format {self.format!r} "
+                    f"holds at most width={self.width}"
+                )
+        if self.op == "sub" and (a < b).any():
+            i = int(torch.nonzero(a < b)[0])
+            raise ValueError(f"subtraction needs a >= b, got a={int(a[i])}, b={int(b[i])}")
+
+    # ---- encoding ----------------------------------------------------------------------------
+    def encode(self, a: int, b: int) -> list[int]:
+        """Token ids of one full example (prompt and answer)."""
+        tokens, _ = self.encode_batch(_as_long([a]), _as_long([b]))
+        if not self.pad:
+            end = tokens[0].tolist().index(END) + 1
+            return tokens[0, :end].tolist()
+        return tokens[0].tolist()
+
+    def to_text(self, a: int, b: int) -> str:
+        """The example as text, e.g. ``'0034900705450100'`` or ``'349+705=1054.'``."""
+        return "".join(self.vocab[t] for t in self.encode(a, b))
+
+    def encode_batch(
+        self, a: Int[Tensor, "batch"], b: Int[Tensor, "batch"]
+    ) -> tuple[Int[Tensor, "batch seq"], Int[Tensor, "batch"]]:
+        """Encode operand pairs.
+
+        Returns ``(tokens, answer_start)``: tokens [batch, seq] (unpadded formats are right-filled
+        with the end token up to ``seq_len``) and the index of each row's first answer token.
+        """
+        a, b = _as_long(a), _as_long(b)
+        if a.shape != b.shape or a.ndim != 1:
+            raise ValueError(f"a and b must be 1-D and of equal length, got {tuple(a.shape)} and {tuple(b.shape)}")
+        self.check_operands(a, b)
+        c = self.apply(a, b)
+        W, A = self.width, self.answer_width
+        if self.pad:
+            ans = digits_of(c, A)
+            if self.answer_lsb_first:
+                ans = ans.flip(-1)
+            if self.format == "paper":
+                tokens = torch.cat([digits_of(a, W), digits_of(b, W), ans], dim=1)
+            else:
+                col = lambda t: torch.full((len(a), 1), t, dtype=torch.long)  # noqa: E731
+                op = col(SYMBOLS.index(self.symbol))
+                tokens = torch.cat([digits_of(a, W), op, digits_of(b, W), col(EQUALS), ans, col(END)], dim=1)
+            return tokens, torch.full((len(a),), self.prompt_len, dtype=torch.long)
+        # unpadded plain / reversed: variable length, one row at a time (text-sized inputs)
+        rows, starts = [], []
+        for x, y, z in zip(a.tolist(), b.tolist(), c.tolist()):
+            ans = str(z)[::-1] if self.answer_lsb_first else str(z)
+            text = f"{x}{self.symbol}{y}={ans}."
+            rows.append([SYMBOLS.index(ch) for ch in text])
+            starts.append(text.index("=") + 1)
+        tokens = torch.full((len(rows), self.seq_len), END, dtype=torch.long)
+        for i, r in enumerate(rows):
+            tokens[i, : len(r)] = torch.tensor(r)
+        return tokens, torch.tensor(starts, dtype=torch.long)
+
+    def decode_answer(self, answer_tokens: Int[Tensor, "batch ans"]) -> Int[Tensor, "batch"]:
+        """Integers from generated answer tokens (fixed-length formats; first ``answer_width``)."""
+        digits = answer_tokens[:, : self.answer_width].long().clamp(0, 9)
+        if not self.answer_lsb_first:
+            digits = digits.flip(-1)
+        powers = 10 ** torch.arange(digits.shape[1], dtype=torch.long, device=digits.device)
+        return (digits * powers).sum(-1)
+
+    def from_text(self, text: str) -> tuple[int, int, int]:
+        """Parse one example back into ``(a, b, answer)``; ValueError names what is malformed."""
+        if not isinstance(text, str):
+            raise ValueError(f"expected a string, got {type(text).__name__}")
+        W, A = self.width, self.answer_width
+        if self.format == "paper":
+            if not re.fullmatch(r"\d+", text):
+                raise ValueError(f"malformed 'paper' example {text!r}: only digits are allowed")
+            if len(text) != 2 * W + A:
+                raise ValueError(f"malformed 'paper' example {text!r}: expected {2 * W + A} digits, got {len(text)}")
+            a, b, ans = int(text[:W]), int(text[W : 2 * W]), text[2 * W :][::-1]
+            return a, b, int(ans)
+        sym = re.escape(self.symbol)
+        m = re.fullmatch(rf"(\d+){sym}(\d+)=(\d+)\.", text)
+        if not m:
+            raise ValueError(f"malformed {self.format!r} example {text!r}: expected a{self.symbol}b=c.")
+        a_s, b_s, c_s = m.groups()
+        for name, s, w in (("a", a_s, W), ("b", b_s, W), ("answer", c_s, A)):
+            if len(s) > w:
+                raise ValueError(f"{name}={s} has {len(s)} digits; format holds at most {w}")
+            if self.pad and len(s) != w:
+                raise ValueError(f"{name}={s} is not zero-padded to {w} digits")
+        ans = c_s[::-1] if self.answer_lsb_first else c_s
+        return int(a_s), int(b_s), int(ans)
+
+
+def digits_of(x: Int[Tensor, "batch"], width: int) -> Int[Tensor, "batch width"]:
+    """Decimal digits of each integer, most significant first, zero-padded to ``width``.
+
+    >>> digits_of(torch.tensor([349, 7]), 5).tolist()
+    [[0, 0, 3, 4, 9], [0, 0, 0, 0, 7]]
+    """
+    powers = 10 ** torch.arange(width - 1, -1, -1, dtype=torch.long, device=x.device)
+    return (x.long().unsqueeze(-1) // powers) % 10
+
+
+def _as_long(x: Sequence[int] | Tensor) -> Int[Tensor, "batch"]:
+    if isinstance(x, Tensor):
+        if x.dtype.is_floating_point:
+            raise ValueError(f"operands must be integers, got a tensor of {x.dtype}")
+        return x.long().reshape(-1) if x.ndim == 0 else x.long()
+    values = list(x) if not isinstance(x, int) else [x]
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int) and not hasattr(v, "__index__"):
+            raise ValueError(f"operands must be integers, got {v!r}")
+        if abs(int(v)) >= 2**62:
+            raise ValueError(f"operand {v} is far too wide for any format")
+    return torch.tensor([int(v) for v in values], dtype=torch.long)

@@ -1,0 +1,70 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mechinterp_arith.cli import COMMAND_MODULES, build_parser, main
+
+
+def run_cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "mechinterp_arith", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_every_command_has_help(capsys):
+    names = list(build_parser()._subparsers._group_actions[0].choices)
+    assert {"train", "evaluate", "info"} <= set(names)
+    assert len(names) == len(COMMAND_MODULES)
+    for name in names:
+        with pytest.raises(SystemExit) as e:
+            main([name, "--help"])
+        assert e.value.code == 0
+        assert "usage: mechinterp-arith " + name in capsys.readouterr().out
+
+
+def test_evaluate_json_on_shipped_add3_sample():
+    r = run_cli("evaluate", "add3", "--ood-digits", "4", "--n", "2000", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["task"] == "add3" and out["train_digits"] == 3 and out["id"]["n"] == 2000
+    assert out["id"]["exact"] >= 0.999 and out["ood"]["4"]["exact"] <= 0.01
+    assert len(out["id"]["per_digit"]) == 6 and min(out["id"]["per_digit"]) >= 0.999
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["evaluate", "no_such_ckpt"], "no checkpoint named or at 'no_such_ckpt'"),
+        (["evaluate", "add3", "--ood-digits", "7"], "len_a=7 does not fit the format"),
+        (["evaluate", "add3", "--n", "0"], "--n must be >= 1"),
+        (["info", "tests"], "holds no config.json"),
+        (["train", "--task", "addmod", "--out", "/tmp/never_written"], "needs a modulus"),
+        (["evaluate", "add3", "--device", "tpu9"], "unknown device"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(args, message):
+    r = run_cli(*args)
+    assert r.returncode == 2
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_info_reports_the_reproducing_command():
+    r = run_cli("info", "add3", "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["command"].startswith("mechinterp-arith train --task add --digits 3")
+    assert info["model"]["n_params"] == 86_592 and info["task"]["example"] == "0034900205455000"
+
+
+def test_train_cli_writes_a_checkpoint_that_evaluates(tmp_path):
+    out = tmp_path / "tiny"
+    r = run_cli("train", "--task", "add", "--digits", "1", "--width", "2", "--layers", "1", "--heads", "2",
+                "--d-model", "16", "--steps", "20", "--eval-every", "10", "--eval-n", "20", "--out", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "wrote" in r.stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["command"].startswith("mechinterp-arith train --task add --digits 1")
+    r = run_cli("evaluate", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["id"]["n"] == 20  # 1-digit: 100 pairs, 80 train / 20 held out

@@ -1,0 +1,108 @@
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mechinterp_arith import Task
+from mechinterp_arith.tasks import digits_of
+
+TASKS = [
+    Task("add", 3),
+    Task("sub", 3),
+    Task("mul", 3),
+    Task("addmod", 2, modulus=101),
+    Task("mulmod", 2, modulus=97),
+    Task("add", 3, format="plain"),
+    Task("add", 3, format="reversed"),
+    Task("mul", 2, format="plain", pad=False),
+    Task("sub", 4, format="reversed", pad=False),
+    Task("add", 2, width=3),
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(task=st.sampled_from(TASKS), a=st.integers(0, 99999), b=st.integers(0, 99999))
+def test_text_round_trip(task, a, b):
+    a, b = a % 10**task.width, b % 10**task.width
+    if task.op == "sub":
+        a, b = max(a, b), min(a, b)
+    text = task.to_text(a, b)
+    assert task.from_text(text) == (a, b, int(task.apply(torch.tensor(a), torch.tensor(b))))
+    tokens = task.encode(a, b)
+    assert "".join(task.vocab[t] for t in tokens) == text
+    assert max(tokens) < task.d_vocab
+
+
+@settings(max_examples=40, deadline=None)
+@given(task=st.sampled_from([t for t in TASKS if t.pad]), a=st.lists(st.integers(0, 99999), min_size=1, max_size=8))
+def test_batch_encoding_decodes_to_true_answers(task, a):
+    a = torch.tensor(a) % 10**task.width
+    b = a.flip(0)
+    if task.op == "sub":
+        a, b = torch.maximum(a, b), torch.minimum(a, b)
+    tokens, starts = task.encode_batch(a, b)
+    assert tokens.shape == (len(a), task.seq_len)
+    assert (starts == task.prompt_len).all()
+    answer = tokens[:, task.prompt_len : task.prompt_len + task.answer_width]
+    assert torch.equal(task.decode_answer(answer), task.apply(a, b))
+
+
+def test_paper_layout_matches_the_study():
+    # 349 + 705 -> 00349 00705 450100 (reference README)
+    assert Task("add", 3).to_text(349, 705) == "00349" "00705" "450100"
+    assert Task("mul", 3).to_text(349, 705) == "00349" "00705" + str(349 * 705).zfill(10)[::-1]
+    task = Task("add", 3)
+    assert (task.prompt_len, task.answer_width, task.n_ctx, task.d_vocab) == (10, 6, 15, 10)
+
+
+def test_modular_answers():
+    assert Task("addmod", 2, modulus=101).from_text(Task("addmod", 2, modulus=101).to_text(99, 98))[2] == (99 + 98) % 101
+    assert Task("addmod", 2, modulus=100).answer_width == 2
+
+
+@pytest.mark.parametrize(
+    "task, a, b, message",
+    [
+        (Task("add", 3), 123456, 1, "has 6 digits"),
+        (Task("add", 3), -4, 1, "negative"),
+        (Task("sub", 3), 3, 5, "a >= b"),
+        (Task("add", 3, format="plain", pad=False), 10**5, 0, "has 6 digits"),
+    ],
+)
+def test_bad_operands_raise_naming_the_problem(task, a, b, message):
+    with pytest.raises(ValueError, match=message):
+        task.encode(a, b)
+
+
+@pytest.mark.parametrize(
+    "task, text, message",
+    [
+        (Task("add", 3), "00349x0705450100", "only digits"),
+        (Task("add", 3), "003490070545010", "expected 16 digits"),
+        (Task("add", 3, format="plain"), "349+705=1054.", "zero-padded"),
+        (Task("add", 3, format="plain", pad=False), "349*705=1054.", "expected a\\+b=c"),
+        (Task("add", 3, format="plain", pad=False), "1234567+1=1234568.", "has 7 digits"),
+    ],
+)
+def test_malformed_text_raises_naming_the_problem(task, text, message):
+    with pytest.raises(ValueError, match=message):
+        task.from_text(text)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(op="pow"), "unknown operation"),
+        (dict(op="add", format="latex"), "unknown format"),
+        (dict(op="addmod"), "needs a modulus"),
+        (dict(op="add", digits=6), "between 1 and width"),
+        (dict(op="add", format="paper", pad=False), "always zero-padded"),
+    ],
+)
+def test_bad_task_raises(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Task(**kwargs)
+
+
+def test_digits_of():
+    assert digits_of(torch.tensor([349, 7]), 5).tolist() == [[0, 0, 3, 4, 9], [0, 0, 0, 0, 7]]
