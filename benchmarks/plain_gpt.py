@@ -30,7 +30,7 @@ class PlainGPT(nn.Module):
         super().__init__()
         self.tok, self.pos = nn.Embedding(d_vocab, d_model), nn.Embedding(n_ctx, d_model)
         self.blocks = nn.ModuleList(Block(d_model, n_heads, d_mlp) for _ in range(n_layers))
-        self.ln_f, self.head = nn.LayerNorm(d_model), nn.Linear(d_model, d_vocab)
+        self.ln_f, self.head = nn.LayerNorm(d_model), nn.Linear(d_model, d_vocab, bias=False)
 
     def forward(self, tokens):
         x = self.tok(tokens) + self.pos(torch.arange(tokens.shape[1], device=tokens.device))

@@ -23,17 +23,25 @@ from plain_gpt import PlainGPT  # noqa: E402
 
 from mechinterp_arith import ModelConfig, Task, TrainConfig, build_model, data, train  # noqa: E402
 from mechinterp_arith.model import resolve_device  # noqa: E402
-from mechinterp_arith.train import TrainingData, answer_loss, batch_indices  # noqa: E402
+from mechinterp_arith.model import fused_layernorm
+from mechinterp_arith.train import TrainingData, answer_loss, batch_indices, make_optimizer  # noqa: E402
 
 
 def ms_per_step(model, td, device, steps, batch_size, seed=0) -> float:
+    """The toolkit's training step (same optimizer, loss and batches) on ``model``."""
     inputs, targets, mask = (t.to(device) for t in (td.inputs, td.targets, td.loss_mask))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    opt = make_optimizer(model, TrainConfig(device=str(device)))
     model.train()
+    hooked = hasattr(model, "run_with_cache")
 
     def step(i):
         rows = batch_indices(len(inputs), batch_size, seed, i).to(device)
-        loss = answer_loss(model(inputs[rows]), targets[rows], mask[rows])
+        if hooked:
+            with fused_layernorm(model):
+                logits = model(inputs[rows])
+        else:
+            logits = model(inputs[rows])
+        loss = answer_loss(logits, targets[rows], mask[rows])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

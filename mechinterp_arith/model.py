@@ -13,11 +13,14 @@ Every model the toolkit makes or loads is a TransformerLens 4 bridge, so TL hook
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
+from typing import Iterator
 
 import torch
 from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
+from transformer_lens.model_bridge.generalized_components import NormalizationBridge
 
 from .tasks import Task
 
@@ -27,7 +30,10 @@ POSITIONS = ("learned", "rotary")
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of a small pre-LayerNorm decoder (defaults: minGPT gpt-nano)."""
+    """Architecture of a small pre-LayerNorm decoder (defaults: minGPT gpt-nano).
+
+    As in minGPT, the unembedding has no bias (the bridge keeps ``unembed.bias`` as a zero buffer).
+    """
 
     n_layers: int = 3
     n_heads: int = 3
@@ -38,7 +44,6 @@ class ModelConfig:
     n_ctx: int = 15
     d_vocab: int = 10
     seed: int = 0
-    unembed_bias: bool = True  # False for imported minGPT/nanoGPT heads (kept at zero)
 
     def __post_init__(self) -> None:
         for name in ("n_layers", "n_heads", "d_model", "d_mlp", "n_ctx", "d_vocab"):
@@ -92,12 +97,7 @@ class ModelConfig:
 
 def build_model(cfg: ModelConfig, device: str | torch.device | None = None) -> TransformerBridge:
     """A freshly initialised hooked model; the same ``cfg.seed`` gives the same weights."""
-    model = TransformerBridge.boot_native(cfg.bridge_config(), device=device)
-    if not cfg.unembed_bias:
-        with torch.no_grad():
-            model.unembed.bias.zero_()
-        model.unembed.bias.requires_grad_(False)
-    return model
+    return TransformerBridge.boot_native(cfg.bridge_config(), device=device)
 
 
 def resolve_device(device: str | None = "auto") -> torch.device:
@@ -112,3 +112,22 @@ def resolve_device(device: str | None = "auto") -> torch.device:
 
 def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
+
+
+@contextlib.contextmanager
+def fused_layernorm(model: TransformerBridge) -> Iterator[TransformerBridge]:
+    """Run LayerNorms through torch's fused kernel (forward and backward) inside the block.
+
+    The bridge computes LayerNorm from scratch by default so that hook edits propagate; that costs
+    extra autograd nodes in training. Inside this block observation hooks still fire and edits
+    still work (TL falls back and warns); outputs agree to float rounding. Training uses it.
+    """
+    norms = [m for m in model.modules() if isinstance(m, NormalizationBridge)]
+    before = [m.use_native_layernorm_autograd for m in norms]
+    for m in norms:
+        m.use_native_layernorm_autograd = True
+    try:
+        yield model
+    finally:
+        for m, b in zip(norms, before):
+            m.use_native_layernorm_autograd = b

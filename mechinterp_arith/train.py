@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from . import data
 from .checkpoint import CheckpointError, atomic_save_tensors, atomic_write_text, save_checkpoint, weights_of
 from .evaluate import accuracy
-from .model import ModelConfig, build_model, resolve_device
+from .model import ModelConfig, build_model, fused_layernorm, resolve_device
 from .tasks import END, Task
 
 STATE_WEIGHTS, STATE_JSON = "train_state.safetensors", "train_state.json"
@@ -125,6 +125,12 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> Int[Tensor, 
     return torch.randint(0, n, (batch_size,), generator=g)
 
 
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters (fused kernel: one op for all tensors)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=True)
+
+
 def answer_loss(logits, targets, mask) -> Tensor:
     """Mean cross-entropy over answer positions only."""
     return F.cross_entropy(logits[mask], targets[mask])
@@ -161,9 +167,7 @@ def train(
     ood_a, ood_b = data.ood_both(task, ood_m, cfg.eval_n, seed=cfg.data_seed) if ood_m else (None, None)
 
     model = build_model(mcfg, device=device)
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
-    )
+    optimizer = make_optimizer(model, cfg)
     run_id = {"task": task.to_dict(), "model": mcfg.to_dict(), "training": cfg.to_dict()}
     step, history, snapshots = 0, [], {}
     out = Path(out_dir) if out_dir is not None else None
@@ -190,7 +194,8 @@ def train(
         rows = batch_indices(len(inputs), cfg.batch_size, cfg.seed, step).to(device)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
-        logits = model(inputs[rows])
+        with fused_layernorm(model):  # hooks are not used while training; see its docstring
+            logits = model(inputs[rows])
         loss = answer_loss(logits, targets[rows], mask[rows])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,7 +1,8 @@
 """The ``mechinterp-arith`` command line: one module per subcommand, registered below.
 
-Each module in ``COMMAND_MODULES`` defines ``register(subparsers)``, which adds its parser and sets
-``func(args) -> int``. Errors are one line on stderr and a non-zero exit, never a traceback.
+Every module ``mechinterp_arith/cli/*_cmd.py`` defines ``register(subparsers)``, which adds its
+parser and sets ``func(args) -> int``; adding a command is adding such a file. Errors are one line
+on stderr and a non-zero exit, never a traceback.
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
-COMMAND_MODULES = [
-    "mechinterp_arith.cli.train_cmd",
-    "mechinterp_arith.cli.evaluate_cmd",
-    "mechinterp_arith.cli.info_cmd",
-]
+# train, evaluate, info first; the rest alphabetically
+_FIRST = ["train_cmd", "evaluate_cmd", "info_cmd"]
+COMMAND_MODULES = [f"{__name__}.{m}" for m in _FIRST] + sorted(
+    f"{__name__}.{p.stem}" for p in Path(__file__).parent.glob("*_cmd.py") if p.stem not in _FIRST
+)
 
 
 class CliError(Exception):
