@@ -1,0 +1,53 @@
+"""``mechinterp-arith report``: the self-contained HTML report of a checkpoint."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+from ..checkpoint import load
+from .common import add_checkpoint_arg, add_device_arg, print_json
+
+
+def register(sub) -> None:
+    from ..report.sections import SECTIONS
+
+    p = sub.add_parser("report", help="write a self-contained, offline HTML report (DIR/index.html)",
+                       description="Model card, training curves, accuracy by operand length, the analyses "
+                                   "this build provides, and attention views of ID inputs beside their OOD "
+                                   "class members, on one page that needs no network.")
+    add_checkpoint_arg(p, default="add3")
+    p.add_argument("--out", default="report", metavar="DIR", help="output directory (default: ./report)")
+    p.add_argument("--n", type=int, default=None,
+                   help="operand pairs per evaluation set (default 500; 100 with --quick)")
+    p.add_argument("--quick", action="store_true", help="small sample sizes (a fast preview)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every sampled set")
+    p.add_argument("--sections", nargs="+", default=None, metavar="KEY",
+                   help=f"only these sections, from: {' '.join(SECTIONS)}")
+    p.add_argument("--json", action="store_true", help="print a JSON summary (path, size, per-section timing)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_arg(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..report import ReportSettings, build_report
+
+    settings = ReportSettings(n=args.n, quick=args.quick, seed=args.seed,
+                              sections=tuple(args.sections) if args.sections else None)
+    settings.n_samples  # noqa: B018 - reject a bad --n before loading anything
+    ckpt = load(args.checkpoint, device=args.device)
+    command = "mechinterp-arith " + shlex.join(getattr(args, "argv", None) or sys.argv[1:])
+    result = build_report(ckpt, args.out, settings, progress=not (args.quiet or args.json), command=command)
+    if args.json:
+        print_json(result.summary())
+    else:
+        for s in result.sections:
+            print(f"  {s.title:<58} {s.status:<12} {s.seconds:6.1f} s" + (f"  {s.error}" if s.error else ""))
+        print(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB) in {result.seconds:.1f} s; "
+              f"open it in a browser (file://{result.path.resolve()})")
+    if result.errors:
+        print(f"mechinterp-arith report: error: {len(result.errors)} section(s) failed: "
+              f"{', '.join(s.key for s in result.errors)}", file=sys.stderr)
+        return 1
+    return 0

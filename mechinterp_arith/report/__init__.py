@@ -1,0 +1,27 @@
+"""The self-contained HTML report: ``mechinterp-arith report`` writes one offline page.
+
+>>> from mechinterp_arith import load
+>>> from mechinterp_arith.report import build_report, ReportSettings
+>>> result = build_report(load("add3"), "report", ReportSettings(quick=True))   # doctest: +SKIP
+>>> result.path                                                                # report/index.html
+
+Sections live in :mod:`mechinterp_arith.report.sections` (``SECTIONS``: key -> function); each is
+``section(ctx: ReportContext) -> dict(title=..., html=...)``.
+"""
+
+from .build import ReportResult, SectionResult, build_report, render_page, run_section
+from .context import ReportContext, ReportSettings, optional_module, unavailable
+from .sections import SECTIONS
+
+__all__ = [
+    "SECTIONS",
+    "ReportContext",
+    "ReportResult",
+    "ReportSettings",
+    "SectionResult",
+    "build_report",
+    "optional_module",
+    "render_page",
+    "run_section",
+    "unavailable",
+]

@@ -1,0 +1,70 @@
+"""Accuracy by operand length: exact match over a (len a, len b) grid, and the OOD rule's hit rate."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+from ... import data
+from ...evaluate import generate, operand_length, score
+from ..context import ReportContext, escape, table
+from .common import answers_match, eval_sets, mod_rule
+
+TITLE = "Accuracy by operand length"
+
+
+def length_grid_rates(ctx: ReportContext) -> dict:
+    """``{"lengths", "exact" [la, lb], "mod_rule" [la, lb], "n"}`` over lengths 1..width."""
+
+    def compute():
+        task, n, seed = ctx.ckpt.task, ctx.settings.n_samples, ctx.settings.seed
+        lengths = list(range(1, task.width + 1))
+        grid = data.length_grid(task, lengths, n, seed=seed)
+        a = torch.cat([p[0] for p in grid.values()])
+        b = torch.cat([p[1] for p in grid.values()])
+        exact, rule = answers_match(ctx.ckpt.model, task, a, b, [task.apply(a, b), mod_rule(task, a, b)])
+        la, lb = operand_length(a), operand_length(b)
+        E = np.full((len(lengths), len(lengths)), np.nan)
+        R = np.full_like(E, np.nan)
+        for i, x in enumerate(lengths):
+            for j, y in enumerate(lengths):
+                mask = (la == x) & (lb == y)
+                if mask.any():
+                    E[i, j], R[i, j] = exact[mask].float().mean().item(), rule[mask].float().mean().item()
+        return {"lengths": lengths, "exact": E, "mod_rule": R, "n": n}
+
+    return ctx.cached("length_grid", compute)
+
+
+def section(ctx: ReportContext) -> dict:
+    task = ctx.ckpt.task
+    grid = length_grid_rates(ctx)
+    labels = [str(x) for x in grid["lengths"]]
+    rule_name = f"(a mod 10^{task.digits}) {task.symbol} (b mod 10^{task.digits})"
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("exact match", f"answer = {rule_name}"),
+                        horizontal_spacing=0.15)
+    for col, key in ((1, "exact"), (2, "mod_rule")):
+        z = grid[key]
+        fig.add_trace(go.Heatmap(z=z, x=labels, y=labels, zmin=0, zmax=1, colorscale="Viridis",
+                                 text=np.round(z, 3), texttemplate="%{text}", showscale=col == 2,
+                                 hovertemplate="len a %{y}, len b %{x}: %{z:.3f}<extra></extra>"),
+                      row=1, col=col)
+        fig.update_xaxes(title_text="digits of b", row=1, col=col)
+        fig.update_yaxes(title_text="digits of a", autorange="reversed", row=1, col=col)
+    fig.update_layout(height=430, margin={"t": 40, "b": 40})
+
+    rows = []
+    sets = eval_sets(ctx)
+    for name, (a, b) in sets.items():
+        predicted = generate(ctx.ckpt.model, task, a, b).answers
+        s = score(task, predicted, task.apply(a, b))
+        label = f"ID {task.digits}-digit" if name == "id" else f"OOD {task.digits + 1}-digit (both operands)"
+        rows.append([label, s["n"], f"{s['exact']:.4f}",
+                     f"{(predicted == mod_rule(task, a, b)).float().mean().item():.4f}",
+                     " ".join(f"{x:.3f}" for x in s["per_digit"])])
+    summary = table(rows, header=["set", "n", "exact", f"= {rule_name}", "per digit (units first)"], cls="grid")
+    note = (f"<p>{escape(grid['n'])} pairs per cell (seed {ctx.settings.seed}); the model was trained on operands "
+            f"of up to {task.digits} digits. Lengths beyond {task.digits} are out of distribution.</p>")
+    return {"title": TITLE, "html": "\n".join([summary, ctx.figure(fig), note])}

@@ -1,0 +1,108 @@
+"""The report page: self-contained (no network references, each bundle once), small, and its numbers."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from mechinterp_arith import data
+from mechinterp_arith.cli import main
+from mechinterp_arith.evaluate import generate
+from mechinterp_arith.report import SECTIONS, ReportContext, ReportSettings, run_section
+from mechinterp_arith.report.sections.accuracy import length_grid_rates
+from mechinterp_arith.report.sections.attention import class_members, token_labels
+from mechinterp_arith.report.sections.common import answers_match, mod_rule
+from report_page import QUICK_N, index_html, quick_report
+
+MAX_BYTES = 10 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def page():
+    return quick_report()
+
+
+def test_page_is_self_contained(page):
+    result, html = page
+    parsed = index_html(html)
+    refs = [(tag, k, v) for tag, attrs in parsed.attrs for k, v in attrs.items() if k in ("src", "href", "srcset", "data")]
+    assert not [r for r in refs if re.match(r"\s*(https?:)?//", r[2], re.I)], refs
+    assert not [r for r in refs if r[1] == "src"], "every script is inline"  # nothing to fetch at all
+    assert all(v.startswith("#") for _, _, v in refs), refs  # only in-page anchors
+    assert "unpkg.com" not in html
+    body = html.split("</head>", 1)[1]  # everything but the two embedded bundles
+    assert not re.findall(r"https?://", body)
+
+
+def test_each_bundle_embedded_once_and_page_small(page):
+    result, html = page
+    assert html.count("* plotly.js v") == 1
+    assert html.count("var CircuitsVis=") == 1
+    n_views = html.count('class="cv-attention"')
+    n_plots = len(re.findall(r'<div id="plot-\d+"', html))
+    assert n_views == 6 and n_plots >= 2  # 2 ID examples x (ID + 2 OOD members); training + accuracy figures
+    assert result.size_bytes == len(html.encode("utf-8")) < MAX_BYTES
+    assert not result.errors, [s.error for s in result.errors]
+    assert [s.key for s in result.sections] == list(SECTIONS)
+
+
+def test_section_statuses_and_labels(page):
+    result, html = page
+    status = {s.key: s.status for s in result.sections}
+    for key in ("model", "training", "accuracy", "attention"):
+        assert status[key] == "ok"
+    for s in result.sections:
+        if s.status == "unavailable":
+            assert "Not available in this build" in s.html
+    assert "mechinterp-arith train --task add --digits 3" in html  # the reproducing command
+    assert "0034900705450100" in html  # the format example
+
+
+def test_teacher_forced_match_equals_greedy_generation(add3):
+    task = add3.task
+    a, b = data.ood_both(task, 4, 300, seed=3)
+    a = torch.cat([a, torch.tensor([349, 1349, 5349])])
+    b = torch.cat([b, torch.tensor([705, 705, 2705])])
+    predicted = generate(add3.model, task, a, b).answers
+    exact, rule = answers_match(add3.model, task, a, b, [task.apply(a, b), mod_rule(task, a, b)])
+    assert torch.equal(exact, predicted == task.apply(a, b))
+    assert torch.equal(rule, predicted == mod_rule(task, a, b))
+    assert rule[-3:].tolist() == [True, True, True]  # 349+705, 1349+705, 5349+2705 all answered 1054
+    assert rule[:-3].float().mean() > 0.9 and exact[:-3].float().mean() < 0.05
+
+
+def test_length_grid_numbers(add3):
+    grid = length_grid_rates(ReportContext(add3, ReportSettings(n=40, seed=1)))
+    E, R = grid["exact"], grid["mod_rule"]
+    assert grid["lengths"] == [1, 2, 3, 4, 5]
+    assert (E[:3, :3] == 1.0).all()  # in distribution: every sum right
+    assert E[3:, 3:].max() < 0.1  # both operands longer: wrong...
+    assert R[3, 3] > 0.85  # ...but answered as (a mod 1000) + (b mod 1000)
+
+
+def test_class_members_and_labels(add3):
+    task = add3.task
+    assert class_members(task, 349, 705) == [(349, 705), (1349, 705), (5349, 2705)]
+    labels = token_labels(task, torch.tensor(task.encode(349, 705))[: task.n_ctx])
+    assert labels[:5] == ["a4:0", "a3:0", "a2:3", "a1:4", "a0:9"] and labels[10:12] == ["c0:4", "c1:5"]
+
+
+def test_failing_section_becomes_an_error_box(add3, monkeypatch):
+    def broken(ctx):
+        raise RuntimeError("deliberately broken")
+
+    monkeypatch.setitem(SECTIONS, "model", broken)
+    out = run_section("model", ReportContext(add3))
+    assert out.status == "error" and "deliberately broken" in out.html and "RuntimeError" in out.error
+
+
+def test_cli_subset_and_bad_input(tmp_path, capsys):
+    assert main(["report", "add3", "--out", str(tmp_path), "--sections", "model", "--quiet"]) == 0
+    html = (tmp_path / "index.html").read_text()
+    assert 'data-key="model"' in html and 'data-key="training"' not in html
+    assert not list(tmp_path.glob(".*tmp"))  # written atomically, nothing left behind
+    assert main(["report", "add3", "--out", str(tmp_path), "--sections", "nope"]) == 2
+    assert "unknown report section(s) nope" in capsys.readouterr().err
+    assert main(["report", "add3", "--out", str(tmp_path), "--n", "0"]) == 2
