@@ -1,0 +1,52 @@
+"""``mechinterp-arith import``: turn a minGPT/nanoGPT file into a hooked checkpoint directory."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+
+from ..checkpoint import load
+from ..importer import DEFAULT_ACT, SOURCES, import_checkpoint
+from ..model import ACTIVATIONS
+from ..tasks import FORMATS, OPERATIONS, Task
+from .common import print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("import", help="import a minGPT/nanoGPT checkpoint as a hooked model",
+                       description="Convert a minGPT or nanoGPT .pt file (read with weights_only=True) into a "
+                                   "checkpoint directory that every other command reads. Layers, widths, "
+                                   "vocabulary and context come from the tensor shapes; heads from --n-heads "
+                                   "(or nanoGPT's model_args).",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("path", metavar="PATH", help="the .pt file: a state dict, or nanoGPT's {'model': ..., 'model_args': ...}")
+    p.add_argument("--from", dest="source", choices=SOURCES, required=True, help="the code base that wrote it")
+    p.add_argument("--n-heads", type=int, default=None, help="attention heads (required unless model_args holds n_head)")
+    p.add_argument("--act", choices=ACTIVATIONS, default=None,
+                   help=f"MLP activation (default: {', '.join(f'{k} for {v}' for v, k in DEFAULT_ACT.items())})")
+    t = p.add_argument_group("task the model was trained on (its token ids must mean what they mean in this format)")
+    t.add_argument("--task", dest="op", choices=OPERATIONS, default="add")
+    t.add_argument("--digits", type=int, default=3, help="n: operand digits trained on")
+    t.add_argument("--format", choices=FORMATS, default="paper")
+    t.add_argument("--width", type=int, default=5, help="W: widest operand the format holds")
+    t.add_argument("--modulus", type=int, default=None, help="p for addmod/mulmod")
+    t.add_argument("--no-pad", action="store_true", help="no zero padding (plain/reversed formats)")
+    p.add_argument("--out", required=True, help="checkpoint directory to write (an earlier import there is replaced)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    task = Task(args.op, args.digits, args.format, args.width, args.modulus, pad=not args.no_pad)
+    out = import_checkpoint(args.path, source=args.source, n_heads=args.n_heads, task=task, out=args.out,
+                            act_fn=args.act, command="mechinterp-arith " + shlex.join(args.argv))
+    ckpt = load(out, device="cpu")
+    m, src = ckpt.model_config, ckpt.config["source"]
+    if args.json:
+        print_json({"checkpoint": str(out), "task": task.name, "format": task.format, "model": m.to_dict(),
+                    "source": src, "command": ckpt.config["command"]})
+        return 0
+    print(f"wrote {out}: {args.source} {m.n_layers} layers, {m.n_heads} heads, d_model {m.d_model}, d_mlp {m.d_mlp}, "
+          f"{m.act_fn}, context {m.n_ctx}, vocab {m.d_vocab}; task {task.name} ({task.format} format); "
+          f"source sha256 {src['sha256'][:12]}")
+    return 0
