@@ -1,0 +1,43 @@
+"""``mechinterp-arith logit-lens``: what each residual state predicts at each answer position."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..activations import ANSWER_SOURCES, json_safe
+from ..checkpoint import atomic_write_text, load
+from ..logit_lens import id_ood_logit_lens
+from .common import add_checkpoint_arg, add_device_arg, print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("logit-lens", help="logit lens per residual state x answer digit, ID and OOD",
+                       description="Each residual state through the real final LayerNorm and unembedding "
+                                   "(TransformerLens accumulated_resid(apply_ln=True)): mean probability and rank of the "
+                                   "correct digit on random ID pairs; on OOD pairs, of the digit of (a mod 10^n) op "
+                                   "(b mod 10^n) and of the true digit.")
+    add_checkpoint_arg(p)
+    p.add_argument("--n", type=int, default=1000, help="pairs per set (default 1,000)")
+    p.add_argument("--ood-digits", type=int, default=None, help="OOD operand length (default n+1)")
+    p.add_argument("--ood-answers", default="greedy", choices=ANSWER_SOURCES,
+                   help="answer tokens teacher-forced on OOD inputs (default: the model's own greedy answer)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--html", type=Path, default=None, help="write the heatmaps to this offline HTML file")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_device_arg(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    ckpt = load(args.checkpoint, device=args.device)
+    res = id_ood_logit_lens(ckpt, n=args.n, ood_digits=args.ood_digits, ood_answers=args.ood_answers, seed=args.seed)
+    if args.html:
+        atomic_write_text(args.html, res.figure().to_html(include_plotlyjs=True))
+    if args.json:
+        print_json(json_safe({"checkpoint": ckpt.name, "task": ckpt.task.name, "n": args.n, **res.summary()}))
+        return 0
+    print(f"{ckpt.name}: logit lens (final-state lens vs model logits: max |diff| {res.final_max_abs_diff:.2e})")
+    for (s, t), _ in res.frame.groupby(["set", "target"], sort=False):
+        print(f"\n{s}, {t} digit (forced answers: {res.answers[s]}): mean probability; columns = answer digit, units first")
+        print(res.table("mean_prob", s, t).round(3).to_string())
+    return 0

@@ -1,0 +1,47 @@
+"""``mechinterp-arith match``: OOD inputs' residual streams against their ID representatives'."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..activations import json_safe
+from ..checkpoint import atomic_write_text, load
+from ..matching import MATCH_ANSWERS, match_ood
+from .common import add_checkpoint_arg, add_device_arg, fmt, print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("match", help="cosine similarity of OOD vs ID-representative activations per state x position",
+                       description="For OOD pairs (both operands n+1 digits) and their representatives (a mod 10^n, "
+                                   "b mod 10^n): mean cosine similarity and relative L2 distance of every residual "
+                                   "state at every position; where the extra digits sit and whether the streams "
+                                   "re-converge at the answer positions.")
+    add_checkpoint_arg(p)
+    p.add_argument("--n", type=int, default=1000, help="OOD pairs (default 1,000)")
+    p.add_argument("--ood-digits", type=int, default=None, help="OOD operand length (default n+1)")
+    p.add_argument("--answers", default="representative", choices=MATCH_ANSWERS,
+                   help="answer tokens fed to both runs: the representative's answer (default) or each run's greedy answer")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--html", type=Path, default=None, help="write the heatmaps to this offline HTML file")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_device_arg(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    ckpt = load(args.checkpoint, device=args.device)
+    res = match_ood(ckpt, n=args.n, ood_digits=args.ood_digits, answers=args.answers, seed=args.seed)
+    if args.html:
+        atomic_write_text(args.html, res.figure().to_html(include_plotlyjs=True))
+    s = res.summary()
+    if args.json:
+        print_json(json_safe({"checkpoint": ckpt.name, "task": ckpt.task.name, **s}))
+        return 0
+    roles = dict(zip(res.positions, res.roles))
+    print(f"{ckpt.name}: {res.n} OOD pairs vs their ID representatives (answers fed: {res.answers})")
+    print("extra-digit positions: " + ", ".join(f"{p} ({roles[p]})" for p in res.differing_positions))
+    print(f"{'state':<28}{'cos@extra':>10}{'cos@answer':>11}{'relL2@extra':>12}{'relL2@answer':>13}")
+    for h, d in s["by_state"].items():
+        print(f"{h:<28}{fmt(d['cosine_at_differing_positions']):>10}{fmt(d['cosine_at_answer_positions']):>11}"
+              f"{fmt(d['rel_l2_at_differing_positions']):>12}{fmt(d['rel_l2_at_answer_positions']):>13}")
+    return 0

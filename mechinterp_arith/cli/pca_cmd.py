@@ -1,0 +1,97 @@
+"""``mechinterp-arith pca``: residual-stream PCA, label separability and the OOD projection.
+
+Defaults are the study's Fig. 4 setting: the final LayerNorm output (scale and bias applied) at
+the position predicting the units digit, over 10,000 random pairs with each operand in
+[0, 10^(n+1)), coloured by the units digit of the result.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import data
+from ..activations import DEFAULT_HOOK, collect, json_safe, needs_answer_tokens, resolve_hook, resolve_position
+from ..checkpoint import atomic_write_text, load
+from ..labels import DEFAULT_LABEL, LABEL_HELP, parse_label
+from ..pca import DEFAULT_K, pca_sweep, residual_pca
+from ..projection import project
+from .common import add_checkpoint_arg, add_device_arg, fmt, print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("pca", help="PCA of a hook at a position: explained variance, label separability, OOD projection",
+                       description="PCA of activations at one hook x position over random operand pairs (default: the "
+                                   "study's Fig. 4 setting). Separability = nearest-centroid accuracy and silhouette of the "
+                                   "label in the top-k components. OOD projection: PCA and centroids fitted on ID pairs; "
+                                   "the share of OOD pairs whose nearest centroid is the label of (a mod 10^n, b mod 10^n) "
+                                   "versus that of the true answer.")
+    add_checkpoint_arg(p)
+    p.add_argument("--hook", default=DEFAULT_HOOK, help=f"TransformerLens hook name (default {DEFAULT_HOOK})")
+    p.add_argument("--position", default="units",
+                   help="input position: an index, 'units' or 'ans<k>' (the position predicting answer digit k); default units")
+    p.add_argument("--label", default=DEFAULT_LABEL, help=f"{LABEL_HELP}; default units")
+    p.add_argument("--n", type=int, default=10_000, help="random pairs, each operand in [0, 10^(n+1)) (default 10,000)")
+    p.add_argument("--n-id", type=int, default=2000, help="random n-digit pairs the OOD projection is fitted on (default 2,000)")
+    p.add_argument("--k", type=int, default=DEFAULT_K, help="components for separability (default 3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sweep", action="store_true",
+                   help="instead: every residual state x answer position on --n ID pairs, label = the digit each position predicts")
+    p.add_argument("--html", type=Path, default=None, help="write the figure to this offline HTML file")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_device_arg(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    ckpt = load(args.checkpoint, device=args.device)
+    task = ckpt.task
+    for name in ("n", "n_id", "k"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    hook = resolve_hook(ckpt.model, args.hook)
+    pos = resolve_position(task, args.position)
+    parse_label(task, args.label)
+    if args.sweep:
+        a, b = data.random_pairs(task, args.n, seed=args.seed)
+        sweep = pca_sweep(ckpt, a, b, k=args.k)
+        if args.html:
+            atomic_write_text(args.html, sweep.figure().to_html(include_plotlyjs=True))
+        if args.json:
+            print_json(json_safe({"checkpoint": ckpt.name, "task": task.name, "n": args.n, "k": args.k,
+                        "rows": sweep.frame.to_dict(orient="records")}))
+        else:
+            print(sweep.frame.pivot(index="hook", columns="position", values="nearest_centroid_accuracy").round(3).to_string())
+        return 0
+    top = min(task.digits + 1, task.width)
+    a, b = data.random_pairs(task, args.n, seed=args.seed, max_value=10**top)
+    answers = "greedy" if needs_answer_tokens(task, [pos]) else "true"
+    res = residual_pca(ckpt, a, b, hook, pos, args.label, args.k, answers=answers, seed=args.seed)
+    out = {"checkpoint": ckpt.name, "task": task.name, "inputs": f"{args.n} random pairs, each operand in [0, 10^{top})",
+           **res.summary()}
+    if needs_answer_tokens(task, [pos]):
+        out["teacher_forced_answers"] = "greedy"
+    ood = (a >= 10**task.digits) | (b >= 10**task.digits)
+    if ood.any():
+        ia, ib = data.random_pairs(task, args.n_id, seed=args.seed + 1)
+        id_acts = collect(ckpt, ia, ib, [hook], [pos], answers="true")[hook]
+        proj = project(task, id_acts.reshape(len(ia), -1).numpy().astype("float64"), (ia, ib),
+                       res.activations[ood.numpy()], (a[ood], b[ood]), hook, pos, args.label, args.k, answers, args.seed)
+        s = proj.summary()
+        out.update({key: s[key] for key in ("ood_on_equivalent_cluster", "ood_on_true_cluster", "labels_differ",
+                                            "ood_on_equivalent_cluster_where_differ", "ood_on_true_cluster_where_differ")})
+        out.update({"n_id": s["n_id"], "n_ood": s["n_ood"], "id_nearest_centroid_accuracy": s["id_nearest_centroid_accuracy"],
+                    "id_silhouette": s["id_silhouette"]})
+    if args.html:
+        atomic_write_text(args.html, res.figure(dims=3).to_html(include_plotlyjs=True))
+    if args.json:
+        print_json(json_safe(out))
+        return 0
+    print(f"{ckpt.name}: PCA of {hook} @ position {pos}, label {args.label}, {out['inputs']}")
+    print("explained variance ratio: " + " ".join(f"{r:.3f}" for r in out["explained_variance_ratio"]))
+    print(f"separability in top {args.k}: nearest-centroid accuracy {fmt(out['nearest_centroid_accuracy'])}, "
+          f"silhouette {fmt(out['silhouette'])}")
+    if "ood_on_equivalent_cluster" in out:
+        print(f"OOD projection ({out['n_ood']} OOD pairs on the PCA of {out['n_id']} ID pairs): "
+              f"{fmt(out['ood_on_equivalent_cluster'])} on the equivalent cluster, {fmt(out['ood_on_true_cluster'])} on "
+              f"the true-answer cluster (labels differ on {fmt(out['labels_differ'])})")
+    return 0

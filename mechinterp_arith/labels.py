@@ -1,0 +1,76 @@
+"""Labels of operand pairs to colour and separate representations by.
+
+A label is a short spec evaluated on ``(a, b)``; digit indices count places (0 = units):
+
+``a{i}``, ``b{i}``  digit i of an operand            ``ans{k}`` (``units`` = ``ans0``)  digit k of the result
+``carry{k}``        carry into place k (k >= 1; add: 0/1, sub: the borrow, mul: the carry value)
+``mod{j}``          the result mod 10^j
+
+>>> from mechinterp_arith import Task
+>>> import torch
+>>> task = Task("add", 3)
+>>> a, b = torch.tensor([349, 999]), torch.tensor([705, 1])
+>>> label_values(task, a, b, "units").tolist(), label_values(task, a, b, "carry1").tolist()
+([4, 0], [1, 1])
+>>> label_values(task, a, b, "mod2").tolist(), label_values(task, a, b, "a2").tolist()
+([54, 0], [3, 9])
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+from .tasks import Task, _as_long
+
+DEFAULT_LABEL = "units"
+LABEL_HELP = "a<i>, b<i> (operand digit, 0 = units), ans<k> or units (result digit), carry<k> (k >= 1), mod<j> (result mod 10^j)"
+
+
+def parse_label(task: Task, spec: str) -> tuple[str, int]:
+    """``(kind, index)`` of a label spec; ValueError names an unknown or out-of-range one."""
+    s = str(spec).strip()
+    if s == "units":
+        return "ans", 0
+    m = re.fullmatch(r"(a|b|ans|carry|mod)(\d+)", s)
+    if not m:
+        raise ValueError(f"unknown label {spec!r}; use {LABEL_HELP}")
+    kind, i = m.group(1), int(m.group(2))
+    A, W = task.answer_width, task.width
+    limits = {"a": (0, W - 1), "b": (0, W - 1), "ans": (0, A - 1), "carry": (1, A - 1), "mod": (1, A)}
+    lo, hi = limits[kind]
+    if not lo <= i <= hi:
+        raise ValueError(f"label {spec!r} is out of range for {task.name}: {kind}<i> needs {lo} <= i <= {hi}")
+    if kind == "carry" and task.op not in ("add", "sub", "mul"):
+        raise ValueError(f"label {spec!r}: carries are defined for add, sub and mul, not {task.op}")
+    return kind, i
+
+
+def label_values(task: Task, a: Int[Tensor, "batch"], b: Int[Tensor, "batch"], spec: str) -> Int[Tensor, "batch"]:
+    """The label of each pair (int64)."""
+    kind, i = parse_label(task, spec)
+    a, b = _as_long(a), _as_long(b)
+    p = 10**i
+    if kind == "a":
+        return a // p % 10
+    if kind == "b":
+        return b // p % 10
+    c = task.apply(a, b)
+    if kind == "ans":
+        return c // p % 10
+    if kind == "mod":
+        return c % p
+    # carry into place i
+    la, lb = a % p, b % p
+    if task.op == "add":
+        return (la + lb) // p
+    if task.op == "sub":
+        return (la < lb).long()
+    low = torch.zeros_like(a)  # mul: the partial products a_s b_t 10^(s+t) with s + t < i
+    for s in range(i):
+        for t in range(i - s):
+            low += (a // 10**s % 10) * (b // 10**t % 10) * 10 ** (s + t)
+    return low // p
