@@ -103,8 +103,8 @@ def score(task: Task, predicted: Int[Tensor, "batch"], target: Int[Tensor, "batc
     correct = (pred_digits == true_digits) & (predicted >= 0).unsqueeze(1)
     return {
         "n": n,
-        "exact": (predicted == target).float().mean().item(),
-        "per_digit": [round(x, 6) for x in correct.float().mean(0).tolist()],
+        "exact": round((predicted == target).double().mean().item(), 6),
+        "per_digit": [round(x, 6) for x in correct.double().mean(0).tolist()],
     }
 
 
