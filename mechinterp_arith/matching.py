@@ -2,7 +2,8 @@
 
 For each OOD pair ``(a, b)`` and its representative ``(a mod 10^n, b mod 10^n)``, compare the
 residual stream state by state and position by position: cosine similarity and relative L2
-distance ``|x_ood - x_rep| / |x_rep|``. The two inputs differ only in the extra digits' tokens;
+distance ``|x_ood - x_rep| / |x_rep|``; as a baseline, the cosine similarity between the
+representatives of different pairs (how alike any two inputs' streams are). The two inputs differ only in the extra digits' tokens;
 the question is whether the difference there is carried to the answer positions or whether the
 streams re-converge. Answer slots are teacher-forced with the same tokens in both runs: the
 representative's answer by default (``answers="representative"``), or each run's own greedy
@@ -49,6 +50,7 @@ class MatchResult:
     cosine: Float[np.ndarray, "state pos"]
     rel_l2: Float[np.ndarray, "state pos"]
     token_differs: Float[np.ndarray, "pos"]  # share of pairs whose input token differs at the position
+    baseline_cosine: Float[np.ndarray, "state pos"]  # representatives vs other (shuffled) representatives
     answer_positions: list[int]
     answers: str
     n: int
@@ -78,6 +80,7 @@ class MatchResult:
                 "cosine_at_answer_positions": float(self.cosine[i, ans].mean()) if ans else float("nan"),
                 "rel_l2_at_differing_positions": float(self.rel_l2[i, diff].mean()) if diff else float("nan"),
                 "rel_l2_at_answer_positions": float(self.rel_l2[i, ans].mean()) if ans else float("nan"),
+                "baseline_cosine_at_answer_positions": float(self.baseline_cosine[i, ans].mean()) if ans else float("nan"),
             }
         return {
             "n": self.n,
@@ -135,8 +138,10 @@ def match_activations(
     tok_x, tok_y = input_tokens(ckpt, a, b, ans_x), input_tokens(ckpt, ra, rb, ans_y)
     cos = np.stack([torch.nn.functional.cosine_similarity(x[h], y[h], dim=-1).mean(0).numpy() for h in hooks])
     rel = np.stack([((x[h] - y[h]).norm(dim=-1) / y[h].norm(dim=-1).clamp(min=1e-12)).mean(0).numpy() for h in hooks])
+    perm = torch.roll(torch.arange(len(a)), 1)  # unrelated ID inputs: how similar are any two streams?
+    base = np.stack([torch.nn.functional.cosine_similarity(y[h], y[h][perm], dim=-1).mean(0).numpy() for h in hooks])
     positions = list(range(task.n_ctx))
-    return MatchResult(hooks, positions, position_roles(task), cos, rel, (tok_x != tok_y).float().mean(0).numpy(),
+    return MatchResult(hooks, positions, position_roles(task), cos, rel, (tok_x != tok_y).float().mean(0).numpy(), base,
                        answer_positions(task), answers, len(a), task.prompt_len)
 
 

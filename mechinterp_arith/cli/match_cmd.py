@@ -40,8 +40,9 @@ def run(args) -> int:
     roles = dict(zip(res.positions, res.roles))
     print(f"{ckpt.name}: {res.n} OOD pairs vs their ID representatives (answers fed: {res.answers})")
     print("extra-digit positions: " + ", ".join(f"{p} ({roles[p]})" for p in res.differing_positions))
-    print(f"{'state':<28}{'cos@extra':>10}{'cos@answer':>11}{'relL2@extra':>12}{'relL2@answer':>13}")
+    print(f"{'state':<28}{'cos@extra':>10}{'cos@answer':>11}{'relL2@extra':>12}{'relL2@answer':>13}{'baseline cos@answer':>20}")
     for h, d in s["by_state"].items():
         print(f"{h:<28}{fmt(d['cosine_at_differing_positions']):>10}{fmt(d['cosine_at_answer_positions']):>11}"
-              f"{fmt(d['rel_l2_at_differing_positions']):>12}{fmt(d['rel_l2_at_answer_positions']):>13}")
+              f"{fmt(d['rel_l2_at_differing_positions']):>12}{fmt(d['rel_l2_at_answer_positions']):>13}"
+              f"{fmt(d['baseline_cosine_at_answer_positions']):>20}")
     return 0
