@@ -1,0 +1,302 @@
+"""Circuit queries on a checkpoint, answered with batched patching; pandas DataFrames out.
+
+>>> from mechinterp_arith import load
+>>> ckpt = load("add3")
+>>> digit_sites(ckpt, k=1).nlargest(3, "effect")[["kind", "layer", "label", "effect"]]   # where digit 1 lives
+>>> head_operand_map(ckpt, k=1).query("attention > 0.3")   # which heads read which operand digits
+>>> ood_sites(ckpt).query("direction == 'ood->id'")        # where the 4th digit's information goes
+>>> explain(ckpt, 1349, 705)["id_representative"]
+{'a': 349, 'b': 705, 'prediction': 1054}
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from .patching import patch_sweep
+from .prompt_pairs import (
+    OPERANDS,
+    PromptPairs,
+    answer_logit_pos,
+    change_operand_digit,
+    check_digit,
+    differ_in_answer_digit,
+    id_representative,
+    logit_diff_metric,
+    make_pairs,
+    ood_id_pairs,
+    operand_pos,
+    position_labels,
+)
+from .tasks import _as_long, digits_of
+
+SITE_KINDS = ("resid_pre", "attn_out", "mlp_out")
+MIN_PAIRS = 4
+
+
+def _cache(model, tokens):
+    with torch.inference_mode():
+        return model.run_with_cache(tokens)
+
+
+def _site_frame(ckpt, pairs: PromptPairs, metric, kinds, clean_value: float, corr_value: float) -> pd.DataFrame:
+    labels = position_labels(ckpt.task)
+    _, clean_cache = _cache(ckpt.model, pairs.clean_tokens)
+    frames = []
+    for kind in kinds:
+        df = patch_sweep(ckpt.model, pairs.corrupted_tokens, clean_cache, metric, kind).frame()
+        frames.append(df)
+    df = pd.concat(frames, ignore_index=True).rename(columns={"value": "logit_diff"})
+    df["label"] = [labels[p] for p in df["pos"]]
+    df["effect"] = (df["logit_diff"] - corr_value) / (clean_value - corr_value)
+    return df[["kind", "layer", "pos", "label", "logit_diff", "effect", "identical", "max_logit_change"]]
+
+
+def _baselines(ckpt, pairs, metric) -> tuple[float, float]:
+    with torch.inference_mode():
+        return float(metric(ckpt.model(pairs.clean_tokens))), float(metric(ckpt.model(pairs.corrupted_tokens)))
+
+
+def digit_sites(ckpt, k: int, n: int = 64, seed: int = 0, kinds: tuple[str, ...] = SITE_KINDS) -> pd.DataFrame:
+    """Which (layer, position) sites carry answer digit ``k``.
+
+    Pairs whose answers differ only in digit k; metric: logit(clean digit) - logit(corrupted digit)
+    at answer position k; ``effect`` is the normalised patching effect (1 = clean restored).
+    One row per (kind, layer, pos); ``attrs`` hold the clean and corrupted metric values.
+    """
+    check_digit(ckpt.task, k)
+    pairs = differ_in_answer_digit(ckpt.task, k, n=n, seed=seed).to(ckpt.device)
+    metric = logit_diff_metric(pairs, k)
+    clean_value, corr_value = _baselines(ckpt, pairs, metric)
+    df = _site_frame(ckpt, pairs, metric, kinds, clean_value, corr_value)
+    df.attrs.update(digit=k, n_pairs=len(pairs), clean_logit_diff=clean_value, corrupted_logit_diff=corr_value)
+    return df
+
+
+def attention_to_operands(ckpt, k: int, n: int = 64, seed: int = 0) -> pd.DataFrame:
+    """Mean attention from the position predicting answer digit ``k`` to every operand digit, per head."""
+    task = ckpt.task
+    q = answer_logit_pos(task, k)
+    a, b = _random(task, n, seed)
+    _, cache = _cache(ckpt.model, make_pairs(task, a, b, a, b).clean_tokens.to(ckpt.device))
+    rows = []
+    for layer in range(ckpt.model.cfg.n_layers):
+        pattern = cache[f"blocks.{layer}.attn.hook_pattern"][:, :, q].mean(0)  # [head, src]
+        for head in range(ckpt.model.cfg.n_heads):
+            for op in OPERANDS:
+                for place in range(task.digits):
+                    src = operand_pos(task, op, place)
+                    rows.append({"layer": layer, "head": head, "operand": op, "place": place, "src_pos": src,
+                                 "attention": float(pattern[head, src])})
+    return pd.DataFrame(rows)
+
+
+def _random(task, n, seed):
+    g = torch.Generator().manual_seed(seed)
+    N = 10**task.digits
+    return torch.randint(0, N, (n,), generator=g), torch.randint(0, N, (n,), generator=g)
+
+
+def head_operand_map(ckpt, k: int, n: int = 64, seed: int = 0) -> pd.DataFrame:
+    """Which heads move which operand digits into answer position ``k``.
+
+    For every head and operand digit (a or b, place i): ``attention`` from the position that
+    predicts answer digit k to that digit and ``effect``, the normalised effect of patching the
+    head's z at that position, with pairs that change only that operand digit (the rows where
+    answer digit k changes; NaN when fewer than 4 of ``n`` do). Heads may also move the digit
+    elsewhere first (e.g. a_i into b_i's position): ``best_pos``/``best_label``/``best_effect``
+    give the position where patching the head matters most and ``attention_at_best`` its
+    attention from there to the operand digit.
+    """
+    task = ckpt.task
+    check_digit(task, k)
+    q = answer_logit_pos(task, k)
+    att = attention_to_operands(ckpt, k, n, seed)
+    labels = position_labels(task)
+    a, b = _random(task, n, seed)
+    _, cache = _cache(ckpt.model, make_pairs(task, a, b, a, b).clean_tokens.to(ckpt.device))
+    patterns = [cache[f"blocks.{l}.attn.hook_pattern"].mean(0).permute(1, 0, 2) for l in range(ckpt.model.cfg.n_layers)]  # [dest, head, src]
+    effects = []
+    for op in OPERANDS:
+        for place in range(task.digits):
+            pairs = change_operand_digit(task, n=n, operand=op, place=place, seed=seed + 31 * place + (op == "b"))
+            keep = pairs.clean_digits[:, k] != pairs.corrupted_digits[:, k]
+            n_used = int(keep.sum())
+            if n_used < MIN_PAIRS:
+                effects += [{"layer": l, "head": h, "operand": op, "place": place, "effect": float("nan"), "best_pos": -1,
+                             "best_label": "", "best_effect": float("nan"), "attention_at_best": float("nan"), "n_pairs": n_used}
+                            for l in range(ckpt.model.cfg.n_layers) for h in range(ckpt.model.cfg.n_heads)]
+                continue
+            pairs = make_pairs(task, pairs.clean_a[keep], pairs.clean_b[keep], pairs.corrupted_a[keep],
+                               pairs.corrupted_b[keep]).to(ckpt.device)
+            metric = logit_diff_metric(pairs, k)
+            clean_value, corr_value = _baselines(ckpt, pairs, metric)
+            _, clean_cache = _cache(ckpt.model, pairs.clean_tokens)
+            sweep = patch_sweep(ckpt.model, pairs.corrupted_tokens, clean_cache, metric, "z", by_pos=True)
+            eff = (sweep.values - corr_value) / (clean_value - corr_value)  # [layer, pos, head]
+            src = operand_pos(task, op, place)
+            for l in range(eff.shape[0]):
+                for h in range(eff.shape[2]):
+                    best = int(eff[l, :, h].nan_to_num(-1e9).argmax())
+                    effects.append({"layer": l, "head": h, "operand": op, "place": place, "effect": float(eff[l, q, h]),
+                                    "best_pos": best, "best_label": labels[best], "best_effect": float(eff[l, best, h]),
+                                    "attention_at_best": float(patterns[l][best, h, src]), "n_pairs": n_used})
+    df = att.merge(pd.DataFrame(effects), on=["layer", "head", "operand", "place"])
+    df.insert(0, "digit", k)
+    return df
+
+
+def circuit(ckpt, n: int = 64, seed: int = 0, min_attention: float = 0.2, min_effect: float = 0.1) -> pd.DataFrame:
+    """Summary over answer digits 0..n: for each digit, the heads that attend to an operand digit
+    (attention >= ``min_attention``) and whose patching moves it (effect >= ``min_effect``)."""
+    frames = [head_operand_map(ckpt, k, n, seed) for k in range(ckpt.task.digits + 1)]
+    df = pd.concat(frames, ignore_index=True)
+    return df[(df.attention >= min_attention) & (df.effect >= min_effect)].reset_index(drop=True)
+
+
+# ---- OOD vs ID representative ------------------------------------------------------------------------
+def _answer_metric(task, base_logits: Float[Tensor, "batch pos vocab"], true_digits) -> callable:
+    positions = [answer_logit_pos(task, k) for k in range(task.answer_width)]
+    base_pred = base_logits[:, positions].argmax(-1)
+    dropped = task.digits  # the digit where the extra operand digits would show first
+
+    def metric(logits):
+        lg = logits[:, positions]
+        pred = lg.argmax(-1)
+        flips = (pred != base_pred).any(1).float().mean()
+        change = (lg - base_logits[:, positions]).abs().amax(dim=(1, 2)).mean()
+        true_rate = (pred[:, dropped] == true_digits[:, dropped]).float().mean()
+        return torch.stack([flips, change, true_rate])
+
+    return metric
+
+
+def ood_sites(ckpt, m: int | None = None, n: int = 64, seed: int = 0, kinds: tuple[str, ...] = SITE_KINDS) -> pd.DataFrame:
+    """Patch between OOD inputs and their ID representatives (a mod 10^n, b mod 10^n), both ways.
+
+    Both runs are teacher-forced with the representative's answer, so inputs differ only at the
+    extra operand digits. Per (direction, kind, layer, pos): ``act_diff`` (relative size of the
+    activation difference between the two runs), ``flip_rate`` (rows whose greedy answer digits
+    change), ``max_logit_change`` (mean over rows of the largest answer-logit change) and
+    ``true_digit_rate`` (rows predicting the true OOD answer's digit n, e.g. the 2 of 1349+705=2054).
+    """
+    task = ckpt.task
+    pairs = ood_id_pairs(task, n=n, m=m, seed=seed).to(ckpt.device)
+    true_ood = digits_of(task.apply(pairs.corrupted_a, pairs.corrupted_b), task.answer_width).flip(-1).to(ckpt.device)
+    labels = position_labels(task)
+    _, id_cache = _cache(ckpt.model, pairs.clean_tokens)
+    _, ood_cache = _cache(ckpt.model, pairs.corrupted_tokens)
+    frames = []
+    for direction, receiver, donor_cache, recv_cache in (("id->ood", pairs.corrupted_tokens, id_cache, ood_cache),
+                                                         ("ood->id", pairs.clean_tokens, ood_cache, id_cache)):
+        with torch.inference_mode():
+            base = ckpt.model(receiver)
+        metric = _answer_metric(task, base, true_ood)
+        base_vals = metric(base)
+        for kind in kinds:
+            sweep = patch_sweep(ckpt.model, receiver, donor_cache, metric, kind)
+            df = sweep.frame().rename(columns={"value_0": "flip_rate", "value_1": "answer_logit_change", "value_2": "true_digit_rate"})
+            diffs = []
+            for layer, pos in zip(df.layer, df.pos):
+                name = f"blocks.{layer}.hook_{kind}"
+                d, r = donor_cache[name][:, pos], recv_cache[name][:, pos]
+                diffs.append(float(((d - r).norm(dim=-1) / r.norm(dim=-1).clamp_min(1e-9)).mean()))
+            df["act_diff"] = diffs
+            df["direction"] = direction
+            df["label"] = [labels[p] for p in df.pos]
+            df.attrs["base_true_digit_rate"] = float(base_vals[2])
+            frames.append(df)
+    out = pd.concat(frames, ignore_index=True)
+    out = out[["direction", "kind", "layer", "pos", "label", "act_diff", "flip_rate", "answer_logit_change",
+               "true_digit_rate", "identical"]]
+    with torch.inference_mode():
+        ood_pred = ckpt.predict(pairs.corrupted_a, pairs.corrupted_b)
+    rep_answer = task.apply(pairs.clean_a, pairs.clean_b)
+    out.attrs.update(n_pairs=len(pairs), m=m or task.digits + 1,
+                     ood_answers_equal_representative=float((ood_pred == rep_answer).float().mean()),
+                     ood_exact=float((ood_pred == task.apply(pairs.corrupted_a, pairs.corrupted_b)).float().mean()))
+    return out
+
+
+# ---- one input ---------------------------------------------------------------------------------------
+def _corruptions_for_digit(ckpt, a: int, b: int, pred: int, k: int):
+    """Single- and same-place double-digit edits of (a, b) at ID places whose predicted answer
+    differs from ``pred`` in digit k and nowhere else (else: anywhere, fewest other digits)."""
+    task = ckpt.task
+    cand = []
+    for place in range(task.digits):
+        p = 10**place
+        da, db = (a // p) % 10, (b // p) % 10
+        for x in range(10):
+            if x != da:
+                cand.append((a + (x - da) * p, b))
+            if x != db:
+                cand.append((a, b + (x - db) * p))
+            for y in range(10):
+                if x != da and y != db:
+                    cand.append((a + (x - da) * p, b + (y - db) * p))
+    ca = torch.tensor([c[0] for c in cand])
+    cb = torch.tensor([c[1] for c in cand])
+    if task.op == "sub":
+        ok = ca >= cb
+        ca, cb = ca[ok], cb[ok]
+    preds = ckpt.predict(ca, cb)
+    A = task.answer_width
+    pd_ = digits_of(preds.clamp(min=0), A).flip(-1)
+    base = digits_of(torch.tensor([pred]).clamp(min=0), A).flip(-1)
+    diff = pd_ != base
+    only = diff[:, k] & (diff.sum(1) == 1) & (preds >= 0)
+    return ca[only], cb[only], preds[only]
+
+
+def explain(ckpt, a: int, b: int, top: int = 3, kinds: tuple[str, ...] = SITE_KINDS, max_pairs: int = 64) -> dict:
+    """Prediction, ID representative and the top patching sites per answer digit for one input.
+
+    For answer digit k, the corruptions are edits of the operands' ID digits after which the model's
+    answer changes in digit k only; all runs are teacher-forced with the model's own answers, so the
+    sites are those the model uses for *its* digit k (also for OOD inputs).
+    """
+    task = ckpt.task
+    a_t, b_t = _as_long([a]), _as_long([b])
+    task.check_operands(a_t, b_t)
+    a, b = int(a_t[0]), int(b_t[0])
+    pred = int(ckpt.predict(a_t, b_t)[0])
+    truth = int(task.apply(a_t, b_t)[0])
+    ra, rb = id_representative(task, a_t, b_t)
+    rep_pred = int(ckpt.predict(ra, rb)[0])
+    labels = position_labels(task)
+    digits = []
+    pred_digits = digits_of(torch.tensor([max(pred, 0)]), task.answer_width).flip(-1)[0].tolist()
+    true_digits = digits_of(torch.tensor([truth]), task.answer_width).flip(-1)[0].tolist()
+    for k in range(task.answer_width):
+        entry = {"k": k, "predicted": pred_digits[k], "true": true_digits[k], "logit_pos": answer_logit_pos(task, k)}
+        xa, xb, xp = _corruptions_for_digit(ckpt, a, b, pred, k)
+        xa, xb, xp = xa[:max_pairs], xb[:max_pairs], xp[:max_pairs]
+        entry["n_corruptions"] = len(xa)
+        if len(xa) == 0:
+            entry["top_sites"] = []
+            entry["note"] = f"no edit of the operands' {task.digits} ID digits changes the model's digit {k} alone"
+            digits.append(entry)
+            continue
+        nrow = len(xa)
+        pairs = make_pairs(task, a_t.repeat(nrow), b_t.repeat(nrow), xa, xb, f"explain digit {k}",
+                           clean_answer=torch.full((nrow,), pred), corrupted_answer=xp).to(ckpt.device)
+        metric = logit_diff_metric(pairs, k)
+        clean_value, corr_value = _baselines(ckpt, pairs, metric)
+        df = _site_frame(ckpt, pairs, metric, kinds, clean_value, corr_value)
+        best = df[~df.identical].nlargest(top, "effect")
+        entry["clean_logit_diff"] = round(clean_value, 4)
+        entry["corrupted_logit_diff"] = round(corr_value, 4)
+        entry["top_sites"] = [{"kind": r.kind, "layer": int(r.layer), "pos": int(r.pos), "label": labels[int(r.pos)],
+                               "effect": round(float(r.effect), 4)} for r in best.itertuples()]
+        digits.append(entry)
+    return {
+        "task": task.name, "a": a, "b": b, "prediction": pred, "true_answer": truth, "correct": pred == truth,
+        "in_distribution": bool(a < 10**task.digits and b < 10**task.digits),
+        "id_representative": {"a": int(ra[0]), "b": int(rb[0]), "prediction": rep_pred},
+        "prediction_equals_representative": pred == rep_pred,
+        "digits": digits,
+    }

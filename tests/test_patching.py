@@ -1,0 +1,173 @@
+import warnings
+
+import pytest
+import torch
+from transformer_lens import patching as tl_patching
+
+from mechinterp_arith import patching
+from mechinterp_arith.prompt_pairs import (
+    answer_logit_pos,
+    carry_pairs,
+    change_operand_digit,
+    correct_prob_metric,
+    differ_in_answer_digit,
+    logit_diff_metric,
+    normalised_effect,
+    ood_id_pairs,
+    operand_pos,
+    position_labels,
+)
+
+DROP_INS = ("get_act_patch_resid_pre", "get_act_patch_attn_out", "get_act_patch_mlp_out",
+            "get_act_patch_attn_head_out_all_pos", "get_act_patch_attn_head_out_by_pos")
+
+
+@pytest.fixture(scope="module")
+def setup(add3):
+    pairs = differ_in_answer_digit(add3.task, 1, n=6, seed=3)
+    with torch.inference_mode():
+        _, cache = add3.model.run_with_cache(pairs.clean_tokens)
+    return add3.model, pairs, cache, logit_diff_metric(pairs, 1)
+
+
+@pytest.mark.parametrize("name", DROP_INS)
+def test_drop_ins_equal_transformer_lens(setup, name):
+    model, pairs, cache, metric = setup
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = getattr(tl_patching, name)(model, pairs.corrupted_tokens, cache, metric)
+        for method in ("fast", "hooks"):
+            out = getattr(patching, name)(model, pairs.corrupted_tokens, cache, metric, method=method)
+            assert out.shape == ref.shape
+            assert torch.allclose(out, ref, atol=1e-4, rtol=0), (name, method, (out - ref).abs().max())
+    assert ref.abs().max() > 1.0  # the patches matter: not a comparison of constants
+
+
+def test_other_kinds_agree_across_paths_and_result_equals_z(setup):
+    model, pairs, cache, metric = setup
+    for kind in ("resid_mid", "resid_post", "result"):
+        fast = patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, kind, method="fast")
+        hooks = patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, kind, method="hooks")
+        assert fast.method == "fast" and hooks.method == "hooks"
+        assert torch.allclose(fast.values, hooks.values, atol=1e-4), kind
+    z = patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, "z", by_pos=False)
+    result = patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, "result", by_pos=False)
+    assert torch.allclose(z.values, result.values, atol=1e-4)
+
+
+def test_resid_mid_patch_reaches_the_residual_stream(setup):
+    # patching resid_mid of the last layer at every position must give the clean metric
+    model, pairs, cache, metric = setup
+    sweep = patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, "resid_mid", method="hooks")
+    with torch.inference_mode():
+        clean_value = float(metric(model(pairs.clean_tokens)))
+    q = answer_logit_pos(pairs.task, 1)
+    assert abs(float(sweep.values[2, q]) - clean_value) < 1e-3
+
+
+def test_chunk_size_does_not_change_results(setup):
+    model, pairs, cache, metric = setup
+    a = patching.get_act_patch_attn_head_out_by_pos(model, pairs.corrupted_tokens, cache, metric, warn_identical=False)
+    b = patching.get_act_patch_attn_head_out_by_pos(model, pairs.corrupted_tokens, cache, metric, chunk_size=1,
+                                                     warn_identical=False)
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_identical_sites_are_reported_and_equal_the_baseline(add3):
+    pairs = change_operand_digit(add3.task, n=8, operand="b", place=0, seed=1)  # only position 9 (and answers) differ
+    assert pairs.differing_positions()[0] == operand_pos(add3.task, "b", 0) == 9
+    with torch.inference_mode():
+        _, cache = add3.model.run_with_cache(pairs.clean_tokens)
+    metric = logit_diff_metric(pairs, 0)
+    sweep = patching.patch_sweep(add3.model, pairs.corrupted_tokens, cache, metric, "resid_pre")
+    # layer 0 reads the embeddings: identical exactly where every row's tokens agree
+    same_token = (pairs.clean_tokens == pairs.corrupted_tokens).all(0)
+    assert torch.equal(sweep.identical[0], same_token) and not same_token[9:12].any()
+    # later layers: identical before the first differing token, different from it on
+    assert sweep.identical[1:, :9].all() and not sweep.identical[1:, 9:].any()
+    assert torch.equal(sweep.values[:, :9], sweep.baseline.expand(3, 9))
+    assert (sweep.max_logit_change[~sweep.identical] > 0).all()
+    n_identical = 18 + int(same_token.sum())
+    assert len(sweep.identical_sites()) == n_identical
+    with pytest.warns(patching.IdenticalSitesWarning, match=f"{n_identical} of 45 resid_pre sites"):
+        patching.get_act_patch_resid_pre(add3.model, pairs.corrupted_tokens, cache, metric)
+
+
+def test_a_patch_that_never_runs_is_an_error(setup, monkeypatch):
+    model, pairs, cache, metric = setup
+    monkeypatch.setattr(patching, "_make_fast_patch", lambda *a, **k: (lambda point, j, t: None))
+    with pytest.raises(RuntimeError, match="never ran"):
+        patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, "attn_out", method="fast")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"kind": "hook_q"}, "unknown activation kind 'hook_q'"),
+    ({"kind": "resid_pre", "by_pos": False}, "by_pos=False applies to head kinds"),
+    ({"kind": "resid_pre", "layers": [3]}, "layer 3 is out of range"),
+    ({"kind": "resid_pre", "positions": [15]}, "position 15 is out of range"),
+    ({"kind": "z", "method": "magic"}, "unknown method 'magic'"),
+])
+def test_bad_arguments(setup, kwargs, message):
+    model, pairs, cache, metric = setup
+    with pytest.raises(ValueError, match=message):
+        patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, **kwargs)
+
+
+def test_mismatched_clean_cache_is_rejected(setup):
+    model, pairs, cache, metric = setup
+    with pytest.raises(ValueError, match="same batch and length"):
+        patching.patch_sweep(model, pairs.corrupted_tokens[:3], cache, metric, "resid_pre")
+
+
+# ---- prompt pairs and metrics ----------------------------------------------------------------------
+def test_operand_digit_pairs_keep_length_and_change_one_digit(add3):
+    task = add3.task
+    for op in ("a", "b"):
+        for place in range(3):
+            pairs = change_operand_digit(task, n=32, operand=op, place=place, seed=place)
+            assert pairs.clean_tokens.shape == pairs.corrupted_tokens.shape == (32, task.n_ctx)
+            diff = pairs.clean_tokens != pairs.corrupted_tokens
+            prompt_diff = diff[:, : task.prompt_len]
+            assert prompt_diff[:, operand_pos(task, op, place)].all()
+            assert prompt_diff.sum(1).eq(1).all()
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
+def test_answer_digit_pairs_differ_in_exactly_digit_k(add3, k):
+    pairs = differ_in_answer_digit(add3.task, k, n=32, seed=0)
+    diff = pairs.clean_digits != pairs.corrupted_digits
+    assert diff[:, k].all() and diff.sum(1).eq(1).all()
+    assert (pairs.clean_a < 1000).all() and (pairs.corrupted_b < 1000).all()
+
+
+def test_impossible_answer_digits_are_errors(add3):
+    with pytest.raises(ValueError, match="always 0"):
+        differ_in_answer_digit(add3.task, 4, n=4)
+    with pytest.raises(ValueError, match="answer digit 9 is out of range"):
+        differ_in_answer_digit(add3.task, 9, n=4)
+    with pytest.raises(ValueError, match="place 3 is out of range"):
+        change_operand_digit(add3.task, n=4, place=3)
+
+
+def test_carry_and_ood_pairs(add3):
+    task = add3.task
+    pairs = carry_pairs(task, 2, n=32, seed=0)
+    assert ((pairs.clean_a % 100 + pairs.clean_b % 100) >= 100).all()
+    assert ((pairs.corrupted_a % 100 + pairs.corrupted_b % 100) < 100).all()
+    ood = ood_id_pairs(task, n=32, m=4, seed=0)
+    assert (ood.corrupted_a >= 1000).all() and torch.equal(ood.clean_a, ood.corrupted_a % 1000)
+    assert ood.differing_positions() == [1, 6]  # the thousands digits of a and b, nothing else
+    assert position_labels(task)[1] == "a3" and position_labels(task)[6] == "b3"
+
+
+def test_metrics_on_real_logits(add3):
+    pairs = differ_in_answer_digit(add3.task, 2, n=16, seed=0)
+    with torch.inference_mode():
+        clean, corr = add3.model(pairs.clean_tokens), add3.model(pairs.corrupted_tokens)
+    metric = logit_diff_metric(pairs, 2)
+    assert float(metric(clean)) > 5 and float(metric(corr)) < -5
+    assert metric(clean).ndim == 0 and logit_diff_metric(pairs, 2, per_example=True)(clean).shape == (16,)
+    assert float(correct_prob_metric(pairs, 2)(clean)) > 0.99
+    assert float(normalised_effect(metric(clean), metric(clean), metric(corr))) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no pair differs in answer digit 0"):
+        logit_diff_metric(pairs, 0)
