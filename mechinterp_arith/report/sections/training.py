@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..context import ReportContext, escape
-from .common import answers_match, eval_sets, rates
+from .common import answers_match, eval_sets, rates, snapshot_model
 
 TITLE = "Training curves"
 
@@ -28,7 +28,7 @@ def snapshot_curve(ctx: ReportContext) -> list[dict]:
             models.append((final_step, ckpt.model))
         rows = []
         for step, model in models:
-            model = model if model is not None else ckpt.load_snapshot(step)
+            model = model if model is not None else snapshot_model(ctx, step)
             id_a, id_b = sets["id"]
             (hit,) = answers_match(model, ckpt.task, id_a, id_b, [ckpt.task.apply(id_a, id_b)])
             row = {"step": step, "id_exact": hit.float().mean().item()}
