@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import time
 
 import torch
@@ -49,6 +50,8 @@ def run() -> None:
         "logit_lens_default_s": round(timed(["logit-lens", *common]), 2),
         "match_default_s": round(timed(["match", *common]), 2),
         "target_s": 15,
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
         "note": "each command's time includes its own checkpoint load",
     }
     print(json.dumps(result, indent=2))
