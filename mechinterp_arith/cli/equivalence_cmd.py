@@ -1,0 +1,55 @@
+"""``mechinterp-arith equivalence``: which ID relation explains the model's OOD answers."""
+
+from __future__ import annotations
+
+from ..checkpoint import load
+from ..equivalence import FIT_THRESHOLD, analyse_checkpoint, report_dict
+from .common import add_checkpoint_arg, add_device_arg, fmt, print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "equivalence", help="find the ID relation (e.g. (a mod 10^3) + (b mod 10^3)) behind OOD answers",
+        description="For OOD sets (both operands m digits; one operand m digits, the other ID) test candidate "
+                    "relations output == f(a mod 10^j, b mod 10^j), output == true answer mod 10^j and the true "
+                    "answer; report each one's coverage (share of outputs exactly equal) with a 95%% Wilson "
+                    f"interval, the best one (it fits only if its interval lies above {FIT_THRESHOLD}), "
+                    "consistency with the ID representative (a mod 10^n, b mod 10^n) and per-digit accuracy.")
+    add_checkpoint_arg(p)
+    p.add_argument("--ood-digits", type=int, nargs="+", default=None, metavar="M",
+                   help="OOD operand lengths m, n < m <= W (default: n+1)")
+    p.add_argument("--n", type=int, default=10_000, help="samples per OOD set")
+    p.add_argument("--seed", type=int, default=0, help="seed of the OOD sets")
+    p.add_argument("--no-one-longer", action="store_true", help="skip the one-operand-longer sets")
+    p.add_argument("--relations", type=int, default=None, metavar="K",
+                   help="list only the K best relations per set in --json (default: all)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_device_arg(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    if args.n < 1:
+        raise ValueError(f"--n must be >= 1, got {args.n}")
+    ckpt = load(args.checkpoint, device=args.device)
+    results = analyse_checkpoint(ckpt, args.ood_digits, n=args.n, seed=args.seed, one_longer=not args.no_one_longer)
+    if args.json:
+        print_json(report_dict(ckpt, results, args.relations))
+        return 0
+    task = ckpt.task
+    print(f"{ckpt.name}: {task.describe()} ({task.format} format), trained on {task.digits}-digit operands")
+    print(f"{'set':<16}{'n':>7}{'exact':>8}{'consist':>9}  {'coverage [95% CI]':<26}relation")
+    for sets in results.values():
+        for r in sets.values():
+            top = r.search.top
+            lo, hi = top.ci95
+            name = top.name if r.search.fits else f"no relation fits (best: {top.name})"
+            print(f"{r.label:<16}{r.n:>7}{fmt(r.exact):>8}{fmt(r.consistency):>9}  "
+                  f"{fmt(top.coverage)} [{fmt(lo)}, {fmt(hi)}]  {name}")
+    print("\nper-digit accuracy (units first) against the true / the equivalent answer f(a mod 10^n, b mod 10^n):")
+    for sets in results.values():
+        for r in sets.values():
+            t = " ".join(f"{x:.3f}" for x in r.per_digit["true"])
+            e = " ".join(f"{x:.3f}" for x in r.per_digit["equivalent"])
+            print(f"  {r.label:<16} true  {t}\n  {'':<16} equiv {e}")
+    return 0

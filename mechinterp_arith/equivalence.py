@@ -1,0 +1,374 @@
+"""Which in-distribution relation explains a model's out-of-distribution answers?
+
+The study's central finding: a model trained on n-digit addition answers a pair of longer operands
+with ``(a mod 10^n) + (b mod 10^n)``, the true answer of its *ID representative*. This module
+finds such a relation on its own, on any checkpoint, and quantifies it.
+
+>>> from mechinterp_arith import load, data
+>>> ckpt = load("add3")
+>>> a, b = data.ood_both(ckpt.task, m=4, n=2000)
+>>> result = analyse_set(ckpt.model, ckpt.task, a, b)
+>>> result.best.name, round(result.best.coverage, 3)           # doctest: +SKIP
+('(a mod 10^3) + (b mod 10^3)', 0.998)
+
+Candidates, for f the task's operation (modular tasks included) and j = 1..W:
+
+* ``truncated`` j: ``f(a mod 10^j, b mod 10^j)``, e.g. ``((a mod 10^2) + (b mod 10^2)) mod 101``;
+* ``true_mod`` j: the true answer mod 10^j (only its low j digits kept), j = 1..answer_width;
+* ``true``: the true answer itself.
+
+Coverage is the share of outputs *exactly equal* to the candidate's value (not congruent to it mod
+10^j): under exact equality a trivially true relation such as "the true answer mod 10" only
+covers the outputs that happen to be below 10, so it cannot win spuriously. Each candidate also
+gets its digit-wise agreement (share of answer digits equal), reported but never used to choose.
+
+Choice: highest coverage; ties (equal counts) go to the larger modulus, with ``true`` counted as
+infinite. A tie means the data cannot tell the candidates apart, and the larger modulus is the
+weaker claim (less of the input thrown away): if outputs equal the true answer and also
+``(a mod 10^2 + b mod 10^2) mod 100`` (as for p = 100) we report the true answer and list the
+truncated relation as tied. The winner *fits* only when the lower end of its 95% Wilson interval
+exceeds :data:`FIT_THRESHOLD` = 0.5, i.e. when we are confident it covers a majority of outputs;
+otherwise the result says "no relation fits" and gives the best coverage found.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+from . import data
+from .fast_decode import fast_generate
+from .tasks import Task, _as_long, digits_of
+
+FIT_THRESHOLD = 0.5  # a relation must cover a majority of outputs (Wilson lower bound above this)
+Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
+KIND_ORDER = {"true": 2, "truncated": 1, "true_mod": 0}  # last tie-break, after the modulus
+
+
+def wilson_interval(hits: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``hits / n`` (95% by default).
+
+    Written out because scipy and statsmodels are not dependencies and the formula is three
+    lines. Unlike the normal ("Wald") interval it stays inside [0, 1] and is not degenerate at
+    0% or 100%, where coverages of these models often sit.
+
+    >>> [round(x, 4) for x in wilson_interval(95, 100)]
+    [0.8882, 0.9785]
+    """
+    if n <= 0:
+        return float("nan"), float("nan")
+    if not 0 <= hits <= n:
+        raise ValueError(f"hits={hits} must be between 0 and n={n}")
+    p = hits / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    lo = 0.0 if hits == 0 else max(0.0, centre - half)  # exact ends (no float residue at 0 or n)
+    hi = 1.0 if hits == n else min(1.0, centre + half)
+    return lo, hi
+
+
+@dataclass
+class Candidate:
+    """A candidate relation and its value on each input."""
+
+    name: str
+    kind: str  # "truncated", "true_mod" or "true"
+    j: int | None  # the power of ten (None for "true")
+    values: Int[Tensor, "batch"]
+
+    @property
+    def modulus(self) -> int | None:
+        return None if self.j is None else 10**self.j
+
+
+def truncated_name(task: Task, j: int) -> str:
+    """``(a mod 10^3) + (b mod 10^3)``, or ``((a mod 10^2) + (b mod 10^2)) mod 101``."""
+    return task.describe(f"(a mod 10^{j})", f"(b mod 10^{j})")
+
+
+def candidate_relations(task: Task, a: Int[Tensor, "batch"], b: Int[Tensor, "batch"]) -> list[Candidate]:
+    """Every candidate relation's value on each pair (see the module docstring)."""
+    a, b = _as_long(a), _as_long(b)
+    out = [Candidate(task.describe(), "true", None, task.apply(a, b))]
+    true = out[0].values
+    for j in range(1, task.width + 1):
+        out.append(Candidate(truncated_name(task, j), "truncated", j, task.apply(a % 10**j, b % 10**j)))
+    for j in range(1, task.answer_width + 1):
+        out.append(Candidate(f"({task.describe()}) mod 10^{j}", "true_mod", j, true % 10**j))
+    return out
+
+
+def representative(task: Task, a: Int[Tensor, "batch"], b: Int[Tensor, "batch"]) -> tuple[Int[Tensor, "batch"], Int[Tensor, "batch"]]:
+    """The ID representative ``(a mod 10^n, b mod 10^n)`` of each pair (a >= b kept for subtraction)."""
+    a, b = _as_long(a), _as_long(b)
+    N = 10**task.digits
+    ra, rb = a % N, b % N
+    if task.op == "sub":
+        ra, rb = torch.maximum(ra, rb), torch.minimum(ra, rb)
+    return ra, rb
+
+
+def answer_digits(task: Task, x: Int[Tensor, "batch"]) -> Int[Tensor, "batch answer"]:
+    """Answer digits, units first, ``answer_width`` of them; -1 everywhere for values no answer can
+    hold (negative, unreadable or too wide), so they agree with nothing."""
+    A = task.answer_width
+    ok = (x >= 0) & (x < 10**A)
+    d = digits_of(x.clamp(min=0), A).flip(-1)
+    return torch.where(ok.unsqueeze(1), d, torch.full_like(d, -1))
+
+
+def digit_agreement(task: Task, output: Int[Tensor, "batch"], target: Int[Tensor, "batch"]) -> list[float]:
+    """Share of rows whose answer digit k equals the target's (k = 0 is the units digit)."""
+    if len(output) == 0:
+        return [float("nan")] * task.answer_width
+    po, pt = answer_digits(task, output), answer_digits(task, target)
+    return ((po == pt) & (po >= 0)).float().mean(0).tolist()
+
+
+@dataclass
+class RelationFit:
+    """How well one candidate relation covers a set of outputs."""
+
+    name: str
+    kind: str
+    j: int | None
+    hits: int
+    n: int
+    digit_agreement: list[float]
+    same_as_true: bool  # equal to the true answer on every input of this set
+
+    @property
+    def modulus(self) -> int | None:
+        return None if self.j is None else 10**self.j
+
+    @property
+    def coverage(self) -> float:
+        return self.hits / self.n if self.n else float("nan")
+
+    @property
+    def ci95(self) -> tuple[float, float]:
+        return wilson_interval(self.hits, self.n)
+
+    def sort_key(self) -> tuple:
+        return (self.hits, math.inf if self.j is None else self.j, KIND_ORDER[self.kind])
+
+    def to_dict(self) -> dict:
+        lo, hi = self.ci95
+        return {
+            "name": self.name, "kind": self.kind, "modulus": self.modulus, "coverage": round(self.coverage, 6),
+            "ci95": [round(lo, 6), round(hi, 6)], "hits": self.hits, "n": self.n,
+            "digit_agreement": [round(x, 6) for x in self.digit_agreement], "same_as_true": self.same_as_true,
+        }
+
+
+@dataclass
+class RelationSearch:
+    """The outcome of :func:`find_relation` on one set of outputs.
+
+    ``fits`` says whether ``top`` (the highest-coverage candidate) covers a majority of outputs;
+    ``best`` is ``top`` when it fits and None ("no relation fits") otherwise. ``counterexamples``
+    lists the inputs whose output differs from ``top``'s value.
+    """
+
+    relations: list[RelationFit]  # best first
+    top: RelationFit
+    fits: bool
+    tied_with: list[str]
+    counterexamples: pd.DataFrame
+    n_counterexamples: int
+    threshold: float = FIT_THRESHOLD
+
+    @property
+    def best(self) -> RelationFit | None:
+        return self.top if self.fits else None
+
+    @property
+    def verdict(self) -> str:
+        if self.fits:
+            return f"{self.top.name} covers {self.top.coverage:.4f} of outputs"
+        return f"no relation fits (best coverage {self.top.coverage:.4f}, by {self.top.name})"
+
+    def best_dict(self) -> dict | None:
+        if not self.fits:
+            return None
+        lo, hi = self.top.ci95
+        return {"name": self.top.name, "kind": self.top.kind, "modulus": self.top.modulus,
+                "coverage": round(self.top.coverage, 6), "ci95": [round(lo, 6), round(hi, 6)],
+                "same_as_true": self.top.same_as_true, "tied_with": self.tied_with}
+
+
+def find_relation(
+    task: Task,
+    a: Int[Tensor, "batch"],
+    b: Int[Tensor, "batch"],
+    output: Int[Tensor, "batch"],
+    threshold: float = FIT_THRESHOLD,
+    max_counterexamples: int = 10_000,
+    rep_output: Int[Tensor, "batch"] | None = None,
+) -> RelationSearch:
+    """Score every candidate relation against given outputs (a model's, or synthetic ones).
+
+    ``rep_output`` (the model's outputs on the ID representatives), when given, becomes a column
+    of the counter-examples.
+
+    >>> task = Task("add", digits=3)
+    >>> a, b = torch.tensor([1234, 5678]), torch.tensor([4321, 8765])
+    >>> find_relation(task, a, b, (a % 1000) + (b % 1000)).best.name
+    '(a mod 10^3) + (b mod 10^3)'
+    """
+    a, b, output = _as_long(a), _as_long(b), _as_long(output)
+    if not len(a) == len(b) == len(output) or len(a) == 0:
+        raise ValueError(f"need equally long, non-empty a, b and output; got {len(a)}, {len(b)}, {len(output)}")
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    cands = candidate_relations(task, a, b)
+    true = cands[0].values
+    out_digits = answer_digits(task, output)
+    fits = []
+    for c in cands:
+        agree = ((out_digits == answer_digits(task, c.values)) & (out_digits >= 0)).float().mean(0).tolist()
+        fits.append(RelationFit(c.name, c.kind, c.j, int((output == c.values).sum()), len(a), agree,
+                                bool((c.values == true).all())))
+    order = sorted(range(len(fits)), key=lambda i: fits[i].sort_key(), reverse=True)
+    relations = [fits[i] for i in order]
+    top, top_values = relations[0], cands[order[0]].values
+    tied = [r.name for r in relations[1:] if r.hits == top.hits]
+    wrong = torch.nonzero(output != top_values).squeeze(1)
+    keep = wrong[:max_counterexamples]
+    counter = pd.DataFrame({
+        "a": a[keep].numpy(), "b": b[keep].numpy(), "output": output[keep].numpy(),
+        "true": true[keep].numpy(), "equivalent": top_values[keep].numpy(),
+    })
+    if rep_output is not None:
+        counter["representative_output"] = _as_long(rep_output)[keep].numpy()
+    return RelationSearch(relations, top, top.ci95[0] > threshold, tied, counter, len(wrong), threshold)
+
+
+@dataclass
+class EquivalenceResult:
+    """Everything measured on one OOD set: outputs, the relation search, representatives, digits."""
+
+    label: str
+    task: Task
+    a: Int[Tensor, "batch"]
+    b: Int[Tensor, "batch"]
+    output: Int[Tensor, "batch"]
+    rep_output: Int[Tensor, "batch"]  # the model's output on the ID representative
+    search: RelationSearch
+    per_digit: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.a)
+
+    @property
+    def exact(self) -> float:
+        return float((self.output == self.task.apply(self.a, self.b)).float().mean())
+
+    @property
+    def consistency(self) -> float:
+        """Share of inputs whose output equals the model's own output on their ID representative."""
+        return float((self.output == self.rep_output).float().mean())
+
+    @property
+    def best(self) -> RelationFit | None:
+        return self.search.best
+
+    @property
+    def counterexamples(self) -> pd.DataFrame:
+        """Inputs the top relation misses: a, b, output, true, equivalent, representative_output."""
+        return self.search.counterexamples
+
+    def to_dict(self, max_relations: int | None = None) -> dict:
+        hits = int((self.output == self.task.apply(self.a, self.b)).sum())
+        consistent = int((self.output == self.rep_output).sum())
+        rels = self.search.relations if max_relations is None else self.search.relations[:max_relations]
+        return {
+            "n": self.n,
+            "exact": round(self.exact, 6),
+            "exact_ci95": [round(x, 6) for x in wilson_interval(hits, self.n)],
+            "fits": self.search.fits,
+            "verdict": self.search.verdict,
+            "best_relation": self.search.best_dict(),
+            "best_coverage": round(self.search.top.coverage, 6),
+            "relations": [r.to_dict() for r in rels],
+            "consistency": round(self.consistency, 6),
+            "consistency_ci95": [round(x, 6) for x in wilson_interval(consistent, self.n)],
+            "per_digit": self.per_digit,
+            "n_counterexamples": self.search.n_counterexamples,
+            "counterexamples": self.counterexamples.head(5).to_dict(orient="records"),
+        }
+
+
+def analyse_set(model, task: Task, a, b, label: str = "", threshold: float = FIT_THRESHOLD,
+                max_counterexamples: int = 10_000) -> EquivalenceResult:
+    """Generate the model's answers on ``(a, b)`` and on their ID representatives, then search.
+
+    ``per_digit`` holds the accuracy of each answer digit (units first) against the true answer
+    and against the *equivalent* answer, the true answer of the ID representative
+    ``f(a mod 10^n, b mod 10^n)``.
+    """
+    a, b = _as_long(a), _as_long(b)
+    task.check_operands(a, b)
+    ra, rb = representative(task, a, b)
+    both = fast_generate(model, task, torch.cat([a, ra]), torch.cat([b, rb])).answers
+    output, rep_output = both[: len(a)], both[len(a):]
+    search = find_relation(task, a, b, output, threshold, max_counterexamples, rep_output)
+    per_digit = {
+        "true": [round(x, 6) for x in digit_agreement(task, output, task.apply(a, b))],
+        "equivalent": [round(x, 6) for x in digit_agreement(task, output, task.apply(ra, rb))],
+    }
+    return EquivalenceResult(label, task, a, b, output, rep_output, search, per_digit)
+
+
+def check_ood_digits(task: Task, ood_digits) -> list[int]:
+    """Validate OOD operand lengths: each m must satisfy n < m <= W."""
+    ms = [int(m) for m in ood_digits]
+    if not ms:
+        raise ValueError("give at least one OOD operand length (--ood-digits)")
+    for m in ms:
+        if m <= task.digits:
+            raise ValueError(f"OOD length m={m} must exceed the trained length n={task.digits} (m > n)")
+        if m > task.width:
+            raise ValueError(f"OOD length m={m} does not fit the format: width W={task.width} digits at most")
+    return ms
+
+
+def analyse_checkpoint(ckpt, ood_digits=None, n: int = 10_000, seed: int = 0, one_longer: bool = True,
+                       threshold: float = FIT_THRESHOLD) -> dict[str, dict[str, EquivalenceResult]]:
+    """Analyse both-operands-m-digits sets (key ``"ood"``) and, with ``one_longer``, sets with one
+    m-digit operand and one ID operand (key ``"one_longer"``), for each m in ``ood_digits``
+    (default: n+1). Results keyed by ``str(m)``."""
+    task = ckpt.task
+    if ood_digits is None:
+        ood_digits = [task.digits + 1]
+    ms = check_ood_digits(task, ood_digits)
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    out: dict[str, dict[str, EquivalenceResult]] = {"ood": {}}
+    if one_longer:
+        out["one_longer"] = {}
+    for m in ms:
+        a, b = data.ood_both(task, m, n, seed=seed)
+        out["ood"][str(m)] = analyse_set(ckpt.model, task, a, b, f"both {m}-digit", threshold)
+        if one_longer:
+            a, b = data.ood_one_longer(task, m, n, seed=seed)
+            out["one_longer"][str(m)] = analyse_set(ckpt.model, task, a, b, f"one {m}-digit", threshold)
+    return out
+
+
+def report_dict(ckpt, results: dict[str, dict[str, EquivalenceResult]], max_relations: int | None = None) -> dict:
+    """The ``mechinterp-arith equivalence --json`` object."""
+    return {
+        "checkpoint": str(ckpt.path) if getattr(ckpt, "path", None) is not None else ckpt.task.name,
+        "task": ckpt.task.name,
+        "train_digits": ckpt.task.digits,
+        "threshold": FIT_THRESHOLD,
+        **{key: {m: r.to_dict(max_relations) for m, r in sets.items()} for key, sets in results.items()},
+    }

@@ -1,0 +1,177 @@
+import json
+
+import pytest
+import torch
+
+from mechinterp_arith import data
+from mechinterp_arith.checkpoint import load, resolve_checkpoint
+from mechinterp_arith.cli import main
+from mechinterp_arith.equivalence import (
+    FIT_THRESHOLD,
+    analyse_checkpoint,
+    analyse_set,
+    find_relation,
+    representative,
+    wilson_interval,
+)
+from mechinterp_arith.equivalence_plots import class_distributions, class_probability_figure, relation_maps
+from mechinterp_arith.evaluate import generate
+from mechinterp_arith.fast_decode import fast_generate
+from mechinterp_arith.model import ModelConfig, build_model
+from mechinterp_arith.tasks import Task
+
+
+def shipped(name):
+    try:
+        return load(resolve_checkpoint(name), device="cpu")
+    except ValueError:
+        pytest.skip(f"checkpoint {name} is not shipped")
+
+
+# ---- the statistics ----------------------------------------------------------------------------
+def test_wilson_interval_is_a_proper_interval():
+    lo, hi = wilson_interval(95, 100)
+    assert (round(lo, 4), round(hi, 4)) == (0.8882, 0.9785)  # the textbook value
+    assert wilson_interval(0, 50)[0] == 0 and 0 < wilson_interval(0, 50)[1] < 0.1
+    assert wilson_interval(50, 50)[1] == 1 and 0.9 < wilson_interval(50, 50)[0] < 1
+    for k, n in [(1, 3), (7, 10), (500, 1000)]:
+        lo, hi = wilson_interval(k, n)
+        assert 0 <= lo < k / n < hi <= 1
+    assert wilson_interval(500, 1000)[1] - wilson_interval(500, 1000)[0] < wilson_interval(5, 10)[1] - wilson_interval(5, 10)[0]
+    with pytest.raises(ValueError, match="hits=11"):
+        wilson_interval(11, 10)
+
+
+# ---- the finder on synthetic outputs -----------------------------------------------------------
+def test_finder_names_a_planted_relation_and_refuses_noise():
+    task = Task("add", digits=3)
+    a, b = data.ood_both(task, 4, 2000, seed=1)
+    planted = (a % 1000) + (b % 1000)
+    planted[:100] += 1  # 5% counter-examples
+    s = find_relation(task, a, b, planted)
+    assert s.fits and s.best.name == "(a mod 10^3) + (b mod 10^3)" and s.best.modulus == 1000
+    assert s.best.hits == 1900 and s.n_counterexamples == 100
+    assert list(s.counterexamples.columns) == ["a", "b", "output", "true", "equivalent"]
+    assert (s.counterexamples.output == s.counterexamples.equivalent + 1).all()
+    # "true answer mod 10^3" matches only the pairs that do not carry into the thousands
+    mod = next(r for r in s.relations if r.name == "(a + b) mod 10^3")
+    assert 0.3 < mod.coverage < 0.6
+    noise = torch.randint(0, 20000, (2000,), generator=torch.Generator().manual_seed(0))
+    s = find_relation(task, a, b, noise)
+    assert not s.fits and s.best is None and s.top.coverage < 0.01
+    assert s.verdict.startswith("no relation fits (best coverage")
+    # a relation covering slightly under half does not fit either
+    half = torch.where(torch.arange(2000) < 900, planted, noise)
+    assert not find_relation(task, a, b, half).fits and FIT_THRESHOLD == 0.5
+
+
+def test_ties_go_to_the_larger_modulus_and_true_answer():
+    task = Task("addmod", digits=2, modulus=100)
+    a, b = data.ood_both(task, 4, 500, seed=0)
+    s = find_relation(task, a, b, task.apply(a, b))
+    assert s.best.kind == "true" and s.best.coverage == 1.0
+    assert "((a mod 10^2) + (b mod 10^2)) mod 100" in s.tied_with  # indistinguishable, listed
+    task = Task("addmod", digits=2, modulus=101)
+    s = find_relation(task, a, b, task.apply(a % 100, b % 100))
+    assert s.best.name == "((a mod 10^2) + (b mod 10^2)) mod 101" and "(a + b) mod 101" not in s.tied_with
+
+
+# ---- add3 --------------------------------------------------------------------------------------
+def test_fast_decoding_matches_the_hooked_bridge(add3):
+    a, b = data.ood_both(add3.task, 4, 120, seed=3)
+    ia, ib = data.random_pairs(add3.task, 120, seed=3)
+    for x, y in ((a, b), (ia, ib)):
+        assert torch.equal(fast_generate(add3.model, add3.task, x, y).tokens, generate(add3.model, add3.task, x, y).tokens)
+
+
+def test_add3_follows_the_mod_1000_relation(add3):
+    a, b = data.ood_both(add3.task, 4, 600, seed=0)
+    r = analyse_set(add3.model, add3.task, a, b)
+    assert r.exact < 0.01
+    assert r.search.fits and r.best.name == "(a mod 10^3) + (b mod 10^3)" and r.best.modulus == 1000
+    assert r.best.coverage > 0.9 and r.best.ci95[0] > 0.9
+    assert r.consistency == pytest.approx(r.best.coverage, abs=0.01)  # ID accuracy is 100%
+    assert min(r.per_digit["equivalent"]) > 0.95 and r.per_digit["true"][3] < 0.3
+    ra, rb = representative(add3.task, a, b)
+    assert torch.equal(ra, a % 1000) and torch.equal(rb, b % 1000)
+    ce = r.counterexamples
+    assert len(ce) == r.search.n_counterexamples == round((1 - r.best.coverage) * 600)
+    assert {"a", "b", "output", "true", "equivalent", "representative_output"} <= set(ce.columns)
+
+
+def test_random_model_fits_no_relation():
+    task = Task("add", digits=3)
+    model = build_model(ModelConfig.for_task(task, seed=1)).eval()
+    a, b = data.ood_both(task, 4, 300, seed=0)
+    r = analyse_set(model, task, a, b)
+    assert not r.search.fits and r.best is None and r.to_dict()["best_relation"] is None
+    assert r.search.top.coverage < 0.05
+
+
+@pytest.mark.parametrize("m, message", [(3, "must exceed the trained length n=3"), (2, "m > n"),
+                                         (6, "does not fit the format: width W=5")])
+def test_bad_ood_lengths(add3, m, message):
+    with pytest.raises(ValueError, match=message):
+        analyse_checkpoint(add3, [m], n=10)
+
+
+def test_cli_json_shape(capsys):
+    assert main(["equivalence", "add3", "--ood-digits", "4", "--n", "300", "--json", "--device", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    r = out["ood"]["4"]
+    assert r["n"] == 300 and r["exact"] < 0.02
+    assert r["best_relation"]["name"] == "(a mod 10^3) + (b mod 10^3)" and r["best_relation"]["modulus"] == 1000
+    lo, hi = r["best_relation"]["ci95"]
+    assert lo < r["best_relation"]["coverage"] <= hi and r["best_relation"]["coverage"] > 0.9
+    assert len(r["relations"]) == 1 + 5 + 6 and {"name", "modulus", "coverage", "ci95"} <= set(r["relations"][0])
+    assert set(r["per_digit"]) == {"true", "equivalent"} and len(r["per_digit"]["true"]) == 6
+    assert 0.9 < r["consistency"] <= 1 and out["one_longer"]["4"]["best_relation"]["modulus"] == 1000
+
+
+def test_cli_table_and_errors(capsys):
+    assert main(["equivalence", "add3", "--ood-digits", "4", "--n", "100", "--no-one-longer", "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    assert "both 4-digit" in text and "(a mod 10^3) + (b mod 10^3)" in text
+    assert main(["equivalence", "add3", "--ood-digits", "3"]) == 2
+    assert "m=3 must exceed" in capsys.readouterr().err
+    assert main(["equivalence", "add3", "--n", "0"]) == 2
+
+
+# ---- figures -----------------------------------------------------------------------------------
+def test_relation_maps_build(add3):
+    fig = relation_maps(add3, points=20)
+    assert [t.name for t in fig.data] == ["true", "equivalent", "model"]
+    true, equiv, model = (t.z for t in fig.data)
+    assert (model == equiv).mean() > 0.95 and (model == true).mean() < 0.5  # OOD three quarters
+
+
+def test_class_distributions(add3):
+    d = class_distributions(add3, 349, 705, k=3, seed=0)
+    assert d.probs.shape == (4, 6, 10) and torch.allclose(d.probs.sum(-1), torch.ones(4, 6))
+    assert int(d.outputs[0]) == 1054
+    assert list(d.tv.columns[-1:]) == ["tv_mean"] and ((d.tv.filter(like="tv_") >= 0) & (d.tv.filter(like="tv_") <= 1)).all().all()
+    same = d.tv[d.tv.output == 1054]
+    assert len(same) >= 1 and (same.tv_mean < 0.1).all()  # members answered like the representative
+    fig = class_probability_figure(add3, 349, 705, k=2)
+    assert [t.type for t in fig.data] == ["heatmap"] * 3 + ["bar"] * 2
+    with pytest.raises(ValueError, match="not an ID pair"):
+        class_distributions(add3, 1349, 705)
+    with pytest.raises(ValueError, match="must reduce to"):
+        class_distributions(add3, 349, 705, members=([1349], [1706]))
+
+
+# ---- modular addition: p = 100 versus p = 101 --------------------------------------------------
+def test_modular_p100_truncation_is_the_true_answer():
+    ckpt = shipped("addmod2_p100")
+    a, b = data.ood_both(ckpt.task, 3, 500, seed=0)
+    r = analyse_set(ckpt.model, ckpt.task, a, b)
+    assert r.exact > 0.9 and r.best.kind == "true" and r.best.same_as_true
+    assert "((a mod 10^2) + (b mod 10^2)) mod 100" in r.search.tied_with
+
+
+def test_modular_p101_follows_the_truncated_relation_not_the_truth():
+    ckpt = shipped("addmod2_p101")
+    a, b = data.ood_both(ckpt.task, 3, 500, seed=0)
+    r = analyse_set(ckpt.model, ckpt.task, a, b)
+    assert r.exact < 0.1
+    assert r.best.name == "((a mod 10^2) + (b mod 10^2)) mod 101" and r.best.coverage > 0.8
