@@ -1,0 +1,19 @@
+import mechinterp_arith as ma
+
+
+def test_every_public_name_resolves_and_is_documented():
+    for name in ma.__all__:
+        obj = getattr(ma, name)
+        assert obj is not None
+        if callable(obj):
+            assert obj.__doc__ and obj.__doc__.strip(), f"{name} has no docstring"
+    assert "import_checkpoint" in dir(ma)
+
+
+def test_unknown_attribute_is_an_attribute_error():
+    try:
+        ma.no_such_thing
+    except AttributeError as e:
+        assert "no_such_thing" in str(e)
+    else:
+        raise AssertionError("expected AttributeError")
