@@ -110,6 +110,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_save_tensors(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Write tensors to a safetensors file through a temporary sibling and a rename."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -213,6 +214,7 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
 
 
 def read_config(path: Path) -> dict:
+    """The parsed ``config.json`` of a checkpoint directory; CheckpointError when absent or malformed."""
     f = path / CONFIG
     if not f.is_file():
         raise CheckpointError(f"{path} holds no {CONFIG}; is it a checkpoint directory?")

@@ -111,6 +111,7 @@ def resolve_device(device: str | None = "auto") -> torch.device:
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
+    """The device holding the model's parameters."""
     return next(model.parameters()).device
 
 
