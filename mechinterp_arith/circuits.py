@@ -222,9 +222,8 @@ def ood_sites(ckpt, m: int | None = None, n: int = 64, seed: int = 0, kinds: tup
 
 
 # ---- one input ---------------------------------------------------------------------------------------
-def _corruptions_for_digit(ckpt, a: int, b: int, pred: int, k: int):
-    """Single- and same-place double-digit edits of (a, b) at ID places whose predicted answer
-    differs from ``pred`` in digit k and nowhere else (else: anywhere, fewest other digits)."""
+def _candidate_edits(ckpt, a: int, b: int):
+    """Single- and same-place double-digit edits of (a, b) at ID places, with the model's answers."""
     task = ckpt.task
     cand = []
     for place in range(task.digits):
@@ -243,11 +242,14 @@ def _corruptions_for_digit(ckpt, a: int, b: int, pred: int, k: int):
     if task.op == "sub":
         ok = ca >= cb
         ca, cb = ca[ok], cb[ok]
-    preds = ckpt.predict(ca, cb)
+    return ca, cb, ckpt.predict(ca, cb)
+
+
+def _corruptions_for_digit(task, candidates, pred: int, k: int):
+    """The candidate edits whose predicted answer differs from ``pred`` in digit k and nowhere else."""
+    ca, cb, preds = candidates
     A = task.answer_width
-    pd_ = digits_of(preds.clamp(min=0), A).flip(-1)
-    base = digits_of(torch.tensor([pred]).clamp(min=0), A).flip(-1)
-    diff = pd_ != base
+    diff = digits_of(preds.clamp(min=0), A).flip(-1) != digits_of(torch.tensor([pred]).clamp(min=0), A).flip(-1)
     only = diff[:, k] & (diff.sum(1) == 1) & (preds >= 0)
     return ca[only], cb[only], preds[only]
 
@@ -271,9 +273,10 @@ def explain(ckpt, a: int, b: int, top: int = 3, kinds: tuple[str, ...] = SITE_KI
     digits = []
     pred_digits = digits_of(torch.tensor([max(pred, 0)]), task.answer_width).flip(-1)[0].tolist()
     true_digits = digits_of(torch.tensor([truth]), task.answer_width).flip(-1)[0].tolist()
+    candidates = _candidate_edits(ckpt, a, b)
     for k in range(task.answer_width):
         entry = {"k": k, "predicted": pred_digits[k], "true": true_digits[k], "logit_pos": answer_logit_pos(task, k)}
-        xa, xb, xp = _corruptions_for_digit(ckpt, a, b, pred, k)
+        xa, xb, xp = _corruptions_for_digit(task, candidates, pred, k)
         xa, xb, xp = xa[:max_pairs], xb[:max_pairs], xp[:max_pairs]
         entry["n_corruptions"] = len(xa)
         if len(xa) == 0:

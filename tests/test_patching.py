@@ -46,19 +46,22 @@ def test_drop_ins_equal_transformer_lens(setup, name):
 def test_other_kinds_agree_across_paths_and_result_equals_z(setup):
     model, pairs, cache, metric = setup
     for kind in ("resid_mid", "resid_post", "result"):
-        fast = patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, kind, method="fast")
-        hooks = patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, kind, method="hooks")
+        kw = {"positions": [3, 8, 10, 14]}  # first differing token, b1, the reading position, the last
+        fast = patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, kind, method="fast", **kw)
+        hooks = patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, kind, method="hooks", **kw)
         assert fast.method == "fast" and hooks.method == "hooks"
-        assert torch.allclose(fast.values, hooks.values, atol=1e-4), kind
+        assert torch.allclose(fast.values, hooks.values, atol=1e-4, equal_nan=True), kind
+        assert fast.values[:, [3, 8, 10, 14]].isfinite().all() and fast.values[:, 0].isnan().all()
     z = patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, "z", by_pos=False)
     result = patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, "result", by_pos=False)
     assert torch.allclose(z.values, result.values, atol=1e-4)
 
 
 def test_resid_mid_patch_reaches_the_residual_stream(setup):
-    # patching resid_mid of the last layer at every position must give the clean metric
+    # the metric reads position q, which after the last resid_mid depends only on resid_mid[2][q]
     model, pairs, cache, metric = setup
-    sweep = patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, "resid_mid", method="hooks")
+    q = answer_logit_pos(pairs.task, 1)
+    sweep = patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, "resid_mid", method="hooks", positions=[q])
     with torch.inference_mode():
         clean_value = float(metric(model(pairs.clean_tokens)))
     q = answer_logit_pos(pairs.task, 1)
