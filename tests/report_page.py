@@ -17,8 +17,15 @@ def quick_report():
     from mechinterp_arith import load
     from mechinterp_arith.report import ReportSettings, build_report
 
+    import torch
+
     out = Path(tempfile.mkdtemp(prefix="mechinterp-arith-report-"))
-    result = build_report(load("add3", device="cpu"), out, ReportSettings(n=QUICK_N, quick=True), progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the CLI's default --threads 1: conftest's 2 threads made this ~7x slower under load
+    try:
+        result = build_report(load("add3", device="cpu"), out, ReportSettings(n=QUICK_N, quick=True), progress=False)
+    finally:
+        torch.set_num_threads(threads)
     return result, result.path.read_text(encoding="utf-8")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from . import accuracy, analyses, attention, model_card, training
+from . import accuracy, attention, equivalence, model_card, patching, representations, training
 
 SectionFn = Callable[..., dict]
 
@@ -17,12 +17,13 @@ SECTIONS: dict[str, SectionFn] = {
     "model": model_card.section,
     "training": training.section,
     "accuracy": accuracy.section,
-    "equivalence": analyses.equivalence,
-    "pca": analyses.pca,
-    "logit_lens": analyses.logit_lens,
-    "patching": analyses.patching,
+    "equivalence": equivalence.section,
+    "pca": representations.pca_section,
+    "logit_lens": representations.logit_lens_section,
+    "matching": representations.matching_section,
+    "patching": patching.patching_section,
     "attention": attention.section,
-    "circuits": analyses.circuits,
+    "circuits": patching.circuits_section,
 }
 
 __all__ = ["SECTIONS", "SectionFn"]
