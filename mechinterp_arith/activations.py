@@ -125,12 +125,8 @@ def residual_hooks(model) -> list[str]:
 
 
 def representatives(task: Task, a: Int[Tensor, "batch"], b: Int[Tensor, "batch"]) -> tuple[Int[Tensor, "batch"], Int[Tensor, "batch"]]:
-    """The ID representative of each pair: ``(a mod 10^n, b mod 10^n)`` (ordered a >= b for sub)."""
-    N = 10**task.digits
-    ra, rb = _as_long(a) % N, _as_long(b) % N
-    if task.op == "sub":
-        ra, rb = torch.maximum(ra, rb), torch.minimum(ra, rb)
-    return ra, rb
+    """The ID representative of each pair: :meth:`Task.id_representative`."""
+    return task.id_representative(a, b)
 
 
 def equivalent_answer(task: Task, a: Int[Tensor, "batch"], b: Int[Tensor, "batch"]) -> Int[Tensor, "batch"]:

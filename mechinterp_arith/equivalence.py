@@ -105,13 +105,8 @@ def candidate_relations(task: Task, a: Int[Tensor, "batch"], b: Int[Tensor, "bat
 
 
 def representative(task: Task, a: Int[Tensor, "batch"], b: Int[Tensor, "batch"]) -> tuple[Int[Tensor, "batch"], Int[Tensor, "batch"]]:
-    """The ID representative ``(a mod 10^n, b mod 10^n)`` of each pair (a >= b kept for subtraction)."""
-    a, b = _as_long(a), _as_long(b)
-    N = 10**task.digits
-    ra, rb = a % N, b % N
-    if task.op == "sub":
-        ra, rb = torch.maximum(ra, rb), torch.minimum(ra, rb)
-    return ra, rb
+    """The ID representative ``(a mod 10^n, b mod 10^n)`` of each pair: :meth:`Task.id_representative`."""
+    return task.id_representative(a, b)
 
 
 def answer_digits(task: Task, x: Int[Tensor, "batch"]) -> Int[Tensor, "batch answer"]:

@@ -240,9 +240,8 @@ def carry_pairs(task: Task, k: int, n: int = 64, seed: int = 0) -> PromptPairs:
 
 
 def id_representative(task: Task, a, b) -> tuple[Tensor, Tensor]:
-    """``(a mod 10^n, b mod 10^n)``: the ID input whose answer an OOD input gets."""
-    N = 10**task.digits
-    return _as_long(a) % N, _as_long(b) % N
+    """``(a mod 10^n, b mod 10^n)``: the ID input whose answer an OOD input gets (:meth:`Task.id_representative`)."""
+    return task.id_representative(a, b)
 
 
 def ood_id_pairs(task: Task, n: int = 64, m: int | None = None, seed: int = 0) -> PromptPairs:

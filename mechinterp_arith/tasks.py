@@ -161,6 +161,20 @@ class Task:
             return (a + b) % self.modulus
         return (a * b) % self.modulus
 
+    def id_representative(
+        self, a: Int[Tensor, "batch"], b: Int[Tensor, "batch"]
+    ) -> tuple[Int[Tensor, "batch"], Int[Tensor, "batch"]]:
+        """The ID input an OOD pair is equivalent to: ``(a mod 10^n, b mod 10^n)`` (a >= b kept for sub).
+
+        >>> Task("add", 3).id_representative(torch.tensor([1349]), torch.tensor([705]))
+        (tensor([349]), tensor([705]))
+        """
+        N = 10**self.digits
+        ra, rb = _as_long(a) % N, _as_long(b) % N
+        if self.op == "sub":
+            ra, rb = torch.maximum(ra, rb), torch.minimum(ra, rb)
+        return ra, rb
+
     def check_operands(self, a: Int[Tensor, "batch"], b: Int[Tensor, "batch"]) -> None:
         """Raise ValueError naming the first operand the format cannot hold."""
         limit = 10**self.width
