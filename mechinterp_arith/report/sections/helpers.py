@@ -49,6 +49,22 @@ def svg_only(fig: go.Figure) -> go.Figure:
     return fig
 
 
+def attempt(fn, *args, **kwargs):
+    """``(fn(...), None)``, or ``(None, message)`` when the analysis refuses the input with a ValueError
+    or IndexError (e.g. an answer digit a modular or multiplication task cannot isolate)."""
+    try:
+        return fn(*args, **kwargs), None
+    except (ValueError, IndexError) as e:
+        return None, f"{type(e).__name__}: {e}"
+
+
+def skipped(what: str, message: str) -> str:
+    """A one-line note for a part of a section that does not apply to this checkpoint."""
+    from ..context import escape
+
+    return f'<p class="note"><em>{escape(what)} not shown for this checkpoint:</em> {escape(message)}</p>'
+
+
 def ci(lo_hi) -> str:
     lo, hi = lo_hi
     return f"[{lo:.3f}, {hi:.3f}]"

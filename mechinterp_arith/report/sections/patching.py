@@ -1,6 +1,6 @@
 """Causal sections: activation-patching heatmaps, OOD-to-ID patching, and the circuit summary.
 
-Built on :mod:`mechinterp_arith.circuits` (``digit_sites``, ``ood_sites``, ``circuit``),
+Built on :mod:`mechinterp_arith.circuits` (``digit_sites``, ``ood_sites``, ``head_operand_map`` filtered as ``circuit``),
 :mod:`mechinterp_arith.patching` (``patch_sweep``) and :mod:`mechinterp_arith.prompt_pairs`.
 Effects are normalised: 0 = no effect, 1 = the clean metric restored.
 """
@@ -8,13 +8,14 @@ Effects are normalised: 0 = no effect, 1 = the clean metric restored.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
 from ..context import ReportContext, escape, table
 from .common import ood_digits
-from .helpers import fixed_length_only, modules_or_placeholder, size
+from .helpers import attempt, fixed_length_only, modules_or_placeholder, size, skipped
 
 PATCH_TITLE = "Activation patching"
 CIRCUIT_TITLE = "Circuit summary"
@@ -43,12 +44,20 @@ def digit_site_frames(ctx: ReportContext, circuits, digits: list[int], n: int) -
         k: circuits.digit_sites(ctx.ckpt, k, n=n, seed=ctx.settings.seed) for k in digits})
 
 
+def cfg_heads(ctx: ReportContext) -> int:
+    return ctx.ckpt.model.cfg.n_layers * ctx.ckpt.model.cfg.n_heads
+
+
 def _head_effects(ctx: ReportContext, patching, prompt_pairs, digits: list[int], n: int) -> np.ndarray:
     """Normalised effect of patching each head's z at every position: [digit, layer * head]."""
     model, task = ctx.ckpt.model, ctx.ckpt.task
     out = []
     for k in digits:
-        pairs = prompt_pairs.differ_in_answer_digit(task, k, n=n, seed=ctx.settings.seed).to(ctx.ckpt.device)
+        pairs, _ = attempt(prompt_pairs.differ_in_answer_digit, task, k, n=n, seed=ctx.settings.seed)
+        if pairs is None:  # this digit cannot be changed alone (e.g. the units digit of a product)
+            out.append(np.full(cfg_heads(ctx), np.nan))
+            continue
+        pairs = pairs.to(ctx.ckpt.device)
         metric = prompt_pairs.logit_diff_metric(pairs, k)
         with torch.inference_mode():
             _, clean_cache = model.run_with_cache(pairs.clean_tokens)
@@ -71,13 +80,17 @@ def patching_section(ctx: ReportContext) -> dict:
     n = size(ctx, 64, 16)
     labels = prompt_pairs.position_labels(task)
     k = min(1, task.answer_width - 1)  # the tens digit: needs both units digits and the carry
-    sites = digit_site_frames(ctx, circuits, [k], n)[k]
-    frames = [sites[sites.kind == kind] for kind in KINDS]
-    html = [f"<p>Clean and corrupted inputs whose answers differ only in answer digit {k} (10^{k} place; {n} pairs); "
-            f"metric: logit(clean digit) - logit(corrupted digit) at the position predicting it; each cell patches "
-            f"one activation from the clean run into the corrupted run (normalised effect; clean "
-            f"{sites.attrs['clean_logit_diff']:.2f}, corrupted {sites.attrs['corrupted_logit_diff']:.2f}).</p>",
-            ctx.figure(_heatmaps(frames, [f"{kind}: answer digit {k}" for kind in KINDS], "effect", labels))]
+    found, error = attempt(digit_site_frames, ctx, circuits, [k], n)
+    if found is None:
+        html = [skipped(f"Per-site patching of answer digit {k}", error)]
+    else:
+        sites = found[k]
+        frames = [sites[sites.kind == kind] for kind in KINDS]
+        html = [f"<p>Clean and corrupted inputs whose answers differ only in answer digit {k} (10^{k} place; {n} "
+                f"pairs); metric: logit(clean digit) - logit(corrupted digit) at the position predicting it; each cell "
+                f"patches one activation from the clean run into the corrupted run (normalised effect; clean "
+                f"{sites.attrs['clean_logit_diff']:.2f}, corrupted {sites.attrs['corrupted_logit_diff']:.2f}).</p>",
+                ctx.figure(_heatmaps(frames, [f"{kind}: answer digit {k}" for kind in KINDS], "effect", labels))]
 
     digits = list(range(min(task.digits + 1, task.answer_width)))
     heads = [f"L{l}H{h}" for l in range(cfg.n_layers) for h in range(cfg.n_heads)]
@@ -86,10 +99,14 @@ def patching_section(ctx: ReportContext) -> dict:
                                zmid=0, texttemplate="%{z:.2f}"))
     fig.update_layout(height=120 + 45 * len(digits), margin={"t": 30, "b": 30}, yaxis_autorange="reversed")
     html += ["<h3>Head patching</h3><p>Each head's output (z) patched at every position at once, for pairs that "
-             "differ in each answer digit (normalised effect).</p>", ctx.figure(fig)]
+             "differ in each answer digit (normalised effect; an empty row: no pairs change that digit alone).</p>",
+             ctx.figure(fig)]
 
-    if ood_digits(task) is not None:
-        ood = circuits.ood_sites(ctx.ckpt, n=n, seed=ctx.settings.seed, kinds=("resid_pre",))
+    ood, error = (None, "the format holds no longer operand") if ood_digits(task) is None else attempt(
+        circuits.ood_sites, ctx.ckpt, n=n, seed=ctx.settings.seed, kinds=("resid_pre",))
+    if ood is None:
+        html.append(skipped("OOD-to-ID patching", error))
+    else:
         m = ood.attrs["m"]
         fwd, back = ood[ood.direction == "ood->id"], ood[ood.direction == "id->ood"]
         fig = _heatmaps([fwd, fwd, back], ["relative activation difference |OOD - ID| / |ID| (resid_pre)",
@@ -127,9 +144,18 @@ def circuits_section(ctx: ReportContext) -> dict:
     (circuits,) = mods
     n = size(ctx, 64, 24)
     min_att, min_eff = 0.2, 0.1
-    df = ctx.cached(f"circuit:{n}", lambda: circuits.circuit(ctx.ckpt, n=n, seed=ctx.settings.seed,
-                                                             min_attention=min_att, min_effect=min_eff))
-    digits = range(min(ctx.ckpt.task.digits + 1, ctx.ckpt.task.answer_width))
+    digits = range(min(ctx.ckpt.task.digits + 1, ctx.ckpt.task.answer_width))  # circuit()'s digits, within the answer
+    maps, notes = [], []
+    for k in digits:
+        m, error = attempt(circuits.head_operand_map, ctx.ckpt, k, n=n, seed=ctx.settings.seed)
+        if m is None:
+            notes.append(skipped(f"Answer digit {k}", error))
+        else:
+            maps.append(m)
+    if not maps:
+        return {"title": CIRCUIT_TITLE, "html": "\n".join(notes)}
+    df = pd.concat(maps, ignore_index=True)
+    df = df[(df.attention >= min_att) & (df.effect >= min_eff)].reset_index(drop=True)  # as circuits.circuit
     summary = []
     for k in digits:
         sub = df[df.digit == k].sort_values(["layer", "head", "operand", "place"])
@@ -146,5 +172,5 @@ def circuits_section(ctx: ReportContext) -> dict:
             "<details><summary>Every qualifying (head, operand digit)</summary>",
             table(detail, ["answer digit", "head", "operand digit", "attention", "effect",
                            "position where patching it matters most", "effect there"], cls="grid"),
-            "</details>"]
+            "</details>", *notes]
     return {"title": CIRCUIT_TITLE, "html": "\n".join(html)}

@@ -31,7 +31,8 @@ def _projection_rows(task, projection, pca_n: int, ctx: ReportContext):
     ida, idb = data.random_pairs(task, size(ctx, 1000, 150), seed=seed + 1)
     ooa, oob = data.ood_both(task, m, n, seed=seed)
     out = []
-    for position, label in (("units", "ans0"), (f"ans{task.digits}", f"ans{task.digits}")):
+    digits = ["ans0"] + ([f"ans{task.digits}"] if 0 < task.digits < task.answer_width else [])
+    for position, label in ((d, d) for d in digits):
         res = projection.ood_projection(ctx.ckpt, (ida, idb), (ooa, oob), position=position, label=label)
         out.append((label, res))
     return out
@@ -72,7 +73,7 @@ def pca_section(ctx: ReportContext) -> dict:
         html.append(f"<h3>OOD projection</h3><p>PCA and label centroids fitted on ID pairs; each pair with both "
                     f"operands {m} digits is assigned to its nearest ID centroid (top {res.k} components), then "
                     f"compared with the label of its ID representative (equivalent) and of its true answer. "
-                    f"For the units digit the two labels coincide; at digit {task.digits} they differ.</p>")
+                    f"For the units digit of a sum the two labels coincide; at digit {task.digits} they can differ.</p>")
         html.append(table(rows, ["label", "position", "n ID", "n OOD", "ID accuracy", "OOD on equivalent cluster",
                                  "OOD on true cluster", "labels differ", "equivalent, where differ",
                                  "true, where differ"], cls="grid"))
