@@ -161,7 +161,9 @@ def circuit(ckpt, n: int = 64, seed: int = 0, min_attention: float = 0.2, min_ef
 def _answer_metric(task, base_logits: Float[Tensor, "batch pos vocab"], true_digits) -> callable:
     positions = [answer_logit_pos(task, k) for k in range(task.answer_width)]
     base_pred = base_logits[:, positions].argmax(-1)
-    dropped = task.digits  # the digit where the extra operand digits would show first
+    # the digit where the extra operand digits would show first (the top digit for narrow answers,
+    # e.g. a 2-digit modular result)
+    dropped = min(task.digits, task.answer_width - 1)
 
     def metric(logits):
         lg = logits[:, positions]
