@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -66,7 +67,10 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto")
     p.add_argument("--skip-convergence", action="store_true")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     task = Task("add", 3)
     td = TrainingData.build(task, data.id_split(task, seed=0))
@@ -80,6 +84,7 @@ def main() -> None:
     result = {
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "batch_size": args.batch_size,
         "hooked_ms_per_step": round(statistics.median(h), 3),
         "plain_ms_per_step": round(statistics.median(q), 3),

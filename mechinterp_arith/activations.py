@@ -34,6 +34,7 @@ ANSWER_SOURCES = ("true", "greedy", "representative")
 
 
 def require_fixed_length(task: Task) -> None:
+    """ValueError unless the task's format has fixed token positions (analyses index positions)."""
     if not task.fixed_length:
         raise ValueError(
             f"representation analyses need a fixed-length format (pad=True); task {task.name} in format "

@@ -241,6 +241,7 @@ def convert_state_dict(
 
 
 def sha256_of(path: str | Path) -> str:
+    """Hex SHA-256 of a file (recorded as the imported source's fingerprint)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
