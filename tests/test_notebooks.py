@@ -65,7 +65,11 @@ def execute(name: str, kernel_dir: Path, cwd: Path) -> tuple[nbformat.NotebookNo
     client = nbclient.NotebookClient(nb, km=km, timeout=CELL_TIMEOUT, allow_errors=False,
                                      resources={"metadata": {"path": str(cwd)}})
     t0 = time.perf_counter()
-    client.execute(env=env)
+    try:
+        client.execute(env=env)
+    finally:  # nbclient leaves a kernel it did not start running: shut it down
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
     return nb, time.perf_counter() - t0
 
 
