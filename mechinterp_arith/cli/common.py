@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from ..tasks import FORMATS, OPERATIONS, Task
+
 
 def add_checkpoint_arg(parser: argparse.ArgumentParser, default: str | None = None) -> None:
     if default is None:
@@ -34,3 +36,18 @@ def _jsonable(x):
 
 def fmt(x: float) -> str:
     return "nan" if x != x else f"{x:.4f}"
+
+
+def add_task_args(group) -> None:
+    """The options that describe a Task (``--task --digits --format --width --modulus --no-pad``)."""
+    group.add_argument("--task", dest="op", choices=OPERATIONS, default="add")
+    group.add_argument("--digits", type=int, default=3, help="n: operand digits trained on")
+    group.add_argument("--format", choices=FORMATS, default="paper")
+    group.add_argument("--width", type=int, default=5, help="W: widest operand the format holds")
+    group.add_argument("--modulus", type=int, default=None, help="p for addmod/mulmod")
+    group.add_argument("--no-pad", action="store_true", help="no zero padding (plain/reversed formats)")
+
+
+def task_from_args(args) -> Task:
+    """The Task named by :func:`add_task_args` options."""
+    return Task(args.op, args.digits, args.format, args.width, args.modulus, pad=not args.no_pad)

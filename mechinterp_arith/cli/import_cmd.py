@@ -8,8 +8,7 @@ import shlex
 from ..checkpoint import load
 from ..importer import DEFAULT_ACT, SOURCES, import_checkpoint
 from ..model import ACTIVATIONS
-from ..tasks import FORMATS, OPERATIONS, Task
-from .common import print_json
+from .common import add_task_args, print_json, task_from_args
 
 
 def register(sub) -> None:
@@ -25,19 +24,14 @@ def register(sub) -> None:
     p.add_argument("--act", choices=ACTIVATIONS, default=None,
                    help=f"MLP activation (default: {', '.join(f'{k} for {v}' for v, k in DEFAULT_ACT.items())})")
     t = p.add_argument_group("task the model was trained on (its token ids must mean what they mean in this format)")
-    t.add_argument("--task", dest="op", choices=OPERATIONS, default="add")
-    t.add_argument("--digits", type=int, default=3, help="n: operand digits trained on")
-    t.add_argument("--format", choices=FORMATS, default="paper")
-    t.add_argument("--width", type=int, default=5, help="W: widest operand the format holds")
-    t.add_argument("--modulus", type=int, default=None, help="p for addmod/mulmod")
-    t.add_argument("--no-pad", action="store_true", help="no zero padding (plain/reversed formats)")
+    add_task_args(t)
     p.add_argument("--out", required=True, help="checkpoint directory to write (an earlier import there is replaced)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    task = Task(args.op, args.digits, args.format, args.width, args.modulus, pad=not args.no_pad)
+    task = task_from_args(args)
     out = import_checkpoint(args.path, source=args.source, n_heads=args.n_heads, task=task, out=args.out,
                             act_fn=args.act, command="mechinterp-arith " + shlex.join(args.argv))
     ckpt = load(out, device="cpu")

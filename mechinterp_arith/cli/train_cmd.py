@@ -6,9 +6,8 @@ import argparse
 import shlex
 
 from ..model import ACTIVATIONS, POSITIONS, ModelConfig
-from ..tasks import FORMATS, OPERATIONS, Task
 from ..train import TrainConfig, train
-from .common import add_device_arg, fmt
+from .common import add_device_arg, add_task_args, fmt, task_from_args
 
 
 def register(sub) -> None:
@@ -16,12 +15,7 @@ def register(sub) -> None:
                        description="Train a hooked transformer on n-digit arithmetic; resumable.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t = p.add_argument_group("task")
-    t.add_argument("--task", dest="op", choices=OPERATIONS, default="add")
-    t.add_argument("--digits", type=int, default=3, help="n: operand digits trained on")
-    t.add_argument("--format", choices=FORMATS, default="paper")
-    t.add_argument("--width", type=int, default=5, help="W: widest operand the format holds")
-    t.add_argument("--modulus", type=int, default=None, help="p for addmod/mulmod")
-    t.add_argument("--no-pad", action="store_true", help="no zero padding (plain/reversed formats)")
+    add_task_args(t)
     m = p.add_argument_group("model (defaults: minGPT gpt-nano)")
     m.add_argument("--layers", type=int, default=3)
     m.add_argument("--heads", type=int, default=3)
@@ -55,7 +49,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    task = Task(args.op, args.digits, args.format, args.width, args.modulus, pad=not args.no_pad)
+    task = task_from_args(args)
     mcfg = ModelConfig.for_task(task, n_layers=args.layers, n_heads=args.heads, d_model=args.d_model,
                                 d_mlp=args.d_mlp or 4 * args.d_model, act_fn=args.act,
                                 positional=args.positional, seed=args.model_seed)
