@@ -51,3 +51,20 @@ def add_task_args(group) -> None:
 def task_from_args(args) -> Task:
     """The Task named by :func:`add_task_args` options."""
     return Task(args.op, args.digits, args.format, args.width, args.modulus, pad=not args.no_pad)
+
+
+def add_json_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def add_html_arg(parser: argparse.ArgumentParser, what: str = "the figure") -> None:
+    from pathlib import Path
+
+    parser.add_argument("--html", type=Path, default=None, help=f"write {what} to this offline HTML file")
+
+
+def write_figure_html(path, fig) -> None:
+    """Write a plotly figure as a standalone HTML file with plotly.js embedded (works offline)."""
+    from ..checkpoint import atomic_write_text
+
+    atomic_write_text(path, fig.to_html(include_plotlyjs=True))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..checkpoint import load
 from ..equivalence import FIT_THRESHOLD, analyse_checkpoint, report_dict
-from .common import add_checkpoint_arg, add_device_arg, fmt, print_json
+from .common import add_checkpoint_arg, add_device_arg, add_json_arg, fmt, print_json
 
 
 def register(sub) -> None:
@@ -23,7 +23,7 @@ def register(sub) -> None:
     p.add_argument("--no-one-longer", action="store_true", help="skip the one-operand-longer sets")
     p.add_argument("--relations", type=int, default=None, metavar="K",
                    help="list only the K best relations per set in --json (default: all)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_arg(p)
     add_device_arg(p)
     p.set_defaults(func=run)
 

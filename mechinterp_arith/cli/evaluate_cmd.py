@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..checkpoint import load
 from ..evaluate import evaluate_checkpoint
-from .common import add_checkpoint_arg, add_device_arg, fmt, print_json
+from .common import add_checkpoint_arg, add_device_arg, add_json_arg, fmt, print_json
 
 
 def register(sub) -> None:
@@ -17,7 +17,7 @@ def register(sub) -> None:
     p.add_argument("--n", type=int, default=None, help="samples per set (default: all 10,000 held-out; 10,000 OOD)")
     p.add_argument("--seed", type=int, default=0, help="seed of the OOD (and random ID) sets")
     p.add_argument("--batch-size", type=int, default=4096)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_arg(p)
     add_device_arg(p)
     p.set_defaults(func=run)
 

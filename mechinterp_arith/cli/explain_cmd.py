@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..checkpoint import load
-from .common import add_checkpoint_arg, add_device_arg, print_json
+from .common import add_checkpoint_arg, add_device_arg, add_json_arg, print_json
 
 
 def register(sub) -> None:
@@ -14,7 +14,7 @@ def register(sub) -> None:
     p.add_argument("a", type=int, metavar="A")
     p.add_argument("b", type=int, metavar="B")
     p.add_argument("--top", type=int, default=3, help="sites per digit (default 3)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_arg(p)
     add_device_arg(p)
     p.set_defaults(func=run)
 

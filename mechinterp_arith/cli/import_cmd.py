@@ -8,7 +8,7 @@ import shlex
 from ..checkpoint import load
 from ..importer import DEFAULT_ACT, SOURCES, import_checkpoint
 from ..model import ACTIVATIONS
-from .common import add_task_args, print_json, task_from_args
+from .common import add_json_arg, add_task_args, print_json, task_from_args
 
 
 def register(sub) -> None:
@@ -26,7 +26,7 @@ def register(sub) -> None:
     t = p.add_argument_group("task the model was trained on (its token ids must mean what they mean in this format)")
     add_task_args(t)
     p.add_argument("--out", required=True, help="checkpoint directory to write (an earlier import there is replaced)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_arg(p)
     p.set_defaults(func=run)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..checkpoint import load
-from .common import add_checkpoint_arg, print_json
+from .common import add_checkpoint_arg, add_json_arg, print_json
 
 
 def register(sub) -> None:
@@ -11,7 +11,7 @@ def register(sub) -> None:
                        description="Show a checkpoint's task, model config, training settings, last "
                                    "metrics, snapshots and the command that reproduces it.")
     add_checkpoint_arg(p)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_arg(p)
     p.set_defaults(func=run)
 
 

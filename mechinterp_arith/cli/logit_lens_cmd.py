@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..activations import ANSWER_SOURCES, json_safe
-from ..checkpoint import atomic_write_text, load
+from ..checkpoint import load
 from ..logit_lens import id_ood_logit_lens
-from .common import add_checkpoint_arg, add_device_arg, print_json
+from .common import add_checkpoint_arg, add_device_arg, add_html_arg, add_json_arg, print_json, write_figure_html
 
 
 def register(sub) -> None:
@@ -22,8 +20,8 @@ def register(sub) -> None:
     p.add_argument("--ood-answers", default="greedy", choices=ANSWER_SOURCES,
                    help="answer tokens teacher-forced on OOD inputs (default: the model's own greedy answer)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--html", type=Path, default=None, help="write the heatmaps to this offline HTML file")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_html_arg(p, "the heatmaps")
+    add_json_arg(p)
     add_device_arg(p)
     p.set_defaults(func=run)
 
@@ -32,7 +30,7 @@ def run(args) -> int:
     ckpt = load(args.checkpoint, device=args.device)
     res = id_ood_logit_lens(ckpt, n=args.n, ood_digits=args.ood_digits, ood_answers=args.ood_answers, seed=args.seed)
     if args.html:
-        atomic_write_text(args.html, res.figure().to_html(include_plotlyjs=True))
+        write_figure_html(args.html, res.figure())
     if args.json:
         print_json(json_safe({"checkpoint": ckpt.name, "task": ckpt.task.name, "n": args.n, **res.summary()}))
         return 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..checkpoint import load
-from .common import add_checkpoint_arg, add_device_arg, print_json
+from .common import add_checkpoint_arg, add_device_arg, add_json_arg, print_json
 
 
 def register(sub) -> None:
@@ -19,7 +19,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--top", type=int, default=5, help="sites per digit to report (default 5)")
     p.add_argument("--min-effect", type=float, default=0.1, help="heads reported when best effect >= this")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_arg(p)
     add_device_arg(p)
     p.set_defaults(func=run)
 

@@ -7,15 +7,13 @@ the position predicting the units digit, over 10,000 random pairs with each oper
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from .. import data
 from ..activations import DEFAULT_HOOK, collect, json_safe, needs_answer_tokens, resolve_hook, resolve_position
-from ..checkpoint import atomic_write_text, load
+from ..checkpoint import load
 from ..labels import DEFAULT_LABEL, LABEL_HELP, parse_label
 from ..pca import DEFAULT_K, pca_sweep, residual_pca
 from ..projection import project
-from .common import add_checkpoint_arg, add_device_arg, fmt, print_json
+from .common import add_checkpoint_arg, add_device_arg, add_html_arg, add_json_arg, fmt, print_json, write_figure_html
 
 
 def register(sub) -> None:
@@ -36,8 +34,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sweep", action="store_true",
                    help="instead: every residual state x answer position on --n ID pairs, label = the digit each position predicts")
-    p.add_argument("--html", type=Path, default=None, help="write the figure to this offline HTML file")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_html_arg(p)
+    add_json_arg(p)
     add_device_arg(p)
     p.set_defaults(func=run)
 
@@ -55,7 +53,7 @@ def run(args) -> int:
         a, b = data.random_pairs(task, args.n, seed=args.seed)
         sweep = pca_sweep(ckpt, a, b, k=args.k)
         if args.html:
-            atomic_write_text(args.html, sweep.figure().to_html(include_plotlyjs=True))
+            write_figure_html(args.html, sweep.figure())
         if args.json:
             print_json(json_safe({"checkpoint": ckpt.name, "task": task.name, "n": args.n, "k": args.k,
                         "rows": sweep.frame.to_dict(orient="records")}))
@@ -82,7 +80,7 @@ def run(args) -> int:
         out.update({"n_id": s["n_id"], "n_ood": s["n_ood"], "id_nearest_centroid_accuracy": s["id_nearest_centroid_accuracy"],
                     "id_silhouette": s["id_silhouette"]})
     if args.html:
-        atomic_write_text(args.html, res.figure(dims=3).to_html(include_plotlyjs=True))
+        write_figure_html(args.html, res.figure(dims=3))
     if args.json:
         print_json(json_safe(out))
         return 0
