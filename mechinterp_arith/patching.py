@@ -4,20 +4,21 @@
 Here the patched variants are stacked along the batch (variant-major: rows ``s*B .. s*B+B-1`` hold
 variant ``s``) and run in chunks of at most ``chunk_size`` rows. Two paths run the chunks:
 
-``fast``   a functional replica of the model's forward built from its weights (pre-LN GPT with
-           learned positions, the architecture :mod:`mechinterp_arith.model` builds), checked
-           against the bridge's own logits before use. A variant patched at layer ``l`` and
+``fast``   the model's plain forward (:class:`~mechinterp_arith.plain_forward.PlainGPT`: pre-LN GPT
+           with learned positions, the architecture :mod:`mechinterp_arith.model` builds), checked
+           against the bridge's logits once per set of weights and used only while no hooks are
+           attached. It also runs the corrupted baseline. A variant patched at layer ``l`` and
            position ``p`` only recomputes layers ``>= l`` at positions ``>= p``: everything
            upstream is exactly the corrupted run, reused from its cache (keys and values included).
-``hooks``  any TL-hooked model: the stacked variants run through ``model.run_with_hooks`` with
-           one hook per hooked activation that writes each variant's clean slice.
+``hooks``  any TL-hooked model: the corrupted run and the stacked variants run through the bridge
+           (``model.run_with_hooks``) with one hook per hooked activation that writes each
+           variant's clean slice.
 
-``method="auto"`` uses ``fast`` when the replica reproduces the bridge (max logit difference
-below 1e-4), else ``hooks``.
+``method="auto"`` uses ``fast`` when the plain forward is accepted, else ``hooks``.
 
-No silent no-ops: a site whose clean and corrupted activations are identical for every row
-(e.g. positions before the first differing token) is not run: its value is the metric on the
-unpatched corrupted logits, and the sweep reports it (``Sweep.identical``; the drop-ins warn with
+No silent no-ops: a site whose clean and corrupted activations are identical for every row, to
+float rounding (``SAME_RTOL``; e.g. positions before the first differing token), is not run: its
+value is the metric on the unpatched corrupted logits, and the sweep reports it (``Sweep.identical``; the drop-ins warn with
 :class:`IdenticalSitesWarning`). Every other patch checks that its write changed the activation
 and that its hook fired (RuntimeError otherwise), and the sweep records how far each patch moved
 the logits (``Sweep.max_logit_change``).
@@ -48,19 +49,15 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from .plain_forward import PlainGPT, SharedPrefix, checked_plain_forward
+
 KINDS: tuple[str, ...] = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "z", "result")
 HEAD_KINDS = ("z", "result")
 METHODS = ("auto", "fast", "hooks")
 DEFAULT_CHUNK = 1024
-REPLICA_ATOL = 1e-4
 SLACK = 1.0  # see _chunks_by_start
-_ACTS = {
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu": F.gelu,
-    "relu": F.relu,
-    "silu": F.silu,
-}
+PROBE_ROWS = 8  # rows of the first corrupted batch that check the plain forward against the bridge
+SAME_RTOL = 1e-5  # clean and corrupted activations this close (relative to their scale) count as equal
 
 
 class IdenticalSitesWarning(UserWarning):
@@ -81,7 +78,9 @@ class Sweep:
     ``values`` is ``[*site_axes, *metric_shape]`` (site axes as TL orders them: ``layer, pos`` for
     residual/attn_out/mlp_out, ``layer, pos, head`` or ``layer, head`` for heads). ``identical``
     marks sites whose clean and corrupted activations are equal in every row (their value is the
-    unpatched corrupted metric); ``max_logit_change`` is max |patched - corrupted| over the logits.
+    unpatched corrupted metric); ``after_read`` marks sites after every position a metric with
+    declared ``reads_positions`` reads (not run: causally they cannot change it; value = baseline);
+    ``max_logit_change`` is max |patched - corrupted| over the logits the metric reads.
     """
 
     kind: str
@@ -92,6 +91,7 @@ class Sweep:
     baseline: Tensor
     method: str
     n_forward_rows: int = 0
+    after_read: Bool[Tensor, "..."] | None = None
 
     def frame(self) -> pd.DataFrame:
         """One row per site: axis columns, ``value`` (scalar metrics), ``identical``, ``max_logit_change``."""
@@ -107,6 +107,7 @@ class Sweep:
                 for j, v in enumerate(vals.tolist()):
                     row[f"value_{j}"] = v
             row["identical"] = bool(self.identical[idx])
+            row["after_read"] = bool(self.after_read[idx]) if self.after_read is not None else False
             row["max_logit_change"] = float(self.max_logit_change[idx])
             rows.append(row)
         return pd.DataFrame(rows)
@@ -169,148 +170,38 @@ def _site_slice(t: Tensor, site: _Site) -> Tensor:
     return t[:, site.pos]
 
 
+def _differs(clean: Tensor, corr: Tensor) -> Bool[Tensor, "..."]:
+    """Where clean and corrupted activations differ by more than float rounding (``SAME_RTOL`` of
+    the activation's scale): the corrupted run may come from the plain forward and the clean one
+    from the bridge, which agree only to rounding."""
+    scale = max(float(clean.abs().max()), float(corr.abs().max()), 1.0) if clean.numel() else 1.0
+    return (clean - corr).abs() > SAME_RTOL * scale
+
+
+def _same(clean: Tensor, corr: Tensor) -> bool:
+    return not bool(_differs(clean, corr).any())
+
+
 def _first_diff_pos(clean: Tensor, corr: Tensor) -> int | None:
     """First position (dim 1) where the two differ in any row, None when identical."""
-    diff = (clean != corr).reshape(clean.shape[0], clean.shape[1], -1).any(-1).any(0)
+    diff = _differs(clean, corr).reshape(clean.shape[0], clean.shape[1], -1).any(-1).any(0)
     nz = torch.nonzero(diff)
     return int(nz[0]) if len(nz) else None
 
 
-# ---- the functional replica (fast path) -------------------------------------------------------------
-class _Replica:
-    """The model's forward as plain tensor ops, able to start at any (layer, position)."""
-
-    def __init__(self, model):
-        cfg = model.cfg
-        unsupported = []
-        if getattr(cfg, "positional_embedding_type", "standard") != "standard":
-            unsupported.append(f"positional_embedding_type={cfg.positional_embedding_type}")
-        if getattr(cfg, "normalization_type", "LN") != "LN":
-            unsupported.append(f"normalization_type={cfg.normalization_type}")
-        if cfg.act_fn not in _ACTS:
-            unsupported.append(f"act_fn={cfg.act_fn}")
-        for flag in ("attn_only", "parallel_attn_mlp", "gated_mlp"):
-            if getattr(cfg, flag, False):
-                unsupported.append(flag)
-        if getattr(cfg, "n_key_value_heads", None) not in (None, cfg.n_heads):
-            unsupported.append("grouped-query attention")
-        if unsupported:
-            raise NotImplementedError(", ".join(unsupported))
-        sd = {k: v.detach() for k, v in model.state_dict().items()}
-        self.sd, self.cfg = sd, cfg
-        self.L, self.H, self.dh, self.D = cfg.n_layers, cfg.n_heads, cfg.d_head, cfg.d_model
-        self.eps = cfg.eps
-        self.act = _ACTS[cfg.act_fn]
-        self.W_O = model.W_O.detach()  # [L, H, dh, D]
-        self.scale = 1.0 / math.sqrt(cfg.d_head) if getattr(cfg, "use_attn_scale", True) else 1.0
-
-    def _w(self, name):
-        return self.sd[name]
-
-    @torch.inference_mode()
-    def run(self, tokens: Int[Tensor, "batch pos"]) -> tuple[Tensor, dict]:
-        """Full forward; returns logits and a cache of resid/attn/mlp/z/k/v per layer."""
-        x = self._w("embed.weight")[tokens] + self._w("pos_embed.weight")[: tokens.shape[1]]
-        cache: dict = {}
-        logits = self._blocks(x, 0, 0, None, None, None, cache)
-        return logits, cache
-
-    def _blocks(self, x, layer, p0, k_pre, v_pre, patch, cache=None, S=1):
-        """Run blocks ``layer..`` on positions ``p0..`` of x [S*B, Q, D]; keys/values of positions < p0
-        come from ``k_pre/v_pre[j]`` [B, H, p0, dh] (shared by the S stacked variants).
-        ``patch(point, layer, tensor)`` edits activations in place."""
-        N, Q, D = x.shape
-        H, dh = self.H, self.dh
-        for j in range(layer, self.L):
-            p = f"blocks.{j}."
-            if patch:
-                patch("resid_pre", j, x)
-            if cache is not None:
-                cache[("resid_pre", j)] = x
-            h = F.layer_norm(x, (D,), self._w(p + "ln1.weight"), self._w(p + "ln1.bias"), self.eps)
-            q = F.linear(h, self._w(p + "attn.q.weight"), self._w(p + "attn.q.bias")).view(N, Q, H, dh).transpose(1, 2)
-            k = F.linear(h, self._w(p + "attn.k.weight"), self._w(p + "attn.k.bias")).view(N, Q, H, dh).transpose(1, 2)
-            v = F.linear(h, self._w(p + "attn.v.weight"), self._w(p + "attn.v.bias")).view(N, Q, H, dh).transpose(1, 2)
-            if cache is not None:
-                cache[("k", j)], cache[("v", j)] = k, v
-            if p0:
-                z = self._attend_with_prefix(q, k, v, k_pre[j], v_pre[j], S)
-            else:
-                z = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
-            z = z.transpose(1, 2).contiguous()  # [N, Q, H, dh]
-            if cache is not None:
-                cache[("z", j)] = z
-            x = self._finish_layer(j, x, z, patch, cache)
-        x = F.layer_norm(x, (D,), self._w("ln_final.weight"), self._w("ln_final.bias"), self.eps)
-        logits = F.linear(x, self._w("unembed.weight"))
-        if "unembed.bias" in self.sd:
-            logits = logits + self._w("unembed.bias")
-        return logits
-
-    def _finish_layer(self, j, x, z, patch, cache=None):
-        """Layer ``j`` from its heads' z onwards: W_O, residual, MLP; returns resid_post."""
-        N, Q, D = x.shape
-        p = f"blocks.{j}."
-        if patch:
-            patch("z", j, z)
-        attn_out = F.linear(z.reshape(N, Q, D), self._w(p + "attn.o.weight"), self._w(p + "attn.o.bias"))
-        if patch:
-            patch("result", j, (attn_out, z))
-            patch("attn_out", j, attn_out)
-        x = x + attn_out
-        if patch:
-            patch("resid_mid", j, x)
-        h = F.layer_norm(x, (D,), self._w(p + "ln2.weight"), self._w(p + "ln2.bias"), self.eps)
-        mlp_out = F.linear(self.act(F.linear(h, self._w(p + "mlp.in.weight"), self._w(p + "mlp.in.bias"))),
-                           self._w(p + "mlp.out.weight"), self._w(p + "mlp.out.bias"))
-        if patch:
-            patch("mlp_out", j, mlp_out)
-        x = x + mlp_out
-        if patch:
-            patch("resid_post", j, x)
-        if cache is not None:
-            cache[("resid_post", j)] = x
-        return x
-
-    def _attend_with_prefix(self, q, k, v, k_pre, v_pre, S):
-        """Causal attention of queries at positions p0.. over cached prefix keys (broadcast over
-        the S variants, never copied) and the new keys. q, k, v: [S*B, H, Q, dh]."""
-        N, H, Q, dh = q.shape
-        B, p0 = N // S, k_pre.shape[-2]
-        q = q * self.scale
-        # prefix scores as one [B*H] batched matmul over all S*Q queries
-        qb = q.view(S, B, H, Q, dh).permute(1, 2, 0, 3, 4).reshape(B, H, S * Q, dh)
-        pre = (qb @ k_pre.transpose(-1, -2)).view(B, H, S, Q, p0).permute(2, 0, 1, 3, 4).reshape(N, H, Q, p0)
-        new = (q @ k.transpose(-1, -2)).masked_fill(~torch.ones(Q, Q, dtype=torch.bool, device=q.device).tril(), float("-inf"))
-        w = torch.cat([pre, new], dim=-1).softmax(-1)
-        wb = w[..., :p0].reshape(S, B, H, Q, p0).permute(1, 2, 0, 3, 4).reshape(B, H, S * Q, p0)
-        z_pre = (wb @ v_pre).view(B, H, S, Q, dh).permute(2, 0, 1, 3, 4).reshape(N, H, Q, dh)
-        z = z_pre + w[..., p0:] @ v
-        return z.view(N, H, Q, dh)
+# ---- the plain forward (fast path) --------------------------------------------------------------
+_PLAIN_POINTS = ("resid_pre", "z", "attn_out", "resid_mid", "mlp_out", "resid_post")
 
 
-_REPLICAS: dict[int, tuple[object, _Replica]] = {}
-
-
-def _cached_replica(model, tokens, base_logits) -> tuple[_Replica | None, dict | None]:
-    """The model's replica (built once per set of weights) and its cache of the corrupted run,
-    or (None, None) when the architecture is unsupported or the replica's logits differ."""
-    version = tuple(p.data_ptr() for p in model.parameters())
-    hit = _REPLICAS.get(id(model))
-    if hit is not None and hit[0] == version:
-        rep = hit[1]
-    else:
-        try:
-            rep = _Replica(model)
-        except NotImplementedError:
-            rep = None
-        _REPLICAS[id(model)] = (version, rep)
-    if rep is None:
-        return None, None
-    logits, cache = rep.run(tokens)
-    if not torch.allclose(logits, base_logits, atol=REPLICA_ATOL, rtol=0):
-        return None, None
-    return rep, cache
+def _plain_run(model, tokens) -> tuple[PlainGPT | None, Tensor | None, dict | None, dict | None]:
+    """The corrupted run through the checked plain forward: (plain, logits, its cache, the same
+    activations under TL hook names), or Nones when the plain forward must not be used."""
+    plain = checked_plain_forward(model, tokens[:PROBE_ROWS])
+    if plain is None:
+        return None, None, None, None
+    logits, cache = plain.run(tokens)
+    named = {hook_name(point, layer): t for (point, layer), t in cache.items() if point in _PLAIN_POINTS}
+    return plain, logits, cache, named
 
 
 # ---- the engine -------------------------------------------------------------------------------------
@@ -372,12 +263,22 @@ def patch_sweep(
 
     _check_clean_cache(clean_cache, kind, sites, model, B, P)
     needed = sorted({hook_name("z" if kind == "result" else kind, s.layer) for s in sites})
+    plain = plain_cache = None
     with torch.inference_mode():
-        base_logits, corr_cache = model.run_with_cache(tokens, names_filter=lambda n: n in needed)
+        if method in ("auto", "fast") and sites:
+            plain, base_logits, plain_cache, corr_cache = _plain_run(model, tokens)
+            if plain is None and method == "fast":
+                raise ValueError("method='fast' needs a pre-LN GPT with learned positions, no hooks attached, whose "
+                                 "plain forward reproduces the bridge's logits; use method='hooks'")
+        if plain is None:
+            base_logits, corr_cache = model.run_with_cache(tokens, names_filter=lambda n: n in needed)
         baseline = torch.as_tensor(patching_metric(base_logits)).detach()
+        read = _checked_read_positions(patching_metric, P, base_logits, baseline)
+    stop = P if read is None else read[-1] + 1  # positions from here on cannot reach the metric
 
     values = torch.full(grid + tuple(baseline.shape), float("nan"), dtype=torch.float32)
     identical = torch.zeros(grid, dtype=torch.bool)
+    after_read = torch.zeros(grid, dtype=torch.bool)
     max_change = torch.full(grid, float("nan"))
     variants: list[_Variant] = []
     for s in sites:
@@ -386,29 +287,67 @@ def patch_sweep(
         if clean.shape != corr.shape:
             raise ValueError(f"clean cache {hook_name(kind, s.layer)} has shape {tuple(clean.shape)} at this site; "
                              f"the corrupted run has {tuple(corr.shape)} (same batch and length needed)")
-        if torch.equal(clean, corr):
+        if _same(clean, corr):
             identical[s.index] = True
             values[s.index] = baseline.float()
             max_change[s.index] = 0.0
             continue
-        if s.pos is None:  # all positions of a head: start where they first differ
-            p0 = _first_diff_pos(clean, corr)
-            variants.append(_Variant(s, p0, clean[:, p0:], corr[:, p0:]))
+        p0 = _first_diff_pos(clean, corr) if s.pos is None else s.pos  # all-position heads: first difference
+        if p0 >= stop:  # causally after every position the metric reads: the patch cannot change it
+            after_read[s.index] = True
+            values[s.index] = baseline.float()
+            max_change[s.index] = 0.0
+        elif s.pos is None:
+            variants.append(_Variant(s, p0, clean[:, p0:stop], corr[:, p0:stop]))
         else:
-            variants.append(_Variant(s, s.pos, clean, corr))
+            variants.append(_Variant(s, p0, clean, corr))
 
-    rep = rep_cache = None
-    if method in ("auto", "fast") and variants:
-        rep, rep_cache = _cached_replica(model, tokens, base_logits)
-        if rep is None and method == "fast":
-            raise ValueError("method='fast' needs a pre-LN GPT with learned positions that the replica reproduces; use method='hooks'")
-    used = "fast" if rep is not None else "hooks"
+    used = "fast" if plain is not None else "hooks"
     rows = 0
-    if rep is not None:
-        rows = _run_fast(rep, tokens, variants, base_logits, patching_metric, chunk_size, values, max_change, rep_cache)
+    if plain is not None:
+        rows = _run_fast(plain, tokens, variants, base_logits, patching_metric, chunk_size, values, max_change,
+                         plain_cache, read)
     elif variants:
-        rows = _run_hooks(model, tokens, variants, base_logits, patching_metric, chunk_size, values, max_change)
-    return Sweep(kind, axis_names, values, identical, max_change, baseline, used, rows)
+        rows = _run_hooks(model, tokens, variants, base_logits, patching_metric, chunk_size, values, max_change, read)
+    return Sweep(kind, axis_names, values, identical, max_change, baseline, used, rows, after_read)
+
+
+def reads_positions(metric: Callable, positions: Sequence[int]) -> Callable:
+    """Declare the logit positions ``metric`` reads; returns the metric.
+
+    A sweep then recomputes positions only up to the last of them, does not run sites after it
+    (causally they cannot change the metric: value = baseline, ``Sweep.after_read``) and passes
+    NaN logits at the positions not read, so a wrong declaration shows. It is also checked once
+    per sweep: the metric of the corrupted logits must not change when the other positions are
+    NaN. The metrics of :mod:`mechinterp_arith.prompt_pairs` declare theirs.
+
+    >>> metric = reads_positions(lambda logits: logits[:, 10, 3].mean(), [10])
+    """
+    metric.reads_positions = tuple(sorted({int(p) for p in positions}))
+    return metric
+
+
+def _checked_read_positions(metric, P: int, base_logits: Tensor, baseline: Tensor) -> tuple[int, ...] | None:
+    read = getattr(metric, "reads_positions", None)
+    if read is None:
+        return None
+    read = tuple(sorted({int(p) for p in read}))
+    if not read or read[0] < 0 or read[-1] >= P:
+        raise ValueError(f"patching_metric.reads_positions must name positions in 0..{P - 1}, got {read}")
+    check = torch.as_tensor(metric(_mask_unread(base_logits.clone(), read))).detach()
+    if check.shape != baseline.shape or not torch.allclose(check.float(), baseline.float()):
+        raise ValueError(f"patching_metric.reads_positions says it reads only positions {list(read)}, but its value "
+                         "changes when the logits at other positions are NaN")
+    return read
+
+
+def _mask_unread(logits: Tensor, read: tuple[int, ...] | None) -> Tensor:
+    """NaN (in place) at the positions the metric does not read."""
+    if read is not None:
+        unread = torch.ones(logits.shape[1], dtype=torch.bool, device=logits.device)
+        unread[list(read)] = False
+        logits[:, unread] = float("nan")
+    return logits
 
 
 def _check_clean_cache(clean_cache, kind, sites, model, B, P):
@@ -438,19 +377,25 @@ def _chunks(items: list, per_chunk: int):
         yield items[i : i + per_chunk]
 
 
-def _evaluate(metric, logits: Tensor, variants, values, max_change, base_logits, S, B):
+def _evaluate(metric, logits: Tensor, variants, values, max_change, base_logits, S, B, read):
+    logits = _mask_unread(logits, read)
+    cols = slice(None) if read is None else list(read)
     for s, var in enumerate(variants):
         lg = logits[s * B : (s + 1) * B]
         values[var.site.index] = torch.as_tensor(metric(lg)).detach().float().cpu()
-        max_change[var.site.index] = float((lg - base_logits).abs().max())
+        max_change[var.site.index] = float((lg[:, cols] - base_logits[:, cols]).abs().max())
 
 
-def _run_fast(rep: _Replica, tokens, variants, base_logits, metric, chunk_size, values, max_change, cc) -> int:
+def _run_fast(plain: PlainGPT, tokens, variants, base_logits, metric, chunk_size, values, max_change, cc,
+              read: tuple[int, ...] | None) -> int:
     """Variants grouped by where they start. A resid_pre patch at (l, p) reruns layers >= l at
     positions >= p. Any other patch at (l, p) leaves layer l's attention untouched and changes
     only position p within layer l, so it reruns layer l from z at position p alone and layers > l
-    at positions >= p; all-position head patches rerun layer l from z at positions >= p0."""
+    at positions >= p; all-position head patches rerun layer l from z at positions >= p0.
+    Positions after the last one the metric reads (``read``) are not computed; when the metric
+    reads only that one among the recomputed positions, the last layer computes only it."""
     B, P = tokens.shape
+    end = P if read is None else read[-1] + 1
     groups: dict[tuple[str, int], list[_Variant]] = {}
     for v in variants:
         site = v.site
@@ -463,32 +408,34 @@ def _run_fast(rep: _Replica, tokens, variants, base_logits, metric, chunk_size, 
             # variants of one chunk share a start position (the chunk's smallest): positions
             # between it and a variant's own site are recomputed unchanged
             group = sorted(group, key=lambda v: -v.p0)
-            for chunk in _chunks_by_start(group, per_chunk, P):
+            for chunk in _chunks_by_start(group, per_chunk, end):
                 S = len(chunk)
                 p0 = min(v.p0 for v in chunk)
-                kp = {j: cc[("k", j)][:, :, :p0] for j in range(rep.L)}
-                vp = {j: cc[("v", j)][:, :, :p0] for j in range(rep.L)}
+                last_only = read is not None and all(r < p0 or r == end - 1 for r in read)
+                past = SharedPrefix({j: cc[("k", j)][:, :, :p0] for j in range(plain.L)},
+                                    {j: cc[("v", j)][:, :, :p0] for j in range(plain.L)}) if p0 else None
                 fired = [False] * S
-                patch = _make_fast_patch(rep, chunk, layer, p0, S, B, fired)
+                patch = _make_fast_patch(plain, chunk, layer, p0, S, B, fired)
                 if mode == "pre":
-                    x = cc[("resid_pre", layer)][:, p0:].repeat(S, 1, 1)
-                    new = rep._blocks(x, layer, p0, kp, vp, patch, S=S)
+                    x = cc[("resid_pre", layer)][:, p0:end].repeat(S, 1, 1)
+                    x = plain.blocks(x, layer, p0, past, patch, S=S, last_only=last_only)
                 else:
-                    stop = max(v.site.pos for v in chunk) + 1 if mode == "point" else P
+                    stop = max(v.site.pos for v in chunk) + 1 if mode == "point" else end
                     x = cc[("resid_pre", layer)][:, p0:stop].repeat(S, 1, 1)
                     z = cc[("z", layer)][:, p0:stop].repeat(S, 1, 1, 1)
-                    x = rep._finish_layer(layer, x, z, patch)
-                    if stop < P:
-                        x = torch.cat([x, cc[("resid_post", layer)][:, stop:].repeat(S, 1, 1)], dim=1)
-                    new = rep._blocks(x, layer + 1, p0, kp, vp, None, S=S)
+                    x = plain.finish_layer(layer, x, z, patch)
+                    if stop < end:
+                        x = torch.cat([x, cc[("resid_post", layer)][:, stop:end].repeat(S, 1, 1)], dim=1)
+                    x = plain.blocks(x, layer + 1, p0, past, None, S=S, last_only=last_only)
                 _require_fired(fired, chunk)
-                logits = torch.cat([base_logits[:, :p0].repeat(S, 1, 1), new], dim=1)
+                logits = base_logits.repeat(S, 1, 1)
+                logits[:, end - x.shape[1] : end] = plain.logits(x)  # x: positions p0..end-1, or end-1 alone
                 rows += S * B
-                _evaluate(metric, logits, chunk, values, max_change, base_logits, S, B)
+                _evaluate(metric, logits, chunk, values, max_change, base_logits, S, B, read)
     return rows
 
 
-def _make_fast_patch(rep, chunk, layer, p0, S, B, fired):
+def _make_fast_patch(plain, chunk, layer, p0, S, B, fired):
     by_point: dict[str, list[tuple[int, _Variant]]] = {}
     for s, v in enumerate(chunk):
         by_point.setdefault(v.site.kind, []).append((s, v))
@@ -504,7 +451,7 @@ def _make_fast_patch(rep, chunk, layer, p0, S, B, fired):
                 ov = attn_out.view(S, B, *attn_out.shape[1:])
                 q = slice(v.p0 - p0, None) if site.pos is None else site.pos - p0
                 # v.clean is the clean result [B, (Q,) D]: add clean - corrupted result of this head
-                corr_result = zv[s, :, q, site.head] @ rep.W_O[layer, site.head]
+                corr_result = zv[s, :, q, site.head] @ plain.W_O[layer, site.head]
                 before = ov[s, :, q].clone()
                 ov[s, :, q] += v.clean - corr_result
                 _check_changed(before, ov[s, :, q], site)
@@ -537,7 +484,7 @@ def _require_fired(fired, chunk):
                                "it would have been a silent no-op")
 
 
-def _run_hooks(model, tokens, variants, base_logits, metric, chunk_size, values, max_change) -> int:
+def _run_hooks(model, tokens, variants, base_logits, metric, chunk_size, values, max_change, read) -> int:
     """Generic path: stacked variants through ``model.run_with_hooks``."""
     B, P = tokens.shape
     per_chunk = max(1, chunk_size // B)
@@ -550,7 +497,7 @@ def _run_hooks(model, tokens, variants, base_logits, metric, chunk_size, values,
             logits = model.run_with_hooks(tokens.repeat(S, 1), fwd_hooks=hooks)
             _require_fired(fired, chunk)
             rows += S * B
-            _evaluate(metric, logits, chunk, values, max_change, base_logits, S, B)
+            _evaluate(metric, logits, chunk, values, max_change, base_logits, S, B, read)
     return rows
 
 
@@ -570,7 +517,7 @@ def _make_hooks(model, chunk, S, B, fired):
             av = act.view(S, B, *act.shape[1:])
             for s, v in items:
                 site = v.site
-                q = slice(v.p0, None) if site.pos is None else site.pos
+                q = slice(v.p0, v.p0 + v.clean.shape[1]) if site.pos is None else site.pos
                 if site.kind == "result":
                     z = z_seen[site.layer].view(S, B, *z_seen[site.layer].shape[1:])
                     corr_result = z[s, :, q, site.head] @ model.W_O[site.layer, site.head].detach()

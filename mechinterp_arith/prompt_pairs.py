@@ -25,6 +25,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from .patching import reads_positions
 from .tasks import Task, _as_long, digits_of
 
 OPERANDS = ("a", "b")
@@ -267,6 +268,8 @@ def ood_id_pairs(task: Task, n: int = 64, m: int | None = None, seed: int = 0) -
 def logit_diff_metric(pairs: PromptPairs, k: int, per_example: bool = False) -> Callable[[Tensor], Tensor]:
     """logit(clean digit k) - logit(corrupted digit k) at answer position k, mean over the batch.
 
+    Declares that it reads only that position (:func:`~mechinterp_arith.patching.reads_positions`).
+
     >>> metric(logits)    # logits [batch, pos, vocab] -> scalar (or [batch] with per_example)
     """
     pos = answer_logit_pos(pairs.task, k)
@@ -280,11 +283,12 @@ def logit_diff_metric(pairs: PromptPairs, k: int, per_example: bool = False) -> 
         d = lg.gather(1, clean.to(lg.device)) - lg.gather(1, corr.to(lg.device))
         return d.squeeze(1) if per_example else d.mean()
 
-    return metric
+    return reads_positions(metric, [pos])
 
 
 def correct_prob_metric(pairs: PromptPairs, k: int, per_example: bool = False) -> Callable[[Tensor], Tensor]:
-    """Probability of the clean answer digit k at answer position k (mean over the batch)."""
+    """Probability of the clean answer digit k at answer position k (mean over the batch); declares
+    that it reads only that position."""
     pos = answer_logit_pos(pairs.task, k)
     clean = pairs.clean_digits[:, k].view(-1, 1)
 
@@ -292,7 +296,7 @@ def correct_prob_metric(pairs: PromptPairs, k: int, per_example: bool = False) -
         p = logits[:, pos].softmax(-1).gather(1, clean.to(logits.device)).squeeze(1)
         return p if per_example else p.mean()
 
-    return metric
+    return reads_positions(metric, [pos])
 
 
 def normalised_effect(patched: Tensor, clean_value: float | Tensor, corrupted_value: float | Tensor) -> Tensor:

@@ -33,14 +33,40 @@ def setup(add3):
 @pytest.mark.parametrize("name", DROP_INS)
 def test_drop_ins_equal_transformer_lens(setup, name):
     model, pairs, cache, metric = setup
+    undeclared = lambda logits: metric(logits)  # noqa: E731  (a TL metric: recomputes every position)
+    assert metric.reads_positions == (answer_logit_pos(pairs.task, 1),) and not hasattr(undeclared, "reads_positions")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref = getattr(tl_patching, name)(model, pairs.corrupted_tokens, cache, metric)
-        for method in ("fast", "hooks"):
-            out = getattr(patching, name)(model, pairs.corrupted_tokens, cache, metric, method=method)
-            assert out.shape == ref.shape
-            assert torch.allclose(out, ref, atol=1e-4, rtol=0), (name, method, (out - ref).abs().max())
+        for m in (metric, undeclared):
+            for method in ("fast", "hooks"):
+                out = getattr(patching, name)(model, pairs.corrupted_tokens, cache, m, method=method)
+                assert out.shape == ref.shape
+                assert torch.allclose(out, ref, atol=1e-4, rtol=0), (name, method, (out - ref).abs().max())
     assert ref.abs().max() > 1.0  # the patches matter: not a comparison of constants
+
+
+def test_sites_after_the_read_position_are_not_run(setup):
+    model, pairs, cache, metric = setup
+    q = answer_logit_pos(pairs.task, 1)
+    sweep = patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, "resid_pre")
+    full = patching.patch_sweep(model, pairs.corrupted_tokens, cache, lambda lg: metric(lg), "resid_pre")
+    # (identical sites, e.g. layer 0 where every row's tokens agree, are reported as such first)
+    assert (sweep.after_read | sweep.identical)[:, q + 1:].all() and not sweep.after_read[:, : q + 1].any()
+    assert sweep.after_read[1:, q + 1:].all()
+    assert torch.equal(sweep.values[:, q + 1:], sweep.baseline.expand_as(sweep.values[:, q + 1:]))
+    assert torch.allclose(full.values, sweep.values, atol=1e-5)
+    assert sweep.n_forward_rows < full.n_forward_rows
+    assert not full.after_read.any() and "after_read" in sweep.frame().columns
+
+
+def test_a_wrong_read_declaration_is_an_error(setup):
+    model, pairs, cache, metric = setup
+    wrong = patching.reads_positions(lambda logits: metric(logits) + logits[:, -1].sum(), [answer_logit_pos(pairs.task, 1)])
+    with pytest.raises(ValueError, match="its value changes when the logits at other positions are NaN"):
+        patching.patch_sweep(model, pairs.corrupted_tokens, cache, wrong, "resid_pre")
+    with pytest.raises(ValueError, match="must name positions in 0..14"):
+        patching.patch_sweep(model, pairs.corrupted_tokens, cache, patching.reads_positions(lambda lg: metric(lg), [15]), "resid_pre")
 
 
 def test_other_kinds_agree_across_paths_and_result_equals_z(setup):
@@ -89,7 +115,9 @@ def test_identical_sites_are_reported_and_equal_the_baseline(add3):
     # later layers: identical before the first differing token, different from it on
     assert sweep.identical[1:, :9].all() and not sweep.identical[1:, 9:].any()
     assert torch.equal(sweep.values[:, :9], sweep.baseline.expand(3, 9))
-    assert (sweep.max_logit_change[~sweep.identical] > 0).all()
+    # the metric reads position 9 (answer digit 0): later sites are not run
+    assert torch.equal(sweep.after_read, (torch.arange(15).expand(3, 15) > 9) & ~sweep.identical)
+    assert (sweep.max_logit_change[~sweep.identical & ~sweep.after_read] > 0).all()
     n_identical = 18 + int(same_token.sum())
     assert len(sweep.identical_sites()) == n_identical
     with pytest.warns(patching.IdenticalSitesWarning, match=f"{n_identical} of 45 resid_pre sites"):

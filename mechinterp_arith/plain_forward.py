@@ -1,0 +1,309 @@
+"""The model's forward as plain tensor ops, read from a bridge's weights (no hooks fire).
+
+Two fast paths share it: key/value-cached greedy decoding (:mod:`mechinterp_arith.fast_decode`,
+the equivalence analysis's 100,000-sample sets) and batched activation patching
+(:mod:`mechinterp_arith.patching`, which restarts the forward at any (layer, position)).
+Supported: the pre-LN GPT with learned positions that :mod:`mechinterp_arith.model` builds and
+the importer produces. Callers check it against the bridge's logits before trusting it.
+
+Attention over earlier positions comes from a *past*:
+
+``None``           the block sees only the positions it is given (they must start at 0);
+:class:`SharedPrefix`  keys/values of positions ``< p0`` from one run, shared (never copied) by
+                   ``S`` patched variants stacked along the batch;
+:class:`KVBuffer`  per-row key/value buffers that new positions are written into (decoding).
+
+>>> from mechinterp_arith import load
+>>> ckpt = load("add3")
+>>> plain = PlainGPT(ckpt.model)
+>>> tokens, _ = ckpt.task.encode_batch([349], [705])
+>>> logits, cache = plain.run(tokens)            # logits [1, 16, vocab], cache[("k", 0)] [1, H, 16, dh]
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor
+
+_GELU_TANH_K = 2 * math.sqrt(2 / math.pi)
+# a PlainGPT whose logits differ from the bridge's by more than MAX_LOGIT_DIFF + LOGIT_RTOL * |logit|
+# is not used (float32 rounding grows with the logits' size: ~8e-5 at logits of ~28 on mul3)
+MAX_LOGIT_DIFF, LOGIT_RTOL = 1e-4, 1e-5
+
+
+def gelu_tanh(x: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
+    """GELU, tanh form (minGPT's ``NewGELU``), as ``x * sigmoid(2c(x + 0.044715 x^3))``.
+
+    The same function as ``F.gelu(x, approximate="tanh")`` (0.5(1 + tanh z) == sigmoid(2z)), to
+    float rounding (max difference ~5e-7), and 2-3x faster on CPUs where torch's tanh is slow.
+    """
+    u = x * x
+    u.mul_(0.044715 * _GELU_TANH_K).add_(_GELU_TANH_K).mul_(x)
+    return u.sigmoid_().mul_(x)
+
+
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "gelu_new": gelu_tanh,
+    "gelu_pytorch_tanh": gelu_tanh,
+    "gelu": F.gelu,
+    "relu": F.relu,
+    "silu": F.silu,
+}
+
+
+def unsupported_reasons(model) -> list[str]:
+    """Why :class:`PlainGPT` cannot run this model (empty when it can)."""
+    cfg = model.cfg
+    sd_keys = set(model.state_dict().keys())
+    reasons = []
+    if getattr(cfg, "positional_embedding_type", "standard") != "standard" or "pos_embed.weight" not in sd_keys:
+        reasons.append(f"positional_embedding_type={getattr(cfg, 'positional_embedding_type', None)}")
+    if getattr(cfg, "normalization_type", "LN") != "LN":
+        reasons.append(f"normalization_type={cfg.normalization_type}")
+    if getattr(cfg, "act_fn", None) not in ACTIVATIONS:
+        reasons.append(f"act_fn={getattr(cfg, 'act_fn', None)}")
+    for flag in ("attn_only", "parallel_attn_mlp", "gated_mlp"):
+        if getattr(cfg, flag, False):
+            reasons.append(flag)
+    if getattr(cfg, "n_key_value_heads", None) not in (None, cfg.n_heads):
+        reasons.append("grouped-query attention")
+    if "blocks.0.attn.q.weight" not in sd_keys:
+        reasons.append("no split q/k/v weights (blocks.0.attn.q.weight)")
+    return reasons
+
+
+class SharedPrefix:
+    """Keys/values ``[B, H, p0, dh]`` per layer of positions ``< p0``, shared by ``S`` variants."""
+
+    def __init__(self, keys: dict[int, Tensor], values: dict[int, Tensor]):
+        self.keys, self.values = keys, values
+
+    def attend(self, j: int, q: Tensor, k: Tensor, v: Tensor, p0: int, S: int, scale: float) -> Tensor:
+        """Causal attention of queries at positions ``p0..`` over the prefix and the new keys.
+        q, k, v: [S*B, H, Q, dh] -> z [S*B, H, Q, dh]."""
+        k_pre, v_pre = self.keys[j], self.values[j]
+        N, H, Q, dh = q.shape
+        B = N // S
+        q = q * scale
+        # prefix scores as one [B*H] batched matmul over all S*Q queries
+        qb = q.view(S, B, H, Q, dh).permute(1, 2, 0, 3, 4).reshape(B, H, S * Q, dh)
+        pre = (qb @ k_pre.transpose(-1, -2)).view(B, H, S, Q, p0).permute(2, 0, 1, 3, 4).reshape(N, H, Q, p0)
+        new = (q @ k.transpose(-1, -2)).masked_fill(_future(Q, Q, q.device), float("-inf"))
+        w = torch.cat([pre, new], dim=-1).softmax(-1)
+        wb = w[..., :p0].reshape(S, B, H, Q, p0).permute(1, 2, 0, 3, 4).reshape(B, H, S * Q, p0)
+        z_pre = (wb @ v_pre).view(B, H, S, Q, dh).permute(2, 0, 1, 3, 4).reshape(N, H, Q, dh)
+        return z_pre + w[..., p0:] @ v
+
+
+class KVBuffer:
+    """Per-row key/value buffers ``[B, H, T, dh]`` per layer; each call writes its new positions."""
+
+    def __init__(self, n_layers: int, batch: int, n_heads: int, length: int, d_head: int, device, dtype):
+        shape = (batch, n_heads, length, d_head)
+        self.keys = [torch.empty(shape, device=device, dtype=dtype) for _ in range(n_layers)]
+        self.values = [torch.empty(shape, device=device, dtype=dtype) for _ in range(n_layers)]
+
+    def attend(self, j: int, q: Tensor, k: Tensor, v: Tensor, p0: int, S: int, scale: float) -> Tensor:
+        """Write k, v [B, H, Qk, dh] at positions ``p0..``; the queries q [B, H, Qq, dh] are the
+        last ``Qq`` of those positions and attend causally over the buffer."""
+        T, n_q = p0 + k.shape[2], q.shape[2]
+        self.keys[j][:, :, p0:T] = k
+        self.values[j][:, :, p0:T] = v
+        keys, values = self.keys[j][:, :, :T], self.values[j][:, :, :T]
+        # written out: for heads this small, CPU kernels beat scaled_dot_product_attention
+        if n_q == 1:
+            w = (q * keys).sum(-1, keepdim=True).mul_(scale).softmax(-2)  # [B, H, T, 1]
+            return (w * values).sum(-2, keepdim=True)
+        w = (q @ keys.transpose(-1, -2)).mul_(scale)
+        w.masked_fill_(_future(n_q, T, q.device, offset=T - n_q), float("-inf"))
+        return w.softmax(-1) @ values
+
+
+def _future(n_q: int, n_k: int, device, offset: int = 0) -> Tensor:
+    """[n_q, n_k] True where key position > query position (query i sits at ``offset + i``)."""
+    return torch.ones(n_q, n_k, dtype=torch.bool, device=device).triu(offset + 1)
+
+
+class PlainGPT:
+    """A bridge's pre-LN GPT forward as plain tensor ops that can start at any (layer, position).
+
+    A snapshot of the parameters (q/k/v are fused): build a new one after the weights change, or
+    use :func:`checked_plain_forward`, which does. Raises NotImplementedError naming what it
+    cannot run (see :func:`unsupported_reasons`).
+    """
+
+    def __init__(self, model):
+        reasons = unsupported_reasons(model)
+        if reasons:
+            raise NotImplementedError(", ".join(reasons))
+        cfg = model.cfg
+        sd = {k: v.detach() for k, v in model.state_dict().items()}
+        self.L, self.H, self.dh, self.D = cfg.n_layers, cfg.n_heads, cfg.d_head, cfg.d_model
+        self.eps = float(getattr(cfg, "eps", 1e-5))
+        self.act = ACTIVATIONS[cfg.act_fn]
+        self.scale = 1.0 / math.sqrt(cfg.d_head) if getattr(cfg, "use_attn_scale", True) else 1.0
+        self.W_O = model.W_O.detach()  # [L, H, dh, D]
+
+        def bias(name: str, n: int) -> Tensor:
+            t = sd.get(name)
+            return t if t is not None else torch.zeros(n, device=sd["embed.weight"].device)
+
+        self.embed, self.pos = sd["embed.weight"], sd["pos_embed.weight"]
+        self.layers = []
+        for l in range(cfg.n_layers):
+            p = f"blocks.{l}."
+            w = lambda name: sd[p + name]  # noqa: E731
+            qkv = [w(f"attn.{x}.weight") for x in "qkv"]
+            self.layers.append({
+                "ln1": (w("ln1.weight"), w("ln1.bias")),
+                "qkv": (torch.cat(qkv), torch.cat([bias(f"{p}attn.{x}.bias", t.shape[0]) for x, t in zip("qkv", qkv)])),
+                "o": (w("attn.o.weight"), bias(p + "attn.o.bias", self.D)),
+                "ln2": (w("ln2.weight"), w("ln2.bias")),
+                "in": (w("mlp.in.weight"), bias(p + "mlp.in.bias", w("mlp.in.weight").shape[0])),
+                "out": (w("mlp.out.weight"), bias(p + "mlp.out.bias", self.D)),
+            })
+        self.ln_final = (sd["ln_final.weight"], sd["ln_final.bias"])
+        self.unembed = sd["unembed.weight"]
+        if tuple(self.unembed.shape) != (cfg.d_vocab_out, cfg.d_model):
+            raise NotImplementedError(f"unembed.weight of shape {tuple(self.unembed.shape)}")
+        self.unembed_b = bias("unembed.bias", self.unembed.shape[0])
+
+    @property
+    def context(self) -> int:
+        return self.pos.shape[0]
+
+    def embed_tokens(self, tokens: Int[Tensor, "batch pos"], start: int = 0) -> Float[Tensor, "batch pos d_model"]:
+        """Token plus positional embedding of ``tokens`` placed at positions ``start..``."""
+        return self.embed[tokens] + self.pos[start : start + tokens.shape[1]]
+
+    @torch.inference_mode()
+    def run(self, tokens: Int[Tensor, "batch pos"]) -> tuple[Float[Tensor, "batch pos vocab"], dict]:
+        """Full forward; returns logits and a cache keyed ``(point, layer)`` with points resid_pre,
+        k, v ([B, H, pos, dh]), z ([B, pos, H, dh]), attn_out, resid_mid, mlp_out, resid_post."""
+        cache: dict = {}
+        x = self.blocks(self.embed_tokens(tokens), 0, 0, None, cache=cache)
+        return self.logits(x), cache
+
+    def blocks(self, x: Float[Tensor, "rows q d_model"], layer: int, p0: int, past, patch=None, cache=None,
+               S: int = 1, last_only: bool = False) -> Float[Tensor, "rows q d_model"]:
+        """Run layers ``layer..`` on the residual ``x`` of positions ``p0..p0+q-1``; earlier
+        positions are attended through ``past`` (None when ``p0 == 0``). ``patch(point, layer, t)``
+        edits activations in place; ``cache`` (a dict) collects them. ``last_only``: the last layer
+        computes only the final position (its keys/values still come from every position).
+        Returns the final residual stream (before ln_final)."""
+        N, Q, D = x.shape
+        H, dh = self.H, self.dh
+        for j in range(layer, self.L):
+            w = self.layers[j]
+            if patch:
+                patch("resid_pre", j, x)
+            if cache is not None:
+                cache[("resid_pre", j)] = x
+            h = F.layer_norm(x, (D,), *w["ln1"], self.eps)
+            q, k, v = (t.view(N, Q, H, dh).transpose(1, 2) for t in F.linear(h, *w["qkv"]).split(D, dim=-1))
+            if cache is not None:
+                cache[("k", j)], cache[("v", j)] = k, v
+            if last_only and j == self.L - 1 and Q > 1:  # keys/values of all, queries of the last
+                if isinstance(past, KVBuffer):
+                    z = past.attend(j, q[:, :, -1:], k, v, p0, S, self.scale)
+                else:
+                    z = self._attend(j, q, k, v, p0, past, S)[:, :, -1:]
+                x = x[:, -1:]
+            else:
+                z = self._attend(j, q, k, v, p0, past, S)
+            z = z.transpose(1, 2).contiguous()  # [N, Q, H, dh]
+            if cache is not None:
+                cache[("z", j)] = z
+            x = self.finish_layer(j, x, z, patch, cache)
+        return x
+
+    def _attend(self, j, q, k, v, p0, past, S):
+        if past is None:
+            if p0:
+                raise ValueError(f"positions from {p0} need a past (keys/values of earlier positions)")
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
+        return past.attend(j, q, k, v, p0, S, self.scale)
+
+    def finish_layer(self, j: int, x: Tensor, z: Float[Tensor, "rows q head d_head"], patch=None, cache=None) -> Tensor:
+        """Layer ``j`` from its heads' z onwards: W_O, residual, MLP; returns resid_post."""
+        N, Q, D = x.shape
+        w = self.layers[j]
+        if patch:
+            patch("z", j, z)
+        attn_out = F.linear(z.reshape(N, Q, D), *w["o"])
+        if patch:
+            patch("result", j, (attn_out, z))
+            patch("attn_out", j, attn_out)
+        x = x + attn_out
+        if patch:
+            patch("resid_mid", j, x)
+        h = F.layer_norm(x, (D,), *w["ln2"], self.eps)
+        mlp_out = F.linear(self.act(F.linear(h, *w["in"])), *w["out"])
+        if patch:
+            patch("mlp_out", j, mlp_out)
+        if cache is not None:
+            cache[("attn_out", j)], cache[("resid_mid", j)], cache[("mlp_out", j)] = attn_out, x, mlp_out
+        x = x + mlp_out
+        if patch:
+            patch("resid_post", j, x)
+        if cache is not None:
+            cache[("resid_post", j)] = x
+        return x
+
+    def logits(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... vocab"]:
+        """ln_final and unembedding of a final residual stream."""
+        h = F.layer_norm(x, (x.shape[-1],), *self.ln_final, eps=self.eps)
+        return F.linear(h, self.unembed, self.unembed_b)
+
+
+_CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def weights_version(model) -> tuple:
+    """Changes whenever a parameter is replaced or modified in place (storage and version counter)."""
+    return tuple((p.data_ptr(), p._version) for p in model.parameters())
+
+
+def has_hooks(model) -> bool:
+    """Whether a forward hook is attached to any of the model's TL hook points.
+
+    (The bridge wires its own capture pre-hooks into wrapped modules on the first forward; those
+    are not hook points and do not count.)
+    """
+    hook_points = getattr(model, "hook_dict", {}).values()
+    return any(h._forward_hooks or h._forward_pre_hooks for h in hook_points)
+
+
+def checked_plain_forward(model, probe_tokens: Int[Tensor, "batch pos"]) -> PlainGPT | None:
+    """The model's :class:`PlainGPT`, or None when it must not stand in for the bridge.
+
+    Built once per set of weights (see :func:`weights_version`) and checked then against the
+    bridge's own logits on ``probe_tokens`` (within ``MAX_LOGIT_DIFF + LOGIT_RTOL * |logit|``). None when
+    the architecture is unsupported, the check fails, or hooks are attached to the model (the
+    plain forward would not fire them).
+    """
+    if has_hooks(model):
+        return None
+    version = weights_version(model)
+    hit = _CHECKED.get(model)
+    if hit is not None and hit[0] == version:
+        return hit[1]
+    try:
+        plain = PlainGPT(model)
+    except NotImplementedError:
+        plain = None
+    if plain is not None:
+        with torch.inference_mode():
+            ref = model(probe_tokens)
+            ours, _ = plain.run(probe_tokens)
+        if not torch.allclose(ours, ref, atol=MAX_LOGIT_DIFF, rtol=LOGIT_RTOL):
+            plain = None
+    if not model.training:  # train mode may add dropout noise: check again next time
+        _CHECKED[model] = (version, plain)
+    return plain
