@@ -18,6 +18,8 @@ MODULES = [
     ("Hooked models", "model"),
     ("Training", "train"),
     ("Evaluation", "evaluate"),
+    ("Plain forward (fast paths)", "plain_forward"),
+    ("Fast greedy decoding", "fast_decode"),
     ("Checkpoints", "checkpoint"),
     ("Importing foreign checkpoints", "importer"),
     ("Equivalence relations", "equivalence"),

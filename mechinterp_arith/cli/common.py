@@ -21,6 +21,14 @@ def add_device_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
 
 
+def require_positive(args, *names: str) -> None:
+    """ValueError naming the first option among ``names`` (attribute names) set below 1."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+
+
 def print_json(obj) -> None:
     json.dump(obj, sys.stdout, indent=2, default=_jsonable)
     sys.stdout.write("\n")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..checkpoint import load
 from ..equivalence import FIT_THRESHOLD, analyse_checkpoint, report_dict
-from .common import add_checkpoint_arg, add_device_arg, add_json_arg, fmt, print_json
+from .common import add_checkpoint_arg, add_device_arg, add_json_arg, fmt, print_json, require_positive
 
 
 def register(sub) -> None:
@@ -29,8 +29,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    if args.n < 1:
-        raise ValueError(f"--n must be >= 1, got {args.n}")
+    require_positive(args, "n")
     ckpt = load(args.checkpoint, device=args.device)
     results = analyse_checkpoint(ckpt, args.ood_digits, n=args.n, seed=args.seed, one_longer=not args.no_one_longer)
     if args.json:

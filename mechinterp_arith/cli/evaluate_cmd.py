@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..checkpoint import load
 from ..evaluate import evaluate_checkpoint
-from .common import add_checkpoint_arg, add_device_arg, add_json_arg, fmt, print_json
+from .common import add_checkpoint_arg, add_device_arg, add_json_arg, fmt, print_json, require_positive
 
 
 def register(sub) -> None:
@@ -24,8 +24,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     ckpt = load(args.checkpoint, device=args.device)
-    if args.n is not None and args.n < 1:
-        raise ValueError(f"--n must be >= 1, got {args.n}")
+    require_positive(args, "n")
     ood = args.ood_digits
     if ood is None:
         ood = [ckpt.task.digits + 1] if ckpt.task.digits < ckpt.task.width else []

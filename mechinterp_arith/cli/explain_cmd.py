@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..checkpoint import load
-from .common import add_checkpoint_arg, add_device_arg, add_json_arg, print_json
+from .common import add_checkpoint_arg, add_device_arg, add_json_arg, print_json, require_positive
 
 
 def register(sub) -> None:
@@ -23,8 +23,7 @@ def run(args) -> int:
     from ..circuits import explain
 
     ckpt = load(args.checkpoint, device=args.device)
-    if args.top < 1:
-        raise ValueError(f"--top must be >= 1, got {args.top}")
+    require_positive(args, "top")
     result = explain(ckpt, args.a, args.b, top=args.top)
     if args.json:
         print_json(result)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..checkpoint import load
-from .common import add_checkpoint_arg, add_device_arg, add_json_arg, print_json
+from .common import add_checkpoint_arg, add_device_arg, add_json_arg, print_json, require_positive
 
 
 def register(sub) -> None:
@@ -30,10 +30,7 @@ def run(args) -> int:
 
     ckpt = load(args.checkpoint, device=args.device)
     task = ckpt.task
-    if args.n < 1:
-        raise ValueError(f"--n must be >= 1, got {args.n}")
-    if args.top < 1:
-        raise ValueError(f"--top must be >= 1, got {args.top}")
+    require_positive(args, "n", "top")
     digits = list(range(task.digits + 1)) if args.digit is None else [check_digit(task, args.digit)]
     result = {"checkpoint": str(ckpt.path) if ckpt.path else ckpt.name, "task": task.name, "n_pairs": args.n,
               "seed": args.seed, "digits": {}}

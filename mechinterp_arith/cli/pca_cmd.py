@@ -13,7 +13,8 @@ from ..checkpoint import load
 from ..labels import DEFAULT_LABEL, LABEL_HELP, parse_label
 from ..pca import DEFAULT_K, pca_sweep, residual_pca
 from ..projection import project
-from .common import add_checkpoint_arg, add_device_arg, add_html_arg, add_json_arg, fmt, print_json, write_figure_html
+from .common import (add_checkpoint_arg, add_device_arg, add_html_arg, add_json_arg, fmt, print_json, require_positive,
+                     write_figure_html)
 
 
 def register(sub) -> None:
@@ -43,9 +44,7 @@ def register(sub) -> None:
 def run(args) -> int:
     ckpt = load(args.checkpoint, device=args.device)
     task = ckpt.task
-    for name in ("n", "n_id", "k"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    require_positive(args, "n", "n_id", "k")
     hook = resolve_hook(ckpt.model, args.hook)
     pos = resolve_position(task, args.position)
     parse_label(task, args.label)

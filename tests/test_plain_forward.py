@@ -1,0 +1,109 @@
+"""The plain forward shared by fast decoding and patching, against the hooked bridge."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mechinterp_arith import data, load
+from mechinterp_arith.evaluate import generate
+from mechinterp_arith.fast_decode import fast_generate, kv_greedy, shared_prefix_split
+from mechinterp_arith.plain_forward import (
+    KVBuffer,
+    PlainGPT,
+    checked_plain_forward,
+    gelu_tanh,
+    has_hooks,
+    unsupported_reasons,
+)
+
+
+def test_gelu_tanh_equals_torch():
+    x = torch.linspace(-12, 12, 100_001)
+    assert (gelu_tanh(x) - F.gelu(x, approximate="tanh")).abs().max() < 2e-6
+
+
+@pytest.mark.parametrize("name", ["add3", "mul3"])
+def test_plain_forward_equals_the_bridge(name, add3):
+    ckpt = add3 if name == "add3" else load(name)
+    a, b = data.ood_both(ckpt.task, 4, 64, seed=0)
+    tokens, _ = ckpt.task.encode_batch(a, b)
+    tokens = tokens[:, :-1]
+    with torch.inference_mode():
+        ref, cache = ckpt.model.run_with_cache(tokens)
+        logits, ours = PlainGPT(ckpt.model).run(tokens)
+    assert (logits - ref).abs().max() < 2e-4 and ref.abs().max() > 5
+    for layer in range(ckpt.model.cfg.n_layers):
+        for point, hook in (("resid_pre", "hook_resid_pre"), ("z", "attn.hook_z"), ("mlp_out", "hook_mlp_out")):
+            assert torch.allclose(ours[(point, layer)], cache[f"blocks.{layer}.{hook}"], atol=2e-5), (point, layer)
+
+
+def test_kv_buffer_and_last_only_give_the_full_forwards_logits(add3):
+    plain = PlainGPT(add3.model)
+    tokens = torch.randint(0, 10, (16, 12))
+    full, _ = plain.run(tokens)
+    past = KVBuffer(plain.L, 16, plain.H, 12, plain.dh, tokens.device, torch.float32)
+    with torch.inference_mode():
+        x = plain.blocks(plain.embed_tokens(tokens[:, :7]), 0, 0, past, last_only=True)
+        assert x.shape == (16, 1, plain.D)
+        assert torch.allclose(plain.logits(x[:, -1]), full[:, 6], atol=1e-5)
+        for p in range(7, 12):  # one position at a time, then the rest
+            x = plain.blocks(plain.embed_tokens(tokens[:, p : p + 1], p), 0, p, past)
+            assert torch.allclose(plain.logits(x[:, -1]), full[:, p], atol=1e-5)
+
+
+def test_checked_plain_forward_follows_weights_and_hooks(add3):
+    model = add3.model
+    probe = torch.zeros(2, 10, dtype=torch.long)
+    plain = checked_plain_forward(model, probe)
+    assert plain is not None and checked_plain_forward(model, probe) is plain  # cached
+    with model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", lambda act, hook: act)]):
+        assert has_hooks(model) and checked_plain_forward(model, probe) is None
+    assert not has_hooks(model)
+    w = model.blocks[0].attn.q.weight if hasattr(model.blocks[0].attn, "q") else next(model.parameters())
+    with torch.no_grad():
+        w.add_(0.0)  # in place: the version counter moves, so the plain forward is rebuilt and re-checked
+    again = checked_plain_forward(model, probe)
+    assert again is not None and again is not plain
+
+
+def test_unsupported_models_are_named():
+    class Cfg:
+        positional_embedding_type = "rotary"
+        normalization_type = "RMS"
+        act_fn = "solu"
+        n_heads = 2
+
+    class Model:
+        cfg = Cfg()
+
+        def state_dict(self):
+            return {}
+
+    reasons = unsupported_reasons(Model())
+    assert any("rotary" in r for r in reasons) and any("RMS" in r for r in reasons) and any("solu" in r for r in reasons)
+    with pytest.raises(NotImplementedError, match="rotary"):
+        PlainGPT(Model())
+
+
+def test_shared_prefixes_are_computed_once_and_decode_like_the_bridge(add3):
+    task = add3.task
+    a = torch.tensor([1349, 1349, 1349, 2000, 2000, 7, 7, 7] * 8)
+    b = torch.arange(64) * 13 % 1000
+    tokens, _ = task.encode_batch(a, b)
+    s, inverse, first = shared_prefix_split(tokens[:, : task.prompt_len], 10)
+    # a's 5 tokens and b's two leading zeros: 3 distinct prefixes of 7 tokens (3*7 + 64*3 positions)
+    assert s == 7 and len(first) == 3
+    assert torch.equal(tokens[first[inverse], :s], tokens[:, :s])  # each row maps to a row with its prefix
+    out, logits = kv_greedy(add3.model, tokens[:, : task.prompt_len], task.answer_width, return_logits=True, rows=24)
+    ref = generate(add3.model, task, a, b)
+    assert torch.equal(out, ref.tokens) and logits.shape == (64, task.answer_width, 10)
+    assert shared_prefix_split(torch.arange(4).view(4, 1).expand(4, 10), 10)[0] == 0  # nothing shared: no split
+
+
+def test_fast_generate_falls_back_to_the_bridge_while_hooks_are_attached(add3):
+    a, b = data.ood_both(add3.task, 4, 8, seed=1)
+    calls = []
+    with add3.model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", lambda act, hook: calls.append(1))]):
+        got = fast_generate(add3.model, add3.task, a, b)
+    assert calls  # the hook fired: the hooked path ran
+    assert torch.equal(got.answers, fast_generate(add3.model, add3.task, a, b).answers)
