@@ -111,7 +111,8 @@ class KVBuffer:
 
     def attend(self, j: int, q: Tensor, k: Tensor, v: Tensor, p0: int, S: int, scale: float) -> Tensor:
         """Write k, v [B, H, Qk, dh] at positions ``p0..``; the queries q [B, H, Qq, dh] are the
-        last ``Qq`` of those positions and attend causally over the buffer."""
+        last ``Qq`` of those positions and attend causally over the buffer (``S`` must be 1: one
+        buffer row per batch row)."""
         T, n_q = p0 + k.shape[2], q.shape[2]
         self.keys[j][:, :, p0:T] = k
         self.values[j][:, :, p0:T] = v
@@ -180,7 +181,10 @@ class PlainGPT:
 
     def embed_tokens(self, tokens: Int[Tensor, "batch pos"], start: int = 0) -> Float[Tensor, "batch pos d_model"]:
         """Token plus positional embedding of ``tokens`` placed at positions ``start..``."""
-        return self.embed[tokens] + self.pos[start : start + tokens.shape[1]]
+        end = start + tokens.shape[1]
+        if end > self.context:
+            raise ValueError(f"input length {end} exceeds the model's context of {self.context} positions")
+        return self.embed[tokens] + self.pos[start:end]
 
     @torch.inference_mode()
     def run(self, tokens: Int[Tensor, "batch pos"]) -> tuple[Float[Tensor, "batch pos vocab"], dict]:

@@ -107,3 +107,9 @@ def test_fast_generate_falls_back_to_the_bridge_while_hooks_are_attached(add3):
         got = fast_generate(add3.model, add3.task, a, b)
     assert calls  # the hook fired: the hooked path ran
     assert torch.equal(got.answers, fast_generate(add3.model, add3.task, a, b).answers)
+
+
+def test_too_long_inputs_are_one_clear_error(add3):
+    plain = PlainGPT(add3.model)
+    with pytest.raises(ValueError, match="input length 16 exceeds the model's context of 15 positions"):
+        plain.run(torch.zeros(1, 16, dtype=torch.long))
