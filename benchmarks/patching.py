@@ -62,7 +62,7 @@ def main() -> None:
 
     wall = [0.0]
 
-    timed(fast, FUNCTIONS[0])  # warm-up (replica build)
+    timed(fast, FUNCTIONS[0])  # warm-up (builds and checks the plain forward)
     undeclared = lambda logits: metric(logits)  # noqa: E731
     rows, tl_total, ours_total, hooks_total, undeclared_total, worst = {}, 0.0, 0.0, 0.0, 0.0, 0.0
     for name in FUNCTIONS:

@@ -37,14 +37,6 @@ DECODE_ROWS = 4096  # rows per decoding chunk: larger chunks spill the CPU's cac
 _KEY_LIMIT = 2**62
 
 
-def supports_fast_path(model, task: Task) -> bool:
-    """Whether :func:`fast_generate` decodes this model through the plain forward."""
-    if not task.fixed_length:
-        return False
-    probe, _ = task.encode_batch(torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long))
-    return checked_plain_forward(model, probe.to(model_device(model))) is not None
-
-
 def shared_prefix_split(prompt: Int[Tensor, "batch prompt"], vocab: int) -> tuple[int, Int[Tensor, "batch"] | None, Int[Tensor, "unique"] | None]:
     """The prefix length ``s`` that minimises positions computed, ``U(s)*s + batch*(prompt-s)``.
 

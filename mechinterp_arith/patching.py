@@ -18,10 +18,10 @@ variant ``s``) and run in chunks of at most ``chunk_size`` rows. Two paths run t
 
 No silent no-ops: a site whose clean and corrupted activations are identical for every row, to
 float rounding (``SAME_RTOL``; e.g. positions before the first differing token), is not run: its
-value is the metric on the unpatched corrupted logits, and the sweep reports it (``Sweep.identical``; the drop-ins warn with
-:class:`IdenticalSitesWarning`). Every other patch checks that its write changed the activation
-and that its hook fired (RuntimeError otherwise), and the sweep records how far each patch moved
-the logits (``Sweep.max_logit_change``).
+value is the metric on the unpatched corrupted logits, and the sweep reports it
+(``Sweep.identical``; the drop-ins warn with :class:`IdenticalSitesWarning`). Every other patch
+checks that its write changed the activation and that its hook fired (RuntimeError otherwise),
+and the sweep records how far each patch moved the logits (``Sweep.max_logit_change``).
 
 >>> from mechinterp_arith import load
 >>> from mechinterp_arith.prompt_pairs import change_operand_digit, logit_diff_metric
@@ -40,12 +40,11 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 

@@ -14,7 +14,7 @@ from mechinterp_arith.report import SECTIONS, ReportContext, ReportSettings, run
 from mechinterp_arith.report.sections.accuracy import length_grid_rates
 from mechinterp_arith.report.sections.attention import class_members, token_labels
 from mechinterp_arith.report.sections.common import answers_match, mod_rule
-from report_page import QUICK_N, index_html, quick_report
+from report_page import index_html, quick_report
 
 MAX_BYTES = 10 * 1024 * 1024
 # plotly figures per section on add3 (snapshots present, OOD lengths 4 and 5 fit the format)

@@ -21,6 +21,13 @@ def add_device_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
 
 
+def add_ood_sample_args(parser: argparse.ArgumentParser, n_help: str) -> None:
+    """``--n`` (default 1,000), ``--ood-digits`` (default n+1) and ``--seed``: an ID/OOD sample."""
+    parser.add_argument("--n", type=int, default=1000, help=f"{n_help} (default 1,000)")
+    parser.add_argument("--ood-digits", type=int, default=None, help="OOD operand length (default n+1)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
 def require_positive(args, *names: str) -> None:
     """ValueError naming the first option among ``names`` (attribute names) set below 1."""
     for name in names:

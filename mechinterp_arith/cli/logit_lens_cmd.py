@@ -5,7 +5,8 @@ from __future__ import annotations
 from ..activations import ANSWER_SOURCES, json_safe
 from ..checkpoint import load
 from ..logit_lens import id_ood_logit_lens
-from .common import add_checkpoint_arg, add_device_arg, add_html_arg, add_json_arg, print_json, write_figure_html
+from .common import (add_checkpoint_arg, add_device_arg, add_html_arg, add_json_arg, add_ood_sample_args,
+                     print_json, write_figure_html)
 
 
 def register(sub) -> None:
@@ -15,11 +16,9 @@ def register(sub) -> None:
                                    "correct digit on random ID pairs; on OOD pairs, of the digit of (a mod 10^n) op "
                                    "(b mod 10^n) and of the true digit.")
     add_checkpoint_arg(p)
-    p.add_argument("--n", type=int, default=1000, help="pairs per set (default 1,000)")
-    p.add_argument("--ood-digits", type=int, default=None, help="OOD operand length (default n+1)")
+    add_ood_sample_args(p, "pairs per set")
     p.add_argument("--ood-answers", default="greedy", choices=ANSWER_SOURCES,
                    help="answer tokens teacher-forced on OOD inputs (default: the model's own greedy answer)")
-    p.add_argument("--seed", type=int, default=0)
     add_html_arg(p, "the heatmaps")
     add_json_arg(p)
     add_device_arg(p)

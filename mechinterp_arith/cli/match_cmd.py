@@ -5,7 +5,8 @@ from __future__ import annotations
 from ..activations import json_safe
 from ..checkpoint import load
 from ..matching import MATCH_ANSWERS, match_ood
-from .common import add_checkpoint_arg, add_device_arg, add_html_arg, add_json_arg, fmt, print_json, write_figure_html
+from .common import (add_checkpoint_arg, add_device_arg, add_html_arg, add_json_arg, add_ood_sample_args,
+                     fmt, print_json, write_figure_html)
 
 
 def register(sub) -> None:
@@ -15,11 +16,9 @@ def register(sub) -> None:
                                    "state at every position; where the extra digits sit and whether the streams "
                                    "re-converge at the answer positions.")
     add_checkpoint_arg(p)
-    p.add_argument("--n", type=int, default=1000, help="OOD pairs (default 1,000)")
-    p.add_argument("--ood-digits", type=int, default=None, help="OOD operand length (default n+1)")
+    add_ood_sample_args(p, "OOD pairs")
     p.add_argument("--answers", default="representative", choices=MATCH_ANSWERS,
                    help="answer tokens fed to both runs: the representative's answer (default) or each run's greedy answer")
-    p.add_argument("--seed", type=int, default=0)
     add_html_arg(p, "the heatmaps")
     add_json_arg(p)
     add_device_arg(p)

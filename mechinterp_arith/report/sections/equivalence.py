@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ... import data
 from ..context import ReportContext, escape, optional_module, table
-from .helpers import ci, fixed_length_only, modules_or_placeholder, size
+from .helpers import ci, section_modules, size
 
 TITLE = "Equivalence relations"
 WHAT = "The equivalence-relation analysis (table, grid maps, probability heatmaps)"
@@ -76,16 +76,11 @@ def _counterexamples(results: dict) -> str:
 
 
 def section(ctx: ReportContext) -> dict:
-    mods, missing = modules_or_placeholder(TITLE, ("equivalence", "equivalence_plots"), WHAT)
-    if missing:
-        return missing
-    eq, plots = mods
-    note = fixed_length_only(TITLE, ctx)
+    mods, note = section_modules(ctx, TITLE, ("equivalence", "equivalence_plots"), WHAT, needs_ood=True)
     if note:
         return note
+    eq, plots = mods
     task = ctx.ckpt.task
-    if task.digits >= task.width:
-        return {"title": TITLE, "html": "<p>The format holds no operand longer than the trained length.</p>"}
     results = equivalence_results(ctx)
     html = [f"<p>Each candidate relation is scored by the share of model outputs exactly equal to it "
             f"(coverage, with a 95% Wilson interval); a relation fits when the interval's lower end exceeds "

@@ -7,22 +7,23 @@ from types import ModuleType
 import plotly.graph_objects as go
 
 from ..context import ReportContext, optional_module, unavailable
+from .common import ood_digits
 
 
-def modules_or_placeholder(title: str, names: tuple[str, ...], what: str) -> tuple[list[ModuleType], dict | None]:
-    """``(modules, None)`` when every ``mechinterp_arith.<name>`` imports, else ``([], placeholder)``."""
+def section_modules(ctx: ReportContext, title: str, names: tuple[str, ...], what: str,
+                    needs_ood: bool = False) -> tuple[list[ModuleType], dict | None]:
+    """The analysis modules a section needs, or a short note to show instead: when one of them does
+    not import, when the format is unpadded, or (``needs_ood``) when it holds no longer operand."""
     mods = [optional_module(n) for n in names]
     missing = [n for n, m in zip(names, mods) if m is None]
     if missing:
         return [], unavailable(title, ", ".join(f"mechinterp_arith.{m}" for m in missing), what)
+    task = ctx.ckpt.task
+    if not task.fixed_length:
+        return [], {"title": title, "html": "<p>This analysis needs a fixed-length (padded) format.</p>"}
+    if needs_ood and ood_digits(task) is None:
+        return [], {"title": title, "html": "<p>The format holds no operand longer than the trained length.</p>"}
     return mods, None
-
-
-def fixed_length_only(title: str, ctx: ReportContext) -> dict | None:
-    """A short note instead of the section when the checkpoint's format is unpadded."""
-    if ctx.ckpt.task.fixed_length:
-        return None
-    return {"title": title, "html": "<p>This analysis needs a fixed-length (padded) format.</p>"}
 
 
 def size(ctx: ReportContext, full: int, quick: int) -> int:

@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 
 from ..context import ReportContext, escape, table
 from .common import ood_digits
-from .helpers import attempt, fixed_length_only, modules_or_placeholder, size, skipped
+from .helpers import attempt, section_modules, size, skipped
 
 PATCH_TITLE = "Activation patching"
 CIRCUIT_TITLE = "Circuit summary"
@@ -68,11 +68,7 @@ def _head_effects(ctx: ReportContext, patching, prompt_pairs, digits: list[int],
 
 
 def patching_section(ctx: ReportContext) -> dict:
-    mods, missing = modules_or_placeholder(PATCH_TITLE, ("patching", "prompt_pairs", "circuits"),
-                                           "Activation-patching heatmaps")
-    if missing:
-        return missing
-    note = fixed_length_only(PATCH_TITLE, ctx)
+    mods, note = section_modules(ctx, PATCH_TITLE, ("patching", "prompt_pairs", "circuits"), "Activation-patching heatmaps")
     if note:
         return note
     patching, prompt_pairs, circuits = mods
@@ -135,10 +131,7 @@ def patching_section(ctx: ReportContext) -> dict:
 
 def circuits_section(ctx: ReportContext) -> dict:
     what = "The circuit summary (which heads read which operand digits for each answer digit)"
-    mods, missing = modules_or_placeholder(CIRCUIT_TITLE, ("circuits",), what)
-    if missing:
-        return missing
-    note = fixed_length_only(CIRCUIT_TITLE, ctx)
+    mods, note = section_modules(ctx, CIRCUIT_TITLE, ("circuits",), what)
     if note:
         return note
     (circuits,) = mods

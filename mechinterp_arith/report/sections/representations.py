@@ -14,7 +14,7 @@ import pandas as pd
 from ... import data
 from ..context import ReportContext, escape, table
 from .common import ood_digits, snapshot_model
-from .helpers import fixed_length_only, modules_or_placeholder, size, svg_only
+from .helpers import section_modules, size, svg_only
 
 PCA_TITLE = "Representations (PCA)"
 LENS_TITLE = "Logit lens"
@@ -39,13 +39,10 @@ def _projection_rows(task, projection, pca_n: int, ctx: ReportContext):
 
 
 def pca_section(ctx: ReportContext) -> dict:
-    mods, missing = modules_or_placeholder(PCA_TITLE, ("pca", "projection", "dynamics"), "PCA of the hidden states")
-    if missing:
-        return missing
-    pca, projection, dynamics = mods
-    note = fixed_length_only(PCA_TITLE, ctx)
+    mods, note = section_modules(ctx, PCA_TITLE, ("pca", "projection", "dynamics"), "PCA of the hidden states")
     if note:
         return note
+    pca, projection, dynamics = mods
     ckpt, task, seed = ctx.ckpt, ctx.ckpt.task, ctx.settings.seed
     n_pca = size(ctx, 2000, 300)
     hi = 10 ** min(task.digits + 1, task.width)
@@ -105,10 +102,7 @@ def pca_section(ctx: ReportContext) -> dict:
 
 
 def logit_lens_section(ctx: ReportContext) -> dict:
-    mods, missing = modules_or_placeholder(LENS_TITLE, ("logit_lens",), "The logit lens over layers")
-    if missing:
-        return missing
-    note = fixed_length_only(LENS_TITLE, ctx)
+    mods, note = section_modules(ctx, LENS_TITLE, ("logit_lens",), "The logit lens over layers")
     if note:
         return note
     (lens_mod,) = mods
@@ -133,15 +127,10 @@ def logit_lens_section(ctx: ReportContext) -> dict:
 
 
 def matching_section(ctx: ReportContext) -> dict:
-    mods, missing = modules_or_placeholder(MATCH_TITLE, ("matching",), "OOD-vs-ID activation matching")
-    if missing:
-        return missing
-    note = fixed_length_only(MATCH_TITLE, ctx)
+    mods, note = section_modules(ctx, MATCH_TITLE, ("matching",), "OOD-vs-ID activation matching", needs_ood=True)
     if note:
         return note
     task = ctx.ckpt.task
-    if ood_digits(task) is None:
-        return {"title": MATCH_TITLE, "html": "<p>The format holds no operand longer than the trained length.</p>"}
     (matching,) = mods
     res = matching.match_ood(ctx.ckpt, n=ctx.settings.n_samples, seed=ctx.settings.seed)
     s = res.summary()["by_state"]
