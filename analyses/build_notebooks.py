@@ -68,7 +68,8 @@ SNAPSHOT_N = 50 if QUICK else 1000  # pairs per set when re-scoring add3's snaps
 SEED = 0
 THREADS = 1                         # torch CPU threads (the model is tiny)'''),
     ("code", SETUP + '''
-from mechinterp_arith.evaluate import accuracy, generate'''),
+from mechinterp_arith.core.decoding import generate
+from mechinterp_arith.core.evaluate import accuracy'''),
     ("md", "## A model trained here"),
     ("code", '''task = ma.Task(OP, digits=DIGITS)
 print(task.describe(), "| paper format, e.g.", task.to_text(12, 34))
@@ -139,8 +140,8 @@ POINTS = 24 if QUICK else 100   # grid points per axis of the maps
 SEED = 0
 THREADS = 1'''),
     ("code", SETUP + '''
-from mechinterp_arith.equivalence import analyse_checkpoint
-from mechinterp_arith.equivalence_plots import relation_maps
+from mechinterp_arith.analysis.equivalence import analyse_checkpoint
+from mechinterp_arith.analysis.equivalence_plots import relation_maps
 
 ckpts = {name: ma.load(name, device="cpu") for name in CHECKPOINTS}'''),
     ("md", "## Grid maps: true vs equivalent vs model (dashed: the ID boundary 10^3)"),
@@ -187,7 +188,7 @@ N_CLASSES = 5 if QUICK else 100     # random ID classes in the TV summary
 SEED = 0
 THREADS = 1'''),
     ("code", SETUP + '''
-from mechinterp_arith.equivalence_plots import class_distributions, class_probability_figure'''),
+from mechinterp_arith.analysis.equivalence_plots import class_distributions, class_probability_figure'''),
     ("code", '''ckpts = {name: ma.load(name, device="cpu") for name in EXAMPLES}
 for name, (a, b) in EXAMPLES.items():
     ckpt = ckpts[name]
@@ -227,9 +228,9 @@ STEPS = [100, 300, 1000] if QUICK else None   # snapshots (None: all)
 SEED = 0
 THREADS = 1'''),
     ("code", SETUP + '''
-from mechinterp_arith.dynamics import pca_dynamics
-from mechinterp_arith.pca import residual_pca
-from mechinterp_arith.projection import ood_projection
+from mechinterp_arith.analysis.dynamics import pca_dynamics
+from mechinterp_arith.analysis.pca import residual_pca
+from mechinterp_arith.analysis.projection import ood_projection
 
 ckpt = ma.load(CHECKPOINT, device="cpu")
 task = ckpt.task
@@ -280,10 +281,10 @@ THREADS = 1'''),
     ("code", SETUP + '''
 from IPython.display import display
 
-from mechinterp_arith.circuits import digit_sites, ood_sites
-from mechinterp_arith.evaluate import generate
-from mechinterp_arith.logit_lens import id_ood_logit_lens
-from mechinterp_arith.prompt_pairs import position_labels
+from mechinterp_arith.analysis.circuits import digit_sites, ood_sites
+from mechinterp_arith.core.decoding import generate
+from mechinterp_arith.analysis.logit_lens import id_ood_logit_lens
+from mechinterp_arith.core.positions import position_labels
 from mechinterp_arith.report.notebook import attention_views
 from mechinterp_arith.report.sections.attention import attention_of, class_members, token_labels
 
@@ -365,7 +366,7 @@ pd.DataFrame(tv_rows)'''),
 NOTEBOOKS["06_circuit_query_tour"] = [
     ("md", """# A tour of the circuit query API
 
-`mechinterp_arith.circuits` answers circuit questions with batched activation patching and returns pandas
+`mechinterp_arith.analysis.circuits` answers circuit questions with batched activation patching and returns pandas
 DataFrames (filter them with `.query`, `.nlargest`, `.pivot`). `explain(ckpt, a, b)` is the one-input
 view: prediction, ID representative and the top patching sites per answer digit."""),
     ("code", QUICK_LINE + '''CHECKPOINT = "add3"
@@ -377,7 +378,7 @@ THREADS = 1'''),
     ("code", SETUP + '''
 import json
 
-from mechinterp_arith.circuits import attention_to_operands, circuit, digit_sites, explain, head_operand_map, ood_sites
+from mechinterp_arith.analysis.circuits import attention_to_operands, circuit, digit_sites, explain, head_operand_map, ood_sites
 
 ckpt = ma.load(CHECKPOINT, device="cpu")'''),
     ("md", "## `digit_sites(ckpt, k)`: which (kind, layer, position) sites carry answer digit k"),

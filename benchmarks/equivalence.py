@@ -19,8 +19,8 @@ import time
 import torch
 
 from mechinterp_arith import data
-from mechinterp_arith.checkpoint import load
-from mechinterp_arith.equivalence import analyse_set
+from mechinterp_arith.core.checkpoint import load
+from mechinterp_arith.analysis.equivalence import analyse_set
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Batched patching vs ``transformer_lens.patching`` on add3: prints one JSON object.
 
 The five TL functions (resid_pre, attn_out, mlp_out, head out all_pos, head out by_pos) against
-the drop-ins of ``mechinterp_arith.patching``, on ``--n`` pairs (default 64) whose answers differ
+the drop-ins of ``mechinterp_arith.analysis.patching``, on ``--n`` pairs (default 64) whose answers differ
 only in digit ``--digit`` (default 1), metric: logit difference at that answer position
 (``prompt_pairs.logit_diff_metric``, which declares the one position it reads, so the drop-ins
 skip positions after it). Also timed: the same metric wrapped in a lambda that declares nothing,
@@ -39,8 +39,8 @@ def main() -> None:
     from transformer_lens import patching as tl_patching
 
     from mechinterp_arith import load
-    from mechinterp_arith import patching as fast
-    from mechinterp_arith.prompt_pairs import differ_in_answer_digit, logit_diff_metric
+    from mechinterp_arith.analysis import patching as fast
+    from mechinterp_arith.analysis.prompt_pairs import differ_in_answer_digit, logit_diff_metric
 
     ckpt = load(args.checkpoint, device="cpu")
     model = ckpt.model

@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from plain_gpt import PlainGPT  # noqa: E402
 
 from mechinterp_arith import ModelConfig, Task, TrainConfig, build_model, data, train  # noqa: E402
-from mechinterp_arith.model import resolve_device  # noqa: E402
-from mechinterp_arith.model import fused_layernorm
-from mechinterp_arith.train import TrainingData, answer_loss, batch_indices, make_optimizer  # noqa: E402
+from mechinterp_arith.core.model import resolve_device  # noqa: E402
+from mechinterp_arith.core.model import fused_layernorm
+from mechinterp_arith.core.train import TrainingData, answer_loss, batch_indices, make_optimizer  # noqa: E402
 
 
 def ms_per_step(model, td, device, steps, batch_size, seed=0) -> float:

@@ -12,30 +12,24 @@ import inspect
 import sys
 from pathlib import Path
 
-MODULES = [
-    ("Tasks and formats", "tasks"),
-    ("Operand sets", "data"),
-    ("Hooked models", "model"),
-    ("Training", "train"),
-    ("Evaluation", "evaluate"),
-    ("Plain forward (fast paths)", "plain_forward"),
-    ("Fast greedy decoding", "fast_decode"),
-    ("Checkpoints", "checkpoint"),
-    ("Importing foreign checkpoints", "importer"),
-    ("Equivalence relations", "equivalence"),
-    ("Equivalence figures", "equivalence_plots"),
-    ("Activations", "activations"),
-    ("Labels", "labels"),
-    ("Residual-stream PCA", "pca"),
-    ("OOD projection", "projection"),
-    ("Training dynamics", "dynamics"),
-    ("Logit lens", "logit_lens"),
-    ("Activation matching", "matching"),
-    ("Prompt pairs and metrics", "prompt_pairs"),
-    ("Activation patching", "patching"),
-    ("Circuit queries", "circuits"),
-    ("Report", "report"),
-]
+LAYERS = ["core", "analysis", "report"]  # in import order: each layer imports only those before it
+SKIP = {"core.version"}
+
+
+def modules() -> list[str]:
+    """Every module of the library layers, layer by layer (``report`` as one entry: its package API)."""
+    import pkgutil
+
+    names = []
+    for layer in LAYERS:
+        pkg = importlib.import_module(f"mechinterp_arith.{layer}")
+        if layer == "report":
+            names.append(layer)
+            continue
+        names += [f"{layer}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__) if f"{layer}.{m.name}" not in SKIP]
+    return names
+
+
 OUT = Path(__file__).resolve().parent / "api.md"
 
 
@@ -57,9 +51,9 @@ def public_members(module) -> list[tuple[str, object]]:
 def render() -> str:
     lines = ["# API reference", "", "Generated from the docstrings by `python docs/build_api.py`; do not edit by hand.",
              "Tensor shapes are written jaxtyping-style (`Int[Tensor, \"batch pos\"]`).", ""]
-    for title, mod_name in MODULES:
+    for mod_name in modules():
         module = importlib.import_module(f"mechinterp_arith.{mod_name}")
-        lines += [f"## {title}: `mechinterp_arith.{mod_name}`", ""]
+        lines += [f"## `mechinterp_arith.{mod_name}`", ""]
         doc = inspect.getdoc(module)
         if doc:
             lines += [doc.split("\n\n")[0], ""]

@@ -5,44 +5,47 @@
 >>> ckpt.predict([349, 1349], [705, 705]).tolist()   # ID, and OOD answered as (a mod 1000) + b
 [1054, 1054]
 
-The core (tasks, data, model, training, evaluation, checkpoints) is imported eagerly; analysis
-entry points load their module on first use, so ``import mechinterp_arith`` stays quick.
+Layers (docs/architecture.md): ``core`` (tasks, positions, data, model, decoding, evaluation,
+checkpoints, training, import) <- ``analysis`` (representations, equivalence, causal) <- ``report``
+and ``cli``. The core is imported eagerly; analysis entry points load their module on first use,
+so ``import mechinterp_arith`` stays quick.
 """
 
 from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
-
-from . import data  # noqa: E402
-from .checkpoint import Checkpoint, CheckpointError, load, save_checkpoint  # noqa: E402
-from .evaluate import accuracy, accuracy_by_length, generate  # noqa: E402
-from .model import ModelConfig, build_model  # noqa: E402
-from .tasks import Task  # noqa: E402
-from .train import TrainConfig, train  # noqa: E402
+from .core import data  # noqa: E402
+from .core.checkpoint import Checkpoint, CheckpointError, load, save_checkpoint  # noqa: E402
+from .core.decoding import generate  # noqa: E402
+from .core.evaluate import accuracy, accuracy_by_length  # noqa: E402
+from .core.model import ModelConfig, build_model  # noqa: E402
+from .core.tasks import Task  # noqa: E402
+from .core.train import train  # noqa: E402
+from .core.train_config import TrainConfig  # noqa: E402
+from .core.version import __version__  # noqa: E402
 
 # public name -> module that defines it (imported on first access)
 _LAZY = {
-    "import_checkpoint": "importer",
-    "analyse_checkpoint": "equivalence",
-    "find_relation": "equivalence",
-    "relation_maps": "equivalence_plots",
-    "class_probability_figure": "equivalence_plots",
-    "residual_pca": "pca",
-    "pca_sweep": "pca",
-    "ood_projection": "projection",
-    "pca_dynamics": "dynamics",
-    "logit_lens": "logit_lens",
-    "id_ood_logit_lens": "logit_lens",
-    "match_activations": "matching",
-    "match_ood": "matching",
-    "patch_sweep": "patching",
-    "circuit": "circuits",
-    "digit_sites": "circuits",
-    "head_operand_map": "circuits",
-    "ood_sites": "circuits",
-    "explain": "circuits",
+    "import_checkpoint": "core.importer",
+    "analyse_checkpoint": "analysis.equivalence",
+    "find_relation": "analysis.equivalence",
+    "relation_maps": "analysis.equivalence_plots",
+    "class_probability_figure": "analysis.equivalence_plots",
+    "residual_pca": "analysis.pca",
+    "pca_sweep": "analysis.pca",
+    "ood_projection": "analysis.projection",
+    "pca_dynamics": "analysis.dynamics",
+    "logit_lens": "analysis.logit_lens",
+    "id_ood_logit_lens": "analysis.logit_lens",
+    "match_activations": "analysis.matching",
+    "match_ood": "analysis.matching",
+    "patch_sweep": "analysis.patching",
+    "circuit": "analysis.circuits",
+    "digit_sites": "analysis.circuits",
+    "head_operand_map": "analysis.circuits",
+    "ood_sites": "analysis.circuits",
+    "explain": "analysis.circuits",
     "build_report": "report",
 }
 
@@ -60,6 +63,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "__version__",
     "Checkpoint",
     "CheckpointError",
     "ModelConfig",

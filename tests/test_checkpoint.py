@@ -91,7 +91,7 @@ def test_unknown_name_lists_shipped():
 
 def test_failed_write_leaves_previous_checkpoint_intact(ckpt_dir, monkeypatch):
     before = (ckpt_dir / "model.safetensors").read_bytes()
-    import mechinterp_arith.checkpoint as cp
+    import mechinterp_arith.core.checkpoint as cp
 
     def boom(*args, **kwargs):
         raise OSError("disk full")
@@ -104,7 +104,7 @@ def test_failed_write_leaves_previous_checkpoint_intact(ckpt_dir, monkeypatch):
 
 
 def test_shipped_checkpoints_record_their_command():
-    from mechinterp_arith.checkpoint import shipped_checkpoint_dirs
+    from mechinterp_arith.core.checkpoint import shipped_checkpoint_dirs
 
     shipped = [p for p in shipped_checkpoint_dirs()[0].iterdir() if (p / "config.json").is_file()]
     assert shipped

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from mechinterp_arith import circuits
+from mechinterp_arith.analysis import circuits
 from mechinterp_arith.cli import main
 
 
@@ -35,8 +35,9 @@ def test_head_operand_map_on_add3(add3):
 
 
 def test_ood_patching_never_restores_the_dropped_digit(add3):
-    df = circuits.ood_sites(add3, n=12)
-    assert df.attrs["ood_answers_equal_representative"] >= 0.9 and df.attrs["ood_exact"] == 0.0
+    df = circuits.ood_sites(add3, n=24)
+    # the model answers 95% of 4-digit inputs as their representative (docs/equivalence.md); 24 pairs
+    assert df.attrs["ood_answers_equal_representative"] >= 0.8 and df.attrs["ood_exact"] == 0.0
     live = df[~df.identical]
     assert set(live.label) >= {"a3", "b3"}
     # the extra digits change layer-0 activations strongly ...

@@ -4,21 +4,19 @@ import pytest
 import torch
 
 from mechinterp_arith import data
-from mechinterp_arith.checkpoint import load, resolve_checkpoint
+from mechinterp_arith.core.checkpoint import load, resolve_checkpoint
 from mechinterp_arith.cli import main
-from mechinterp_arith.equivalence import (
+from mechinterp_arith.analysis.equivalence import (
     FIT_THRESHOLD,
     analyse_checkpoint,
     analyse_set,
     find_relation,
-    representative,
     wilson_interval,
 )
-from mechinterp_arith.equivalence_plots import class_distributions, class_probability_figure, relation_maps
-from mechinterp_arith.evaluate import generate
-from mechinterp_arith.fast_decode import fast_generate
-from mechinterp_arith.model import ModelConfig, build_model
-from mechinterp_arith.tasks import Task
+from mechinterp_arith.analysis.equivalence_plots import class_distributions, class_probability_figure, relation_maps
+from mechinterp_arith.core.decoding import generate
+from mechinterp_arith.core.model import ModelConfig, build_model
+from mechinterp_arith.core.tasks import Task
 
 
 def shipped(name):
@@ -81,7 +79,8 @@ def test_fast_decoding_matches_the_hooked_bridge(add3):
     a, b = data.ood_both(add3.task, 4, 120, seed=3)
     ia, ib = data.random_pairs(add3.task, 120, seed=3)
     for x, y in ((a, b), (ia, ib)):
-        assert torch.equal(fast_generate(add3.model, add3.task, x, y).tokens, generate(add3.model, add3.task, x, y).tokens)
+        kv, bridge = generate(add3.model, add3.task, x, y), generate(add3.model, add3.task, x, y, path="bridge")
+        assert (kv.path, bridge.path) == ("kv", "bridge") and torch.equal(kv.tokens, bridge.tokens)
 
 
 def test_add3_follows_the_mod_1000_relation(add3):
@@ -92,7 +91,7 @@ def test_add3_follows_the_mod_1000_relation(add3):
     assert r.best.coverage > 0.9 and r.best.ci95[0] > 0.9
     assert r.consistency == pytest.approx(r.best.coverage, abs=0.01)  # ID accuracy is 100%
     assert min(r.per_digit["equivalent"]) > 0.95 and r.per_digit["true"][3] < 0.3
-    ra, rb = representative(add3.task, a, b)
+    ra, rb = add3.task.id_representative(a, b)
     assert torch.equal(ra, a % 1000) and torch.equal(rb, b % 1000)
     ce = r.counterexamples
     assert len(ce) == r.search.n_counterexamples == round((1 - r.best.coverage) * 600)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from mechinterp_arith import CheckpointError, Task, data, load
 from mechinterp_arith.cli import main
-from mechinterp_arith.importer import convert_state_dict, import_checkpoint
+from mechinterp_arith.core.importer import convert_state_dict, import_checkpoint
 
 PAPER = Task("add", 3, "paper")  # vocab 10, context 15
 LAYERS, D, HEADS, D_MLP, CTX = 2, 24, 4, 40, 17

@@ -4,19 +4,10 @@ import pytest
 import torch
 from transformer_lens import patching as tl_patching
 
-from mechinterp_arith import patching
-from mechinterp_arith.prompt_pairs import (
-    answer_logit_pos,
-    carry_pairs,
-    change_operand_digit,
-    correct_prob_metric,
-    differ_in_answer_digit,
-    logit_diff_metric,
-    normalised_effect,
-    ood_id_pairs,
-    operand_pos,
-    position_labels,
-)
+from mechinterp_arith.analysis import patch_runners, patching
+from mechinterp_arith.analysis.metrics import correct_prob_metric, logit_diff_metric, normalised_effect
+from mechinterp_arith.analysis.prompt_pairs import carry_pairs, change_operand_digit, differ_in_answer_digit, ood_id_pairs
+from mechinterp_arith.core.positions import answer_logit_pos, operand_pos, position_labels
 
 DROP_INS = ("get_act_patch_resid_pre", "get_act_patch_attn_out", "get_act_patch_mlp_out",
             "get_act_patch_attn_head_out_all_pos", "get_act_patch_attn_head_out_by_pos")
@@ -126,7 +117,7 @@ def test_identical_sites_are_reported_and_equal_the_baseline(add3):
 
 def test_a_patch_that_never_runs_is_an_error(setup, monkeypatch):
     model, pairs, cache, metric = setup
-    monkeypatch.setattr(patching, "_make_fast_patch", lambda *a, **k: (lambda point, j, t: None))
+    monkeypatch.setattr(patch_runners, "_make_fast_patch", lambda *a, **k: (lambda point, j, t: None))
     with pytest.raises(RuntimeError, match="never ran"):
         patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, "attn_out", method="fast")
 

@@ -5,9 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from mechinterp_arith import data, load
-from mechinterp_arith.evaluate import generate
-from mechinterp_arith.fast_decode import fast_generate, kv_greedy, shared_prefix_split
-from mechinterp_arith.plain_forward import (
+from mechinterp_arith.core.decoding import generate, kv_greedy, shared_prefix_split
+from mechinterp_arith.core.plain_forward import (
     KVBuffer,
     PlainGPT,
     checked_plain_forward,
@@ -95,18 +94,21 @@ def test_shared_prefixes_are_computed_once_and_decode_like_the_bridge(add3):
     assert s == 7 and len(first) == 3
     assert torch.equal(tokens[first[inverse], :s], tokens[:, :s])  # each row maps to a row with its prefix
     out, logits = kv_greedy(add3.model, tokens[:, : task.prompt_len], task.answer_width, return_logits=True, rows=24)
-    ref = generate(add3.model, task, a, b)
+    ref = generate(add3.model, task, a, b, path="bridge")
     assert torch.equal(out, ref.tokens) and logits.shape == (64, task.answer_width, 10)
     assert shared_prefix_split(torch.arange(4).view(4, 1).expand(4, 10), 10)[0] == 0  # nothing shared: no split
 
 
-def test_fast_generate_falls_back_to_the_bridge_while_hooks_are_attached(add3):
+def test_generate_falls_back_to_the_bridge_while_hooks_are_attached(add3):
     a, b = data.ood_both(add3.task, 4, 8, seed=1)
     calls = []
     with add3.model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", lambda act, hook: calls.append(1))]):
-        got = fast_generate(add3.model, add3.task, a, b)
-    assert calls  # the hook fired: the hooked path ran
-    assert torch.equal(got.answers, fast_generate(add3.model, add3.task, a, b).answers)
+        got = generate(add3.model, add3.task, a, b)
+        with pytest.raises(ValueError, match="path='kv' needs"):
+            generate(add3.model, add3.task, a, b, path="kv")
+    assert calls and got.path == "bridge"  # the hook fired: the hooked path ran
+    fast = generate(add3.model, add3.task, a, b)
+    assert fast.path == "kv" and torch.equal(got.answers, fast.answers)
 
 
 def test_too_long_inputs_are_one_clear_error(add3):

@@ -9,11 +9,11 @@ import torch
 
 from mechinterp_arith import data
 from mechinterp_arith.cli import main
-from mechinterp_arith.evaluate import generate
+from mechinterp_arith.core.decoding import generate
 from mechinterp_arith.report import SECTIONS, ReportContext, ReportSettings, run_section
 from mechinterp_arith.report.sections.accuracy import length_grid_rates
 from mechinterp_arith.report.sections.attention import class_members, token_labels
-from mechinterp_arith.report.sections.common import answers_match, mod_rule
+from mechinterp_arith.core.decoding import greedy_matches
 from report_page import index_html, quick_report
 
 MAX_BYTES = 10 * 1024 * 1024
@@ -97,9 +97,9 @@ def test_teacher_forced_match_equals_greedy_generation(add3):
     a = torch.cat([a, torch.tensor([349, 1349, 5349])])
     b = torch.cat([b, torch.tensor([705, 705, 2705])])
     predicted = generate(add3.model, task, a, b).answers
-    exact, rule = answers_match(add3.model, task, a, b, [task.apply(a, b), mod_rule(task, a, b)])
+    exact, rule = greedy_matches(add3.model, task, a, b, [task.apply(a, b), task.equivalent_answer(a, b)])
     assert torch.equal(exact, predicted == task.apply(a, b))
-    assert torch.equal(rule, predicted == mod_rule(task, a, b))
+    assert torch.equal(rule, predicted == task.equivalent_answer(a, b))
     assert rule[-3:].tolist() == [True, True, True]  # 349+705, 1349+705, 5349+2705 all answered 1054
     assert rule[:-3].float().mean() > 0.9 and exact[:-3].float().mean() < 0.05
 
@@ -115,9 +115,12 @@ def test_length_grid_numbers(add3):
 
 def test_class_members_and_labels(add3):
     task = add3.task
-    assert class_members(task, 349, 705) == [(349, 705), (1349, 705), (5349, 2705)]
+    members = class_members(task, 1349, 705)
+    assert members[0] == (349, 705) and len(members) == 3 and members == class_members(task, 349, 705)
+    for a, b in members[1:]:  # OOD members of the class: both operands longer, same residues
+        assert a >= 1000 and b >= 1000 and (a % 1000, b % 1000) == (349, 705)
     labels = token_labels(task, torch.tensor(task.encode(349, 705))[: task.n_ctx])
-    assert labels[:5] == ["a4:0", "a3:0", "a2:3", "a1:4", "a0:9"] and labels[10:12] == ["c0:4", "c1:5"]
+    assert labels[:5] == ["a4:0", "a3:0", "a2:3", "a1:4", "a0:9"] and labels[10:12] == ["ans0:4", "ans1:5"]
 
 
 def test_failing_section_becomes_an_error_box(add3, monkeypatch):

@@ -11,15 +11,16 @@ import pytest
 import torch
 
 from mechinterp_arith import Task, data
-from mechinterp_arith.activations import (collect, input_tokens, position_roles, predicting_position, resolve_hook,
-                                          resolve_position)
+from mechinterp_arith.analysis.activations import collect, input_tokens, resolve_hook
+from mechinterp_arith.core.positions import answer_logit_pos as predicting_position
+from mechinterp_arith.core.positions import position_labels, resolve_position
 from mechinterp_arith.cli import main
-from mechinterp_arith.dynamics import pca_dynamics
-from mechinterp_arith.labels import label_values, parse_label
-from mechinterp_arith.logit_lens import id_ood_logit_lens, logit_lens
-from mechinterp_arith.matching import match_activations, match_ood
-from mechinterp_arith.pca import fit_pca, pca_sweep, residual_pca
-from mechinterp_arith.projection import ood_projection
+from mechinterp_arith.analysis.dynamics import pca_dynamics
+from mechinterp_arith.core.labels import label_values, parse_label
+from mechinterp_arith.analysis.logit_lens import id_ood_logit_lens, logit_lens
+from mechinterp_arith.analysis.matching import match_activations, match_ood
+from mechinterp_arith.analysis.pca import fit_pca, pca_sweep, residual_pca
+from mechinterp_arith.analysis.projection import ood_projection
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +34,14 @@ def test_positions_and_roles():
     assert [predicting_position(paper, k) for k in (0, 1, 5)] == [9, 10, 14]
     # plain: a(5) + b(5) = c(6, most significant first); the units digit is the last answer token
     assert predicting_position(plain, 5) == 11 and predicting_position(plain, 0) == 16
-    assert position_roles(paper)[1] == "a[3]" and position_roles(paper)[6] == "b[3]" and len(position_roles(paper)) == 15
-    assert position_roles(plain)[5] == "+" and position_roles(plain)[11] == "="
+    assert position_labels(paper)[1] == "a3" and position_labels(paper)[6] == "b3" and len(position_labels(paper)) == 15
+    assert position_labels(plain)[5] == "+" and position_labels(plain)[11] == "="
     assert resolve_position(paper, "ans3") == 12 and resolve_position(paper, -1) == 14 and resolve_position(paper, None) == 9
 
 
 @pytest.mark.parametrize("position, message", [
     (15, "position 15 is outside the model's input of 15 tokens"),
-    ("ans6", "answer digit 6 does not exist"),
+    ("ans6", "answer digit 6 is out of range"),
     ("tens", "unknown position 'tens'"),
 ])
 def test_bad_positions(position, message):
@@ -92,7 +93,7 @@ def test_collect_shapes_and_teacher_forcing(add3):
     assert rep[0, 10:].tolist() == [4, 5, 0, 1, 0] and true[0, 10:].tolist() == [4, 5, 0, 2, 0]  # 1054 vs 2054
     with pytest.raises(ValueError, match="unknown answer source 'best'"):
         input_tokens(add3, a, b, "best")
-    with pytest.raises(ValueError, match="fixed-length format"):
+    with pytest.raises(ValueError, match="needs a fixed-length"):
         predicting_position(Task("add", 3, format="plain", pad=False), 0)
 
 
@@ -173,7 +174,7 @@ def test_logit_lens_ood_prefers_the_equivalent_digit(add3):
     assert eq.iloc[-1, 3] > 0.9 and true.iloc[-1, 3] < 0.2  # 2,000 pairs: 0.990, 0.104
     assert res.table("mean_rank", "ood4", "equivalent").iloc[-1].max() < 0.1
     assert res.answers == {"id": "true", "ood4": "greedy"} and isinstance(res.figure(), go.Figure)
-    with pytest.raises(ValueError, match="ood_digits=3 is not out of distribution"):
+    with pytest.raises(ValueError, match="OOD length m=3 must exceed the trained length"):
         id_ood_logit_lens(add3, n=10, ood_digits=3)
 
 
@@ -181,7 +182,7 @@ def test_logit_lens_ood_prefers_the_equivalent_digit(add3):
 def test_matching_differs_at_extra_digits_and_reconverges(add3):
     res = match_ood(add3, n=200)
     s = res.summary()
-    assert res.differing_positions == [1, 6] and res.roles[1] == "a[3]" and res.roles[6] == "b[3]"
+    assert res.differing_positions == [1, 6] and res.roles[1] == "a3" and res.roles[6] == "b3"
     emb = s["cosine"]["blocks.0.hook_resid_pre"]
     assert emb[0] == pytest.approx(1.0) and emb[1] < 0.7 and emb[6] < 0.7  # 0.587 / 0.577
     final = s["by_state"]["ln_final.hook_out"]

@@ -3,7 +3,7 @@
 import pytest
 
 from mechinterp_arith import accuracy, data, load
-from mechinterp_arith.evaluate import held_out_pairs
+from mechinterp_arith.core.evaluate import held_out_pairs
 
 
 def test_add3_is_the_study_setting_and_answers_ood_by_truncation(add3):

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mechinterp_arith import Task
-from mechinterp_arith.tasks import digits_of
+from mechinterp_arith.core.tasks import digits_of
 
 TASKS = [
     Task("add", 3),

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from mechinterp_arith import CheckpointError, ModelConfig, Task, TrainConfig, accuracy, data, load, train
-from mechinterp_arith.train import TrainingData, lr_at
+from mechinterp_arith.core.train import TrainingData, lr_at
 
 TINY_TASK = Task("add", 2)
 TINY = ModelConfig.for_task(TINY_TASK, n_layers=1, n_heads=2, d_model=16, d_mlp=32, seed=1)

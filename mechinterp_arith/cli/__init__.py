@@ -24,7 +24,7 @@ class CliError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
+    from ..core.version import __version__
 
     parser = argparse.ArgumentParser(
         prog="mechinterp-arith",

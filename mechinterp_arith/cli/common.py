@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from ..tasks import FORMATS, OPERATIONS, Task
+from ..core.tasks import FORMATS, OPERATIONS, Task
 
 
 def add_checkpoint_arg(parser: argparse.ArgumentParser, default: str | None = None) -> None:
@@ -36,8 +36,20 @@ def require_positive(args, *names: str) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
 
 
+def json_safe(obj):
+    """``obj`` with NaN floats replaced by None (strict JSON has no NaN)."""
+    if isinstance(obj, float):
+        return None if obj != obj else obj
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def print_json(obj) -> None:
-    json.dump(obj, sys.stdout, indent=2, default=_jsonable)
+    """Strict JSON on stdout (NaN written as null)."""
+    json.dump(json_safe(obj), sys.stdout, indent=2, default=_jsonable, allow_nan=False)
     sys.stdout.write("\n")
 
 
@@ -80,6 +92,6 @@ def add_html_arg(parser: argparse.ArgumentParser, what: str = "the figure") -> N
 
 def write_figure_html(path, fig) -> None:
     """Write a plotly figure as a standalone HTML file with plotly.js embedded (works offline)."""
-    from ..checkpoint import atomic_write_text
+    from ..core.files import atomic_write_text
 
     atomic_write_text(path, fig.to_html(include_plotlyjs=True))

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from ..checkpoint import load
-from ..equivalence import FIT_THRESHOLD, analyse_checkpoint, report_dict
-from .common import add_checkpoint_arg, add_device_arg, add_json_arg, fmt, print_json, require_positive
+from ..analysis.equivalence import FIT_THRESHOLD, analyse_checkpoint, report_dict
+from ..core.checkpoint import load
+from .common import (
+    add_checkpoint_arg,
+    add_device_arg,
+    add_json_arg,
+    fmt,
+    print_json,
+    require_positive,
+)
 
 
 def register(sub) -> None:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from ..checkpoint import load
-from ..evaluate import evaluate_checkpoint
-from .common import add_checkpoint_arg, add_device_arg, add_json_arg, fmt, print_json, require_positive
+from ..core.checkpoint import load
+from ..core.evaluate import evaluate_checkpoint
+from .common import (
+    add_checkpoint_arg,
+    add_device_arg,
+    add_json_arg,
+    fmt,
+    print_json,
+    require_positive,
+)
 
 
 def register(sub) -> None:

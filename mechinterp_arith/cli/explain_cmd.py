@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from ..checkpoint import load
-from .common import add_checkpoint_arg, add_device_arg, add_json_arg, print_json, require_positive
+from ..core.checkpoint import load
+from .common import (
+    add_checkpoint_arg,
+    add_device_arg,
+    add_json_arg,
+    print_json,
+    require_positive,
+)
 
 
 def register(sub) -> None:
@@ -20,7 +26,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..circuits import explain
+    from ..analysis.circuits import explain
 
     ckpt = load(args.checkpoint, device=args.device)
     require_positive(args, "top")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from ..checkpoint import load
-from ..importer import DEFAULT_ACT, SOURCES, import_checkpoint
-from ..model import ACTIVATIONS
+from ..core.checkpoint import load
+from ..core.importer import DEFAULT_ACT, SOURCES, import_checkpoint
+from ..core.model import ACTIVATIONS
 from .common import add_json_arg, add_task_args, print_json, task_from_args
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..checkpoint import load
+from ..core.checkpoint import load
 from .common import add_checkpoint_arg, add_json_arg, print_json
 
 

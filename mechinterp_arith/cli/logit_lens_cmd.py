@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from ..activations import ANSWER_SOURCES, json_safe
-from ..checkpoint import load
-from ..logit_lens import id_ood_logit_lens
-from .common import (add_checkpoint_arg, add_device_arg, add_html_arg, add_json_arg, add_ood_sample_args,
-                     print_json, write_figure_html)
+from ..analysis.activations import ANSWER_SOURCES
+from ..analysis.logit_lens import id_ood_logit_lens
+from ..core.checkpoint import load
+from .common import (
+    add_checkpoint_arg,
+    add_device_arg,
+    add_html_arg,
+    add_json_arg,
+    add_ood_sample_args,
+    print_json,
+    write_figure_html,
+)
 
 
 def register(sub) -> None:
@@ -31,7 +38,7 @@ def run(args) -> int:
     if args.html:
         write_figure_html(args.html, res.figure())
     if args.json:
-        print_json(json_safe({"checkpoint": ckpt.name, "task": ckpt.task.name, "n": args.n, **res.summary()}))
+        print_json(({"checkpoint": ckpt.name, "task": ckpt.task.name, "n": args.n, **res.summary()}))
         return 0
     print(f"{ckpt.name}: logit lens (final-state lens vs model logits: max |diff| {res.final_max_abs_diff:.2e})")
     for (s, t), _ in res.frame.groupby(["set", "target"], sort=False):

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from ..activations import json_safe
-from ..checkpoint import load
-from ..matching import MATCH_ANSWERS, match_ood
-from .common import (add_checkpoint_arg, add_device_arg, add_html_arg, add_json_arg, add_ood_sample_args,
-                     fmt, print_json, write_figure_html)
+from ..analysis.matching import MATCH_ANSWERS, match_ood
+from ..core.checkpoint import load
+from .common import (
+    add_checkpoint_arg,
+    add_device_arg,
+    add_html_arg,
+    add_json_arg,
+    add_ood_sample_args,
+    fmt,
+    print_json,
+    write_figure_html,
+)
 
 
 def register(sub) -> None:
@@ -32,7 +39,7 @@ def run(args) -> int:
         write_figure_html(args.html, res.figure())
     s = res.summary()
     if args.json:
-        print_json(json_safe({"checkpoint": ckpt.name, "task": ckpt.task.name, **s}))
+        print_json(({"checkpoint": ckpt.name, "task": ckpt.task.name, **s}))
         return 0
     roles = dict(zip(res.positions, res.roles))
     print(f"{ckpt.name}: {res.n} OOD pairs vs their ID representatives (answers fed: {res.answers})")

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from ..checkpoint import load
-from .common import add_checkpoint_arg, add_device_arg, add_json_arg, print_json, require_positive
+from ..core.checkpoint import load
+from .common import (
+    add_checkpoint_arg,
+    add_device_arg,
+    add_json_arg,
+    print_json,
+    require_positive,
+)
 
 
 def register(sub) -> None:
@@ -25,13 +31,13 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..circuits import digit_sites, head_operand_map
-    from ..prompt_pairs import check_digit
+    from ..analysis.circuits import circuit_digits, digit_sites, head_operand_map
+    from ..core.positions import answer_logit_pos, check_digit
 
     ckpt = load(args.checkpoint, device=args.device)
     task = ckpt.task
     require_positive(args, "n", "top")
-    digits = list(range(task.digits + 1)) if args.digit is None else [check_digit(task, args.digit)]
+    digits = circuit_digits(task) if args.digit is None else [check_digit(task, args.digit)]
     result = {"checkpoint": str(ckpt.path) if ckpt.path else ckpt.name, "task": task.name, "n_pairs": args.n,
               "seed": args.seed, "digits": {}}
     for k in digits:
@@ -40,7 +46,7 @@ def run(args) -> int:
         top = sites[~sites.identical].nlargest(args.top, "effect")
         strong = heads[heads.best_effect >= args.min_effect].sort_values("best_effect", ascending=False)
         result["digits"][str(k)] = {
-            "logit_pos": int(task.prompt_len - 1 + k) if task.answer_lsb_first else None,
+            "logit_pos": answer_logit_pos(task, k),
             "clean_logit_diff": round(sites.attrs["clean_logit_diff"], 4),
             "corrupted_logit_diff": round(sites.attrs["corrupted_logit_diff"], 4),
             "n_identical_sites": int(sites.identical.sum()),

@@ -7,14 +7,23 @@ the position predicting the units digit, over 10,000 random pairs with each oper
 
 from __future__ import annotations
 
-from .. import data
-from ..activations import DEFAULT_HOOK, collect, json_safe, needs_answer_tokens, resolve_hook, resolve_position
-from ..checkpoint import load
-from ..labels import DEFAULT_LABEL, LABEL_HELP, parse_label
-from ..pca import DEFAULT_K, pca_sweep, residual_pca
-from ..projection import project
-from .common import (add_checkpoint_arg, add_device_arg, add_html_arg, add_json_arg, fmt, print_json, require_positive,
-                     write_figure_html)
+from ..analysis.activations import DEFAULT_HOOK, resolve_hook
+from ..analysis.pca import DEFAULT_K, pca_sweep
+from ..analysis.projection import study_pca
+from ..core import data
+from ..core.checkpoint import load
+from ..core.labels import DEFAULT_LABEL, LABEL_HELP, parse_label
+from ..core.positions import resolve_position
+from .common import (
+    add_checkpoint_arg,
+    add_device_arg,
+    add_html_arg,
+    add_json_arg,
+    fmt,
+    print_json,
+    require_positive,
+    write_figure_html,
+)
 
 
 def register(sub) -> None:
@@ -54,34 +63,17 @@ def run(args) -> int:
         if args.html:
             write_figure_html(args.html, sweep.figure())
         if args.json:
-            print_json(json_safe({"checkpoint": ckpt.name, "task": task.name, "n": args.n, "k": args.k,
+            print_json(({"checkpoint": ckpt.name, "task": task.name, "n": args.n, "k": args.k,
                         "rows": sweep.frame.to_dict(orient="records")}))
         else:
             print(sweep.frame.pivot(index="hook", columns="position", values="nearest_centroid_accuracy").round(3).to_string())
         return 0
-    top = min(task.digits + 1, task.width)
-    a, b = data.random_pairs(task, args.n, seed=args.seed, max_value=10**top)
-    answers = "greedy" if needs_answer_tokens(task, [pos]) else "true"
-    res = residual_pca(ckpt, a, b, hook, pos, args.label, args.k, answers=answers, seed=args.seed)
-    out = {"checkpoint": ckpt.name, "task": task.name, "inputs": f"{args.n} random pairs, each operand in [0, 10^{top})",
-           **res.summary()}
-    if needs_answer_tokens(task, [pos]):
-        out["teacher_forced_answers"] = "greedy"
-    ood = (a >= 10**task.digits) | (b >= 10**task.digits)
-    if ood.any():
-        ia, ib = data.random_pairs(task, args.n_id, seed=args.seed + 1)
-        id_acts = collect(ckpt, ia, ib, [hook], [pos], answers="true")[hook]
-        proj = project(task, id_acts.reshape(len(ia), -1).numpy().astype("float64"), (ia, ib),
-                       res.activations[ood.numpy()], (a[ood], b[ood]), hook, pos, args.label, args.k, answers, args.seed)
-        s = proj.summary()
-        out.update({key: s[key] for key in ("ood_on_equivalent_cluster", "ood_on_true_cluster", "labels_differ",
-                                            "ood_on_equivalent_cluster_where_differ", "ood_on_true_cluster_where_differ")})
-        out.update({"n_id": s["n_id"], "n_ood": s["n_ood"], "id_nearest_centroid_accuracy": s["id_nearest_centroid_accuracy"],
-                    "id_silhouette": s["id_silhouette"]})
+    res, out = study_pca(ckpt, args.n, args.n_id, hook, pos, args.label, args.k, seed=args.seed)
+    out = {"checkpoint": ckpt.name, "task": task.name, **out}
     if args.html:
         write_figure_html(args.html, res.figure(dims=3))
     if args.json:
-        print_json(json_safe(out))
+        print_json((out))
         return 0
     print(f"{ckpt.name}: PCA of {hook} @ position {pos}, label {args.label}, {out['inputs']}")
     print("explained variance ratio: " + " ".join(f"{r:.3f}" for r in out["explained_variance_ratio"]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-from ..checkpoint import load
+from ..core.checkpoint import load
 from .common import add_checkpoint_arg, add_device_arg, print_json
 
 

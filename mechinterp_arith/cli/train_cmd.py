@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from ..model import ACTIVATIONS, POSITIONS, ModelConfig
-from ..train import TrainConfig, train
+from ..core.model import ACTIVATIONS, POSITIONS, ModelConfig
+from ..core.train import train
+from ..core.train_config import BATCH_RNGS, TrainConfig
 from .common import add_device_arg, add_task_args, fmt, task_from_args
 
 
@@ -34,6 +35,8 @@ def register(sub) -> None:
     o.add_argument("--schedule", choices=("cosine", "constant"), default=d.schedule)
     o.add_argument("--grad-clip", type=float, default=d.grad_clip)
     o.add_argument("--seed", type=int, default=d.seed, help="batch order seed")
+    o.add_argument("--batch-rng", choices=BATCH_RNGS, default=d.batch_rng,
+                   help="how the batch order derives from --seed (arithmetic: version 0.1.0's, which trained the shipped checkpoints)")
     o.add_argument("--data-seed", type=int, default=d.data_seed, help="train/test split seed")
     o.add_argument("--n-train", type=int, default=None, help="default 10,000 (80%% of pairs when fewer)")
     o.add_argument("--n-test", type=int, default=None)
@@ -57,7 +60,7 @@ def run(args) -> int:
                        warmup=args.warmup, schedule=args.schedule, grad_clip=args.grad_clip, seed=args.seed,
                        data_seed=args.data_seed, n_train=args.n_train, n_test=args.n_test,
                        eval_every=args.eval_every, eval_n=args.eval_n, target_accuracy=args.target_accuracy,
-                       snapshot_every=args.snapshot_every, device=args.device)
+                       snapshot_every=args.snapshot_every, device=args.device, batch_rng=args.batch_rng)
     command = "mechinterp-arith " + shlex.join(args.argv)
     _, history, _ = train(task, mcfg, tcfg, out_dir=args.out, resume=not args.no_resume,
                           command=command, progress=not args.quiet)

@@ -10,7 +10,7 @@ Sections live in :mod:`mechinterp_arith.report.sections` (``SECTIONS``: key -> f
 """
 
 from .build import ReportResult, SectionResult, build_report, render_page, run_section
-from .context import ReportContext, ReportSettings, optional_module, unavailable
+from .context import ReportContext, ReportSettings
 from .sections import SECTIONS
 
 __all__ = [
@@ -20,8 +20,6 @@ __all__ = [
     "ReportSettings",
     "SectionResult",
     "build_report",
-    "optional_module",
     "render_page",
     "run_section",
-    "unavailable",
 ]

@@ -19,8 +19,9 @@ import jinja2
 from markupsafe import Markup
 from tqdm.auto import tqdm
 
-from .. import __version__
-from ..checkpoint import Checkpoint, atomic_write_text
+from ..core.checkpoint import Checkpoint
+from ..core.files import atomic_write_text
+from ..core.version import __version__
 from .assets import circuitsvis_js, plotly_js
 from .context import ReportContext, ReportSettings, escape
 from .sections import SECTIONS
@@ -35,7 +36,7 @@ class SectionResult:
     id: str
     title: str
     html: str
-    status: str  # "ok", "unavailable" or "error"
+    status: str  # "ok" or "error"
     seconds: float
     error: str | None = None
 

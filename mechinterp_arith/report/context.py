@@ -8,15 +8,13 @@ so that the page embeds plotly.js and circuitsvis once, whatever the number of v
 from __future__ import annotations
 
 import html as _html
-import importlib
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any, Callable
 
 from jaxtyping import Float
 from torch import Tensor
 
-from ..checkpoint import Checkpoint
+from ..core.checkpoint import Checkpoint
 from .assets import ElementIds, attention_heads_html, figure_html, render_circuitsvis
 
 
@@ -73,28 +71,6 @@ class ReportContext:
         if key not in self.memo:
             self.memo[key] = compute()
         return self.memo[key]
-
-
-def optional_module(name: str) -> ModuleType | None:
-    """``mechinterp_arith.<name>`` when this build has it, else None (other import errors propagate)."""
-    full = f"mechinterp_arith.{name}"
-    try:
-        return importlib.import_module(full)
-    except ModuleNotFoundError as e:
-        if e.name == full:
-            return None
-        raise
-
-
-def unavailable(title: str, needs: str, what: str, reason: str | None = None) -> dict:
-    """The placeholder section for an analysis this build does not have (or does not render) yet."""
-    reason = reason or f"it needs <code>{escape(needs)}</code>, which this installation does not provide"
-    return {
-        "title": title,
-        "status": "unavailable",
-        "html": (f'<div class="placeholder"><strong>Not available in this build.</strong> '
-                 f"{escape(what)}: {reason}.</div>"),
-    }
 
 
 def escape(text: Any) -> str:

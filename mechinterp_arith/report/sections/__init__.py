@@ -1,6 +1,7 @@
 """The report's sections, in page order: ``key -> section(ctx) -> dict(title=..., html=...)``.
 
-A section may add ``"status": "unavailable"`` (a placeholder for an analysis this build lacks).
+A part a checkpoint cannot support (the analysis raises
+:class:`~mechinterp_arith.core.errors.NotApplicable`) is shown as a note with the reason.
 Adding a section is one function here; it gets the checkpoint, settings and asset helpers from its
 :class:`~mechinterp_arith.report.context.ReportContext`.
 """
@@ -9,7 +10,15 @@ from __future__ import annotations
 
 from typing import Callable
 
-from . import accuracy, attention, equivalence, model_card, patching, representations, training
+from . import (
+    accuracy,
+    attention,
+    equivalence,
+    model_card,
+    patching,
+    representations,
+    training,
+)
 
 SectionFn = Callable[..., dict]
 

@@ -7,10 +7,11 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from ... import data
-from ...evaluate import generate, operand_length, score
+from ...core import data
+from ...core.decoding import generate, greedy_matches
+from ...core.evaluate import operand_length, score
 from ..context import ReportContext, escape, table
-from .common import answers_match, eval_sets, mod_rule
+from .common import eval_sets
 
 TITLE = "Accuracy by operand length"
 
@@ -24,7 +25,7 @@ def length_grid_rates(ctx: ReportContext) -> dict:
         grid = data.length_grid(task, lengths, n, seed=seed)
         a = torch.cat([p[0] for p in grid.values()])
         b = torch.cat([p[1] for p in grid.values()])
-        exact, rule = answers_match(ctx.ckpt.model, task, a, b, [task.apply(a, b), mod_rule(task, a, b)])
+        exact, rule = greedy_matches(ctx.ckpt.model, task, a, b, [task.apply(a, b), task.equivalent_answer(a, b)])
         la, lb = operand_length(a), operand_length(b)
         E = np.full((len(lengths), len(lengths)), np.nan)
         R = np.full_like(E, np.nan)
@@ -42,7 +43,7 @@ def section(ctx: ReportContext) -> dict:
     task = ctx.ckpt.task
     grid = length_grid_rates(ctx)
     labels = [str(x) for x in grid["lengths"]]
-    rule_name = f"(a mod 10^{task.digits}) {task.symbol} (b mod 10^{task.digits})"
+    rule_name = task.equivalent_description()
     fig = make_subplots(rows=1, cols=2, subplot_titles=("exact match", f"answer = {rule_name}"),
                         horizontal_spacing=0.15)
     for col, key in ((1, "exact"), (2, "mod_rule")):
@@ -60,9 +61,9 @@ def section(ctx: ReportContext) -> dict:
     for name, (a, b) in sets.items():
         predicted = generate(ctx.ckpt.model, task, a, b).answers
         s = score(task, predicted, task.apply(a, b))
-        label = f"ID {task.digits}-digit" if name == "id" else f"OOD {task.digits + 1}-digit (both operands)"
+        label = f"ID {task.digits}-digit" if name == "id" else f"OOD {data.default_ood_digits(task)}-digit (both operands)"
         rows.append([label, s["n"], f"{s['exact']:.4f}",
-                     f"{(predicted == mod_rule(task, a, b)).float().mean().item():.4f}",
+                     f"{(predicted == task.equivalent_answer(a, b)).float().mean().item():.4f}",
                      " ".join(f"{x:.3f}" for x in s["per_digit"])])
     summary = table(rows, header=["set", "n", "exact", f"= {rule_name}", "per digit (units first)"], cls="grid")
     note = (f"<p>{escape(grid['n'])} pairs per cell (seed {ctx.settings.seed}); the model was trained on operands "

@@ -9,44 +9,38 @@ from __future__ import annotations
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
+from transformer_lens.model_bridge import TransformerBridge
+from transformer_lens.utilities import get_act_name
 
-from ...evaluate import generate
+from ...core import data
+from ...core.data import require_ood_digits
+from ...core.decoding import generate
+from ...core.errors import NotApplicable
+from ...core.positions import position_labels, require_fixed_length
 from ..context import ReportContext, escape, table
-from .common import mod_rule
+from .helpers import skipped
 
 TITLE = "Attention patterns: ID inputs and their OOD class members"
 ID_EXAMPLES = ((349, 705), (567, 489))
 
 
-def class_members(task, a: int, b: int) -> list[tuple[int, int]]:
-    """An ID pair and OOD pairs with the same operands mod 10^n, e.g. 349+705, 1349+705, 5349+2705."""
-    N, limit = 10**task.digits, 10**task.width
-    a, b = a % N, b % N
-    members = [(a, b), (a + N, b), (a + 5 * N, b + 2 * N)]
-    out = []
-    for x, y in members:
-        if task.op == "sub":
-            x, y = max(x, y), min(x, y)
-        if x < limit and y < limit and (x, y) not in out:
-            out.append((x, y))
-    return out
+def class_members(task, a: int, b: int, seed: int = 0) -> list[tuple[int, int]]:
+    """The ID pair ``(a mod 10^n, b mod 10^n)`` and two random OOD members of its class
+    (:func:`~mechinterp_arith.core.data.class_members`), e.g. 349+705, 41349+90705, ..."""
+    N = 10**task.digits
+    ma, mb = data.class_members(task, a % N, b % N, k=2, seed=seed)
+    return [(a % N, b % N)] + list(zip(ma.tolist(), mb.tolist()))
 
 
 def token_labels(task, tokens: Int[Tensor, "pos"]) -> list[str]:
-    """Readable labels: ``a4:0 ... a0:9 b4:0 ... c0:4`` in the paper format, symbols otherwise."""
-    toks = [task.vocab[t] for t in tokens.tolist()]
-    if task.format != "paper":
-        return [f"{i}:{t}" for i, t in enumerate(toks)]
-    W = task.width
-    roles = [f"a{W - 1 - i}" for i in range(W)] + [f"b{W - 1 - i}" for i in range(W)]
-    roles += [f"c{k}" for k in range(len(toks) - 2 * W)]
-    return [f"{r}:{t}" for r, t in zip(roles, toks)]
+    """``label:token`` per position, e.g. ``a4:0 ... b0:5 ans0:4`` (:func:`position_labels`)."""
+    return [f"{r}:{task.vocab[t]}" for r, t in zip(position_labels(task), tokens.tolist())]
 
 
 @torch.inference_mode()
-def attention_of(model, tokens: Int[Tensor, "pos"]) -> Float[Tensor, "layer_head dest src"]:
+def attention_of(model: TransformerBridge, tokens: Int[Tensor, "pos"]) -> Float[Tensor, "layer_head dest src"]:
     """Every head's pattern for one sequence, layers then heads: [n_layers * n_heads, pos, pos]."""
-    names = [f"blocks.{l}.attn.hook_pattern" for l in range(model.cfg.n_layers)]
+    names = [get_act_name("pattern", l) for l in range(model.cfg.n_layers)]
     _, cache = model.run_with_cache(tokens.unsqueeze(0), names_filter=lambda n: n in names)
     return torch.cat([cache[n][0] for n in names]).float().cpu()
 
@@ -55,17 +49,20 @@ def section(ctx: ReportContext) -> dict:
     ckpt, task = ctx.ckpt, ctx.ckpt.task
     model, L, H = ckpt.model, ckpt.model_config.n_layers, ckpt.model_config.n_heads
     names = [f"L{l}H{h}" for l in range(L) for h in range(H)]
-    if not task.fixed_length:
-        return {"title": TITLE, "html": "<p>Attention views need a fixed-length (padded) format.</p>"}
+    try:
+        require_fixed_length(task)
+        require_ood_digits(task)
+    except NotApplicable as e:
+        return {"title": TITLE, "html": skipped("Attention views", str(e))}
     html = [f"<p>Each view shows all {L * H} heads over the sequence the model reads while answering "
             f"(the prompt and its own generated answer digits; <code>aK</code>/<code>bK</code> is the "
-            f"10<sup>K</sup> digit of an operand, <code>cK</code> of the answer). Select a head to enlarge it.</p>"]
+            f"10<sup>K</sup> digit of an operand, <code>ansK</code> of the answer). Select a head to enlarge it.</p>"]
     for a0, b0 in ID_EXAMPLES:
-        members = class_members(task, a0, b0)
+        members = class_members(task, a0, b0, seed=ctx.settings.seed)
         a = torch.tensor([m[0] for m in members])
         b = torch.tensor([m[1] for m in members])
         gen = generate(model, task, a, b)
-        rule, truth = mod_rule(task, a, b), task.apply(a, b)
+        rule, truth = task.equivalent_answer(a, b), task.apply(a, b)
         columns, patterns = [], []
         for i, (x, y) in enumerate(members):
             tokens = gen.tokens[i, : task.n_ctx]

@@ -1,14 +1,16 @@
 """Equivalence relations: which ID relation explains the OOD answers (table, grid maps, probabilities).
 
-Built on :mod:`mechinterp_arith.equivalence` (relation search, Wilson intervals, consistency with
-the ID representative) and :mod:`mechinterp_arith.equivalence_plots` (the study's figures).
+Built on :mod:`mechinterp_arith.analysis.equivalence` (relation search, Wilson intervals, consistency with
+the ID representative) and :mod:`mechinterp_arith.analysis.equivalence_plots` (the study's figures).
 """
 
 from __future__ import annotations
 
-from ... import data
-from ..context import ReportContext, escape, optional_module, table
-from .helpers import ci, section_modules, size
+from ...analysis import equivalence as eq
+from ...analysis import equivalence_plots as plots
+from ...core import data
+from ..context import ReportContext, escape, table
+from .helpers import ci, not_applicable, size
 
 TITLE = "Equivalence relations"
 WHAT = "The equivalence-relation analysis (table, grid maps, probability heatmaps)"
@@ -29,7 +31,6 @@ def equivalence_results(ctx: ReportContext) -> dict:
     """``label -> EquivalenceResult`` on every OOD set (computed once per report)."""
 
     def compute():
-        eq = optional_module("equivalence")
         task, n, seed = ctx.ckpt.task, ctx.settings.n_samples, ctx.settings.seed
         return {label: eq.analyse_set(ctx.ckpt.model, task, a, b, label)
                 for label, (a, b) in ood_sets(task, n, seed).items()}
@@ -76,10 +77,9 @@ def _counterexamples(results: dict) -> str:
 
 
 def section(ctx: ReportContext) -> dict:
-    mods, note = section_modules(ctx, TITLE, ("equivalence", "equivalence_plots"), WHAT, needs_ood=True)
+    note = not_applicable(ctx, TITLE, WHAT, needs_ood=True)
     if note:
         return note
-    eq, plots = mods
     task = ctx.ckpt.task
     results = equivalence_results(ctx)
     html = [f"<p>Each candidate relation is scored by the share of model outputs exactly equal to it "

@@ -1,29 +1,25 @@
-"""Small helpers shared by the analysis sections: placeholders, sample sizes, SVG-only figures."""
+"""Small helpers shared by the analysis sections: skipped parts, sample sizes, SVG-only figures."""
 
 from __future__ import annotations
 
-from types import ModuleType
-
 import plotly.graph_objects as go
 
-from ..context import ReportContext, optional_module, unavailable
-from .common import ood_digits
+from ...core import data
+from ...core.errors import NotApplicable
+from ...core.positions import require_fixed_length
+from ..context import ReportContext, escape
 
 
-def section_modules(ctx: ReportContext, title: str, names: tuple[str, ...], what: str,
-                    needs_ood: bool = False) -> tuple[list[ModuleType], dict | None]:
-    """The analysis modules a section needs, or a short note to show instead: when one of them does
-    not import, when the format is unpadded, or (``needs_ood``) when it holds no longer operand."""
-    mods = [optional_module(n) for n in names]
-    missing = [n for n, m in zip(names, mods) if m is None]
-    if missing:
-        return [], unavailable(title, ", ".join(f"mechinterp_arith.{m}" for m in missing), what)
-    task = ctx.ckpt.task
-    if not task.fixed_length:
-        return [], {"title": title, "html": "<p>This analysis needs a fixed-length (padded) format.</p>"}
-    if needs_ood and ood_digits(task) is None:
-        return [], {"title": title, "html": "<p>The format holds no operand longer than the trained length.</p>"}
-    return mods, None
+def not_applicable(ctx: ReportContext, title: str, what: str, needs_ood: bool = False) -> dict | None:
+    """The section to show instead of an analysis this checkpoint cannot support (an unpadded
+    format; with ``needs_ood``, a format holding no longer operand), with the reason; else None."""
+    try:
+        require_fixed_length(ctx.ckpt.task)
+        if needs_ood:
+            data.require_ood_digits(ctx.ckpt.task)
+    except NotApplicable as e:
+        return {"title": title, "html": skipped(what, str(e))}
+    return None
 
 
 def size(ctx: ReportContext, full: int, quick: int) -> int:
@@ -39,30 +35,28 @@ def svg_only(fig: go.Figure) -> go.Figure:
     """
     if not any(tr.type == "scattergl" for tr in fig.data):
         return fig
-    data = []
+    data_ = []
     for tr in fig.data:
         spec = tr.to_plotly_json()
         if spec.pop("type", None) == "scattergl":
-            data.append(go.Scatter(**spec))
+            data_.append(go.Scatter(**spec))
         else:
-            data.append(tr)
-    fig = go.Figure(data=data, layout=fig.layout)
-    return fig
+            data_.append(tr)
+    return go.Figure(data=data_, layout=fig.layout)
 
 
 def attempt(fn, *args, **kwargs):
-    """``(fn(...), None)``, or ``(None, message)`` when the analysis refuses the input with a ValueError
-    or IndexError (e.g. an answer digit a modular or multiplication task cannot isolate)."""
+    """``(fn(...), None)``, or ``(None, reason)`` when the analysis does not apply to this checkpoint
+    (:class:`NotApplicable`, e.g. an answer digit a product cannot change alone). Any other
+    exception is a failure and propagates (the section is then shown as failed)."""
     try:
         return fn(*args, **kwargs), None
-    except (ValueError, IndexError) as e:
-        return None, f"{type(e).__name__}: {e}"
+    except NotApplicable as e:
+        return None, str(e)
 
 
 def skipped(what: str, message: str) -> str:
     """A one-line note for a part of a section that does not apply to this checkpoint."""
-    from ..context import escape
-
     return f'<p class="note"><em>{escape(what)} not shown for this checkpoint:</em> {escape(message)}</p>'
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ... import __version__
+from ...core.version import __version__
 from ..context import ReportContext, escape, table
 
 TITLE = "Model card"

@@ -1,21 +1,19 @@
 """Causal sections: activation-patching heatmaps, OOD-to-ID patching, and the circuit summary.
 
-Built on :mod:`mechinterp_arith.circuits` (``digit_sites``, ``ood_sites``, ``head_operand_map`` filtered as ``circuit``),
-:mod:`mechinterp_arith.patching` (``patch_sweep``) and :mod:`mechinterp_arith.prompt_pairs`.
+Built on :mod:`mechinterp_arith.analysis.circuits` (``digit_sites``, ``ood_sites``, ``head_operand_map`` filtered as ``circuit``),
+:mod:`mechinterp_arith.analysis.patching` (``patch_sweep``) and :mod:`mechinterp_arith.analysis.prompt_pairs`.
 Effects are normalised: 0 = no effect, 1 = the clean metric restored.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
-import torch
 from plotly.subplots import make_subplots
 
+from ...analysis import circuits
+from ...core.positions import position_labels
 from ..context import ReportContext, escape, table
-from .common import ood_digits
-from .helpers import attempt, section_modules, size, skipped
+from .helpers import attempt, not_applicable, size, skipped
 
 PATCH_TITLE = "Activation patching"
 CIRCUIT_TITLE = "Circuit summary"
@@ -38,45 +36,21 @@ def _heatmaps(frames: list, titles: list[str], value: str, labels: list[str], zm
     return fig
 
 
-def digit_site_frames(ctx: ReportContext, circuits, digits: list[int], n: int) -> dict:
+def digit_site_frames(ctx: ReportContext, digits: list[int], n: int) -> dict:
     """``digit -> circuits.digit_sites(...)`` frame (resid_pre, attn_out, mlp_out), once per report."""
     return ctx.cached(f"digit_sites:{digits}:{n}", lambda: {
         k: circuits.digit_sites(ctx.ckpt, k, n=n, seed=ctx.settings.seed) for k in digits})
 
 
-def cfg_heads(ctx: ReportContext) -> int:
-    return ctx.ckpt.model.cfg.n_layers * ctx.ckpt.model.cfg.n_heads
-
-
-def _head_effects(ctx: ReportContext, patching, prompt_pairs, digits: list[int], n: int) -> np.ndarray:
-    """Normalised effect of patching each head's z at every position: [digit, layer * head]."""
-    model, task = ctx.ckpt.model, ctx.ckpt.task
-    out = []
-    for k in digits:
-        pairs, _ = attempt(prompt_pairs.differ_in_answer_digit, task, k, n=n, seed=ctx.settings.seed)
-        if pairs is None:  # this digit cannot be changed alone (e.g. the units digit of a product)
-            out.append(np.full(cfg_heads(ctx), np.nan))
-            continue
-        pairs = pairs.to(ctx.ckpt.device)
-        metric = prompt_pairs.logit_diff_metric(pairs, k)
-        with torch.inference_mode():
-            _, clean_cache = model.run_with_cache(pairs.clean_tokens)
-            clean, corr = float(metric(model(pairs.clean_tokens))), float(metric(model(pairs.corrupted_tokens)))
-        sweep = patching.patch_sweep(model, pairs.corrupted_tokens, clean_cache, metric, "z", by_pos=False)
-        out.append(((sweep.values - corr) / (clean - corr)).reshape(-1).numpy())
-    return np.stack(out)
-
-
 def patching_section(ctx: ReportContext) -> dict:
-    mods, note = section_modules(ctx, PATCH_TITLE, ("patching", "prompt_pairs", "circuits"), "Activation-patching heatmaps")
+    note = not_applicable(ctx, PATCH_TITLE, "Activation-patching heatmaps")
     if note:
         return note
-    patching, prompt_pairs, circuits = mods
     task, cfg = ctx.ckpt.task, ctx.ckpt.model.cfg
     n = size(ctx, 64, 16)
-    labels = prompt_pairs.position_labels(task)
+    labels = position_labels(task)
     k = min(1, task.answer_width - 1)  # the tens digit: needs both units digits and the carry
-    found, error = attempt(digit_site_frames, ctx, circuits, [k], n)
+    found, error = attempt(digit_site_frames, ctx, [k], n)
     if found is None:
         html = [skipped(f"Per-site patching of answer digit {k}", error)]
     else:
@@ -88,18 +62,19 @@ def patching_section(ctx: ReportContext) -> dict:
                 f"{sites.attrs['clean_logit_diff']:.2f}, corrupted {sites.attrs['corrupted_logit_diff']:.2f}).</p>",
                 ctx.figure(_heatmaps(frames, [f"{kind}: answer digit {k}" for kind in KINDS], "effect", labels))]
 
-    digits = list(range(min(task.digits + 1, task.answer_width)))
+    digits = circuits.circuit_digits(task)
     heads = [f"L{l}H{h}" for l in range(cfg.n_layers) for h in range(cfg.n_heads)]
-    eff = _head_effects(ctx, patching, prompt_pairs, digits, n)
+    effects = circuits.head_effects(ctx.ckpt, digits, n=n, seed=ctx.settings.seed)
+    eff = effects.pivot(index="digit", columns=["layer", "head"], values="effect").reindex(digits).to_numpy()
     fig = go.Figure(go.Heatmap(z=eff.astype(float), x=heads, y=[f"digit {d}" for d in digits], colorscale="RdBu",
                                zmid=0, texttemplate="%{z:.2f}"))
     fig.update_layout(height=120 + 45 * len(digits), margin={"t": 30, "b": 30}, yaxis_autorange="reversed")
     html += ["<h3>Head patching</h3><p>Each head's output (z) patched at every position at once, for pairs that "
              "differ in each answer digit (normalised effect; an empty row: no pairs change that digit alone).</p>",
              ctx.figure(fig)]
+    html += [skipped(f"Head patching of answer digit {k}", reason) for k, reason in effects.attrs["skipped"].items()]
 
-    ood, error = (None, "the format holds no longer operand") if ood_digits(task) is None else attempt(
-        circuits.ood_sites, ctx.ckpt, n=n, seed=ctx.settings.seed, kinds=("resid_pre",))
+    ood, error = attempt(circuits.ood_sites, ctx.ckpt, n=n, seed=ctx.settings.seed, kinds=("resid_pre",))
     if ood is None:
         html.append(skipped("OOD-to-ID patching", error))
     else:
@@ -131,26 +106,17 @@ def patching_section(ctx: ReportContext) -> dict:
 
 def circuits_section(ctx: ReportContext) -> dict:
     what = "The circuit summary (which heads read which operand digits for each answer digit)"
-    mods, note = section_modules(ctx, CIRCUIT_TITLE, ("circuits",), what)
+    note = not_applicable(ctx, CIRCUIT_TITLE, what)
     if note:
         return note
-    (circuits,) = mods
     n = size(ctx, 64, 24)
     min_att, min_eff = 0.2, 0.1
-    digits = range(min(ctx.ckpt.task.digits + 1, ctx.ckpt.task.answer_width))  # circuit()'s digits, within the answer
-    maps, notes = [], []
-    for k in digits:
-        m, error = attempt(circuits.head_operand_map, ctx.ckpt, k, n=n, seed=ctx.settings.seed)
-        if m is None:
-            notes.append(skipped(f"Answer digit {k}", error))
-        else:
-            maps.append(m)
-    if not maps:
-        return {"title": CIRCUIT_TITLE, "html": "\n".join(notes)}
-    df = pd.concat(maps, ignore_index=True)
-    df = df[(df.attention >= min_att) & (df.effect >= min_eff)].reset_index(drop=True)  # as circuits.circuit
+    df = circuits.circuit(ctx.ckpt, n=n, seed=ctx.settings.seed, min_attention=min_att, min_effect=min_eff)
+    notes = [skipped(f"Answer digit {k}", reason) for k, reason in df.attrs["skipped"].items()]
     summary = []
-    for k in digits:
+    for k in circuits.circuit_digits(ctx.ckpt.task):
+        if k in df.attrs["skipped"]:
+            continue
         sub = df[df.digit == k].sort_values(["layer", "head", "operand", "place"])
         reads = [f"L{r.layer}H{r.head} reads {r.operand}{r.place}" for r in sub.itertuples()]
         summary.append([f"10^{k}", "; ".join(reads) or "none above the thresholds"])

@@ -1,20 +1,19 @@
 """Representation sections: residual-stream PCA (clusters, OOD projection, training dynamics),
 the logit lens, and OOD-vs-representative activation matching.
 
-Built on :mod:`mechinterp_arith.pca`, :mod:`~mechinterp_arith.projection`,
-:mod:`~mechinterp_arith.dynamics`, :mod:`~mechinterp_arith.logit_lens` and
-:mod:`~mechinterp_arith.matching`; the default PCA setting is the study's Fig. 4 (final LayerNorm
+Built on :mod:`mechinterp_arith.analysis.pca`, :mod:`~mechinterp_arith.analysis.projection`,
+:mod:`~mechinterp_arith.analysis.dynamics`, :mod:`~mechinterp_arith.analysis.logit_lens` and
+:mod:`~mechinterp_arith.analysis.matching`; the default PCA setting is the study's Fig. 4 (final LayerNorm
 output at the position predicting the units digit, operands in [0, 10^(n+1)), coloured by the units digit).
 """
 
 from __future__ import annotations
 
-import pandas as pd
-
-from ... import data
+from ...analysis import dynamics, matching, pca, projection
+from ...analysis import logit_lens as lens_mod
+from ...core import data
 from ..context import ReportContext, escape, table
-from .common import ood_digits, snapshot_model
-from .helpers import section_modules, size, svg_only
+from .helpers import attempt, not_applicable, size, skipped, svg_only
 
 PCA_TITLE = "Representations (PCA)"
 LENS_TITLE = "Logit lens"
@@ -25,24 +24,27 @@ def _f(x: float) -> str:
     return "nan" if x != x else f"{x:.3f}"
 
 
-def _projection_rows(task, projection, pca_n: int, ctx: ReportContext):
-    """The OOD projection at the units digit and at digit n (where equivalent and true labels differ)."""
-    n, seed, m = ctx.settings.n_samples, ctx.settings.seed, ood_digits(task)
+def _projection_rows(task, ctx: ReportContext) -> tuple[list, list[str]]:
+    """The OOD projection at the units digit and at digit n (where equivalent and true labels
+    differ), and a note for each label the task cannot project on."""
+    n, seed, m = ctx.settings.n_samples, ctx.settings.seed, data.default_ood_digits(task)
     ida, idb = data.random_pairs(task, size(ctx, 1000, 150), seed=seed + 1)
     ooa, oob = data.ood_both(task, m, n, seed=seed)
-    out = []
+    out, notes = [], []
     digits = ["ans0"] + ([f"ans{task.digits}"] if 0 < task.digits < task.answer_width else [])
-    for position, label in ((d, d) for d in digits):
-        res = projection.ood_projection(ctx.ckpt, (ida, idb), (ooa, oob), position=position, label=label)
-        out.append((label, res))
-    return out
+    for label in digits:
+        res, reason = attempt(projection.ood_projection, ctx.ckpt, (ida, idb), (ooa, oob), position=label, label=label)
+        if res is None:
+            notes.append(skipped(f"The OOD projection of {label}", reason))
+        else:
+            out.append((label, res))
+    return out, notes
 
 
 def pca_section(ctx: ReportContext) -> dict:
-    mods, note = section_modules(ctx, PCA_TITLE, ("pca", "projection", "dynamics"), "PCA of the hidden states")
+    note = not_applicable(ctx, PCA_TITLE, "PCA of the hidden states")
     if note:
         return note
-    pca, projection, dynamics = mods
     ckpt, task, seed = ctx.ckpt, ctx.ckpt.task, ctx.settings.seed
     n_pca = size(ctx, 2000, 300)
     hi = 10 ** min(task.digits + 1, task.width)
@@ -58,10 +60,11 @@ def pca_section(ctx: ReportContext) -> dict:
     fig.update_layout(title=None)
     html.append(ctx.figure(fig, height=480))
 
-    m = ood_digits(task)
+    m = data.default_ood_digits(task)
     if m is not None:
         rows, figs = [], []
-        for label, r in _projection_rows(task, projection, n_pca, ctx):
+        found, notes = _projection_rows(task, ctx)
+        for label, r in found:
             d = r.summary()
             rows.append([label, r.position, d["n_id"], d["n_ood"], _f(d["id_nearest_centroid_accuracy"]),
                          _f(d["ood_on_equivalent_cluster"]), _f(d["ood_on_true_cluster"]), _f(d["labels_differ"]),
@@ -74,20 +77,17 @@ def pca_section(ctx: ReportContext) -> dict:
         html.append(table(rows, ["label", "position", "n ID", "n OOD", "ID accuracy", "OOD on equivalent cluster",
                                  "OOD on true cluster", "labels differ", "equivalent, where differ",
                                  "true, where differ"], cls="grid"))
-        last = svg_only(figs[-1].figure(max_points=size(ctx, 1500, 200)))
-        html.append(ctx.figure(last, height=460))
+        if figs:
+            last = svg_only(figs[-1].figure(max_points=size(ctx, 1500, 200)))
+            html.append(ctx.figure(last, height=460))
+        html += notes
 
     steps = ckpt.snapshot_steps()
     if steps:
         if ctx.settings.quick:
             steps = sorted({steps[0], steps[len(steps) // 2], steps[-1]})
         n_dyn = size(ctx, 500, 60)
-        results = {step: pca.residual_pca(ckpt, a[:n_dyn], b[:n_dyn], model=snapshot_model(ctx, step)) for step in steps}
-        frame = pd.DataFrame([{"step": st, "nearest_centroid_accuracy": r.nearest_centroid_accuracy,
-                               "silhouette": r.silhouette,
-                               f"explained_variance_top{r.k}": float(r.explained_variance_ratio[: r.k].sum())}
-                              for st, r in results.items()])
-        dyn = dynamics.DynamicsResult(frame, results)
+        dyn = dynamics.pca_dynamics(ckpt, a[:n_dyn], b[:n_dyn], steps=steps)
         html.append(f"<h3>Training dynamics</h3><p>The same PCA on each of {len(steps)} training snapshots "
                     f"({n_dyn} pairs of the set above).</p>")
         curve = dyn.figure()
@@ -102,10 +102,9 @@ def pca_section(ctx: ReportContext) -> dict:
 
 
 def logit_lens_section(ctx: ReportContext) -> dict:
-    mods, note = section_modules(ctx, LENS_TITLE, ("logit_lens",), "The logit lens over layers")
+    note = not_applicable(ctx, LENS_TITLE, "The logit lens over layers")
     if note:
         return note
-    (lens_mod,) = mods
     n = ctx.settings.n_samples
     lens = lens_mod.id_ood_logit_lens(ctx.ckpt, n=n, seed=ctx.settings.seed)
     fig = lens.figure()
@@ -127,11 +126,10 @@ def logit_lens_section(ctx: ReportContext) -> dict:
 
 
 def matching_section(ctx: ReportContext) -> dict:
-    mods, note = section_modules(ctx, MATCH_TITLE, ("matching",), "OOD-vs-ID activation matching", needs_ood=True)
+    note = not_applicable(ctx, MATCH_TITLE, "OOD-vs-ID activation matching", needs_ood=True)
     if note:
         return note
     task = ctx.ckpt.task
-    (matching,) = mods
     res = matching.match_ood(ctx.ckpt, n=ctx.settings.n_samples, seed=ctx.settings.seed)
     s = res.summary()["by_state"]
     rows = [[h, _f(v["cosine_at_differing_positions"]), _f(v["cosine_at_answer_positions"]),
@@ -139,7 +137,7 @@ def matching_section(ctx: ReportContext) -> dict:
     fig = res.figure()
     fig.update_layout(title=None)
     html = [f"<p>Cosine similarity (per state x position, mean over {res.n} pairs) between the residual stream of an "
-            f"input with both operands {ood_digits(task)} digits and that of its ID representative, both reading the "
+            f"input with both operands {data.default_ood_digits(task)} digits and that of its ID representative, both reading the "
             f"representative's answer; * marks the positions where the tokens differ (the extra digits). Baseline: "
             f"two unrelated ID inputs.</p>",
             ctx.figure(fig, height=420),

@@ -10,8 +10,10 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ...core import data
+from ...core.decoding import greedy_matches
 from ..context import ReportContext, escape
-from .common import answers_match, eval_sets, rates, snapshot_model
+from .common import eval_sets, rates, snapshot_model
 
 TITLE = "Training curves"
 
@@ -30,7 +32,7 @@ def snapshot_curve(ctx: ReportContext) -> list[dict]:
         for step, model in models:
             model = model if model is not None else snapshot_model(ctx, step)
             id_a, id_b = sets["id"]
-            (hit,) = answers_match(model, ckpt.task, id_a, id_b, [ckpt.task.apply(id_a, id_b)])
+            (hit,) = greedy_matches(model, ckpt.task, id_a, id_b, [ckpt.task.apply(id_a, id_b)])
             row = {"step": step, "id_exact": hit.float().mean().item()}
             if "ood" in sets:
                 r = rates(model, ckpt.task, *sets["ood"])
@@ -59,11 +61,10 @@ def section(ctx: ReportContext) -> dict:
                                      marker={"size": 9, "symbol": "diamond"}), row=1, col=2)
     curve = snapshot_curve(ctx) if ckpt.snapshot_steps() else []
     n = ctx.settings.n_samples
-    m = ckpt.task.digits + 1
+    m = data.default_ood_digits(ckpt.task)
     for key, label in (("id_exact", f"ID exact (snapshots, n={n})"),
                        ("ood_exact", f"OOD {m}-digit exact (snapshots)"),
-                       ("ood_mod_rule", f"OOD answer = (a mod 10^{ckpt.task.digits}) {ckpt.task.symbol} "
-                                        f"(b mod 10^{ckpt.task.digits})")):
+                       ("ood_mod_rule", f"OOD answer = {ckpt.task.equivalent_description()}")):
         if curve and key in curve[0]:
             fig.add_trace(go.Scatter(x=[r["step"] for r in curve], y=[r[key] for r in curve],
                                      mode="lines+markers", name=label), row=1, col=2)

@@ -28,10 +28,13 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
 from sklearn.neighbors import NearestCentroid
 from torch import Tensor
+from transformer_lens.model_bridge import TransformerBridge
 
-from .activations import DEFAULT_HOOK, Answers, answer_positions, collect, predicted_digit, residual_hooks, resolve_position
-from .labels import DEFAULT_LABEL, label_values, parse_label
-from .tasks import _as_long
+from ..core.checkpoint import Checkpoint
+from ..core.labels import DEFAULT_LABEL, label_values, parse_label
+from ..core.positions import answer_positions, predicted_digit, resolve_position
+from ..core.tasks import as_operands
+from .activations import DEFAULT_HOOK, Answers, collect, residual_hooks
 
 DEFAULT_K = 3
 SILHOUETTE_SAMPLE = 4000  # silhouette is O(n^2): scored on a fixed random subsample of this size
@@ -128,12 +131,13 @@ def fit_pca(acts: Float[np.ndarray, "n d"], labels: Int[np.ndarray, "n"], k: int
     return pca, coords[:, : max(k, min(3, coords.shape[1]))], acc, sil
 
 
-def _flat(x: Tensor) -> np.ndarray:
+def flatten(x: Tensor) -> np.ndarray:
+    """Activations ``[batch, ...]`` as a float64 array ``[batch, features]`` (what PCA is fitted on)."""
     return x.reshape(len(x), -1).numpy().astype(np.float64)
 
 
 def residual_pca(
-    ckpt,
+    ckpt: Checkpoint,
     a: Int[Tensor, "n"],
     b: Int[Tensor, "n"],
     hook: str = DEFAULT_HOOK,
@@ -141,18 +145,18 @@ def residual_pca(
     label: str = DEFAULT_LABEL,
     k: int = DEFAULT_K,
     answers: Answers = "true",
-    model=None,
+    model: TransformerBridge | None = None,
     seed: int = 0,
 ) -> PCAResult:
     """PCA of ``hook`` at ``position`` (default: the position predicting the units digit) over the
     pairs ``(a, b)``, separability of ``label``. ``answers`` fills answer slots for positions past
     the prompt; ``model`` overrides ``ckpt.model`` (e.g. a training snapshot)."""
-    a, b = _as_long(a), _as_long(b)
+    a, b = as_operands(a), as_operands(b)
     parse_label(ckpt.task, label)
     pos = resolve_position(ckpt.task, position)
     acts = collect(ckpt, a, b, [hook], [pos], answers=answers, model=model)[hook]
     y = label_values(ckpt.task, a, b, label).numpy()
-    x = _flat(acts)
+    x = flatten(acts)
     pca, coords, acc, sil = fit_pca(x, y, k, seed)
     return PCAResult(hook, pos, label, k, coords, y, pca.explained_variance_ratio_, acc, sil, pca, x,
                      (a.numpy(), b.numpy()))
@@ -180,7 +184,7 @@ class SweepResult:
 
 
 def pca_sweep(
-    ckpt,
+    ckpt: Checkpoint,
     a: Int[Tensor, "n"],
     b: Int[Tensor, "n"],
     hooks: Sequence[str] | None = None,
@@ -207,13 +211,13 @@ def pca_sweep(
         else:
             labels[p] = f"ans{predicted_digit(task, p)}"
         parse_label(task, labels[p])
-    a, b = _as_long(a), _as_long(b)
+    a, b = as_operands(a), as_operands(b)
     acts = collect(ckpt, a, b, hooks, pos, answers=answers)
     rows = []
     for h in hooks:
         for j, p in enumerate(pos):
             y = label_values(task, a, b, labels[p]).numpy()
-            pca, _, acc, sil = fit_pca(_flat(acts[h][:, j]), y, k, seed)
+            pca, _, acc, sil = fit_pca(flatten(acts[h][:, j]), y, k, seed)
             rows.append({"hook": h, "position": p, "label": labels[p], "nearest_centroid_accuracy": acc,
                          "silhouette": sil, f"explained_variance_top{k}": float(pca.explained_variance_ratio_[:k].sum())})
     return SweepResult(pd.DataFrame(rows))

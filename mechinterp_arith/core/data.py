@@ -20,9 +20,12 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from .errors import NotApplicable
+from .seeding import generator
 from .tasks import Task
 
 Pairs = tuple[Int[Tensor, "n"], Int[Tensor, "n"]]
+MAX_SAMPLES = 100_000_000  # larger sets do not fit in memory on the machines this runs on
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ def id_split(task: Task, n_train: int | None = None, n_test: int | None = None, 
         raise ValueError(f"need n_train >= 1 and n_test >= 0, got {n_train} and {n_test}")
     if n_train + n_test > total:
         raise ValueError(f"{task.name} has only {total} operand pairs; asked for {n_train} + {n_test}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)  # the split of the shipped checkpoints: kept as it was
     index = rng.choice(total, size=n_train + n_test, replace=False)
     a, b = _pair_from_index(task, torch.from_numpy(index.astype(np.int64)))
     return Split(a[:n_train], b[:n_train], a[n_train:], b[n_train:])
@@ -85,10 +88,53 @@ def _pair_from_index(task: Task, index: Int[Tensor, "n"]) -> Pairs:
     return a, index - a * (a + 1) // 2
 
 
-def operands_with_digits(length: int, n: int, generator: torch.Generator) -> Int[Tensor, "n"]:
+def operands_with_digits(length: int, n: int, g: torch.Generator) -> Int[Tensor, "n"]:
     """``n`` integers with exactly ``length`` digits (0-9 count as one digit)."""
     lo = 0 if length == 1 else 10 ** (length - 1)
-    return torch.randint(lo, 10**length, (n,), generator=generator)
+    return torch.randint(lo, 10**length, (n,), generator=g)
+
+
+def ordered(task: Task, a: Int[Tensor, "n"], b: Int[Tensor, "n"]) -> Pairs:
+    """The pairs the task admits from raw draws: ``a >= b`` (swapped where needed) for subtraction."""
+    if task.op == "sub":
+        return torch.maximum(a, b), torch.minimum(a, b)
+    return a, b
+
+
+def check_count(n: int, name: str = "n") -> int:
+    """``n`` if it is a usable sample size (1 .. 10^8), else a ValueError naming ``name``."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_SAMPLES:
+        raise ValueError(f"{name} must be an integer between 1 and {MAX_SAMPLES:,}, got {n!r}")
+    return n
+
+
+def default_ood_digits(task: Task) -> int | None:
+    """The study's OOD operand length, n + 1, when the format holds it; else None."""
+    return task.digits + 1 if task.digits < task.width else None
+
+
+def require_ood_digits(task: Task, m: int | None = None) -> int:
+    """``m`` (default n + 1) checked as an OOD operand length; :class:`NotApplicable` when the
+    format holds no operand longer than the trained length."""
+    if m is None:
+        m = default_ood_digits(task)
+        if m is None:
+            raise NotApplicable(f"the format holds no operand longer than the trained {task.digits} digits "
+                                f"(width W={task.width})")
+    return check_ood_digits(task, [m])[0]
+
+
+def check_ood_digits(task: Task, ood_digits) -> list[int]:
+    """Validate OOD operand lengths: each m must satisfy n < m <= W (ValueError naming the bad one)."""
+    ms = [int(m) for m in ood_digits]
+    if not ms:
+        raise ValueError("give at least one OOD operand length (--ood-digits)")
+    for m in ms:
+        if m <= task.digits:
+            raise ValueError(f"OOD length m={m} must exceed the trained length n={task.digits} (m > n)")
+        if m > task.width:
+            raise ValueError(f"OOD length m={m} does not fit the format: width W={task.width} digits at most")
+    return ms
 
 
 def ood_lengths(task: Task, len_a: int, len_b: int, n: int, seed: int = 0) -> Pairs:
@@ -100,12 +146,11 @@ def ood_lengths(task: Task, len_a: int, len_b: int, n: int, seed: int = 0) -> Pa
     for name, length in (("len_a", len_a), ("len_b", len_b)):
         if not 1 <= length <= task.width:
             raise ValueError(f"{name}={length} does not fit the format (1..{task.width} digits)")
-    g = torch.Generator().manual_seed(seed * 1_000_003 + 97 * len_a + len_b)
+    check_count(n)
+    g = generator(seed, "lengths", len_a, len_b)
     a = operands_with_digits(len_a, n, g)
     b = operands_with_digits(len_b, n, g)
-    if task.op == "sub":
-        a, b = torch.maximum(a, b), torch.minimum(a, b)
-    return a, b
+    return ordered(task, a, b)
 
 
 def ood_both(task: Task, m: int, n: int = 10_000, seed: int = 0) -> Pairs:
@@ -115,14 +160,14 @@ def ood_both(task: Task, m: int, n: int = 10_000, seed: int = 0) -> Pairs:
 
 def ood_one_longer(task: Task, m: int, n: int = 10_000, seed: int = 0) -> Pairs:
     """One operand of exactly ``m`` digits, the other in distribution (< 10^n); which one is random."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + 7919 * m + 1)
+    if not 1 <= m <= task.width:
+        raise ValueError(f"m={m} does not fit the format (1..{task.width} digits)")
+    check_count(n)
+    g = generator(seed, "one_longer", m)
     long_ = operands_with_digits(m, n, g)
     short = torch.randint(0, 10**task.digits, (n,), generator=g)
     first = torch.rand(n, generator=g) < 0.5
-    a, b = torch.where(first, long_, short), torch.where(first, short, long_)
-    if task.op == "sub":
-        a, b = torch.maximum(a, b), torch.minimum(a, b)
-    return a, b
+    return ordered(task, torch.where(first, long_, short), torch.where(first, short, long_))
 
 
 def length_grid(task: Task, lengths: list[int], n_per_cell: int, seed: int = 0) -> dict[tuple[int, int], Pairs]:
@@ -130,11 +175,28 @@ def length_grid(task: Task, lengths: list[int], n_per_cell: int, seed: int = 0) 
     return {(la, lb): ood_lengths(task, la, lb, n_per_cell, seed) for la in lengths for lb in lengths}
 
 
-def random_pairs(task: Task, n: int, seed: int = 0, max_value: int | None = None) -> Pairs:
-    """Uniform pairs in [0, max_value) (default 10^n), a >= b for subtraction."""
+def random_pairs(task: Task, n: int, seed: int = 0, max_value: int | None = None,
+                 g: torch.Generator | None = None) -> Pairs:
+    """Uniform pairs in [0, max_value) (default 10^n: in distribution) that the task admits
+    (a >= b for subtraction). Drawn from ``g`` when given (callers drawing several sets from one
+    stream), else from a stream derived from ``seed``."""
+    check_count(n)
     hi = 10**task.digits if max_value is None else max_value
-    g = torch.Generator().manual_seed(seed)
+    if not 1 <= hi <= 10**task.width:
+        raise ValueError(f"max_value={hi} does not fit the format (operands below 10^{task.width})")
+    g = generator(seed, "random_pairs") if g is None else g
     a, b = torch.randint(0, hi, (n,), generator=g), torch.randint(0, hi, (n,), generator=g)
-    if task.op == "sub":
-        a, b = torch.maximum(a, b), torch.minimum(a, b)
-    return a, b
+    return ordered(task, a, b)
+
+
+def class_members(task, a: int, b: int, k: int = 3, seed: int = 0) -> tuple[Int[Tensor, "k"], Int[Tensor, "k"]]:
+    """``k`` random OOD members ``(a + i·10^n, b + j·10^n)`` of the class of the ID pair ``(a, b)``,
+    each with both operands longer than n digits, within the format's width."""
+    N, W = 10**task.digits, task.width
+    if not (0 <= a < N and 0 <= b < N):
+        raise ValueError(f"({a}, {b}) is not an ID pair: both operands must be below 10^{task.digits}")
+    require_ood_digits(task)
+    g = generator(seed, "ood_class_members", a, b)
+    i = torch.randint(1, 10**W // N, (k,), generator=g)
+    j = torch.randint(1, 10**W // N, (k,), generator=g)
+    return ordered(task, a + i * N, b + j * N)

@@ -25,11 +25,16 @@ import plotly.graph_objects as go
 from jaxtyping import Float, Int
 from sklearn.neighbors import NearestCentroid
 from torch import Tensor
+from transformer_lens.model_bridge import TransformerBridge
 
-from .activations import DEFAULT_HOOK, Answers, collect, representatives, resolve_position
-from .labels import DEFAULT_LABEL, label_values, parse_label
-from .pca import DEFAULT_K, _flat, fit_pca
-from .tasks import _as_long
+from ..core import data
+from ..core.checkpoint import Checkpoint
+from ..core.errors import NotApplicable
+from ..core.labels import DEFAULT_LABEL, label_values, parse_label
+from ..core.positions import resolve_position
+from ..core.tasks import as_operands
+from .activations import DEFAULT_HOOK, Answers, collect, needs_answer_tokens
+from .pca import DEFAULT_K, PCAResult, fit_pca, flatten, residual_pca
 
 
 @dataclass
@@ -111,7 +116,7 @@ class ProjectionResult:
 
 
 def ood_projection(
-    ckpt,
+    ckpt: Checkpoint,
     id_pairs: tuple[Int[Tensor, "n_id"], Int[Tensor, "n_id"]],
     ood_pairs: tuple[Int[Tensor, "n_ood"], Int[Tensor, "n_ood"]],
     hook: str = DEFAULT_HOOK,
@@ -119,7 +124,7 @@ def ood_projection(
     label: str = DEFAULT_LABEL,
     k: int = DEFAULT_K,
     ood_answers: Answers = "greedy",
-    model=None,
+    model: TransformerBridge | None = None,
     seed: int = 0,
 ) -> ProjectionResult:
     """Project ``ood_pairs`` on the PCA + label centroids of ``id_pairs`` at ``hook`` x ``position``.
@@ -131,10 +136,10 @@ def ood_projection(
     task = ckpt.task
     parse_label(task, label)
     pos = resolve_position(task, position)
-    ia, ib = map(_as_long, id_pairs)
-    oa, ob = map(_as_long, ood_pairs)
-    id_acts = _flat(collect(ckpt, ia, ib, [hook], [pos], answers="true", model=model)[hook])
-    ood_acts = _flat(collect(ckpt, oa, ob, [hook], [pos], answers=ood_answers, model=model)[hook])
+    ia, ib = map(as_operands, id_pairs)
+    oa, ob = map(as_operands, ood_pairs)
+    id_acts = flatten(collect(ckpt, ia, ib, [hook], [pos], answers="true", model=model)[hook])
+    ood_acts = flatten(collect(ckpt, oa, ob, [hook], [pos], answers=ood_answers, model=model)[hook])
     return project(task, id_acts, (ia, ib), ood_acts, (oa, ob), hook, pos, label, k,
                    ood_answers if isinstance(ood_answers, str) else "given", seed)
 
@@ -142,18 +147,57 @@ def ood_projection(
 def project(task, id_acts: Float[np.ndarray, "n_id d"], id_pairs, ood_acts: Float[np.ndarray, "n_ood d"], ood_pairs,
             hook: str, position: int, label: str, k: int = DEFAULT_K, ood_answers: str = "given", seed: int = 0) -> ProjectionResult:
     """The projection from activations already collected (rows aligned with the pairs)."""
-    ia, ib = map(_as_long, id_pairs)
-    oa, ob = map(_as_long, ood_pairs)
+    ia, ib = map(as_operands, id_pairs)
+    oa, ob = map(as_operands, ood_pairs)
     if len(oa) == 0:
         raise ValueError("no OOD pairs to project")
     y = label_values(task, ia, ib, label).numpy()
     if len(np.unique(y)) < 2:
-        raise ValueError(f"label {label!r} takes a single value on the ID set; nothing to project onto")
+        raise NotApplicable(f"label {label!r} takes a single value ({int(y[0])}) on every ID pair of {task.name}; "
+                            f"there are no clusters to project onto")
     pca, id_coords, acc, sil = fit_pca(id_acts, y, k, seed)
     ood_coords = pca.transform(ood_acts)
     assigned = NearestCentroid().fit(pca.transform(id_acts)[:, :k], y).predict(ood_coords[:, :k])
     return ProjectionResult(
         hook, position, label, k, ood_answers, id_coords, y, ood_coords[:, : id_coords.shape[1]], assigned,
-        label_values(task, *representatives(task, oa, ob), label).numpy(),
+        label_values(task, *task.id_representative(oa, ob), label).numpy(),
         label_values(task, oa, ob, label).numpy(), acc, sil, pca.explained_variance_ratio_,
     )
+
+
+PROJECTION_KEYS = ("ood_on_equivalent_cluster", "ood_on_true_cluster", "labels_differ",
+                   "ood_on_equivalent_cluster_where_differ", "ood_on_true_cluster_where_differ",
+                   "n_id", "n_ood", "id_nearest_centroid_accuracy", "id_silhouette")
+
+
+def study_pca(ckpt: Checkpoint, n: int = 10_000, n_id: int = 2000, hook: str = DEFAULT_HOOK,
+              position: int | str | None = None, label: str = DEFAULT_LABEL, k: int = DEFAULT_K,
+              seed: int = 0) -> tuple[PCAResult, dict]:
+    """The study's Fig. 4 setting in one call (what ``mechinterp-arith pca`` prints).
+
+    PCA of ``hook`` at ``position`` over ``n`` random pairs with each operand in [0, 10^(n+1)),
+    separability of ``label``; the pairs among them with an operand longer than n digits are then
+    projected on the PCA and label centroids of ``n_id`` random ID pairs (:func:`project`).
+    Answer slots past the prompt hold the model's greedy answers. Returns the PCA and a summary
+    dict (the PCA's summary, plus the projection's shares when any pair is OOD).
+    """
+    task = ckpt.task
+    data.check_count(n, "n")
+    data.check_count(n_id, "n_id")
+    pos = resolve_position(task, position)
+    top = min(task.digits + 1, task.width)
+    a, b = data.random_pairs(task, n, seed=seed, max_value=10**top)
+    answers = "greedy" if needs_answer_tokens(task, [pos]) else "true"
+    res = residual_pca(ckpt, a, b, hook, pos, label, k, answers=answers, seed=seed)
+    out = {"inputs": f"{n} random pairs, each operand in [0, 10^{top})", **res.summary()}
+    if answers == "greedy":
+        out["teacher_forced_answers"] = "greedy"
+    ood = (a >= 10**task.digits) | (b >= 10**task.digits)
+    if ood.any():
+        ia, ib = data.random_pairs(task, n_id, seed=seed + 1)
+        id_acts = flatten(collect(ckpt, ia, ib, [hook], [pos], answers="true")[hook])
+        proj = project(task, id_acts, (ia, ib), res.activations[ood.numpy()], (a[ood], b[ood]), hook, pos, label, k,
+                       answers, seed)
+        s = proj.summary()
+        out.update({key: s[key] for key in PROJECTION_KEYS})
+    return res, out

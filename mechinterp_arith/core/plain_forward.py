@@ -1,9 +1,9 @@
 """The model's forward as plain tensor ops, read from a bridge's weights (no hooks fire).
 
-Two fast paths share it: key/value-cached greedy decoding (:mod:`mechinterp_arith.fast_decode`,
+Two fast paths share it: key/value-cached greedy decoding (:mod:`mechinterp_arith.core.decoding`,
 the equivalence analysis's 100,000-sample sets) and batched activation patching
-(:mod:`mechinterp_arith.patching`, which restarts the forward at any (layer, position)).
-Supported: the pre-LN GPT with learned positions that :mod:`mechinterp_arith.model` builds and
+(:mod:`mechinterp_arith.analysis.patching`, which restarts the forward at any (layer, position)).
+Supported: the pre-LN GPT with learned positions that :mod:`mechinterp_arith.core.model` builds and
 the importer produces. Callers check it against the bridge's logits before trusting it.
 
 Attention over earlier positions comes from a *past*:
@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
+from transformer_lens.model_bridge import TransformerBridge
 
 _GELU_TANH_K = 2 * math.sqrt(2 / math.pi)
 # a PlainGPT whose logits differ from the bridge's by more than MAX_LOGIT_DIFF + LOGIT_RTOL * |logit|
@@ -57,7 +58,7 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
 }
 
 
-def unsupported_reasons(model) -> list[str]:
+def unsupported_reasons(model: TransformerBridge) -> list[str]:
     """Why :class:`PlainGPT` cannot run this model (empty when it can)."""
     cfg = model.cfg
     sd_keys = set(model.state_dict().keys())
@@ -269,12 +270,12 @@ class PlainGPT:
 _CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def weights_version(model) -> tuple:
+def weights_version(model: TransformerBridge) -> tuple:
     """Changes whenever a parameter is replaced or modified in place (storage and version counter)."""
     return tuple((p.data_ptr(), p._version) for p in model.parameters())
 
 
-def has_hooks(model) -> bool:
+def has_hooks(model: TransformerBridge) -> bool:
     """Whether a forward hook is attached to any of the model's TL hook points.
 
     (The bridge wires its own capture pre-hooks into wrapped modules on the first forward; those
@@ -284,7 +285,7 @@ def has_hooks(model) -> bool:
     return any(h._forward_hooks or h._forward_pre_hooks for h in hook_points)
 
 
-def checked_plain_forward(model, probe_tokens: Int[Tensor, "batch pos"]) -> PlainGPT | None:
+def checked_plain_forward(model: TransformerBridge, probe_tokens: Int[Tensor, "batch pos"]) -> PlainGPT | None:
     """The model's :class:`PlainGPT`, or None when it must not stand in for the bridge.
 
     Built once per set of weights (see :func:`weights_version`) and checked then against the

@@ -31,9 +31,11 @@ from jaxtyping import Int
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from . import data
-from .activations import DEFAULT_BATCH, Answers, answer_positions, equivalent_answer, input_tokens, residual_hooks
-from .tasks import _as_long
+from ..core import data
+from ..core.checkpoint import Checkpoint
+from ..core.positions import answer_positions
+from ..core.tasks import as_operands
+from .activations import DEFAULT_BATCH, Answers, input_tokens, residual_hooks
 
 
 def _state_name(label: str, n_layers: int) -> str:
@@ -83,7 +85,7 @@ class LogitLensResult:
 
 @torch.inference_mode()
 def logit_lens(
-    ckpt,
+    ckpt: Checkpoint,
     a: Int[Tensor, "n"],
     b: Int[Tensor, "n"],
     targets: dict[str, Int[Tensor, "n"]] | None = None,
@@ -94,8 +96,8 @@ def logit_lens(
     """The lens on pairs ``(a, b)``; ``targets`` maps a name to the integer answers whose digits are
     scored (default ``{"true": a op b}``); ``answers`` fills the answer slots (teacher forcing)."""
     task, model = ckpt.task, ckpt.model
-    a, b = _as_long(a), _as_long(b)
-    targets = {"true": task.apply(a, b)} if targets is None else {k: _as_long(v) for k, v in targets.items()}
+    a, b = as_operands(a), as_operands(b)
+    targets = {"true": task.apply(a, b)} if targets is None else {k: as_operands(v) for k, v in targets.items()}
     tokens = input_tokens(ckpt, a, b, answers, batch_size)
     pos = answer_positions(task)
     A = task.answer_width
@@ -131,24 +133,21 @@ def logit_lens(
     return LogitLensResult(pd.DataFrame(rows), max_diff, {set_name: answers if isinstance(answers, str) else "given"})
 
 
-def id_ood_logit_lens(ckpt, n: int = 2000, ood_digits: int | None = None, ood_answers: Answers = "greedy",
+def id_ood_logit_lens(ckpt: Checkpoint, n: int = 2000, ood_digits: int | None = None, ood_answers: Answers = "greedy",
                       seed: int = 0, batch_size: int = DEFAULT_BATCH) -> LogitLensResult:
     """The lens on ``n`` random ID pairs (target: the true digit, true answer teacher-forced) and on
     ``n`` pairs with both operands ``ood_digits`` (default n+1) digits long (targets: the equivalent
     relation's digit and the true digit; ``ood_answers`` teacher-forced, default the model's own greedy
     answer)."""
     task = ckpt.task
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    data.check_count(n, "n")
     ia, ib = data.random_pairs(task, n, seed=seed)
     res = logit_lens(ckpt, ia, ib, answers="true", set_name="id", batch_size=batch_size)
-    if ood_digits is None and task.digits == task.width:
+    if ood_digits is None and data.default_ood_digits(task) is None:
         return res  # the format holds no longer operands
-    m = task.digits + 1 if ood_digits is None else ood_digits
-    if m <= task.digits:
-        raise ValueError(f"ood_digits={m} is not out of distribution: {task.name} is trained on {task.digits}-digit operands")
+    m = data.require_ood_digits(task, ood_digits)
     oa, ob = data.ood_both(task, m, n, seed=seed)
-    ood = logit_lens(ckpt, oa, ob, {"equivalent": equivalent_answer(task, oa, ob), "true": task.apply(oa, ob)},
+    ood = logit_lens(ckpt, oa, ob, {"equivalent": task.equivalent_answer(oa, ob), "true": task.apply(oa, ob)},
                      answers=ood_answers, set_name=f"ood{m}", batch_size=batch_size)
     return LogitLensResult(pd.concat([res.frame, ood.frame], ignore_index=True),
                            max(res.final_max_abs_diff, ood.final_max_abs_diff), {**res.answers, **ood.answers})

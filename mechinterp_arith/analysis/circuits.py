@@ -15,34 +15,39 @@ import pandas as pd
 import torch
 from jaxtyping import Float
 from torch import Tensor
+from transformer_lens.model_bridge import TransformerBridge
 
-from .patching import patch_sweep
-from .prompt_pairs import (
+from ..core import data
+from ..core.checkpoint import Checkpoint
+from ..core.errors import NotApplicable
+from ..core.positions import (
     OPERANDS,
-    PromptPairs,
     answer_logit_pos,
-    change_operand_digit,
     check_digit,
-    differ_in_answer_digit,
-    id_representative,
-    logit_diff_metric,
-    make_pairs,
-    ood_id_pairs,
     operand_pos,
     position_labels,
 )
-from .tasks import _as_long, digits_of
+from ..core.tasks import as_operands
+from .metrics import logit_diff_metric, normalised_effect
+from .patching import patch_sweep
+from .prompt_pairs import (
+    PromptPairs,
+    change_operand_digit,
+    differ_in_answer_digit,
+    make_pairs,
+    ood_id_pairs,
+)
 
 SITE_KINDS = ("resid_pre", "attn_out", "mlp_out")
 MIN_PAIRS = 4
 
 
-def _cache(model, tokens):
+def _cache(model: TransformerBridge, tokens):
     with torch.inference_mode():
         return model.run_with_cache(tokens)
 
 
-def _site_frame(ckpt, pairs: PromptPairs, metric, kinds, clean_value: float, corr_value: float) -> pd.DataFrame:
+def _site_frame(ckpt: Checkpoint, pairs: PromptPairs, metric, kinds, clean_value: float, corr_value: float) -> pd.DataFrame:
     labels = position_labels(ckpt.task)
     _, clean_cache = _cache(ckpt.model, pairs.clean_tokens)
     frames = []
@@ -51,16 +56,16 @@ def _site_frame(ckpt, pairs: PromptPairs, metric, kinds, clean_value: float, cor
         frames.append(df)
     df = pd.concat(frames, ignore_index=True).rename(columns={"value": "logit_diff"})
     df["label"] = [labels[p] for p in df["pos"]]
-    df["effect"] = (df["logit_diff"] - corr_value) / (clean_value - corr_value)
+    df["effect"] = normalised_effect(torch.tensor(df["logit_diff"].to_numpy()), clean_value, corr_value).numpy()
     return df[["kind", "layer", "pos", "label", "logit_diff", "effect", "identical", "max_logit_change"]]
 
 
-def _baselines(ckpt, pairs, metric) -> tuple[float, float]:
+def _baselines(ckpt: Checkpoint, pairs, metric) -> tuple[float, float]:
     with torch.inference_mode():
         return float(metric(ckpt.model(pairs.clean_tokens))), float(metric(ckpt.model(pairs.corrupted_tokens)))
 
 
-def digit_sites(ckpt, k: int, n: int = 64, seed: int = 0, kinds: tuple[str, ...] = SITE_KINDS) -> pd.DataFrame:
+def digit_sites(ckpt: Checkpoint, k: int, n: int = 64, seed: int = 0, kinds: tuple[str, ...] = SITE_KINDS) -> pd.DataFrame:
     """Which (layer, position) sites carry answer digit ``k``.
 
     Pairs whose answers differ only in digit k; metric: logit(clean digit) - logit(corrupted digit)
@@ -76,11 +81,11 @@ def digit_sites(ckpt, k: int, n: int = 64, seed: int = 0, kinds: tuple[str, ...]
     return df
 
 
-def attention_to_operands(ckpt, k: int, n: int = 64, seed: int = 0) -> pd.DataFrame:
+def attention_to_operands(ckpt: Checkpoint, k: int, n: int = 64, seed: int = 0) -> pd.DataFrame:
     """Mean attention from the position predicting answer digit ``k`` to every operand digit, per head."""
     task = ckpt.task
     q = answer_logit_pos(task, k)
-    a, b = _random(task, n, seed)
+    a, b = data.random_pairs(task, n, seed=seed)
     _, cache = _cache(ckpt.model, make_pairs(task, a, b, a, b).clean_tokens.to(ckpt.device))
     rows = []
     for layer in range(ckpt.model.cfg.n_layers):
@@ -94,13 +99,7 @@ def attention_to_operands(ckpt, k: int, n: int = 64, seed: int = 0) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
-def _random(task, n, seed):
-    g = torch.Generator().manual_seed(seed)
-    N = 10**task.digits
-    return torch.randint(0, N, (n,), generator=g), torch.randint(0, N, (n,), generator=g)
-
-
-def head_operand_map(ckpt, k: int, n: int = 64, seed: int = 0) -> pd.DataFrame:
+def head_operand_map(ckpt: Checkpoint, k: int, n: int = 64, seed: int = 0) -> pd.DataFrame:
     """Which heads move which operand digits into answer position ``k``.
 
     For every head and operand digit (a or b, place i): ``attention`` from the position that
@@ -116,13 +115,13 @@ def head_operand_map(ckpt, k: int, n: int = 64, seed: int = 0) -> pd.DataFrame:
     q = answer_logit_pos(task, k)
     att = attention_to_operands(ckpt, k, n, seed)
     labels = position_labels(task)
-    a, b = _random(task, n, seed)
+    a, b = data.random_pairs(task, n, seed=seed)
     _, cache = _cache(ckpt.model, make_pairs(task, a, b, a, b).clean_tokens.to(ckpt.device))
     patterns = [cache[f"blocks.{l}.attn.hook_pattern"].mean(0).permute(1, 0, 2) for l in range(ckpt.model.cfg.n_layers)]  # [dest, head, src]
     effects = []
     for op in OPERANDS:
         for place in range(task.digits):
-            pairs = change_operand_digit(task, n=n, operand=op, place=place, seed=seed + 31 * place + (op == "b"))
+            pairs = change_operand_digit(task, n=n, operand=op, place=place, seed=seed)
             keep = pairs.clean_digits[:, k] != pairs.corrupted_digits[:, k]
             n_used = int(keep.sum())
             if n_used < MIN_PAIRS:
@@ -136,7 +135,7 @@ def head_operand_map(ckpt, k: int, n: int = 64, seed: int = 0) -> pd.DataFrame:
             clean_value, corr_value = _baselines(ckpt, pairs, metric)
             _, clean_cache = _cache(ckpt.model, pairs.clean_tokens)
             sweep = patch_sweep(ckpt.model, pairs.corrupted_tokens, clean_cache, metric, "z", by_pos=True)
-            eff = (sweep.values - corr_value) / (clean_value - corr_value)  # [layer, pos, head]
+            eff = normalised_effect(sweep.values, clean_value, corr_value)  # [layer, pos, head]
             src = operand_pos(task, op, place)
             for l in range(eff.shape[0]):
                 for h in range(eff.shape[2]):
@@ -149,12 +148,57 @@ def head_operand_map(ckpt, k: int, n: int = 64, seed: int = 0) -> pd.DataFrame:
     return df
 
 
-def circuit(ckpt, n: int = 64, seed: int = 0, min_attention: float = 0.2, min_effect: float = 0.1) -> pd.DataFrame:
+def circuit_digits(task) -> list[int]:
+    """The answer digits a circuit summary covers: 0..n (the carry digit included), within the answer."""
+    return list(range(min(task.digits + 1, task.answer_width)))
+
+
+def circuit(ckpt: Checkpoint, n: int = 64, seed: int = 0, min_attention: float = 0.2, min_effect: float = 0.1) -> pd.DataFrame:
     """Summary over answer digits 0..n: for each digit, the heads that attend to an operand digit
-    (attention >= ``min_attention``) and whose patching moves it (effect >= ``min_effect``)."""
-    frames = [head_operand_map(ckpt, k, n, seed) for k in range(ckpt.task.digits + 1)]
-    df = pd.concat(frames, ignore_index=True)
-    return df[(df.attention >= min_attention) & (df.effect >= min_effect)].reset_index(drop=True)
+    (attention >= ``min_attention``) and whose patching moves it (effect >= ``min_effect``).
+
+    ``attrs["skipped"]`` maps each digit the task cannot isolate to the reason (e.g. the units
+    digit of a product changes with every operand edit); those digits have no rows.
+    """
+    frames, skipped = [], {}
+    for k in circuit_digits(ckpt.task):
+        try:
+            frames.append(head_operand_map(ckpt, k, n, seed))
+        except NotApplicable as e:
+            skipped[k] = str(e)
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["digit", "layer", "head", "attention", "effect"])
+    df = df[(df.attention >= min_attention) & (df.effect >= min_effect)].reset_index(drop=True)
+    df.attrs["skipped"] = skipped
+    return df
+
+
+def head_effects(ckpt: Checkpoint, digits: list[int] | None = None, n: int = 64, seed: int = 0) -> pd.DataFrame:
+    """Normalised effect of patching each head's z at every position at once, per answer digit.
+
+    One row per (digit, layer, head) with ``effect``; for pairs whose answers differ only in that
+    digit (metric: the logit difference at the position predicting it). Digits the task cannot
+    change alone get NaN effects and their reason in ``attrs["skipped"]``.
+    """
+    task, model = ckpt.task, ckpt.model
+    digits = circuit_digits(task) if digits is None else digits
+    rows, skipped = [], {}
+    for k in digits:
+        try:
+            pairs = differ_in_answer_digit(task, k, n=n, seed=seed).to(ckpt.device)
+        except NotApplicable as e:
+            skipped[k] = str(e)
+            values = torch.full((model.cfg.n_layers, model.cfg.n_heads), float("nan"))
+        else:
+            metric = logit_diff_metric(pairs, k)
+            clean_value, corr_value = _baselines(ckpt, pairs, metric)
+            _, clean_cache = _cache(model, pairs.clean_tokens)
+            sweep = patch_sweep(model, pairs.corrupted_tokens, clean_cache, metric, "z", by_pos=False)
+            values = normalised_effect(sweep.values, clean_value, corr_value)
+        rows += [{"digit": k, "layer": l, "head": h, "effect": float(values[l, h])}
+                 for l in range(values.shape[0]) for h in range(values.shape[1])]
+    df = pd.DataFrame(rows)
+    df.attrs["skipped"] = skipped
+    return df
 
 
 # ---- OOD vs ID representative ------------------------------------------------------------------------
@@ -176,7 +220,7 @@ def _answer_metric(task, base_logits: Float[Tensor, "batch pos vocab"], true_dig
     return metric
 
 
-def ood_sites(ckpt, m: int | None = None, n: int = 64, seed: int = 0, kinds: tuple[str, ...] = SITE_KINDS) -> pd.DataFrame:
+def ood_sites(ckpt: Checkpoint, m: int | None = None, n: int = 64, seed: int = 0, kinds: tuple[str, ...] = SITE_KINDS) -> pd.DataFrame:
     """Patch between OOD inputs and their ID representatives (a mod 10^n, b mod 10^n), both ways.
 
     Both runs are teacher-forced with the representative's answer, so inputs differ only at the
@@ -187,7 +231,7 @@ def ood_sites(ckpt, m: int | None = None, n: int = 64, seed: int = 0, kinds: tup
     """
     task = ckpt.task
     pairs = ood_id_pairs(task, n=n, m=m, seed=seed).to(ckpt.device)
-    true_ood = digits_of(task.apply(pairs.corrupted_a, pairs.corrupted_b), task.answer_width).flip(-1).to(ckpt.device)
+    true_ood = task.answer_digits(task.apply(pairs.corrupted_a, pairs.corrupted_b)).to(ckpt.device)
     labels = position_labels(task)
     _, id_cache = _cache(ckpt.model, pairs.clean_tokens)
     _, ood_cache = _cache(ckpt.model, pairs.corrupted_tokens)
@@ -224,7 +268,7 @@ def ood_sites(ckpt, m: int | None = None, n: int = 64, seed: int = 0, kinds: tup
 
 
 # ---- one input ---------------------------------------------------------------------------------------
-def _candidate_edits(ckpt, a: int, b: int):
+def _candidate_edits(ckpt: Checkpoint, a: int, b: int):
     """Single- and same-place double-digit edits of (a, b) at ID places, with the model's answers."""
     task = ckpt.task
     cand = []
@@ -250,13 +294,12 @@ def _candidate_edits(ckpt, a: int, b: int):
 def _corruptions_for_digit(task, candidates, pred: int, k: int):
     """The candidate edits whose predicted answer differs from ``pred`` in digit k and nowhere else."""
     ca, cb, preds = candidates
-    A = task.answer_width
-    diff = digits_of(preds.clamp(min=0), A).flip(-1) != digits_of(torch.tensor([pred]).clamp(min=0), A).flip(-1)
+    diff = task.answer_digits(preds) != task.answer_digits(torch.tensor([pred]))
     only = diff[:, k] & (diff.sum(1) == 1) & (preds >= 0)
     return ca[only], cb[only], preds[only]
 
 
-def explain(ckpt, a: int, b: int, top: int = 3, kinds: tuple[str, ...] = SITE_KINDS, max_pairs: int = 64) -> dict:
+def explain(ckpt: Checkpoint, a: int, b: int, top: int = 3, kinds: tuple[str, ...] = SITE_KINDS, max_pairs: int = 64) -> dict:
     """Prediction, ID representative and the top patching sites per answer digit for one input.
 
     For answer digit k, the corruptions are edits of the operands' ID digits after which the model's
@@ -264,17 +307,17 @@ def explain(ckpt, a: int, b: int, top: int = 3, kinds: tuple[str, ...] = SITE_KI
     sites are those the model uses for *its* digit k (also for OOD inputs).
     """
     task = ckpt.task
-    a_t, b_t = _as_long([a]), _as_long([b])
+    a_t, b_t = as_operands([a]), as_operands([b])
     task.check_operands(a_t, b_t)
     a, b = int(a_t[0]), int(b_t[0])
     pred = int(ckpt.predict(a_t, b_t)[0])
     truth = int(task.apply(a_t, b_t)[0])
-    ra, rb = id_representative(task, a_t, b_t)
+    ra, rb = task.id_representative(a_t, b_t)
     rep_pred = int(ckpt.predict(ra, rb)[0])
     labels = position_labels(task)
     digits = []
-    pred_digits = digits_of(torch.tensor([max(pred, 0)]), task.answer_width).flip(-1)[0].tolist()
-    true_digits = digits_of(torch.tensor([truth]), task.answer_width).flip(-1)[0].tolist()
+    pred_digits = task.answer_digits(torch.tensor([pred]))[0].tolist()
+    true_digits = task.answer_digits(torch.tensor([truth]))[0].tolist()
     candidates = _candidate_edits(ckpt, a, b)
     for k in range(task.answer_width):
         entry = {"k": k, "predicted": pred_digits[k], "true": true_digits[k], "logit_pos": answer_logit_pos(task, k)}

@@ -31,11 +31,18 @@ from jaxtyping import Float, Int
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from . import data
-from .activations import (DEFAULT_BATCH, DEFAULT_HOOK, answer_positions, collect, input_tokens, position_roles,
-                          representatives, residual_hooks)
-from .evaluate import generate
-from .tasks import _as_long
+from ..core import data
+from ..core.checkpoint import Checkpoint
+from ..core.decoding import generate
+from ..core.positions import answer_positions, position_labels
+from ..core.tasks import as_operands
+from .activations import (
+    DEFAULT_BATCH,
+    DEFAULT_HOOK,
+    collect,
+    input_tokens,
+    residual_hooks,
+)
 
 MATCH_ANSWERS = ("representative", "greedy")
 
@@ -109,7 +116,7 @@ class MatchResult:
 
 @torch.inference_mode()
 def match_activations(
-    ckpt,
+    ckpt: Checkpoint,
     a: Int[Tensor, "n"],
     b: Int[Tensor, "n"],
     hooks: Sequence[str] | None = None,
@@ -125,8 +132,8 @@ def match_activations(
     task = ckpt.task
     if answers not in MATCH_ANSWERS:
         raise ValueError(f"unknown answers {answers!r} for matching; choose one of {', '.join(MATCH_ANSWERS)}")
-    a, b = _as_long(a), _as_long(b)
-    ra, rb = representatives(task, a, b)
+    a, b = as_operands(a), as_operands(b)
+    ra, rb = task.id_representative(a, b)
     hooks = list(hooks) if hooks is not None else residual_hooks(ckpt.model) + [DEFAULT_HOOK]
     if answers == "representative":
         ans_x = ans_y = task.apply(ra, rb)
@@ -141,11 +148,11 @@ def match_activations(
     perm = torch.roll(torch.arange(len(a)), 1)  # unrelated ID inputs: how similar are any two streams?
     base = np.stack([torch.nn.functional.cosine_similarity(y[h], y[h][perm], dim=-1).mean(0).numpy() for h in hooks])
     positions = list(range(task.n_ctx))
-    return MatchResult(hooks, positions, position_roles(task), cos, rel, (tok_x != tok_y).float().mean(0).numpy(), base,
+    return MatchResult(hooks, positions, position_labels(task), cos, rel, (tok_x != tok_y).float().mean(0).numpy(), base,
                        answer_positions(task), answers, len(a), task.prompt_len)
 
 
-def match_ood(ckpt, n: int = 1000, ood_digits: int | None = None, answers: str = "representative", seed: int = 0) -> MatchResult:
+def match_ood(ckpt: Checkpoint, n: int = 1000, ood_digits: int | None = None, answers: str = "representative", seed: int = 0) -> MatchResult:
     """:func:`match_activations` on ``n`` pairs with both operands ``ood_digits`` (default n+1) digits long."""
     task = ckpt.task
     m = task.digits + 1 if ood_digits is None else ood_digits

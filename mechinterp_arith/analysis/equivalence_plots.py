@@ -30,12 +30,13 @@ from jaxtyping import Float, Int
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from .evaluate import generate
-from .fast_decode import fast_generate
-from .tasks import _as_long
+from ..core import data
+from ..core.checkpoint import Checkpoint
+from ..core.decoding import generate
+from ..core.tasks import as_operands
 
 
-def relation_grid(ckpt, hi: int | None = None, points: int = 100) -> dict[str, np.ndarray]:
+def relation_grid(ckpt: Checkpoint, hi: int | None = None, points: int = 100) -> dict[str, np.ndarray]:
     """Values of the true, equivalent and model results on a ``points x points`` grid of (a, b)
     from 0 to ``hi`` (default 2·10^n: half ID, half OOD). Returns arrays [points(b), points(a)]
     keyed ``"a"``, ``"b"`` (axes), ``"true"``, ``"equivalent"``, ``"model"``."""
@@ -48,25 +49,23 @@ def relation_grid(ckpt, hi: int | None = None, points: int = 100) -> dict[str, n
     axis = torch.unique(torch.linspace(0, hi - 1, points).round().long())
     A, B = torch.meshgrid(axis, axis, indexing="xy")  # rows: b, columns: a
     a, b = A.reshape(-1), B.reshape(-1)
-    if task.op == "sub":
-        a, b = torch.maximum(a, b), torch.minimum(a, b)
-    N = 10**task.digits
+    a, b = data.ordered(task, a, b)
     shape = A.shape
     return {
         "a": axis.numpy(), "b": axis.numpy(),
         "true": task.apply(a, b).reshape(shape).numpy(),
-        "equivalent": task.apply(a % N, b % N).reshape(shape).numpy(),
-        "model": fast_generate(ckpt.model, task, a, b).answers.reshape(shape).numpy(),
+        "equivalent": task.equivalent_answer(a, b).reshape(shape).numpy(),
+        "model": generate(ckpt.model, task, a, b).answers.reshape(shape).numpy(),
     }
 
 
-def relation_maps(ckpt, hi: int | None = None, points: int = 100, contour: bool = False) -> go.Figure:
+def relation_maps(ckpt: Checkpoint, hi: int | None = None, points: int = 100, contour: bool = False) -> go.Figure:
     """(a) Side-by-side maps of the true result, the equivalent result and the model's output.
 
     Dashed lines mark the ID boundary 10^n. ``contour=True`` draws contours instead of heatmaps.
     """
     g = relation_grid(ckpt, hi, points)
-    titles = ("true: " + ckpt.task.describe(), f"equivalent: {ckpt.task.describe(f'(a mod 10^{ckpt.task.digits})', f'(b mod 10^{ckpt.task.digits})')}", "model output")
+    titles = ("true: " + ckpt.task.describe(), f"equivalent: {ckpt.task.equivalent_description()}", "model output")
     fig = make_subplots(rows=1, cols=3, subplot_titles=titles, shared_yaxes=True, horizontal_spacing=0.04)
     zmax = float(max(g["true"].max(), g["equivalent"].max(), g["model"].max()))
     Trace = go.Contour if contour else go.Heatmap
@@ -98,31 +97,14 @@ class ClassDistributions:
     tv: pd.DataFrame  # one row per member: a, b, output, tv per answer position, tv_mean
 
 
-def ood_class_members(task, a: int, b: int, k: int = 3, seed: int = 0) -> tuple[Int[Tensor, "k"], Int[Tensor, "k"]]:
-    """``k`` random OOD members ``(a + i·10^n, b + j·10^n)`` of the class of the ID pair ``(a, b)``,
-    each with both operands longer than n digits, within the format's width."""
-    N, W = 10**task.digits, task.width
-    if not (0 <= a < N and 0 <= b < N):
-        raise ValueError(f"({a}, {b}) is not an ID pair: both operands must be below 10^{task.digits}")
-    if task.digits >= W:
-        raise ValueError(f"the format (W={W}) holds no operand longer than n={task.digits} digits")
-    g = torch.Generator().manual_seed(seed)
-    i = torch.randint(1, 10**W // N, (k,), generator=g)
-    j = torch.randint(1, 10**W // N, (k,), generator=g)
-    ma, mb = a + i * N, b + j * N
-    if task.op == "sub":
-        ma, mb = torch.maximum(ma, mb), torch.minimum(ma, mb)
-    return ma, mb
-
-
 @torch.inference_mode()
-def answer_probabilities(ckpt, a, b) -> tuple[Int[Tensor, "k"], Float[Tensor, "k answer digit"]]:
+def answer_probabilities(ckpt: Checkpoint, a, b) -> tuple[Int[Tensor, "k"], Float[Tensor, "k answer digit"]]:
     """The greedy answers and, at each answer position, the softmax over digits that chose it
     (along each input's own greedy path; hooked bridge forward, fixed-length formats)."""
     task = ckpt.task
     if not task.fixed_length:
         raise ValueError("answer probabilities need a fixed-length (padded) format")
-    a, b = _as_long(a), _as_long(b)
+    a, b = as_operands(a), as_operands(b)
     gen = generate(ckpt.model, task, a, b)
     tokens = gen.tokens.to(ckpt.device)
     logits = ckpt.model(tokens[:, :-1])
@@ -133,12 +115,12 @@ def answer_probabilities(ckpt, a, b) -> tuple[Int[Tensor, "k"], Float[Tensor, "k
     return gen.answers, probs
 
 
-def class_distributions(ckpt, a: int, b: int, members=None, k: int = 3, seed: int = 0) -> ClassDistributions:
+def class_distributions(ckpt: Checkpoint, a: int, b: int, members=None, k: int = 3, seed: int = 0) -> ClassDistributions:
     """Probabilities for the ID pair ``(a, b)`` and its OOD members (given as ``(ma, mb)`` or drawn
     with :func:`ood_class_members`), and each member's total-variation distance
     ``0.5 · sum_d |p_member(d) - p_rep(d)|`` from the representative, per answer position."""
     task = ckpt.task
-    ma, mb = ood_class_members(task, a, b, k, seed) if members is None else (_as_long(members[0]), _as_long(members[1]))
+    ma, mb = data.class_members(task, a, b, k, seed) if members is None else (as_operands(members[0]), as_operands(members[1]))
     N = 10**task.digits
     if members is not None and not bool(((ma % N == a) & (mb % N == b)).all()):
         raise ValueError(f"every member must reduce to ({a}, {b}) mod 10^{task.digits}")
@@ -152,7 +134,7 @@ def class_distributions(ckpt, a: int, b: int, members=None, k: int = 3, seed: in
     return ClassDistributions(all_a, all_b, outputs, probs, df)
 
 
-def class_probability_figure(ckpt, a: int, b: int, members=None, k: int = 3, seed: int = 0) -> go.Figure:
+def class_probability_figure(ckpt: Checkpoint, a: int, b: int, members=None, k: int = 3, seed: int = 0) -> go.Figure:
     """(b) One digits x answer-positions heatmap per input (representative first), then the
     total-variation distance of each member from the representative, per answer position."""
     d = class_distributions(ckpt, a, b, members, k, seed)

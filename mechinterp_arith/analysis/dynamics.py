@@ -23,9 +23,9 @@ from jaxtyping import Int
 from plotly.subplots import make_subplots
 from torch import Tensor
 
+from ..core.checkpoint import Checkpoint, CheckpointError
+from ..core.labels import DEFAULT_LABEL
 from .activations import DEFAULT_HOOK
-from .checkpoint import CheckpointError
-from .labels import DEFAULT_LABEL
 from .pca import DEFAULT_K, PCAResult, residual_pca
 from .projection import ood_projection
 
@@ -68,7 +68,7 @@ class DynamicsResult:
 
 
 def pca_dynamics(
-    ckpt,
+    ckpt: Checkpoint,
     a: Int[Tensor, "n"],
     b: Int[Tensor, "n"],
     steps: Sequence[int] | None = None,
@@ -79,7 +79,7 @@ def pca_dynamics(
     id_pairs=None,
     ood_pairs=None,
 ) -> DynamicsResult:
-    """:func:`~mechinterp_arith.pca.residual_pca` on each snapshot (default: all of them); with
+    """:func:`~mechinterp_arith.analysis.pca.residual_pca` on each snapshot (default: all of them); with
     ``id_pairs`` and ``ood_pairs`` also the OOD projection shares per step."""
     available = ckpt.snapshot_steps()
     if not available:

@@ -40,6 +40,7 @@ OPERATOR_SYMBOL = {"add": "+", "sub": "-", "mul": "*", "addmod": "+", "mulmod": 
 SYMBOLS = "0123456789+-*=."  # token id = index; `paper` uses only the first 10
 EQUALS, END = SYMBOLS.index("="), SYMBOLS.index(".")
 MAX_PRODUCT_WIDTH = 9  # 2 * width digits must fit in int64
+MAX_MODULUS = 10**17  # (a op b) mod p is computed in int64
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,12 @@ class Task:
     pad: bool = True
 
     def __post_init__(self) -> None:
+        for name in ("digits", "width") + (("modulus",) if self.modulus is not None else ()):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+        if not isinstance(self.pad, bool):
+            raise ValueError(f"pad must be true or false, got {self.pad!r}")
         if self.op not in OPERATIONS:
             raise ValueError(f"unknown operation {self.op!r}; choose one of {', '.join(OPERATIONS)}")
         if self.format not in FORMATS:
@@ -74,8 +81,8 @@ class Task:
         if self.width > 17:
             raise ValueError(f"width={self.width} is too wide (at most 17 digits fit in int64)")
         if self.op.endswith("mod"):
-            if self.modulus is None or self.modulus < 2:
-                raise ValueError(f"operation {self.op!r} needs a modulus >= 2, got {self.modulus}")
+            if self.modulus is None or not 2 <= self.modulus <= MAX_MODULUS:
+                raise ValueError(f"operation {self.op!r} needs a modulus between 2 and 10^17, got {self.modulus}")
         elif self.modulus is not None:
             raise ValueError(f"operation {self.op!r} takes no modulus (got {self.modulus})")
         if self.format == "paper" and not self.pad:
@@ -144,8 +151,13 @@ class Task:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Task":
-        known = {k: d[k] for k in ("op", "digits", "format", "width", "modulus", "pad") if k in d}
-        return cls(**known)
+        """The task of a ``to_dict()`` mapping; ValueError names an unknown key or a bad value."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a task is a JSON object, got {type(d).__name__}")
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown task keys: {', '.join(unknown)}")
+        return cls(**d)
 
     # ---- arithmetic --------------------------------------------------------------------------
     def apply(self, a: Int[Tensor, "*batch"], b: Int[Tensor, "*batch"]) -> Int[Tensor, "*batch"]:
@@ -170,10 +182,42 @@ class Task:
         (tensor([349]), tensor([705]))
         """
         N = 10**self.digits
-        ra, rb = _as_long(a) % N, _as_long(b) % N
+        ra, rb = as_operands(a) % N, as_operands(b) % N
         if self.op == "sub":
             ra, rb = torch.maximum(ra, rb), torch.minimum(ra, rb)
         return ra, rb
+
+    def equivalent_answer(self, a: Int[Tensor, "batch"], b: Int[Tensor, "batch"]) -> Int[Tensor, "batch"]:
+        """The study's OOD rule: the true answer of the ID representative, e.g. 1349+705 -> 349+705.
+
+        >>> Task("add", 3).equivalent_answer(torch.tensor([1349]), torch.tensor([705])).tolist()
+        [1054]
+        >>> Task("sub", 3).equivalent_answer(torch.tensor([1300]), torch.tensor([1200])).tolist()   # 300 - 200
+        [100]
+        """
+        return self.apply(*self.id_representative(a, b))
+
+    def equivalent_description(self, j: int | None = None) -> str:
+        """The OOD rule as text: ``(a mod 10^3) + (b mod 10^3)``, or with ``j`` the truncation at 10^j.
+
+        >>> Task("addmod", 2, modulus=101).equivalent_description()
+        '((a mod 10^2) + (b mod 10^2)) mod 101'
+        """
+        j = self.digits if j is None else j
+        return self.describe(f"(a mod 10^{j})", f"(b mod 10^{j})")
+
+    def answer_digits(self, values: Int[Tensor, "batch"]) -> Int[Tensor, "batch answer_width"]:
+        """Digits of integer answers, units first, ``answer_width`` of them; a row of -1 for a value no
+        answer can hold (negative, e.g. an unreadable output, or too wide), so it matches no digit.
+
+        >>> Task("add", 3).answer_digits(torch.tensor([1054, -1])).tolist()
+        [[4, 5, 0, 1, 0, 0], [-1, -1, -1, -1, -1, -1]]
+        """
+        values = as_operands(values)
+        A = self.answer_width
+        ok = (values >= 0) & (values < 10**A)
+        d = digits_of(values.clamp(min=0), A).flip(-1)
+        return torch.where(ok.unsqueeze(1), d, torch.full_like(d, -1))
 
     def check_operands(self, a: Int[Tensor, "batch"], b: Int[Tensor, "batch"]) -> None:
         """Raise ValueError naming the first operand the format cannot hold."""
@@ -197,7 +241,7 @@ class Task:
     # ---- encoding ----------------------------------------------------------------------------
     def encode(self, a: int, b: int) -> list[int]:
         """Token ids of one full example (prompt and answer)."""
-        tokens, _ = self.encode_batch(_as_long([a]), _as_long([b]))
+        tokens, _ = self.encode_batch(as_operands([a]), as_operands([b]))
         if not self.pad:
             end = tokens[0].tolist().index(END) + 1
             return tokens[0, :end].tolist()
@@ -215,7 +259,7 @@ class Task:
         Returns ``(tokens, answer_start)``: tokens [batch, seq] (unpadded formats are right-filled
         with the end token up to ``seq_len``) and the index of each row's first answer token.
         """
-        a, b = _as_long(a), _as_long(b)
+        a, b = as_operands(a), as_operands(b)
         if a.shape != b.shape or a.ndim != 1:
             raise ValueError(f"a and b must be 1-D and of equal length, got {tuple(a.shape)} and {tuple(b.shape)}")
         self.check_operands(a, b)
@@ -288,7 +332,13 @@ def digits_of(x: Int[Tensor, "batch"], width: int) -> Int[Tensor, "batch width"]
     return (x.long().unsqueeze(-1) // powers) % 10
 
 
-def _as_long(x: Sequence[int] | Tensor) -> Int[Tensor, "batch"]:
+def as_operands(x: Sequence[int] | Tensor | int) -> Int[Tensor, "batch"]:
+    """Integers (a sequence, a tensor or one int) as a 1-D int64 tensor; ValueError for floats,
+    bools or values far too wide for any format.
+
+    >>> as_operands([349, 1349]).tolist(), as_operands(7).tolist()
+    ([349, 1349], [7])
+    """
     if isinstance(x, Tensor):
         if x.dtype.is_floating_point:
             raise ValueError(f"operands must be integers, got a tensor of {x.dtype}")

@@ -25,9 +25,9 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from . import __version__
 from .model import ModelConfig, build_model, resolve_device
-from .tasks import Task, _as_long
+from .tasks import Task, as_operands
+from .version import __version__
 
 CONFIG, WEIGHTS, METRICS, SNAPSHOTS = "config.json", "model.safetensors", "metrics.json", "snapshots"
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".ckpt")
@@ -43,8 +43,8 @@ class Checkpoint:
 
     Attributes:
         model: the TransformerLens bridge, in eval mode.
-        task: the :class:`~mechinterp_arith.tasks.Task` it was trained on.
-        model_config: its :class:`~mechinterp_arith.model.ModelConfig`.
+        task: the :class:`~mechinterp_arith.core.tasks.Task` it was trained on.
+        model_config: its :class:`~mechinterp_arith.core.model.ModelConfig`.
         config: the whole ``config.json`` (training config, command, version).
         history: training metrics rows (``metrics.json``), possibly empty.
         path: where it was loaded from (None for in-memory models).
@@ -56,6 +56,7 @@ class Checkpoint:
     config: dict = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
     path: Path | None = None
+    _snapshots: dict[int, TransformerBridge] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -69,14 +70,14 @@ class Checkpoint:
         """Everything before the first answer token, on the model's device: [batch, prompt_len]."""
         if not self.task.fixed_length:
             raise ValueError("prompt_tokens needs a fixed-length (padded) format")
-        tokens, _ = self.task.encode_batch(_as_long(a), _as_long(b))
+        tokens, _ = self.task.encode_batch(as_operands(a), as_operands(b))
         return tokens[:, : self.task.prompt_len].to(self.device)
 
     def predict(self, a: Sequence[int] | Tensor, b: Sequence[int] | Tensor) -> Int[Tensor, "batch"]:
         """The model's greedy answers as integers."""
-        from .evaluate import generate
+        from .decoding import generate
 
-        return generate(self.model, self.task, _as_long(a), _as_long(b)).answers
+        return generate(self.model, self.task, as_operands(a), as_operands(b)).answers
 
     def snapshot_steps(self) -> list[int]:
         """Training steps with a saved snapshot (for training-dynamics analyses)."""
@@ -85,44 +86,20 @@ class Checkpoint:
         return sorted(int(p.stem.split("_")[1]) for p in (self.path / SNAPSHOTS).glob("step_*.safetensors"))
 
     def load_snapshot(self, step: int) -> TransformerBridge:
-        """A fresh bridge holding the weights saved at ``step``."""
+        """A bridge (eval mode) holding the weights saved at ``step``. Loaded once per checkpoint
+        object and shared by every caller: copy it before changing its weights."""
+        if step in self._snapshots:
+            return self._snapshots[step]
         path = self.path / SNAPSHOTS / f"step_{step:07d}.safetensors" if self.path else None
         if path is None or not path.is_file():
             raise CheckpointError(f"no snapshot for step {step}; available: {self.snapshot_steps()}")
         model = build_model(self.model_config, device=self.device)
         _load_weights(model, path)
-        return model.eval()
+        self._snapshots[step] = model.eval()
+        return self._snapshots[step]
 
 
 # ---- writing -------------------------------------------------------------------------------------
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file through a temporary sibling and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_save_tensors(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
-    """Write tensors to a safetensors file through a temporary sibling and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def weights_of(model: torch.nn.Module) -> dict[str, Tensor]:
     """The model's parameters by TL name (what ``model.safetensors`` holds)."""
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -188,7 +165,7 @@ def shipped_checkpoint_dirs() -> list[Path]:
     dirs = []
     if os.environ.get("MECHINTERP_ARITH_CHECKPOINTS"):
         dirs.append(Path(os.environ["MECHINTERP_ARITH_CHECKPOINTS"]))
-    dirs.append(Path(__file__).resolve().parent.parent / "checkpoints")
+    dirs.append(Path(__file__).resolve().parents[2] / "checkpoints")
     dirs.append(Path.cwd() / "checkpoints")
     return dirs
 

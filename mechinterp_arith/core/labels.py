@@ -24,7 +24,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from .tasks import Task, _as_long
+from .tasks import Task, as_operands
 
 DEFAULT_LABEL = "units"
 LABEL_HELP = "a<i>, b<i> (operand digit, 0 = units), ans<k> or units (result digit), carry<k> (k >= 1), mod<j> (result mod 10^j)"
@@ -52,7 +52,7 @@ def parse_label(task: Task, spec: str) -> tuple[str, int]:
 def label_values(task: Task, a: Int[Tensor, "batch"], b: Int[Tensor, "batch"], spec: str) -> Int[Tensor, "batch"]:
     """The label of each pair (int64)."""
     kind, i = parse_label(task, spec)
-    a, b = _as_long(a), _as_long(b)
+    a, b = as_operands(a), as_operands(b)
     p = 10**i
     if kind == "a":
         return a // p % 10

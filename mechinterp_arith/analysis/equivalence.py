@@ -39,23 +39,24 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 from jaxtyping import Int
+from scipy.stats import binomtest
 from torch import Tensor
+from transformer_lens.model_bridge import TransformerBridge
 
-from . import data
-from .fast_decode import fast_generate
-from .tasks import Task, _as_long, digits_of
+from ..core import data
+from ..core.checkpoint import Checkpoint
+from ..core.decoding import generate
+from ..core.tasks import Task, as_operands
 
 FIT_THRESHOLD = 0.5  # a relation must cover a majority of outputs (Wilson lower bound above this)
-Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
 KIND_ORDER = {"true": 2, "truncated": 1, "true_mod": 0}  # last tie-break, after the modulus
 
 
-def wilson_interval(hits: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval of a proportion ``hits / n`` (95% by default).
+def wilson_interval(hits: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``hits / n`` (scipy's ``binomtest(...).proportion_ci``).
 
-    Written out because scipy and statsmodels are not dependencies and the formula is three
-    lines. Unlike the normal ("Wald") interval it stays inside [0, 1] and is not degenerate at
-    0% or 100%, where coverages of these models often sit.
+    Unlike the normal ("Wald") interval it stays inside [0, 1] and is not degenerate at 0% or
+    100%, where coverages of these models often sit. NaN bounds for ``n == 0``.
 
     >>> [round(x, 4) for x in wilson_interval(95, 100)]
     [0.8882, 0.9785]
@@ -64,13 +65,8 @@ def wilson_interval(hits: int, n: int, z: float = Z95) -> tuple[float, float]:
         return float("nan"), float("nan")
     if not 0 <= hits <= n:
         raise ValueError(f"hits={hits} must be between 0 and n={n}")
-    p = hits / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    lo = 0.0 if hits == 0 else max(0.0, centre - half)  # exact ends (no float residue at 0 or n)
-    hi = 1.0 if hits == n else min(1.0, centre + half)
-    return lo, hi
+    ci = binomtest(int(hits), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 @dataclass
@@ -87,42 +83,23 @@ class Candidate:
         return None if self.j is None else 10**self.j
 
 
-def truncated_name(task: Task, j: int) -> str:
-    """``(a mod 10^3) + (b mod 10^3)``, or ``((a mod 10^2) + (b mod 10^2)) mod 101``."""
-    return task.describe(f"(a mod 10^{j})", f"(b mod 10^{j})")
-
-
 def candidate_relations(task: Task, a: Int[Tensor, "batch"], b: Int[Tensor, "batch"]) -> list[Candidate]:
     """Every candidate relation's value on each pair (see the module docstring)."""
-    a, b = _as_long(a), _as_long(b)
+    a, b = as_operands(a), as_operands(b)
     out = [Candidate(task.describe(), "true", None, task.apply(a, b))]
     true = out[0].values
     for j in range(1, task.width + 1):
-        out.append(Candidate(truncated_name(task, j), "truncated", j, task.apply(a % 10**j, b % 10**j)))
+        out.append(Candidate(task.equivalent_description(j), "truncated", j, task.apply(a % 10**j, b % 10**j)))
     for j in range(1, task.answer_width + 1):
         out.append(Candidate(f"({task.describe()}) mod 10^{j}", "true_mod", j, true % 10**j))
     return out
-
-
-def representative(task: Task, a: Int[Tensor, "batch"], b: Int[Tensor, "batch"]) -> tuple[Int[Tensor, "batch"], Int[Tensor, "batch"]]:
-    """The ID representative ``(a mod 10^n, b mod 10^n)`` of each pair: :meth:`Task.id_representative`."""
-    return task.id_representative(a, b)
-
-
-def answer_digits(task: Task, x: Int[Tensor, "batch"]) -> Int[Tensor, "batch answer"]:
-    """Answer digits, units first, ``answer_width`` of them; -1 everywhere for values no answer can
-    hold (negative, unreadable or too wide), so they agree with nothing."""
-    A = task.answer_width
-    ok = (x >= 0) & (x < 10**A)
-    d = digits_of(x.clamp(min=0), A).flip(-1)
-    return torch.where(ok.unsqueeze(1), d, torch.full_like(d, -1))
 
 
 def digit_agreement(task: Task, output: Int[Tensor, "batch"], target: Int[Tensor, "batch"]) -> list[float]:
     """Share of rows whose answer digit k equals the target's (k = 0 is the units digit)."""
     if len(output) == 0:
         return [float("nan")] * task.answer_width
-    po, pt = answer_digits(task, output), answer_digits(task, target)
+    po, pt = task.answer_digits(output), task.answer_digits(target)
     return ((po == pt) & (po >= 0)).float().mean(0).tolist()
 
 
@@ -217,17 +194,17 @@ def find_relation(
     >>> find_relation(task, a, b, (a % 1000) + (b % 1000)).best.name
     '(a mod 10^3) + (b mod 10^3)'
     """
-    a, b, output = _as_long(a), _as_long(b), _as_long(output)
+    a, b, output = as_operands(a), as_operands(b), as_operands(output)
     if not len(a) == len(b) == len(output) or len(a) == 0:
         raise ValueError(f"need equally long, non-empty a, b and output; got {len(a)}, {len(b)}, {len(output)}")
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
     cands = candidate_relations(task, a, b)
     true = cands[0].values
-    out_digits = answer_digits(task, output)
+    out_digits = task.answer_digits(output)
     fits = []
     for c in cands:
-        agree = ((out_digits == answer_digits(task, c.values)) & (out_digits >= 0)).float().mean(0).tolist()
+        agree = ((out_digits == task.answer_digits(c.values)) & (out_digits >= 0)).float().mean(0).tolist()
         fits.append(RelationFit(c.name, c.kind, c.j, int((output == c.values).sum()), len(a), agree,
                                 bool((c.values == true).all())))
     order = sorted(range(len(fits)), key=lambda i: fits[i].sort_key(), reverse=True)
@@ -241,7 +218,7 @@ def find_relation(
         "true": true[keep].numpy(), "equivalent": top_values[keep].numpy(),
     })
     if rep_output is not None:
-        counter["representative_output"] = _as_long(rep_output)[keep].numpy()
+        counter["representative_output"] = as_operands(rep_output)[keep].numpy()
     return RelationSearch(relations, top, top.ci95[0] > threshold, tied, counter, len(wrong), threshold)
 
 
@@ -301,7 +278,7 @@ class EquivalenceResult:
         }
 
 
-def analyse_set(model, task: Task, a, b, label: str = "", threshold: float = FIT_THRESHOLD,
+def analyse_set(model: TransformerBridge, task: Task, a, b, label: str = "", threshold: float = FIT_THRESHOLD,
                 max_counterexamples: int = 10_000) -> EquivalenceResult:
     """Generate the model's answers on ``(a, b)`` and on their ID representatives, then search.
 
@@ -309,10 +286,10 @@ def analyse_set(model, task: Task, a, b, label: str = "", threshold: float = FIT
     and against the *equivalent* answer, the true answer of the ID representative
     ``f(a mod 10^n, b mod 10^n)``.
     """
-    a, b = _as_long(a), _as_long(b)
+    a, b = as_operands(a), as_operands(b)
     task.check_operands(a, b)
-    ra, rb = representative(task, a, b)
-    both = fast_generate(model, task, torch.cat([a, ra]), torch.cat([b, rb])).answers
+    ra, rb = task.id_representative(a, b)
+    both = generate(model, task, torch.cat([a, ra]), torch.cat([b, rb])).answers
     output, rep_output = both[: len(a)], both[len(a):]
     search = find_relation(task, a, b, output, threshold, max_counterexamples, rep_output)
     per_digit = {
@@ -322,30 +299,16 @@ def analyse_set(model, task: Task, a, b, label: str = "", threshold: float = FIT
     return EquivalenceResult(label, task, a, b, output, rep_output, search, per_digit)
 
 
-def check_ood_digits(task: Task, ood_digits) -> list[int]:
-    """Validate OOD operand lengths: each m must satisfy n < m <= W."""
-    ms = [int(m) for m in ood_digits]
-    if not ms:
-        raise ValueError("give at least one OOD operand length (--ood-digits)")
-    for m in ms:
-        if m <= task.digits:
-            raise ValueError(f"OOD length m={m} must exceed the trained length n={task.digits} (m > n)")
-        if m > task.width:
-            raise ValueError(f"OOD length m={m} does not fit the format: width W={task.width} digits at most")
-    return ms
-
-
-def analyse_checkpoint(ckpt, ood_digits=None, n: int = 10_000, seed: int = 0, one_longer: bool = True,
+def analyse_checkpoint(ckpt: Checkpoint, ood_digits=None, n: int = 10_000, seed: int = 0, one_longer: bool = True,
                        threshold: float = FIT_THRESHOLD) -> dict[str, dict[str, EquivalenceResult]]:
     """Analyse both-operands-m-digits sets (key ``"ood"``) and, with ``one_longer``, sets with one
     m-digit operand and one ID operand (key ``"one_longer"``), for each m in ``ood_digits``
     (default: n+1). Results keyed by ``str(m)``."""
     task = ckpt.task
     if ood_digits is None:
-        ood_digits = [task.digits + 1]
-    ms = check_ood_digits(task, ood_digits)
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+        ood_digits = [data.default_ood_digits(task) or task.digits + 1]
+    ms = data.check_ood_digits(task, ood_digits)
+    data.check_count(n, "n")
     out: dict[str, dict[str, EquivalenceResult]] = {"ood": {}}
     if one_longer:
         out["one_longer"] = {}
@@ -358,7 +321,7 @@ def analyse_checkpoint(ckpt, ood_digits=None, n: int = 10_000, seed: int = 0, on
     return out
 
 
-def report_dict(ckpt, results: dict[str, dict[str, EquivalenceResult]], max_relations: int | None = None) -> dict:
+def report_dict(ckpt: Checkpoint, results: dict[str, dict[str, EquivalenceResult]], max_relations: int | None = None) -> dict:
     """The ``mechinterp-arith equivalence --json`` object."""
     return {
         "checkpoint": str(ckpt.path) if getattr(ckpt, "path", None) is not None else ckpt.task.name,

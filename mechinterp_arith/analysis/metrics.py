@@ -1,0 +1,85 @@
+"""Patching metrics: what a patched run is scored by, and the normalised effect of a patch.
+
+A metric maps logits ``[batch, pos, vocab]`` to a scalar (TransformerLens convention) or, with
+``per_example``, to ``[batch]``. A metric may declare the logit positions it reads
+(:func:`reads_positions`); the batched patching engine then skips work after the last of them.
+
+>>> from mechinterp_arith import Task
+>>> from mechinterp_arith.analysis.prompt_pairs import differ_in_answer_digit
+>>> pairs = differ_in_answer_digit(Task("add", 3), k=1, n=8)
+>>> metric = logit_diff_metric(pairs, k=1)
+>>> metric.reads_positions                               # the position that predicts answer digit 1
+(10,)
+>>> normalised_effect(torch.tensor([2.0]), clean_value=3.0, corrupted_value=-1.0).tolist()
+[0.75]
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from ..core.positions import answer_logit_pos
+from .prompt_pairs import PromptPairs
+
+
+def reads_positions(metric: Callable, positions: Sequence[int]) -> Callable:
+    """Declare the logit positions ``metric`` reads; returns the metric.
+
+    A sweep then recomputes positions only up to the last of them, does not run sites after it
+    (causally they cannot change the metric: value = baseline, ``Sweep.after_read``) and passes
+    NaN logits at the positions not read, so a wrong declaration shows. It is also checked once
+    per sweep: the metric of the corrupted logits must not change when the other positions are
+    NaN. The metrics of :mod:`mechinterp_arith.analysis.prompt_pairs` declare theirs.
+
+    >>> metric = reads_positions(lambda logits: logits[:, 10, 3].mean(), [10])
+    """
+    metric.reads_positions = tuple(sorted({int(p) for p in positions}))
+    return metric
+
+
+def logit_diff_metric(pairs: PromptPairs, k: int, per_example: bool = False) -> Callable[[Tensor], Tensor]:
+    """logit(clean digit k) - logit(corrupted digit k) at answer position k, mean over the batch.
+
+    Declares that it reads only that position (:func:`reads_positions`).
+
+    >>> metric(logits)    # logits [batch, pos, vocab] -> scalar (or [batch] with per_example)
+    """
+    pos = answer_logit_pos(pairs.task, k)
+    clean = pairs.clean_digits[:, k].view(-1, 1)
+    corr = pairs.corrupted_digits[:, k].view(-1, 1)
+    if not (clean != corr).any():
+        raise ValueError(f"no pair differs in answer digit {k}: the logit difference would be 0 everywhere")
+
+    def metric(logits: Float[Tensor, "batch pos vocab"]) -> Tensor:
+        lg = logits[:, pos]
+        d = lg.gather(1, clean.to(lg.device)) - lg.gather(1, corr.to(lg.device))
+        return d.squeeze(1) if per_example else d.mean()
+
+    return reads_positions(metric, [pos])
+
+
+def correct_prob_metric(pairs: PromptPairs, k: int, per_example: bool = False) -> Callable[[Tensor], Tensor]:
+    """Probability of the clean answer digit k at answer position k (mean over the batch); declares
+    that it reads only that position."""
+    pos = answer_logit_pos(pairs.task, k)
+    clean = pairs.clean_digits[:, k].view(-1, 1)
+
+    def metric(logits: Float[Tensor, "batch pos vocab"]) -> Tensor:
+        p = logits[:, pos].softmax(-1).gather(1, clean.to(logits.device)).squeeze(1)
+        return p if per_example else p.mean()
+
+    return reads_positions(metric, [pos])
+
+
+def normalised_effect(patched: Tensor, clean_value: float | Tensor, corrupted_value: float | Tensor) -> Tensor:
+    """``(patched - corrupted) / (clean - corrupted)``: 0 = no effect, 1 = the clean metric restored."""
+    clean_value = torch.as_tensor(clean_value, dtype=patched.dtype)
+    corrupted_value = torch.as_tensor(corrupted_value, dtype=patched.dtype)
+    scale = clean_value - corrupted_value
+    if bool((scale == 0).any()):
+        raise ValueError("clean and corrupted metrics are equal: the normalised effect is undefined")
+    return (patched - corrupted_value) / scale

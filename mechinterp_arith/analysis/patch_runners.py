@@ -1,0 +1,215 @@
+"""The two runners of batched patching: stacked patched variants through the plain forward
+(``fast``) or through the hooked bridge (``hooks``). See :mod:`~mechinterp_arith.analysis.patching`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from transformer_lens.model_bridge import TransformerBridge
+
+from ..core.plain_forward import PlainGPT, SharedPrefix
+from .patch_sites import Site, Variant, hook_name
+
+SLACK = 1.0  # see _chunks_by_start
+
+
+def mask_unread(logits: Tensor, read: tuple[int, ...] | None) -> Tensor:
+    """NaN (in place) at the positions the metric does not read."""
+    if read is not None:
+        unread = torch.ones(logits.shape[1], dtype=torch.bool, device=logits.device)
+        unread[list(read)] = False
+        logits[:, unread] = float("nan")
+    return logits
+
+
+def _chunks_by_start(variants: list, per_chunk: int, P: int, slack: float = SLACK):
+    """Chunks of variants sorted by start position (descending); a chunk grows while it holds
+    fewer than ``per_chunk`` and its smallest start recomputes at most ``slack`` x the positions
+    its first variant needs."""
+    chunk: list = []
+    for v in variants:
+        if chunk and (len(chunk) >= per_chunk or (P - v.p0) > slack * (P - chunk[0].p0)):
+            yield chunk
+            chunk = []
+        chunk.append(v)
+    if chunk:
+        yield chunk
+
+
+def _chunks(items: list, per_chunk: int):
+    for i in range(0, len(items), per_chunk):
+        yield items[i : i + per_chunk]
+
+
+def _evaluate(metric, logits: Tensor, variants, values, max_change, base_logits, S, B, read):
+    logits = mask_unread(logits, read)
+    cols = slice(None) if read is None else list(read)
+    for s, var in enumerate(variants):
+        lg = logits[s * B : (s + 1) * B]
+        values[var.site.index] = torch.as_tensor(metric(lg)).detach().float().cpu()
+        max_change[var.site.index] = float((lg[:, cols] - base_logits[:, cols]).abs().max())
+
+
+def run_fast(plain: PlainGPT, tokens, variants, base_logits, metric, chunk_size, values, max_change, cc,
+              read: tuple[int, ...] | None) -> int:
+    """Variants grouped by where they start. A resid_pre patch at (l, p) reruns layers >= l at
+    positions >= p. Any other patch at (l, p) leaves layer l's attention untouched and changes
+    only position p within layer l, so it reruns layer l from z at position p alone and layers > l
+    at positions >= p; all-position head patches rerun layer l from z at positions >= p0.
+    Positions after the last one the metric reads (``read``) are not computed; when the metric
+    reads only that one among the recomputed positions, the last layer computes only it."""
+    B, P = tokens.shape
+    end = P if read is None else read[-1] + 1
+    groups: dict[tuple[str, int], list[Variant]] = {}
+    for v in variants:
+        site = v.site
+        mode = "pre" if site.kind == "resid_pre" else ("point" if site.pos is not None else "span")
+        groups.setdefault((mode, site.layer), []).append(v)
+    per_chunk = max(1, chunk_size // B)
+    rows = 0
+    with torch.inference_mode():
+        for (mode, layer), group in sorted(groups.items()):
+            # variants of one chunk share a start position (the chunk's smallest): positions
+            # between it and a variant's own site are recomputed unchanged
+            group = sorted(group, key=lambda v: -v.p0)
+            for chunk in _chunks_by_start(group, per_chunk, end):
+                S = len(chunk)
+                p0 = min(v.p0 for v in chunk)
+                last_only = read is not None and all(r < p0 or r == end - 1 for r in read)
+                past = SharedPrefix({j: cc[("k", j)][:, :, :p0] for j in range(plain.L)},
+                                    {j: cc[("v", j)][:, :, :p0] for j in range(plain.L)}) if p0 else None
+                fired = [False] * S
+                patch = _make_fast_patch(plain, chunk, layer, p0, S, B, fired)
+                if mode == "pre":
+                    x = cc[("resid_pre", layer)][:, p0:end].repeat(S, 1, 1)
+                    x = plain.blocks(x, layer, p0, past, patch, S=S, last_only=last_only)
+                else:
+                    stop = max(v.site.pos for v in chunk) + 1 if mode == "point" else end
+                    x = cc[("resid_pre", layer)][:, p0:stop].repeat(S, 1, 1)
+                    z = cc[("z", layer)][:, p0:stop].repeat(S, 1, 1, 1)
+                    x = plain.finish_layer(layer, x, z, patch)
+                    if stop < end:
+                        x = torch.cat([x, cc[("resid_post", layer)][:, stop:end].repeat(S, 1, 1)], dim=1)
+                    x = plain.blocks(x, layer + 1, p0, past, None, S=S, last_only=last_only)
+                _require_fired(fired, chunk)
+                logits = base_logits.repeat(S, 1, 1)
+                logits[:, end - x.shape[1] : end] = plain.logits(x)  # x: positions p0..end-1, or end-1 alone
+                rows += S * B
+                _evaluate(metric, logits, chunk, values, max_change, base_logits, S, B, read)
+    return rows
+
+
+def _make_fast_patch(plain, chunk, layer, p0, S, B, fired):
+    by_point: dict[str, list[tuple[int, Variant]]] = {}
+    for s, v in enumerate(chunk):
+        by_point.setdefault(v.site.kind, []).append((s, v))
+
+    def patch(point, j, t):
+        if j != layer or point not in by_point:
+            return
+        for s, v in by_point[point]:
+            site = v.site
+            if point == "result":
+                attn_out, z = t
+                zv = z.view(S, B, *z.shape[1:])
+                ov = attn_out.view(S, B, *attn_out.shape[1:])
+                q = slice(v.p0 - p0, None) if site.pos is None else site.pos - p0
+                # v.clean is the clean result [B, (Q,) D]: add clean - corrupted result of this head
+                corr_result = zv[s, :, q, site.head] @ plain.W_O[layer, site.head]
+                before = ov[s, :, q].clone()
+                ov[s, :, q] += v.clean - corr_result
+                _check_changed(before, ov[s, :, q], site)
+            else:
+                tv = t.view(S, B, *t.shape[1:])
+                if site.kind == "z":
+                    q = slice(v.p0 - p0, None) if site.pos is None else site.pos - p0
+                    target = (s, slice(None), q, site.head)
+                else:
+                    target = (s, slice(None), site.pos - p0)
+                before = tv[target].clone()
+                tv[target] = v.clean
+                _check_changed(before, tv[target], site)
+            fired[s] = True
+
+    return patch
+
+
+def _check_changed(before: Tensor, after: Tensor, site: Site) -> None:
+    if torch.equal(before, after):
+        raise RuntimeError(f"patching {site.kind} at layer {site.layer}, pos {site.pos}, head {site.head} did not change "
+                           "the activation although the clean and corrupted caches differ there")
+
+
+def _require_fired(fired, chunk):
+    for ok, v in zip(fired, chunk):
+        if not ok:
+            s = v.site
+            raise RuntimeError(f"the patch of {hook_name(s.kind, s.layer)} (pos {s.pos}, head {s.head}) never ran: "
+                               "it would have been a silent no-op")
+
+
+def run_hooks(model: TransformerBridge, tokens, variants, base_logits, metric, chunk_size, values, max_change, read) -> int:
+    """Generic path: stacked variants through ``model.run_with_hooks``."""
+    B, P = tokens.shape
+    per_chunk = max(1, chunk_size // B)
+    rows = 0
+    with torch.inference_mode():
+        for chunk in _chunks(variants, per_chunk):
+            S = len(chunk)
+            fired = [False] * S
+            hooks = _make_hooks(model, chunk, S, B, fired)
+            logits = model.run_with_hooks(tokens.repeat(S, 1), fwd_hooks=hooks)
+            _require_fired(fired, chunk)
+            rows += S * B
+            _evaluate(metric, logits, chunk, values, max_change, base_logits, S, B, read)
+    return rows
+
+
+def _make_hooks(model: TransformerBridge, chunk, S, B, fired):
+    by_name: dict[str, list[tuple[int, Variant]]] = {}
+    for s, v in enumerate(chunk):
+        site = v.site
+        # result and resid_mid are written through hook_attn_out: TL 4.3 bridges expose
+        # hook_resid_mid as the input of ln2 only, so editing it there never reaches the residual
+        name = hook_name("attn_out" if site.kind in ("result", "resid_mid") else site.kind, site.layer)
+        by_name.setdefault(name, []).append((s, v))
+    z_seen: dict[int, Tensor] = {}
+    hooks = []
+    for name, items in by_name.items():
+        def hook(act, hook, items=items):
+            act = act.clone()
+            av = act.view(S, B, *act.shape[1:])
+            for s, v in items:
+                site = v.site
+                q = slice(v.p0, v.p0 + v.clean.shape[1]) if site.pos is None else site.pos
+                if site.kind == "result":
+                    z = z_seen[site.layer].view(S, B, *z_seen[site.layer].shape[1:])
+                    corr_result = z[s, :, q, site.head] @ model.W_O[site.layer, site.head].detach()
+                    before = av[s, :, q].clone()
+                    av[s, :, q] += v.clean - corr_result
+                    after = av[s, :, q]
+                elif site.kind == "resid_mid":  # resid_mid = resid_pre + attn_out: shift attn_out
+                    before = av[s, :, q].clone()
+                    av[s, :, q] += v.clean - v.corr
+                    after = av[s, :, q]
+                elif site.kind == "z":
+                    before = av[s, :, q, site.head].clone()
+                    av[s, :, q, site.head] = v.clean
+                    after = av[s, :, q, site.head]
+                else:
+                    before = av[s, :, q].clone()
+                    av[s, :, q] = v.clean
+                    after = av[s, :, q]
+                _check_changed(before, after, site)
+                fired[s] = True
+            return act
+
+        hooks.append((name, hook))
+    for layer in sorted({v.site.layer for v in chunk if v.site.kind == "result"}):
+        def save_z(z, hook, layer=layer):
+            z_seen[layer] = z
+            return z
+
+        hooks.insert(0, (hook_name("z", layer), save_z))
+    return hooks
