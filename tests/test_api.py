@@ -2,11 +2,19 @@ import mechinterp_arith as ma
 
 
 def test_every_public_name_resolves_and_is_documented():
+    import importlib
+    import inspect
+
     for name in ma.__all__:
         obj = getattr(ma, name)
-        assert obj is not None
-        if callable(obj):
-            assert obj.__doc__ and obj.__doc__.strip(), f"{name} has no docstring"
+        if name == "__version__":
+            assert obj == importlib.import_module("mechinterp_arith.core.version").__version__
+            continue
+        # each public name is the object its home module defines (not a copy), with a docstring
+        home = obj.__name__ if inspect.ismodule(obj) else obj.__module__
+        assert home.startswith("mechinterp_arith.") and getattr(importlib.import_module(home), name, obj) is obj, name
+        assert inspect.ismodule(obj) or callable(obj), name
+        assert obj.__doc__ and obj.__doc__.strip(), f"{name} has no docstring"
     assert "import_checkpoint" in dir(ma)
 
 

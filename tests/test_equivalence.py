@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mechinterp_arith import data
-from mechinterp_arith.core.checkpoint import load, resolve_checkpoint
+from mechinterp_arith.core.checkpoint import CheckpointError, load, resolve_checkpoint
 from mechinterp_arith.cli import main
 from mechinterp_arith.analysis.equivalence import (
     FIT_THRESHOLD,
@@ -20,10 +20,12 @@ from mechinterp_arith.core.tasks import Task
 
 
 def shipped(name):
+    """A shipped checkpoint; skip only when it is absent (a corrupt one is a failure, not a skip)."""
     try:
-        return load(resolve_checkpoint(name), device="cpu")
-    except ValueError:
+        path = resolve_checkpoint(name)
+    except CheckpointError:
         pytest.skip(f"checkpoint {name} is not shipped")
+    return load(path, device="cpu")
 
 
 # ---- the statistics ----------------------------------------------------------------------------

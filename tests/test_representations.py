@@ -6,7 +6,6 @@ Figures asserted here were measured first (docs/representations.md has the full-
 import json
 
 import numpy as np
-import plotly.graph_objects as go
 import pytest
 import torch
 
@@ -107,7 +106,11 @@ def test_units_digit_separates_in_id_pca(add3, id_pairs):
     for label, most in (("a0", 0.3), ("b0", 0.3), ("a2", 0.3), ("carry1", 0.8)):
         y = label_values(add3.task, *id_pairs, label).numpy()
         assert fit_pca(res.activations, y)[2] < most
-    assert isinstance(res.figure(dims=3), go.Figure) and len(res.figure().data) == 10
+    fig3, fig2 = res.figure(dims=3), res.figure()
+    assert [tr.type for tr in fig3.data] == ["scatter3d"] * 10 and [tr.name for tr in fig2.data] == [str(d) for d in range(10)]
+    for tr in fig2.data:  # each trace holds the PCA coordinates of the pairs with that units digit
+        rows = res.labels == int(tr.name)
+        assert np.allclose(tr.x, res.coords[rows, 0]) and np.allclose(tr.y, res.coords[rows, 1])
     with pytest.raises(ValueError, match="k=49 components"):
         residual_pca(add3, *id_pairs, k=49)
 
@@ -119,7 +122,10 @@ def test_sweep_layers_by_positions(add3, id_pairs):
     assert list(sweep.frame["label"].unique()) == ["ans0", "ans3"]
     assert f.loc[("ln_final.hook_out", 9), "nearest_centroid_accuracy"] >= 0.95
     assert f.loc[("blocks.0.hook_resid_pre", 9), "nearest_centroid_accuracy"] < 0.3  # embeddings: not yet computed
-    assert isinstance(sweep.figure(), go.Figure)
+    heat = sweep.figure().data[0]
+    assert list(heat.y) == ["blocks.0.hook_resid_pre", "ln_final.hook_out"]
+    assert np.allclose(heat.z, sweep.frame.pivot(index="hook", columns="position", values="nearest_centroid_accuracy")
+                       .loc[list(heat.y)].values)
     with pytest.raises(ValueError, match="position 3 predicts no answer digit"):
         pca_sweep(add3, a, b, positions=[3])
 
@@ -135,7 +141,9 @@ def test_ood_projection_lands_on_the_equivalent_cluster(add3, id_pairs):
     assert s["ood_on_equivalent_cluster_where_differ"] > 0.95 and s["ood_on_true_cluster_where_differ"] == 0.0
     units = ood_projection(add3, (ia, ib), (oa, ob)).summary()  # the units digit: both labels agree
     assert units["labels_differ"] == 0.0 and units["ood_on_equivalent_cluster"] == units["ood_on_true_cluster"] > 0.8
-    assert isinstance(res.figure(), go.Figure)
+    shown = res.figure().data  # ID points by label, OOD points (crosses) by their equivalent label
+    ood_points = sum(len(tr.x) for tr in shown if tr.name.startswith("OOD"))
+    assert ood_points == len(oa) and all(tr.marker.symbol == "x" for tr in shown if tr.name.startswith("OOD"))
 
 
 def test_clusters_form_during_training(add3):
@@ -143,7 +151,10 @@ def test_clusters_form_during_training(add3):
     dyn = pca_dynamics(add3, a, b, steps=[100, 1000])
     acc = dict(zip(dyn.frame["step"], dyn.frame["nearest_centroid_accuracy"]))
     assert acc[100] < 0.3 and acc[1000] > 0.85  # 500 pairs: 0.166 -> 0.936
-    assert isinstance(dyn.figure(), go.Figure) and isinstance(dyn.scatter_figure(), go.Figure)
+    curves = {tr.name: list(tr.y) for tr in dyn.figure().data}
+    assert curves["nearest_centroid_accuracy"] == list(dyn.frame["nearest_centroid_accuracy"])
+    panels = dyn.scatter_figure()
+    assert [a.text for a in panels.layout.annotations] == ["step 100", "step 1000"] and len(panels.data) >= 20
     with pytest.raises(ValueError, match="no snapshot for step 150"):
         pca_dynamics(add3, a, b, steps=[150])
 
@@ -173,7 +184,9 @@ def test_logit_lens_ood_prefers_the_equivalent_digit(add3):
     # thousands digit (k = 3): the model predicts the representative's carry, not the true digit
     assert eq.iloc[-1, 3] > 0.9 and true.iloc[-1, 3] < 0.2  # 2,000 pairs: 0.990, 0.104
     assert res.table("mean_rank", "ood4", "equivalent").iloc[-1].max() < 0.1
-    assert res.answers == {"id": "true", "ood4": "greedy"} and isinstance(res.figure(), go.Figure)
+    assert res.answers == {"id": "true", "ood4": "greedy"}
+    panels = res.figure().data  # one heatmap per (set, target): the tables above
+    assert len(panels) == 3 and np.allclose(panels[1].z, eq.values) and np.allclose(panels[2].z, true.values)
     with pytest.raises(ValueError, match="OOD length m=3 must exceed the trained length"):
         id_ood_logit_lens(add3, n=10, ood_digits=3)
 
@@ -190,7 +203,8 @@ def test_matching_differs_at_extra_digits_and_reconverges(add3):
     # far closer than two unrelated ID inputs are to each other
     assert final["cosine_at_differing_positions"] < 0.6  # 0.39
     assert final["cosine_at_answer_positions"] > 0.9 and final["baseline_cosine_at_answer_positions"] < 0.6  # 0.96, 0.42
-    assert isinstance(res.figure(), go.Figure) and len(res.frame()) == 8 * 15
+    cos_map = res.figure().data[0]
+    assert np.allclose(cos_map.z, res.cosine) and list(cos_map.y) == res.hooks and len(res.frame()) == 8 * 15
     with pytest.raises(ValueError, match="unknown answers 'true' for matching"):
         match_activations(add3, torch.tensor([1234]), torch.tensor([5678]), answers="true")
 

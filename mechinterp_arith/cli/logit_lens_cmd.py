@@ -38,7 +38,7 @@ def run(args) -> int:
     if args.html:
         write_figure_html(args.html, res.figure())
     if args.json:
-        print_json(({"checkpoint": ckpt.name, "task": ckpt.task.name, "n": args.n, **res.summary()}))
+        print_json({"checkpoint": ckpt.name, "task": ckpt.task.name, "n": args.n, **res.summary()})
         return 0
     print(f"{ckpt.name}: logit lens (final-state lens vs model logits: max |diff| {res.final_max_abs_diff:.2e})")
     for (s, t), _ in res.frame.groupby(["set", "target"], sort=False):

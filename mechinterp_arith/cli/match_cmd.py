@@ -39,7 +39,7 @@ def run(args) -> int:
         write_figure_html(args.html, res.figure())
     s = res.summary()
     if args.json:
-        print_json(({"checkpoint": ckpt.name, "task": ckpt.task.name, **s}))
+        print_json({"checkpoint": ckpt.name, "task": ckpt.task.name, **s})
         return 0
     roles = dict(zip(res.positions, res.roles))
     print(f"{ckpt.name}: {res.n} OOD pairs vs their ID representatives (answers fed: {res.answers})")

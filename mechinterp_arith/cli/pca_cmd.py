@@ -73,7 +73,7 @@ def run(args) -> int:
     if args.html:
         write_figure_html(args.html, res.figure(dims=3))
     if args.json:
-        print_json((out))
+        print_json(out)
         return 0
     print(f"{ckpt.name}: PCA of {hook} @ position {pos}, label {args.label}, {out['inputs']}")
     print("explained variance ratio: " + " ".join(f"{r:.3f}" for r in out["explained_variance_ratio"]))

@@ -28,6 +28,7 @@ Key mapping (minGPT and nanoGPT share names; all linear weights are ``nn.Linear`
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 import json
 import pickle
 import re
@@ -118,6 +119,18 @@ def _resolve_heads(n_heads: int | None, model_args: Mapping) -> int:
     return heads
 
 
+@dataclass(frozen=True)
+class _Shapes:
+    """The sizes of a minGPT/nanoGPT state dict, read off its tensors."""
+
+    vocab: int
+    d_model: int
+    n_ctx: int
+    d_mlp: int
+    n_layers: int
+    has_bias: bool
+
+
 def convert_state_dict(
     state: Mapping[str, Tensor],
     source: str = "mingpt",
@@ -133,8 +146,8 @@ def convert_state_dict(
     lack ``lm_head.weight`` (tied to ``wte``). Unknown keys, missing keys, wrong shapes, non-float
     or non-finite tensors, or ``model_args`` contradicting the shapes: one CheckpointError each.
 
-    >>> sd, cfg = convert_state_dict(torch.load("model_s2.pt", weights_only=True), "mingpt", n_heads=3)
-    >>> cfg.n_layers, cfg.d_model, cfg.d_mlp, cfg.n_ctx, cfg.d_vocab, sd["blocks.0.attn.q.weight"].shape
+    >>> sd, cfg = convert_state_dict(torch.load("model_s2.pt", weights_only=True), "mingpt", n_heads=3)  # doctest: +SKIP
+    >>> cfg.n_layers, cfg.d_model, cfg.d_mlp, cfg.n_ctx, cfg.d_vocab, sd["blocks.0.attn.q.weight"].shape  # doctest: +SKIP
     (3, 48, 192, 15, 10, torch.Size([48, 48]))
     """
     if source not in SOURCES:
@@ -144,8 +157,22 @@ def convert_state_dict(
         raise ValueError(f"unknown activation {act_fn!r}; choose one of {', '.join(ACTIVATIONS)}")
     model_args = dict(model_args or {})
     state = _strip_compile_prefix(state)
-    nano = source == "nanogpt"
+    shapes = _read_shapes(state, source, model_args)
+    expected = _expected_shapes(shapes)
+    _check_keys_and_tensors(state, source, shapes, expected)
+    for arg, value in (("n_layer", shapes.n_layers), ("n_embd", shapes.d_model), ("block_size", shapes.n_ctx),
+                       ("vocab_size", shapes.vocab)):
+        if arg in model_args and int(model_args[arg]) != value:
+            raise CheckpointError(f"model_args {arg}={model_args[arg]} contradicts the weights ({value})")
+    heads = _resolve_heads(n_heads, model_args)
+    if shapes.d_model % heads:
+        raise ValueError(f"d_model={shapes.d_model} is not divisible by n_heads={heads}")
+    cfg = ModelConfig(n_layers=shapes.n_layers, n_heads=heads, d_model=shapes.d_model, d_mlp=shapes.d_mlp,
+                      act_fn=act_fn, positional="learned", n_ctx=shapes.n_ctx, d_vocab=shapes.vocab)
+    return _to_bridge_names(state, shapes), cfg
 
+
+def _read_shapes(state: Mapping[str, Tensor], source: str, model_args: Mapping) -> _Shapes:
     anchors = ["transformer.wte.weight", "transformer.wpe.weight", "transformer.h.0.mlp.c_fc.weight"]
     missing_anchors = [k for k in anchors if k not in state]
     if missing_anchors:
@@ -157,48 +184,51 @@ def convert_state_dict(
         if state[k].dim() != 2:
             raise CheckpointError(f"{k} has shape {tuple(state[k].shape)}; expected a matrix")
     vocab, d_model = state["transformer.wte.weight"].shape
-    n_ctx = state["transformer.wpe.weight"].shape[0]
-    d_mlp = state["transformer.h.0.mlp.c_fc.weight"].shape[0]
-    n_layers = 1 + max(int(m.group(1)) for k in state if (m := _LAYER.match(k)))
-
+    nano = source == "nanogpt"
     bias_keys = [k for k in state if k.endswith(".bias") and not _MASK.match(k)]
     has_bias = bool(model_args["bias"]) if nano and "bias" in model_args else (not nano or bool(bias_keys))
-    expected: dict[str, tuple[int, ...]] = {
-        "transformer.wte.weight": (vocab, d_model),
-        "transformer.wpe.weight": (n_ctx, d_model),
-        "transformer.ln_f.weight": (d_model,),
-        "lm_head.weight": (vocab, d_model),
-    }
-    for i in range(n_layers):
-        p = f"transformer.h.{i}."
-        shapes = {"ln_1": (d_model,), "attn.c_attn": (3 * d_model, d_model), "attn.c_proj": (d_model, d_model),
-                  "ln_2": (d_model,), "mlp.c_fc": (d_mlp, d_model), "mlp.c_proj": (d_model, d_mlp)}
-        for name, shape in shapes.items():
-            expected[f"{p}{name}.weight"] = shape
-            if has_bias:
-                expected[f"{p}{name}.bias"] = shape[:1]
-    if has_bias:
-        expected["transformer.ln_f.bias"] = (d_model,)
-    masks = {f"transformer.h.{i}.attn.bias" for i in range(n_layers)}  # causal-mask buffers, not weights
+    return _Shapes(vocab, d_model, state["transformer.wpe.weight"].shape[0], state["transformer.h.0.mlp.c_fc.weight"].shape[0],
+                   1 + max(int(m.group(1)) for k in state if (m := _LAYER.match(k))), has_bias)
 
+
+def _expected_shapes(s: _Shapes) -> dict[str, tuple[int, ...]]:
+    D = s.d_model
+    expected: dict[str, tuple[int, ...]] = {
+        "transformer.wte.weight": (s.vocab, D), "transformer.wpe.weight": (s.n_ctx, D),
+        "transformer.ln_f.weight": (D,), "lm_head.weight": (s.vocab, D),
+    }
+    for i in range(s.n_layers):
+        shapes = {"ln_1": (D,), "attn.c_attn": (3 * D, D), "attn.c_proj": (D, D), "ln_2": (D,),
+                  "mlp.c_fc": (s.d_mlp, D), "mlp.c_proj": (D, s.d_mlp)}
+        for name, shape in shapes.items():
+            expected[f"transformer.h.{i}.{name}.weight"] = shape
+            if s.has_bias:
+                expected[f"transformer.h.{i}.{name}.bias"] = shape[:1]
+    if s.has_bias:
+        expected["transformer.ln_f.bias"] = (D,)
+    return expected
+
+
+def _check_keys_and_tensors(state: Mapping[str, Tensor], source: str, s: _Shapes, expected: dict) -> None:
+    nano = source == "nanogpt"
+    masks = {f"transformer.h.{i}.attn.bias" for i in range(s.n_layers)}  # causal-mask buffers, not weights
     unknown = set(state) - set(expected) - masks
     if unknown:
-        hint = ""
-        if nano and not has_bias and unknown <= set(bias_keys):
-            hint = " (model_args says bias=False but the weights carry biases)"
+        bias_keys = {k for k in state if k.endswith(".bias") and not _MASK.match(k)}
+        hint = " (model_args says bias=False but the weights carry biases)" if nano and not s.has_bias and unknown <= bias_keys else ""
         raise CheckpointError(f"unknown keys for a {source} GPT: {_listing(unknown)}{hint}")
     optional = {"lm_head.weight"} if nano else set()  # nanoGPT ties lm_head to wte
     missing = set(expected) - set(state) - optional
     if missing:
-        raise CheckpointError(f"missing keys for a {n_layers}-layer {source} GPT: {_listing(missing)}")
+        raise CheckpointError(f"missing keys for a {s.n_layers}-layer {source} GPT: {_listing(missing)}")
     for k, shape in expected.items():
         if k in state and tuple(state[k].shape) != shape:
             raise CheckpointError(f"{k} has shape {tuple(state[k].shape)}, expected {shape} "
-                                  f"(d_model {d_model}, d_mlp {d_mlp}, vocab {vocab}, context {n_ctx})")
+                                  f"(d_model {s.d_model}, d_mlp {s.d_mlp}, vocab {s.vocab}, context {s.n_ctx})")
     for k in masks & set(state):
-        if tuple(state[k].shape) != (1, 1, n_ctx, n_ctx):
+        if tuple(state[k].shape) != (1, 1, s.n_ctx, s.n_ctx):
             raise CheckpointError(f"{k} (the causal mask) has shape {tuple(state[k].shape)}, "
-                                  f"expected (1, 1, {n_ctx}, {n_ctx})")
+                                  f"expected (1, 1, {s.n_ctx}, {s.n_ctx})")
     for k in expected:
         if k in state:
             if not state[k].is_floating_point():
@@ -206,38 +236,33 @@ def convert_state_dict(
             if not torch.isfinite(state[k]).all():
                 raise CheckpointError(f"{k} holds NaN or infinite values")
 
-    for arg, value in (("n_layer", n_layers), ("n_embd", d_model), ("block_size", n_ctx), ("vocab_size", vocab)):
-        if arg in model_args and int(model_args[arg]) != value:
-            raise CheckpointError(f"model_args {arg}={model_args[arg]} contradicts the weights ({value})")
-    heads = _resolve_heads(n_heads, model_args)
-    if d_model % heads:
-        raise ValueError(f"d_model={d_model} is not divisible by n_heads={heads}")
-    cfg = ModelConfig(n_layers=n_layers, n_heads=heads, d_model=d_model, d_mlp=d_mlp, act_fn=act_fn,
-                      positional="learned", n_ctx=n_ctx, d_vocab=vocab)
+
+def _to_bridge_names(state: Mapping[str, Tensor], s: _Shapes) -> dict[str, Tensor]:
+    """The weights under the bridge's TL names: q/k/v split out of c_attn, zero biases when absent."""
+    D = s.d_model
 
     def w(key: str) -> Tensor:
         return state[key].detach().to(torch.float32).clone()
 
     def b(key: str, n: int) -> Tensor:
-        return w(key) if has_bias else torch.zeros(n)
+        return w(key) if s.has_bias else torch.zeros(n)
 
     out: dict[str, Tensor] = {"embed.weight": w("transformer.wte.weight"), "pos_embed.weight": w("transformer.wpe.weight")}
-    for i in range(n_layers):
+    for i in range(s.n_layers):
         p, q = f"transformer.h.{i}.", f"blocks.{i}."
-        qkv_w = w(f"{p}attn.c_attn.weight")
-        qkv_b = b(f"{p}attn.c_attn.bias", 3 * d_model)
+        qkv_w, qkv_b = w(f"{p}attn.c_attn.weight"), b(f"{p}attn.c_attn.bias", 3 * D)
         for j, name in enumerate("qkv"):
-            out[f"{q}attn.{name}.weight"] = qkv_w[j * d_model:(j + 1) * d_model].clone()
-            out[f"{q}attn.{name}.bias"] = qkv_b[j * d_model:(j + 1) * d_model].clone()
-        for src, dst, n in (("ln_1", "ln1", d_model), ("attn.c_proj", "attn.o", d_model), ("ln_2", "ln2", d_model),
-                            ("mlp.c_fc", "mlp.in", d_mlp), ("mlp.c_proj", "mlp.out", d_model)):
+            out[f"{q}attn.{name}.weight"] = qkv_w[j * D:(j + 1) * D].clone()
+            out[f"{q}attn.{name}.bias"] = qkv_b[j * D:(j + 1) * D].clone()
+        for src, dst, n in (("ln_1", "ln1", D), ("attn.c_proj", "attn.o", D), ("ln_2", "ln2", D),
+                            ("mlp.c_fc", "mlp.in", s.d_mlp), ("mlp.c_proj", "mlp.out", D)):
             out[f"{q}{dst}.weight"] = w(f"{p}{src}.weight")
             out[f"{q}{dst}.bias"] = b(f"{p}{src}.bias", n)
     out["ln_final.weight"] = w("transformer.ln_f.weight")
-    out["ln_final.bias"] = b("transformer.ln_f.bias", d_model)
+    out["ln_final.bias"] = b("transformer.ln_f.bias", D)
     out["unembed.weight"] = w("lm_head.weight" if "lm_head.weight" in state else "transformer.wte.weight")
-    out["unembed.bias"] = torch.zeros(vocab)
-    return out, cfg
+    out["unembed.bias"] = torch.zeros(s.vocab)
+    return out
 
 
 def sha256_of(path: str | Path) -> str:
