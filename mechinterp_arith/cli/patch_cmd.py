@@ -32,6 +32,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..analysis.circuits import circuit_digits, digit_sites, head_operand_map
+    from ..core.errors import NotApplicable
     from ..core.positions import answer_logit_pos, check_digit
 
     ckpt = load(args.checkpoint, device=args.device)
@@ -41,8 +42,14 @@ def run(args) -> int:
     result = {"checkpoint": str(ckpt.path) if ckpt.path else ckpt.name, "task": task.name, "n_pairs": args.n,
               "seed": args.seed, "digits": {}}
     for k in digits:
-        sites = digit_sites(ckpt, k, n=args.n, seed=args.seed)
-        heads = head_operand_map(ckpt, k, n=args.n, seed=args.seed)
+        try:
+            sites = digit_sites(ckpt, k, n=args.n, seed=args.seed)
+            heads = head_operand_map(ckpt, k, n=args.n, seed=args.seed)
+        except NotApplicable as e:
+            if args.digit is not None:
+                raise
+            result["digits"][str(k)] = {"logit_pos": answer_logit_pos(task, k), "skipped": str(e)}
+            continue
         top = sites[~sites.identical].nlargest(args.top, "effect")
         strong = heads[heads.best_effect >= args.min_effect].sort_values("best_effect", ascending=False)
         result["digits"][str(k)] = {
@@ -61,6 +68,9 @@ def run(args) -> int:
         return 0
     print(f"{result['checkpoint']}: {task.describe()}, {args.n} pairs per digit (effect: 1 = clean restored)")
     for k, d in result["digits"].items():
+        if "skipped" in d:
+            print(f"\nanswer digit {k}: skipped ({d['skipped']})")
+            continue
         print(f"\nanswer digit {k}: logit diff clean {d['clean_logit_diff']:.2f}, corrupted {d['corrupted_logit_diff']:.2f}")
         for s in d["top_sites"]:
             print(f"  {s['kind']:<10} L{s['layer']} pos {s['pos']:>2} ({s['label']:<4})  effect {s['effect']:.3f}")

@@ -25,11 +25,11 @@ ID_EXAMPLES = ((349, 705), (567, 489))
 
 
 def class_members(task, a: int, b: int, seed: int = 0) -> list[tuple[int, int]]:
-    """The ID pair ``(a mod 10^n, b mod 10^n)`` and two random OOD members of its class
+    """The ID representative of ``(a, b)`` and two random OOD members of its class
     (:func:`~mechinterp_arith.core.data.class_members`), e.g. 349+705, 41349+90705, ..."""
-    N = 10**task.digits
-    ma, mb = data.class_members(task, a % N, b % N, k=2, seed=seed)
-    return [(a % N, b % N)] + list(zip(ma.tolist(), mb.tolist()))
+    ra, rb = (int(x) for x in task.id_representative(torch.tensor([a]), torch.tensor([b])))
+    ma, mb = data.class_members(task, ra, rb, k=2, seed=seed)
+    return [(ra, rb)] + list(zip(ma.tolist(), mb.tolist()))
 
 
 def token_labels(task, tokens: Int[Tensor, "pos"]) -> list[str]:
