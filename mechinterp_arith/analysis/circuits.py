@@ -2,10 +2,13 @@
 
 >>> from mechinterp_arith import load
 >>> ckpt = load("add3")
->>> digit_sites(ckpt, k=1).nlargest(3, "effect")[["kind", "layer", "label", "effect"]]   # where digit 1 lives
->>> head_operand_map(ckpt, k=1).query("attention > 0.3")   # which heads read which operand digits
->>> ood_sites(ckpt).query("direction == 'ood->id'")        # where the 4th digit's information goes
->>> explain(ckpt, 1349, 705)["id_representative"]
+>>> sites = digit_sites(ckpt, k=1)                          # where answer digit 1 (tens) lives
+>>> sites.nlargest(1, "effect")[["kind", "layer", "label"]].values.tolist()
+[['resid_pre', 1, 'b1']]
+>>> heads = head_operand_map(ckpt, k=1)        # which heads move a's tens digit: L0H2 (into b1), L2H1 (reads it)
+>>> heads.query("operand == 'a' and place == 1").nlargest(2, "best_effect")[["layer", "head"]].values.tolist()
+[[0, 2], [2, 1]]
+>>> explain(ckpt, 1349, 705)["id_representative"]          # an OOD input answered as its representative
 {'a': 349, 'b': 705, 'prediction': 1054}
 """
 

@@ -191,8 +191,9 @@ def find_relation(
 
     >>> task = Task("add", digits=3)
     >>> a, b = torch.tensor([1234, 5678]), torch.tensor([4321, 8765])
-    >>> find_relation(task, a, b, (a % 1000) + (b % 1000)).best.name
-    '(a mod 10^3) + (b mod 10^3)'
+    >>> search = find_relation(task, a, b, (a % 1000) + (b % 1000))
+    >>> search.top.name, search.top.coverage, search.fits       # two outputs are too few to fit
+    ('(a mod 10^3) + (b mod 10^3)', 1.0, False)
     """
     a, b, output = as_operands(a), as_operands(b), as_operands(output)
     if not len(a) == len(b) == len(output) or len(a) == 0:

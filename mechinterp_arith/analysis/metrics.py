@@ -46,7 +46,8 @@ def logit_diff_metric(pairs: PromptPairs, k: int, per_example: bool = False) -> 
 
     Declares that it reads only that position (:func:`reads_positions`).
 
-    >>> metric(logits)    # logits [batch, pos, vocab] -> scalar (or [batch] with per_example)
+    >>> metric = logit_diff_metric(pairs, k)            # doctest: +SKIP
+    >>> metric(logits)    # logits [batch, pos, vocab] -> scalar (or [batch] with per_example)  # doctest: +SKIP
     """
     pos = answer_logit_pos(pairs.task, k)
     clean = pairs.clean_digits[:, k].view(-1, 1)

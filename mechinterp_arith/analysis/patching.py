@@ -24,7 +24,8 @@ checks that its write changed the activation and that its hook fired (RuntimeErr
 and the sweep records how far each patch moved the logits (``Sweep.max_logit_change``).
 
 >>> from mechinterp_arith import load
->>> from mechinterp_arith.analysis.prompt_pairs import change_operand_digit, logit_diff_metric
+>>> from mechinterp_arith.analysis.metrics import logit_diff_metric
+>>> from mechinterp_arith.analysis.prompt_pairs import change_operand_digit
 >>> ckpt = load("add3")
 >>> pairs = change_operand_digit(ckpt.task, n=64, operand="b", place=0, seed=0)
 >>> _, clean_cache = ckpt.model.run_with_cache(pairs.clean_tokens)

@@ -5,9 +5,9 @@ bridge's TL names, infers the architecture from the tensor shapes, validates eve
 then writes a checkpoint directory (atomically), so ``load``, ``evaluate`` and every analysis work
 on it unchanged. Files are read with ``torch.load(..., weights_only=True)``: no code is unpickled.
 
->>> path = import_checkpoint("model_s2.pt", source="mingpt", n_heads=3,
+>>> path = import_checkpoint("model_s2.pt", source="mingpt", n_heads=3,   # the study's file  # doctest: +SKIP
 ...                          task=Task("add", digits=3, format="paper"), out="/tmp/s2")
->>> load(path).predict([349], [705]).tolist()
+>>> load(path).predict([349], [705]).tolist()                                        # doctest: +SKIP
 [1054]
 
 Key mapping (minGPT and nanoGPT share names; all linear weights are ``nn.Linear`` ``[out, in]``)::

@@ -17,7 +17,9 @@ Attention over earlier positions comes from a *past*:
 >>> ckpt = load("add3")
 >>> plain = PlainGPT(ckpt.model)
 >>> tokens, _ = ckpt.task.encode_batch([349], [705])
->>> logits, cache = plain.run(tokens)            # logits [1, 16, vocab], cache[("k", 0)] [1, H, 16, dh]
+>>> logits, cache = plain.run(tokens[:, :-1])    # the model's input: every token but the last
+>>> logits.shape, cache[("k", 0)].shape          # [batch, pos, vocab], [batch, head, pos, d_head]
+(torch.Size([1, 15, 10]), torch.Size([1, 3, 15, 16]))
 """
 
 from __future__ import annotations

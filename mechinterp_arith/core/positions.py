@@ -16,7 +16,7 @@ Names (:func:`position_labels`): ``a2`` (a's hundreds digit), ``b0``, ``+``, ``=
 (['a4', 'a3', 'a2', 'a1', 'a0', 'b4'], ['ans3', 'ans4'])
 >>> plain = Task("add", 3, format="plain")               # 00349+00705=001054.
 >>> answer_logit_pos(plain, 0), position_labels(plain)[5], position_labels(plain)[11]
-(17, '+', '=')
+(16, '+', '=')
 """
 
 from __future__ import annotations

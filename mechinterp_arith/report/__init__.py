@@ -3,7 +3,8 @@
 >>> from mechinterp_arith import load
 >>> from mechinterp_arith.report import build_report, ReportSettings
 >>> result = build_report(load("add3"), "report", ReportSettings(quick=True))   # doctest: +SKIP
->>> result.path                                                                # report/index.html
+>>> result.path                                                                # doctest: +SKIP
+PosixPath('report/index.html')
 
 Sections live in :mod:`mechinterp_arith.report.sections` (``SECTIONS``: key -> function); each is
 ``section(ctx: ReportContext) -> dict(title=..., html=...)``.

@@ -4,6 +4,7 @@ Figures and attention views become small HTML fragments that call the page's glo
 ``CircuitsVis`` objects; :func:`page_scripts` returns the two bundles to inline once in ``<head>``.
 Nothing refers to a CDN and nothing probes the network (unlike ``str(circuitsvis.attention...)``).
 
+>>> import torch
 >>> ids = ElementIds()
 >>> html = attention_heads_html(torch.rand(3, 4, 4), ["a", "b", "c", "d"], ids)
 >>> html.startswith('<div id="cv-1" class="cv-attention"')

@@ -2,7 +2,7 @@
 
 >>> from mechinterp_arith import load
 >>> result = build_report(load("add3"), "/tmp/report", ReportSettings(quick=True))   # doctest: +SKIP
->>> result.path, result.size_bytes
+>>> result.path, result.size_bytes                                                  # doctest: +SKIP
 (PosixPath('/tmp/report/index.html'), ...)
 """
 

@@ -6,6 +6,7 @@ imports its code from unpkg. These helpers emit HTML that needs no network.
 
 >>> from mechinterp_arith.report.notebook import use_offline_plotly, attention_views
 >>> use_offline_plotly()             # fig.show() now embeds plotly.js once (first figure) and no MathJax
+'mechinterp_offline'
 >>> attention_views([("349 + 705", pattern, tokens)], head_names)   # doctest: +SKIP
 """
 
