@@ -2,10 +2,11 @@
 
 Every distinct residual state (``blocks.l.hook_resid_pre``, ``blocks.l.hook_resid_mid``, the last
 ``hook_resid_post``) is put through the model's real final LayerNorm (statistics recomputed per
-state, weight and bias applied) and unembedding: TransformerLens's
-``cache.accumulated_resid(incl_mid=True, apply_ln=True)`` then ``@ W_U + b_U``. On the bridge this
-works as on HookedTransformer: for the full stack ``apply_ln`` calls ``model.ln_final`` on each
-state, so the last state reproduces the model's logits exactly.
+state, weight and bias applied) and unembedding by TransformerLens 4.3's own
+``transformer_lens.tools.analysis.logit_lens`` (per-row targets, full-vocabulary ranks); the last
+state reproduces the model's output exactly. What is specific to arithmetic stays here: which
+positions predict which answer digit, the target digits (true, or the equivalent relation's) and
+the aggregation over a set of operand pairs.
 
 For each answer digit k (units first) the lens reads the position that predicts it and scores a
 target digit: its mean probability, mean rank (0 = top) and top-1 rate. On OOD inputs the targets
@@ -33,6 +34,8 @@ from torch import Tensor
 
 from ..core import data
 from ..core.checkpoint import Checkpoint
+from transformer_lens.tools.analysis import logit_lens as tl_logit_lens
+
 from ..core.positions import answer_positions
 from ..core.tasks import as_operands
 from .activations import DEFAULT_BATCH, Answers, input_tokens, residual_hooks
@@ -50,7 +53,7 @@ class LogitLensResult:
     """``frame``: one row per (set, target, state, answer digit) with mean_prob, mean_rank, top1."""
 
     frame: pd.DataFrame
-    final_max_abs_diff: float  # |lens(last state) - model logits|, max over everything scored
+    final_max_abs_diff: float  # |P_lens(target) at the last state - P_model(target)|, max over everything scored
     answers: dict  # which answer tokens were teacher-forced, per set
 
     def table(self, value: str = "mean_prob", set_: str = "id", target: str = "true") -> pd.DataFrame:
@@ -101,7 +104,6 @@ def logit_lens(
     tokens = input_tokens(ckpt, a, b, answers, batch_size)
     pos = answer_positions(task)
     A = task.answer_width
-    powers = 10 ** torch.arange(A)
     device = next(model.parameters()).device
     hooks = residual_hooks(model)
     sums: dict[str, Tensor] = {}
@@ -110,17 +112,15 @@ def logit_lens(
     model.eval()
     for i in range(0, len(tokens), batch_size):
         logits, cache = model.run_with_cache(tokens[i : i + batch_size].to(device), names_filter=hooks)
-        stack, labels = cache.accumulated_resid(incl_mid=True, apply_ln=True, pos_slice=pos, return_labels=True)
-        lens = (stack @ model.W_U + model.b_U).float()  # [state, batch, digit, vocab]
-        max_diff = max(max_diff, (lens[-1] - logits[:, pos]).abs().max().item())
-        probs = lens.softmax(-1)
+        model_probs = logits[:, pos].softmax(-1)  # [batch, digit, vocab]
         for name, values in targets.items():
-            digit = (values[i : i + batch_size].unsqueeze(1) // powers % 10).to(device)  # [batch, digit]
-            idx = digit.unsqueeze(0).unsqueeze(-1).expand(len(stack), -1, -1, 1)
-            p = probs.gather(-1, idx).squeeze(-1)
-            rank = (lens > lens.gather(-1, idx)).sum(-1).float()
-            top1 = (lens.argmax(-1) == digit.unsqueeze(0)).float()
-            part = torch.stack([p.sum(1), rank.sum(1), top1.sum(1)]).cpu()  # [3, state, digit]
+            digit = task.answer_digits(values[i : i + batch_size]).clamp(min=0).to(device)  # [batch, digit]
+            # TL's lens: every residual state through the real ln_final and unembedding, per-row targets
+            read = tl_logit_lens(cache, incl_mid=True, positions=pos, targets=digit, return_type="probs")
+            labels = read.labels
+            p, rank = read.values[..., 0].float(), read.readout.target_ranks[..., 0].float()  # [state, batch, digit]
+            max_diff = max(max_diff, (p[-1] - model_probs.gather(-1, digit.unsqueeze(-1)).squeeze(-1)).abs().max().item())
+            part = torch.stack([p.sum(1), rank.sum(1), (rank == 0).float().sum(1)]).cpu()  # [3, state, digit]
             sums[name] = sums[name] + part if name in sums else part
     rows = []
     for name, s in sums.items():
