@@ -17,6 +17,7 @@ def register(sub) -> None:
                                    "this build provides, and attention views of ID inputs beside their OOD "
                                    "class members, on one page that needs no network.")
     add_checkpoint_arg(p, default="add3")
+    p.epilog = "CKPT may also be a sweep directory (mechinterp-arith sweep --out DIR): one page comparing its runs."
     p.add_argument("--out", default="report", metavar="DIR", help="output directory (default: ./report)")
     p.add_argument("--n", type=int, default=None,
                    help="operand pairs per evaluation set (default 500; 100 with --quick)")
@@ -35,7 +36,10 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..report import ReportSettings, build_report
+    from ..sweep.results import is_sweep_dir
 
+    if is_sweep_dir(args.checkpoint):
+        return run_sweep_report(args)
     settings = ReportSettings(n=args.n, quick=args.quick, seed=args.seed,
                               sections=tuple(args.sections) if args.sections else None)
     settings.n_samples  # noqa: B018 - reject a bad --n before loading anything
@@ -60,3 +64,19 @@ def run(args) -> int:
               f"{', '.join(s.key for s in result.errors)}", file=sys.stderr)
         return 1
     return 0
+
+
+def run_sweep_report(args) -> int:
+    """The page comparing the runs of a sweep directory."""
+    from ..report.sweep_page import build_sweep_report
+
+    command = "mechinterp-arith " + shlex.join(getattr(args, "argv", None) or sys.argv[1:])
+    result = build_sweep_report(args.checkpoint, args.out, command=command)
+    if args.json:
+        print_json(result.summary())
+    else:
+        for s in result.sections:
+            print(f"  {s.title:<58} {s.status:<12} {s.seconds:6.1f} s" + (f"  {s.error}" if s.error else ""))
+        print(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB) in {result.seconds:.1f} s; "
+              f"open it in a browser (file://{result.path.resolve()})")
+    return 1 if result.errors else 0
