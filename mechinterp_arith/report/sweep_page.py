@@ -77,11 +77,12 @@ def runs_section(ctx: SweepContext) -> dict:
     return {"title": "Runs", "html": html}
 
 
-def length_section(ctx: SweepContext) -> dict:
+def length_figure(ctx: SweepContext) -> go.Figure | None:
+    """Exact match by operand length per group: the mean over seeds (line), their range (bars), each seed (dots)."""
     done = ctx.done
     cols = sorted((c for c in done if c.startswith("exact_len")), key=lambda c: int(c[9:]))
     if done.empty or "id_exact" not in done:
-        return _note("Exact match by operand length", "No finished run was evaluated ([analyses] evaluate).")
+        return None
     fig = go.Figure()
     for label, runs in done.groupby("label", sort=True):
         xs = [int(runs["digits"].iloc[0])] + [int(c[9:]) for c in cols]
@@ -94,8 +95,16 @@ def length_section(ctx: SweepContext) -> dict:
         for (_, run), row in zip(runs.iterrows(), values):
             fig.add_trace(go.Scatter(x=xs, y=row, mode="markers", marker=dict(color=color, size=5, opacity=0.45),
                                      legendgroup=label, showlegend=False, name=f"{run['run_id']} (seed {run['seed']})"))
-    fig.update_layout(title="Exact match by operand length (both operands m digits; first point: held-out ID)", xaxis_dtick=1,
-                      xaxis_title="operand length m (digits)", yaxis_title="exact match", yaxis_range=[-0.03, 1.03])
+    fig.update_layout(title="Exact match by operand length (both operands m digits; first point: held-out ID)",
+                      xaxis_dtick=1, xaxis_title="operand length m (digits)", yaxis_title="exact match",
+                      yaxis_range=[-0.03, 1.03])
+    return fig
+
+
+def length_section(ctx: SweepContext) -> dict:
+    fig = length_figure(ctx)
+    if fig is None:
+        return _note("Exact match by operand length", "No finished run was evaluated ([analyses] evaluate).")
     return {"title": "Exact match by operand length", "html": ctx.figure(fig)}
 
 
