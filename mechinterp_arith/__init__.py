@@ -50,7 +50,7 @@ _LAZY = {
     "run_sweep": "sweep.runner",
     "load_spec": "sweep.spec",
     "build_report": "report",
-    "build_sweep_report": "report.sweep_page",
+    "build_sweep_report": "report",
 }
 
 

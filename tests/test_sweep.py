@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +21,7 @@ from sweep_fixture import DIVERGENT_LR, TINY_SPEC, figures, tiny_sweep
 
 import mechinterp_arith as ma
 from mechinterp_arith.cli import main as cli_main
-from mechinterp_arith.sweep import SpecError, parse_spec, resolve, run_sweep
+from mechinterp_arith.sweep import AnalysesSpec, SpecError, parse_spec, resolve, run_sweep
 from mechinterp_arith.sweep.results import read_record, run_dir
 from mechinterp_arith.sweep.runner import plan_units
 
@@ -127,6 +129,21 @@ def test_rerun_skips_finished_runs_and_retries_the_failed_one():
     assert (again.skipped, again.ran, again.failed) == (4, 1, 1)
     assert [w.stat().st_mtime_ns for w in weights] == before
     pd.testing.assert_frame_equal(figures(again.frame), figures(result.frame))
+
+
+def test_new_analyses_reanalyse_without_retraining(tmp_path):
+    spec, result = tiny_sweep()
+    out = tmp_path / "copy"
+    shutil.copytree(result.sweep_dir, out)
+    weights = [run_dir(out, r) / "model.safetensors" for r in spec.runs[:4]]
+    before = [w.stat().st_mtime_ns for w in weights]
+    fewer = dataclasses.replace(spec, analyses=AnalysesSpec(equivalence=False, n=50, ood_digits=(2,)))
+    again = run_sweep(fewer, out, workers=1, progress=False)
+    assert (again.skipped, again.ran) == (0, 5)
+    assert [w.stat().st_mtime_ns for w in weights] == before  # analysed again, not trained again
+    done = again.frame[again.frame["status"] == "done"]
+    assert "pca_centroid_accuracy" not in done and "equiv_coverage" not in done and done["exact_len2"].between(0, 1).all()
+    assert done["train_loss"].tolist() == result.frame["train_loss"].iloc[:4].tolist()
 
 
 # ---- resume after a kill -------------------------------------------------------------------------

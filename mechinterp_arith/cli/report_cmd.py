@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 
 from ..core.checkpoint import load
-from .common import add_checkpoint_arg, add_device_arg, print_json
+from .common import add_checkpoint_arg, add_device_arg, command_line, print_json
 
 
 def register(sub) -> None:
@@ -50,15 +49,9 @@ def run(args) -> int:
 
         torch.set_num_threads(args.threads)
     ckpt = load(args.checkpoint, device=args.device)
-    command = "mechinterp-arith " + shlex.join(getattr(args, "argv", None) or sys.argv[1:])
+    command = command_line(args)
     result = build_report(ckpt, args.out, settings, progress=not (args.quiet or args.json), command=command)
-    if args.json:
-        print_json(result.summary())
-    else:
-        for s in result.sections:
-            print(f"  {s.title:<58} {s.status:<12} {s.seconds:6.1f} s" + (f"  {s.error}" if s.error else ""))
-        print(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB) in {result.seconds:.1f} s; "
-              f"open it in a browser (file://{result.path.resolve()})")
+    print_result(result, args.json)
     if result.errors:
         print(f"mechinterp-arith report: error: {len(result.errors)} section(s) failed: "
               f"{', '.join(s.key for s in result.errors)}", file=sys.stderr)
@@ -70,13 +63,18 @@ def run_sweep_report(args) -> int:
     """The page comparing the runs of a sweep directory."""
     from ..report.sweep_page import build_sweep_report
 
-    command = "mechinterp-arith " + shlex.join(getattr(args, "argv", None) or sys.argv[1:])
+    command = command_line(args)
     result = build_sweep_report(args.checkpoint, args.out, command=command)
-    if args.json:
-        print_json(result.summary())
-    else:
-        for s in result.sections:
-            print(f"  {s.title:<58} {s.status:<12} {s.seconds:6.1f} s" + (f"  {s.error}" if s.error else ""))
-        print(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB) in {result.seconds:.1f} s; "
-              f"open it in a browser (file://{result.path.resolve()})")
+    print_result(result, args.json)
     return 1 if result.errors else 0
+
+
+def print_result(result, as_json: bool) -> None:
+    """Per-section status and timing, then where the page is (or the JSON summary)."""
+    if as_json:
+        print_json(result.summary())
+        return
+    for s in result.sections:
+        print(f"  {s.title:<58} {s.status:<12} {s.seconds:6.1f} s" + (f"  {s.error}" if s.error else ""))
+    print(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB) in {result.seconds:.1f} s; "
+          f"open it in a browser (file://{result.path.resolve()})")

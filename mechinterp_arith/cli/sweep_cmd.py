@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import signal
 import sys
 
@@ -29,7 +28,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..sweep import load_spec, run_sweep
-    from .common import require_positive
+    from .common import command_line, require_positive
 
     require_positive(args, "workers")
     if args.gpus_per_unit < 0:
@@ -42,7 +41,7 @@ def run(args) -> int:
               f"{', '.join(k for k in ('evaluate', 'equivalence', 'pca') if getattr(spec.analyses, k)) or 'none'}")
         return 0
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the workers too, like Ctrl-C
-    command = "mechinterp-arith " + shlex.join(getattr(args, "argv", None) or sys.argv[1:])
+    command = command_line(args)
     result = run_sweep(spec, args.out, ray=args.ray, workers=args.workers, gpus_per_unit=args.gpus_per_unit,
                        device=args.device, progress=not args.quiet, command=command)
     print(f"{args.out}: {len(result.frame)} runs ({result.skipped} already finished, {result.ran} run now, "

@@ -27,7 +27,7 @@ from ..core.checkpoint import CheckpointError, load, read_config
 from ..core.train import train
 from ..core.version import __version__
 from .analyses import analyse_run
-from .results import DONE, FAILED, RUNS, write_record
+from .results import DONE, FAILED, RUNS, analyses_key, write_record
 from .settings import RunSettings
 from .spec import AnalysesSpec
 
@@ -116,6 +116,7 @@ def analysed_record(run: RunSettings, unit: WorkUnit, out: Path, error: BaseExce
         except Exception as e:  # noqa: BLE001 - a failed run never stops the others
             error = e
     record = new_record(run, error, seconds)
+    record["analyses"] = analyses_key(unit.analyses)
     if error is None:
         record["figures"] = figures
     return record

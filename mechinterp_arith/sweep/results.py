@@ -16,6 +16,7 @@ Every file is written atomically, so a sweep killed at any moment leaves each fi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -54,10 +55,19 @@ def read_record(sweep_dir: str | Path, run_id: str) -> dict | None:
         return None  # unreadable: the run is redone
 
 
-def is_finished(sweep_dir: str | Path, run: RunSettings) -> bool:
-    """A run recorded as done whose checkpoint is still there: it is never run again."""
+def analyses_key(analyses) -> dict:
+    """The analyses settings as a record stores them (JSON types)."""
+    return json.loads(json.dumps(dataclasses.asdict(analyses)))
+
+
+def is_finished(sweep_dir: str | Path, run: RunSettings, analyses=None) -> bool:
+    """A run recorded as done whose checkpoint is still there (and, when ``analyses`` is given, whose
+    figures come from those analyses): it is never run again. A finished run whose spec now asks
+    for other analyses is analysed again, not trained again."""
     record = read_record(sweep_dir, run.run_id)
-    return record is not None and record.get("status") == DONE and (run_dir(sweep_dir, run) / "config.json").is_file()
+    if record is None or record.get("status") != DONE or not (run_dir(sweep_dir, run) / "config.json").is_file():
+        return False
+    return analyses is None or record.get("analyses") == analyses_key(analyses)
 
 
 def results_frame(sweep_dir: str | Path, runs: list[RunSettings], records: dict | None = None) -> pd.DataFrame:

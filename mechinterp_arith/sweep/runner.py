@@ -65,14 +65,13 @@ def plan_units(runs: list[RunSettings], slots: int, together: bool = SEEDS_TRAIN
     return units
 
 
-def prepare_dir(out: Path, spec: SweepSpec) -> None:
-    """Create the sweep directory (refusing a non-empty directory that is not a sweep's) and save the spec."""
+def prepare_dir(out: Path) -> None:
+    """Create the sweep directory, refusing a file or a non-empty directory that is not a sweep's."""
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out} is a file; --out must be a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / SPEC).is_file():
+    if out.is_dir() and any(out.iterdir()) and not ((out / SPEC).is_file() or (out / RUNS).is_dir()):
         raise ValueError(f"{out} is not empty and holds no sweep ({SPEC}); choose a new or a sweep directory")
     (out / RUNS).mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / SPEC, spec.text)
 
 
 def hold_lock(out: Path):
@@ -109,7 +108,7 @@ def headline(record: dict) -> str:
     if record["status"] != DONE:
         return f"{record['run_id']} failed: {record['error']}"[:120]
     figures = record["figures"]
-    ood = sorted(k for k in figures if k.startswith("exact_len"))
+    ood = sorted((k for k in figures if k.startswith("exact_len")), key=lambda k: int(k[9:]))
     key = ood[0] if ood else "id_exact" if "id_exact" in figures else "train_id_exact"
     return f"{record['run_id']} {key} {figures.get(key, float('nan')):.3f}"
 
@@ -131,12 +130,13 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, ray: str | None = None, work
     or a cluster address runs Ray tasks. A run's failure is recorded and never stops the others.
     """
     start, out = time.perf_counter(), Path(out_dir)
-    prepare_dir(out, spec)
+    prepare_dir(out)
     lock = hold_lock(out)
     try:
+        atomic_write_text(out / SPEC, spec.text)
         runs = list(spec.runs)
         records = {r.run_id: read_record(out, r.run_id) for r in runs}
-        todo = [r for r in runs if not is_finished(out, r)]
+        todo = [r for r in runs if not is_finished(out, r, spec.analyses)]
         skipped = len(runs) - len(todo)
         ran = failed = 0
         if todo:
