@@ -7,7 +7,9 @@ infinite, so loading it for the analyses fails): the sweep records that failure 
 
 from __future__ import annotations
 
+import atexit
 import functools
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -56,7 +58,9 @@ def tiny_sweep():
     from mechinterp_arith.sweep import parse_spec, run_sweep
 
     spec = parse_spec(TINY_SPEC, "tiny")
-    out = Path(tempfile.mkdtemp(prefix="mechinterp-arith-sweep-")) / "tiny"
+    root = Path(tempfile.mkdtemp(prefix="mechinterp-arith-sweep-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    out = root / "tiny"
     return spec, run_sweep(spec, out, workers=2, progress=False)
 
 

@@ -95,17 +95,17 @@ def test_results_hold_settings_and_figures():
     for column in ("id_exact", "exact_len2", "exact_len3", "exact_len4", "equiv_coverage", "pca_centroid_accuracy"):
         assert done[column].between(0, 1).all(), column
     assert done["train_steps"].eq(60).all() and done["positional"].tolist() == ["learned", "learned", "rotary", "rotary"]
-    assert done["id_exact"].max() > 0.1  # they learned something in 60 steps (chance is 1 in 19)
     for run_id in done["run_id"]:  # each run is a normal checkpoint whose figures are its own
         ckpt = ma.load(result.sweep_dir / "runs" / run_id, device="cpu")
         assert ckpt.history[-1]["id_exact"] == done.set_index("run_id").loc[run_id, "train_id_exact"]
+        assert ckpt.history[-1]["loss"] < 0.7 * ckpt.history[0]["loss"]  # it learned in 60 steps
 
 
 def test_a_failed_run_is_recorded_and_does_not_stop_the_others():
     spec, result = tiny_sweep()
     failed = ma.load_sweep(result.sweep_dir).iloc[-1]
     assert failed["status"] == "failed" and failed["lr"] == DIVERGENT_LR
-    assert "NaN or infinite" in failed["error"]
+    assert failed["error"] == f"CheckpointError: runs/{failed['run_id']}/model.safetensors: embed.weight holds NaN or infinite values"
     record = read_record(result.sweep_dir, failed["run_id"])
     assert record["status"] == "failed" and "Traceback" in record["traceback"]
     assert result.failed == 1 and result.ran == 5
@@ -114,7 +114,12 @@ def test_a_failed_run_is_recorded_and_does_not_stop_the_others():
 def test_a_run_equals_the_same_training_done_by_hand():
     spec, result = tiny_sweep()
     run = spec.runs[3]  # rotary, seed 1
-    model, history, _ = ma.train(run.task, run.model, run.train_config("cpu"), progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the sweep's workers (float sums in another order differ in the last bit)
+    try:
+        model, history, _ = ma.train(run.task, run.model, run.train_config("cpu"), progress=False)
+    finally:
+        torch.set_num_threads(threads)
     ckpt = ma.load(run_dir(result.sweep_dir, run), device="cpu")
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, ckpt.model.state_dict()[name]), name

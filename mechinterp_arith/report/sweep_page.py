@@ -41,25 +41,29 @@ class SweepContext:
 
     @property
     def varying(self) -> list[str]:
-        """Settings that differ between runs, seed aside (what tells the groups apart)."""
-        return [k for k in SETTING_KEYS if k in self.frame and k != "seed"
-                and self.frame[k].astype(str).nunique() > 1]
-
-    def label(self, row) -> str:
-        return ", ".join(f"{k}={row[k]}" for k in self.varying) or "all runs"
+        """Settings that differ between runs, seed aside."""
+        return varying_settings(self.frame)
 
     @property
     def done(self) -> pd.DataFrame:
+        """The finished runs, each with its group ``label``: the settings that differ between
+        finished runs, seed aside (``positional=rotary``), or ``all runs``."""
         frame = self.frame[self.frame["status"] == DONE].copy()
-        frame["label"] = [self.label(row) for _, row in frame.iterrows()]
+        keys = varying_settings(frame)
+        frame["label"] = [", ".join(f"{k}={row[k]}" for k in keys) or "all runs" for _, row in frame.iterrows()]
         return frame
 
     def color(self, label: str) -> str:
-        labels = sorted({self.label(row) for _, row in self.frame.iterrows()})
+        labels = sorted(set(self.done["label"]))
         return COLORS[labels.index(label) % len(COLORS)]
 
     def figure(self, fig: go.Figure, height: int = 460) -> str:
         return figure_html(fig, self.ids, height)
+
+
+def varying_settings(frame: pd.DataFrame) -> list[str]:
+    """Setting columns whose value differs between the rows, seed aside."""
+    return [k for k in SETTING_KEYS if k in frame and k != "seed" and frame[k].astype(str).nunique() > 1]
 
 
 def runs_section(ctx: SweepContext) -> dict:
@@ -155,7 +159,7 @@ def build_sweep_report(sweep_dir: str | Path, out_dir: str | Path, command: str 
     sections = [run_section(key, ctx, section) for key, section in SWEEP_SECTIONS.items()]
     name = ctx.sweep_dir.resolve().name
     page = render_sections(f"mechinterp-arith sweep report: {name}",
-                           f"{len(ctx.frame)} runs; groups by {', '.join(ctx.varying) or 'nothing'} over seeds",
+                           f"{len(ctx.frame)} runs; settings that vary: {', '.join(ctx.varying + ['seed'])}",
                            sections, command, settings=f"sweep directory {ctx.sweep_dir}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

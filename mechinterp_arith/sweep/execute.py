@@ -97,13 +97,17 @@ def run_unit(unit: WorkUnit) -> list[dict]:
     return records
 
 
-def new_record(run: RunSettings, error: BaseException | None = None, seconds: float = math.nan) -> dict:
-    """A run's record: ``failed`` with ``error`` when one is given (the figures come later otherwise)."""
+def new_record(run: RunSettings, error: BaseException | None = None, seconds: float = math.nan,
+               sweep_dir: str | None = None) -> dict:
+    """A run's record: ``failed`` with ``error`` when one is given (the figures come later otherwise).
+    Paths inside ``sweep_dir`` are written relative to it in the error, the same wherever the run ran."""
     record = {"run_id": run.run_id, "group": run.group_id, "status": FAILED if error else DONE,
               "settings": run.flat, "figures": {}, "error": None, "seconds": round(seconds, 3),
               "host": platform.node(), "pid": os.getpid(), "version": __version__}
     if error is not None:
         record["error"] = f"{type(error).__name__}: {error}"
+        if sweep_dir:
+            record["error"] = record["error"].replace(f"{Path(sweep_dir)}{os.sep}", "")
         record["traceback"] = "".join(traceback.format_exception(error, limit=-4))
     return record
 
@@ -115,7 +119,7 @@ def analysed_record(run: RunSettings, unit: WorkUnit, out: Path, error: BaseExce
             figures = analyse_run(load(out, device=unit.device), unit.analyses)
         except Exception as e:  # noqa: BLE001 - a failed run never stops the others
             error = e
-    record = new_record(run, error, seconds)
+    record = new_record(run, error, seconds, unit.sweep_dir)
     record["analyses"] = analyses_key(unit.analyses)
     if error is None:
         record["figures"] = figures

@@ -166,7 +166,7 @@ def _dispatch(spec, out: Path, todo, records: dict, executor, device, command, p
                     if executor.recover(handle, e) and attempt < MAX_ATTEMPTS:
                         pending[executor.submit(unit, token)] = (unit, attempt + 1)
                         continue
-                    payload = {"records": [new_record(run, e) for run in unit.runs], "files": {}}
+                    payload = {"records": [new_record(run, e, sweep_dir=str(out)) for run in unit.runs], "files": {}}
                 if payload["files"] is not None:
                     store_shipped(out, payload)
                 for record in payload["records"]:
