@@ -21,7 +21,7 @@ from sweep_fixture import DIVERGENT_LR, TINY_SPEC, figures, tiny_sweep
 
 import mechinterp_arith as ma
 from mechinterp_arith.cli import main as cli_main
-from mechinterp_arith.sweep import AnalysesSpec, SpecError, parse_spec, resolve, run_sweep
+from mechinterp_arith.sweep import AnalysesSpec, SpecError, load_spec, parse_spec, resolve, run_sweep
 from mechinterp_arith.sweep.results import read_record, run_dir
 from mechinterp_arith.sweep.runner import plan_units
 
@@ -54,6 +54,12 @@ def test_invalid_specs_name_the_bad_key_or_value(text, message):
     with pytest.raises(SpecError) as e:
         parse_spec(text)
     assert message in str(e.value)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "analyses" / "sweeps").glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_specs_are_valid(path):
+    spec = load_spec(path)
+    assert len(spec.runs) >= 4 and len({r.group_id for r in spec.runs}) == 2
 
 
 def test_grid_and_list_expand_in_order():

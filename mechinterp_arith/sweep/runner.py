@@ -130,6 +130,8 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, ray: str | None = None, work
     or a cluster address runs Ray tasks. A run's failure is recorded and never stops the others.
     """
     start, out = time.perf_counter(), Path(out_dir)
+    if ray is not None and not gpus_per_unit and device == "auto":
+        device = "cpu"  # a Ray task that requested no GPU trains on the CPU, whatever its node has
     prepare_dir(out)
     lock = hold_lock(out)
     try:
