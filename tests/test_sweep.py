@@ -81,6 +81,7 @@ def test_run_ids_are_derived_from_every_setting():
     assert run.group_id == resolve({**base, "seed": 4}).group_id  # seeds of one architecture: one group
     assert run.group_id != resolve({**base, "positional": "rotary"}).group_id
     assert run.model.seed == run.training.seed == 3  # seed: initialisation and batch order
+    assert resolve(run.flat) == run  # the flat settings (results.csv's columns) resolve to the same run
 
 
 def test_seed_groups_become_units():

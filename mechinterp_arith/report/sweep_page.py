@@ -6,7 +6,7 @@ coverage against OOD exact match (one dot per run); held-out ID exact match over
 line per run). Same page, template and embedded assets as the checkpoint report.
 
 >>> result = build_sweep_report("out/smoke", "out/smoke/report")     # doctest: +SKIP
->>> result.path
+>>> result.path                                                        # doctest: +SKIP
 PosixPath('out/smoke/report/index.html')
 """
 

@@ -1,7 +1,7 @@
 """Sweeps: a grid of training runs and their analyses, on this machine or on a Ray cluster.
 
 >>> from mechinterp_arith.sweep import load_spec, run_sweep, load_sweep
->>> spec = load_spec("analyses/sweeps/smoke.toml")     # a TOML grid/list of runs (see spec.py)
+>>> spec = load_spec("analyses/sweeps/smoke.toml")     # a TOML grid/list of runs  # doctest: +SKIP
 >>> result = run_sweep(spec, "out/smoke")               # doctest: +SKIP
 >>> load_sweep("out/smoke")                             # DIR/results.csv as a DataFrame  # doctest: +SKIP
 

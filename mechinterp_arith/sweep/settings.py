@@ -60,10 +60,10 @@ def _types() -> dict[str, object]:
 
 
 def type_matches(value, hint) -> bool:
-    """Whether a TOML value fits a dataclass field's type (ints where a float is wanted; lists for tuples)."""
+    """Whether a value fits a dataclass field's type (ints where a float is wanted; lists for tuples)."""
     origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(type_matches(value, h) for h in typing.get_args(hint) if h is not type(None))
+    if origin in (typing.Union, types.UnionType):  # None (unset) only comes from Python, never from TOML
+        return any(value is None if h is type(None) else type_matches(value, h) for h in typing.get_args(hint))
     if origin is tuple:
         args = typing.get_args(hint)
         return isinstance(value, (list, tuple)) and len(value) == len(args) and all(map(type_matches, value, args))
