@@ -12,7 +12,7 @@ import inspect
 import sys
 from pathlib import Path
 
-LAYERS = ["core", "analysis", "report"]  # in import order: each layer imports only those before it
+LAYERS = ["core", "analysis", "sweep", "report"]  # in import order: each layer imports only those before it
 SKIP = {"core.version"}
 
 

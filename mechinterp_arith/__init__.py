@@ -6,8 +6,8 @@
 [1054, 1054]
 
 Layers (docs/architecture.md): ``core`` (tasks, positions, data, model, decoding, evaluation,
-checkpoints, training, import) <- ``analysis`` (representations, equivalence, causal) <- ``report``
-and ``cli``. The core is imported eagerly; analysis entry points load their module on first use,
+checkpoints, training, import) <- ``analysis`` (representations, equivalence, causal) <- ``sweep``
+(grids of training runs) <- ``report`` and ``cli``. The core is imported eagerly; analysis entry points load their module on first use,
 so ``import mechinterp_arith`` stays quick.
 """
 
@@ -46,7 +46,11 @@ _LAZY = {
     "head_operand_map": "analysis.circuits",
     "ood_sites": "analysis.circuits",
     "explain": "analysis.circuits",
+    "load_sweep": "sweep.results",
+    "run_sweep": "sweep.runner",
+    "load_spec": "sweep.spec",
     "build_report": "report",
+    "build_sweep_report": "report",
 }
 
 

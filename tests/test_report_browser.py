@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from report_page import index_html, quick_report
+from sweep_fixture import tiny_sweep
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome", "headless_shell")
 TIMEOUT_S = 180
@@ -89,6 +90,30 @@ def test_every_view_and_plot_rendered(rendered):
     for i in views:
         assert source[i]["tags"] == [], "attention containers start empty: content must come from circuitsvis"
         assert "canvas" in after[i]["tags"] and len(after[i]["tags"]) > 20, f"{i} did not render"
+    for i in plots:
+        assert "main-svg" in after[i]["classes"] and after[i]["tags"].count("path") > 5, f"{i} did not render"
+
+
+@pytest.fixture(scope="module")
+def sweep_page(tmp_path_factory):
+    from mechinterp_arith.report.sweep_page import build_sweep_report
+
+    _, sweep = tiny_sweep()
+    result = build_sweep_report(sweep.sweep_dir, tmp_path_factory.mktemp("sweep-report"))
+    assert not result.errors
+    return result.path
+
+
+def test_sweep_page_renders_offline(browser, sweep_page, tmp_path):
+    """The sweep report: the same checks (no console output, no script error, every figure drawn)."""
+    proc = run_browser(browser, sweep_page, tmp_path / "profile", "--dump-dom")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert console_lines(proc.stderr) == []
+    assert re.search(r'<html[^>]*data-js-errors="0"', proc.stdout)
+    source = index_html(sweep_page.read_text(encoding="utf-8")).inside
+    after = index_html(proc.stdout).inside
+    plots = [i for i in source if re.fullmatch(r"plot-\d+", i)]
+    assert len(plots) == 3  # by length, equivalence vs OOD exact, ID accuracy over training
     for i in plots:
         assert "main-svg" in after[i]["classes"] and after[i]["tags"].count("path") > 5, f"{i} did not render"
 

@@ -80,6 +80,13 @@ def task_from_args(args) -> Task:
     return Task(args.op, args.digits, args.format, args.width, args.modulus, pad=not args.no_pad)
 
 
+def command_line(args) -> str:
+    """The command as typed (recorded in what it writes)."""
+    import shlex
+
+    return "mechinterp-arith " + shlex.join(getattr(args, "argv", None) or sys.argv[1:])
+
+
 def add_json_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 

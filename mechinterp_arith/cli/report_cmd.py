@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 
 from ..core.checkpoint import load
-from .common import add_checkpoint_arg, add_device_arg, print_json
+from .common import add_checkpoint_arg, add_device_arg, command_line, print_json
 
 
 def register(sub) -> None:
@@ -17,6 +16,7 @@ def register(sub) -> None:
                                    "this build provides, and attention views of ID inputs beside their OOD "
                                    "class members, on one page that needs no network.")
     add_checkpoint_arg(p, default="add3")
+    p.epilog = "CKPT may also be a sweep directory (mechinterp-arith sweep --out DIR): one page comparing its runs."
     p.add_argument("--out", default="report", metavar="DIR", help="output directory (default: ./report)")
     p.add_argument("--n", type=int, default=None,
                    help="operand pairs per evaluation set (default 500; 100 with --quick)")
@@ -35,7 +35,10 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..report import ReportSettings, build_report
+    from ..sweep.results import is_sweep_dir
 
+    if is_sweep_dir(args.checkpoint):
+        return run_sweep_report(args)
     settings = ReportSettings(n=args.n, quick=args.quick, seed=args.seed,
                               sections=tuple(args.sections) if args.sections else None)
     settings.n_samples  # noqa: B018 - reject a bad --n before loading anything
@@ -46,17 +49,32 @@ def run(args) -> int:
 
         torch.set_num_threads(args.threads)
     ckpt = load(args.checkpoint, device=args.device)
-    command = "mechinterp-arith " + shlex.join(getattr(args, "argv", None) or sys.argv[1:])
+    command = command_line(args)
     result = build_report(ckpt, args.out, settings, progress=not (args.quiet or args.json), command=command)
-    if args.json:
-        print_json(result.summary())
-    else:
-        for s in result.sections:
-            print(f"  {s.title:<58} {s.status:<12} {s.seconds:6.1f} s" + (f"  {s.error}" if s.error else ""))
-        print(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB) in {result.seconds:.1f} s; "
-              f"open it in a browser (file://{result.path.resolve()})")
+    print_result(result, args.json)
     if result.errors:
         print(f"mechinterp-arith report: error: {len(result.errors)} section(s) failed: "
               f"{', '.join(s.key for s in result.errors)}", file=sys.stderr)
         return 1
     return 0
+
+
+def run_sweep_report(args) -> int:
+    """The page comparing the runs of a sweep directory."""
+    from ..report.sweep_page import build_sweep_report
+
+    command = command_line(args)
+    result = build_sweep_report(args.checkpoint, args.out, command=command)
+    print_result(result, args.json)
+    return 1 if result.errors else 0
+
+
+def print_result(result, as_json: bool) -> None:
+    """Per-section status and timing, then where the page is (or the JSON summary)."""
+    if as_json:
+        print_json(result.summary())
+        return
+    for s in result.sections:
+        print(f"  {s.title:<58} {s.status:<12} {s.seconds:6.1f} s" + (f"  {s.error}" if s.error else ""))
+    print(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB) in {result.seconds:.1f} s; "
+          f"open it in a browser (file://{result.path.resolve()})")

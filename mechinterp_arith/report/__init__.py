@@ -7,12 +7,14 @@
 PosixPath('report/index.html')
 
 Sections live in :mod:`mechinterp_arith.report.sections` (``SECTIONS``: key -> function); each is
-``section(ctx: ReportContext) -> dict(title=..., html=...)``.
+``section(ctx: ReportContext) -> dict(title=..., html=...)``. :func:`build_sweep_report` writes the
+page comparing the runs of a sweep directory (:mod:`mechinterp_arith.report.sweep_page`).
 """
 
 from .build import ReportResult, SectionResult, build_report, render_page, run_section
 from .context import ReportContext, ReportSettings
 from .sections import SECTIONS
+from .sweep_page import build_sweep_report
 
 __all__ = [
     "SECTIONS",
@@ -21,6 +23,7 @@ __all__ = [
     "ReportSettings",
     "SectionResult",
     "build_report",
+    "build_sweep_report",
     "render_page",
     "run_section",
 ]

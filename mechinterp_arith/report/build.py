@@ -76,11 +76,12 @@ def _selected(keys: tuple[str, ...] | None) -> list[str]:
     return [k for k in SECTIONS if k in keys]
 
 
-def run_section(key: str, ctx: ReportContext) -> SectionResult:
-    """One section, timed; an exception becomes an error box naming it instead of a lost page."""
+def run_section(key: str, ctx, section=None) -> SectionResult:
+    """One section (``section``, default ``SECTIONS[key]``) on ``ctx``, timed; an exception becomes an
+    error box naming it instead of a lost page."""
     start = time.perf_counter()
     try:
-        out = SECTIONS[key](ctx)
+        out = (section or SECTIONS[key])(ctx)
         if not isinstance(out, dict) or "title" not in out or "html" not in out:
             raise TypeError(f"section {key!r} must return dict(title=..., html=...), got {type(out).__name__}")
         title, html, status, error = str(out["title"]), str(out["html"]), out.get("status", "ok"), None
@@ -94,14 +95,25 @@ def run_section(key: str, ctx: ReportContext) -> SectionResult:
 
 def render_page(ctx: ReportContext, sections: list[SectionResult], command: str | None = None) -> str:
     """The whole page as one string (plotly.js and circuitsvis inlined once)."""
+    ckpt = ctx.ckpt
+    task = ckpt.task
+    return render_sections(
+        title=f"mechinterp-arith report: {ckpt.name}",
+        subtitle=f"{task.name}: {task.describe()} ({task.format} format), trained on {task.digits}-digit operands",
+        sections=sections, command=command,
+        settings=f"n={ctx.settings.n_samples} per set, seed {ctx.settings.seed}" + (", quick" if ctx.settings.quick else ""),
+    )
+
+
+def render_sections(title: str, subtitle: str, sections: list[SectionResult], command: str | None = None,
+                    settings: str = "") -> str:
+    """A report page of ``sections`` (the checkpoint report's and the sweep report's), assets inlined once."""
     import circuitsvis
     import plotly
 
-    ckpt = ctx.ckpt
-    task = ckpt.task
     return _environment().get_template(TEMPLATE).render(
-        title=f"mechinterp-arith report: {ckpt.name}",
-        subtitle=f"{task.name}: {task.describe()} ({task.format} format), trained on {task.digits}-digit operands",
+        title=title,
+        subtitle=subtitle,
         generated=_dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         version=__version__,
         command=command,
@@ -110,8 +122,7 @@ def render_page(ctx: ReportContext, sections: list[SectionResult], command: str 
         circuitsvis_js=Markup(circuitsvis_js()),
         plotly_version=plotly.__version__,
         circuitsvis_version=getattr(circuitsvis, "__version__", "?"),
-        settings=f"n={ctx.settings.n_samples} per set, seed {ctx.settings.seed}"
-                 + (", quick" if ctx.settings.quick else ""),
+        settings=settings,
     )
 
 
