@@ -116,6 +116,22 @@ def snapshot_path(path: Path, step: int) -> Path:
     return Path(path) / SNAPSHOTS / f"step_{step:07d}.safetensors"
 
 
+def is_temporary(file: Path) -> bool:
+    """A hidden ``.NAME.<random>.tmp`` that an atomic write of a checkpoint file or a snapshot
+    (``core/files.py``) leaves when its process dies: never part of a checkpoint."""
+    name = file.name
+    return (name.startswith(".") and name.endswith(".tmp")
+            and (name.startswith(".step_") or any(name.startswith(f".{own}.") for own in OWN_FILES)))
+
+
+def remove_temporaries(path: Path) -> None:
+    """Delete the temporaries (:func:`is_temporary`) in ``path`` and ``path/snapshots``."""
+    for folder in (path, path / SNAPSHOTS):
+        for f in folder.iterdir() if folder.is_dir() else ():
+            if is_temporary(f) and f.is_file():
+                f.unlink()
+
+
 def check_replaceable(path: Path) -> None:
     """CheckpointError unless ``path`` is absent or a directory holding only checkpoint and training
     files: a writer never replaces a folder of anything else."""
@@ -123,7 +139,7 @@ def check_replaceable(path: Path) -> None:
         return
     if not path.is_dir():
         raise CheckpointError(f"{path} is a file; a checkpoint is a directory: choose another output")
-    foreign = sorted(p.name for p in path.iterdir() if p.name not in OWN_FILES)
+    foreign = sorted(p.name for p in path.iterdir() if p.name not in OWN_FILES and not is_temporary(p))
     if foreign:
         raise CheckpointError(f"{path} holds {foreign[0]!r}, which is not part of a checkpoint; refusing to "
                               f"replace it: choose a new or empty directory")

@@ -98,7 +98,9 @@ def exclusive(path: str | Path) -> Iterator[Path]:
         with _guard:
             entry[1] -= 1
             if entry[1] == 0:
-                del _held[key]
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(lock)  # while still holding it: a waiting opener then sees a new inode
-                os.close(entry[2])
+                try:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(lock)  # while still holding it: a waiting opener then sees a new inode
+                finally:
+                    del _held[key]
+                    os.close(entry[2])

@@ -25,7 +25,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import data
-from .checkpoint import save_checkpoint, snapshot_path, weights_of
+from .checkpoint import WEIGHTS, load_weights, read_history, save_checkpoint, snapshot_path, weights_of
 from .evaluate import accuracy
 from .files import atomic_save_tensors
 from .model import ModelConfig, build_model, fused_layernorm, resolve_device
@@ -129,7 +129,8 @@ def train(
     checkpoint directory (config.json, model.safetensors, metrics.json, snapshots/). With
     ``resume=True`` an interrupted run in ``out_dir`` continues from its last saved state (saved at
     every evaluation and every minute); ``resume=False`` starts over. A finished checkpoint in
-    ``out_dir`` is replaced only with ``overwrite=True``; another writer of ``out_dir`` is refused.
+    ``out_dir`` is returned as it is when it is this run's (with ``resume``), replaced only with
+    ``overwrite=True`` otherwise; another writer of ``out_dir`` is refused.
     ``callback(step, model, row)`` is called after every evaluation.
     """
     run = _start(task, model_config or ModelConfig.for_task(task), train_config or TrainConfig(), out_dir, resume,
@@ -174,11 +175,15 @@ def _start(task: Task, mcfg: ModelConfig, cfg: TrainConfig, out_dir, resume: boo
                {"task": task.to_dict(), "model": mcfg.to_dict(), "training": cfg.to_dict()})
     if out_dir is not None:  # everything above is checked before the directory is touched
         run.out = Path(out_dir)
-        if prepare_run_dir(run.out, run.run_id, resume, overwrite):
+        found = prepare_run_dir(run.out, run.run_id, resume, overwrite)
+        if found == "resume":
             meta = restore_state(run.out, run.run_id, model, run.optimizer)
             run.step, run.history, run.seconds = meta["step"], meta["history"], meta["seconds"]
             run.pending = pending_losses(meta, device)
-            run.snapshots = resumed_snapshots(run.out, model, run.step)
+        elif found == "finished":  # nothing left to train: the loop below does not run
+            load_weights(model, run.out / WEIGHTS)
+            run.history, run.step = read_history(run.out), cfg.steps
+        run.snapshots = resumed_snapshots(run.out, model, run.step) if found != "new" else {}
     return run
 
 

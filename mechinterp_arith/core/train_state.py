@@ -8,8 +8,8 @@ ends with the same weights (and history) as an uninterrupted run.
 
 :func:`prepare_run_dir` decides, before any training, what the directory may hold: nothing, an
 interrupted run of these settings (resumed), an interrupted run discarded by ``resume=False``,
-or a finished checkpoint, which is replaced only with ``overwrite=True``. A fresh run never keeps
-another run's snapshots.
+or a finished checkpoint: of this run, returned as it is (nothing is left to train); of another,
+replaced only with ``overwrite=True``. A fresh run never keeps another run's snapshots.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from .checkpoint import (CONFIG, SNAPSHOTS, STATE_FILE, CheckpointError, check_replaceable, read_config,
-                         read_weights, recover_dir, snapshot_files, weights_of)
+                         read_weights, recover_dir, remove_temporaries, snapshot_files, weights_of)
 from .checkpoint_schema import check_history
 from .dirswap import replace_dir, staging_dir
 from .files import atomic_save_tensors, strict_json
 from .locks import exclusive
+from .tasks import Task
 
 STATE_EVERY_S = 60.0  # the state is also saved when this long has passed since the last save
 LEGACY_STATE = "train_state.json"  # version 0.1.0 kept the metadata in a second file
@@ -53,37 +54,45 @@ def holding_out_dir(train_fn):
     return wrapper
 
 
-def prepare_run_dir(out: Path, run_id: dict, resume: bool, overwrite: bool) -> bool:
-    """Make ``out`` ready for the run ``run_id`` (hold its lock); True when it holds a state to resume.
+def prepare_run_dir(out: Path, run_id: dict, resume: bool, overwrite: bool) -> str:
+    """Make ``out`` ready for the run ``run_id`` (hold its lock) and say what it holds for it:
+    ``"new"`` (start from step 0), ``"resume"`` (an interrupted state of this run) or ``"finished"``
+    (this run's finished checkpoint, with ``resume``: there is nothing left to train).
 
-    Refuses (CheckpointError) a file, a folder of other things, a finished checkpoint without
-    ``overwrite``, and an interrupted run of other settings without ``resume=False``.
+    Refuses (CheckpointError) a file, a folder of other things, a finished checkpoint of another
+    run (or with ``resume=False``) without ``overwrite``, and an interrupted run of other settings
+    without ``resume=False``.
     """
     recover_dir(out)
     check_replaceable(out)
+    remove_temporaries(out)  # half-written files of a dead writer (we hold the lock)
     if (out / CONFIG).exists() and not (out / STATE_FILE).exists():
+        finished, name = _finished_run(out)
+        same_run = finished == json.loads(strict_json(run_id))
+        if same_run and resume and not overwrite:
+            return "finished"
         if not overwrite:
-            raise CheckpointError(f"{out} holds {_describe_finished(out, run_id)}; pass overwrite=True "
+            what = "this run (resume=False starts it over)" if same_run else f"another run ({name})"
+            raise CheckpointError(f"{out} holds the finished checkpoint of {what}; pass overwrite=True "
                                   f"(CLI: --overwrite) to replace it, or choose another output")
         replace_dir(staging_dir(out), out)  # atomically empty: the old checkpoint or nothing, never half
     elif resume and (out / STATE_FILE).exists():
-        return True
+        return "resume"
     else:
         for name in (STATE_FILE, LEGACY_STATE):
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / SNAPSHOTS, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    return False
+    return "new"
 
 
-def _describe_finished(out: Path, run_id: dict) -> str:
+def _finished_run(out: Path) -> tuple[dict | None, str]:
+    """The run (task, model, training) that the finished checkpoint in ``out`` records, and its task's name."""
     try:
         config = read_config(out)
     except CheckpointError:
-        return "an unreadable checkpoint"
-    same = all(config.get(k) == json.loads(strict_json(v)) for k, v in run_id.items())
-    what = "this run" if same else f"another run ({config['task'].get('op')}{config['task'].get('digits')})"
-    return f"the finished checkpoint of {what}"
+        return None, "an unreadable checkpoint"
+    return {key: config.get(key) for key in ("task", "model", "training")}, Task.from_dict(config["task"]).name
 
 
 def save_state(out: Path, run_id: dict, model, optimizer, step: int, history: list[dict],
