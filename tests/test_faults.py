@@ -72,6 +72,7 @@ def assert_finished_like_reference(out, reference) -> None:
     assert [{k: r[k] for k in HISTORY} for r in ckpt.history] == reference[1].to_dict("records")
     assert siblings(out.parent) == [out.name]  # no leftover, no lock file
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.json", "model.safetensors", "snapshots"]
+    assert siblings(out / "snapshots") == [snapshot_path(out, s).name for s in sorted(reference[2])]
 
 
 # ---- deaths at every filesystem call -------------------------------------------------------------
@@ -464,3 +465,45 @@ def test_cli_errors_are_one_line_and_leave_nothing_behind(case, tmp_path, monkey
     assert ".tmp" not in err  # write errors name the target, not a hidden temporary
     assert _tree(tmp_path) == before  # nothing written, nothing half-written
     torch.set_num_threads(1)  # `report --threads` sets it
+
+
+# ---- resource and write errors -------------------------------------------------------------------
+@pytest.mark.parametrize("error, needed", [
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you "
+                  "tried to allocate 40000000000000 bytes. Error code 12 (Cannot allocate memory)"), "37,252.9 GiB"),
+    (MemoryError(), None),
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB total)"), "2.00 GiB"),
+])
+def test_out_of_memory_is_one_line_saying_what_to_change(monkeypatch, capsys, error, needed):
+    import mechinterp_arith.cli.evaluate_cmd as evaluate_cmd
+
+    def exhausted(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(evaluate_cmd, "evaluate_checkpoint", exhausted)
+    assert main(["evaluate", "add3", "--n", "100000000"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mechinterp-arith evaluate: error: out of memory") and "\n" not in err
+    assert "use a smaller --n or --batch-size" in err and (needed is None or f"it needed {needed} more" in err)
+
+
+def test_write_errors_name_the_target_not_the_temporary(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from mechinterp_arith.core.files import atomic_write_text
+
+    real_replace = os.replace
+
+    def disk_full(src, dst, *args, **kwargs):
+        if str(src).endswith(".tmp"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(src))
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(OSError) as e:
+        atomic_write_text(tmp_path / "figure.html", "<html>")
+    assert e.value.filename == str(tmp_path / "figure.html") and e.value.errno == errno.ENOSPC
+    assert main(["logit-lens", "add3", "--n", "10", "--html", str(tmp_path / "lens.html")]) == 2
+    assert capsys.readouterr().err.strip() == (f"mechinterp-arith logit-lens: error: {tmp_path / 'lens.html'}: "
+                                               f"No space left on device")
+    assert siblings(tmp_path) == []

@@ -81,18 +81,24 @@ def check_args(args) -> None:
 
 
 def _is_out_of_memory(e: BaseException) -> bool:
-    if isinstance(e, MemoryError):
-        return True
     text = str(e).lower()
-    return isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text
-                                            or "cannot allocate memory" in text)
+    return isinstance(e, MemoryError) or isinstance(e, RuntimeError) and any(
+        s in text for s in ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory"))
+
+
+def _allocation(text: str) -> str:
+    """How much the failed allocation asked for, from torch's message ('' when it does not say)."""
+    found = re.search(r"allocate (\d+) bytes", text)
+    if found:
+        return f": it needed {int(found.group(1)) / 2**30:,.1f} GiB more"
+    found = re.search(r"Tried to allocate ([\d.]+ [KMGT]i?B)", text)  # CUDA
+    return f": it needed {found.group(1)} more" if found else ""
 
 
 def one_line(e: BaseException) -> str | None:
     """The one-line message for an expected failure; None for a bug (which keeps its traceback)."""
     if _is_out_of_memory(e):
-        what = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        return (f"out of memory ({what}); use a smaller --n or --batch-size, a smaller model, "
+        return (f"out of memory{_allocation(str(e))}; use a smaller --n or --batch-size, a smaller model, "
                 f"or another --device")
     if isinstance(e, OSError) and not isinstance(e, (ValueError, CliError)):
         if e.filename is not None and e.strerror:

@@ -135,6 +135,8 @@ def remove_temporaries(path: Path) -> None:
 def check_replaceable(path: Path) -> None:
     """CheckpointError unless ``path`` is absent or a directory holding only checkpoint and training
     files: a writer never replaces a folder of anything else."""
+    if path.resolve() == Path.cwd() or path.resolve() in Path.cwd().parents:
+        raise CheckpointError(f"{path} is the current directory or holds it; give a new directory for the output")
     if not path.exists():
         return
     if not path.is_dir():
@@ -276,6 +278,9 @@ def read_config(path: Path) -> dict:
     """The parsed ``config.json`` of a checkpoint directory, checked against the schema
     (``core/checkpoint_schema.py``); CheckpointError names the file and the key."""
     f = path / CONFIG
+    if not f.exists() and (path / STATE_FILE).exists():
+        raise CheckpointError(f"{path} holds a training run that has not finished; run its train command again "
+                              f"to resume it (it is a checkpoint once it ends)")
     if not f.exists():
         raise CheckpointError(f"{path} holds no {CONFIG}; is it a checkpoint directory?")
     config = _read_json(f)
@@ -334,10 +339,14 @@ def read_weights(file: Path, model: torch.nn.Module) -> dict[str, Tensor]:
 def load(name_or_path: str | Path, device: str | None = "auto") -> Checkpoint:
     """Load a shipped checkpoint by name (``"add3"``) or a checkpoint directory; model in eval mode."""
     path = resolve_checkpoint(name_or_path)
-    config = read_config(path)
-    task, model_config, _ = check_config(config)
-    history = read_history(path)
-    snapshot_files(path)  # a misnamed snapshot is an error now, not in the middle of an analysis
-    model = build_model(model_config, device=resolve_device(device))
-    load_weights(model, path / WEIGHTS)
-    return Checkpoint(model.eval(), task, model_config, config, history, path)
+    for _ in range(3):  # a writer may replace the directory while we read it: read again, never mix
+        before = path.stat().st_ino
+        config = read_config(path)
+        task, model_config, _ = check_config(config)
+        history = read_history(path)
+        snapshot_files(path)  # a misnamed snapshot is an error now, not in the middle of an analysis
+        model = build_model(model_config, device=resolve_device(device))
+        load_weights(model, path / WEIGHTS)
+        if path.stat().st_ino == before:
+            return Checkpoint(model.eval(), task, model_config, config, history, path)
+    raise CheckpointError(f"{path} was replaced three times while being read; try again")

@@ -75,7 +75,7 @@ def exclusive(path: str | Path) -> Iterator[Path]:
     Raises :class:`OutputLocked` naming the owner when another process or thread holds it. The
     folder that will hold ``path`` is created if needed. Yields the lock file's path.
     """
-    path = Path(path)
+    path = Path(path).absolute()
     lock = lock_file(path)
     if fcntl is None:  # pragma: no cover
         yield lock

@@ -110,6 +110,9 @@ def save_state(out: Path, run_id: dict, model, optimizer, step: int, history: li
 
 def _read_state(out: Path) -> tuple[dict, dict[str, Tensor]]:
     file = out / STATE_FILE
+    if (out / LEGACY_STATE).exists():
+        raise CheckpointError(f"cannot resume from {out}: its training state was written by version 0.1.0; "
+                              f"start over with resume=False (CLI: --no-resume)")
     try:
         with safe_open(str(file), "pt") as f:
             meta = json.loads((f.metadata() or {})["state"])
