@@ -17,8 +17,8 @@ from ..core.data import MAX_SAMPLES
 from ..core.model import resolve_device
 
 # options that count something: each must be between 1 and MAX_SAMPLES when given
-COUNT_OPTIONS = ("n", "n_id", "batch_size", "steps", "eval_every", "eval_n", "snapshot_every", "n_train",
-                 "n_test", "top", "k", "relations")
+COUNT_OPTIONS = ("n", "n_id", "batch_size", "eval_every", "eval_n", "snapshot_every", "n_train", "n_test", "top", "k",
+                 "relations")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -38,7 +38,7 @@ def check_count_options(args) -> None:
         if value < 1:
             raise CliError(f"{_option(name)} must be >= 1, got {value}")
         if value > MAX_SAMPLES:
-            raise CliError(f"{_option(name)} must be at most {MAX_SAMPLES:,} (more does not fit in memory), got {value:,}")
+            raise CliError(f"{_option(name)} must be at most {MAX_SAMPLES:,}, got {value:,}")
 
 
 def _first_existing(path: Path) -> Path:
