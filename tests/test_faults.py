@@ -17,7 +17,7 @@ import threading
 
 import pytest
 import torch
-from fault_injection import Killed, count_calls, die_during
+from fault_injection import count_calls, die_during
 from safetensors.torch import save_file
 
 import mechinterp_arith.core.dirswap as dirswap

@@ -13,7 +13,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from .checks import CliError, check_args, one_line
+from .checks import CliError as CliError, check_args, one_line  # CliError: re-exported for commands
 
 # train, evaluate, info first; the rest alphabetically
 _FIRST = ["train_cmd", "evaluate_cmd", "info_cmd"]
