@@ -17,7 +17,7 @@ import threading
 
 import pytest
 import torch
-from fault_injection import count_calls, die_during
+from fault_injection import DieAt, count_calls, die_during
 from safetensors.torch import save_file
 
 import mechinterp_arith.core.dirswap as dirswap
@@ -79,12 +79,16 @@ def assert_finished_like_reference(out, reference) -> None:
 def test_training_killed_at_any_filesystem_call_resumes_to_the_same_checkpoint(tmp_path, reference):
     """Kill at each rename, write, link and delete of a whole run; the path is never empty or mixed,
     and running the same command again ends with the uninterrupted run's checkpoint."""
-    calls = count_calls(lambda: train(TASK, MCFG, CFG, out_dir=tmp_path / "count", progress=False))
-    assert calls > 20
-    for n in range(1, calls + 1):
+    with DieAt(None) as counter:
+        train(TASK, MCFG, CFG, out_dir=tmp_path / "count", progress=False)
+    assert counter.calls > 20
+    created = counter.log.index(f"mkdir {tmp_path / 'count'}") + 1  # the call that makes the directory
+    for n in range(1, counter.calls + 1):
         out = tmp_path / f"kill{n}" / "run"
         assert die_during(lambda: train(TASK, MCFG, CFG, out_dir=out, progress=False), n)
-        if (out / "config.json").exists() or dirswap.leftover(out, "new").exists():  # a new checkpoint: whole
+        assert out.is_dir() or n <= created, n  # never empty once made (an atomic exchange on Linux)
+        assert not ((out / "config.json").exists() and (out / "train_state.safetensors").exists()), n
+        if (out / "config.json").exists():  # a new checkpoint is whole
             assert same(weights(load(out, device="cpu").model), reference[0]), n
         train(TASK, MCFG, CFG, out_dir=out, progress=False)
         assert_finished_like_reference(out, reference)
@@ -123,11 +127,14 @@ def test_reimport_killed_at_any_call_leaves_the_old_or_the_new_import(tmp_path):
     torch.save(make_state(seed=1), old_file)
     torch.save(make_state(seed=2), new_file)
     calls = count_calls(lambda: import_checkpoint(new_file, "mingpt", 3, task, tmp_path / "count"))
+    expected = {str(f): weights(load(import_checkpoint(f, "mingpt", 3, task, tmp_path / f"ref_{f.stem}"),
+                                     device="cpu").model) for f in (old_file, new_file)}
     for n in range(1, calls + 1):
         out = tmp_path / f"kill{n}" / "imported"
         import_checkpoint(old_file, "mingpt", 3, task, out)
         assert die_during(lambda: import_checkpoint(new_file, "mingpt", 3, task, out), n)
-        assert load(out, device="cpu").config["source"]["file"] in (str(old_file), str(new_file)), n
+        ckpt = load(out, device="cpu")  # the old import or the new one, config and weights of the same
+        assert same(weights(ckpt.model), expected[ckpt.config["source"]["file"]]), n
         import_checkpoint(new_file, "mingpt", 3, task, out)
         assert load(out, device="cpu").config["source"]["file"] == str(new_file)
         assert siblings(out.parent) == ["imported"], n
