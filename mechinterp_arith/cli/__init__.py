@@ -1,8 +1,9 @@
 """The ``mechinterp-arith`` command line: one module per subcommand, registered below.
 
 Every module ``mechinterp_arith/cli/*_cmd.py`` defines ``register(subparsers)``, which adds its
-parser and sets ``func(args) -> int``; adding a command is adding such a file. Errors are one line
-on stderr and a non-zero exit, never a traceback.
+parser and sets ``func(args) -> int``; adding a command is adding such a file. Shared options are
+checked before any command runs, and errors are one line on stderr with exit status 2, never a
+traceback (``cli/checks.py``).
 """
 
 from __future__ import annotations
@@ -12,15 +13,13 @@ import importlib
 import sys
 from pathlib import Path
 
+from .checks import CliError as CliError, check_args, one_line  # CliError: re-exported for commands
+
 # train, evaluate, info first; the rest alphabetically
 _FIRST = ["train_cmd", "evaluate_cmd", "info_cmd"]
 COMMAND_MODULES = [f"{__name__}.{m}" for m in _FIRST] + sorted(
     f"{__name__}.{p.stem}" for p in Path(__file__).parent.glob("*_cmd.py") if p.stem not in _FIRST
 )
-
-
-class CliError(Exception):
-    """A user error the CLI reports as one line."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,10 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = argv
     try:
+        check_args(args)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("mechinterp-arith: interrupted", file=sys.stderr)
         return 130
-    except (CliError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
-        print(f"mechinterp-arith {args.command}: error: {e}", file=sys.stderr)
+    except Exception as e:  # noqa: BLE001 - expected failures become one line; bugs keep their traceback
+        message = one_line(e)
+        if message is None:
+            raise
+        print(f"mechinterp-arith {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from ..core.files import json_safe
 from ..core.tasks import FORMATS, OPERATIONS, Task
 
 
@@ -34,17 +35,6 @@ def require_positive(args, *names: str) -> None:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-
-
-def json_safe(obj):
-    """``obj`` with NaN floats replaced by None (strict JSON has no NaN)."""
-    if isinstance(obj, float):
-        return None if obj != obj else obj
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
 
 
 def print_json(obj) -> None:

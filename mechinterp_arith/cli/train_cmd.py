@@ -46,6 +46,7 @@ def register(sub) -> None:
     o.add_argument("--snapshot-every", type=int, default=None, help="keep weights every K steps")
     o.add_argument("--out", required=True, help="checkpoint directory to write (resumed if interrupted)")
     o.add_argument("--no-resume", action="store_true", help="start over even if --out holds an interrupted run")
+    o.add_argument("--overwrite", action="store_true", help="replace a finished checkpoint in --out")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     add_device_arg(p)
     p.set_defaults(func=run)
@@ -63,7 +64,7 @@ def run(args) -> int:
                        snapshot_every=args.snapshot_every, device=args.device, batch_rng=args.batch_rng)
     command = "mechinterp-arith " + shlex.join(args.argv)
     _, history, _ = train(task, mcfg, tcfg, out_dir=args.out, resume=not args.no_resume,
-                          command=command, progress=not args.quiet)
+                          command=command, progress=not args.quiet, overwrite=args.overwrite)
     last = history.iloc[-1]
     print(f"wrote {args.out}: step {int(last['step'])}, loss {fmt(last['loss'])}, "
           f"held-out ID exact {fmt(last['id_exact'])}, OOD exact {fmt(last.get('ood_exact', float('nan')))}")

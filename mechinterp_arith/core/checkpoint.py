@@ -1,6 +1,7 @@
 """Checkpoint directories: ``config.json`` + ``model.safetensors`` + ``metrics.json``.
 
-Writes are atomic (a temporary sibling directory renamed into place), loading never unpickles,
+Writes replace the whole directory atomically under a lock (``core/dirswap.py``, ``core/locks.py``),
+loading never unpickles, the JSON files are read through one schema (``core/checkpoint_schema.py``)
 and every problem is one :class:`CheckpointError` naming the file and what is wrong with it.
 
 >>> ckpt = load("add3")                       # a shipped checkpoint, by name
@@ -12,11 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Mapping, Sequence
 
 import torch
 from jaxtyping import Int
@@ -25,12 +26,19 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
+from .checkpoint_schema import FORMAT_VERSION, check_config, check_history, check_metrics, parse_json
+from .dirswap import leftovers, recover, replace_dir, staging_dir
+from .files import errors_naming, link_or_copy, strict_json
+from .locks import exclusive
 from .model import ModelConfig, build_model, resolve_device
 from .tasks import Task, as_operands
 from .version import __version__
 
 CONFIG, WEIGHTS, METRICS, SNAPSHOTS = "config.json", "model.safetensors", "metrics.json", "snapshots"
+STATE_FILE = "train_state.safetensors"  # a training run's resumable state (core/train_state.py)
+OWN_FILES = {CONFIG, WEIGHTS, METRICS, SNAPSHOTS, STATE_FILE, "train_state.json", ".DS_Store"}
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".ckpt")
+_SNAPSHOT_NAME = re.compile(r"step_(\d+)\.safetensors")
 
 
 class CheckpointError(ValueError):
@@ -81,20 +89,18 @@ class Checkpoint:
 
     def snapshot_steps(self) -> list[int]:
         """Training steps with a saved snapshot (for training-dynamics analyses)."""
-        if self.path is None or not (self.path / SNAPSHOTS).is_dir():
-            return []
-        return sorted(int(p.stem.split("_")[1]) for p in (self.path / SNAPSHOTS).glob("step_*.safetensors"))
+        return sorted(snapshot_files(self.path)) if self.path is not None else []
 
     def load_snapshot(self, step: int) -> TransformerBridge:
         """A bridge (eval mode) holding the weights saved at ``step``. Loaded once per checkpoint
         object and shared by every caller: copy it before changing its weights."""
         if step in self._snapshots:
             return self._snapshots[step]
-        path = self.path / SNAPSHOTS / f"step_{step:07d}.safetensors" if self.path else None
-        if path is None or not path.is_file():
+        path = snapshot_files(self.path).get(step) if self.path else None
+        if path is None:
             raise CheckpointError(f"no snapshot for step {step}; available: {self.snapshot_steps()}")
         model = build_model(self.model_config, device=self.device)
-        _load_weights(model, path)
+        load_weights(model, path)
         self._snapshots[step] = model.eval()
         return self._snapshots[step]
 
@@ -103,6 +109,42 @@ class Checkpoint:
 def weights_of(model: torch.nn.Module) -> dict[str, Tensor]:
     """The model's parameters by TL name (what ``model.safetensors`` holds)."""
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def snapshot_path(path: Path, step: int) -> Path:
+    """Where a checkpoint (or a training run) in ``path`` keeps the weights of ``step``."""
+    return Path(path) / SNAPSHOTS / f"step_{step:07d}.safetensors"
+
+
+def is_temporary(file: Path) -> bool:
+    """A hidden ``.NAME.<random>.tmp`` that an atomic write of a checkpoint file or a snapshot
+    (``core/files.py``) leaves when its process dies: never part of a checkpoint."""
+    name = file.name
+    return (name.startswith(".") and name.endswith(".tmp")
+            and (name.startswith(".step_") or any(name.startswith(f".{own}.") for own in OWN_FILES)))
+
+
+def remove_temporaries(path: Path) -> None:
+    """Delete the temporaries (:func:`is_temporary`) in ``path`` and ``path/snapshots``."""
+    for folder in (path, path / SNAPSHOTS):
+        for f in folder.iterdir() if folder.is_dir() else ():
+            if is_temporary(f) and f.is_file():
+                f.unlink()
+
+
+def check_replaceable(path: Path) -> None:
+    """CheckpointError unless ``path`` is absent or a directory holding only checkpoint and training
+    files: a writer never replaces a folder of anything else."""
+    if path.resolve() == Path.cwd() or path.resolve() in Path.cwd().parents:
+        raise CheckpointError(f"{path} is the current directory or holds it; give a new directory for the output")
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is a file; a checkpoint is a directory: choose another output")
+    foreign = sorted(p.name for p in path.iterdir() if p.name not in OWN_FILES and not is_temporary(p))
+    if foreign:
+        raise CheckpointError(f"{path} holds {foreign[0]!r}, which is not part of a checkpoint; refusing to "
+                              f"replace it: choose a new or empty directory")
 
 
 def save_checkpoint(
@@ -114,13 +156,19 @@ def save_checkpoint(
     history: list[dict] | None = None,
     command: str | None = None,
     extra: dict | None = None,
-    snapshots: dict[int, dict[str, Tensor]] | None = None,
+    snapshots: Mapping[int, dict[str, Tensor] | Path] | None = None,
 ) -> Path:
-    """Write a checkpoint directory atomically (replacing any existing one) and return its path."""
+    """Write a checkpoint directory and return its path.
+
+    It replaces what ``path`` holds (a checkpoint or a training run; a folder of anything else is
+    refused) so that ``path`` holds the old or the new checkpoint whatever instant the process
+    dies (``core/dirswap.py``), under the lock of ``path`` (``core/locks.py``). ``snapshots``:
+    step -> weights, or -> a snapshot file to link; nothing else is kept from the old directory.
+    ``config.json`` and ``metrics.json`` are checked against their schema before anything is written.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     config = {
-        "format_version": 1,
+        "format_version": FORMAT_VERSION,
         "package_version": __version__,
         "task": task.to_dict(),
         "model": model_config.to_dict(),
@@ -128,35 +176,44 @@ def save_checkpoint(
         "command": command,
         **(extra or {}),
     }
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    tmp.chmod(0o755)
     try:
-        save_file({k: v.contiguous() for k, v in weights_of(model).items()}, tmp / WEIGHTS)
-        (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-        (tmp / METRICS).write_text(json.dumps({"history": history or []}, indent=1) + "\n")
-        if path.is_dir() and (path / SNAPSHOTS).is_dir() and not snapshots:
-            shutil.copytree(path / SNAPSHOTS, tmp / SNAPSHOTS)
-        for step, state in (snapshots or {}).items():
-            (tmp / SNAPSHOTS).mkdir(exist_ok=True)
-            save_file({k: v.contiguous() for k, v in state.items()}, tmp / SNAPSHOTS / f"step_{step:07d}.safetensors")
-        for f in tmp.rglob("*"):
-            f.chmod(0o755 if f.is_dir() else 0o644)
-        _swap_into_place(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        check_config(json.loads(strict_json(config)))
+        check_history(json.loads(strict_json(history or [])))
+    except ValueError as e:
+        raise CheckpointError(f"refusing to write {path / CONFIG}: {e}") from None
+    with exclusive(path), errors_naming(path):
+        recover_dir(path)
+        check_replaceable(path)
+        staging = staging_dir(path)
+        try:
+            _write_contents(staging, model, config, history or [], snapshots or {})
+            replace_dir(staging, path)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     return path
 
 
-def _swap_into_place(tmp: Path, path: Path) -> None:
-    if path.exists():
-        old = path.with_name(f".{path.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, path)
+def _write_contents(folder: Path, model, config: dict, history: list[dict], snapshots: Mapping) -> None:
+    save_file({k: v.contiguous() for k, v in weights_of(model).items()}, folder / WEIGHTS)
+    (folder / CONFIG).write_text(strict_json(config, indent=2) + "\n")
+    (folder / METRICS).write_text(strict_json({"history": history}, indent=1) + "\n")
+    for step, state in sorted(snapshots.items()):
+        (folder / SNAPSHOTS).mkdir(exist_ok=True)
+        if isinstance(state, Path):
+            link_or_copy(state, snapshot_path(folder, step))
+        else:
+            save_file({k: v.contiguous() for k, v in state.items()}, snapshot_path(folder, step))
+    for f in folder.rglob("*"):
+        f.chmod(0o755 if f.is_dir() else 0o644)
+
+
+def recover_dir(path: Path) -> None:
+    """Finish or undo an interrupted replacement of the checkpoint directory ``path`` (hold its lock)."""
+    try:
+        recover(path, state_file=STATE_FILE, finished_file=WEIGHTS)
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
 
 
 # ---- reading -------------------------------------------------------------------------------------
@@ -178,6 +235,9 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
             f"{p} is a pickled PyTorch file; checkpoints are directories with model.safetensors. "
             f"Convert foreign weights with `mechinterp-arith import {p} --from mingpt ...`"
         )
+    if not p.exists() and leftovers(p):  # an interrupted replacement: finish or undo it
+        with exclusive(p):
+            recover_dir(p)
     if p.is_dir():
         return p
     if p.exists():
@@ -190,22 +250,66 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     raise CheckpointError(f"no checkpoint named or at {str(name_or_path)!r}; shipped: {', '.join(known) or 'none'}")
 
 
-def read_config(path: Path) -> dict:
-    """The parsed ``config.json`` of a checkpoint directory; CheckpointError when absent or malformed."""
-    f = path / CONFIG
-    if not f.is_file():
-        raise CheckpointError(f"{path} holds no {CONFIG}; is it a checkpoint directory?")
+def snapshot_files(path: Path) -> dict[int, Path]:
+    """Step -> file of every snapshot in ``path/snapshots``; CheckpointError names a misnamed one."""
+    folder = Path(path) / SNAPSHOTS
+    if not folder.is_dir():
+        return {}
+    files = {}
+    for f in folder.glob("step_*.safetensors"):
+        match = _SNAPSHOT_NAME.fullmatch(f.name)
+        if match is None or int(match.group(1)) in files:
+            raise CheckpointError(f"{f}: not a snapshot name (step_NNNNNNN.safetensors, one per step); "
+                                  f"rename or remove it")
+        files[int(match.group(1))] = f
+    return files
+
+
+def _read_json(file: Path):
     try:
-        config = json.loads(f.read_text())
+        return parse_json(file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{f} is not valid JSON ({e})") from None
-    for key in ("task", "model"):
-        if not isinstance(config.get(key), dict):
-            raise CheckpointError(f"{f} has no {key!r} section")
+        raise CheckpointError(f"{file} is not valid JSON ({e})") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{file} is a directory, not a file") from None
+
+
+def read_config(path: Path) -> dict:
+    """The parsed ``config.json`` of a checkpoint directory, checked against the schema
+    (``core/checkpoint_schema.py``); CheckpointError names the file and the key."""
+    f = path / CONFIG
+    if not f.exists() and (path / STATE_FILE).exists():
+        raise CheckpointError(f"{path} holds a training run that has not finished; run its train command again "
+                              f"to resume it (it is a checkpoint once it ends)")
+    if not f.exists():
+        raise CheckpointError(f"{path} holds no {CONFIG}; is it a checkpoint directory?")
+    config = _read_json(f)
+    try:
+        check_config(config)
+    except ValueError as e:
+        raise CheckpointError(f"{f}: {e}") from None
     return config
 
 
-def _load_weights(model: torch.nn.Module, file: Path) -> None:
+def read_history(path: Path) -> list[dict]:
+    """The training history in ``metrics.json`` ([] when absent), checked against the schema."""
+    f = path / METRICS
+    if not f.exists():
+        return []
+    try:
+        return check_metrics(_read_json(f))
+    except ValueError as e:
+        raise CheckpointError(f"{f}: {e}") from None
+
+
+def load_weights(model: torch.nn.Module, file: Path) -> None:
+    """Load a safetensors file into ``model`` after checking it (:func:`read_weights`)."""
+    model.load_state_dict(read_weights(file, model), strict=True)
+
+
+def read_weights(file: Path, model: torch.nn.Module) -> dict[str, Tensor]:
+    """The tensors of a safetensors file, checked against ``model``: names, shapes, dtypes, finite
+    values; CheckpointError names the file and the first problem."""
     if not file.is_file():
         raise CheckpointError(f"{file} is missing")
     try:
@@ -225,31 +329,24 @@ def _load_weights(model: torch.nn.Module, file: Path) -> None:
             raise CheckpointError(
                 f"{file}: {k} has shape {tuple(tensors[k].shape)} but the config implies {tuple(v.shape)}"
             )
+        if tensors[k].dtype != v.dtype:
+            raise CheckpointError(f"{file}: {k} has dtype {tensors[k].dtype}; expected {v.dtype}")
         if not torch.isfinite(tensors[k]).all():
             raise CheckpointError(f"{file}: {k} holds NaN or infinite values")
-    model.load_state_dict(tensors, strict=True)
+    return tensors
 
 
 def load(name_or_path: str | Path, device: str | None = "auto") -> Checkpoint:
     """Load a shipped checkpoint by name (``"add3"``) or a checkpoint directory; model in eval mode."""
     path = resolve_checkpoint(name_or_path)
-    config = read_config(path)
-    try:
-        task = Task.from_dict(config["task"])
-        model_config = ModelConfig.from_dict(config["model"])
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{path / CONFIG}: invalid configuration ({e})") from None
-    if model_config.d_vocab != task.d_vocab or model_config.n_ctx < task.n_ctx:
-        raise CheckpointError(
-            f"{path / CONFIG}: model (vocab {model_config.d_vocab}, context {model_config.n_ctx}) does not fit "
-            f"task {task.name} in format {task.format!r} (vocab {task.d_vocab}, context {task.n_ctx})"
-        )
-    model = build_model(model_config, device=resolve_device(device))
-    _load_weights(model, path / WEIGHTS)
-    history: list[dict[str, Any]] = []
-    if (path / METRICS).is_file():
-        try:
-            history = json.loads((path / METRICS).read_text()).get("history", [])
-        except (json.JSONDecodeError, AttributeError) as e:
-            raise CheckpointError(f"{path / METRICS} is not valid JSON ({e})") from None
-    return Checkpoint(model.eval(), task, model_config, config, history, path)
+    for _ in range(3):  # a writer may replace the directory while we read it: read again, never mix
+        before = path.stat().st_ino
+        config = read_config(path)
+        task, model_config, _ = check_config(config)
+        history = read_history(path)
+        snapshot_files(path)  # a misnamed snapshot is an error now, not in the middle of an analysis
+        model = build_model(model_config, device=resolve_device(device))
+        load_weights(model, path / WEIGHTS)
+        if path.stat().st_ino == before:
+            return Checkpoint(model.eval(), task, model_config, config, history, path)
+    raise CheckpointError(f"{path} was replaced three times while being read; try again")

@@ -1,41 +1,95 @@
 """Files written so that a reader never sees half of one: a temporary sibling, then a rename.
 
+Errors name the file being written, never the hidden temporary. Strict JSON (:func:`strict_json`)
+writes NaN and infinities as ``null``.
+
 >>> atomic_write_text(Path("/tmp/example.txt"), "hello")        # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
+import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from safetensors.torch import save_file
 from torch import Tensor
 
 
+@contextlib.contextmanager
+def errors_naming(path: Path) -> Iterator[None]:
+    """Re-raise an OSError from inside the block as one naming ``path`` (the target, not a temporary)."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename == str(path):
+            raise
+        if e.errno is None:
+            raise type(e)(f"cannot write {path}: {e}") from None
+        raise type(e)(e.errno, e.strerror, str(path)) from None
+
+
+def _temporary(path: Path) -> tuple[int, str]:
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(path))
+    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a file through a temporary sibling and a rename."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with errors_naming(path):
+        fd, tmp = _temporary(path)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def atomic_save_tensors(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
     """Write tensors to a safetensors file through a temporary sibling and a rename."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    with errors_naming(path):
+        fd, tmp = _temporary(path)
+        os.close(fd)
+        try:
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """``target`` as a hard link to ``source`` (a copy where links are not possible)."""
     try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def json_safe(obj):
+    """``obj`` with NaN and infinite floats replaced by None (strict JSON has neither)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def strict_json(obj, **dumps_kwargs) -> str:
+    """``json.dumps`` of ``obj`` with NaN and infinities written as ``null``: always valid JSON."""
+    return json.dumps(json_safe(obj), allow_nan=False, **dumps_kwargs)

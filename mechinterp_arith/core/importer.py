@@ -39,7 +39,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .checkpoint import CONFIG, CheckpointError, save_checkpoint
+from .checkpoint import CONFIG, CheckpointError, recover_dir, save_checkpoint
+from .locks import exclusive
 from .model import ACTIVATIONS, ModelConfig, build_model
 from .tasks import Task
 
@@ -48,6 +49,8 @@ DEFAULT_ACT = {"mingpt": "gelu_new", "nanogpt": "gelu"}  # minGPT: tanh GELU; na
 COMPILE_PREFIX = "_orig_mod."
 _LAYER = re.compile(r"^transformer\.h\.(\d+)\.")
 _MASK = re.compile(r"^transformer\.h\.\d+\.attn\.bias$")  # the causal-mask buffer, not c_attn.bias
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_REFUSED = re.compile(r"(unsupported GLOBAL|Unsupported global|Unsupported operand)[^\n]*", re.IGNORECASE)
 
 
 def read_foreign(path: str | Path) -> tuple[dict[str, Tensor], dict]:
@@ -64,13 +67,13 @@ def read_foreign(path: str | Path) -> tuple[dict[str, Tensor], dict]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
-            f"{path} holds objects that torch.load(weights_only=True) refuses to unpickle ({first}); "
-            f"only plain state dicts of tensors are imported: re-save it with torch.save(model.state_dict(), ...)"
+            f"{path} holds objects that torch.load(weights_only=True) refuses to unpickle ({_refused_object(e)}), "
+            f"so it was not loaded: unpickling them could run code. Only plain state dicts of tensors are "
+            f"imported: re-save it with torch.save(model.state_dict(), ...)"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = _plain(str(e)).splitlines()[0] if _plain(str(e)) else type(e).__name__
         raise CheckpointError(f"{path} is not a readable PyTorch file ({first})") from None
     model_args: dict = {}
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
@@ -86,6 +89,21 @@ def read_foreign(path: str | Path) -> tuple[dict[str, Tensor], dict]:
                 f"{path} is not a state dict of tensors: entry {k!r} holds a {type(v).__name__}"
             )
     return dict(obj), dict(model_args)
+
+
+def _plain(text: str) -> str:
+    """``text`` without ANSI escape codes (torch colours some messages), stripped."""
+    return _ANSI.sub("", text).strip()
+
+
+def _refused_object(error: Exception) -> str:
+    """What torch's weights-only unpickler refused, from its message (which also advises
+    ``weights_only=False``: not repeated here, since that would run the file's code)."""
+    for line in _plain(str(error)).splitlines():
+        found = _REFUSED.search(line)
+        if found:
+            return found.group(0).rstrip(".")
+    return "a non-tensor object"
 
 
 def _strip_compile_prefix(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -107,16 +125,23 @@ def _natural(key: str):
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", key)]
 
 
+def _model_arg(model_args: Mapping, name: str) -> int | None:
+    """``model_args[name]`` checked as a positive integer (None when absent)."""
+    value = model_args.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise CheckpointError(f"the checkpoint's model_args {name}={value!r} is not a positive integer")
+    return value
+
+
 def _resolve_heads(n_heads: int | None, model_args: Mapping) -> int:
-    from_args = model_args.get("n_head")
+    from_args = _model_arg(model_args, "n_head")
+    if n_heads is not None and (isinstance(n_heads, bool) or not isinstance(n_heads, int) or n_heads < 1):
+        raise ValueError(f"n_heads (--n-heads) must be a positive integer, got {n_heads!r}")
     if n_heads is None and from_args is None:
         raise ValueError("the number of attention heads is not stored in the weights: pass n_heads (--n-heads H)")
-    if n_heads is not None and from_args is not None and int(from_args) != int(n_heads):
+    if n_heads is not None and from_args is not None and from_args != n_heads:
         raise ValueError(f"n_heads={n_heads} contradicts the checkpoint's model_args n_head={from_args}")
-    heads = int(n_heads if n_heads is not None else from_args)
-    if heads < 1:
-        raise ValueError(f"n_heads must be >= 1, got {heads}")
-    return heads
+    return n_heads if n_heads is not None else from_args
 
 
 @dataclass(frozen=True)
@@ -162,11 +187,12 @@ def convert_state_dict(
     _check_keys_and_tensors(state, source, shapes, expected)
     for arg, value in (("n_layer", shapes.n_layers), ("n_embd", shapes.d_model), ("block_size", shapes.n_ctx),
                        ("vocab_size", shapes.vocab)):
-        if arg in model_args and int(model_args[arg]) != value:
+        if _model_arg(model_args, arg) not in (None, value):
             raise CheckpointError(f"model_args {arg}={model_args[arg]} contradicts the weights ({value})")
     heads = _resolve_heads(n_heads, model_args)
     if shapes.d_model % heads:
-        raise ValueError(f"d_model={shapes.d_model} is not divisible by n_heads={heads}")
+        source_of_heads = "n_heads" if n_heads is not None else "the checkpoint's model_args n_head"
+        raise ValueError(f"d_model={shapes.d_model} is not divisible by {source_of_heads}={heads}")
     cfg = ModelConfig(n_layers=shapes.n_layers, n_heads=heads, d_model=shapes.d_model, d_mlp=shapes.d_mlp,
                       act_fn=act_fn, positional="learned", n_ctx=shapes.n_ctx, d_vocab=shapes.vocab)
     return _to_bridge_names(state, shapes), cfg
@@ -340,7 +366,6 @@ def import_checkpoint(
         raise CheckpointError(
             f"{path}: context of {cfg.n_ctx} positions is shorter than task {task.name} in format "
             f"{task.format!r} (width {task.width}) needs ({task.n_ctx})")
-    _check_out(out)
     model = build_model(cfg, device="cpu")
     model.load_state_dict(weights, strict=True)
     source_info = {
@@ -352,6 +377,9 @@ def import_checkpoint(
         "model_args": {k: v for k, v in model_args.items() if isinstance(v, (int, float, str, bool, type(None)))},
         "ignored_keys": sorted((k for k in _strip_compile_prefix(state) if _MASK.match(k)), key=_natural),
     }
-    return save_checkpoint(out, model.eval(), task, cfg, train_config={}, history=[],
-                           command=command or import_command(path, source, n_heads, task, out, act_fn),
-                           extra={"source": source_info})
+    with exclusive(out):  # one writer; an interrupted earlier import is finished or undone first
+        recover_dir(out)
+        _check_out(out)
+        return save_checkpoint(out, model.eval(), task, cfg, train_config={}, history=[],
+                               command=command or import_command(path, source, n_heads, task, out, act_fn),
+                               extra={"source": source_info})

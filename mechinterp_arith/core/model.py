@@ -23,9 +23,11 @@ from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.model_bridge.generalized_components import NormalizationBridge
 
 from .tasks import Task
+from .typecheck import check_field_types, check_range
 
 ACTIVATIONS = ("gelu_new", "gelu", "relu", "silu")
 POSITIONS = ("learned", "rotary")
+MAX_DIM = 65_536  # upper bound of every size below: a typo such as d_model 3e11 is refused, not allocated
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,10 @@ class ModelConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         for name in ("n_layers", "n_heads", "d_model", "d_mlp", "n_ctx", "d_vocab"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            check_range(name, getattr(self, name), 1, MAX_DIM)
+        check_range("seed", self.seed, 0, None)
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.act_fn not in ACTIVATIONS:
@@ -105,9 +108,17 @@ def resolve_device(device: str | None = "auto") -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except RuntimeError as e:
         raise ValueError(f"unknown device {device!r}: {e}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: no CUDA device is available to this torch ({torch.__version__}); "
+                         f"use --device cpu (or auto)")
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r}: MPS is not available here; use --device cpu (or auto)")
+    return resolved
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

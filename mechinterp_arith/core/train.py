@@ -25,14 +25,15 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import data
-from .checkpoint import save_checkpoint, weights_of
+from .checkpoint import WEIGHTS, load_weights, read_history, save_checkpoint, snapshot_path, weights_of
 from .evaluate import accuracy
 from .files import atomic_save_tensors
 from .model import ModelConfig, build_model, fused_layernorm, resolve_device
 from .seeding import generator
 from .tasks import END, Task
 from .train_config import TrainConfig, lr_at
-from .train_state import STATE_JSON, restore_state, save_state, saved_snapshots
+from .train_state import (STATE_EVERY_S, holding_out_dir, pending_losses, prepare_run_dir, restore_state,
+                          resumed_snapshots, save_state)
 
 
 class TrainResult(NamedTuple):
@@ -102,12 +103,15 @@ class _Run:
     history: list[dict] = field(default_factory=list)
     snapshots: dict[int, dict[str, Tensor]] = field(default_factory=dict)
     seconds: float = 0.0  # training time before this process (from the resumed history)
+    pending: list[Tensor] = field(default_factory=list)  # resumed losses since the last evaluation
+    last_save: float = field(default_factory=time.monotonic)  # when the state was last saved
 
     def reached_target(self) -> bool:
         t = self.cfg.target_accuracy
         return t is not None and bool(self.history) and self.history[-1]["id_exact"] >= t
 
 
+@holding_out_dir  # one writer per out_dir: the lock is held while train runs
 def train(
     task: Task,
     model_config: ModelConfig | None = None,
@@ -117,17 +121,22 @@ def train(
     command: str | None = None,
     callback: Callable[[int, torch.nn.Module, dict], None] | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train a hooked model on ``task`` in place and return ``(model, history, snapshots)``.
 
     With ``out_dir`` the run keeps a resumable state there while it trains and ends by writing a
     checkpoint directory (config.json, model.safetensors, metrics.json, snapshots/). With
-    ``resume=True`` an interrupted run in ``out_dir`` continues from its last saved state.
+    ``resume=True`` an interrupted run in ``out_dir`` continues from its last saved state (saved at
+    every evaluation and every minute); ``resume=False`` starts over. A finished checkpoint in
+    ``out_dir`` is returned as it is when it is this run's (with ``resume``), replaced only with
+    ``overwrite=True`` otherwise; another writer of ``out_dir`` is refused.
     ``callback(step, model, row)`` is called after every evaluation.
     """
-    run = _start(task, model_config or ModelConfig.for_task(task), train_config or TrainConfig(), out_dir, resume)
+    run = _start(task, model_config or ModelConfig.for_task(task), train_config or TrainConfig(), out_dir, resume,
+                 overwrite)
     bar = tqdm(total=run.cfg.steps, initial=run.step, disable=not progress, desc=f"train {task.name}", unit="step")
-    t0, losses = time.perf_counter(), []
+    t0, losses = time.perf_counter(), run.pending
     run.model.train()
     while run.step < run.cfg.steps and not run.reached_target():
         losses.append(_step(run))
@@ -139,15 +148,17 @@ def train(
             if callback is not None:
                 callback(run.step, run.model, row)
             t0, losses = time.perf_counter(), []
+        _maybe_save_state(run, losses, t0)
     bar.close()
     run.model.eval()
     if run.out is not None:
         mcfg = ModelConfig.from_dict(run.run_id["model"])
-        save_checkpoint(run.out, run.model, task, mcfg, run.cfg.to_dict(), run.history, command=command)
+        save_checkpoint(run.out, run.model, task, mcfg, run.cfg.to_dict(), run.history, command=command,
+                        snapshots={step: snapshot_path(run.out, step) for step in run.snapshots})
     return TrainResult(run.model, pd.DataFrame(run.history), run.snapshots)
 
 
-def _start(task: Task, mcfg: ModelConfig, cfg: TrainConfig, out_dir, resume: bool) -> _Run:
+def _start(task: Task, mcfg: ModelConfig, cfg: TrainConfig, out_dir, resume: bool, overwrite: bool) -> _Run:
     """Data, model, optimizer and (when resuming) the saved state of a run."""
     if mcfg.d_vocab != task.d_vocab or mcfg.n_ctx < task.n_ctx:
         raise ValueError(f"model (vocab {mcfg.d_vocab}, n_ctx {mcfg.n_ctx}) does not fit {task.name} "
@@ -162,13 +173,17 @@ def _start(task: Task, mcfg: ModelConfig, cfg: TrainConfig, out_dir, resume: boo
     model = build_model(mcfg, device=device)
     run = _Run(task, cfg, model, make_optimizer(model, cfg), training, sets, None,
                {"task": task.to_dict(), "model": mcfg.to_dict(), "training": cfg.to_dict()})
-    if out_dir is not None:
+    if out_dir is not None:  # everything above is checked before the directory is touched
         run.out = Path(out_dir)
-        run.out.mkdir(parents=True, exist_ok=True)
-        if resume and (run.out / STATE_JSON).is_file():
-            run.step, run.history = restore_state(run.out, run.run_id, model, run.optimizer)
-            run.seconds = run.history[-1]["elapsed_s"] if run.history else 0.0
-        run.snapshots = saved_snapshots(run.out) if resume else {}
+        found = prepare_run_dir(run.out, run.run_id, resume, overwrite)
+        if found == "resume":
+            meta = restore_state(run.out, run.run_id, model, run.optimizer)
+            run.step, run.history, run.seconds = meta["step"], meta["history"], meta["seconds"]
+            run.pending = pending_losses(meta, device)
+        elif found == "finished":  # nothing left to train: the loop below does not run
+            load_weights(model, run.out / WEIGHTS)
+            run.history, run.step = read_history(run.out), cfg.steps
+        run.snapshots = resumed_snapshots(run.out, model, run.step) if found != "new" else {}
     return run
 
 
@@ -194,8 +209,8 @@ def _maybe_snapshot(run: _Run) -> None:
     if every and run.step % every == 0:
         run.snapshots[run.step] = weights_of(run.model)
         if run.out is not None:
-            (run.out / "snapshots").mkdir(exist_ok=True)
-            atomic_save_tensors(run.snapshots[run.step], run.out / "snapshots" / f"step_{run.step:07d}.safetensors")
+            snapshot_path(run.out, run.step).parent.mkdir(exist_ok=True)
+            atomic_save_tensors(run.snapshots[run.step], snapshot_path(run.out, run.step))
 
 
 def _evaluate(run: _Run, loss: float, t0: float) -> dict:
@@ -210,5 +225,15 @@ def _evaluate(run: _Run, loss: float, t0: float) -> dict:
     run.model.train()
     run.history.append(row)
     if run.out is not None:
-        save_state(run.out, run.run_id, run.model, run.optimizer, run.step, run.history)
+        save_state(run.out, run.run_id, run.model, run.optimizer, run.step, run.history, seconds=run.seconds)
+        run.last_save = time.monotonic()
     return row
+
+
+def _maybe_save_state(run: _Run, losses: list[Tensor], t0: float) -> None:
+    """Save the resumable state between evaluations once STATE_EVERY_S seconds have passed."""
+    if run.out is not None and time.monotonic() - run.last_save >= STATE_EVERY_S:
+        seconds = run.seconds + time.perf_counter() - t0
+        save_state(run.out, run.run_id, run.model, run.optimizer, run.step, run.history,
+                   [x.item() for x in losses], seconds)
+        run.last_save = time.monotonic()

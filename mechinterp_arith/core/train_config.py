@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from .data import MAX_SAMPLES
+from .typecheck import check_field_types, check_range
+
 BATCH_RNGS = ("seedsequence", "arithmetic")
 
 
@@ -42,15 +45,20 @@ class TrainConfig:
     batch_rng: str = "seedsequence"
 
     def __post_init__(self) -> None:
+        if isinstance(self.betas, list):  # as read from JSON
+            object.__setattr__(self, "betas", tuple(self.betas))
+        check_field_types(self)
+        _check_ranges(self)
         if self.batch_rng not in BATCH_RNGS:
             raise ValueError(f"unknown batch_rng {self.batch_rng!r}; choose one of {', '.join(BATCH_RNGS)}")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"unknown schedule {self.schedule!r}; choose cosine or constant")
-        for name in ("steps", "batch_size", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
             raise ValueError(f"target_accuracy must be in (0, 1], got {self.target_accuracy}")
+        if not 0 <= self.betas[0] < 1 or not 0 <= self.betas[1] < 1:
+            raise ValueError(f"betas must be two numbers in [0, 1), got {list(self.betas)}")
+        if self.lr <= 0 or self.grad_clip <= 0:
+            raise ValueError(f"lr and grad_clip must be > 0, got {self.lr} and {self.grad_clip}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -59,13 +67,28 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        """The config of a ``to_dict()`` mapping. Configs written before ``batch_rng`` existed
-        (version 0.1.0) used the "arithmetic" batch order."""
-        d = dict(d)
-        if "betas" in d:
-            d["betas"] = tuple(d["betas"])
-        d.setdefault("batch_rng", "arithmetic")
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        """The config of a ``to_dict()`` mapping; ValueError names an unknown key or a bad value.
+        Configs written before ``batch_rng`` existed (version 0.1.0) used the "arithmetic" batch order."""
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown training config keys: {', '.join(unknown)}")
+        return cls(**{"batch_rng": "arithmetic", **d})
+
+
+# (low, high) of each numeric setting; None: unbounded. Counts of pairs stop at data.MAX_SAMPLES.
+_RANGES = {
+    "steps": (1, 10**9), "batch_size": (1, MAX_SAMPLES), "weight_decay": (0, None), "warmup": (0, None),
+    "min_lr_ratio": (0, 1), "seed": (0, None), "data_seed": (0, None), "n_train": (1, MAX_SAMPLES),
+    "n_test": (1, MAX_SAMPLES), "eval_every": (1, None), "eval_n": (1, MAX_SAMPLES), "ood_digits": (1, None),
+    "snapshot_every": (1, None),
+}
+
+
+def _check_ranges(cfg: TrainConfig) -> None:
+    for name, (low, high) in _RANGES.items():
+        value = getattr(cfg, name)
+        if value is not None:
+            check_range(name, value, low, high)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

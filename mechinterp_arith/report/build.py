@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ..core.checkpoint import Checkpoint
 from ..core.files import atomic_write_text
+from ..core.locks import exclusive
 from ..core.version import __version__
 from .assets import circuitsvis_js, plotly_js
 from .context import ReportContext, ReportSettings, escape
@@ -133,23 +134,28 @@ def build_report(
     progress: bool = True,
     command: str | None = None,
 ) -> ReportResult:
-    """Write ``out_dir/index.html`` (atomically) for a loaded checkpoint and return what was written."""
+    """Write ``out_dir/index.html`` (atomically) for a loaded checkpoint and return what was written.
+
+    ``out_dir`` is checked (a directory, ``index.html`` not a folder) and locked before any section
+    runs: a second report into the same folder is refused at once (``core/locks.py``)."""
     settings = settings or ReportSettings()
     keys = _selected(settings.sections)
     settings.n_samples  # noqa: B018 - validates n before any work
+    path = Path(out_dir) / INDEX
+    if path.parent.exists() and not path.parent.is_dir():
+        raise NotADirectoryError(f"{path.parent} is a file; the report needs a directory")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; the report writes a file there: remove or rename it")
     start = time.perf_counter()
-    ckpt.model.eval()
-    ctx = ReportContext(ckpt, settings)
-    results = []
-    bar = tqdm(keys, desc="report", unit="section", disable=not progress, leave=True)
-    for key in bar:
-        bar.set_postfix_str(key)
-        results.append(run_section(key, ctx))
-    page = render_page(ctx, results, command)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / INDEX
-    atomic_write_text(path, page)
+    with exclusive(path):
+        ckpt.model.eval()
+        ctx = ReportContext(ckpt, settings)
+        results = []
+        bar = tqdm(keys, desc="report", unit="section", disable=not progress, leave=True)
+        for key in bar:
+            bar.set_postfix_str(key)
+            results.append(run_section(key, ctx))
+        atomic_write_text(path, render_page(ctx, results, command))
     return ReportResult(path, path.stat().st_size, time.perf_counter() - start, results)
 
 
