@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import signal
@@ -24,6 +23,8 @@ from mechinterp_arith.cli import main as cli_main
 from mechinterp_arith.sweep import AnalysesSpec, SpecError, load_spec, parse_spec, resolve, run_sweep
 from mechinterp_arith.sweep.results import read_record, run_dir
 from mechinterp_arith.sweep.runner import plan_units
+from mechinterp_arith.core.checkpoint import STATE_FILE
+from mechinterp_arith.core.train_state import saved_progress
 
 REPO = Path(__file__).resolve().parent.parent
 CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -169,7 +170,7 @@ def test_killed_sweep_resumes_and_ends_with_the_same_results(tmp_path):
     deadline = time.monotonic() + 240
     try:  # kill the sweep and its worker once one run is done and the next has saved a training state
         while time.monotonic() < deadline and proc.poll() is None:
-            if any((out / "records").glob("*.json")) and any((out / "runs").glob("*/train_state.json")):
+            if any((out / "records").glob("*.json")) and any((out / "runs").glob(f"*/{STATE_FILE}")):
                 break
             time.sleep(0.1)
     finally:
@@ -177,10 +178,10 @@ def test_killed_sweep_resumes_and_ends_with_the_same_results(tmp_path):
         proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the sweep finished before it could be killed"
     finished = sorted(p.stem for p in (out / "records").glob("*.json"))
-    interrupted = [p.parent.name for p in (out / "runs").glob("*/train_state.json")]
+    interrupted = [p.parent.name for p in (out / "runs").glob(f"*/{STATE_FILE}")]
     assert finished and interrupted
     weights = {r: (out / "runs" / r / "model.safetensors").stat().st_mtime_ns for r in finished}
-    step = json.loads((out / "runs" / interrupted[0] / "train_state.json").read_text())["step"]
+    step = saved_progress(out / "runs" / interrupted[0])["step"]
     assert 0 < step < 60
 
     spec, reference = tiny_sweep()

@@ -126,6 +126,12 @@ def _read_state(out: Path) -> tuple[dict, dict[str, Tensor]]:
     return meta, tensors
 
 
+def saved_progress(out: Path) -> dict:
+    """The metadata of the resumable state in ``out`` (``step``, ``history``, ``run``, ...), without
+    loading it into a model; CheckpointError when there is none or it is unreadable."""
+    return _read_state(Path(out))[0]
+
+
 def restore_state(out: Path, run_id: dict, model, optimizer) -> dict:
     """Load the saved state of ``out`` into ``model`` and ``optimizer``; its metadata (step, history,
     pending_losses, seconds). CheckpointError when unreadable or from other settings."""
