@@ -40,7 +40,8 @@ def main() -> None:
 
     from mechinterp_arith import load
     from mechinterp_arith.analysis import patching as fast
-    from mechinterp_arith.analysis.prompt_pairs import differ_in_answer_digit, logit_diff_metric
+    from mechinterp_arith.analysis.metrics import logit_diff_metric
+    from mechinterp_arith.analysis.prompt_pairs import differ_in_answer_digit
 
     ckpt = load(args.checkpoint, device="cpu")
     model = ckpt.model

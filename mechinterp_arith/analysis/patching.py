@@ -50,8 +50,8 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from ..core.plain_forward import PlainGPT, checked_plain_forward
-from .metrics import reads_positions  # noqa: F401 - part of this module's API (patching.reads_positions)
-from .patch_runners import mask_unread, run_fast, run_hooks
+from .metrics import infer_read_positions, reads_positions  # noqa: F401 - part of this module's API (patching.reads_positions)
+from .patch_runners import Scoring, mask_unread, run_fast, run_hooks
 from .patch_sites import (HEAD_KINDS, KINDS, Site, Variant, activation, first_diff_pos, hook_name,  # noqa: F401 - KINDS, Site: API
                           same, site_grid, site_slice)
 
@@ -71,8 +71,9 @@ class Sweep:
     ``values`` is ``[*site_axes, *metric_shape]`` (site axes as TL orders them: ``layer, pos`` for
     residual/attn_out/mlp_out, ``layer, pos, head`` or ``layer, head`` for heads). ``identical``
     marks sites whose clean and corrupted activations are equal in every row (their value is the
-    unpatched corrupted metric); ``after_read`` marks sites after every position a metric with
-    declared ``reads_positions`` reads (not run: causally they cannot change it; value = baseline);
+    unpatched corrupted metric); ``after_read`` marks sites that causally cannot change the
+    positions the metric reads (declared or inferred ``reads_positions``): after the last of them,
+    or the last layer's output at a position it does not read (not run; value = baseline);
     ``max_logit_change`` is max |patched - corrupted| over the logits the metric reads.
     """
 
@@ -145,6 +146,7 @@ def patch_sweep(
     method: str = "auto",
     layers: Sequence[int] | None = None,
     positions: Sequence[int] | None = None,
+    infer_reads: bool = True,
 ) -> Sweep:
     """Patch every site of ``kind`` from ``clean_cache`` into the corrupted run.
 
@@ -156,6 +158,10 @@ def patch_sweep(
         chunk_size: rows per forward pass (variants x batch); bounds memory.
         method: "auto", "fast" or "hooks" (see the module docstring).
         layers, positions: restrict the sweep; sites outside keep NaN values.
+        infer_reads: for a metric that declares no ``reads_positions``, find the positions it
+            reads by probing it on the corrupted logits
+            (:func:`~mechinterp_arith.analysis.metrics.infer_read_positions`) and treat them as
+            declared; False recomputes every position.
 
     Returns a :class:`Sweep`; e.g. ``values`` [3, 15] for resid_pre on add3.
     """
@@ -193,7 +199,7 @@ def patch_sweep(
         if plain is None:
             base_logits, corr_cache = model.run_with_cache(tokens, names_filter=lambda n: n in needed)
         baseline = torch.as_tensor(patching_metric(base_logits)).detach()
-        read = _checked_read_positions(patching_metric, P, base_logits, baseline)
+        read = _checked_read_positions(patching_metric, P, base_logits, baseline, infer_reads)
     stop = P if read is None else read[-1] + 1  # positions from here on cannot reach the metric
 
     values = torch.full(grid + tuple(baseline.shape), float("nan"), dtype=torch.float32)
@@ -213,7 +219,7 @@ def patch_sweep(
             max_change[s.index] = 0.0
             continue
         p0 = first_diff_pos(clean, corr) if s.pos is None else s.pos  # all-position heads: first difference
-        if p0 >= stop:  # causally after every position the metric reads: the patch cannot change it
+        if p0 >= stop or _unreachable(s, read, cfg.n_layers):  # the patch cannot change what the metric reads
             after_read[s.index] = True
             values[s.index] = baseline.float()
             max_change[s.index] = 0.0
@@ -223,19 +229,25 @@ def patch_sweep(
             variants.append(Variant(s, p0, clean, corr))
 
     used = "fast" if plain is not None else "hooks"
+    scoring = Scoring(patching_metric, base_logits, read, values, max_change, chunk_size)
     rows = 0
     if plain is not None:
-        rows = run_fast(plain, tokens, variants, base_logits, patching_metric, chunk_size, values, max_change,
-                         plain_cache, read)
+        rows = run_fast(plain, tokens, variants, plain_cache, scoring)
     elif variants:
-        rows = run_hooks(model, tokens, variants, base_logits, patching_metric, chunk_size, values, max_change, read)
+        rows = run_hooks(model, tokens, variants, scoring)
     return Sweep(kind, axis_names, values, identical, max_change, baseline, used, rows, after_read)
 
 
-def _checked_read_positions(metric, P: int, base_logits: Tensor, baseline: Tensor) -> tuple[int, ...] | None:
+def _unreachable(site: Site, read: tuple[int, ...] | None, n_layers: int) -> bool:
+    """A patch of the last layer's output at one position reaches only that position's logits."""
+    last_layer_output = site.kind != "resid_pre" and site.layer == n_layers - 1 and site.pos is not None
+    return read is not None and last_layer_output and site.pos not in read
+
+
+def _checked_read_positions(metric, P: int, base_logits: Tensor, baseline: Tensor, infer: bool) -> tuple[int, ...] | None:
     read = getattr(metric, "reads_positions", None)
     if read is None:
-        return None
+        return infer_read_positions(metric, base_logits) if infer else None
     read = tuple(sorted({int(p) for p in read}))
     if not read or read[0] < 0 or read[-1] >= P:
         raise ValueError(f"patching_metric.reads_positions must name positions in 0..{P - 1}, got {read}")
@@ -258,11 +270,11 @@ def _check_clean_cache(clean_cache, kind, sites, model, B, P):
 def _drop_in(kind: str, by_pos: bool, doc: str):
     def fn(model: TransformerBridge, corrupted_tokens, clean_cache, patching_metric, *, reduce: str = "scalar",
            return_index_df: bool = False, chunk_size: int = DEFAULT_CHUNK, method: str = "auto",
-           warn_identical: bool = True):
+           warn_identical: bool = True, infer_reads: bool = True):
         if reduce not in ("scalar", "mean"):
             raise ValueError(f"reduce must be 'scalar' or 'mean' here, got {reduce!r}")
         sweep = patch_sweep(model, corrupted_tokens, clean_cache, patching_metric, kind, by_pos,
-                            chunk_size=chunk_size, method=method)
+                            chunk_size=chunk_size, method=method, infer_reads=infer_reads)
         out = sweep.values
         extra = out.ndim - len(sweep.axis_names)
         if reduce == "scalar" and extra:
@@ -287,7 +299,8 @@ def _drop_in(kind: str, by_pos: bool, doc: str):
 
     Same arguments and return value as the ``transformer_lens.patching`` function of the same name
     (``reduce`` "scalar"/"mean" and ``return_index_df`` as there), computed with batched patched
-    variants (:func:`patch_sweep`). Extra keywords: ``chunk_size``, ``method``, ``warn_identical``.
+    variants (:func:`patch_sweep`). Extra keywords: ``chunk_size``, ``method``, ``warn_identical``,
+    ``infer_reads``.
     """
     return fn
 
