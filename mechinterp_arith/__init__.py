@@ -46,6 +46,14 @@ _LAZY = {
     "head_operand_map": "analysis.circuits",
     "ood_sites": "analysis.circuits",
     "explain": "analysis.circuits",
+    "discover": "analysis.discovery",
+    "attribute": "analysis.attribution",
+    "attribution_sites": "analysis.attribution",
+    "attribution_agreement": "analysis.attribution",
+    "subtask_tags": "analysis.subtasks",
+    "node_necessity": "analysis.subtasks",
+    "extra_digit_interchange": "analysis.interchange",
+    "units_digit_das": "analysis.interchange",
     "build_report": "report",
 }
 

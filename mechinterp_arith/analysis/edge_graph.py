@@ -196,3 +196,18 @@ class EdgeGraph:
             useful[:, r + H : r + 2 * H] = later
             useful[:, r + 2 * H : r + 3 * H] = later
         return useful
+
+
+def node_label(node: Node) -> str:
+    """Short name of a TL node: ``L0H2@8`` (a head's output), ``L2H1.v@8`` (its value input),
+    ``MLP1@9`` / ``MLP1.in@9``, ``embed@4``, ``logits@10``."""
+    at = f"@{node.position}"
+    if node.kind == "attn_head_out":
+        return f"L{node.layer}H{node.head}{at}"
+    if node.kind in QKV:
+        return f"L{node.layer}H{node.head}.{node.kind[0]}{at}"
+    if node.kind == "mlp_out":
+        return f"MLP{node.layer}{at}"
+    if node.kind == "mlp_in":
+        return f"MLP{node.layer}.in{at}"
+    return f"{node.kind}{at}"

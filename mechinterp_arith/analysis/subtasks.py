@@ -43,7 +43,7 @@ from ..core.tasks import Task
 from .attribution import plain_forward_of
 from .discovery import circuit_metric_values
 from .edge_forward import PairRuns
-from .edge_graph import EdgeGraph
+from .edge_graph import EdgeGraph, node_label
 from .prompt_pairs import PromptPairs, make_pairs
 
 SUBTASKS = ("BaseAdd", "MakeCarry1", "UseCarry1", "UseSum9")
@@ -137,16 +137,6 @@ def node_necessity(ckpt: Checkpoint, digit: int, nodes: list, n: int = 64, seed:
     df = pd.DataFrame(rows)
     df.attrs.update(digit=digit, skipped=skipped)
     return df
-
-
-def node_label(node: Node) -> str:
-    """``L0H2@8``, ``MLP1@9``, ``embed@4``, ``logits@10``."""
-    at = f"@{node.position}"
-    if node.kind == "attn_head_out":
-        return f"L{node.layer}H{node.head}{at}"
-    if node.kind == "mlp_out":
-        return f"MLP{node.layer}{at}"
-    return f"{node.kind}{at}"
 
 
 def subtask_tags(ckpt: Checkpoint, circuit, n: int = 64, seed: int = 0, threshold: float = NECESSARY) -> pd.DataFrame:
