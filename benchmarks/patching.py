@@ -30,7 +30,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--digit", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=2, help="best of this many runs per side")
+    p.add_argument("--repeats", type=int, default=5, help="best of this many runs per side")
     p.add_argument("--checkpoint", default="add3")
     args = p.parse_args()
     torch.set_num_threads(args.threads)

@@ -57,18 +57,22 @@ def infer_read_positions(metric: Callable, logits: Float[Tensor, "batch pos voca
     poisons += [lambda t, v=v: t.fill_(-1e4).select(-1, v).fill_(1e4) for v in range(V)]
     with torch.inference_mode():
         base = torch.as_tensor(metric(logits)).detach()
-        if not torch.equal(torch.as_tensor(metric(logits.clone())).detach(), base):
-            return None
-        read = []
-        for p in range(logits.shape[1]):
-            for poison in poisons:
-                probe = logits.clone()
+
+        def unchanged(positions: list[int], poison) -> bool:
+            probe = logits.clone()
+            for p in positions:
                 poison(probe[:, p])
-                value = torch.as_tensor(metric(probe)).detach()
-                if value.shape != base.shape or not torch.equal(value, base):
-                    read.append(p)
-                    break
-    return tuple(read) if 0 < len(read) < logits.shape[1] else None
+            value = torch.as_tensor(metric(probe)).detach()
+            return value.shape == base.shape and torch.equal(value, base)
+
+        if not unchanged([], lambda t: t):
+            return None
+        unread = [p for p in range(logits.shape[1]) if unchanged([p], poisons[0])]
+        for poison in poisons[1:]:  # the other poisons on every remaining position at once, one by one if it shows
+            if unread and not unchanged(unread, poison):
+                unread = [p for p in unread if unchanged([p], poison)]
+    read = tuple(p for p in range(logits.shape[1]) if p not in unread)
+    return read if 0 < len(read) < logits.shape[1] else None
 
 
 def logit_diff_metric(pairs: PromptPairs, k: int, per_example: bool = False) -> Callable[[Tensor], Tensor]:

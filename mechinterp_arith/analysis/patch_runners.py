@@ -20,9 +20,8 @@ SLACK = 1.0  # see _chunks_by_start
 def mask_unread(logits: Tensor, read: tuple[int, ...] | None) -> Tensor:
     """NaN (in place) at the positions the metric does not read."""
     if read is not None:
-        unread = torch.ones(logits.shape[1], dtype=torch.bool, device=logits.device)
-        unread[list(read)] = False
-        logits[:, unread] = float("nan")
+        unread = [p for p in range(logits.shape[1]) if p not in read]
+        logits.index_fill_(1, torch.tensor(unread, dtype=torch.long, device=logits.device), float("nan"))
     return logits
 
 
@@ -41,21 +40,39 @@ class Scoring:
     values: Tensor
     max_change: Tensor
     chunk_size: int
+    _masked_base: Tensor | None = None  # base_logits, NaN where the metric does not read
 
     @property
     def end(self) -> int:
         """Positions from here on are never computed (after the last one read)."""
         return self.base_logits.shape[1] if self.read is None else self.read[-1] + 1
 
-    def record(self, logits: Tensor, variants: list[Variant]) -> None:
-        """Score the stacked logits [S*B, pos, vocab] of ``variants`` (variant-major rows)."""
+    def record(self, logits: Tensor, variants: list[Variant], masked: bool = False) -> None:
+        """Score the stacked logits [S*B, pos, vocab] of ``variants`` (variant-major rows); NaN is
+        written at the positions the metric does not read unless ``masked`` says it is there."""
         B = self.base_logits.shape[0]
-        logits = mask_unread(logits, self.read)
+        logits = logits if masked else mask_unread(logits, self.read)
         cols = slice(None) if self.read is None else list(self.read)
+        change = (logits[:, cols] - self.base_logits[:, cols].repeat(len(variants), 1, 1)).abs()
+        change = change.view(len(variants), -1).amax(1).tolist()
         for s, var in enumerate(variants):
-            lg = logits[s * B : (s + 1) * B]
-            self.values[var.site.index] = torch.as_tensor(self.metric(lg)).detach().float().cpu()
-            self.max_change[var.site.index] = float((lg[:, cols] - self.base_logits[:, cols]).abs().max())
+            self.values[var.site.index] = torch.as_tensor(self.metric(logits[s * B : (s + 1) * B])).detach().float().cpu()
+            self.max_change[var.site.index] = change[s]
+
+    def stacked_logits(self, plain: PlainGPT, x: Tensor, S: int, rows: Tensor) -> Tensor:
+        """The logits [S*B, pos, vocab] of S stacked variants: the unpatched logits, except at the
+        stacked ``rows`` (indices into S*B), whose final residual ``x`` [len(rows), q, d_model]
+        holds positions ``end-q..end-1``; unembedded only at the positions the metric reads (NaN
+        at the others)."""
+        end, q = self.end, x.shape[1]
+        if self._masked_base is None:
+            self._masked_base = mask_unread(self.base_logits.clone(), self.read)
+        logits = self._masked_base.repeat(S, 1, 1)
+        cols = list(range(end - q, end)) if self.read is None else [r for r in self.read if r >= end - q]
+        if cols:
+            local = torch.tensor([c - (end - q) for c in cols])
+            logits[rows.unsqueeze(1), torch.tensor(cols).unsqueeze(0)] = plain.logits(x[:, local])
+        return logits
 
 
 def _chunks_by_start(variants: list, per_chunk: int, P: int, slack: float = SLACK):
@@ -86,7 +103,9 @@ def run_fast(plain: PlainGPT, tokens: Tensor, variants: list[Variant], corrupted
     only position p within layer l, so it reruns layer l from z at position p alone and layers > l
     at positions >= p; all-position head patches rerun layer l from z at positions >= p0.
     Positions after the last one the metric reads are not computed; when the metric reads only
-    that one among the recomputed positions, the last layer computes only it."""
+    that one among the recomputed positions, the last layer computes only it. Only the rows
+    (pairs) whose activation the patch changes are run (``Variant.rows``): the others keep the
+    corrupted logits, exactly."""
     B = tokens.shape[0]
     groups: dict[tuple[str, int], list[Variant]] = {}
     for v in variants:
@@ -100,41 +119,59 @@ def run_fast(plain: PlainGPT, tokens: Tensor, variants: list[Variant], corrupted
             # between it and a variant's own site are recomputed unchanged
             group = sorted(group, key=lambda v: -v.p0)
             for chunk in _chunks_by_start(group, per_chunk, scoring.end):
-                x = _run_chunk(plain, chunk, mode, layer, corrupted, scoring)
-                logits = scoring.base_logits.repeat(len(chunk), 1, 1)
-                logits[:, scoring.end - x.shape[1] : scoring.end] = plain.logits(x)  # positions p0..end-1, or end-1 alone
-                rows += len(chunk) * B
-                scoring.record(logits, chunk)
+                stack = _Stack(chunk, B)
+                x = _run_chunk(plain, chunk, stack, mode, layer, corrupted, scoring)  # positions p0..end-1, or end-1 alone
+                scoring.record(scoring.stacked_logits(plain, x, len(chunk), stack.targets), chunk, masked=True)
+                rows += len(stack.base)
     return rows
 
 
-def _run_chunk(plain: PlainGPT, chunk: list[Variant], mode: str, layer: int, cc: dict, scoring: Scoring) -> Tensor:
-    """The final residual [S*B, positions p0..end-1 (or end-1 alone), d_model] of a chunk of
+class _Stack:
+    """Where each variant of a chunk sits among the stacked rows: variant ``s`` holds stacked rows
+    ``spans[s]``, copies of base rows ``base[spans[s]]``; ``targets`` are their rows in the S*B logits."""
+
+    def __init__(self, chunk: list[Variant], B: int):
+        rows = [torch.arange(B) if v.rows is None else v.rows for v in chunk]
+        self.full = all(v.rows is None for v in chunk)  # every variant runs every row
+        self.base = torch.cat(rows)
+        self.targets = torch.cat([r + s * B for s, r in enumerate(rows)])
+        ends = torch.tensor([len(r) for r in rows]).cumsum(0).tolist()
+        self.spans = [slice(e - len(r), e) for e, r in zip(ends, rows)]
+
+    def take(self, t: Tensor) -> Tensor:
+        """Stacked rows of a batch-first tensor of the corrupted run."""
+        return t.repeat(len(self.spans), *([1] * (t.dim() - 1))) if self.full else t[self.base]
+
+
+def _run_chunk(plain: PlainGPT, chunk: list[Variant], stack: _Stack, mode: str, layer: int, cc: dict,
+               scoring: Scoring) -> Tensor:
+    """The final residual [rows, positions p0..end-1 (or end-1 alone), d_model] of a chunk of
     variants that share a group (mode, layer)."""
-    S, end, read = len(chunk), scoring.end, scoring.read
+    end, read = scoring.end, scoring.read
     p0 = min(v.p0 for v in chunk)
     last_only = read is not None and all(r < p0 or r == end - 1 for r in read)
-    past = SharedPrefix({j: cc[("k", j)][:, :, :p0] for j in range(plain.L)},
-                        {j: cc[("v", j)][:, :, :p0] for j in range(plain.L)}, variants=S) if p0 else None
-    fired = [False] * S
-    patch = _make_fast_patch(plain, chunk, layer, p0, fired)
+    past = None
+    if p0:
+        keys = {j: cc[("k", j)][:, :, :p0] for j in range(plain.L)}
+        values = {j: cc[("v", j)][:, :, :p0] for j in range(plain.L)}
+        past = SharedPrefix(keys, values, variants=len(chunk)) if stack.full else SharedPrefix(keys, values, rows=stack.base)
+    fired = [False] * len(chunk)
+    patch = _make_fast_patch(plain, chunk, stack, layer, p0, fired)
     if mode == "pre":
-        x = cc[("resid_pre", layer)][:, p0:end].repeat(S, 1, 1)
+        x = stack.take(cc[("resid_pre", layer)][:, p0:end])
         x = plain.blocks(x, Segment(layer, p0, past), patch=patch, last_only=last_only)
     else:
         stop = max(v.site.pos for v in chunk) + 1 if mode == "point" else end
-        x = cc[("resid_pre", layer)][:, p0:stop].repeat(S, 1, 1)
-        z = cc[("z", layer)][:, p0:stop].repeat(S, 1, 1, 1)
-        x = plain.finish_layer(layer, x, z, patch=patch)
+        x = stack.take(cc[("resid_pre", layer)][:, p0:stop])
+        x = plain.finish_layer(layer, x, stack.take(cc[("z", layer)][:, p0:stop]), patch=patch)
         if stop < end:
-            x = torch.cat([x, cc[("resid_post", layer)][:, stop:end].repeat(S, 1, 1)], dim=1)
+            x = torch.cat([x, stack.take(cc[("resid_post", layer)][:, stop:end])], dim=1)
         x = plain.blocks(x, Segment(layer + 1, p0, past), last_only=last_only)
     _require_fired(fired, chunk)
     return x
 
 
-def _make_fast_patch(plain, chunk, layer, p0, fired):
-    S = len(chunk)
+def _make_fast_patch(plain, chunk, stack: _Stack, layer, p0, fired):
     by_point: dict[str, list[tuple[int, Variant]]] = {}
     for s, v in enumerate(chunk):
         by_point.setdefault(v.site.kind, []).append((s, v))
@@ -143,27 +180,21 @@ def _make_fast_patch(plain, chunk, layer, p0, fired):
         if j != layer or point not in by_point:
             return
         for s, v in by_point[point]:
-            site = v.site
+            site, rows = v.site, stack.spans[s]
+            clean = v.clean if v.rows is None else v.clean[v.rows]
+            q = slice(v.p0 - p0, None) if site.pos is None else site.pos - p0
             if point == "result":
                 attn_out, z = t
-                zv = z.view(S, -1, *z.shape[1:])
-                ov = attn_out.view(S, -1, *attn_out.shape[1:])
-                q = slice(v.p0 - p0, None) if site.pos is None else site.pos - p0
                 # v.clean is the clean result [B, (Q,) D]: add clean - corrupted result of this head
-                corr_result = zv[s, :, q, site.head] @ plain.W_O[layer, site.head]
-                before = ov[s, :, q].clone()
-                ov[s, :, q] += v.clean - corr_result
-                _check_changed(before, ov[s, :, q], site)
+                corr_result = z[rows, q, site.head] @ plain.W_O[layer, site.head]
+                before = attn_out[rows, q].clone()
+                attn_out[rows, q] += clean - corr_result
+                _check_changed(before, attn_out[rows, q], site)
             else:
-                tv = t.view(S, -1, *t.shape[1:])
-                if site.kind == "z":
-                    q = slice(v.p0 - p0, None) if site.pos is None else site.pos - p0
-                    target = (s, slice(None), q, site.head)
-                else:
-                    target = (s, slice(None), site.pos - p0)
-                before = tv[target].clone()
-                tv[target] = v.clean
-                _check_changed(before, tv[target], site)
+                target = (rows, q, site.head) if site.kind == "z" else (rows, q)
+                before = t[target].clone()
+                t[target] = clean
+                _check_changed(before, t[target], site)
             fired[s] = True
 
     return patch

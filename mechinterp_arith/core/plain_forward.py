@@ -110,26 +110,32 @@ def softmax_(scores: Float[Tensor, "... keys"]) -> Float[Tensor, "... keys"]:
 
 
 class SharedPrefix:
-    """Keys/values ``[B, H, start, dh]`` per layer of positions ``< start`` from one run, shared
-    (never copied) by ``variants`` patched copies of the batch stacked variant-major along the rows."""
+    """Keys/values ``[B, H, start, dh]`` per layer of positions ``< start`` from one run, for rows
+    stacked from that run's batch: ``variants`` copies of the whole batch (variant-major; the
+    prefix is shared, never copied), or, with ``rows``, stacked row i a copy of batch row ``rows[i]``."""
 
-    def __init__(self, keys: dict[int, Tensor], values: dict[int, Tensor], variants: int = 1):
-        self.keys, self.values, self.variants = keys, values, variants
+    def __init__(self, keys: dict[int, Tensor], values: dict[int, Tensor], variants: int = 1,
+                 rows: Int[Tensor, "stacked"] | None = None):
+        self.keys, self.values, self.variants, self.rows = keys, values, variants, rows
 
     def attend(self, j: int, q: Tensor, k: Tensor, v: Tensor, start: int, scale: float) -> Tensor:
         """Causal attention of queries at positions ``start..`` over the prefix and the new keys.
-        q, k, v: [variants*B, H, Q, dh] -> z [variants*B, H, Q, dh]."""
+        q, k, v: [stacked rows, H, Q, dh] -> z [stacked rows, H, Q, dh]."""
         k_pre, v_pre = self.keys[j], self.values[j]
         if k_pre.shape[2] != start:
             raise ValueError(f"the shared prefix holds {k_pre.shape[2]} positions; the segment starts at {start}")
         N, H, Q, dh = q.shape
+        q = q * scale
+        new = (q @ k.transpose(-1, -2)).masked_fill_(_future(Q, Q, q.device), float("-inf"))
+        if self.rows is not None:  # one prefix per stacked row
+            k_pre, v_pre = k_pre[self.rows], v_pre[self.rows]
+            w = softmax_(torch.cat([q @ k_pre.transpose(-1, -2), new], dim=-1))
+            return w[..., :start] @ v_pre + w[..., start:] @ v
         S = self.variants
         B = N // S
-        q = q * scale
         # prefix scores as one [B*H] batched matmul over all S*Q queries
         qb = q.view(S, B, H, Q, dh).permute(1, 2, 0, 3, 4).reshape(B, H, S * Q, dh)
         pre = (qb @ k_pre.transpose(-1, -2)).view(B, H, S, Q, start).permute(2, 0, 1, 3, 4).reshape(N, H, Q, start)
-        new = (q @ k.transpose(-1, -2)).masked_fill_(_future(Q, Q, q.device), float("-inf"))
         w = softmax_(torch.cat([pre, new], dim=-1))
         wb = w[..., :start].reshape(S, B, H, Q, start).permute(1, 2, 0, 3, 4).reshape(B, H, S * Q, start)
         z_pre = (wb @ v_pre).view(B, H, S, Q, dh).permute(2, 0, 1, 3, 4).reshape(N, H, Q, dh)
@@ -286,7 +292,9 @@ class PlainGPT:
         if past is None:
             if start:
                 raise ValueError(f"positions from {start} need a past (keys/values of earlier positions)")
-            z = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
+            # written out: for heads this small it beats scaled_dot_product_attention on CPUs
+            w = (q @ k.transpose(-1, -2)).mul_(self.scale)
+            z = softmax_(w.masked_fill_(_future(q.shape[2], k.shape[2], q.device), float("-inf"))) @ v
         else:
             z = past.attend(j, q, k, v, start, self.scale)
         return z[:, :, -1:] if last_query else z
