@@ -476,8 +476,8 @@ px.scatter(long, x="exact", y="estimate", color="method", facet_col="family", ho
     ("md", """## Interchange interventions for the study's claim
 
 **(a)** At the positions of a3 and b3 of 4-digit inputs, set the base's residual stream to a source input's
-(every layer in turn): does the answer stay the truncated sum `(a mod 1000) + (b mod 1000)` (the study), or
-follow the swapped digits (true addition)?"""),
+(every layer in turn): does the answer stay what the model answers for the base (the digits are ignored, as under
+the study's truncation `(a mod 1000) + (b mod 1000)`), or follow the swapped digits (true addition)?"""),
     ("code", '''iia = extra_digit_interchange(ckpt, n=IIA_N, seed=SEED)
 print(f"positions {iia.attrs['positions']}; without intervention the model answers the truncated sum on "
       f"{iia.attrs['baseline_truncation']:.3f} of the bases")

@@ -126,7 +126,7 @@ EXPECTED = {
     ),
     "07_circuit_discovery": lambda nb: (
         re.search(r"'faithfulness': 0\.9\d+", texts(nb)) is not None,
-        "EAP-IG" in texts(nb) and "iia_truncation" in texts(nb) and "iia_random_basis" in texts(nb),
+        "EAP-IG" in texts(nb) and "iia_unchanged" in texts(nb) and "iia_random_basis" in texts(nb),
     ),
     "06_circuit_query_tour": lambda nb: (
         '"id_representative": {\n  "a": 349,\n  "b": 705,\n  "prediction": 1054\n }' in texts(nb),

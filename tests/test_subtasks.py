@@ -63,7 +63,7 @@ def test_tags_of_a_discovered_circuit(add3):
 def test_extra_digits_are_interchangeable_and_ignored(add3):
     df = extra_digit_interchange(add3, n=48)
     assert df.attrs["positions"] == [1, 6]  # a3 and b3
-    assert (df.iia_truncation >= 0.85).all() and (df.iia_true_arithmetic <= 0.02).all()
+    assert (df.iia_unchanged >= 0.9).all() and (df.iia_true_arithmetic <= 0.02).all() and df.attrs["baseline_truncation"] > 0.85
 
 
 def test_units_digit_das_beats_its_controls(add3):

@@ -7,8 +7,9 @@ predicts for the base with that variable taken from the source.
 
 * :func:`extra_digit_interchange`: at the positions of the extra operand digits a_n and b_n of
   (n+1)-digit inputs, set the base's residual stream to the source's (every layer in turn).
-  Two high-level models: *truncation* (the study: the answer is (a mod 10^n) op (b mod 10^n),
-  so the answer does not change) and *true arithmetic* (the answer follows the swapped digits).
+  Two high-level models: the digits are *ignored* (the answer does not change, as under the
+  study's truncation (a mod 10^n) op (b mod 10^n)) and *true arithmetic* (the answer follows the
+  swapped digits).
 * :func:`units_digit_das`: a distributed alignment search (TL's ``fit_das``) subspace for the
   units digit of the answer at the position that predicts it; its IIA beside a random subspace
   and an arbitrary-label control, and how it lines up with the PCA clusters of the same states
@@ -18,7 +19,7 @@ Answers are checked as greedy decoding would produce them, in one teacher-forced
 answers ``c`` exactly when every answer digit of ``c`` is the argmax given the digits before it.
 
 >>> df = extra_digit_interchange(load("add3"), n=256)
->>> df[["hook", "iia_truncation", "iia_true_arithmetic"]]
+>>> df[["hook", "iia_unchanged", "iia_true_arithmetic"]]
 """
 
 from __future__ import annotations
@@ -78,41 +79,42 @@ def _interchanged_matches(ckpt: Checkpoint, hook: str, positions: list[int], bas
 
 
 def extra_digit_interchange(ckpt: Checkpoint, n: int = 256, seed: int = 0, m: int | None = None) -> pd.DataFrame:
-    """IIA of swapping the residual stream at a_n and b_n between ``m``-digit inputs (default n+1).
+    """IIA of swapping the residual stream at the extra operand digits between ``m``-digit inputs
+    (default m = n + 1: a_n and b_n).
 
-    One row per hook (each layer's resid_pre, then the last resid_post): ``iia_truncation`` (the
-    answer stays (a mod 10^n) op (b mod 10^n)), ``iia_true_arithmetic`` (it becomes the true
-    answer with the source's digits), each over the pairs where the two models disagree, with
-    ``n_pairs``. ``attrs``: ``baseline_truncation``, the share of bases the model already
-    answers as truncation without intervention.
+    One row per hook (each layer's resid_pre, then the last resid_post): ``iia_unchanged`` (the
+    answer stays the model's own answer to the base: the digits are ignored) and
+    ``iia_true_arithmetic`` (it becomes the true answer with the source's digits), over the
+    ``n_pairs`` pairs where the two differ. ``attrs``: ``baseline_truncation``, the share of
+    bases the model answers as the study's truncation (a mod 10^n) op (b mod 10^n).
     """
     task = ckpt.task
     require_fixed_length(task)
     m = data.require_ood_digits(task, m)
     if task.modulus is not None:
-        raise NotApplicable(f"{task.name}: a modular answer does not separate truncation from true arithmetic digit by digit")
+        raise NotApplicable(f"{task.name}: a modular answer does not separate the extra digits' effect digit by digit")
     a, b = data.ood_both(task, m, n, seed=derive_seed(seed, "interchange", "base"))
     sa, sb = data.ood_both(task, m, n, seed=derive_seed(seed, "interchange", "source"))
     N = 10**task.digits
     ca, cb = a % N + (sa // N) * N, b % N + (sb // N) * N  # the base with the source's extra digits
-    ra, rb = task.id_representative(a, b)
-    truncation, true_cf = task.apply(ra, rb), task.apply(ca, cb)
-    fits = (true_cf >= 0) & (true_cf < 10**task.answer_width) & (truncation != true_cf)
+    with torch.inference_mode():
+        own = ckpt.predict(a, b).cpu()
+    true_cf = task.apply(ca, cb)
+    fits = (true_cf >= 0) & (true_cf < 10**task.answer_width) & (own != true_cf) & (own >= 0)
     if not bool(fits.any()):
-        raise NotApplicable(f"no {m}-digit pair separates truncation from true arithmetic within the answer width")
-    a, b, sa, sb, truncation, true_cf = (t[fits] for t in (a, b, sa, sb, truncation, true_cf))
+        raise NotApplicable(f"no {m}-digit pair separates the model's answer from true arithmetic within the answer width")
+    truncation = task.apply(*task.id_representative(a, b))
+    a, b, sa, sb, own, true_cf, truncation = (t[fits] for t in (a, b, sa, sb, own, true_cf, truncation))
     extra = [operand_pos(task, op, place) for op in ("a", "b") for place in range(task.digits, m)]
     L = ckpt.model.cfg.n_layers
-    hooks = [f"blocks.{l}.hook_resid_pre" for l in range(L)] + [f"blocks.{L - 1}.hook_resid_post"]
     rows = []
-    for hook in hooks:
-        stays = _interchanged_matches(ckpt, hook, extra, (a, b), (sa, sb), truncation)
+    for hook in [f"blocks.{l}.hook_resid_pre" for l in range(L)] + [f"blocks.{L - 1}.hook_resid_post"]:
+        stays = _interchanged_matches(ckpt, hook, extra, (a, b), (sa, sb), own)
         follows = _interchanged_matches(ckpt, hook, extra, (a, b), (sa, sb), true_cf)
-        rows.append({"hook": hook, "iia_truncation": float(stays.float().mean()),
+        rows.append({"hook": hook, "iia_unchanged": float(stays.float().mean()),
                      "iia_true_arithmetic": float(follows.float().mean()), "n_pairs": len(a)})
     df = pd.DataFrame(rows)
-    base_ok = _interchanged_matches(ckpt, hooks[0], [], (a, b), (sa, sb), truncation)
-    df.attrs.update(m=m, positions=extra, baseline_truncation=float(base_ok.float().mean()))
+    df.attrs.update(m=m, positions=extra, baseline_truncation=float((own == truncation).float().mean()))
     return df
 
 

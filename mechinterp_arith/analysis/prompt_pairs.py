@@ -143,9 +143,11 @@ def differ_in_answer_digit(task: Task, k: int, n: int = 64, seed: int = 0) -> Pr
         if have >= n:
             break
     if have < n:
+        why = ""
+        if task.op == "add":
+            why = f"; for a sum of {task.digits}-digit operands it is {'always 0' if k > task.digits else 'rarely isolated'}"
         raise NotApplicable(f"answer digit {k} of {task.name} cannot be changed alone by ID operand edits "
-                         f"(found {have} of {n} pairs); for a sum of {task.digits}-digit operands it is "
-                         f"{'always 0' if k > task.digits else 'rarely isolated'}")
+                         f"(found {have} of {n} pairs){why}")
     a, b, xa, xb = (torch.cat(t) for t in zip(*got))
     return make_pairs(task, a, b, xa, xb, f"answers differ only in digit {k}")
 
