@@ -208,3 +208,25 @@ def test_discover_cli(capsys):
     code = main(["discover", "add3", "--digit", "5", "--device", "cpu"])
     err = capsys.readouterr().err
     assert code == 2 and "answer digit 5 of add3 cannot be changed alone" in err and len(err.strip().splitlines()) == 1
+
+
+def test_every_task_runs_or_says_why(add3):
+    import mechinterp_arith as ma
+    from mechinterp_arith.analysis.interchange import extra_digit_interchange
+    from mechinterp_arith.core.checkpoint import Checkpoint
+    from mechinterp_arith.core.errors import NotApplicable
+
+    modular = ma.load("addmod2_p101", device="cpu")  # 2-digit addition mod 101
+    circuit = discover(modular, 1, n=24, n_heldout=64)
+    assert circuit.faithfulness > 0.85 and circuit.n_edges <= 0.1 * circuit.n_edges_total == 206.4
+    with pytest.raises(NotApplicable, match="cannot be changed alone"):
+        discover(modular, 2)
+    with pytest.raises(NotApplicable, match="modular answer"):
+        extra_digit_interchange(modular)
+    cfg = ma.ModelConfig(positional="rotary")
+    rotary = Checkpoint(ma.build_model(cfg).eval(), add3.task, cfg)
+    with pytest.raises(NotApplicable, match="plain forward, which does not support"):
+        discover(rotary, 0, n=8, n_heldout=8)
+    unpadded = Checkpoint(add3.model, ma.Task("add", 3, format="plain", pad=False), add3.model_config)
+    with pytest.raises(NotApplicable, match="fixed-length"):
+        discover(unpadded, 0)

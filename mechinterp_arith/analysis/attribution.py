@@ -38,7 +38,7 @@ from torch import Tensor
 
 from ..core.checkpoint import Checkpoint
 from ..core.errors import NotApplicable
-from ..core.plain_forward import PlainGPT, checked_plain_forward
+from ..core.plain_forward import PlainGPT, checked_plain_forward, has_hooks, unsupported_reasons
 from .edge_forward import PairRuns, reader_gradients
 from .edge_graph import EdgeGraph
 from .metrics import logit_diff_metric, normalised_effect
@@ -50,11 +50,19 @@ MIN_EFFECT = 0.01  # sites compared: exact or estimated normalised effect at lea
 
 
 def plain_forward_of(ckpt: Checkpoint, probe: Tensor) -> PlainGPT:
-    """The checkpoint's checked plain forward, or :class:`NotImplementedError` naming why not."""
+    """The checkpoint's checked plain forward, which edge-level analyses run on.
+
+    :class:`NotApplicable` naming the architecture it cannot run (e.g. rotary positions);
+    ValueError while hooks are attached or when it does not reproduce the bridge's logits.
+    """
+    reasons = unsupported_reasons(ckpt.model)
+    if reasons:
+        raise NotApplicable(f"edge-level analyses run on the plain forward, which does not support {', '.join(reasons)}")
+    if has_hooks(ckpt.model):
+        raise ValueError("hooks are attached to the model; edge-level analyses run without them")
     plain = checked_plain_forward(ckpt.model, probe[:8])
     if plain is None:
-        raise NotImplementedError("edge-level analyses need the plain forward (pre-LN GPT with learned positions, "
-                                  "no hooks attached, reproducing the bridge's logits)")
+        raise ValueError("the plain forward does not reproduce this model's logits; edge-level analyses need it")
     return plain
 
 

@@ -39,6 +39,7 @@ from torch import Tensor
 from transformer_lens.tools.analysis.attribution_patching import Node
 
 from ..core.checkpoint import Checkpoint
+from ..core.errors import NotApplicable
 from ..core.plain_forward import PlainGPT
 from ..core.positions import answer_logit_pos, check_digit
 from ..core.seeding import derive_seed
@@ -171,6 +172,9 @@ def discover(ckpt: Checkpoint, digit: int, n: int = 48, n_heldout: int = 256, se
     sinks = torch.zeros(graph.n_pos, dtype=torch.bool)
     sinks[answer_logit_pos(ckpt.task, digit)] = True
     mask, curve = _threshold_search(plain, graph, runs, search_pairs, digit, att.edge_scores, sources, sinks, target)
+    if mask is None:
+        raise NotApplicable(f"{ckpt.name} does not prefer the clean answer digit {digit} on the clean inputs (mean "
+                            f"logit difference {curve:.3f} <= its corrupted value): there is no gap for a circuit to keep")
 
     held = _held_out_pairs(ckpt.task, digit, n_heldout, seed, search_pairs).to(ckpt.device)
     held_runs = PairRuns.build(plain, held.clean_tokens, held.corrupted_tokens, end=runs.end)
@@ -185,13 +189,16 @@ def discover(ckpt: Checkpoint, digit: int, n: int = 48, n_heldout: int = 256, se
                    len(held), time.perf_counter() - t0, search)
 
 
-def _threshold_search(plain, graph, runs, pairs, digit, scores, sources, sinks, target) -> tuple[Tensor, list]:
-    """The smallest closed top-m circuit whose search-pair faithfulness reaches ``target``."""
+def _threshold_search(plain, graph, runs, pairs, digit, scores, sources, sinks, target) -> tuple[Tensor | None, list]:
+    """The smallest closed top-m circuit whose search-pair faithfulness reaches ``target`` and the
+    curve of sizes tried; (None, mean gap) when the clean run does not beat the corrupted one."""
     order = torch.argsort(scores.abs().flatten(), descending=True)
     n_cand = int((scores != 0).sum())
     full = graph.feeds.expand(graph.n_pos, -1, -1)
     base, _ = circuit_metric_values(plain, graph, runs, torch.stack([full, torch.zeros_like(full)]), pairs, digit)
     gap = float((base[0] - base[1]).sum())
+    if gap <= 0:
+        return None, float((base[0] - base[1]).mean())
 
     def evaluate(sizes: list[int]) -> list[tuple[int, int, float, Tensor]]:
         masks = []

@@ -195,19 +195,15 @@ def patch_sweep(
     after_read = torch.zeros(grid, dtype=torch.bool)
     max_change = torch.full(grid, float("nan"))
     variants = []
+    stop = P if read is None else read[-1] + 1  # positions from here on cannot reach the metric
     for s, clean, corr, rows in _site_activations(model, kind, sites, clean_cache, corr_cache, device):
-        differ = rows is None or len(rows) > 0
-        p0 = first_diff_pos(clean, corr) if differ and s.pos is None else s.pos  # all-position heads: first difference
-        skip = not differ or p0 >= (P if read is None else read[-1] + 1) or _unreachable(s, read, cfg.n_layers)
-        if skip:  # identical, or the patch cannot change what the metric reads
-            (identical if not differ else after_read)[s.index] = True
+        variant = _variant(s, clean, corr, rows, stop, read, cfg.n_layers)
+        if isinstance(variant, Variant):
+            variants.append(variant)
+        else:  # identical, or the patch cannot change what the metric reads: the baseline
+            (identical if variant == "identical" else after_read)[s.index] = True
             values[s.index] = baseline.float()
             max_change[s.index] = 0.0
-        elif s.pos is None:
-            stop = P if read is None else read[-1] + 1
-            variants.append(Variant(s, p0, clean[:, p0:stop], corr[:, p0:stop], rows))
-        else:
-            variants.append(Variant(s, p0, clean, corr, rows))
 
     scoring = Scoring(patching_metric, base_logits, read, values, max_change, chunk_size)
     rows = 0
@@ -217,6 +213,18 @@ def patch_sweep(
         rows = run_hooks(model, tokens, variants, scoring)
     return Sweep(kind, axis_names, values, identical, max_change, baseline, "fast" if plain is not None else "hooks",
                  rows, after_read)
+
+
+def _variant(s: Site, clean: Tensor, corr: Tensor, rows: Tensor | None, stop: int, read, n_layers: int) -> Variant | str:
+    """The patch to run at site ``s``, or why none is run: "identical" or "after_read"."""
+    if rows is not None and len(rows) == 0:
+        return "identical"
+    p0 = first_diff_pos(clean, corr) if s.pos is None else s.pos  # all-position heads: first difference
+    if p0 >= stop or _unreachable(s, read, n_layers):
+        return "after_read"
+    if s.pos is None:
+        return Variant(s, p0, clean[:, p0:stop], corr[:, p0:stop], rows)
+    return Variant(s, p0, clean, corr, rows)
 
 
 def _check_arguments(model: TransformerBridge, corrupted_tokens: Tensor, method: str, chunk_size: int) -> None:
