@@ -98,6 +98,7 @@ def circuit_figure(circuit, tags: pd.DataFrame | None = None, labels: list[str] 
         xy = [_xy(nd, H, L) for nd in members]
         fig.add_trace(go.Scatter(x=[p[0] for p in xy], y=[p[1] for p in xy], mode="markers+text", name=tag or "no tag",
                                  text=[node_label(nd).split("@")[0] for nd in members], textposition="top center",
+                                 textfont={"size": 9},
                                  marker={"size": 13, "color": colour, "line": {"width": 1, "color": "white"}},
                                  hovertext=[node_label(nd) for nd in members], hoverinfo="text"))
     rows = ["embed"] + [x for l in range(L) for x in (f"L{l} heads", f"MLP{l}")] + ["logits"]

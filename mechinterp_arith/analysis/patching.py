@@ -295,14 +295,20 @@ def _unreachable(site: Site, read: tuple[int, ...] | None, n_layers: int) -> boo
 
 
 def _checked_read_positions(metric, P: int, base_logits: Tensor, baseline: Tensor, infer: bool) -> tuple[int, ...] | None:
+    """The positions the metric reads: declared (checked), else inferred (None when unknown)."""
     read = getattr(metric, "reads_positions", None)
-    if read is None:
-        return infer_read_positions(metric, base_logits) if infer else None
+    declared = read is not None
+    if not declared:
+        read = infer_read_positions(metric, base_logits) if infer else None
+        if read is None:
+            return None
     read = tuple(sorted({int(p) for p in read}))
     if not read or read[0] < 0 or read[-1] >= P:
         raise ValueError(f"patching_metric.reads_positions must name positions in 0..{P - 1}, got {read}")
     check = torch.as_tensor(metric(mask_unread(base_logits.clone(), read))).detach()
     if check.shape != baseline.shape or not torch.allclose(check.float(), baseline.float()):
+        if not declared:  # the positions probed one at a time are read together: recompute all
+            return None
         raise ValueError(f"patching_metric.reads_positions says it reads only positions {list(read)}, but its value "
                          "changes when the logits at other positions are NaN")
     return read
