@@ -1,14 +1,16 @@
 """Batched patching vs ``transformer_lens.patching`` on add3: prints one JSON object.
 
 The five TL functions (resid_pre, attn_out, mlp_out, head out all_pos, head out by_pos) against
-the drop-ins of ``mechinterp_arith.analysis.patching``, on ``--n`` pairs (default 64) whose answers differ
-only in digit ``--digit`` (default 1), metric: logit difference at that answer position
-(``prompt_pairs.logit_diff_metric``, which declares the one position it reads, so the drop-ins
-skip positions after it). Also timed: the same metric wrapped in a lambda that declares nothing,
-as a metric written for TL would be (every position recomputed). Both sides are timed on the same
-thread count; results are compared (max abs difference).
+the drop-ins of ``mechinterp_arith.analysis.patching``, on ``--n`` pairs (default 64) whose answers
+differ only in digit ``--digit`` (default 1), metric: logit difference at that answer position
+(``metrics.logit_diff_metric``, which declares the one position it reads, so the drop-ins skip
+positions after it). Also timed: the same metric wrapped in a lambda that declares nothing, as a
+metric written for TL would be (its read positions are then inferred by probing it). Every call
+gets the same corrupted tokens, as the sweeps of one session do: after the first call the
+drop-ins reuse the corrupted run (TL recomputes it each time). Both sides are timed on the same
+thread count (best of ``--repeats``, process CPU seconds); results are compared (max abs difference).
 
-    python benchmarks/patching.py [--n 64] [--digit 1] [--threads 1] [--repeats 1]
+    python benchmarks/patching.py [--n 64] [--digit 1] [--threads 1] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--digit", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=2, help="best of this many runs per side")
+    p.add_argument("--repeats", type=int, default=5, help="best of this many runs per side")
     p.add_argument("--checkpoint", default="add3")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -40,7 +42,8 @@ def main() -> None:
 
     from mechinterp_arith import load
     from mechinterp_arith.analysis import patching as fast
-    from mechinterp_arith.analysis.prompt_pairs import differ_in_answer_digit, logit_diff_metric
+    from mechinterp_arith.analysis.metrics import logit_diff_metric
+    from mechinterp_arith.analysis.prompt_pairs import differ_in_answer_digit
 
     ckpt = load(args.checkpoint, device="cpu")
     model = ckpt.model

@@ -135,6 +135,10 @@ EXPECTED = {
         texts(nb).count("CircuitsVis.render(") >= 6,  # 2 classes x (ID + 2 OOD members)
         "mechinterp-arith: circuitsvis bundle" in texts(nb),
     ),
+    "07_circuit_discovery": lambda nb: (
+        re.search(r"'faithfulness': 0\.9\d+", texts(nb)) is not None,
+        "EAP-IG" in texts(nb) and "iia_unchanged" in texts(nb) and "iia_random_basis" in texts(nb),
+    ),
     "06_circuit_query_tour": lambda nb: (
         '"id_representative": {\n  "a": 349,\n  "b": 705,\n  "prediction": 1054\n }' in texts(nb),
         number(r"'ood_answers_equal_representative': " + NUM, texts(nb)) >= 0.75,

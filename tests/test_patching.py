@@ -41,7 +41,7 @@ def test_sites_after_the_read_position_are_not_run(setup):
     model, pairs, cache, metric = setup
     q = answer_logit_pos(pairs.task, 1)
     sweep = patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, "resid_pre")
-    full = patching.patch_sweep(model, pairs.corrupted_tokens, cache, lambda lg: metric(lg), "resid_pre")
+    full = patching.patch_sweep(model, pairs.corrupted_tokens, cache, lambda lg: metric(lg), "resid_pre", infer_reads=False)
     # (identical sites, e.g. layer 0 where every row's tokens agree, are reported as such first)
     assert (sweep.after_read | sweep.identical)[:, q + 1:].all() and not sweep.after_read[:, : q + 1].any()
     assert sweep.after_read[1:, q + 1:].all()
@@ -49,6 +49,26 @@ def test_sites_after_the_read_position_are_not_run(setup):
     assert torch.allclose(full.values, sweep.values, atol=1e-5)
     assert sweep.n_forward_rows < full.n_forward_rows
     assert not full.after_read.any() and "after_read" in sweep.frame().columns
+    # the last layer's output at an unread position reaches no read position: not run either
+    mlp = patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, "mlp_out")
+    assert (mlp.after_read | mlp.identical)[2, :q].all() and mlp.after_read[2, :q].any()
+    assert not mlp.after_read[:2, :q + 1].any() and not mlp.after_read[2, q]
+    assert torch.equal(mlp.values[2, :q], mlp.baseline.expand(q))
+
+
+def test_read_positions_of_undeclared_metrics_are_inferred(setup):
+    model, pairs, cache, metric = setup
+    q = answer_logit_pos(pairs.task, 1)
+    with torch.inference_mode():
+        logits = model(pairs.corrupted_tokens)
+    assert patching.infer_read_positions(lambda lg: metric(lg), logits) == (q,)
+    # argmax reads are found too, and a metric reading every position gets no restriction
+    assert patching.infer_read_positions(lambda lg: (lg[:, [3, q]].argmax(-1) == 2).float().mean(), logits) == (3, q)
+    assert patching.infer_read_positions(lambda lg: lg.mean(), logits) is None
+    inferred = patching.patch_sweep(model, pairs.corrupted_tokens, cache, lambda lg: metric(lg), "z")
+    declared = patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, "z")
+    assert torch.equal(inferred.after_read, declared.after_read) and inferred.after_read.any()
+    assert torch.allclose(inferred.values, declared.values, atol=1e-6)
 
 
 def test_a_wrong_read_declaration_is_an_error(setup):

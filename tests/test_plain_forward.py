@@ -9,6 +9,7 @@ from mechinterp_arith.core.decoding import generate, kv_greedy, shared_prefix_sp
 from mechinterp_arith.core.plain_forward import (
     KVBuffer,
     PlainGPT,
+    Segment,
     checked_plain_forward,
     gelu_tanh,
     has_hooks,
@@ -42,11 +43,11 @@ def test_kv_buffer_and_last_only_give_the_full_forwards_logits(add3):
     full, _ = plain.run(tokens)
     past = KVBuffer(plain.L, 16, plain.H, 12, plain.dh, tokens.device, torch.float32)
     with torch.inference_mode():
-        x = plain.blocks(plain.embed_tokens(tokens[:, :7]), 0, 0, past, last_only=True)
+        x = plain.blocks(plain.embed_tokens(tokens[:, :7]), Segment(past=past), last_only=True)
         assert x.shape == (16, 1, plain.D)
         assert torch.allclose(plain.logits(x[:, -1]), full[:, 6], atol=1e-4)  # float rounding only
         for p in range(7, 12):  # one position at a time, then the rest
-            x = plain.blocks(plain.embed_tokens(tokens[:, p : p + 1], p), 0, p, past)
+            x = plain.blocks(plain.embed_tokens(tokens[:, p : p + 1], p), Segment(start=p, past=past))
             assert torch.allclose(plain.logits(x[:, -1]), full[:, p], atol=1e-4)
 
 

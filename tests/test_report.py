@@ -18,7 +18,8 @@ from report_page import index_html, quick_report
 
 MAX_BYTES = 10 * 1024 * 1024
 # plotly figures per section on add3 (snapshots present, OOD lengths 4 and 5 fit the format)
-PLOTS = {"training": 1, "accuracy": 1, "equivalence": 2, "pca": 4, "logit_lens": 1, "matching": 1, "patching": 3}
+PLOTS = {"training": 1, "accuracy": 1, "equivalence": 2, "pca": 4, "logit_lens": 1, "matching": 1, "patching": 3,
+         "discovery": 4}
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +90,11 @@ def test_analysis_sections_show_real_content(page):
     assert re.search(r"10\^0 (L\dH\d reads [ab]\d;? ?)+", circuit), circuit[:800]
     patch = _text(html["patching"])
     assert "OOD to ID patching" in patch and "answer digit 1" in patch
+    found = _text(html["discovery"])
+    rows = re.findall(r"10\^(\d) (\d+) \(([\d.]+)%\) ([\d.]+) \[([\d.]+), ([\d.]+)\]", found)
+    assert [int(r[0]) for r in rows] == [0, 1, 2, 3], found[:800]
+    assert all(float(r[2]) <= 10 and float(r[3]) > 0.8 for r in rows), rows  # small and faithful (quick sizes)
+    assert "MakeCarry1" in found and "BaseAdd" in found
 
 
 def test_teacher_forced_match_equals_greedy_generation(add3):

@@ -41,6 +41,40 @@ def reads_positions(metric: Callable, positions: Sequence[int]) -> Callable:
     return metric
 
 
+def infer_read_positions(metric: Callable, logits: Float[Tensor, "batch pos vocab"]) -> tuple[int, ...] | None:
+    """The logit positions ``metric`` reads on ``logits``, found by poisoning one position at a time.
+
+    A position counts as unread when the metric's value on ``logits`` stays exactly the same with
+    that position's logits set to NaN, shifted by +1e4, reversed along the vocabulary, and set to
+    put each vocabulary entry on top in turn (which catches arithmetic reads and argmax or
+    comparison reads). None when every position is read or the value is not reproducible. A
+    metric whose reads depend on the logits' values (e.g. "read the position of the largest
+    logit") can defeat this probe: declare its positions (:func:`reads_positions`) or turn
+    inference off (``infer_reads=False``).
+    """
+    V = logits.shape[-1]
+    poisons = [lambda t: t.fill_(float("nan")), lambda t: t.add_(1e4), lambda t: t.copy_(t.flip(-1))]
+    poisons += [lambda t, v=v: t.fill_(-1e4).select(-1, v).fill_(1e4) for v in range(V)]
+    with torch.inference_mode():
+        base = torch.as_tensor(metric(logits)).detach()
+
+        def unchanged(positions: list[int], poison) -> bool:
+            probe = logits.clone()
+            for p in positions:
+                poison(probe[:, p])
+            value = torch.as_tensor(metric(probe)).detach()
+            return value.shape == base.shape and torch.equal(value, base)
+
+        if not unchanged([], lambda t: t):
+            return None
+        unread = [p for p in range(logits.shape[1]) if unchanged([p], poisons[0])]
+        for poison in poisons[1:]:  # the other poisons on every remaining position at once, one by one if it shows
+            if unread and not unchanged(unread, poison):
+                unread = [p for p in unread if unchanged([p], poison)]
+    read = tuple(p for p in range(logits.shape[1]) if p not in unread)
+    return read if 0 < len(read) < logits.shape[1] else None
+
+
 def logit_diff_metric(pairs: PromptPairs, k: int, per_example: bool = False) -> Callable[[Tensor], Tensor]:
     """logit(clean digit k) - logit(corrupted digit k) at answer position k, mean over the batch.
 

@@ -4,11 +4,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import torch
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from ..core.plain_forward import PlainGPT, SharedPrefix
+from ..core.plain_forward import PlainGPT, Segment, SharedPrefix
 from .patch_sites import Site, Variant, hook_name
 
 SLACK = 1.0  # see _chunks_by_start
@@ -17,10 +20,59 @@ SLACK = 1.0  # see _chunks_by_start
 def mask_unread(logits: Tensor, read: tuple[int, ...] | None) -> Tensor:
     """NaN (in place) at the positions the metric does not read."""
     if read is not None:
-        unread = torch.ones(logits.shape[1], dtype=torch.bool, device=logits.device)
-        unread[list(read)] = False
-        logits[:, unread] = float("nan")
+        unread = [p for p in range(logits.shape[1]) if p not in read]
+        logits.index_fill_(1, torch.tensor(unread, dtype=torch.long, device=logits.device), float("nan"))
     return logits
+
+
+@dataclass
+class Scoring:
+    """How a runner scores each patched variant and where the scores go.
+
+    ``metric`` maps a variant's logits [B, pos, vocab] to its value; ``read`` are the positions it
+    reads (None: all); ``values`` and ``max_change`` are the sweep's result grids, written at each
+    variant's ``site.index``; ``base_logits`` are the unpatched corrupted logits.
+    """
+
+    metric: Callable[[Tensor], Tensor]
+    base_logits: Tensor
+    read: tuple[int, ...] | None
+    values: Tensor
+    max_change: Tensor
+    chunk_size: int
+    _masked_base: Tensor | None = None  # base_logits, NaN where the metric does not read
+
+    @property
+    def end(self) -> int:
+        """Positions from here on are never computed (after the last one read)."""
+        return self.base_logits.shape[1] if self.read is None else self.read[-1] + 1
+
+    def record(self, logits: Tensor, variants: list[Variant], masked: bool = False) -> None:
+        """Score the stacked logits [S*B, pos, vocab] of ``variants`` (variant-major rows); NaN is
+        written at the positions the metric does not read unless ``masked`` says it is there."""
+        B = self.base_logits.shape[0]
+        logits = logits if masked else mask_unread(logits, self.read)
+        cols = slice(None) if self.read is None else list(self.read)
+        change = (logits[:, cols] - self.base_logits[:, cols].repeat(len(variants), 1, 1)).abs()
+        change = change.view(len(variants), -1).amax(1).tolist()
+        for s, var in enumerate(variants):
+            self.values[var.site.index] = torch.as_tensor(self.metric(logits[s * B : (s + 1) * B])).detach().float().cpu()
+            self.max_change[var.site.index] = change[s]
+
+    def stacked_logits(self, plain: PlainGPT, x: Tensor, S: int, rows: Tensor) -> Tensor:
+        """The logits [S*B, pos, vocab] of S stacked variants: the unpatched logits, except at the
+        stacked ``rows`` (indices into S*B), whose final residual ``x`` [len(rows), q, d_model]
+        holds positions ``end-q..end-1``; unembedded only at the positions the metric reads (NaN
+        at the others)."""
+        end, q = self.end, x.shape[1]
+        if self._masked_base is None:
+            self._masked_base = mask_unread(self.base_logits.clone(), self.read)
+        logits = self._masked_base.repeat(S, 1, 1)
+        cols = list(range(end - q, end)) if self.read is None else [r for r in self.read if r >= end - q]
+        if cols:
+            local = torch.tensor([c - (end - q) for c in cols])
+            logits[rows.unsqueeze(1), torch.tensor(cols).unsqueeze(0)] = plain.logits(x[:, local])
+        return logits
 
 
 def _chunks_by_start(variants: list, per_chunk: int, P: int, slack: float = SLACK):
@@ -42,65 +94,84 @@ def _chunks(items: list, per_chunk: int):
         yield items[i : i + per_chunk]
 
 
-def _evaluate(metric, logits: Tensor, variants, values, max_change, base_logits, S, B, read):
-    logits = mask_unread(logits, read)
-    cols = slice(None) if read is None else list(read)
-    for s, var in enumerate(variants):
-        lg = logits[s * B : (s + 1) * B]
-        values[var.site.index] = torch.as_tensor(metric(lg)).detach().float().cpu()
-        max_change[var.site.index] = float((lg[:, cols] - base_logits[:, cols]).abs().max())
+def run_fast(plain: PlainGPT, tokens: Tensor, variants: list[Variant], corrupted: dict, scoring: Scoring) -> int:
+    """Run ``variants`` through the plain forward, restarting from the corrupted run's cache
+    (``corrupted``: :meth:`PlainGPT.run`'s cache); returns the number of rows run.
 
-
-def run_fast(plain: PlainGPT, tokens, variants, base_logits, metric, chunk_size, values, max_change, cc,
-              read: tuple[int, ...] | None) -> int:
-    """Variants grouped by where they start. A resid_pre patch at (l, p) reruns layers >= l at
+    Variants are grouped by where they start. A resid_pre patch at (l, p) reruns layers >= l at
     positions >= p. Any other patch at (l, p) leaves layer l's attention untouched and changes
     only position p within layer l, so it reruns layer l from z at position p alone and layers > l
     at positions >= p; all-position head patches rerun layer l from z at positions >= p0.
-    Positions after the last one the metric reads (``read``) are not computed; when the metric
-    reads only that one among the recomputed positions, the last layer computes only it."""
-    B, P = tokens.shape
-    end = P if read is None else read[-1] + 1
+    Positions after the last one the metric reads are not computed; when the metric reads only
+    that one among the recomputed positions, the last layer computes only it. Only the rows
+    (pairs) whose activation the patch changes are run (``Variant.rows``): the others keep the
+    corrupted logits, exactly."""
+    B = tokens.shape[0]
     groups: dict[tuple[str, int], list[Variant]] = {}
     for v in variants:
-        site = v.site
-        mode = "pre" if site.kind == "resid_pre" else ("point" if site.pos is not None else "span")
-        groups.setdefault((mode, site.layer), []).append(v)
-    per_chunk = max(1, chunk_size // B)
+        mode = "pre" if v.site.kind == "resid_pre" else ("point" if v.site.pos is not None else "span")
+        groups.setdefault((mode, v.site.layer), []).append(v)
+    per_chunk = max(1, scoring.chunk_size // B)
     rows = 0
     with torch.inference_mode():
         for (mode, layer), group in sorted(groups.items()):
             # variants of one chunk share a start position (the chunk's smallest): positions
             # between it and a variant's own site are recomputed unchanged
             group = sorted(group, key=lambda v: -v.p0)
-            for chunk in _chunks_by_start(group, per_chunk, end):
-                S = len(chunk)
-                p0 = min(v.p0 for v in chunk)
-                last_only = read is not None and all(r < p0 or r == end - 1 for r in read)
-                past = SharedPrefix({j: cc[("k", j)][:, :, :p0] for j in range(plain.L)},
-                                    {j: cc[("v", j)][:, :, :p0] for j in range(plain.L)}) if p0 else None
-                fired = [False] * S
-                patch = _make_fast_patch(plain, chunk, layer, p0, S, B, fired)
-                if mode == "pre":
-                    x = cc[("resid_pre", layer)][:, p0:end].repeat(S, 1, 1)
-                    x = plain.blocks(x, layer, p0, past, patch, S=S, last_only=last_only)
-                else:
-                    stop = max(v.site.pos for v in chunk) + 1 if mode == "point" else end
-                    x = cc[("resid_pre", layer)][:, p0:stop].repeat(S, 1, 1)
-                    z = cc[("z", layer)][:, p0:stop].repeat(S, 1, 1, 1)
-                    x = plain.finish_layer(layer, x, z, patch)
-                    if stop < end:
-                        x = torch.cat([x, cc[("resid_post", layer)][:, stop:end].repeat(S, 1, 1)], dim=1)
-                    x = plain.blocks(x, layer + 1, p0, past, None, S=S, last_only=last_only)
-                _require_fired(fired, chunk)
-                logits = base_logits.repeat(S, 1, 1)
-                logits[:, end - x.shape[1] : end] = plain.logits(x)  # x: positions p0..end-1, or end-1 alone
-                rows += S * B
-                _evaluate(metric, logits, chunk, values, max_change, base_logits, S, B, read)
+            for chunk in _chunks_by_start(group, per_chunk, scoring.end):
+                stack = _Stack(chunk, B)
+                x = _run_chunk(plain, chunk, stack, mode, layer, corrupted, scoring)  # positions p0..end-1, or end-1 alone
+                scoring.record(scoring.stacked_logits(plain, x, len(chunk), stack.targets), chunk, masked=True)
+                rows += len(stack.base)
     return rows
 
 
-def _make_fast_patch(plain, chunk, layer, p0, S, B, fired):
+class _Stack:
+    """Where each variant of a chunk sits among the stacked rows: variant ``s`` holds stacked rows
+    ``spans[s]``, copies of base rows ``base[spans[s]]``; ``targets`` are their rows in the S*B logits."""
+
+    def __init__(self, chunk: list[Variant], B: int):
+        rows = [torch.arange(B) if v.rows is None else v.rows for v in chunk]
+        self.full = all(v.rows is None for v in chunk)  # every variant runs every row
+        self.base = torch.cat(rows)
+        self.targets = torch.cat([r + s * B for s, r in enumerate(rows)])
+        ends = torch.tensor([len(r) for r in rows]).cumsum(0).tolist()
+        self.spans = [slice(e - len(r), e) for e, r in zip(ends, rows)]
+
+    def take(self, t: Tensor) -> Tensor:
+        """Stacked rows of a batch-first tensor of the corrupted run."""
+        return t.repeat(len(self.spans), *([1] * (t.dim() - 1))) if self.full else t[self.base]
+
+
+def _run_chunk(plain: PlainGPT, chunk: list[Variant], stack: _Stack, mode: str, layer: int, cc: dict,
+               scoring: Scoring) -> Tensor:
+    """The final residual [rows, positions p0..end-1 (or end-1 alone), d_model] of a chunk of
+    variants that share a group (mode, layer)."""
+    end, read = scoring.end, scoring.read
+    p0 = min(v.p0 for v in chunk)
+    last_only = read is not None and all(r < p0 or r == end - 1 for r in read)
+    past = None
+    if p0:
+        keys = {j: cc[("k", j)][:, :, :p0] for j in range(plain.L)}
+        values = {j: cc[("v", j)][:, :, :p0] for j in range(plain.L)}
+        past = SharedPrefix(keys, values, variants=len(chunk)) if stack.full else SharedPrefix(keys, values, rows=stack.base)
+    fired = [False] * len(chunk)
+    patch = _make_fast_patch(plain, chunk, stack, layer, p0, fired)
+    if mode == "pre":
+        x = stack.take(cc[("resid_pre", layer)][:, p0:end])
+        x = plain.blocks(x, Segment(layer, p0, past), patch=patch, last_only=last_only)
+    else:
+        stop = max(v.site.pos for v in chunk) + 1 if mode == "point" else end
+        x = stack.take(cc[("resid_pre", layer)][:, p0:stop])
+        x = plain.finish_layer(layer, x, stack.take(cc[("z", layer)][:, p0:stop]), patch=patch)
+        if stop < end:
+            x = torch.cat([x, stack.take(cc[("resid_post", layer)][:, stop:end])], dim=1)
+        x = plain.blocks(x, Segment(layer + 1, p0, past), last_only=last_only)
+    _require_fired(fired, chunk)
+    return x
+
+
+def _make_fast_patch(plain, chunk, stack: _Stack, layer, p0, fired):
     by_point: dict[str, list[tuple[int, Variant]]] = {}
     for s, v in enumerate(chunk):
         by_point.setdefault(v.site.kind, []).append((s, v))
@@ -109,27 +180,21 @@ def _make_fast_patch(plain, chunk, layer, p0, S, B, fired):
         if j != layer or point not in by_point:
             return
         for s, v in by_point[point]:
-            site = v.site
+            site, rows = v.site, stack.spans[s]
+            clean = v.clean if v.rows is None else v.clean[v.rows]
+            q = slice(v.p0 - p0, None) if site.pos is None else site.pos - p0
             if point == "result":
                 attn_out, z = t
-                zv = z.view(S, B, *z.shape[1:])
-                ov = attn_out.view(S, B, *attn_out.shape[1:])
-                q = slice(v.p0 - p0, None) if site.pos is None else site.pos - p0
                 # v.clean is the clean result [B, (Q,) D]: add clean - corrupted result of this head
-                corr_result = zv[s, :, q, site.head] @ plain.W_O[layer, site.head]
-                before = ov[s, :, q].clone()
-                ov[s, :, q] += v.clean - corr_result
-                _check_changed(before, ov[s, :, q], site)
+                corr_result = z[rows, q, site.head] @ plain.W_O[layer, site.head]
+                before = attn_out[rows, q].clone()
+                attn_out[rows, q] += clean - corr_result
+                _check_changed(before, attn_out[rows, q], site)
             else:
-                tv = t.view(S, B, *t.shape[1:])
-                if site.kind == "z":
-                    q = slice(v.p0 - p0, None) if site.pos is None else site.pos - p0
-                    target = (s, slice(None), q, site.head)
-                else:
-                    target = (s, slice(None), site.pos - p0)
-                before = tv[target].clone()
-                tv[target] = v.clean
-                _check_changed(before, tv[target], site)
+                target = (rows, q, site.head) if site.kind == "z" else (rows, q)
+                before = t[target].clone()
+                t[target] = clean
+                _check_changed(before, t[target], site)
             fired[s] = True
 
     return patch
@@ -149,10 +214,10 @@ def _require_fired(fired, chunk):
                                "it would have been a silent no-op")
 
 
-def run_hooks(model: TransformerBridge, tokens, variants, base_logits, metric, chunk_size, values, max_change, read) -> int:
-    """Generic path: stacked variants through ``model.run_with_hooks``."""
-    B, P = tokens.shape
-    per_chunk = max(1, chunk_size // B)
+def run_hooks(model: TransformerBridge, tokens: Tensor, variants: list[Variant], scoring: Scoring) -> int:
+    """Generic path: stacked variants through ``model.run_with_hooks``; returns the rows run."""
+    B = tokens.shape[0]
+    per_chunk = max(1, scoring.chunk_size // B)
     rows = 0
     with torch.inference_mode():
         for chunk in _chunks(variants, per_chunk):
@@ -162,7 +227,7 @@ def run_hooks(model: TransformerBridge, tokens, variants, base_logits, metric, c
             logits = model.run_with_hooks(tokens.repeat(S, 1), fwd_hooks=hooks)
             _require_fired(fired, chunk)
             rows += S * B
-            _evaluate(metric, logits, chunk, values, max_change, base_logits, S, B, read)
+            scoring.record(logits, chunk)
     return rows
 
 

@@ -7,6 +7,7 @@ corrupted runs differ. Used by :mod:`~mechinterp_arith.analysis.patching` and it
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +20,7 @@ HEAD_KINDS = ("z", "result")
 SAME_RTOL = 1e-5  # clean and corrupted activations this close (relative to their scale) count as equal
 
 
+@functools.lru_cache(maxsize=4096)
 def hook_name(kind: str, layer: int) -> str:
     """TL hook name of a patchable activation, e.g. ``hook_name("z", 0) == "blocks.0.attn.hook_z"``."""
     return get_act_name(kind, layer)
@@ -77,6 +79,15 @@ def differs(clean: Tensor, corr: Tensor) -> Bool[Tensor, "..."]:
     return (clean - corr).abs() > SAME_RTOL * scale
 
 
+def site_differences(clean: Tensor, corr: Tensor, heads: bool) -> Bool[Tensor, "batch ..."]:
+    """[batch, pos] (or [batch, pos, head] when ``heads``): which rows of each per-position site
+    differ between clean and corrupted activations ``[B, pos, (head,) d]``, with the site's scale
+    as in :func:`differs` (a site differs when any of its rows does)."""
+    dims = (0, 3) if heads else (0, 2)
+    scale = torch.maximum(clean.abs().amax(dims), corr.abs().amax(dims)).clamp_min(1.0)
+    return (clean - corr).abs().amax(-1) > SAME_RTOL * scale
+
+
 def same(clean: Tensor, corr: Tensor) -> bool:
     return not bool(differs(clean, corr).any())
 
@@ -96,3 +107,4 @@ class Variant:
     p0: int  # first position it recomputes (fast path)
     clean: Tensor  # the clean values written, aligned with the targeted slice
     corr: Tensor  # the corrupted values there
+    rows: Tensor | None = None  # the batch rows whose values differ (None: all); the others are not run

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import weakref
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -51,10 +52,10 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from ..core.plain_forward import PlainGPT, checked_plain_forward
-from .metrics import reads_positions  # noqa: F401 - part of this module's API (patching.reads_positions)
-from .patch_runners import mask_unread, run_fast, run_hooks
-from .patch_sites import (HEAD_KINDS, KINDS, Site, Variant, activation, first_diff_pos, hook_name,  # noqa: F401 - KINDS, Site: API
-                          same, site_grid, site_slice)
+from .metrics import infer_read_positions, reads_positions  # noqa: F401 - part of this module's API (patching.reads_positions)
+from .patch_runners import Scoring, mask_unread, run_fast, run_hooks
+from .patch_sites import (HEAD_KINDS, KINDS, Site, Variant, activation, differs, first_diff_pos,  # noqa: F401 - KINDS: API
+                          hook_name, site_differences, site_grid, site_slice)
 
 METHODS = ("auto", "fast", "hooks")
 DEFAULT_CHUNK = 1024
@@ -72,8 +73,9 @@ class Sweep:
     ``values`` is ``[*site_axes, *metric_shape]`` (site axes as TL orders them: ``layer, pos`` for
     residual/attn_out/mlp_out, ``layer, pos, head`` or ``layer, head`` for heads). ``identical``
     marks sites whose clean and corrupted activations are equal in every row (their value is the
-    unpatched corrupted metric); ``after_read`` marks sites after every position a metric with
-    declared ``reads_positions`` reads (not run: causally they cannot change it; value = baseline);
+    unpatched corrupted metric); ``after_read`` marks sites that causally cannot change the
+    positions the metric reads (declared or inferred ``reads_positions``): after the last of them,
+    or the last layer's output at a position it does not read (not run; value = baseline);
     ``max_logit_change`` is max |patched - corrupted| over the logits the metric reads.
     """
 
@@ -128,9 +130,21 @@ def _plain_run(model: TransformerBridge, tokens) -> tuple[PlainGPT | None, Tenso
     plain = checked_plain_forward(model, tokens[:PROBE_ROWS])
     if plain is None:
         return None, None, None, None
+    last = _LAST_RUN.get(plain)
+    if last is not None and last[0].shape == tokens.shape and torch.equal(last[0], tokens):
+        return plain, last[1].clone(), last[2], last[3]
     logits, cache = plain.run(tokens)
     named = {hook_name(point, layer): t for (point, layer), t in cache.items() if point in _PLAIN_POINTS}
+    if sum(t.numel() for t in cache.values()) <= KEEP_RUN_FLOATS:
+        _LAST_RUN[plain] = (tokens.clone(), logits.clone(), cache, named)
     return plain, logits, cache, named
+
+
+# the last corrupted run per plain forward, reused by the next sweep of the same tokens (sweeps of
+# several kinds usually share their inputs); the engine never writes its tensors (patches write
+# copies) and the metric gets a copy of its logits
+_LAST_RUN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+KEEP_RUN_FLOATS = 2**24  # larger runs (64 MiB of activations) are not kept
 
 
 # ---- the engine -------------------------------------------------------------------------------------
@@ -146,6 +160,7 @@ def patch_sweep(
     method: str = "auto",
     layers: Sequence[int] | None = None,
     positions: Sequence[int] | None = None,
+    infer_reads: bool = True,
 ) -> Sweep:
     """Patch every site of ``kind`` from ``clean_cache`` into the corrupted run.
 
@@ -157,9 +172,63 @@ def patch_sweep(
         chunk_size: rows per forward pass (variants x batch); bounds memory.
         method: "auto", "fast" or "hooks" (see the module docstring).
         layers, positions: restrict the sweep; sites outside keep NaN values.
+        infer_reads: for a metric that declares no ``reads_positions``, find the positions it
+            reads by probing it on the corrupted logits
+            (:func:`~mechinterp_arith.analysis.metrics.infer_read_positions`) and treat them as
+            declared; False recomputes every position.
 
     Returns a :class:`Sweep`; e.g. ``values`` [3, 15] for resid_pre on add3.
     """
+    _check_arguments(model, corrupted_tokens, method, chunk_size)
+    cfg = model.cfg
+    device = next(model.parameters()).device
+    tokens = corrupted_tokens.to(device)
+    B, P = tokens.shape
+    sites, axis_names, grid = _selected_sites(kind, by_pos, cfg, P, layers, positions)
+    _check_clean_cache(clean_cache, kind, sites, model, B, P)
+    with torch.inference_mode():
+        plain, base_logits, plain_cache, corr_cache = _corrupted_run(model, tokens, method, kind, sites)
+        baseline = torch.as_tensor(patching_metric(base_logits)).detach()
+        read = _checked_read_positions(patching_metric, P, base_logits, baseline, infer_reads)
+
+    values = torch.full(grid + tuple(baseline.shape), float("nan"), dtype=torch.float32)
+    identical = torch.zeros(grid, dtype=torch.bool)
+    after_read = torch.zeros(grid, dtype=torch.bool)
+    max_change = torch.full(grid, float("nan"))
+    variants = []
+    stop = P if read is None else read[-1] + 1  # positions from here on cannot reach the metric
+    for s, clean, corr, rows in _site_activations(model, kind, sites, clean_cache, corr_cache, device):
+        variant = _variant(s, clean, corr, rows, stop, read, cfg.n_layers)
+        if isinstance(variant, Variant):
+            variants.append(variant)
+        else:  # identical, or the patch cannot change what the metric reads: the baseline
+            (identical if variant == "identical" else after_read)[s.index] = True
+            values[s.index] = baseline.float()
+            max_change[s.index] = 0.0
+
+    scoring = Scoring(patching_metric, base_logits, read, values, max_change, chunk_size)
+    rows = 0
+    if plain is not None:
+        rows = run_fast(plain, tokens, variants, plain_cache, scoring)
+    elif variants:
+        rows = run_hooks(model, tokens, variants, scoring)
+    return Sweep(kind, axis_names, values, identical, max_change, baseline, "fast" if plain is not None else "hooks",
+                 rows, after_read)
+
+
+def _variant(s: Site, clean: Tensor, corr: Tensor, rows: Tensor | None, stop: int, read, n_layers: int) -> Variant | str:
+    """The patch to run at site ``s``, or why none is run: "identical" or "after_read"."""
+    if rows is not None and len(rows) == 0:
+        return "identical"
+    p0 = first_diff_pos(clean, corr) if s.pos is None else s.pos  # all-position heads: first difference
+    if p0 >= stop or _unreachable(s, read, n_layers):
+        return "after_read"
+    if s.pos is None:
+        return Variant(s, p0, clean[:, p0:stop], corr[:, p0:stop], rows)
+    return Variant(s, p0, clean, corr, rows)
+
+
+def _check_arguments(model: TransformerBridge, corrupted_tokens: Tensor, method: str, chunk_size: int) -> None:
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if chunk_size < 1:
@@ -168,10 +237,9 @@ def patch_sweep(
         raise ValueError("activation patching needs model.eval() first")
     if corrupted_tokens.ndim != 2:
         raise ValueError(f"corrupted_tokens must be [batch, pos], got shape {tuple(corrupted_tokens.shape)}")
-    cfg = model.cfg
-    device = next(model.parameters()).device
-    tokens = corrupted_tokens.to(device)
-    B, P = tokens.shape
+
+
+def _selected_sites(kind: str, by_pos: bool, cfg, P: int, layers, positions) -> tuple[list[Site], tuple[str, ...], tuple]:
     sites, axis_names, grid = site_grid(kind, by_pos, cfg.n_layers, P, cfg.n_heads)
     for name, sel, hi in (("layer", layers, cfg.n_layers), ("position", positions, P)):
         for v in sel or []:
@@ -181,67 +249,67 @@ def patch_sweep(
         sites = [s for s in sites if s.layer in set(int(v) for v in layers)]
     if positions is not None:
         sites = [s for s in sites if s.pos is not None and s.pos in set(int(v) for v in positions)]
+    return sites, axis_names, grid
 
-    _check_clean_cache(clean_cache, kind, sites, model, B, P)
-    needed = sorted({hook_name("z" if kind == "result" else kind, s.layer) for s in sites})
-    plain = plain_cache = None
-    with torch.inference_mode():
-        if method in ("auto", "fast") and sites:
-            plain, base_logits, plain_cache, corr_cache = _plain_run(model, tokens)
-            if plain is None and method == "fast":
-                raise ValueError("method='fast' needs a pre-LN GPT with learned positions, no hooks attached, whose "
-                                 "plain forward reproduces the bridge's logits; use method='hooks'")
-        if plain is None:
-            base_logits, corr_cache = model.run_with_cache(tokens, names_filter=lambda n: n in needed)
-        baseline = torch.as_tensor(patching_metric(base_logits)).detach()
-        read = _checked_read_positions(patching_metric, P, base_logits, baseline)
-    stop = P if read is None else read[-1] + 1  # positions from here on cannot reach the metric
 
-    values = torch.full(grid + tuple(baseline.shape), float("nan"), dtype=torch.float32)
-    identical = torch.zeros(grid, dtype=torch.bool)
-    after_read = torch.zeros(grid, dtype=torch.bool)
-    max_change = torch.full(grid, float("nan"))
-    variants: list[Variant] = []
+def _corrupted_run(model: TransformerBridge, tokens: Tensor, method: str, kind: str, sites: list[Site]):
+    """(plain, logits, plain cache, TL-named cache) of the corrupted run: through the plain forward
+    when ``method`` allows and it is accepted, else through the bridge (plain and its cache None)."""
+    if method in ("auto", "fast") and sites:
+        plain, base_logits, plain_cache, corr_cache = _plain_run(model, tokens)
+        if plain is not None:
+            return plain, base_logits, plain_cache, corr_cache
+        if method == "fast":
+            raise ValueError("method='fast' needs a pre-LN GPT with learned positions, no hooks attached, whose "
+                             "plain forward reproduces the bridge's logits; use method='hooks'")
+    needed = {hook_name("z" if kind == "result" else kind, s.layer) for s in sites}
+    base_logits, corr_cache = model.run_with_cache(tokens, names_filter=lambda n: n in needed)
+    return None, base_logits, None, corr_cache
+
+
+def _site_activations(model, kind: str, sites: list[Site], clean_cache, corr_cache, device):
+    """For each site: (site, clean slice, corrupted slice, the rows where they differ beyond float
+    rounding: None for every row, empty for none); per-position sites are compared a whole layer
+    at a time."""
+    by_layer: dict[int, tuple] = {}
     for s in sites:
-        clean = site_slice(activation(clean_cache, kind, s.layer, model), s).to(device)
-        corr = site_slice(activation(corr_cache, kind, s.layer, model), s)
-        if clean.shape != corr.shape:
-            raise ValueError(f"clean cache {hook_name(kind, s.layer)} has shape {tuple(clean.shape)} at this site; "
-                             f"the corrupted run has {tuple(corr.shape)} (same batch and length needed)")
-        if same(clean, corr):
-            identical[s.index] = True
-            values[s.index] = baseline.float()
-            max_change[s.index] = 0.0
-            continue
-        p0 = first_diff_pos(clean, corr) if s.pos is None else s.pos  # all-position heads: first difference
-        if p0 >= stop:  # causally after every position the metric reads: the patch cannot change it
-            after_read[s.index] = True
-            values[s.index] = baseline.float()
-            max_change[s.index] = 0.0
-        elif s.pos is None:
-            variants.append(Variant(s, p0, clean[:, p0:stop], corr[:, p0:stop]))
+        if s.layer not in by_layer:
+            clean = activation(clean_cache, kind, s.layer, model).to(device)
+            corr = activation(corr_cache, kind, s.layer, model)
+            if clean.shape != corr.shape:
+                raise ValueError(f"clean cache {hook_name(kind, s.layer)} has shape {tuple(clean.shape)}; the corrupted "
+                                 f"run has {tuple(corr.shape)} (same batch and length needed)")
+            by_layer[s.layer] = (clean, corr, site_differences(clean, corr, kind in HEAD_KINDS))
+        clean, corr, differ = by_layer[s.layer]
+        c, x = site_slice(clean, s), site_slice(corr, s)
+        if s.pos is None:
+            row_differs = differs(c, x).flatten(1).any(1)
         else:
-            variants.append(Variant(s, p0, clean, corr))
-
-    used = "fast" if plain is not None else "hooks"
-    rows = 0
-    if plain is not None:
-        rows = run_fast(plain, tokens, variants, base_logits, patching_metric, chunk_size, values, max_change,
-                         plain_cache, read)
-    elif variants:
-        rows = run_hooks(model, tokens, variants, base_logits, patching_metric, chunk_size, values, max_change, read)
-    return Sweep(kind, axis_names, values, identical, max_change, baseline, used, rows, after_read)
+            row_differs = differ[:, s.pos, s.head] if s.head is not None else differ[:, s.pos]
+        yield s, c, x, None if bool(row_differs.all()) else torch.nonzero(row_differs).squeeze(1).cpu()
 
 
-def _checked_read_positions(metric, P: int, base_logits: Tensor, baseline: Tensor) -> tuple[int, ...] | None:
+def _unreachable(site: Site, read: tuple[int, ...] | None, n_layers: int) -> bool:
+    """A patch of the last layer's output at one position reaches only that position's logits."""
+    last_layer_output = site.kind != "resid_pre" and site.layer == n_layers - 1 and site.pos is not None
+    return read is not None and last_layer_output and site.pos not in read
+
+
+def _checked_read_positions(metric, P: int, base_logits: Tensor, baseline: Tensor, infer: bool) -> tuple[int, ...] | None:
+    """The positions the metric reads: declared (checked), else inferred (None when unknown)."""
     read = getattr(metric, "reads_positions", None)
-    if read is None:
-        return None
+    declared = read is not None
+    if not declared:
+        read = infer_read_positions(metric, base_logits) if infer else None
+        if read is None:
+            return None
     read = tuple(sorted({int(p) for p in read}))
     if not read or read[0] < 0 or read[-1] >= P:
         raise ValueError(f"patching_metric.reads_positions must name positions in 0..{P - 1}, got {read}")
     check = torch.as_tensor(metric(mask_unread(base_logits.clone(), read))).detach()
     if check.shape != baseline.shape or not torch.allclose(check.float(), baseline.float()):
+        if not declared:  # the positions probed one at a time are read together: recompute all
+            return None
         raise ValueError(f"patching_metric.reads_positions says it reads only positions {list(read)}, but its value "
                          "changes when the logits at other positions are NaN")
     return read
@@ -259,11 +327,11 @@ def _check_clean_cache(clean_cache, kind, sites, model, B, P):
 def _drop_in(kind: str, by_pos: bool, doc: str):
     def fn(model: TransformerBridge, corrupted_tokens, clean_cache, patching_metric, *, reduce: str = "scalar",
            return_index_df: bool = False, chunk_size: int = DEFAULT_CHUNK, method: str = "auto",
-           warn_identical: bool = True):
+           warn_identical: bool = True, infer_reads: bool = True):
         if reduce not in ("scalar", "mean"):
             raise ValueError(f"reduce must be 'scalar' or 'mean' here, got {reduce!r}")
         sweep = patch_sweep(model, corrupted_tokens, clean_cache, patching_metric, kind, by_pos,
-                            chunk_size=chunk_size, method=method)
+                            chunk_size=chunk_size, method=method, infer_reads=infer_reads)
         out = sweep.values
         extra = out.ndim - len(sweep.axis_names)
         if reduce == "scalar" and extra:
@@ -288,7 +356,8 @@ def _drop_in(kind: str, by_pos: bool, doc: str):
 
     Same arguments and return value as the ``transformer_lens.patching`` function of the same name
     (``reduce`` "scalar"/"mean" and ``return_index_df`` as there), computed with batched patched
-    variants (:func:`patch_sweep`). Extra keywords: ``chunk_size``, ``method``, ``warn_identical``.
+    variants (:func:`patch_sweep`). Extra keywords: ``chunk_size``, ``method``, ``warn_identical``,
+    ``infer_reads``.
     """
     return fn
 

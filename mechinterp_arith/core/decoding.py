@@ -34,7 +34,7 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from .model import model_device
-from .plain_forward import KVBuffer, PlainGPT, checked_plain_forward
+from .plain_forward import KVBuffer, PlainGPT, Segment, checked_plain_forward
 from .tasks import END, Task, as_operands, digits_of
 
 DEFAULT_BATCH = 4096  # rows a bridge forward pass: memory is bounded by this, not by the set size
@@ -186,7 +186,7 @@ def kv_greedy(
     s, inverse, first = shared_prefix_split(prompt, plain.embed.shape[0])
     if s:  # keys/values of the shared prefix positions, once per distinct prefix
         cache: dict = {}
-        plain.blocks(plain.embed_tokens(prompt[first, :s]), 0, 0, None, cache=cache, last_only=True)
+        plain.blocks(plain.embed_tokens(prompt[first, :s]), cache=cache, last_only=True)
         prefix_kv = [(cache[("k", j)], cache[("v", j)]) for j in range(plain.L)]
     out_tokens, out_logits = [], []
     for i in range(0, N, rows):
@@ -198,7 +198,7 @@ def kv_greedy(
             for j, (k, v) in enumerate(prefix_kv):
                 past.keys[j][:, :, :s] = k[idx]
                 past.values[j][:, :, :s] = v[idx]
-        x = plain.blocks(plain.embed_tokens(chunk[:, s:], s), 0, s, past, last_only=True)
+        x = plain.blocks(plain.embed_tokens(chunk[:, s:], s), Segment(start=s, past=past), last_only=True)
         new, kept = [], []
         for k in range(n_new):
             last = plain.logits(x[:, -1])
@@ -207,7 +207,7 @@ def kv_greedy(
             if return_logits:
                 kept.append(last)
             if k < n_new - 1:
-                x = plain.blocks(plain.embed_tokens(tok[:, None], P + k), 0, P + k, past)
+                x = plain.blocks(plain.embed_tokens(tok[:, None], P + k), Segment(start=P + k, past=past))
         out_tokens.append(torch.cat([chunk, torch.stack(new, dim=1)], dim=1))
         if return_logits:
             out_logits.append(torch.stack(kept, dim=1))

@@ -6,12 +6,13 @@ the equivalence analysis's 100,000-sample sets) and batched activation patching
 Supported: the pre-LN GPT with learned positions that :mod:`mechinterp_arith.core.model` builds and
 the importer produces. Callers check it against the bridge's logits before trusting it.
 
-Attention over earlier positions comes from a *past*:
+A partial forward runs a :class:`Segment`: layers from ``layer`` on, residual rows of positions
+from ``start`` on, attending earlier positions through a *past*:
 
-``None``           the block sees only the positions it is given (they must start at 0);
-:class:`SharedPrefix`  keys/values of positions ``< p0`` from one run, shared (never copied) by
-                   ``S`` patched variants stacked along the batch;
-:class:`KVBuffer`  per-row key/value buffers that new positions are written into (decoding).
+``None``               the rows hold every position from 0 (``start == 0``);
+:class:`SharedPrefix`  keys/values of positions ``< start`` from one run, shared (never copied) by
+                       ``variants`` patched copies of the batch stacked along the rows;
+:class:`KVBuffer`      per-row key/value buffers that new positions are written into (decoding).
 
 >>> from mechinterp_arith import load
 >>> ckpt = load("add3")
@@ -20,13 +21,16 @@ Attention over earlier positions comes from a *past*:
 >>> logits, cache = plain.run(tokens[:, :-1])    # the model's input: every token but the last
 >>> logits.shape, cache[("k", 0)].shape          # [batch, pos, vocab], [batch, head, pos, d_head]
 (torch.Size([1, 15, 10]), torch.Size([1, 3, 15, 16]))
+>>> x = plain.blocks(cache[("resid_pre", 2)][:, 9:], Segment(layer=2, start=9, past=SharedPrefix(
+...     {2: cache[("k", 2)][:, :, :9]}, {2: cache[("v", 2)][:, :, :9]})))   # layer 2, positions 9..14
 """
 
 from __future__ import annotations
 
 import math
 import weakref
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Union
 
 import torch
 import torch.nn.functional as F
@@ -45,7 +49,10 @@ def gelu_tanh(x: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
 
     The same function as ``F.gelu(x, approximate="tanh")`` (0.5(1 + tanh z) == sigmoid(2z)), to
     float rounding (max difference ~5e-7), and 2-3x faster on CPUs where torch's tanh is slow.
+    In place on a temporary, so with autograd on it is ``F.gelu`` itself.
     """
+    if x.requires_grad and torch.is_grad_enabled():
+        return F.gelu(x, approximate="tanh")
     u = x * x
     u.mul_(0.044715 * _GELU_TANH_K).add_(_GELU_TANH_K).mul_(x)
     return u.sigmoid_().mul_(x)
@@ -58,6 +65,9 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": F.relu,
     "silu": F.silu,
 }
+
+Patch = Callable[[str, int, Tensor], None]
+"""``patch(point, layer, activation)``: edits a plain-forward activation in place."""
 
 
 def unsupported_reasons(model: TransformerBridge) -> list[str]:
@@ -81,27 +91,57 @@ def unsupported_reasons(model: TransformerBridge) -> list[str]:
     return reasons
 
 
+def softmax_(scores: Float[Tensor, "... keys"]) -> Float[Tensor, "... keys"]:
+    """Softmax over the last dimension, in place when no gradient is needed.
+
+    For the short key dimensions of these models (<= the context, ~15) torch's CPU softmax and
+    per-row max kernels are several times slower than ``exp(x - m) / sum`` with one global
+    maximum ``m`` (softmax is unchanged by any constant shift); rows whose sum would underflow
+    (their maximum ~80 below ``m``) fall back to per-row maxima. With autograd on it is
+    ``Tensor.softmax``. Rows must hold at least one finite score (causal masks always keep one).
+    """
+    if (scores.requires_grad and torch.is_grad_enabled()) or not scores.numel():
+        return scores.softmax(-1)
+    raw = scores.clone()
+    scores.sub_(scores.max()).exp_()
+    total = scores.sum(-1, keepdim=True)
+    if bool(total.min() < 1e-30):
+        scores = raw.sub_(raw.amax(-1, keepdim=True)).exp_()
+        total = scores.sum(-1, keepdim=True)
+    return scores.div_(total)
+
+
 class SharedPrefix:
-    """Keys/values ``[B, H, p0, dh]`` per layer of positions ``< p0``, shared by ``S`` variants."""
+    """Keys/values ``[B, H, start, dh]`` per layer of positions ``< start`` from one run, for rows
+    stacked from that run's batch: ``variants`` copies of the whole batch (variant-major; the
+    prefix is shared, never copied), or, with ``rows``, stacked row i a copy of batch row ``rows[i]``."""
 
-    def __init__(self, keys: dict[int, Tensor], values: dict[int, Tensor]):
-        self.keys, self.values = keys, values
+    def __init__(self, keys: dict[int, Tensor], values: dict[int, Tensor], variants: int = 1,
+                 rows: Int[Tensor, "stacked"] | None = None):
+        self.keys, self.values, self.variants, self.rows = keys, values, variants, rows
 
-    def attend(self, j: int, q: Tensor, k: Tensor, v: Tensor, p0: int, S: int, scale: float) -> Tensor:
-        """Causal attention of queries at positions ``p0..`` over the prefix and the new keys.
-        q, k, v: [S*B, H, Q, dh] -> z [S*B, H, Q, dh]."""
+    def attend(self, j: int, q: Tensor, k: Tensor, v: Tensor, start: int, scale: float) -> Tensor:
+        """Causal attention of queries at positions ``start..`` over the prefix and the new keys.
+        q, k, v: [stacked rows, H, Q, dh] -> z [stacked rows, H, Q, dh]."""
         k_pre, v_pre = self.keys[j], self.values[j]
+        if k_pre.shape[2] != start:
+            raise ValueError(f"the shared prefix holds {k_pre.shape[2]} positions; the segment starts at {start}")
         N, H, Q, dh = q.shape
-        B = N // S
         q = q * scale
+        new = (q @ k.transpose(-1, -2)).masked_fill_(_future(Q, Q, q.device), float("-inf"))
+        if self.rows is not None:  # one prefix per stacked row
+            k_pre, v_pre = k_pre[self.rows], v_pre[self.rows]
+            w = softmax_(torch.cat([q @ k_pre.transpose(-1, -2), new], dim=-1))
+            return w[..., :start] @ v_pre + w[..., start:] @ v
+        S = self.variants
+        B = N // S
         # prefix scores as one [B*H] batched matmul over all S*Q queries
         qb = q.view(S, B, H, Q, dh).permute(1, 2, 0, 3, 4).reshape(B, H, S * Q, dh)
-        pre = (qb @ k_pre.transpose(-1, -2)).view(B, H, S, Q, p0).permute(2, 0, 1, 3, 4).reshape(N, H, Q, p0)
-        new = (q @ k.transpose(-1, -2)).masked_fill(_future(Q, Q, q.device), float("-inf"))
-        w = torch.cat([pre, new], dim=-1).softmax(-1)
-        wb = w[..., :p0].reshape(S, B, H, Q, p0).permute(1, 2, 0, 3, 4).reshape(B, H, S * Q, p0)
+        pre = (qb @ k_pre.transpose(-1, -2)).view(B, H, S, Q, start).permute(2, 0, 1, 3, 4).reshape(N, H, Q, start)
+        w = softmax_(torch.cat([pre, new], dim=-1))
+        wb = w[..., :start].reshape(S, B, H, Q, start).permute(1, 2, 0, 3, 4).reshape(B, H, S * Q, start)
         z_pre = (wb @ v_pre).view(B, H, S, Q, dh).permute(2, 0, 1, 3, 4).reshape(N, H, Q, dh)
-        return z_pre + w[..., p0:] @ v
+        return z_pre + w[..., start:] @ v
 
 
 class KVBuffer:
@@ -112,21 +152,34 @@ class KVBuffer:
         self.keys = [torch.empty(shape, device=device, dtype=dtype) for _ in range(n_layers)]
         self.values = [torch.empty(shape, device=device, dtype=dtype) for _ in range(n_layers)]
 
-    def attend(self, j: int, q: Tensor, k: Tensor, v: Tensor, p0: int, S: int, scale: float) -> Tensor:
-        """Write k, v [B, H, Qk, dh] at positions ``p0..``; the queries q [B, H, Qq, dh] are the
-        last ``Qq`` of those positions and attend causally over the buffer (``S`` must be 1: one
-        buffer row per batch row)."""
-        T, n_q = p0 + k.shape[2], q.shape[2]
-        self.keys[j][:, :, p0:T] = k
-        self.values[j][:, :, p0:T] = v
+    def attend(self, j: int, q: Tensor, k: Tensor, v: Tensor, start: int, scale: float) -> Tensor:
+        """Write k, v [B, H, Qk, dh] at positions ``start..``; the queries q [B, H, Qq, dh] are the
+        last ``Qq`` of those positions and attend causally over the buffer."""
+        T, n_q = start + k.shape[2], q.shape[2]
+        self.keys[j][:, :, start:T] = k
+        self.values[j][:, :, start:T] = v
         keys, values = self.keys[j][:, :, :T], self.values[j][:, :, :T]
         # written out: for heads this small, CPU kernels beat scaled_dot_product_attention
         if n_q == 1:
-            w = (q * keys).sum(-1, keepdim=True).mul_(scale).softmax(-2)  # [B, H, T, 1]
-            return (w * values).sum(-2, keepdim=True)
+            w = (q * keys).sum(-1).mul_(scale)  # [B, H, T]
+            return (softmax_(w).unsqueeze(-1) * values).sum(-2, keepdim=True)
         w = (q @ keys.transpose(-1, -2)).mul_(scale)
         w.masked_fill_(_future(n_q, T, q.device, offset=T - n_q), float("-inf"))
-        return w.softmax(-1) @ values
+        return softmax_(w) @ values
+
+
+Past = Union[SharedPrefix, KVBuffer, None]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Where a partial forward starts: the first ``layer`` it runs, the position ``start`` of the
+    first residual row it is given, and the ``past`` that holds the keys/values of earlier
+    positions (None when ``start == 0``)."""
+
+    layer: int = 0
+    start: int = 0
+    past: Past = None
 
 
 def _future(n_q: int, n_k: int, device, offset: int = 0) -> Tensor:
@@ -146,6 +199,11 @@ class PlainGPT:
         reasons = unsupported_reasons(model)
         if reasons:
             raise NotImplementedError(", ".join(reasons))
+        # normal tensors even when built under inference mode: gradients may flow through them
+        with torch.inference_mode(False), torch.no_grad():
+            self._read_weights(model)
+
+    def _read_weights(self, model) -> None:
         cfg = model.cfg
         sd = {k: v.detach() for k, v in model.state_dict().items()}
         self.L, self.H, self.dh, self.D = cfg.n_layers, cfg.n_heads, cfg.d_head, cfg.d_model
@@ -194,19 +252,21 @@ class PlainGPT:
         """Full forward; returns logits and a cache keyed ``(point, layer)`` with points resid_pre,
         k, v ([B, H, pos, dh]), z ([B, pos, H, dh]), attn_out, resid_mid, mlp_out, resid_post."""
         cache: dict = {}
-        x = self.blocks(self.embed_tokens(tokens), 0, 0, None, cache=cache)
+        x = self.blocks(self.embed_tokens(tokens), cache=cache)
         return self.logits(x), cache
 
-    def blocks(self, x: Float[Tensor, "rows q d_model"], layer: int, p0: int, past, patch=None, cache=None,
-               S: int = 1, last_only: bool = False) -> Float[Tensor, "rows q d_model"]:
-        """Run layers ``layer..`` on the residual ``x`` of positions ``p0..p0+q-1``; earlier
-        positions are attended through ``past`` (None when ``p0 == 0``). ``patch(point, layer, t)``
-        edits activations in place; ``cache`` (a dict) collects them. ``last_only``: the last layer
-        computes only the final position (its keys/values still come from every position).
-        Returns the final residual stream (before ln_final)."""
+    def blocks(self, x: Float[Tensor, "rows q d_model"], segment: Segment = Segment(), *, patch: Patch | None = None,
+               cache: dict | None = None, last_only: bool = False) -> Float[Tensor, "rows q d_model"]:
+        """Run layers ``segment.layer..`` on the residual ``x`` of positions ``segment.start..``;
+        earlier positions are attended through ``segment.past``.
+
+        ``patch(point, layer, t)`` may edit activations in place; ``cache`` (a dict) collects them.
+        ``last_only``: the last layer computes only the final position (its keys/values still come
+        from every position). Returns the final residual stream (before ln_final).
+        """
         N, Q, D = x.shape
         H, dh = self.H, self.dh
-        for j in range(layer, self.L):
+        for j in range(segment.layer, self.L):
             w = self.layers[j]
             if patch:
                 patch("resid_pre", j, x)
@@ -217,27 +277,32 @@ class PlainGPT:
             if cache is not None:
                 cache[("k", j)], cache[("v", j)] = k, v
             if last_only and j == self.L - 1 and Q > 1:  # keys/values of all, queries of the last
-                if isinstance(past, KVBuffer):
-                    z = past.attend(j, q[:, :, -1:], k, v, p0, S, self.scale)
-                else:
-                    z = self._attend(j, q, k, v, p0, past, S)[:, :, -1:]
+                z = self._attend(j, q, k, v, segment, last_query=True)
                 x = x[:, -1:]
             else:
-                z = self._attend(j, q, k, v, p0, past, S)
+                z = self._attend(j, q, k, v, segment)
             z = z.transpose(1, 2).contiguous()  # [N, Q, H, dh]
             if cache is not None:
                 cache[("z", j)] = z
-            x = self.finish_layer(j, x, z, patch, cache)
+            x = self.finish_layer(j, x, z, patch=patch, cache=cache)
         return x
 
-    def _attend(self, j, q, k, v, p0, past, S):
+    def _attend(self, j: int, q: Tensor, k: Tensor, v: Tensor, segment: Segment, last_query: bool = False) -> Tensor:
+        past, start = segment.past, segment.start
+        if isinstance(past, KVBuffer):
+            return past.attend(j, q[:, :, -1:] if last_query else q, k, v, start, self.scale)
         if past is None:
-            if p0:
-                raise ValueError(f"positions from {p0} need a past (keys/values of earlier positions)")
-            return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
-        return past.attend(j, q, k, v, p0, S, self.scale)
+            if start:
+                raise ValueError(f"positions from {start} need a past (keys/values of earlier positions)")
+            # written out: for heads this small it beats scaled_dot_product_attention on CPUs
+            w = (q @ k.transpose(-1, -2)).mul_(self.scale)
+            z = softmax_(w.masked_fill_(_future(q.shape[2], k.shape[2], q.device), float("-inf"))) @ v
+        else:
+            z = past.attend(j, q, k, v, start, self.scale)
+        return z[:, :, -1:] if last_query else z
 
-    def finish_layer(self, j: int, x: Tensor, z: Float[Tensor, "rows q head d_head"], patch=None, cache=None) -> Tensor:
+    def finish_layer(self, j: int, x: Tensor, z: Float[Tensor, "rows q head d_head"], *, patch: Patch | None = None,
+                     cache: dict | None = None) -> Tensor:
         """Layer ``j`` from its heads' z onwards: W_O, residual, MLP; returns resid_post."""
         N, Q, D = x.shape
         w = self.layers[j]
@@ -250,8 +315,7 @@ class PlainGPT:
         x = x + attn_out
         if patch:
             patch("resid_mid", j, x)
-        h = F.layer_norm(x, (D,), *w["ln2"], self.eps)
-        mlp_out = F.linear(self.act(F.linear(h, *w["in"])), *w["out"])
+        mlp_out = self.mlp(j, x)
         if patch:
             patch("mlp_out", j, mlp_out)
         if cache is not None:
@@ -262,6 +326,12 @@ class PlainGPT:
         if cache is not None:
             cache[("resid_post", j)] = x
         return x
+
+    def mlp(self, j: int, resid_mid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
+        """Layer ``j``'s MLP output (ln2 included) for the residual it reads."""
+        w = self.layers[j]
+        h = F.layer_norm(resid_mid, (resid_mid.shape[-1],), *w["ln2"], self.eps)
+        return F.linear(self.act(F.linear(h, *w["in"])), *w["out"])
 
     def logits(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... vocab"]:
         """ln_final and unembedding of a final residual stream."""

@@ -13,6 +13,7 @@ from typing import Callable
 from . import (
     accuracy,
     attention,
+    discovery,
     equivalence,
     model_card,
     patching,
@@ -33,6 +34,7 @@ SECTIONS: dict[str, SectionFn] = {
     "patching": patching.patching_section,
     "attention": attention.section,
     "circuits": patching.circuits_section,
+    "discovery": discovery.section,
 }
 
 __all__ = ["SECTIONS", "SectionFn"]
