@@ -58,7 +58,7 @@ def test_section_statuses_and_labels(page):
     assert set(status.values()) == {"ok"}, status
     # add3 supports every analysis: no part of any section is skipped, none failed
     for s in result.sections:
-        assert 'class="note"' not in s.html and 'class="section-error"' not in s.html, s.key
+        assert 'class="skipped"' not in s.html and 'class="section-error"' not in s.html, s.key
     assert "mechinterp-arith train --task add --digits 3" in html  # the reproducing command
     assert "0034900705450100" in html  # the format example
 

@@ -143,8 +143,10 @@ def differ_in_answer_digit(task: Task, k: int, n: int = 64, seed: int = 0) -> Pr
         if have >= n:
             break
     if have < n:
+        values = task.answer_digits(task.apply(a, b))[:, k].unique().tolist()  # over the last draw of ID pairs
+        why = f"it is always {values[0]} in distribution" if len(values) == 1 else "it rarely changes alone"
         raise NotApplicable(f"answer digit {k} of {task.name} cannot be changed alone by edits of the "
-                            f"{task.digits}-digit ID operands (found {have} of {n} pairs)")
+                            f"{task.digits}-digit ID operands (found {have} of {n} pairs): {why}")
     a, b, xa, xb = (torch.cat(t) for t in zip(*got))
     return make_pairs(task, a, b, xa, xb, f"answers differ only in digit {k}")
 

@@ -57,7 +57,7 @@ def attempt(fn, *args, **kwargs):
 
 def skipped(what: str, message: str) -> str:
     """A one-line note for a part of a section that does not apply to this checkpoint."""
-    return f'<p class="note"><em>{escape(what)} not shown for this checkpoint:</em> {escape(message)}</p>'
+    return f'<p class="skipped"><em>{escape(what)} not shown for this checkpoint:</em> {escape(message)}</p>'
 
 
 def ci(lo_hi) -> str:
