@@ -18,7 +18,12 @@ raises NotImplementedError.
 engine) per site family: Spearman rank correlation over the sites where the runs differ, and
 the sites where the linear estimate misses most.
 
->>> att = attribute(ckpt, pairs, metric, ig_steps=5)
+>>> from mechinterp_arith import load
+>>> from mechinterp_arith.analysis.metrics import logit_diff_metric
+>>> from mechinterp_arith.analysis.prompt_pairs import differ_in_answer_digit
+>>> ckpt = load("add3")
+>>> pairs = differ_in_answer_digit(ckpt.task, k=1, n=16)
+>>> att = attribute(ckpt, pairs, logit_diff_metric(pairs, 1), ig_steps=5)
 >>> att.edge_scores.shape                              # [pos, reader, writer]: TL's graph
 torch.Size([15, 31, 13])
 >>> att.node_scores("z").shape                         # [layer, pos, head], as patch_sweep's

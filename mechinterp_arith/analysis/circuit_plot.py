@@ -6,7 +6,7 @@ token positions. An edge into a head's query (solid) or key/value input (dashed)
 head at the edge's position; a dotted line then carries a key/value read to the same head at a
 later position of the circuit (attention moves information across positions).
 
->>> fig = circuit_figure(circuit, tags=subtask_tags(ckpt, circuit), labels=position_labels(ckpt.task))
+>>> fig = circuit_figure(circuit, tags=subtask_tags(ckpt, circuit), labels=position_labels(ckpt.task))  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ The search (documented in docs/circuits.md):
 >>> circuit = discover(load("add3"), digit=1)
 >>> circuit.faithfulness >= 0.9 and circuit.n_edges <= 0.1 * circuit.n_edges_total
 True
->>> circuit.to_json()["edges"][0]["writer"]           # TL Node fields
-{'kind': 'attn_head_out', 'position': 8, 'layer': 0, 'head': 2}
+>>> circuit.to_json()["edges"][0]["writer"]           # TL Node fields: MLP0 at b1's position
+{'kind': 'mlp_out', 'position': 8, 'layer': 0, 'head': None}
 """
 
 from __future__ import annotations

@@ -14,9 +14,18 @@ positions ``start..end-1`` the graph forward computes). Positions before ``start
 position where any pair differs) are identical in both runs: their keys and values come from the
 corrupted run.
 
+>>> from mechinterp_arith import load
+>>> from mechinterp_arith.analysis.edge_graph import EdgeGraph
+>>> from mechinterp_arith.analysis.prompt_pairs import differ_in_answer_digit
+>>> from mechinterp_arith.core.plain_forward import PlainGPT
+>>> ckpt = load("add3")
+>>> plain, pairs = PlainGPT(ckpt.model), differ_in_answer_digit(ckpt.task, k=1, n=8)
+>>> graph = EdgeGraph(n_layers=3, n_heads=3, n_pos=15)
 >>> runs = PairRuns.build(plain, pairs.clean_tokens, pairs.corrupted_tokens, end=10)
 >>> keep = graph.feeds.expand(1, runs.n_pos, -1, -1).float()      # every edge: the clean run
->>> logits = ablated_logits(plain, graph, runs, keep)               # [1, batch, 15, vocab]
+>>> logits = ablated_logits(plain, graph, runs, keep)               # [circuits, batch, pos, vocab]
+>>> logits.shape[0], logits.shape[1], logits.shape[-1]
+(1, 8, 10)
 """
 
 from __future__ import annotations

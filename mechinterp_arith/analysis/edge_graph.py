@@ -12,7 +12,7 @@ Its edges convert to TL's :class:`Node` pairs, so a TL user can feed them back t
 >>> graph = EdgeGraph(n_layers=3, n_heads=3, n_pos=15)
 >>> graph.n_writers, graph.n_readers, graph.n_edges              # 13, 31, 15 * 172 (TL's count)
 (13, 31, 2580)
->>> graph.writer_node(4, position=9)                             # L1H0 at b0's position
+>>> graph.writer_node(5, position=9)                             # L1H0 at b0's position
 Node(kind='attn_head_out', position=9, layer=1, head=0)
 """
 

@@ -18,8 +18,10 @@ predicts for the base with that variable taken from the source.
 Answers are checked as greedy decoding would produce them, in one teacher-forced pass: the model
 answers ``c`` exactly when every answer digit of ``c`` is the argmax given the digits before it.
 
->>> df = extra_digit_interchange(load("add3"), n=256)
->>> df[["hook", "iia_unchanged", "iia_true_arithmetic"]]
+>>> from mechinterp_arith import load
+>>> df = extra_digit_interchange(load("add3"), n=64)
+>>> bool((df["iia_true_arithmetic"] == 0).all())       # swapping a3/b3 never gives the true sum
+True
 """
 
 from __future__ import annotations

@@ -23,7 +23,9 @@ edges ablated, everything else clean): 1 = the model cannot tell the pairs apart
 >>> from mechinterp_arith import load
 >>> ckpt = load("add3")
 >>> pairs = subtask_pairs(ckpt.task, "MakeCarry1", k=3, n=32)       # the carry into the thousands
->>> node_necessity(ckpt, 3, [Node("attn_head_out", 12, 0, 1)]).necessity.max() > 0.5
+>>> from transformer_lens.tools.analysis import Node
+>>> nec = node_necessity(ckpt, 3, [Node("attn_head_out", 12, 0, 2)], subtasks=("MakeCarry1",))
+>>> bool(nec.necessity.max() > 0.2)                   # L0H2 at ans2 makes the carry into the thousands
 True
 """
 
