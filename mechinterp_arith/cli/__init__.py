@@ -1,7 +1,9 @@
 """The ``mechinterp-arith`` command line: one module per subcommand, registered below.
 
 Every module ``mechinterp_arith/cli/*_cmd.py`` defines ``register(subparsers)``, which adds its
-parser and sets ``func(args) -> int``; adding a command is adding such a file. Errors are one line
+parser and sets ``func(args) -> int``; adding a command is adding such a file. Every command gets
+``--threads N`` here and runs under the thread policy of :mod:`mechinterp_arith.core.threads`
+(one torch thread unless asked). Errors are one line
 on stderr and a non-zero exit, never a traceback.
 """
 
@@ -11,6 +13,9 @@ import argparse
 import importlib
 import sys
 from pathlib import Path
+
+from ..core.threads import set_threads
+from .common import add_threads_arg
 
 # train, evaluate, info first; the rest alphabetically
 _FIRST = ["train_cmd", "evaluate_cmd", "info_cmd"]
@@ -34,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    for command_parser in sub.choices.values():
+        add_threads_arg(command_parser)
     return parser
 
 
@@ -43,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = argv
     try:
+        set_threads(args.threads)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("mechinterp-arith: interrupted", file=sys.stderr)

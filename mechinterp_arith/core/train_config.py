@@ -11,6 +11,7 @@ import math
 from dataclasses import asdict, dataclass
 
 BATCH_RNGS = ("seedsequence", "arithmetic")
+FORWARDS = ("auto", "plain", "bridge")
 
 
 @dataclass(frozen=True)
@@ -40,10 +41,18 @@ class TrainConfig:
     # "arithmetic" (seed * 1_000_003 + step), the derivation of version 0.1.0, which the shipped
     # checkpoints were trained with; their recorded commands pass --batch-rng arithmetic
     batch_rng: str = "seedsequence"
+    # the forward of training steps: "plain" (the bridge's weights through a batched plain-tensor
+    # forward, core/stacked_forward.py; the same function to float rounding, several times faster),
+    # "bridge" (the hooked bridge's own forward: version 0.1.0's step, which trained the shipped
+    # checkpoints; their recorded commands pass --forward bridge), or "auto" (plain when it can run
+    # the architecture, else bridge)
+    forward: str = "auto"
 
     def __post_init__(self) -> None:
         if self.batch_rng not in BATCH_RNGS:
             raise ValueError(f"unknown batch_rng {self.batch_rng!r}; choose one of {', '.join(BATCH_RNGS)}")
+        if self.forward not in FORWARDS:
+            raise ValueError(f"unknown forward {self.forward!r}; choose one of {', '.join(FORWARDS)}")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"unknown schedule {self.schedule!r}; choose cosine or constant")
         for name in ("steps", "batch_size", "eval_every"):
@@ -59,12 +68,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        """The config of a ``to_dict()`` mapping. Configs written before ``batch_rng`` existed
-        (version 0.1.0) used the "arithmetic" batch order."""
+        """The config of a ``to_dict()`` mapping. Configs written before ``batch_rng`` and
+        ``forward`` existed (version 0.1.0) used the "arithmetic" batch order and the bridge forward."""
         d = dict(d)
         if "betas" in d:
             d["betas"] = tuple(d["betas"])
         d.setdefault("batch_rng", "arithmetic")
+        d.setdefault("forward", "bridge")
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
