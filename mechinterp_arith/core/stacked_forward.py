@@ -110,7 +110,7 @@ class StackedForward:
         """``LayerNorm(x) @ w^T + b`` with the norm's affine folded into ``w`` [K, out, in] and ``b`` [K, out]."""
         g, beta = self.weight(f"{norm}.weight"), self.weight(f"{norm}.bias")
         x_hat = F.layer_norm(x, (x.shape[-1],), eps=self.eps)
-        bias = b + (w @ beta.unsqueeze(-1)).squeeze(-1)
+        bias = b + (w * beta.unsqueeze(1)).sum(-1)
         return torch.baddbmm(bias.unsqueeze(1), x_hat, (w * g.unsqueeze(1)).transpose(1, 2))
 
     def _layer(self, j: int, x: Float[Tensor, "K rows d_model"], B: int, T: int, first: int) -> Tensor:

@@ -144,7 +144,7 @@ def run_members(members: Sequence[Member], training: TrainingData, sets: EvalSet
         for m in active:
             _maybe_snapshot(m)
         if active[0].step % cfg.eval_every == 0 or active[0].step == cfg.steps:
-            _evaluate_all(active, sets, torch.stack(losses).mean(0).tolist(), t0, callback)
+            _evaluate_all(active, sets, mean_losses(losses), t0, callback)
             bar.set_postfix_str(progress_text(members))
             if any(m.finished for m in active):
                 for m in active:
@@ -157,6 +157,12 @@ def run_members(members: Sequence[Member], training: TrainingData, sets: EvalSet
     for m in members:
         if not m.saved:
             _finish(m, extra)
+
+
+def mean_losses(losses: list[Tensor]) -> list[float]:
+    """Each member's mean batch loss since the last evaluation (``losses``: one [K] tensor per step),
+    reduced member by member, so a member's value does not depend on K."""
+    return torch.stack(losses).t().contiguous().mean(1).tolist()
 
 
 def progress_text(members: Sequence[Member]) -> str:
