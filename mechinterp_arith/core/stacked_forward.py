@@ -122,13 +122,13 @@ class StackedForward:
                        self.weight(p + "attn.v.weight")], dim=1)
         b = torch.cat([self.weight(p + "attn.q.bias") * self.scale, self.weight(p + "attn.k.bias"),
                        self.weight(p + "attn.v.bias")], dim=1)
-        qkv = self._norm_linear(x, p + "ln1", w, b).view(K * B, T, 3, H, dh)
-        q = qkv[:, first:, 0].transpose(1, 2)  # [K*B, H, T_out, dh]
-        k, v = qkv[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
+        # unbind and split, not indexing: their backward writes no zero-filled full-size gradients
+        q, k, v = (t.transpose(1, 2) for t in self._norm_linear(x, p + "ln1", w, b).view(K * B, T, 3, H, dh).unbind(2))
+        if first:
+            q = q.split([first, T_out], dim=2)[1]  # [K*B, H, T_out, dh]
+            x = x.view(K, B, T, D).split([first, T_out], dim=2)[1].reshape(K, B * T_out, D)
         pattern = masked_softmax(q @ k.transpose(-1, -2), causal_mask(T_out, T, x.device, x.dtype))
         z = (pattern @ v).transpose(1, 2).reshape(K, B * T_out, D)
-        if first:
-            x = x.view(K, B, T, D)[:, :, first:].reshape(K, B * T_out, D)
         x = x + torch.baddbmm(self.weight(p + "attn.o.bias").unsqueeze(1), z,
                               self.weight(p + "attn.o.weight").transpose(1, 2))
         h = self.act(self._norm_linear(x, p + "ln2", self.weight(p + "mlp.in.weight"), self.weight(p + "mlp.in.bias")))
