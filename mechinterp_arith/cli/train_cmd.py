@@ -43,7 +43,8 @@ def register(sub) -> None:
     o.add_argument("--seeds", type=int, default=None, metavar="K",
                    help="train K models, seeds 0..K-1 (each sets --model-seed and --seed), in one process")
     o.add_argument("--batch-rng", choices=BATCH_RNGS, default=d.batch_rng,
-                   help="how the batch order derives from --seed (arithmetic: version 0.1.0's, which trained the shipped checkpoints)")
+                   help="how the batch order derives from --seed (arithmetic: version 0.1.0's, which trained "
+                        "the shipped checkpoints)")
     o.add_argument("--data-seed", type=int, default=d.data_seed, help="train/test split seed")
     o.add_argument("--n-train", type=int, default=None, help="default 10,000 (80%% of pairs when fewer)")
     o.add_argument("--n-test", type=int, default=None)

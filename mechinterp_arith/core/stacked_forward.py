@@ -7,9 +7,9 @@ model k sees only its own tokens and weights. With K = 1 it is the fast forward 
 
 It computes the bridge's function to float rounding (checked against the bridge's logits when it
 is built, see :func:`stacked_forward_for`), faster: LayerNorm affines and the attention scale are
-folded into the following weights (weights are tiny, activations are not), GELU and the causal
-softmax use :mod:`~mechinterp_arith.core.fast_ops`, and the last layer computes only the
-positions whose logits the loss reads (keys and values still come from every position).
+folded into the following weights (weights are tiny, activations are not), the causal softmax is
+:mod:`~mechinterp_arith.core.fast_ops`'s, and the last layer computes only the positions whose
+logits the loss reads (keys and values still come from every position).
 
 >>> from mechinterp_arith import Task, ModelConfig, build_model
 >>> task = Task("add", 3)
@@ -22,6 +22,7 @@ torch.Size([2, 4, 6, 10])
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -31,10 +32,11 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from .fast_ops import causal_mask, gelu_tanh, masked_softmax
+from .fast_ops import causal_mask, masked_softmax
 from .plain_forward import unsupported_reasons
 
-ACTIVATIONS = {"gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh, "gelu": F.gelu, "relu": F.relu, "silu": F.silu}
+_gelu_tanh = functools.partial(F.gelu, approximate="tanh")
+ACTIVATIONS = {"gelu_new": _gelu_tanh, "gelu_pytorch_tanh": _gelu_tanh, "gelu": F.gelu, "relu": F.relu, "silu": F.silu}
 LAYER_WEIGHTS = ("ln1.weight", "ln1.bias", "attn.q.weight", "attn.q.bias", "attn.k.weight", "attn.k.bias",
                  "attn.v.weight", "attn.v.bias", "attn.o.weight", "attn.o.bias", "ln2.weight", "ln2.bias",
                  "mlp.in.weight", "mlp.in.bias", "mlp.out.weight", "mlp.out.bias")

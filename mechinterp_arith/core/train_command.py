@@ -45,7 +45,8 @@ def _options(values: dict, flags: dict[str, str]) -> list[str]:
 def train_command(task: Task, model_config: ModelConfig, train_config: TrainConfig, out_dir: str | Path) -> str | None:
     """The command that trains this setting into ``out_dir``; None when the model's context or
     vocabulary differ from the task's (the command line has no option for them)."""
-    if ModelConfig.for_task(task, **{k: v for k, v in model_config.to_dict().items() if k not in MODEL_FROM_TASK}) != model_config:
+    architecture = {k: v for k, v in model_config.to_dict().items() if k not in MODEL_FROM_TASK}
+    if ModelConfig.for_task(task, **architecture) != model_config:
         return None
     args = ["train", *_options(task.to_dict(), TASK_FLAGS)]
     if not task.pad:
