@@ -81,3 +81,11 @@ def test_an_interrupted_ensemble_resumes_to_the_same_weights(ensemble, tmp_path)
 def test_bad_seeds_are_one_clear_error(seeds, message):
     with pytest.raises(ValueError, match=message):
         check_seeds(seeds)
+
+
+def test_an_ensemble_through_the_bridge_forward_matches_separate_runs():
+    cfg = dataclasses.replace(EARLY, steps=10, target_accuracy=None, snapshot_every=None, forward="bridge")
+    ens = train_ensemble(TASK, MODEL, cfg, [0, 2], progress=False)
+    for seed in (0, 2):
+        model, history, _ = alone(seed, cfg)
+        assert same_weights(model, ens.models[seed]) and history["loss"].tolist() == ens.histories[seed]["loss"].tolist()
