@@ -33,6 +33,7 @@ from .model import ModelConfig, build_model, resolve_device
 from .tasks import Task
 from .train_config import TrainConfig, lr_at
 from .train_state import STATE_JSON, restore_state, save_state, saved_snapshots
+from .stacked_forward import StackedForward
 from .train_step import TrainingData, choose_forward, train_step
 
 Pairs = tuple[Tensor, Tensor]
@@ -154,7 +155,8 @@ def run_members(members: Sequence[Member], training: TrainingData, sets: EvalSet
                     if m.finished:
                         _finish(m, extra)
                 active = [m for m in active if not m.finished]
-                forward = choose_forward([m.model for m in active], training, cfg.forward) if active else None
+                if forward is not None and active:  # the same forward for the rest (checked once, at the start)
+                    forward = StackedForward([m.model for m in active])
             t0, losses = time.perf_counter(), []
     bar.close()
     for m in members:
