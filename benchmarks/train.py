@@ -1,18 +1,29 @@
-"""Training speed: the hooked bridge versus a plain-PyTorch model of the same architecture.
+"""Training speed: step time, add3 to 100% (default recipe vs the study's), ensembles, concurrency.
 
-Prints one JSON object: ms per training step for both (same batches, optimizer and loss, same
-process, interleaved rounds, median), their ratio (target: hooked <= 1.15x plain), and the seconds
-the toolkit's `train` needs to reach 100% exact match on held-out pairs in the add3 setting.
+Prints one JSON object (targets from issue 12; docs/training.md records the figures):
 
-    python benchmarks/train.py [--steps 60] [--batch-size 256] [--device auto] [--skip-convergence]
+- ``step_ms``: ms per training step at the default batch for the toolkit's step on a hooked
+  bridge (its default stacked forward, and the bridge's own forward) and for ``ReferenceGPT``, a
+  plain-PyTorch model of the same architecture (same batches, optimizer and loss; same process,
+  interleaved rounds, medians). Target: toolkit <= 1.05x plain.
+- ``add3``: wall seconds for ``train()`` from scratch until all 10,000 held-out pairs are exact,
+  with the default recipe and with the study's (minGPT adder: batch 64, constant lr 5e-4, betas
+  0.9/0.95, no warmup), in this run, for seeds 0..N-1 (median). Targets: default <= 15 s on 2
+  idle cores, >= 4x faster than the study's.
+- ``ensemble``: wall seconds of K=1 and K=8 seeds for the same steps. Target: K=8 <= 3x K=1.
+- ``concurrency``: one training alone vs two at once (separate processes). Target: each <= 1.3x.
+
+    python benchmarks/train.py [--threads 1] [--seeds 3] [--device auto] [--skip-study] [--skip-concurrency]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,85 +31,157 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from plain_gpt import PlainGPT  # noqa: E402
+from reference_gpt import ReferenceGPT  # noqa: E402
 
 from mechinterp_arith import ModelConfig, Task, TrainConfig, build_model, data, train  # noqa: E402
 from mechinterp_arith.core.model import resolve_device  # noqa: E402
-from mechinterp_arith.core.model import fused_layernorm
-from mechinterp_arith.core.train import TrainingData, answer_loss, batch_indices, make_optimizer  # noqa: E402
+from mechinterp_arith.core.threads import set_threads  # noqa: E402
+from mechinterp_arith.core.train_loop import Member, make_optimizer  # noqa: E402
+from mechinterp_arith.core.train_step import TrainingData, answer_loss, batch_indices, choose_forward, train_step  # noqa: E402
+
+TASK = Task("add", 3)
+STUDY = dict(batch_size=64, lr=5e-4, betas=(0.9, 0.95), warmup=0, schedule="constant", steps=30_000)
 
 
-def ms_per_step(model, td, device, steps, batch_size, seed=0) -> float:
-    """The toolkit's training step (same optimizer, loss and batches) on ``model``."""
-    inputs, targets, mask = (t.to(device) for t in (td.inputs, td.targets, td.loss_mask))
-    opt = make_optimizer(model, TrainConfig(device=str(device)))
+def sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def toolkit_stepper(device, forward: str, cfg: TrainConfig, td: TrainingData):
+    """The toolkit's step (core/train_step.py) on a fresh gpt-nano bridge."""
+    model = build_model(ModelConfig.for_task(TASK), device=device)
+    member = Member(TASK, dataclasses.replace(cfg, forward=forward), model, make_optimizer(model, cfg), None, {})
+    fwd = choose_forward([model], td, forward)
     model.train()
-    hooked = hasattr(model, "run_with_cache")
+    return lambda: train_step([member], td, fwd)
 
-    def step(i):
-        rows = batch_indices(len(inputs), batch_size, seed, i).to(device)
-        if hooked:
-            with fused_layernorm(model):
-                logits = model(inputs[rows])
-        else:
-            logits = model(inputs[rows])
-        loss = answer_loss(logits, targets[rows], mask[rows])
+
+def reference_stepper(device, cfg: TrainConfig, td: TrainingData):
+    """The same step (batches, AdamW, clipping, answer loss) on ReferenceGPT."""
+    model = ReferenceGPT(n_ctx=TASK.n_ctx).to(device)
+    opt = make_optimizer(model, cfg)
+    state = {"step": 0}
+
+    def step():
+        rows = batch_indices(len(td.inputs), cfg.batch_size, cfg.seed, state["step"]).to(device)
+        loss = answer_loss(model(td.inputs[rows]), td.targets[rows], td.loss_mask[rows])
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
+        state["step"] += 1
+    return step
 
-    for i in range(5):
-        step(i)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+
+def step_ms(device, steps: int, rounds: int) -> dict:
+    cfg = TrainConfig(device=str(device))
+    td = TrainingData.build(TASK, data.id_split(TASK, seed=0)).to(device)
+    steppers = {"toolkit": toolkit_stepper(device, "auto", cfg, td),
+                "toolkit_bridge_forward": toolkit_stepper(device, "bridge", cfg, td),
+                "reference_plain": reference_stepper(device, cfg, td)}
+    times = {k: [] for k in steppers}
+    for _ in range(rounds):  # interleaved, so machine noise hits all alike
+        for name, step in steppers.items():
+            for _ in range(3):
+                step()
+            sync(device)
+            t = time.perf_counter()
+            for _ in range(steps):
+                step()
+            sync(device)
+            times[name].append((time.perf_counter() - t) / steps * 1000)
+    ms = {k: round(statistics.median(v), 2) for k, v in times.items()}
+    return {"batch_size": cfg.batch_size, **ms,
+            "ratio_toolkit_over_plain": round(ms["toolkit"] / ms["reference_plain"], 3),
+            "ratio_bridge_forward_over_plain": round(ms["toolkit_bridge_forward"] / ms["reference_plain"], 3),
+            "target_ratio": 1.05}
+
+
+def to_100pct(device, seeds: int, **recipe) -> dict:
+    """``train()`` from scratch until every held-out pair is exact, for model and batch seeds
+    0..seeds-1 (wall seconds each, model build included); the median seed's figures first."""
+    cfg = dataclasses.replace(TrainConfig(device=str(device), target_accuracy=1.0), **recipe)
+    runs = []
+    for seed in range(seeds):
+        t = time.perf_counter()
+        _, history, _ = train(TASK, ModelConfig.for_task(TASK, seed=seed), dataclasses.replace(cfg, seed=seed),
+                              progress=False)
+        last = history.iloc[-1]
+        runs.append({"seed": seed, "seconds": round(time.perf_counter() - t, 2), "steps": int(last["step"]),
+                     "held_out_exact": float(last.get("held_out_exact", "nan")),
+                     "ood_exact": float(last.get("ood_exact", "nan"))})
+    return {"median_seconds": statistics.median(r["seconds"] for r in runs),
+            "median_steps": statistics.median(r["steps"] for r in runs), "runs": runs,
+            "held_out_pairs": len(data.id_split(TASK, cfg.n_train, cfg.n_test, seed=cfg.data_seed).test_a),
+            "recipe": {k: cfg.to_dict()[k] for k in ("batch_size", "lr", "betas", "warmup", "schedule", "steps",
+                                                     "eval_every", "eval_n")}}
+
+
+def ensemble_seconds(device, steps: int) -> dict:
+    cfg = TrainConfig(device=str(device), steps=steps, eval_every=steps)
+    out = {}
+    for k in (1, 8):
+        t = time.perf_counter()
+        train(TASK, ModelConfig.for_task(TASK), cfg, seeds=list(range(k)), progress=False)
+        out[f"k{k}_seconds"] = round(time.perf_counter() - t, 2)
+    return {"steps": steps, **out, "ratio": round(out["k8_seconds"] / out["k1_seconds"], 2), "target_ratio": 3.0}
+
+
+def worker(device: str, steps: int) -> None:
+    """One training of ``steps`` steps; prints its wall seconds (imports excluded)."""
     t = time.perf_counter()
-    for i in range(steps):
-        step(i)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t) / steps * 1000
+    train(TASK, ModelConfig.for_task(TASK), TrainConfig(device=device, steps=steps, eval_every=steps), progress=False)
+    print(json.dumps({"seconds": time.perf_counter() - t}))
+
+
+def concurrency(device, steps: int, threads: int) -> dict:
+    cmd = [sys.executable, __file__, "--worker", str(steps), "--device", str(device), "--threads", str(threads)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+                                                                     os.environ.get("PYTHONPATH")]))}
+
+    def run(n: int) -> list[float]:
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(n)]
+        return [json.loads(p.communicate()[0].strip().splitlines()[-1])["seconds"] for p in procs]
+
+    alone = run(1)[0]
+    both = run(2)
+    return {"steps": steps, "alone_seconds": round(alone, 2), "concurrent_seconds": [round(s, 2) for s in both],
+            "ratio": round(max(both) / alone, 2), "target_ratio": 1.3}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--steps", type=int, default=40, help="steps per timing round (step_ms)")
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--seeds", type=int, default=3, help="seeds per recipe for the add3 times (median reported)")
+    p.add_argument("--ensemble-steps", type=int, default=100)
+    p.add_argument("--concurrency-steps", type=int, default=200)
     p.add_argument("--device", default="auto")
-    p.add_argument("--skip-convergence", action="store_true")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: the toolkit's policy, 1)")
+    p.add_argument("--skip-study", action="store_true", help="skip the study's recipe (the slowest part)")
+    p.add_argument("--skip-concurrency", action="store_true")
+    p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = set_threads(args.threads)
     device = resolve_device(args.device)
-    task = Task("add", 3)
-    td = TrainingData.build(task, data.id_split(task, seed=0))
-    hooked = build_model(ModelConfig.for_task(task), device=device)
-    plain = PlainGPT(n_ctx=task.n_ctx).to(device)
-    assert sum(p.numel() for p in hooked.parameters()) == sum(p.numel() for p in plain.parameters())
-    h, q = [], []
-    for _ in range(args.rounds):  # interleave so machine noise hits both alike
-        h.append(ms_per_step(hooked, td, device, args.steps, args.batch_size))
-        q.append(ms_per_step(plain, td, device, args.steps, args.batch_size))
-    result = {
-        "device": str(device),
-        "torch_threads": torch.get_num_threads(),
-        "load_average_1m": round(os.getloadavg()[0], 2),
-        "batch_size": args.batch_size,
-        "hooked_ms_per_step": round(statistics.median(h), 3),
-        "plain_ms_per_step": round(statistics.median(q), 3),
-        "ratio_hooked_over_plain": round(statistics.median(h) / statistics.median(q), 3),
-        "target_ratio": 1.15,
-    }
-    if not args.skip_convergence:
-        cfg = TrainConfig(steps=1000, eval_every=50, eval_n=10_000, target_accuracy=1.0, device=str(device))
-        t = time.perf_counter()
-        _, history, _ = train(task, ModelConfig.for_task(task), cfg, progress=False)
-        result["seconds_to_100pct_id_exact"] = round(time.perf_counter() - t, 1)
-        result["steps_to_100pct_id_exact"] = int(history["step"].iloc[-1])
-        result["reached_100pct"] = bool(history["id_exact"].iloc[-1] >= 1.0)
-        result["held_out_pairs_scored"] = 10_000
+    if args.worker is not None:
+        return worker(str(device), args.worker)
+    result = {"device": str(device), "torch_threads": threads, "cpu_count": os.cpu_count(),
+              "load_average_1m_start": round(os.getloadavg()[0], 2)}
+    result["step_ms"] = step_ms(device, args.steps, args.rounds)
+    result["add3_default_recipe"] = to_100pct(device, args.seeds)
+    if not args.skip_study:
+        result["add3_study_recipe"] = to_100pct(device, args.seeds, **STUDY)
+        default, study = result["add3_default_recipe"]["runs"], result["add3_study_recipe"]["runs"]
+        result["speedup_default_over_study"] = {
+            "median": round(result["add3_study_recipe"]["median_seconds"] / result["add3_default_recipe"]["median_seconds"], 2),
+            "per_seed": [round(s["seconds"] / d["seconds"], 2) for d, s in zip(default, study)]}
+    result["add3_targets"] = {"seconds": 15, "speedup_over_study": 4}
+    result["ensemble"] = ensemble_seconds(device, args.ensemble_steps)
+    if not args.skip_concurrency:
+        result["concurrency"] = concurrency(device, args.concurrency_steps, threads)
+    result["load_average_1m_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result, indent=2))
 
 

@@ -18,6 +18,7 @@ import importlib
 from .core import data  # noqa: E402
 from .core.checkpoint import Checkpoint, CheckpointError, load, save_checkpoint  # noqa: E402
 from .core.decoding import generate  # noqa: E402
+from .core.ensemble import EnsembleResult, train_ensemble  # noqa: E402
 from .core.evaluate import accuracy, accuracy_by_length  # noqa: E402
 from .core.model import ModelConfig, build_model  # noqa: E402
 from .core.tasks import Task  # noqa: E402
@@ -78,6 +79,7 @@ __all__ = [
     "__version__",
     "Checkpoint",
     "CheckpointError",
+    "EnsembleResult",
     "ModelConfig",
     "Task",
     "TrainConfig",
@@ -89,5 +91,6 @@ __all__ = [
     "load",
     "save_checkpoint",
     "train",
+    "train_ensemble",
     *_LAZY,
 ]

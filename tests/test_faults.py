@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 
 import mechinterp_arith.core.dirswap as dirswap
 import mechinterp_arith.core.locks as locks
-import mechinterp_arith.core.train as train_module
+import mechinterp_arith.core.train_loop as train_loop
 from mechinterp_arith import CheckpointError, ModelConfig, Task, TrainConfig, build_model, load, save_checkpoint, train
 from mechinterp_arith.cli import main
 from mechinterp_arith.core.checkpoint import snapshot_path
@@ -142,18 +142,18 @@ def test_reimport_killed_at_any_call_leaves_the_old_or_the_new_import(tmp_path):
 
 @pytest.mark.parametrize("stop_before_step", [2, 4])  # before the first evaluation (2), between two (4)
 def test_state_saved_between_evaluations_resumes_bit_identically(tmp_path, monkeypatch, reference, stop_before_step):
-    monkeypatch.setattr(train_module, "STATE_EVERY_S", 0.0)  # a time-based save after every step
-    real_step, out = train_module._step, tmp_path / "run"
+    monkeypatch.setattr(train_loop, "STATE_EVERY_S", 0.0)  # a time-based save after every step
+    real_step, out = train_loop.train_step, tmp_path / "run"
 
-    def step_until_killed(run):
-        if run.step == stop_before_step - 1:
+    def step_until_killed(members, training, forward):
+        if members[0].step == stop_before_step - 1:
             raise KeyboardInterrupt
-        return real_step(run)
+        return real_step(members, training, forward)
 
-    monkeypatch.setattr(train_module, "_step", step_until_killed)
+    monkeypatch.setattr(train_loop, "train_step", step_until_killed)
     with pytest.raises(KeyboardInterrupt):
         train(TASK, MCFG, CFG, out_dir=out, progress=False)
-    monkeypatch.setattr(train_module, "_step", real_step)
+    monkeypatch.setattr(train_loop, "train_step", real_step)
     from safetensors import safe_open
 
     with safe_open(str(out / "train_state.safetensors"), "pt") as f:

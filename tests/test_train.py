@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mechinterp_arith import CheckpointError, ModelConfig, Task, TrainConfig, accuracy, data, load, train
+from mechinterp_arith import CheckpointError, ModelConfig, Task, TrainConfig, accuracy, build_model, data, load, train
 from mechinterp_arith.core.train import TrainingData, lr_at
 
 TINY_TASK = Task("add", 2)
@@ -87,3 +87,22 @@ def test_gpt_nano_learns_two_digit_addition_in_about_a_minute():
     acc = accuracy(model, TINY_TASK, *split.test)
     assert acc["n"] == 2000 and acc["exact"] >= 0.95, acc
     assert history["loss"].iloc[-1] < history["loss"].iloc[0]
+
+
+def test_decoding_sees_weights_a_fused_optimizer_changed_in_eval_mode():
+    # fused AdamW updates parameters without bumping their version counters; the decoder's cached
+    # plain forward must still notice (the training loop evaluates in eval mode between steps)
+    from mechinterp_arith import generate
+    from mechinterp_arith.core.train_loop import make_optimizer
+
+    model = build_model(TINY).eval()
+    a, b = data.random_pairs(TINY_TASK, 64, seed=1)
+    before = generate(model, TINY_TASK, a, b)
+    assert before.path == "kv"
+    opt = make_optimizer(model, TrainConfig(lr=0.5))
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step()
+    after = generate(model, TINY_TASK, a, b)
+    assert after.path == "kv" and torch.equal(after.answers, generate(model, TINY_TASK, a, b, path="bridge").answers)
+    assert not torch.equal(after.tokens, before.tokens)

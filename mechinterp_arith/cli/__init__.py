@@ -1,9 +1,10 @@
 """The ``mechinterp-arith`` command line: one module per subcommand, registered below.
 
 Every module ``mechinterp_arith/cli/*_cmd.py`` defines ``register(subparsers)``, which adds its
-parser and sets ``func(args) -> int``; adding a command is adding such a file. Shared options are
-checked before any command runs, and errors are one line on stderr with exit status 2, never a
-traceback (``cli/checks.py``).
+parser and sets ``func(args) -> int``; adding a command is adding such a file. Every command gets
+``--threads N`` here and runs under the thread policy of :mod:`mechinterp_arith.core.threads`
+(one torch thread unless asked). Shared options are checked before any command runs, and errors
+are one line on stderr with exit status 2, never a traceback (``cli/checks.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import sys
 from pathlib import Path
 
 from .checks import CliError as CliError, check_args, one_line  # CliError: re-exported for commands
+from ..core.threads import set_threads
+from .common import add_threads_arg
 
 # train, evaluate, info first; the rest alphabetically
 _FIRST = ["train_cmd", "evaluate_cmd", "info_cmd"]
@@ -33,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    for command_parser in sub.choices.values():
+        add_threads_arg(command_parser)
     return parser
 
 
@@ -43,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     try:
         check_args(args)
+        set_threads(args.threads)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("mechinterp-arith: interrupted", file=sys.stderr)

@@ -26,9 +26,6 @@ def register(sub) -> None:
                    help=f"only these sections, from: {' '.join(SECTIONS)}")
     p.add_argument("--json", action="store_true", help="print a JSON summary (path, size, per-section timing)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads for torch (default 1: the model is tiny, and extra threads on a busy "
-                        "machine slow it down several-fold); 0 keeps torch's default")
     add_device_arg(p)
     p.set_defaults(func=run)
 
@@ -42,12 +39,6 @@ def run(args) -> int:
     settings = ReportSettings(n=args.n, quick=args.quick, seed=args.seed,
                               sections=tuple(args.sections) if args.sections else None)
     settings.n_samples  # noqa: B018 - reject a bad --n before loading anything
-    if args.threads < 0:
-        raise ValueError(f"--threads must be >= 0, got {args.threads}")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     ckpt = load(args.checkpoint, device=args.device)
     command = command_line(args)
     result = build_report(ckpt, args.out, settings, progress=not (args.quiet or args.json), command=command)

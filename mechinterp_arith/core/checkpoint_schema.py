@@ -10,6 +10,8 @@
     command          the command line that reproduces it, or null
     source           imported models only: file, sha256, kind, ... (core/importer.py)
     trained_on       optional: a note on the hardware it was trained on
+    runtime          trained here: threads, torch version, device, the training forward (core/train_loop.py)
+    ensemble_seeds   trained in a seed ensemble: the seeds trained together (core/ensemble.py)
 
 ``metrics.json`` is ``{"history": [row, ...]}``: one object per evaluation, ``step`` an integer
 >= 0 that increases row by row, every other value a number or null (``loss``, ``lr``,
@@ -35,7 +37,8 @@ from .tasks import Task
 from .train_config import TrainConfig
 
 FORMAT_VERSION = 1
-CONFIG_KEYS = ("format_version", "package_version", "task", "model", "training", "command", "source", "trained_on")
+CONFIG_KEYS = ("format_version", "package_version", "task", "model", "training", "command", "source", "trained_on",
+               "runtime", "ensemble_seeds")
 _JSON_TYPES = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number",
                bool: "true or false", type(None): "null"}
 _METRIC_RANGES = {"loss": (0, None), "lr": (0, None), "elapsed_s": (0, None), "id_exact": (0, 1), "ood_exact": (0, 1)}
@@ -77,7 +80,7 @@ def check_config(config) -> tuple[Task, ModelConfig, TrainConfig | None]:
     if config["format_version"] != FORMAT_VERSION:
         raise ValueError(f"format_version {config['format_version']} is not one this version reads ({FORMAT_VERSION})")
     for key, types in (("package_version", (str,)), ("command", (str, type(None))), ("source", (dict,)),
-                       ("trained_on", (str,)), ("training", (dict,))):
+                       ("trained_on", (str,)), ("training", (dict,)), ("runtime", (dict,)), ("ensemble_seeds", (list,))):
         if key in config:
             _require(config[key], types, key)
     task = _section(config, "task", Task.from_dict)

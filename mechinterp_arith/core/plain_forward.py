@@ -343,8 +343,12 @@ _CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def weights_version(model: TransformerBridge) -> tuple:
-    """Changes whenever a parameter is replaced or modified in place (storage and version counter)."""
-    return tuple((p.data_ptr(), p._version) for p in model.parameters())
+    """Changes whenever a parameter is replaced or modified in place: its storage, version counter
+    and sum (fused optimizers, such as the training loop's AdamW, update parameters in place without
+    bumping their version counters). One host sync."""
+    params = list(model.parameters())
+    sums = torch.stack([p.detach().sum() for p in params]).tolist() if params else []
+    return tuple((p.data_ptr(), p._version, s) for p, s in zip(params, sums))
 
 
 def has_hooks(model: TransformerBridge) -> bool:

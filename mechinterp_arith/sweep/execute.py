@@ -1,11 +1,10 @@
 """One work unit of a sweep, as a worker runs it: train its runs, analyse each model, record each run.
 
 A unit holds runs of one architecture that differ only in seed (one ``group_id``).
-:func:`train_group` is the single place that trains them; it trains them one after the other
-with :func:`~mechinterp_arith.core.train.train` today, so the runner gives each run its own unit
-(:data:`SEEDS_TRAIN_TOGETHER` is False) to keep every core busy. A seed-ensemble trainer that trains
-K seeds in one batched computation replaces the body of :func:`train_group` and sets the flag,
-and the runner then keeps a group's seeds in one unit.
+:func:`train_group` is the single place that trains them: as one seed ensemble, one batched
+computation (the training loop of :mod:`~mechinterp_arith.core.train_loop`, each run in its own
+checkpoint directory). :data:`SEEDS_TRAIN_TOGETHER` is therefore True: the runner keeps a group's
+seeds in one unit, split only to give every worker work.
 
 Nothing a run raises leaves the unit: the error becomes the run's ``failed`` record and the
 other runs go on.
@@ -13,6 +12,7 @@ other runs go on.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -24,14 +24,15 @@ from pathlib import Path
 import torch
 
 from ..core.checkpoint import CheckpointError, load, read_config
-from ..core.train import train
+from ..core.locks import exclusive
+from ..core.train_loop import Member, prepare_data, run_members, start_member
 from ..core.version import __version__
 from .analyses import analyse_run
 from .results import DONE, FAILED, RUNS, analyses_key, write_record
 from .settings import RunSettings
 from .spec import AnalysesSpec
 
-SEEDS_TRAIN_TOGETHER = False  # True once train_group trains a group's seeds in one batched computation
+SEEDS_TRAIN_TOGETHER = True  # train_group trains a group's seeds in one batched computation
 
 
 @dataclass(frozen=True)
@@ -48,16 +49,28 @@ class WorkUnit:
 
 def train_group(runs: list[RunSettings], out_dirs: list[Path], device: str = "auto",
                 command: str | None = None) -> list[BaseException | None]:
-    """Train runs that differ only in seed, each into its checkpoint directory (resuming an
-    interrupted one from its training state). Returns each run's error, or None when it trained."""
-    errors: list[BaseException | None] = []
-    for run, out in zip(runs, out_dirs):
-        try:
-            train(run.task, run.model, run.train_config(device), out_dir=out, resume=True, command=command,
-                  progress=False)
-            errors.append(None)
-        except Exception as e:  # noqa: BLE001 - recorded as this run's failure
-            errors.append(e)
+    """Train runs that differ only in seed, each into its checkpoint directory, as one seed ensemble
+    (an interrupted run resumes from its training state; runs saved at different steps train in
+    separate batches). Returns each run's error, or None when it trained."""
+    errors: list[BaseException | None] = [None] * len(runs)
+    with contextlib.ExitStack() as locks:
+        members: dict[int, Member] = {}
+        for i, (run, out) in enumerate(zip(runs, out_dirs)):
+            try:
+                locks.enter_context(exclusive(out))
+                members[i] = start_member(run.task, run.model, run.train_config(device), out, True, command)
+            except Exception as e:  # noqa: BLE001 - recorded as this run's failure
+                errors[i] = e
+        by_step: dict[int, list[int]] = {}
+        for i, m in members.items():
+            by_step.setdefault(m.step, []).append(i)
+        for batch in by_step.values():
+            try:
+                training, sets = prepare_data(members[batch[0]].task, members[batch[0]].cfg)
+                run_members([members[i] for i in batch], training, sets, progress=False)
+            except Exception as e:  # noqa: BLE001 - recorded as the failure of each run in the batch
+                for i in batch:
+                    errors[i] = e
     return errors
 
 

@@ -148,7 +148,7 @@ def resolve(settings: dict, where: str = "run") -> RunSettings:
     try:
         task = Task(**task_args)
         model = ModelConfig.for_task(task, seed=seed, **model_args)
-        train = TrainConfig.from_dict({"batch_rng": TrainConfig.batch_rng, **training, "seed": seed})
+        train = TrainConfig.from_dict({"batch_rng": TrainConfig.batch_rng, "forward": TrainConfig.forward, **training, "seed": seed})
     except (TypeError, ValueError) as e:
         raise SettingsError(f"{where}: {e}") from None
     return RunSettings(task, model, train)

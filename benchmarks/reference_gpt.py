@@ -1,4 +1,6 @@
-"""A plain-PyTorch pre-LayerNorm GPT of the toolkit's architecture (no hooks), for benchmarks."""
+"""ReferenceGPT: a plain-PyTorch pre-LayerNorm GPT of the toolkit's architecture (no hooks), for benchmarks.
+
+Not :class:`mechinterp_arith.core.plain_forward.PlainGPT` (the inference-only plain forward of a bridge)."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ class Block(nn.Module):
         return x + self.fc_out(F.gelu(self.fc_in(self.ln2(x)), approximate="tanh"))
 
 
-class PlainGPT(nn.Module):
+class ReferenceGPT(nn.Module):
     def __init__(self, n_layers=3, n_heads=3, d_model=48, d_mlp=192, n_ctx=15, d_vocab=10):
         super().__init__()
         self.tok, self.pos = nn.Embedding(d_vocab, d_model), nn.Embedding(n_ctx, d_model)

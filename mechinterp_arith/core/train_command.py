@@ -1,0 +1,55 @@
+"""The ``mechinterp-arith train`` command line that trains exactly a given (task, model, training) setting.
+
+Every setting is written out, defaults included, so the command reproduces the run whatever the
+defaults of a later version are. Seed ensembles record it for each member (``OUT/seed_S``).
+
+>>> from mechinterp_arith import Task, ModelConfig, TrainConfig
+>>> task = Task("add", 2)
+>>> cmd = train_command(task, ModelConfig.for_task(task, seed=3), TrainConfig(seed=3), "runs/seed_3")
+>>> cmd.startswith("mechinterp-arith train --task add --digits 2 --format paper"), "--model-seed 3" in cmd
+(True, True)
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from .model import ModelConfig
+from .tasks import Task
+from .train_config import TrainConfig
+
+# config field -> CLI option (tests/test_cli.py parses the result back into the same configs)
+TASK_FLAGS = {"op": "--task", "digits": "--digits", "format": "--format", "width": "--width", "modulus": "--modulus"}
+MODEL_FLAGS = {"n_layers": "--layers", "n_heads": "--heads", "d_model": "--d-model", "d_mlp": "--d-mlp",
+               "act_fn": "--act", "positional": "--positional", "seed": "--model-seed"}
+MODEL_FROM_TASK = ("n_ctx", "d_vocab")  # ModelConfig.for_task sets these from the task
+TRAIN_FLAGS = {"steps": "--steps", "batch_size": "--batch-size", "lr": "--lr", "weight_decay": "--weight-decay",
+               "betas": "--betas", "warmup": "--warmup", "schedule": "--schedule", "min_lr_ratio": "--min-lr-ratio",
+               "grad_clip": "--grad-clip", "seed": "--seed", "data_seed": "--data-seed", "n_train": "--n-train",
+               "n_test": "--n-test", "eval_every": "--eval-every", "eval_n": "--eval-n", "ood_digits": "--ood-digits",
+               "target_accuracy": "--target-accuracy", "snapshot_every": "--snapshot-every", "device": "--device",
+               "batch_rng": "--batch-rng", "forward": "--forward"}
+
+
+def _options(values: dict, flags: dict[str, str]) -> list[str]:
+    out = []
+    for name, flag in flags.items():
+        value = values[name]
+        if value is None:
+            continue
+        out += [flag, *(str(v) for v in value)] if isinstance(value, (list, tuple)) else [flag, str(value)]
+    return out
+
+
+def train_command(task: Task, model_config: ModelConfig, train_config: TrainConfig, out_dir: str | Path) -> str | None:
+    """The command that trains this setting into ``out_dir``; None when the model's context or
+    vocabulary differ from the task's (the command line has no option for them)."""
+    architecture = {k: v for k, v in model_config.to_dict().items() if k not in MODEL_FROM_TASK}
+    if ModelConfig.for_task(task, **architecture) != model_config:
+        return None
+    args = ["train", *_options(task.to_dict(), TASK_FLAGS)]
+    if not task.pad:
+        args.append("--no-pad")
+    args += _options(model_config.to_dict(), MODEL_FLAGS) + _options(train_config.to_dict(), TRAIN_FLAGS)
+    return "mechinterp-arith " + shlex.join(args + ["--out", str(out_dir)])

@@ -1,0 +1,292 @@
+"""The training loop of one run, or of K runs of one architecture trained together (seed ensembles).
+
+Each run (a :class:`Member`) has its own bridge, optimizer, batch order, history, snapshots and
+output directory; the members step together through :func:`~mechinterp_arith.core.train_step.train_step`.
+
+Evaluation stays cheap while training: every ``eval_every`` steps, ``eval_n`` held-out ID pairs
+(and as many OOD pairs) are decoded with the key/value-cached decoder. The whole held-out test
+split (10,000 pairs for add3) is checked when a member's sample reaches ``target_accuracy`` (the
+member stops only when the whole split does too; the check gives up at the first chunk that
+rules it out) and scored at the member's last step: the history column ``held_out_exact``.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, NamedTuple, Sequence
+
+import pandas as pd
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from . import data
+from .checkpoint import WEIGHTS, CheckpointError, load_weights, read_history, save_checkpoint, snapshot_path, weights_of
+from .decoding import generate
+from .evaluate import accuracy
+from .files import atomic_save_tensors
+from .model import ModelConfig, build_model, resolve_device
+from .tasks import Task
+from .train_config import TrainConfig, lr_at
+from .stacked_forward import StackedForward
+from .train_state import (STATE_EVERY_S, pending_losses, prepare_run_dir, restore_state, resumed_snapshots,
+                          save_state)
+from .train_step import TrainingData, choose_forward, train_step
+
+Pairs = tuple[Tensor, Tensor]
+HELD_OUT_CHUNK = 2000  # held-out pairs decoded at a time when checking the target on all of them
+Callback = Callable[[int, torch.nn.Module, dict], None]
+
+
+class TrainResult(NamedTuple):
+    model: torch.nn.Module  # the hooked bridge, in eval mode
+    history: pd.DataFrame  # one row per evaluation
+    snapshots: dict[int, dict[str, Tensor]]  # step -> weights (CPU)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters (fused kernel: one op for all tensors)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=True)
+
+
+@dataclass
+class EvalSets:
+    """Operand pairs scored while training: an ID sample, an OOD sample (or None), all held-out pairs."""
+
+    id_sample: Pairs
+    ood: Pairs | None
+    held_out: Pairs
+
+    @classmethod
+    def build(cls, task: Task, cfg: TrainConfig, split: data.Split) -> "EvalSets":
+        ood_m = cfg.ood_digits or data.default_ood_digits(task)
+        ood = data.ood_both(task, ood_m, cfg.eval_n, seed=cfg.data_seed) if ood_m else None
+        return cls((split.test_a[: cfg.eval_n], split.test_b[: cfg.eval_n]), ood, split.test)
+
+
+def prepare_data(task: Task, cfg: TrainConfig) -> tuple[TrainingData, EvalSets]:
+    """The training rows (on ``cfg.device``) and evaluation sets of the split ``cfg.data_seed`` names."""
+    split = data.id_split(task, cfg.n_train, cfg.n_test, seed=cfg.data_seed)
+    return TrainingData.build(task, split).to(resolve_device(cfg.device)), EvalSets.build(task, cfg, split)
+
+
+@dataclass
+class Member:
+    """What one training run holds while it trains."""
+
+    task: Task
+    cfg: TrainConfig
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    out: Path | None
+    run_id: dict
+    command: str | None = None
+    step: int = 0
+    history: list[dict] = field(default_factory=list)
+    snapshots: dict[int, dict[str, Tensor]] = field(default_factory=dict)
+    seconds: float = 0.0  # wall seconds trained so far (from the resumed state, then this process)
+    saved: bool = False  # the final checkpoint is written (or was, before this process)
+    pending: list[Tensor] = field(default_factory=list)  # resumed losses since the last evaluation
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return ModelConfig.from_dict(self.run_id["model"])
+
+    def reached_target(self) -> bool:
+        t = self.cfg.target_accuracy
+        return t is not None and bool(self.history) and self.history[-1].get("held_out_exact", -1.0) >= t
+
+    @property
+    def finished(self) -> bool:
+        return self.saved or self.step >= self.cfg.steps or self.reached_target()
+
+    def result(self) -> TrainResult:
+        return TrainResult(self.model, pd.DataFrame(self.history), self.snapshots)
+
+
+def start_member(task: Task, mcfg: ModelConfig, cfg: TrainConfig, out_dir, resume: bool, command: str | None = None,
+                 overwrite: bool = False) -> Member:
+    """A fresh model and optimizer; with ``out_dir`` (whose lock the caller holds) and ``resume``, the
+    saved state of this run there, or its finished checkpoint (nothing left to train; see
+    :func:`~mechinterp_arith.core.train_state.prepare_run_dir` for what is refused)."""
+    if mcfg.d_vocab != task.d_vocab or mcfg.n_ctx < task.n_ctx:
+        raise ValueError(f"model (vocab {mcfg.d_vocab}, n_ctx {mcfg.n_ctx}) does not fit {task.name} "
+                         f"(vocab {task.d_vocab}, n_ctx {task.n_ctx})")
+    device = resolve_device(cfg.device)
+    model = build_model(mcfg, device=device)
+    run_id = {"task": task.to_dict(), "model": mcfg.to_dict(), "training": cfg.to_dict()}
+    member = Member(task, cfg, model, make_optimizer(model, cfg), None, run_id, command)
+    if out_dir is None:
+        return member
+    member.out = Path(out_dir)  # everything above is checked before the directory is touched
+    found = prepare_run_dir(member.out, run_id, resume, overwrite)
+    if found == "resume":
+        meta = restore_state(member.out, run_id, model, member.optimizer)
+        member.step, member.history, member.seconds = meta["step"], meta["history"], meta["seconds"]
+        member.pending = pending_losses(meta, device)
+    elif found == "finished":  # trained to its end before: kept, not retrained
+        load_weights(model, member.out / WEIGHTS)
+        member.history, member.saved = read_history(member.out), True
+        member.step = int(member.history[-1]["step"]) if member.history else cfg.steps
+        model.eval()
+    if found != "new":
+        member.snapshots = resumed_snapshots(member.out, model, member.step)
+    return member
+
+
+def run_members(members: Sequence[Member], training: TrainingData, sets: EvalSets, callback: Callback | None = None,
+                progress: bool = True, desc: str = "train", extra: dict | None = None) -> None:
+    """Train every member to its end (``steps``, or the target reached), writing each one's
+    checkpoint as it finishes when it has an output directory. ``extra``: more ``config.json`` keys."""
+    active = [m for m in members if not m.finished]
+    if len({m.step for m in active}) > 1:
+        raise CheckpointError("cannot train these runs together: their saved states are at different steps "
+                              f"({sorted({m.step for m in active})}); resume each alone or pass resume=False")
+    cfg = members[0].cfg
+    forward = choose_forward([m.model for m in active], training, cfg.forward) if active else None
+    runtime = {"threads": torch.get_num_threads(), "torch": torch.__version__, "device": str(training.inputs.device),
+               "training_forward": "bridge" if forward is None else "stacked"}
+    extra = {**(extra or {}), "runtime": runtime}
+    bar = tqdm(total=cfg.steps, initial=active[0].step if active else cfg.steps, disable=not progress, desc=desc, unit="step")
+    t0, losses = time.perf_counter(), resumed_losses(active)
+    last_save = time.monotonic()
+    for m in active:
+        m.model.train()
+    while active:
+        losses.append(train_step(active, training, forward))
+        bar.update(1)
+        for m in active:
+            _maybe_snapshot(m)
+        if any(m.out is not None for m in active) and time.monotonic() - last_save >= STATE_EVERY_S:
+            _save_states(active, losses, t0)  # between evaluations too, so a kill loses at most a minute
+            last_save = time.monotonic()
+        if active[0].step % cfg.eval_every == 0 or active[0].step == cfg.steps:
+            _evaluate_all(active, sets, mean_losses(losses), t0, callback)
+            bar.set_postfix_str(progress_text(members))
+            if any(m.finished for m in active):
+                for m in active:
+                    if m.finished:
+                        _finish(m, extra)
+                active = [m for m in active if not m.finished]
+                if forward is not None and active:  # the same forward for the rest (checked once, at the start)
+                    forward = StackedForward([m.model for m in active])
+            t0, losses, last_save = time.perf_counter(), [], time.monotonic()
+    bar.close()
+    for m in members:
+        if not m.saved:
+            _finish(m, extra)
+
+
+def resumed_losses(members: Sequence[Member]) -> list[Tensor]:
+    """The losses since the last evaluation that resumed members saved, one [K] tensor per step
+    (members training together are at the same step, so they saved as many)."""
+    if not members or not members[0].pending:
+        return []
+    if len({len(m.pending) for m in members}) > 1:
+        raise CheckpointError("cannot train these runs together: their saved states hold losses of different steps")
+    return [torch.stack(step) for step in zip(*(m.pending for m in members))]
+
+
+def _save_states(members: Sequence[Member], losses: list[Tensor], t0: float) -> None:
+    """Save each member's resumable state now, with its losses since the last evaluation."""
+    elapsed = time.perf_counter() - t0
+    per_member = torch.stack(losses).t().tolist() if losses else [[] for _ in members]
+    for m, pending in zip(members, per_member):
+        if m.out is not None:
+            save_state(m.out, m.run_id, m.model, m.optimizer, m.step, m.history, pending, m.seconds + elapsed)
+
+
+def mean_losses(losses: list[Tensor]) -> list[float]:
+    """Each member's mean batch loss since the last evaluation (``losses``: one [K] tensor per step),
+    reduced member by member, so a member's value does not depend on K."""
+    return torch.stack(losses).t().contiguous().mean(1).tolist()
+
+
+def progress_text(members: Sequence[Member]) -> str:
+    """The progress bar's note: loss, ID and OOD exact of one run; best/median/worst of several."""
+    rows = [m.history[-1] for m in members if m.history]
+    if not rows:
+        return ""
+    if len(members) == 1:
+        r = rows[0]
+        return f"loss={r['loss']:.4f}, id={r['id_exact']:.3f}, ood={r.get('ood_exact', float('nan')):.3f}"
+    text = f"{sum(m.finished for m in members)}/{len(members)} done, id={spread([r['id_exact'] for r in rows])}"
+    if all("ood_exact" in r for r in rows):
+        text += f", ood={spread([r['ood_exact'] for r in rows])}"
+    return text
+
+
+def spread(values: Sequence[float]) -> str:
+    """``best/median/worst`` of scores, 3 decimals."""
+    return f"{max(values):.3f}/{statistics.median(values):.3f}/{min(values):.3f}"
+
+
+def _maybe_snapshot(m: Member) -> None:
+    every = m.cfg.snapshot_every
+    if every and m.step % every == 0:
+        m.snapshots[m.step] = weights_of(m.model)
+        if m.out is not None:
+            snapshot_path(m.out, m.step).parent.mkdir(exist_ok=True)
+            atomic_save_tensors(m.snapshots[m.step], snapshot_path(m.out, m.step))
+
+
+def _evaluate_all(members: Sequence[Member], sets: EvalSets, losses: list[float], t0: float,
+                  callback: Callback | None) -> None:
+    """Score every member, then append the history rows (``elapsed_s``: wall seconds since the run
+    started, evaluations included), save the resumable states and call ``callback``."""
+    rows = [_score(m, sets, loss) for m, loss in zip(members, losses)]
+    elapsed = time.perf_counter() - t0
+    for m, row in zip(members, rows):
+        m.seconds += elapsed
+        row["elapsed_s"] = round(m.seconds, 3)
+        m.history.append(row)
+        if m.out is not None:
+            save_state(m.out, m.run_id, m.model, m.optimizer, m.step, m.history, seconds=m.seconds)
+    for m, row in zip(members, rows):
+        if callback is not None:
+            callback(m.step, m.model, row)
+
+
+def _score(m: Member, sets: EvalSets, loss: float) -> dict:
+    """The history row of member ``m`` now: ID (and OOD) exact on the samples, and on all held-out
+    pairs when the sample reached the target (kept only if they reach it too) or training ends here."""
+    row = {"step": m.step, "loss": loss, "lr": lr_at(max(0, m.step - 1), m.cfg)}
+    m.model.eval()  # the decoder's checked plain forward is then built once for all the sets below
+    row["id_exact"] = accuracy(m.model, m.task, *sets.id_sample)["exact"]
+    if sets.ood is not None:
+        row["ood_exact"] = accuracy(m.model, m.task, *sets.ood)["exact"]
+    target, last = m.cfg.target_accuracy, m.step >= m.cfg.steps
+    if last or (target is not None and row["id_exact"] >= target):
+        whole = held_out_exact(m.model, m.task, sets.held_out, None if last else target)
+        if whole is not None:
+            row["held_out_exact"] = whole
+    m.model.train()
+    return row
+
+
+def held_out_exact(model: torch.nn.Module, task: Task, pairs: Pairs, target: float | None = None,
+                   chunk: int = HELD_OUT_CHUNK) -> float | None:
+    """Exact match on all ``pairs``, decoded ``chunk`` at a time; with ``target``, None as soon as
+    more pairs are wrong than reaching it allows (a failed check costs one chunk, not the whole set)."""
+    a, b = pairs
+    allowed = len(a) if target is None else math.floor((1 - target) * len(a) + 1e-9)
+    wrong = 0
+    for i in range(0, len(a), chunk):
+        answers = generate(model, task, a[i : i + chunk], b[i : i + chunk]).answers
+        wrong += int((answers != task.apply(a[i : i + chunk], b[i : i + chunk])).sum())
+        if wrong > allowed:
+            return None
+    return round((len(a) - wrong) / len(a), 6) if len(a) else float("nan")
+
+
+def _finish(m: Member, extra: dict) -> None:
+    m.model.eval()
+    if m.out is not None:
+        save_checkpoint(m.out, m.model, m.task, m.model_config, m.cfg.to_dict(), m.history, command=m.command,
+                        extra=extra, snapshots={step: snapshot_path(m.out, step) for step in m.snapshots})
+    m.saved = True

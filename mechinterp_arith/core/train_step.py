@@ -1,0 +1,133 @@
+"""One optimizer step of K training runs at once (K = 1 for a single run).
+
+Each run keeps its own bridge, AdamW optimizer, batch order and gradient clipping, so a run
+trained beside others ends with the weights it would have alone (to float rounding; tested).
+Their forward passes are one computation when :class:`~mechinterp_arith.core.stacked_forward.StackedForward`
+can run the architecture (``TrainConfig.forward`` "auto" or "plain"), else each bridge runs its
+own hooked forward ("bridge": version 0.1.0's step, which the shipped checkpoints were trained with).
+The loss of the K runs is the sum of their mean answer losses, so each run's gradient is its own.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Bool, Int
+from torch import Tensor
+
+from . import data
+from .model import fused_layernorm
+from .seeding import generator
+from .stacked_forward import StackedForward, stacked_forward_for, stacked_unsupported_reasons
+from .tasks import END, Task
+from .train_config import TrainConfig, lr_at
+
+PROBE_ROWS = 8  # training rows that check the stacked forward against each bridge
+
+
+class Stepped(Protocol):
+    """What a step needs of a run (``train_loop.Member`` has it)."""
+
+    cfg: TrainConfig
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    step: int
+
+
+def batch_indices(n: int, batch_size: int, seed: int, step: int, rng: str = "seedsequence") -> Int[Tensor, "batch"]:
+    """The rows of step ``step``: a pure function of (seed, step), so resuming replays them exactly.
+    ``rng``: how the stream is derived (see ``TrainConfig.batch_rng``)."""
+    if rng == "arithmetic":  # version 0.1.0's derivation, kept to reproduce the shipped checkpoints
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    else:
+        g = generator(seed, "batches", step)
+    return torch.randint(0, n, (batch_size,), generator=g)
+
+
+def answer_loss(logits, targets, mask) -> Tensor:
+    """Mean cross-entropy over answer positions only."""
+    return F.cross_entropy(logits[mask], targets[mask])
+
+
+@dataclass
+class TrainingData:
+    """Token rows of the training pairs with the mask of positions whose next token is an answer token."""
+
+    inputs: Int[Tensor, "n seq"]
+    targets: Int[Tensor, "n seq"]
+    loss_mask: Bool[Tensor, "n seq"]
+    split: data.Split = field(repr=False)
+
+    @classmethod
+    def build(cls, task: Task, split: data.Split) -> "TrainingData":
+        tokens, starts = task.encode_batch(*split.train)
+        positions = torch.arange(tokens.shape[1] - 1)
+        if task.fixed_length:
+            ends = torch.full_like(starts, tokens.shape[1])
+        else:  # up to and including the end token
+            ends = (tokens == END).long().argmax(1) + 1
+        mask = (positions >= (starts - 1).unsqueeze(1)) & (positions < (ends - 1).unsqueeze(1))
+        return cls(tokens[:, :-1], tokens[:, 1:], mask, split)
+
+    def to(self, device) -> "TrainingData":
+        return TrainingData(self.inputs.to(device), self.targets.to(device), self.loss_mask.to(device), self.split)
+
+    @functools.cached_property
+    def first_loss_position(self) -> int:
+        """The first input position any row's loss reads (logits before it are never needed)."""
+        return int(self.loss_mask.any(0).nonzero().min())
+
+
+def choose_forward(models: Sequence[torch.nn.Module], training: TrainingData, choice: str) -> StackedForward | None:
+    """The stacked forward for ``choice`` "auto"/"plain" when it runs these models exactly, else None
+    (each bridge's own forward). ValueError when "plain" cannot be used."""
+    if choice == "bridge":
+        return None
+    fwd = stacked_forward_for(models, training.inputs[:PROBE_ROWS])
+    if fwd is None and choice == "plain":
+        reasons = stacked_unsupported_reasons(models[0]) or ["its logits differ from the bridge's"]
+        raise ValueError(f"forward='plain' cannot train this model ({', '.join(reasons)}); use 'auto' or 'bridge'")
+    return fwd
+
+
+def train_step(runs: Sequence[Stepped], training: TrainingData, forward: StackedForward | None) -> Tensor:
+    """One optimizer step of every run (all at the same step); returns their batch losses [K]
+    (not synced to the host). ``forward``: the stacked forward of exactly these runs' models, or None."""
+    cfg, step = runs[0].cfg, runs[0].step
+    device = training.inputs.device
+    rows = torch.stack([batch_indices(len(training.inputs), cfg.batch_size, r.cfg.seed, step, cfg.batch_rng)
+                        for r in runs]).to(device)  # [K, batch]
+    for run in runs:
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr_at(step, run.cfg)
+    losses = _stacked_losses(forward, training, rows) if forward is not None else _bridge_losses(runs, training, rows)
+    for run in runs:
+        run.optimizer.zero_grad(set_to_none=True)
+    losses.sum().backward()
+    for run in runs:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.grad_clip)
+        run.optimizer.step()
+        run.step += 1
+    return losses.detach()
+
+
+def _bridge_losses(runs: Sequence[Stepped], training: TrainingData, rows: Int[Tensor, "K batch"]) -> Tensor:
+    losses = []
+    for run, r in zip(runs, rows):
+        with fused_layernorm(run.model):  # hooks are not used while training; see its docstring
+            logits = run.model(training.inputs[r])
+        losses.append(answer_loss(logits, training.targets[r], training.loss_mask[r]))
+    return torch.stack(losses)
+
+
+def _stacked_losses(forward: StackedForward, training: TrainingData, rows: Int[Tensor, "K batch"]) -> Tensor:
+    """Each run's mean cross-entropy over its answer positions, without boolean indexing (no host sync)."""
+    first = training.first_loss_position
+    logits = forward(training.inputs[rows], first)  # [K, batch, pos - first, vocab]
+    targets, mask = training.targets[rows][:, :, first:], training.loss_mask[rows][:, :, first:].to(logits.dtype)
+    ce = F.cross_entropy(logits.flatten(0, 2), targets.flatten(), reduction="none").view_as(mask)
+    return (ce * mask).sum((1, 2)) / mask.sum((1, 2))

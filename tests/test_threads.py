@@ -1,0 +1,95 @@
+"""The thread policy: one torch thread per process unless asked, on every command and in train()."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from mechinterp_arith import ModelConfig, Task, TrainConfig, train
+from mechinterp_arith.cli import build_parser, main
+from mechinterp_arith.core.threads import ENV_VAR, resolve_threads, thread_limit
+
+
+def test_threads_come_from_the_argument_then_the_environment_then_one(monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert resolve_threads() == 1 and resolve_threads(3) == 3 and resolve_threads(0) == 0
+    monkeypatch.setenv(ENV_VAR, "2")
+    assert resolve_threads() == 2 and resolve_threads(1) == 1
+    monkeypatch.setenv(ENV_VAR, "two")
+    with pytest.raises(ValueError, match=f"{ENV_VAR} must be an integer >= 0"):
+        resolve_threads()
+    with pytest.raises(ValueError, match="threads must be an integer >= 0"):
+        resolve_threads(-1)
+
+
+def test_train_runs_under_the_policy_and_restores_the_callers_threads(monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    seen = []
+    task = Task("add", 1, width=2)
+    mcfg = ModelConfig.for_task(task, n_layers=1, n_heads=2, d_model=16, d_mlp=32)
+    cfg = TrainConfig(steps=2, batch_size=8, eval_every=1, eval_n=5, warmup=1, device="cpu")
+    with thread_limit(2):
+        train(task, mcfg, cfg, progress=False, callback=lambda step, model, row: seen.append(torch.get_num_threads()))
+        assert torch.get_num_threads() == 2
+    assert seen == [1, 1]
+
+
+def test_every_command_takes_threads():
+    commands = build_parser()._subparsers._group_actions[0].choices
+    assert all("--threads" in p._option_string_actions for p in commands.values()), list(commands)
+
+
+def test_a_bad_thread_setting_is_one_line_on_stderr(monkeypatch, capsys):
+    monkeypatch.setenv(ENV_VAR, "many")
+    assert main(["info", "add3"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"mechinterp-arith info: error: {ENV_VAR} must be an integer >= 0 (0: torch's default), got 'many'"]
+    monkeypatch.delenv(ENV_VAR)
+    assert main(["info", "add3", "--threads", "-2"]) == 2
+    assert "threads must be an integer >= 0" in capsys.readouterr().err
+
+
+# A training command run in a fresh process (no thread variables set), alone and beside a process
+# that keeps one core busy; twice each, interleaved, after a warm-up. torch's default (one OpenMP
+# thread per core) made the second case >10x slower (docs/training.md); the policy's one thread
+# shares the machine and finishes within 2x.
+BUSY_SIBLING = textwrap.dedent("""
+    import json, subprocess, sys, time
+    import torch
+    from mechinterp_arith.cli import main
+    tmp = sys.argv[1]
+    args = ["train", "--task", "add", "--digits", "2", "--layers", "1", "--heads", "2", "--d-model", "32",
+            "--batch-size", "64", "--eval-n", "50", "--quiet", "--no-resume"]
+    def seconds(out, steps):
+        t = time.perf_counter()
+        assert main(args + ["--steps", str(steps), "--eval-every", str(steps), "--out", f"{tmp}/{out}"]) == 0
+        return time.perf_counter() - t
+    seconds("warm", 2)
+    alone, busy = [], []
+    for i in range(2):
+        alone.append(seconds(f"alone{i}", 150))
+        sibling = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        try:
+            time.sleep(0.2)
+            busy.append(seconds(f"busy{i}", 150))
+        finally:
+            sibling.kill()
+            sibling.wait()
+    print(json.dumps({"alone": alone, "busy": busy, "threads": torch.get_num_threads()}))
+""")
+
+
+def test_a_command_beside_a_busy_process_finishes_within_twice_its_time_alone(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", ENV_VAR)}
+    r = subprocess.run([sys.executable, "-c", BUSY_SIBLING, str(tmp_path)], capture_output=True, text=True, env=env,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    timing = json.loads(r.stdout.strip().splitlines()[-1])
+    assert timing["threads"] == 1
+    config = json.loads((tmp_path / "busy1" / "config.json").read_text())
+    assert config["runtime"]["threads"] == 1
+    assert min(timing["busy"]) <= 2 * min(timing["alone"]), timing

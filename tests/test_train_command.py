@@ -1,0 +1,70 @@
+"""The recorded training command (parsed back into the same settings) and `train --seeds K`."""
+
+import dataclasses
+import json
+import shlex
+
+import pytest
+
+from mechinterp_arith import ModelConfig, Task, TrainConfig, load
+from mechinterp_arith.cli import build_parser, main
+from mechinterp_arith.cli.common import task_from_args
+from mechinterp_arith.core.train_command import MODEL_FLAGS, MODEL_FROM_TASK, TASK_FLAGS, TRAIN_FLAGS, train_command
+
+
+def parsed(command: str):
+    """The (task, model, training) settings the train command line would use."""
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    task = task_from_args(args)
+    model = ModelConfig.for_task(task, n_layers=args.layers, n_heads=args.heads, d_model=args.d_model,
+                                 d_mlp=args.d_mlp, act_fn=args.act, positional=args.positional, seed=args.model_seed)
+    values = {f: getattr(args, f) for f in TRAIN_FLAGS}
+    values["betas"] = tuple(values["betas"])
+    return task, model, TrainConfig(**values), args.out
+
+
+def test_every_setting_has_an_option():
+    assert set(TASK_FLAGS) | {"pad"} == set(Task.__dataclass_fields__)
+    assert set(MODEL_FLAGS) | set(MODEL_FROM_TASK) == set(ModelConfig.__dataclass_fields__)
+    assert set(TRAIN_FLAGS) == set(TrainConfig.__dataclass_fields__)
+
+
+@pytest.mark.parametrize("task, model_overrides, train_overrides", [
+    (Task("add", 3), {}, {}),
+    (Task("addmod", 2, modulus=101), {"seed": 7, "act_fn": "relu"}, {"betas": (0.8, 0.95), "ood_digits": 3, "seed": 5}),
+    (Task("sub", 2, format="reversed", pad=False), {"n_layers": 1, "d_mlp": 40},
+     {"target_accuracy": 0.99, "snapshot_every": 50, "n_train": 300, "n_test": 20, "forward": "bridge",
+      "batch_rng": "arithmetic", "schedule": "constant", "min_lr_ratio": 0.5, "device": "cpu"}),
+])
+def test_the_recorded_command_parses_back_into_the_same_settings(task, model_overrides, train_overrides):
+    model = ModelConfig.for_task(task, **model_overrides)
+    cfg = dataclasses.replace(TrainConfig(), **train_overrides)
+    command = train_command(task, model, cfg, "runs/x y")
+    assert parsed(command) == (task, model, cfg, "runs/x y")
+
+
+def test_a_model_whose_context_the_command_cannot_set_has_no_command():
+    task = Task("add", 2)
+    assert train_command(task, ModelConfig.for_task(task, n_ctx=32), TrainConfig(), "out") is None
+
+
+def test_train_seeds_writes_one_checkpoint_per_seed_and_the_ensemble_json(tmp_path, capsys):
+    out = tmp_path / "ens"
+    argv = ["train", "--task", "add", "--digits", "1", "--width", "2", "--layers", "1", "--heads", "2", "--d-model", "16",
+            "--steps", "6", "--eval-every", "3", "--eval-n", "10", "--seeds", "2", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "seed   0: step 6" in printed and "seed   1: step 6" in printed and "ensemble.json" in printed
+    doc = json.loads((out / "ensemble.json").read_text())
+    assert doc["seeds"] == [0, 1] and doc["command"] == "mechinterp-arith " + shlex.join(argv)
+    for seed in (0, 1):
+        ckpt = load(out / f"seed_{seed}", device="cpu")
+        task, model, cfg, where = parsed(ckpt.config["command"])
+        assert (model.seed, cfg.seed, where) == (seed, seed, str(out / f"seed_{seed}"))
+        assert cfg.to_dict() == ckpt.config["training"] and len(doc["members"][seed]["history"]) == 2
+
+
+def test_seeds_and_an_explicit_seed_are_one_clear_error(tmp_path, capsys):
+    assert main(["train", "--seeds", "2", "--seed", "1", "--out", str(tmp_path / "x")]) == 2
+    assert "pass either --seeds or those" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
