@@ -7,7 +7,7 @@ import shlex
 
 from ..core.model import ACTIVATIONS, POSITIONS, ModelConfig
 from ..core.train import train
-from ..core.train_config import BATCH_RNGS, TrainConfig
+from ..core.train_config import BATCH_RNGS, OPERAND_LENGTHS, TrainConfig
 from .common import add_device_arg, add_task_args, fmt, task_from_args
 
 
@@ -23,7 +23,10 @@ def register(sub) -> None:
     m.add_argument("--d-model", type=int, default=48)
     m.add_argument("--d-mlp", type=int, default=None, help="default 4 * d_model")
     m.add_argument("--act", choices=ACTIVATIONS, default="gelu_new")
-    m.add_argument("--positional", choices=POSITIONS, default="learned")
+    m.add_argument("--positional", choices=POSITIONS, default="learned",
+                   help="position scheme (docs/length_generalisation.md)")
+    m.add_argument("--n-ctx", type=int, default=None,
+                   help="context and position-table rows (default: the scheme's, e.g. 2x the largest coupled ID)")
     m.add_argument("--model-seed", type=int, default=0)
     o = p.add_argument_group("training")
     d = TrainConfig()
@@ -40,6 +43,11 @@ def register(sub) -> None:
     o.add_argument("--data-seed", type=int, default=d.data_seed, help="train/test split seed")
     o.add_argument("--n-train", type=int, default=None, help="default 10,000 (80%% of pairs when fewer)")
     o.add_argument("--n-test", type=int, default=None)
+    o.add_argument("--operand-lengths", choices=OPERAND_LENGTHS, default=d.operand_lengths,
+                   help="mixed: each operand's digit count uniform in 1..n (length-generalisation papers)")
+    o.add_argument("--random-positions", action=argparse.BooleanOptionalAction, default=None,
+                   help="random position offsets (abacus, coupling) or subsets (randomized) while training "
+                        "(default: on for those schemes)")
     o.add_argument("--eval-every", type=int, default=d.eval_every)
     o.add_argument("--eval-n", type=int, default=d.eval_n)
     o.add_argument("--target-accuracy", type=float, default=None, help="stop when held-out exact match reaches it")
@@ -55,12 +63,14 @@ def run(args) -> int:
     task = task_from_args(args)
     mcfg = ModelConfig.for_task(task, n_layers=args.layers, n_heads=args.heads, d_model=args.d_model,
                                 d_mlp=args.d_mlp or 4 * args.d_model, act_fn=args.act,
-                                positional=args.positional, seed=args.model_seed)
+                                positional=args.positional, seed=args.model_seed,
+                                **({"n_ctx": args.n_ctx} if args.n_ctx is not None else {}))
     tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                        warmup=args.warmup, schedule=args.schedule, grad_clip=args.grad_clip, seed=args.seed,
                        data_seed=args.data_seed, n_train=args.n_train, n_test=args.n_test,
                        eval_every=args.eval_every, eval_n=args.eval_n, target_accuracy=args.target_accuracy,
-                       snapshot_every=args.snapshot_every, device=args.device, batch_rng=args.batch_rng)
+                       snapshot_every=args.snapshot_every, device=args.device, batch_rng=args.batch_rng,
+                       operand_lengths=args.operand_lengths, random_positions=args.random_positions)
     command = "mechinterp-arith " + shlex.join(args.argv)
     _, history, _ = train(task, mcfg, tcfg, out_dir=args.out, resume=not args.no_resume,
                           command=command, progress=not args.quiet)

@@ -93,7 +93,7 @@ class Checkpoint:
         path = self.path / SNAPSHOTS / f"step_{step:07d}.safetensors" if self.path else None
         if path is None or not path.is_file():
             raise CheckpointError(f"no snapshot for step {step}; available: {self.snapshot_steps()}")
-        model = build_model(self.model_config, device=self.device)
+        model = build_model(self.model_config, device=self.device, task=self.task)
         _load_weights(model, path)
         self._snapshots[step] = model.eval()
         return self._snapshots[step]
@@ -244,7 +244,11 @@ def load(name_or_path: str | Path, device: str | None = "auto") -> Checkpoint:
             f"{path / CONFIG}: model (vocab {model_config.d_vocab}, context {model_config.n_ctx}) does not fit "
             f"task {task.name} in format {task.format!r} (vocab {task.d_vocab}, context {task.n_ctx})"
         )
-    model = build_model(model_config, device=resolve_device(device))
+    target = resolve_device(device)
+    try:
+        model = build_model(model_config, device=target, task=task)
+    except ValueError as e:  # e.g. a position table too small for the task's IDs
+        raise CheckpointError(f"{path / CONFIG}: invalid configuration ({e})") from None
     _load_weights(model, path / WEIGHTS)
     history: list[dict[str, Any]] = []
     if (path / METRICS).is_file():

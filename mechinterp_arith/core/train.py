@@ -29,9 +29,10 @@ from .checkpoint import save_checkpoint, weights_of
 from .evaluate import accuracy
 from .files import atomic_save_tensors
 from .model import ModelConfig, build_model, fused_layernorm, resolve_device
+from .position_schemes import position_rule
 from .seeding import generator
 from .tasks import END, Task
-from .train_config import TrainConfig, lr_at
+from .train_config import TrainConfig, lr_at, with_scheme_defaults
 from .train_state import STATE_JSON, restore_state, save_state, saved_snapshots
 
 
@@ -153,13 +154,14 @@ def _start(task: Task, mcfg: ModelConfig, cfg: TrainConfig, out_dir, resume: boo
         raise ValueError(f"model (vocab {mcfg.d_vocab}, n_ctx {mcfg.n_ctx}) does not fit {task.name} "
                          f"(vocab {task.d_vocab}, n_ctx {task.n_ctx})")
     device = resolve_device(cfg.device)
-    split = data.id_split(task, cfg.n_train, cfg.n_test, seed=cfg.data_seed)
+    cfg = with_scheme_defaults(cfg, mcfg.positional)
+    split = data.id_split(task, cfg.n_train, cfg.n_test, seed=cfg.data_seed, lengths=cfg.operand_lengths)
     training = TrainingData.build(task, split).to(device)
     sets = {"id": (split.test_a[: cfg.eval_n], split.test_b[: cfg.eval_n])}
     ood_m = cfg.ood_digits or data.default_ood_digits(task)
     if ood_m:
         sets["ood"] = data.ood_both(task, ood_m, cfg.eval_n, seed=cfg.data_seed)
-    model = build_model(mcfg, device=device)
+    model = build_model(mcfg, device=device, task=task)
     run = _Run(task, cfg, model, make_optimizer(model, cfg), training, sets, None,
                {"task": task.to_dict(), "model": mcfg.to_dict(), "training": cfg.to_dict()})
     if out_dir is not None:
@@ -178,8 +180,9 @@ def _step(run: _Run) -> Tensor:
     rows = batch_indices(len(d.inputs), cfg.batch_size, cfg.seed, run.step, cfg.batch_rng).to(d.inputs.device)
     for group in run.optimizer.param_groups:
         group["lr"] = lr_at(run.step, cfg)
+    inputs = d.inputs[rows]
     with fused_layernorm(run.model):  # hooks are not used while training; see its docstring
-        logits = run.model(d.inputs[rows])
+        logits = run.model(inputs, **_random_positions(run, inputs))
     loss = answer_loss(logits, d.targets[rows], d.loss_mask[rows])
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -187,6 +190,14 @@ def _step(run: _Run) -> Tensor:
     run.optimizer.step()
     run.step += 1
     return loss.detach()
+
+
+def _random_positions(run: _Run, inputs: Tensor) -> dict:
+    """``position_ids=`` of this step's rows when the run draws random positions, else nothing."""
+    rule = position_rule(run.model)
+    if rule is None or not run.cfg.random_positions:
+        return {}
+    return {"position_ids": rule.training_ids(inputs, generator(run.cfg.seed, "positions", run.step))}
 
 
 def _maybe_snapshot(run: _Run) -> None:

@@ -8,9 +8,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+
+from .position_schemes import RULED
 
 BATCH_RNGS = ("seedsequence", "arithmetic")
+OPERAND_LENGTHS = ("uniform", "mixed")
 
 
 @dataclass(frozen=True)
@@ -40,10 +43,19 @@ class TrainConfig:
     # "arithmetic" (seed * 1_000_003 + step), the derivation of version 0.1.0, which the shipped
     # checkpoints were trained with; their recorded commands pass --batch-rng arithmetic
     batch_rng: str = "seedsequence"
+    # length generalisation (docs/length_generalisation.md):
+    # "uniform": pairs uniform over [0, 10^n)^2 (the study's); "mixed": each operand's digit count
+    # uniform in 1..n, as in the position-coupling and abacus papers
+    operand_lengths: str = "uniform"
+    # random position IDs while training (offsets for abacus/coupling, a random subset for
+    # randomized); None: on for those schemes, off (and not allowed) for the others
+    random_positions: bool | None = None
 
     def __post_init__(self) -> None:
         if self.batch_rng not in BATCH_RNGS:
             raise ValueError(f"unknown batch_rng {self.batch_rng!r}; choose one of {', '.join(BATCH_RNGS)}")
+        if self.operand_lengths not in OPERAND_LENGTHS:
+            raise ValueError(f"unknown operand_lengths {self.operand_lengths!r}; choose one of {', '.join(OPERAND_LENGTHS)}")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"unknown schedule {self.schedule!r}; choose cosine or constant")
         for name in ("steps", "batch_size", "eval_every"):
@@ -66,6 +78,18 @@ class TrainConfig:
             d["betas"] = tuple(d["betas"])
         d.setdefault("batch_rng", "arithmetic")
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def with_scheme_defaults(cfg: TrainConfig, positional: str) -> TrainConfig:
+    """``cfg`` with its scheme-dependent settings resolved for the position scheme ``positional``:
+    ``random_positions`` None becomes True for the ruled schemes (randomized, abacus, coupling),
+    False otherwise; True for a scheme without a position rule is a ValueError."""
+    if cfg.random_positions is None:
+        return replace(cfg, random_positions=positional in RULED)
+    if cfg.random_positions and positional not in RULED:
+        raise ValueError(f"random positions need a scheme with a position rule ({', '.join(RULED)}); "
+                         f"{positional!r} numbers tokens 0, 1, 2, ...")
+    return cfg
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

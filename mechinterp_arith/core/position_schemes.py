@@ -1,0 +1,173 @@
+"""Position schemes: which position ID each token gets, and how the model is fed them.
+
+Every scheme is a TransformerLens 4 bridge built by :func:`~mechinterp_arith.core.model.build_model`;
+all but ``rotary`` add a learned position table (``pos_embed``, ``W_pos``) to the token embedding.
+What differs is the ID each token looks up:
+
+============  ====================================================================  ===========================
+scheme        position IDs (evaluation)                                             while training (default)
+============  ====================================================================  ===========================
+learned       0, 1, 2, ... (the token's index)                                      the same
+rotary        0, 1, 2, ... rotating queries and keys (no table)                     the same
+nope          0, 1, 2, ... into a table of zeros that never trains: no positions    the same
+randomized    evenly spaced over the table, in order (Ruoss et al. 2023)            a sorted random subset
+abacus        a digit's place + 1 within its own number, zero padding excluded;     a random offset per row
+              0 for every other token (McLeish et al. 2024)
+coupling      digits of equal significance in a, b and the answer share an ID:      a random offset per row
+              place + 2 inside the operands' span (the longer operand's digits,
+              one more answer digit); operator and ``=`` 1; 0 elsewhere
+              (Cho et al. 2024)
+============  ====================================================================  ===========================
+
+The token-dependent IDs (abacus, coupling) read the task's token layout,
+:func:`~mechinterp_arith.core.positions.digit_layout`, so they hold in every format. A
+:class:`PositionRule` attached to the model computes them from the input tokens on every forward
+(a forward pre-hook of the wrapped model), so ``model(tokens)``, ``run_with_cache``,
+``run_with_hooks`` and every analysis see them without being told. They enter the model at the hook
+point ``pos_embed.hook_in`` (:data:`POSITION_IDS_HOOK`): read it from a cache, or patch it to move a
+token elsewhere. Training passes ``position_ids=`` explicitly (:meth:`PositionRule.training_ids`).
+
+Deviations from the references, and why: offsets are drawn per row (McLeish et al. draw one per
+batch: the same marginal distribution); randomized evaluation uses the evenly spaced IDs rather
+than a fresh random draw (Ruoss et al.), so that every analysis of a checkpoint is deterministic;
+leading zeros of the fixed-width formats are padding (ID 0), as the references' unpadded numbers
+have none.
+
+>>> from mechinterp_arith import Task
+>>> task = Task("add", 2, width=3)                         # paper format: a, b zero-padded to 3 digits
+>>> tokens = task.encode_batch([7], [45])[0][:, :-1]        # 007 045 then the answer 250 reversed
+>>> PositionRule("coupling", task, 12).ids(tokens).tolist()
+[[0, 3, 2, 0, 3, 2, 2, 3, 4]]
+>>> PositionRule("abacus", task, 12).ids(tokens).tolist()
+[[0, 0, 1, 0, 2, 1, 1, 2, 3]]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+from transformer_lens.model_bridge import TransformerBridge
+
+from .positions import ANSWER_NUMBER, digit_layout
+from .tasks import EQUALS, SYMBOLS, Task
+
+SCHEMES = ("learned", "rotary", "nope", "randomized", "abacus", "coupling")
+RULED = ("randomized", "abacus", "coupling")  # schemes whose IDs are not the token index
+POSITION_IDS_HOOK = "pos_embed.hook_in"  # the IDs every ruled scheme feeds its table
+RANDOMIZED_TABLE_FACTOR = 4  # randomized: the table is this many times the example's length
+
+
+def default_n_ctx(scheme: str, task: Task) -> int:
+    """The table size (and context) a scheme uses by default for ``task``: the example's length,
+    ``RANDOMIZED_TABLE_FACTOR`` times it for ``randomized``, and for abacus and coupling at least
+    twice the largest ID, so that training offsets move every ID across as many rows again."""
+    if scheme == "randomized":
+        return RANDOMIZED_TABLE_FACTOR * task.n_ctx
+    if scheme in ("abacus", "coupling"):
+        return max(task.n_ctx, 2 * (largest_id(scheme, task) + 1))
+    return task.n_ctx
+
+
+def largest_id(scheme: str, task: Task) -> int:
+    """The largest position ID the scheme gives a ``task`` example at offset 0."""
+    if scheme == "coupling":
+        return task.answer_width + 1
+    if scheme == "abacus":
+        return task.answer_width
+    return task.n_ctx - 1
+
+
+@dataclass(frozen=True)
+class PositionRule:
+    """The position IDs of a ruled scheme (``randomized``, ``abacus``, ``coupling``) for one task's
+    layout and a table of ``n_positions`` rows. Attached to a model by :func:`attach`."""
+
+    scheme: str
+    task: Task
+    n_positions: int
+
+    def __post_init__(self) -> None:
+        if self.scheme not in RULED:
+            raise ValueError(f"scheme {self.scheme!r} has no position rule; ruled schemes: {', '.join(RULED)}")
+        if self.n_positions < self.task.n_ctx:
+            raise ValueError(f"a table of {self.n_positions} positions is shorter than the {self.task.n_ctx} "
+                             f"tokens of {self.task.name} (width {self.task.width})")
+        if self.scheme != "randomized" and self.max_offset < 0:
+            raise ValueError(f"{self.scheme} IDs of {self.task.name} (width {self.task.width}) reach "
+                             f"{largest_id(self.scheme, self.task)}; a table of {self.n_positions} cannot hold them")
+        if self.scheme != "randomized":
+            digit_layout(self.task, torch.zeros(1, 0, dtype=torch.long))  # ValueError for a layout without places
+
+    @property
+    def max_offset(self) -> int:
+        """The largest training offset that keeps every ID inside the table (abacus, coupling)."""
+        return self.n_positions - 1 - largest_id(self.scheme, self.task)
+
+    def ids(self, tokens: Int[Tensor, "batch pos"], offsets: Int[Tensor, "batch"] | None = None) -> Int[Tensor, "batch pos"]:
+        """Evaluation IDs of token rows (any prefix of full examples), shifted by ``offsets`` per row."""
+        if self.scheme == "randomized":
+            n = max(tokens.shape[1], self.task.n_ctx)
+            spaced = torch.linspace(0, self.n_positions - 1, n, device=tokens.device).round().long()
+            return spaced[: tokens.shape[1]].expand(len(tokens), -1)
+        start = 1 if offsets is None else 1 + offsets.to(tokens.device).unsqueeze(1)
+        layout = digit_layout(self.task, tokens)
+        if self.scheme == "abacus":
+            return abacus_ids(layout, start)
+        separator = (tokens == EQUALS) | (tokens == SYMBOLS.index(self.task.symbol))
+        if self.task.format == "paper":
+            separator = torch.zeros_like(separator)
+        return coupled_ids(self.task, layout, separator, start)
+
+    def training_ids(self, tokens: Int[Tensor, "batch pos"], g: torch.Generator) -> Int[Tensor, "batch pos"]:
+        """Random IDs for training rows: a sorted random subset of the table (randomized), or the
+        evaluation IDs shifted by an offset in ``[0, max_offset]`` per row (abacus, coupling)."""
+        B, S = tokens.shape
+        if self.scheme == "randomized":
+            picks = torch.rand(B, self.n_positions, generator=g).argsort(1)[:, :S]
+            return picks.sort(1).values.to(tokens.device)
+        return self.ids(tokens, torch.randint(0, self.max_offset + 1, (B,), generator=g))
+
+    def __call__(self, module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        """Forward pre-hook of the wrapped model: fill ``position_ids`` from the input tokens."""
+        tokens = args[0] if args else kwargs.get("input_ids")
+        if kwargs.get("position_ids") is None and tokens is not None and not tokens.is_floating_point():
+            kwargs["position_ids"] = self.ids(tokens)
+        return args, kwargs
+
+
+def abacus_ids(layout, start: int | Int[Tensor, "batch 1"]) -> Int[Tensor, "batch pos"]:
+    """``start + place`` for the digits of a number (the answer's all, the operands' without zero
+    padding), 0 for every other token."""
+    number, place = layout.number, layout.place
+    own_length = layout.length.gather(1, number.clamp(0, 1))
+    keep = (number == ANSWER_NUMBER) | ((number >= 0) & (place < own_length))
+    return torch.where(keep, start + place, 0)
+
+
+def coupled_ids(task: Task, layout, separator, start: int | Int[Tensor, "batch 1"]) -> Int[Tensor, "batch pos"]:
+    """``start + 1 + place`` for digits inside the operands' span (places below the longer operand's
+    length, and the answer places such operands can fill), ``start`` for operator and ``=``, 0 else."""
+    number, place = layout.number, layout.place
+    span = layout.length.amax(1, keepdim=True)
+    answer_span = {"add": span + 1, "sub": span, "mul": 2 * span}.get(task.op, torch.full_like(span, task.answer_width))
+    limit = torch.where(number == ANSWER_NUMBER, answer_span, span)
+    ids = torch.where((number >= 0) & (place < limit), start + 1 + place, 0)
+    return torch.where(separator, start + torch.zeros_like(ids), ids)
+
+
+def attach(model: TransformerBridge, rule: PositionRule) -> TransformerBridge:
+    """Make ``model`` number its tokens with ``rule`` on every forward that passes no ``position_ids``."""
+    native = model.original_model
+    if position_rule(model) is not None:
+        raise ValueError("this model already has a position rule")
+    native.position_rule = rule
+    native.register_forward_pre_hook(rule, with_kwargs=True)
+    return model
+
+
+def position_rule(model: TransformerBridge) -> PositionRule | None:
+    """The rule attached to ``model`` by :func:`attach`, or None (its IDs are 0, 1, 2, ...)."""
+    return getattr(getattr(model, "original_model", None), "__dict__", {}).get("position_rule")
