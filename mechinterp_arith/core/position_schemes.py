@@ -47,11 +47,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Int
+from jaxtyping import Bool, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from .positions import ANSWER_NUMBER, digit_layout
+from .positions import ANSWER_NUMBER, DigitLayout, digit_layout
 from .tasks import EQUALS, SYMBOLS, Task
 
 SCHEMES = ("learned", "rotary", "nope", "randomized", "abacus", "coupling")
@@ -108,10 +108,19 @@ class PositionRule:
 
     def ids(self, tokens: Int[Tensor, "batch pos"], offsets: Int[Tensor, "batch"] | None = None) -> Int[Tensor, "batch pos"]:
         """Evaluation IDs of token rows (any prefix of full examples), shifted by ``offsets`` per row."""
+        return self.numbering(tokens, offsets)[0]
+
+    def visible(self, tokens: Int[Tensor, "batch pos"]) -> Bool[Tensor, "batch pos"] | None:
+        """Which tokens attention may read (abacus, coupling: all but zero padding), or None: all."""
+        return None if self.scheme == "randomized" else self.numbering(tokens)[1]
+
+    def numbering(self, tokens: Int[Tensor, "batch pos"], offsets: Int[Tensor, "batch"] | None = None
+                  ) -> tuple[Int[Tensor, "batch pos"], Bool[Tensor, "batch pos"]]:
+        """``(ids, visible)``: the IDs, and False for the zero padding that abacus and coupling hide."""
         if self.scheme == "randomized":
             n = max(tokens.shape[1], self.task.n_ctx)
             spaced = torch.linspace(0, self.n_positions - 1, n, device=tokens.device).round().long()
-            return spaced[: tokens.shape[1]].expand(len(tokens), -1)
+            return spaced[: tokens.shape[1]].expand(len(tokens), -1), torch.ones_like(tokens, dtype=torch.bool)
         start = 1 if offsets is None else 1 + offsets.to(tokens.device).unsqueeze(1)
         layout = digit_layout(self.task, tokens)
         if self.scheme == "abacus":
@@ -119,7 +128,7 @@ class PositionRule:
         separator = (tokens == EQUALS) | (tokens == SYMBOLS.index(self.task.symbol))
         if self.task.format == "paper":
             separator = torch.zeros_like(separator)
-        return coupled_ids(self.task, layout, separator, start)
+        return coupled_ids(layout, separator, start)
 
     def training_ids(self, tokens: Int[Tensor, "batch pos"], g: torch.Generator) -> Int[Tensor, "batch pos"]:
         """Random IDs for training rows: a sorted random subset of the table (randomized), or the
@@ -133,29 +142,36 @@ class PositionRule:
     def __call__(self, module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         """Forward pre-hook of the wrapped model: fill ``position_ids`` from the input tokens."""
         tokens = args[0] if args else kwargs.get("input_ids")
-        if kwargs.get("position_ids") is None and tokens is not None and not tokens.is_floating_point():
-            kwargs["position_ids"] = self.ids(tokens)
+        if tokens is None or tokens.is_floating_point():
+            return args, kwargs
+        ids, visible = self.numbering(tokens)
+        if kwargs.get("position_ids") is None:
+            kwargs["position_ids"] = ids
+        if kwargs.get("attention_mask") is None and self.scheme != "randomized":
+            kwargs["attention_mask"] = visible.long()
         return args, kwargs
 
 
-def abacus_ids(layout, start: int | Int[Tensor, "batch 1"]) -> Int[Tensor, "batch pos"]:
-    """``start + place`` for the digits of a number (the answer's all, the operands' without zero
-    padding), 0 for every other token."""
+def abacus_ids(layout: DigitLayout, start: int | Int[Tensor, "batch 1"]) -> tuple[Int[Tensor, "batch pos"], Bool[Tensor, "batch pos"]]:
+    """``(ids, visible)``: ``start + place`` for the digits of a number (all of the answer's, the
+    operands' without zero padding), 0 for every other token; the operands' zero padding hidden."""
     number, place = layout.number, layout.place
     own_length = layout.length.gather(1, number.clamp(0, 1))
     keep = (number == ANSWER_NUMBER) | ((number >= 0) & (place < own_length))
-    return torch.where(keep, start + place, 0)
+    return torch.where(keep, start + place, 0), keep | (number < 0)
 
 
-def coupled_ids(task: Task, layout, separator, start: int | Int[Tensor, "batch 1"]) -> Int[Tensor, "batch pos"]:
-    """``start + 1 + place`` for digits inside the operands' span (places below the longer operand's
-    length, and the answer places such operands can fill), ``start`` for operator and ``=``, 0 else."""
+def coupled_ids(layout: DigitLayout, separator: Bool[Tensor, "batch pos"],
+                start: int | Int[Tensor, "batch 1"]) -> tuple[Int[Tensor, "batch pos"], Bool[Tensor, "batch pos"]]:
+    """``(ids, visible)``: ``start + 1 + place`` for the answer's digits and the operands' digits inside
+    their span (places below the longer operand's length: the shorter one is zero-padded to it),
+    ``start`` for operator and ``=``, 0 for every other token; operand digits outside the span
+    (zero padding) hidden."""
     number, place = layout.number, layout.place
     span = layout.length.amax(1, keepdim=True)
-    answer_span = {"add": span + 1, "sub": span, "mul": 2 * span}.get(task.op, torch.full_like(span, task.answer_width))
-    limit = torch.where(number == ANSWER_NUMBER, answer_span, span)
-    ids = torch.where((number >= 0) & (place < limit), start + 1 + place, 0)
-    return torch.where(separator, start + torch.zeros_like(ids), ids)
+    inside = (number == ANSWER_NUMBER) | ((number >= 0) & (place < span))
+    ids = torch.where(inside, start + 1 + place, 0)
+    return torch.where(separator, start + torch.zeros_like(ids), ids), inside | (number < 0)
 
 
 def attach(model: TransformerBridge, rule: PositionRule) -> TransformerBridge:
