@@ -6,6 +6,7 @@ import argparse
 import shlex
 
 from ..core.model import ACTIVATIONS, POSITIONS, ModelConfig
+from ..core.position_schemes import scheme_defaults
 from ..core.train import train
 from ..core.train_config import BATCH_RNGS, OPERAND_LENGTHS, TrainConfig
 from .common import add_device_arg, add_task_args, fmt, task_from_args
@@ -17,6 +18,7 @@ def register(sub) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t = p.add_argument_group("task")
     add_task_args(t)
+    p.set_defaults(format=None)  # None: the position scheme's default format (paper; reversed for abacus, coupling)
     m = p.add_argument_group("model (defaults: minGPT gpt-nano)")
     m.add_argument("--layers", type=int, default=3)
     m.add_argument("--heads", type=int, default=3)
@@ -43,8 +45,9 @@ def register(sub) -> None:
     o.add_argument("--data-seed", type=int, default=d.data_seed, help="train/test split seed")
     o.add_argument("--n-train", type=int, default=None, help="default 10,000 (80%% of pairs when fewer)")
     o.add_argument("--n-test", type=int, default=None)
-    o.add_argument("--operand-lengths", choices=OPERAND_LENGTHS, default=d.operand_lengths,
-                   help="mixed: each operand's digit count uniform in 1..n (length-generalisation papers)")
+    o.add_argument("--operand-lengths", choices=OPERAND_LENGTHS, default=None,
+                   help="mixed: each operand's digit count uniform in 1..n (default: mixed for abacus and "
+                        "coupling, else uniform)")
     o.add_argument("--random-positions", action=argparse.BooleanOptionalAction, default=None,
                    help="random position offsets (abacus, coupling) or subsets (randomized) while training "
                         "(default: on for those schemes)")
@@ -60,6 +63,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    if args.format is None:
+        args.format = scheme_defaults(args.positional)["format"]
     task = task_from_args(args)
     mcfg = ModelConfig.for_task(task, n_layers=args.layers, n_heads=args.heads, d_model=args.d_model,
                                 d_mlp=args.d_mlp or 4 * args.d_model, act_fn=args.act,

@@ -99,29 +99,47 @@ def _pair_from_index(task: Task, index: Int[Tensor, "n"]) -> Pairs:
 
 
 MIXED_DRAW_ROUNDS = 64
+ENUMERATE_LIMIT = 10**7  # mixed lengths: sets of at most this many pairs are sampled exactly
 
 
 def mixed_length_pairs(task: Task, n: int, seed: int = 0) -> Pairs:
-    """``n`` distinct ID pairs whose operands' digit counts are drawn uniformly from 1..n_digits,
-    then their values uniformly (the training distribution of the position-coupling and abacus
-    papers). Short operands have few values: once a length cell is exhausted, its share goes to the
-    others. ValueError when ``n`` is close to all pairs (rare cells are then hard to complete)."""
+    """``n`` distinct ID pairs drawn so that every (digits of a, digits of b) cell is equally likely
+    (each operand's digit count uniform in 1..n_digits, as in the position-coupling and abacus
+    papers), in the order drawn. A cell that runs out of pairs (there are only 100 one-digit
+    pairs) passes its share to the others. Exact weighted sampling without replacement
+    (Efraimidis-Spirakis keys) when the task has at most ``ENUMERATE_LIMIT`` pairs, else rounds of
+    draws with duplicates dropped."""
     check_count(n)
+    total = id_pair_count(task)
+    if n > total:
+        raise ValueError(f"{task.name} has only {total:,} operand pairs; asked for {n:,}")
     g = generator(seed, "mixed_lengths")
+    if total <= ENUMERATE_LIMIT:
+        a, b = _pair_from_index(task, torch.arange(total))
+        cell = _digit_count(a) * (task.digits + 1) + _digit_count(b)
+        cell_size = torch.bincount(cell)[cell].double()
+        keys = torch.rand(total, generator=g, dtype=torch.float64).log() * cell_size  # log(U) / weight
+        chosen = keys.topk(n).indices
+        return a[chosen], b[chosen]
     N = 10**task.digits
     keys = np.zeros(0, dtype=np.int64)
     for _ in range(MIXED_DRAW_ROUNDS):
-        len_a = torch.randint(1, task.digits + 1, (2 * n,), generator=g)
-        len_b = torch.randint(1, task.digits + 1, (2 * n,), generator=g)
-        a, b = ordered(task, _values_with_lengths(len_a, g), _values_with_lengths(len_b, g))
+        lengths = torch.randint(1, task.digits + 1, (2, 2 * n), generator=g)
+        a, b = ordered(task, _values_with_lengths(lengths[0], g), _values_with_lengths(lengths[1], g))
         keys = np.concatenate([keys, (a * N + b).numpy()])
         _, first = np.unique(keys, return_index=True)
         keys = keys[np.sort(first)]  # distinct pairs, in the order they were drawn
         if len(keys) >= n:
-            keys = torch.from_numpy(keys[:n])
-            return keys // N, keys % N
-    raise ValueError(f"could not draw {n:,} distinct mixed-length pairs of {task.name} "
-                     f"({id_pair_count(task):,} pairs exist); ask for fewer or use uniform lengths")
+            chosen = torch.from_numpy(keys[:n])
+            return chosen // N, chosen % N
+    raise ValueError(f"could not draw {n:,} distinct mixed-length pairs of {task.name}; ask for fewer")
+
+
+def _digit_count(x: Int[Tensor, "n"]) -> Int[Tensor, "n"]:
+    count = torch.ones_like(x)
+    for k in range(1, 18):
+        count += (x >= 10**k).long()
+    return count
 
 
 def _values_with_lengths(lengths: Int[Tensor, "n"], g: torch.Generator) -> Int[Tensor, "n"]:

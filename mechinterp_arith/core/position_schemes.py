@@ -60,6 +60,24 @@ POSITION_IDS_HOOK = "pos_embed.hook_in"  # the IDs every ruled scheme feeds its 
 RANDOMIZED_TABLE_FACTOR = 4  # randomized: the table is this many times the example's length
 
 
+def scheme_defaults(scheme: str) -> dict:
+    """The data a scheme trains on unless told otherwise: ``format`` (the CLI's default task
+    format), ``operand_lengths`` and ``random_positions`` (TrainConfig settings left None).
+
+    abacus and coupling follow their papers: numbers written with ``+`` and ``=`` and the answer
+    reversed (``reversed`` format: the separators tell a, b and the answer apart, which coupled IDs
+    do not), operand lengths mixed, random offsets. The others keep the study's setting.
+
+    >>> scheme_defaults("coupling")
+    {'format': 'reversed', 'operand_lengths': 'mixed', 'random_positions': True}
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown position scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
+    papers = scheme in ("abacus", "coupling")
+    return {"format": "reversed" if papers else "paper", "operand_lengths": "mixed" if papers else "uniform",
+            "random_positions": scheme in RULED}
+
+
 def default_n_ctx(scheme: str, task: Task) -> int:
     """The table size (and context) a scheme uses by default for ``task``: the example's length,
     ``RANDOMIZED_TABLE_FACTOR`` times it for ``randomized``, and for abacus and coupling at least
@@ -95,9 +113,6 @@ class PositionRule:
         if self.n_positions < self.task.n_ctx:
             raise ValueError(f"a table of {self.n_positions} positions is shorter than the {self.task.n_ctx} "
                              f"tokens of {self.task.name} (width {self.task.width})")
-        if self.scheme != "randomized" and self.max_offset < 0:
-            raise ValueError(f"{self.scheme} IDs of {self.task.name} (width {self.task.width}) reach "
-                             f"{largest_id(self.scheme, self.task)}; a table of {self.n_positions} cannot hold them")
         if self.scheme != "randomized":
             digit_layout(self.task, torch.zeros(1, 0, dtype=torch.long))  # ValueError for a layout without places
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, replace
 
-from .position_schemes import RULED
+from .position_schemes import RULED, scheme_defaults
 
 BATCH_RNGS = ("seedsequence", "arithmetic")
 OPERAND_LENGTHS = ("uniform", "mixed")
@@ -43,18 +43,18 @@ class TrainConfig:
     # "arithmetic" (seed * 1_000_003 + step), the derivation of version 0.1.0, which the shipped
     # checkpoints were trained with; their recorded commands pass --batch-rng arithmetic
     batch_rng: str = "seedsequence"
-    # length generalisation (docs/length_generalisation.md):
-    # "uniform": pairs uniform over [0, 10^n)^2 (the study's); "mixed": each operand's digit count
-    # uniform in 1..n, as in the position-coupling and abacus papers
-    operand_lengths: str = "uniform"
-    # random position IDs while training (offsets for abacus/coupling, a random subset for
-    # randomized); None: on for those schemes, off (and not allowed) for the others
+    # length generalisation (docs/length_generalisation.md); None: the position scheme's default
+    # (core/position_schemes.scheme_defaults), resolved when training starts and recorded resolved.
+    # operand_lengths: "uniform" pairs over [0, 10^n)^2 (the study's), or "mixed": each operand's digit
+    # count uniform in 1..n (the position-coupling and abacus papers)
+    operand_lengths: str | None = None
+    # random position IDs while training: offsets (abacus, coupling), a random subset (randomized)
     random_positions: bool | None = None
 
     def __post_init__(self) -> None:
         if self.batch_rng not in BATCH_RNGS:
             raise ValueError(f"unknown batch_rng {self.batch_rng!r}; choose one of {', '.join(BATCH_RNGS)}")
-        if self.operand_lengths not in OPERAND_LENGTHS:
+        if self.operand_lengths not in (None, *OPERAND_LENGTHS):
             raise ValueError(f"unknown operand_lengths {self.operand_lengths!r}; choose one of {', '.join(OPERAND_LENGTHS)}")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"unknown schedule {self.schedule!r}; choose cosine or constant")
@@ -77,15 +77,16 @@ class TrainConfig:
         if "betas" in d:
             d["betas"] = tuple(d["betas"])
         d.setdefault("batch_rng", "arithmetic")
+        d.setdefault("operand_lengths", "uniform")  # configs written before mixed lengths existed
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 def with_scheme_defaults(cfg: TrainConfig, positional: str) -> TrainConfig:
-    """``cfg`` with its scheme-dependent settings resolved for the position scheme ``positional``:
-    ``random_positions`` None becomes True for the ruled schemes (randomized, abacus, coupling),
-    False otherwise; True for a scheme without a position rule is a ValueError."""
-    if cfg.random_positions is None:
-        return replace(cfg, random_positions=positional in RULED)
+    """``cfg`` with the settings left None set to the position scheme's defaults
+    (:func:`~mechinterp_arith.core.position_schemes.scheme_defaults`). ValueError for random
+    positions under a scheme that numbers tokens 0, 1, 2, ... (learned, rotary, nope)."""
+    defaults = scheme_defaults(positional)
+    cfg = replace(cfg, **{k: defaults[k] for k in ("operand_lengths", "random_positions") if getattr(cfg, k) is None})
     if cfg.random_positions and positional not in RULED:
         raise ValueError(f"random positions need a scheme with a position rule ({', '.join(RULED)}); "
                          f"{positional!r} numbers tokens 0, 1, 2, ...")
