@@ -199,6 +199,16 @@ def attach(model: TransformerBridge, rule: PositionRule) -> TransformerBridge:
     return model
 
 
+def numbering_of(model: TransformerBridge, tokens: Int[Tensor, "batch pos"]
+                 ) -> tuple[Int[Tensor, "batch pos"], Bool[Tensor, "batch pos"]]:
+    """``(ids, visible)`` the model uses on ``tokens`` without hooks: its rule's, else 0, 1, 2, ...
+    with every token visible (learned, nope, and rotary, whose rotations follow those IDs)."""
+    rule = position_rule(model)
+    if rule is not None:
+        return rule.numbering(tokens)
+    return torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens), torch.ones_like(tokens, dtype=torch.bool)
+
+
 def position_rule(model: TransformerBridge) -> PositionRule | None:
     """The rule attached to ``model`` by :func:`attach`, or None (its IDs are 0, 1, 2, ...)."""
     return getattr(getattr(model, "original_model", None), "__dict__", {}).get("position_rule")
