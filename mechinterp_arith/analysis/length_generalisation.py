@@ -98,3 +98,23 @@ def length_profile(ckpt: Checkpoint, ood_digits=None, n: int = 2000, seed: int =
         row.update(alignment_summary(operand_alignment(ckpt, m, min(n, ALIGNMENT_N), seed), task.digits))
         rows.append(row)
     return pd.DataFrame(rows).set_index("m")
+
+
+def compare_schemes(rows: pd.DataFrame, threshold: float = 0.95) -> pd.DataFrame:
+    """Seeds side by side: one row per (scheme, m) from rows of :func:`length_profile` tagged with
+    ``scheme`` and ``seed``: exact match (mean, min, max, seeds reaching ``threshold``), the most
+    frequent best relation with its mean coverage, and mean separability and alignment."""
+    needed = {"scheme", "seed", "m", "exact", "relation", "coverage"}
+    if not needed <= set(rows.columns):
+        raise ValueError(f"rows need the columns {sorted(needed)}; missing {sorted(needed - set(rows.columns))}")
+    grouped = rows.groupby(["scheme", "m"], sort=False)
+    out = grouped.agg(
+        seeds=("seed", "nunique"), exact_mean=("exact", "mean"), exact_min=("exact", "min"), exact_max=("exact", "max"),
+        seeds_reaching=("exact", lambda x: int((x >= threshold).sum())),
+        relation=("relation", lambda x: x.mode().iloc[0]),
+        relation_seeds=("relation", lambda x: int((x == x.mode().iloc[0]).sum())),
+        coverage_mean=("coverage", "mean"),
+        separability_units=("separability_units", "mean"), separability_first_ood=("separability_first_ood", "mean"),
+        alignment_id=("alignment_id", "mean"), alignment_ood=("alignment_ood", "mean"),
+    )
+    return out.reset_index()

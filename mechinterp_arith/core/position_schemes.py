@@ -129,9 +129,10 @@ class PositionRule:
         """Which tokens attention may read (abacus, coupling: all but zero padding), or None: all."""
         return None if self.scheme == "randomized" else self.numbering(tokens)[1]
 
-    def numbering(self, tokens: Int[Tensor, "batch pos"], offsets: Int[Tensor, "batch"] | None = None
-                  ) -> tuple[Int[Tensor, "batch pos"], Bool[Tensor, "batch pos"]]:
-        """``(ids, visible)``: the IDs, and False for the zero padding that abacus and coupling hide."""
+    def numbering(self, tokens: Int[Tensor, "batch pos"], offsets: Int[Tensor, "batch"] | None = None,
+                  spans: Int[Tensor, "batch"] | None = None) -> tuple[Int[Tensor, "batch pos"], Bool[Tensor, "batch pos"]]:
+        """``(ids, visible)``: the IDs, and False for the zero padding that abacus and coupling hide.
+        ``spans`` (coupling) widens a row's span to that many places (never below its longer operand)."""
         if self.scheme == "randomized":
             n = max(tokens.shape[1], self.task.n_ctx)
             spaced = torch.linspace(0, self.n_positions - 1, n, device=tokens.device).round().long()
@@ -143,16 +144,27 @@ class PositionRule:
         separator = (tokens == EQUALS) | (tokens == SYMBOLS.index(self.task.symbol))
         if self.task.format == "paper":
             separator = torch.zeros_like(separator)
+        if spans is not None:
+            layout = layout._replace(length=torch.maximum(layout.length, spans.to(tokens.device).unsqueeze(1)))
         return coupled_ids(layout, separator, start)
 
-    def training_ids(self, tokens: Int[Tensor, "batch pos"], g: torch.Generator) -> Int[Tensor, "batch pos"]:
-        """Random IDs for training rows: a sorted random subset of the table (randomized), or the
-        evaluation IDs shifted by an offset in ``[0, max_offset]`` per row (abacus, coupling)."""
+    def training_inputs(self, tokens: Int[Tensor, "batch pos"], g: torch.Generator) -> dict[str, Tensor]:
+        """Random ``position_ids`` (and ``attention_mask``) for training rows: a sorted random subset
+        of the table (randomized); the evaluation IDs shifted by an offset in ``[0, max_offset]`` per
+        row (abacus, coupling), and for coupling a span drawn per row between the longer operand's
+        length and the width (the operands read as zero-padded to it)."""
         B, S = tokens.shape
         if self.scheme == "randomized":
             picks = torch.rand(B, self.n_positions, generator=g).argsort(1)[:, :S]
-            return picks.sort(1).values.to(tokens.device)
-        return self.ids(tokens, torch.randint(0, self.max_offset + 1, (B,), generator=g))
+            return {"position_ids": picks.sort(1).values.to(tokens.device)}
+        offsets = torch.randint(0, self.max_offset + 1, (B,), generator=g)
+        spans = torch.randint(1, self.task.width + 1, (B,), generator=g) if self.scheme == "coupling" else None
+        ids, visible = self.numbering(tokens, offsets, spans)
+        return {"position_ids": ids, "attention_mask": visible.long()}
+
+    def training_ids(self, tokens: Int[Tensor, "batch pos"], g: torch.Generator) -> Int[Tensor, "batch pos"]:
+        """The ``position_ids`` of :meth:`training_inputs`."""
+        return self.training_inputs(tokens, g)["position_ids"]
 
     def __call__(self, module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         """Forward pre-hook of the wrapped model: fill ``position_ids`` from the input tokens."""

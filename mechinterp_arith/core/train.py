@@ -193,11 +193,12 @@ def _step(run: _Run) -> Tensor:
 
 
 def _random_positions(run: _Run, inputs: Tensor) -> dict:
-    """``position_ids=`` of this step's rows when the run draws random positions, else nothing."""
+    """``position_ids=`` (and ``attention_mask=``) of this step's rows when the run draws random
+    positions, else nothing."""
     rule = position_rule(run.model)
     if rule is None or not run.cfg.random_positions:
         return {}
-    return {"position_ids": rule.training_ids(inputs, generator(run.cfg.seed, "positions", run.step))}
+    return rule.training_inputs(inputs, generator(run.cfg.seed, "positions", run.step))
 
 
 def _maybe_snapshot(run: _Run) -> None:
