@@ -4,34 +4,38 @@ Every scheme is a TransformerLens 4 bridge built by :func:`~mechinterp_arith.cor
 all but ``rotary`` add a learned position table (``pos_embed``, ``W_pos``) to the token embedding.
 What differs is the ID each token looks up:
 
-============  ====================================================================  ===========================
-scheme        position IDs (evaluation)                                             while training (default)
-============  ====================================================================  ===========================
-learned       0, 1, 2, ... (the token's index)                                      the same
-rotary        0, 1, 2, ... rotating queries and keys (no table)                     the same
-nope          0, 1, 2, ... into a table of zeros that never trains: no positions    the same
-randomized    evenly spaced over the table, in order (Ruoss et al. 2023)            a sorted random subset
-abacus        a digit's place + 1 within its own number, zero padding excluded;     a random offset per row
-              0 for every other token (McLeish et al. 2024)
-coupling      digits of equal significance in a, b and the answer share an ID:      a random offset per row
-              place + 2 inside the operands' span (the longer operand's digits,
-              one more answer digit); operator and ``=`` 1; 0 elsewhere
-              (Cho et al. 2024)
-============  ====================================================================  ===========================
+============  ======================================================================  ===============================
+scheme        position IDs (evaluation)                                               while training (default)
+============  ======================================================================  ===============================
+learned       0, 1, 2, ... (the token's index)                                        the same
+rotary        0, 1, 2, ... rotating queries and keys (no table)                       the same
+nope          0, 1, 2, ... into a table of zeros that never trains: no positions      the same
+randomized    evenly spaced over a table 4x the example, in order (Ruoss et al. 2023)  a sorted random subset per row
+abacus        a digit's place + 1 within its own number; 0 for other tokens; an       a random offset per row
+              operand's zero padding hidden from attention (McLeish et al. 2024)
+coupling      digits of equal significance in a, b and the answer share an ID:        a random offset per row, and a
+              place + 2 (the answer's digits, the operands' inside their span: the    random span (the operands read
+              longer operand's length); ``+`` and ``=`` 1; 0 elsewhere; zero padding  as zero-padded to 1..W places)
+              outside the span hidden from attention (Cho et al. 2024)
+============  ======================================================================  ===============================
 
 The token-dependent IDs (abacus, coupling) read the task's token layout,
 :func:`~mechinterp_arith.core.positions.digit_layout`, so they hold in every format. A
 :class:`PositionRule` attached to the model computes them from the input tokens on every forward
-(a forward pre-hook of the wrapped model), so ``model(tokens)``, ``run_with_cache``,
-``run_with_hooks`` and every analysis see them without being told. They enter the model at the hook
-point ``pos_embed.hook_in`` (:data:`POSITION_IDS_HOOK`): read it from a cache, or patch it to move a
-token elsewhere. Training passes ``position_ids=`` explicitly (:meth:`PositionRule.training_ids`).
+(a forward pre-hook of the wrapped model, which also passes the attention mask that hides padding),
+so ``model(tokens)``, ``run_with_cache``, ``run_with_hooks`` and every analysis see them without
+being told. They enter the model at the hook point ``pos_embed.hook_in`` (:data:`POSITION_IDS_HOOK`):
+read it from a cache, or patch it to move a token elsewhere. Training passes random IDs explicitly
+(:meth:`PositionRule.training_inputs`).
 
-Deviations from the references, and why: offsets are drawn per row (McLeish et al. draw one per
-batch: the same marginal distribution); randomized evaluation uses the evenly spaced IDs rather
-than a fresh random draw (Ruoss et al.), so that every analysis of a checkpoint is deterministic;
-leading zeros of the fixed-width formats are padding (ID 0), as the references' unpadded numbers
-have none.
+Deviations from the references, and why (docs/length_generalisation.md measures them): the
+fixed-width formats zero-pad every operand, which the references' numbers do not have, so that
+padding is hidden from attention (its count would otherwise change with the operand length, a
+shift the models do not survive); offsets are drawn per row (McLeish et al. draw one per batch);
+coupling also draws a random span per row, so that training sees digit distances up to the width
+(without it, attention between IDs farther apart than the trained operands is never trained);
+randomized evaluation uses evenly spaced IDs rather than a fresh random draw, so that every
+analysis of a checkpoint is deterministic.
 
 >>> from mechinterp_arith import Task
 >>> task = Task("add", 2, width=3)                         # paper format: a, b zero-padded to 3 digits
