@@ -30,8 +30,10 @@ from mechinterp_arith.core.position_schemes import SCHEMES
 
 RESULTS = Path(__file__).resolve().parent / "results" / "length_generalisation.json"
 # the same data, model and optimisation for every scheme (Cho et al.'s 1-layer, 4-head decoder, scaled down)
+# (optimisation flags spelled out, so the recorded commands keep their meaning when defaults change)
 RECIPE = ["--task", "add", "--digits", "3", "--width", "6", "--format", "reversed", "--operand-lengths", "mixed",
-          "--layers", "1", "--heads", "4", "--d-model", "64", "--steps", "5000"]
+          "--layers", "1", "--heads", "4", "--d-model", "64", "--steps", "2000", "--batch-size", "256",
+          "--warmup", "200", "--eval-every", "250", "--eval-n", "2000"]
 
 
 def train_command(scheme: str, seed: int, out: Path) -> list[str]:
@@ -42,15 +44,17 @@ def train_command(scheme: str, seed: int, out: Path) -> list[str]:
 def train_one(scheme: str, seed: int, out: Path) -> dict:
     """Train (unless done) and return the run's bookkeeping."""
     command = train_command(scheme, seed, out)
+    log = out / "lab_training.json"  # load average around the training (this script's bookkeeping)
     if not (out / "model.safetensors").is_file():
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         load_before = os.getloadavg()[0]
         subprocess.run([sys.executable, "-m", "mechinterp_arith", *command[1:]], check=True, env=env)
-        print(f"trained {scheme} seed {seed} (load average {load_before:.2f} -> {os.getloadavg()[0]:.2f})", flush=True)
+        atomic_write_text(log, json.dumps({"train_load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)]}))
     config = json.loads((out / "config.json").read_text())
     history = json.loads((out / "metrics.json").read_text())["history"]
+    extra = json.loads(log.read_text()) if log.is_file() else {"train_load_average": None}
     return {"command": shlex.join(command), "steps": history[-1]["step"], "train_seconds": history[-1]["elapsed_s"],
-            "recorded_command": config.get("command")}
+            "recorded_command": config.get("command"), **extra}
 
 
 def main(argv=None) -> int:
