@@ -57,7 +57,7 @@ def test_members_are_checkpoints_that_record_the_command_training_them_alone(ens
     assert ckpt.config["runtime"]["training_forward"] == "stacked" and ckpt.config["runtime"]["threads"] == 1
     args = build_parser().parse_args(ckpt.config["command"].split()[1:])
     assert args.model_seed == 3 and args.seed == 3 and args.out == str(out / "seed_3") and args.seeds is None
-    assert ckpt.config["training"] == {**EARLY.to_dict(), "seed": 3}
+    assert ckpt.config["training"] == {**EARLY.to_dict(), "seed": 3, "operand_lengths": "uniform", "random_positions": False}
 
 
 def test_an_interrupted_ensemble_resumes_to_the_same_weights(ensemble, tmp_path):

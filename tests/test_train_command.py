@@ -17,7 +17,8 @@ def parsed(command: str):
     args = build_parser().parse_args(shlex.split(command)[1:])
     task = task_from_args(args)
     model = ModelConfig.for_task(task, n_layers=args.layers, n_heads=args.heads, d_model=args.d_model,
-                                 d_mlp=args.d_mlp, act_fn=args.act, positional=args.positional, seed=args.model_seed)
+                                 d_mlp=args.d_mlp, act_fn=args.act, positional=args.positional, seed=args.model_seed,
+                                 **({"n_ctx": args.n_ctx} if args.n_ctx is not None else {}))
     values = {f: getattr(args, f) for f in TRAIN_FLAGS}
     values["betas"] = tuple(values["betas"])
     return task, model, TrainConfig(**values), args.out
@@ -35,6 +36,9 @@ def test_every_setting_has_an_option():
     (Task("sub", 2, format="reversed", pad=False), {"n_layers": 1, "d_mlp": 40},
      {"target_accuracy": 0.99, "snapshot_every": 50, "n_train": 300, "n_test": 20, "forward": "bridge",
       "batch_rng": "arithmetic", "schedule": "constant", "min_lr_ratio": 0.5, "device": "cpu"}),
+    (Task("add", 3, format="reversed", width=6), {"positional": "coupling", "n_ctx": 40, "n_heads": 4},
+     {"operand_lengths": "mixed", "random_positions": True}),
+    (Task("add", 3, width=6), {"positional": "abacus"}, {"operand_lengths": "uniform", "random_positions": False}),
 ])
 def test_the_recorded_command_parses_back_into_the_same_settings(task, model_overrides, train_overrides):
     model = ModelConfig.for_task(task, **model_overrides)
@@ -43,9 +47,10 @@ def test_the_recorded_command_parses_back_into_the_same_settings(task, model_ove
     assert parsed(command) == (task, model, cfg, "runs/x y")
 
 
-def test_a_model_whose_context_the_command_cannot_set_has_no_command():
+def test_a_model_whose_vocabulary_the_command_cannot_set_has_no_command():
     task = Task("add", 2)
-    assert train_command(task, ModelConfig.for_task(task, n_ctx=32), TrainConfig(), "out") is None
+    model = dataclasses.replace(ModelConfig.for_task(task), d_vocab=task.d_vocab + 1)
+    assert train_command(task, model, TrainConfig(), "out") is None
 
 
 def test_train_seeds_writes_one_checkpoint_per_seed_and_the_ensemble_json(tmp_path, capsys):

@@ -7,8 +7,9 @@ import shlex
 
 from ..core.ensemble import EnsembleResult
 from ..core.model import ACTIVATIONS, POSITIONS, ModelConfig
+from ..core.position_schemes import scheme_defaults
 from ..core.train import train
-from ..core.train_config import BATCH_RNGS, FORWARDS, TrainConfig
+from ..core.train_config import BATCH_RNGS, FORWARDS, OPERAND_LENGTHS, TrainConfig
 from .common import add_device_arg, add_task_args, fmt, require_positive, task_from_args
 
 
@@ -20,13 +21,17 @@ def register(sub) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t = p.add_argument_group("task")
     add_task_args(t)
+    p.set_defaults(format=None)  # None: the position scheme's default format (paper; reversed for abacus, coupling)
     m = p.add_argument_group("model (defaults: minGPT gpt-nano)")
     m.add_argument("--layers", type=int, default=3)
     m.add_argument("--heads", type=int, default=3)
     m.add_argument("--d-model", type=int, default=48)
     m.add_argument("--d-mlp", type=int, default=None, help="default 4 * d_model")
     m.add_argument("--act", choices=ACTIVATIONS, default="gelu_new")
-    m.add_argument("--positional", choices=POSITIONS, default="learned")
+    m.add_argument("--positional", choices=POSITIONS, default="learned",
+                   help="position scheme (docs/length_generalisation.md)")
+    m.add_argument("--n-ctx", type=int, default=None,
+                   help="context and position-table rows (default: the scheme's, e.g. 2x the largest coupled ID)")
     m.add_argument("--model-seed", type=int, default=None, help="initialisation seed (default 0)")
     o = p.add_argument_group("training")
     d = TrainConfig()
@@ -48,6 +53,12 @@ def register(sub) -> None:
     o.add_argument("--data-seed", type=int, default=d.data_seed, help="train/test split seed")
     o.add_argument("--n-train", type=int, default=None, help="default 10,000 (80%% of pairs when fewer)")
     o.add_argument("--n-test", type=int, default=None)
+    o.add_argument("--operand-lengths", choices=OPERAND_LENGTHS, default=None,
+                   help="mixed: each operand's digit count uniform in 1..n (default: mixed for abacus and "
+                        "coupling, else uniform)")
+    o.add_argument("--random-positions", action=argparse.BooleanOptionalAction, default=None,
+                   help="random position offsets (abacus, coupling) or subsets (randomized) while training "
+                        "(default: on for those schemes)")
     o.add_argument("--eval-every", type=int, default=d.eval_every)
     o.add_argument("--eval-n", type=int, default=d.eval_n, help="held-out ID (and OOD) pairs scored at each evaluation")
     o.add_argument("--ood-digits", type=int, default=None, help="OOD operand length scored while training (default n+1)")
@@ -66,20 +77,24 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    if args.format is None:
+        args.format = scheme_defaults(args.positional)["format"]
     task = task_from_args(args)
     require_positive(args, "seeds")
     if args.seeds is not None and (args.model_seed is not None or args.seed is not None):
         raise ValueError("--seeds K sets each model's --model-seed and --seed to 0..K-1; pass either --seeds or those")
     mcfg = ModelConfig.for_task(task, n_layers=args.layers, n_heads=args.heads, d_model=args.d_model,
                                 d_mlp=args.d_mlp or 4 * args.d_model, act_fn=args.act,
-                                positional=args.positional, seed=args.model_seed or 0)
+                                positional=args.positional, seed=args.model_seed or 0,
+                                **({"n_ctx": args.n_ctx} if args.n_ctx is not None else {}))
     tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                        betas=tuple(args.betas), warmup=args.warmup, schedule=args.schedule,
                        min_lr_ratio=args.min_lr_ratio, grad_clip=args.grad_clip, seed=args.seed or 0,
                        data_seed=args.data_seed, n_train=args.n_train, n_test=args.n_test,
                        eval_every=args.eval_every, eval_n=args.eval_n, ood_digits=args.ood_digits,
                        target_accuracy=args.target_accuracy, snapshot_every=args.snapshot_every, device=args.device,
-                       batch_rng=args.batch_rng, forward=args.forward)
+                       batch_rng=args.batch_rng, forward=args.forward, operand_lengths=args.operand_lengths,
+                       random_positions=args.random_positions)
     command = "mechinterp-arith " + shlex.join(args.argv)
     seeds = list(range(args.seeds)) if args.seeds is not None else None
     result = train(task, mcfg, tcfg, out_dir=args.out, resume=not args.no_resume, command=command,

@@ -99,7 +99,7 @@ class Checkpoint:
         path = snapshot_files(self.path).get(step) if self.path else None
         if path is None:
             raise CheckpointError(f"no snapshot for step {step}; available: {self.snapshot_steps()}")
-        model = build_model(self.model_config, device=self.device)
+        model = build_model(self.model_config, device=self.device, task=self.task)
         load_weights(model, path)
         self._snapshots[step] = model.eval()
         return self._snapshots[step]
@@ -345,7 +345,10 @@ def load(name_or_path: str | Path, device: str | None = "auto") -> Checkpoint:
         task, model_config, _ = check_config(config)
         history = read_history(path)
         snapshot_files(path)  # a misnamed snapshot is an error now, not in the middle of an analysis
-        model = build_model(model_config, device=resolve_device(device))
+        try:
+            model = build_model(model_config, device=resolve_device(device), task=task)
+        except ValueError as e:  # e.g. a position table too small for the task's IDs
+            raise CheckpointError(f"{path / CONFIG}: invalid configuration ({e})") from None
         load_weights(model, path / WEIGHTS)
         if path.stat().st_ino == before:
             return Checkpoint(model.eval(), task, model_config, config, history, path)

@@ -61,8 +61,13 @@ def default_split_sizes(task: Task) -> tuple[int, int]:
     return n_train, total - n_train
 
 
-def id_split(task: Task, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> Split:
-    """Train and test pairs drawn without replacement from all n-digit pairs: disjoint by construction."""
+def id_split(task: Task, n_train: int | None = None, n_test: int | None = None, seed: int = 0,
+             lengths: str = "uniform") -> Split:
+    """Train and test pairs drawn without replacement from all n-digit pairs: disjoint by construction.
+
+    ``lengths``: "uniform" draws pairs uniformly (most operands then have n digits); "mixed" draws
+    each operand's digit count uniformly from 1..n first (:func:`mixed_length_pairs`).
+    """
     d_train, d_test = default_split_sizes(task)
     n_train = d_train if n_train is None else n_train
     n_test = d_test if n_test is None else n_test
@@ -71,6 +76,11 @@ def id_split(task: Task, n_train: int | None = None, n_test: int | None = None, 
         raise ValueError(f"need n_train >= 1 and n_test >= 0, got {n_train} and {n_test}")
     if n_train + n_test > total:
         raise ValueError(f"{task.name} has only {total} operand pairs; asked for {n_train} + {n_test}")
+    if lengths == "mixed":
+        a, b = mixed_length_pairs(task, n_train + n_test, seed)
+        return Split(a[:n_train], b[:n_train], a[n_train:], b[n_train:])
+    if lengths != "uniform":
+        raise ValueError(f"unknown operand lengths {lengths!r}; choose uniform or mixed")
     rng = np.random.default_rng(seed)  # the split of the shipped checkpoints: kept as it was
     index = rng.choice(total, size=n_train + n_test, replace=False)
     a, b = _pair_from_index(task, torch.from_numpy(index.astype(np.int64)))
@@ -86,6 +96,55 @@ def _pair_from_index(task: Task, index: Int[Tensor, "n"]) -> Pairs:
     a = torch.where(a * (a + 1) // 2 > index, a - 1, a)
     a = torch.where((a + 1) * (a + 2) // 2 <= index, a + 1, a)
     return a, index - a * (a + 1) // 2
+
+
+MIXED_DRAW_ROUNDS = 64
+ENUMERATE_LIMIT = 10**7  # mixed lengths: sets of at most this many pairs are sampled exactly
+
+
+def mixed_length_pairs(task: Task, n: int, seed: int = 0) -> Pairs:
+    """``n`` distinct ID pairs drawn so that every (digits of a, digits of b) cell is equally likely
+    (each operand's digit count uniform in 1..n_digits, as in the position-coupling and abacus
+    papers), in the order drawn. A cell that runs out of pairs (there are only 100 one-digit
+    pairs) passes its share to the others. Exact weighted sampling without replacement
+    (Efraimidis-Spirakis keys) when the task has at most ``ENUMERATE_LIMIT`` pairs, else rounds of
+    draws with duplicates dropped."""
+    check_count(n)
+    total = id_pair_count(task)
+    if n > total:
+        raise ValueError(f"{task.name} has only {total:,} operand pairs; asked for {n:,}")
+    g = generator(seed, "mixed_lengths")
+    if total <= ENUMERATE_LIMIT:
+        a, b = _pair_from_index(task, torch.arange(total))
+        cell = _digit_count(a) * (task.digits + 1) + _digit_count(b)
+        cell_size = torch.bincount(cell)[cell].double()
+        keys = torch.rand(total, generator=g, dtype=torch.float64).log() * cell_size  # log(U) / weight
+        chosen = keys.topk(n).indices
+        return a[chosen], b[chosen]
+    N = 10**task.digits
+    keys = np.zeros(0, dtype=np.int64)
+    for _ in range(MIXED_DRAW_ROUNDS):
+        lengths = torch.randint(1, task.digits + 1, (2, 2 * n), generator=g)
+        a, b = ordered(task, _values_with_lengths(lengths[0], g), _values_with_lengths(lengths[1], g))
+        keys = np.concatenate([keys, (a * N + b).numpy()])
+        _, first = np.unique(keys, return_index=True)
+        keys = keys[np.sort(first)]  # distinct pairs, in the order they were drawn
+        if len(keys) >= n:
+            chosen = torch.from_numpy(keys[:n])
+            return chosen // N, chosen % N
+    raise ValueError(f"could not draw {n:,} distinct mixed-length pairs of {task.name}; ask for fewer")
+
+
+def _digit_count(x: Int[Tensor, "n"]) -> Int[Tensor, "n"]:
+    count = torch.ones_like(x)
+    for k in range(1, 18):
+        count += (x >= 10**k).long()
+    return count
+
+
+def _values_with_lengths(lengths: Int[Tensor, "n"], g: torch.Generator) -> Int[Tensor, "n"]:
+    lo = torch.where(lengths == 1, 0, 10 ** (lengths - 1))
+    return lo + (torch.rand(len(lengths), generator=g, dtype=torch.float64) * (10**lengths - lo)).long()
 
 
 def operands_with_digits(length: int, n: int, g: torch.Generator) -> Int[Tensor, "n"]:

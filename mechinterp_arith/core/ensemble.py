@@ -32,7 +32,7 @@ from .model import ModelConfig
 from .tasks import Task
 from .threads import thread_limit
 from .train_command import train_command
-from .train_config import TrainConfig
+from .train_config import TrainConfig, with_scheme_defaults
 from .train_loop import Callback, Member, TrainResult, prepare_data, run_members, start_member
 from .train_state import holding_out_dir
 
@@ -46,8 +46,10 @@ def seed_dir(out_dir: str | Path, seed: int) -> Path:
 
 
 def member_configs(model_config: ModelConfig, train_config: TrainConfig, seed: int) -> tuple[ModelConfig, TrainConfig]:
-    """The model and training settings of seed ``seed``: its initialisation and its batch order."""
-    return dataclasses.replace(model_config, seed=seed), dataclasses.replace(train_config, seed=seed)
+    """The model and training settings of seed ``seed``: its initialisation and its batch order
+    (the position scheme's data defaults resolved, as the member records them)."""
+    cfg = with_scheme_defaults(dataclasses.replace(train_config, seed=seed), model_config.positional)
+    return dataclasses.replace(model_config, seed=seed), cfg
 
 
 def check_seeds(seeds: Sequence[int]) -> list[int]:
@@ -115,7 +117,7 @@ def train_ensemble(
             for s in seeds:
                 locks.enter_context(exclusive(seed_dir(out_dir, s)))
         members = [_member(task, model_config, train_config, s, out_dir, resume, overwrite) for s in seeds]
-        training, sets = prepare_data(task, train_config)
+        training, sets = prepare_data(task, members[0].cfg)
         desc = f"train {task.name} x{len(seeds)} seeds"
         run_members(members, training, sets, callback, progress, desc=desc, extra={"ensemble_seeds": seeds})
     result = EnsembleResult({s: m.result() for s, m in zip(seeds, members)}, Path(out_dir) if out_dir else None)

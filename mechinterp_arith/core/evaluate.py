@@ -69,7 +69,7 @@ def held_out_pairs(ckpt: Checkpoint, n: int | None = None, seed: int = 0) -> tup
     training = ckpt.config.get("training") or {}
     if training:
         cfg = TrainConfig.from_dict(training)
-        split = data.id_split(ckpt.task, cfg.n_train, cfg.n_test, seed=cfg.data_seed)
+        split = data.id_split(ckpt.task, cfg.n_train, cfg.n_test, seed=cfg.data_seed, lengths=cfg.operand_lengths or "uniform")
         if len(split.test_a):
             k = len(split.test_a) if n is None else min(n, len(split.test_a))
             return split.test_a[:k], split.test_b[:k], "held-out test split"

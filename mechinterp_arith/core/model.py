@@ -22,11 +22,12 @@ from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.model_bridge.generalized_components import NormalizationBridge
 
+from .position_schemes import RULED, SCHEMES, PositionRule, attach, default_n_ctx
 from .tasks import Task
 from .typecheck import check_field_types, check_range
 
 ACTIVATIONS = ("gelu_new", "gelu", "relu", "silu")
-POSITIONS = ("learned", "rotary")
+POSITIONS = SCHEMES  # see core/position_schemes.py
 MAX_DIM = 65_536  # upper bound of every size below: a typo such as d_model 3e11 is refused, not allocated
 
 
@@ -42,8 +43,8 @@ class ModelConfig:
     d_model: int = 48
     d_mlp: int = 192
     act_fn: str = "gelu_new"  # GELU, tanh form, as in minGPT
-    positional: str = "learned"
-    n_ctx: int = 15
+    positional: str = "learned"  # a scheme of core/position_schemes.py
+    n_ctx: int = 15  # context, and rows of the position table
     d_vocab: int = 10
     seed: int = 0
 
@@ -57,7 +58,7 @@ class ModelConfig:
         if self.act_fn not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.act_fn!r}; choose one of {', '.join(ACTIVATIONS)}")
         if self.positional not in POSITIONS:
-            raise ValueError(f"unknown positional embedding {self.positional!r}; choose learned or rotary")
+            raise ValueError(f"unknown position scheme {self.positional!r}; choose one of {', '.join(POSITIONS)}")
 
     @property
     def d_head(self) -> int:
@@ -65,8 +66,10 @@ class ModelConfig:
 
     @classmethod
     def for_task(cls, task: Task, **overrides) -> "ModelConfig":
-        """A config whose context and vocabulary fit ``task``."""
-        return cls(**{"n_ctx": task.n_ctx, "d_vocab": task.d_vocab, **overrides})
+        """A config whose context and vocabulary fit ``task`` (the context: the position scheme's
+        default table size, :func:`~mechinterp_arith.core.position_schemes.default_n_ctx`)."""
+        n_ctx = default_n_ctx(overrides.get("positional", cls.positional), task)
+        return cls(**{"n_ctx": n_ctx, "d_vocab": task.d_vocab, **overrides})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,9 +101,23 @@ class ModelConfig:
         )
 
 
-def build_model(cfg: ModelConfig, device: str | torch.device | None = None) -> TransformerBridge:
-    """A freshly initialised hooked model; the same ``cfg.seed`` gives the same weights."""
-    return TransformerBridge.boot_native(cfg.bridge_config(), device=device)
+def build_model(cfg: ModelConfig, device: str | torch.device | None = None, task: Task | None = None) -> TransformerBridge:
+    """A freshly initialised hooked model; the same ``cfg.seed`` gives the same weights.
+
+    ``task`` is needed by the schemes whose position IDs follow the task's token layout
+    (randomized, abacus, coupling: see :mod:`~mechinterp_arith.core.position_schemes`).
+    ``nope`` zeroes the position table and freezes it.
+    """
+    if cfg.positional in RULED and task is None:
+        raise ValueError(f"the {cfg.positional!r} position scheme numbers the tokens of a task's layout: pass task=")
+    model = TransformerBridge.boot_native(cfg.bridge_config(), device=device)
+    if cfg.positional == "nope":
+        with torch.no_grad():
+            model.pos_embed.W_pos.zero_()
+        model.pos_embed.W_pos.requires_grad_(False)
+    elif cfg.positional in RULED:
+        attach(model, PositionRule(cfg.positional, task, cfg.n_ctx))
+    return model
 
 
 def resolve_device(device: str | None = "auto") -> torch.device:

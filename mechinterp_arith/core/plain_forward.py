@@ -38,6 +38,8 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
+from .position_schemes import position_rule
+
 _GELU_TANH_K = 2 * math.sqrt(2 / math.pi)
 # a PlainGPT whose logits differ from the bridge's by more than MAX_LOGIT_DIFF + LOGIT_RTOL * |logit|
 # is not used (float32 rounding grows with the logits' size: ~8e-5 at logits of ~28 on mul3)
@@ -77,6 +79,9 @@ def unsupported_reasons(model: TransformerBridge) -> list[str]:
     reasons = []
     if getattr(cfg, "positional_embedding_type", "standard") != "standard" or "pos_embed.weight" not in sd_keys:
         reasons.append(f"positional_embedding_type={getattr(cfg, 'positional_embedding_type', None)}")
+    rule = position_rule(model)
+    if rule is not None:
+        reasons.append(f"{rule.scheme} position IDs (the plain forward numbers tokens 0, 1, 2, ...)")
     if getattr(cfg, "normalization_type", "LN") != "LN":
         reasons.append(f"normalization_type={cfg.normalization_type}")
     if getattr(cfg, "act_fn", None) not in ACTIVATIONS:

@@ -22,6 +22,11 @@ Names (:func:`position_labels`): ``a2`` (a's hundreds digit), ``b0``, ``+``, ``=
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
 
 from .errors import NotApplicable
 from .tasks import Task
@@ -121,3 +126,80 @@ def resolve_position(task: Task, position: int | str | None) -> int:
     if not -task.n_ctx <= p < task.n_ctx:
         raise ValueError(f"position {p} is outside the model's input of {task.n_ctx} tokens (0..{task.n_ctx - 1})")
     return p % task.n_ctx
+
+
+# ---- digit layout: which number each token's digit belongs to, and its place ----------------------
+A_NUMBER, B_NUMBER, ANSWER_NUMBER = 0, 1, 2  # DigitLayout.number; -1: not a digit of a, b or the answer
+
+
+class DigitLayout(NamedTuple):
+    """Per input token: the number its digit belongs to and the digit's place; per row: operand lengths.
+
+    The one description of the token layout that position schemes read (see
+    :mod:`mechinterp_arith.core.position_schemes`); it holds for every format.
+    """
+
+    number: Int[Tensor, "batch pos"]  # 0 = a, 1 = b, 2 = the answer, -1 = not a digit (operator, '=', end)
+    place: Int[Tensor, "batch pos"]  # the digit's place, 0 = units; -1 where number is -1
+    length: Int[Tensor, "batch 2"]  # digits of a and of b without zero padding (0 has one digit)
+
+
+def digit_layout(task: Task, tokens: Int[Tensor, "batch pos"]) -> DigitLayout:
+    """The :class:`DigitLayout` of token rows (full examples or any prefix that holds the prompt).
+
+    Padded formats place every digit at a fixed position (:func:`operand_pos`, :func:`answer_token_pos`);
+    unpadded ones are read from the tokens: the first three digit runs are a, b and the answer,
+    whose places count from the end of a run (operands) or from its start (a reversed answer).
+    ValueError for an unpadded format that writes the answer most significant digit first: a
+    digit's place is unknown there until the answer ends.
+
+    >>> task = Task("add", 2, width=3)                    # paper format: 00349 style, width 3
+    >>> lay = digit_layout(task, task.encode_batch([7], [45])[0][:, :-1])
+    >>> lay.number.tolist(), lay.place.tolist(), lay.length.tolist()
+    ([[0, 0, 0, 1, 1, 1, 2, 2, 2]], [[2, 1, 0, 2, 1, 0, 0, 1, 2]], [[1, 2]])
+    """
+    if tokens.ndim != 2:
+        raise ValueError(f"tokens must be [batch, pos], got shape {tuple(tokens.shape)}")
+    if task.fixed_length:
+        number, place = _fixed_layout(task, tokens.shape[1], tokens.device)
+        number, place = number.expand(len(tokens), -1), place.expand(len(tokens), -1)
+    else:
+        number, place = _run_layout(task, tokens)
+    is_digit = (tokens >= 0) & (tokens <= 9)
+    length = torch.stack([_significant_length(tokens, number, place, is_digit, n) for n in (A_NUMBER, B_NUMBER)], 1)
+    return DigitLayout(number, place, length)
+
+
+def _fixed_layout(task: Task, seq: int, device) -> tuple[Tensor, Tensor]:
+    number = torch.full((max(seq, task.seq_len),), -1, dtype=torch.long)
+    place = torch.full_like(number, -1)
+    for n, op in ((A_NUMBER, "a"), (B_NUMBER, "b")):
+        for p in range(task.width):
+            number[operand_pos(task, op, p)], place[operand_pos(task, op, p)] = n, p
+    for k in range(task.answer_width):
+        number[answer_token_pos(task, k)], place[answer_token_pos(task, k)] = ANSWER_NUMBER, k
+    return number[:seq].unsqueeze(0).to(device), place[:seq].unsqueeze(0).to(device)
+
+
+def _run_layout(task: Task, tokens: Tensor) -> tuple[Tensor, Tensor]:
+    if not task.answer_lsb_first:
+        raise ValueError(f"format {task.format!r} without padding writes the answer most significant digit "
+                         f"first: a digit's place is unknown until the answer ends; use 'reversed' or pad=True")
+    digit = (tokens >= 0) & (tokens <= 9)
+    before = torch.cat([torch.zeros_like(digit[:, :1]), digit[:, :-1]], 1)
+    run = torch.cumsum(digit & ~before, 1) - 1  # index of the digit run a token belongs to
+    index = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
+    n_runs = int(run.max()) + 2 if tokens.numel() else 1
+    slot = torch.where(digit, run, n_runs - 1).clamp(min=0)
+    big = tokens.shape[1] + 1
+    starts = torch.full((len(tokens), n_runs), big, device=tokens.device).scatter_reduce(1, slot, index, "amin")
+    ends = torch.full((len(tokens), n_runs), -1, device=tokens.device).scatter_reduce(1, slot, index, "amax")
+    start, end = starts.gather(1, slot), ends.gather(1, slot)
+    number = torch.where(digit & (run <= ANSWER_NUMBER), run, -1)
+    place = torch.where(number == ANSWER_NUMBER, index - start, end - index)
+    return number, torch.where(number >= 0, place, -1)
+
+
+def _significant_length(tokens: Tensor, number: Tensor, place: Tensor, is_digit: Tensor, which: int) -> Tensor:
+    nonzero = (number == which) & is_digit & (tokens != 0)
+    return torch.where(nonzero, place + 1, 1).amax(1) if tokens.shape[1] else torch.ones(len(tokens), dtype=torch.long)

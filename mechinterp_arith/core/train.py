@@ -64,6 +64,6 @@ def train(
                               progress=progress, threads=threads, overwrite=overwrite)
     with thread_limit(threads):
         member = start_member(task, mcfg, cfg, out_dir, resume, command, overwrite)
-        training, sets = prepare_data(task, cfg)
+        training, sets = prepare_data(task, member.cfg)
         run_members([member], training, sets, callback, progress, desc=f"train {task.name}")
     return member.result()

@@ -22,14 +22,15 @@ from .train_config import TrainConfig
 # config field -> CLI option (tests/test_cli.py parses the result back into the same configs)
 TASK_FLAGS = {"op": "--task", "digits": "--digits", "format": "--format", "width": "--width", "modulus": "--modulus"}
 MODEL_FLAGS = {"n_layers": "--layers", "n_heads": "--heads", "d_model": "--d-model", "d_mlp": "--d-mlp",
-               "act_fn": "--act", "positional": "--positional", "seed": "--model-seed"}
-MODEL_FROM_TASK = ("n_ctx", "d_vocab")  # ModelConfig.for_task sets these from the task
+               "act_fn": "--act", "positional": "--positional", "n_ctx": "--n-ctx", "seed": "--model-seed"}
+MODEL_FROM_TASK = ("d_vocab",)  # ModelConfig.for_task sets it from the task
 TRAIN_FLAGS = {"steps": "--steps", "batch_size": "--batch-size", "lr": "--lr", "weight_decay": "--weight-decay",
                "betas": "--betas", "warmup": "--warmup", "schedule": "--schedule", "min_lr_ratio": "--min-lr-ratio",
                "grad_clip": "--grad-clip", "seed": "--seed", "data_seed": "--data-seed", "n_train": "--n-train",
                "n_test": "--n-test", "eval_every": "--eval-every", "eval_n": "--eval-n", "ood_digits": "--ood-digits",
                "target_accuracy": "--target-accuracy", "snapshot_every": "--snapshot-every", "device": "--device",
-               "batch_rng": "--batch-rng", "forward": "--forward"}
+               "batch_rng": "--batch-rng", "forward": "--forward", "operand_lengths": "--operand-lengths",
+               "random_positions": "--random-positions"}
 
 
 def _options(values: dict, flags: dict[str, str]) -> list[str]:
@@ -38,13 +39,16 @@ def _options(values: dict, flags: dict[str, str]) -> list[str]:
         value = values[name]
         if value is None:
             continue
+        if isinstance(value, bool):  # a switch: --flag / --no-flag
+            out.append(flag if value else "--no-" + flag[2:])
+            continue
         out += [flag, *(str(v) for v in value)] if isinstance(value, (list, tuple)) else [flag, str(value)]
     return out
 
 
 def train_command(task: Task, model_config: ModelConfig, train_config: TrainConfig, out_dir: str | Path) -> str | None:
-    """The command that trains this setting into ``out_dir``; None when the model's context or
-    vocabulary differ from the task's (the command line has no option for them)."""
+    """The command that trains this setting into ``out_dir``; None when the model's vocabulary
+    differs from the task's (the command line has no option for it)."""
     architecture = {k: v for k, v in model_config.to_dict().items() if k not in MODEL_FROM_TASK}
     if ModelConfig.for_task(task, **architecture) != model_config:
         return None

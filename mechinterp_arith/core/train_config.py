@@ -8,13 +8,16 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+
+from .position_schemes import RULED, scheme_defaults
 
 from .data import MAX_SAMPLES
 from .typecheck import check_field_types, check_range
 
 BATCH_RNGS = ("seedsequence", "arithmetic")
 FORWARDS = ("auto", "plain", "bridge")
+OPERAND_LENGTHS = ("uniform", "mixed")
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,13 @@ class TrainConfig:
     # checkpoints; their recorded commands pass --forward bridge), or "auto" (plain when it can run
     # the architecture, else bridge)
     forward: str = "auto"
+    # length generalisation (docs/length_generalisation.md); None: the position scheme's default
+    # (core/position_schemes.scheme_defaults), resolved when training starts and recorded resolved.
+    # operand_lengths: "uniform" pairs over [0, 10^n)^2 (the study's), or "mixed": each operand's digit
+    # count uniform in 1..n (the position-coupling and abacus papers)
+    operand_lengths: str | None = None
+    # random position IDs while training: offsets (abacus, coupling), a random subset (randomized)
+    random_positions: bool | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.betas, list):  # as read from JSON
@@ -63,6 +73,8 @@ class TrainConfig:
             raise ValueError(f"unknown batch_rng {self.batch_rng!r}; choose one of {', '.join(BATCH_RNGS)}")
         if self.forward not in FORWARDS:
             raise ValueError(f"unknown forward {self.forward!r}; choose one of {', '.join(FORWARDS)}")
+        if self.operand_lengths not in (None, *OPERAND_LENGTHS):
+            raise ValueError(f"unknown operand_lengths {self.operand_lengths!r}; choose one of {', '.join(OPERAND_LENGTHS)}")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"unknown schedule {self.schedule!r}; choose cosine or constant")
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
@@ -80,12 +92,12 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         """The config of a ``to_dict()`` mapping; ValueError names an unknown key or a bad value.
-        Configs written before ``batch_rng`` and ``forward`` existed (version 0.1.0) used the
-        "arithmetic" batch order and the bridge forward."""
+        Configs written before ``batch_rng``, ``forward`` and ``operand_lengths`` existed (version
+        0.1.0) used the "arithmetic" batch order, the bridge forward and uniform operand pairs."""
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:
             raise ValueError(f"unknown training config keys: {', '.join(unknown)}")
-        return cls(**{"batch_rng": "arithmetic", "forward": "bridge", **d})
+        return cls(**{"batch_rng": "arithmetic", "forward": "bridge", "operand_lengths": "uniform", **d})
 
 
 # (low, high) of each numeric setting; None: unbounded. Counts of pairs stop at data.MAX_SAMPLES.
@@ -102,6 +114,18 @@ def _check_ranges(cfg: TrainConfig) -> None:
         value = getattr(cfg, name)
         if value is not None:
             check_range(name, value, low, high)
+
+
+def with_scheme_defaults(cfg: TrainConfig, positional: str) -> TrainConfig:
+    """``cfg`` with the settings left None set to the position scheme's defaults
+    (:func:`~mechinterp_arith.core.position_schemes.scheme_defaults`). ValueError for random
+    positions under a scheme that numbers tokens 0, 1, 2, ... (learned, rotary, nope)."""
+    defaults = scheme_defaults(positional)
+    cfg = replace(cfg, **{k: defaults[k] for k in ("operand_lengths", "random_positions") if getattr(cfg, k) is None})
+    if cfg.random_positions and positional not in RULED:
+        raise ValueError(f"random positions need a scheme with a position rule ({', '.join(RULED)}); "
+                         f"{positional!r} numbers tokens 0, 1, 2, ...")
+    return cfg
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

@@ -31,7 +31,7 @@ from .evaluate import accuracy
 from .files import atomic_save_tensors
 from .model import ModelConfig, build_model, resolve_device
 from .tasks import Task
-from .train_config import TrainConfig, lr_at
+from .train_config import TrainConfig, lr_at, with_scheme_defaults
 from .stacked_forward import StackedForward
 from .train_state import (STATE_EVERY_S, pending_losses, prepare_run_dir, restore_state, resumed_snapshots,
                           save_state)
@@ -70,8 +70,9 @@ class EvalSets:
 
 
 def prepare_data(task: Task, cfg: TrainConfig) -> tuple[TrainingData, EvalSets]:
-    """The training rows (on ``cfg.device``) and evaluation sets of the split ``cfg.data_seed`` names."""
-    split = data.id_split(task, cfg.n_train, cfg.n_test, seed=cfg.data_seed)
+    """The training rows (on ``cfg.device``) and evaluation sets of the split ``cfg.data_seed`` names
+    (``cfg``: a member's, its scheme's defaults resolved: ``operand_lengths`` says which pairs)."""
+    split = data.id_split(task, cfg.n_train, cfg.n_test, seed=cfg.data_seed, lengths=cfg.operand_lengths)
     return TrainingData.build(task, split).to(resolve_device(cfg.device)), EvalSets.build(task, cfg, split)
 
 
@@ -118,7 +119,8 @@ def start_member(task: Task, mcfg: ModelConfig, cfg: TrainConfig, out_dir, resum
         raise ValueError(f"model (vocab {mcfg.d_vocab}, n_ctx {mcfg.n_ctx}) does not fit {task.name} "
                          f"(vocab {task.d_vocab}, n_ctx {task.n_ctx})")
     device = resolve_device(cfg.device)
-    model = build_model(mcfg, device=device)
+    cfg = with_scheme_defaults(cfg, mcfg.positional)  # recorded resolved
+    model = build_model(mcfg, device=device, task=task)
     run_id = {"task": task.to_dict(), "model": mcfg.to_dict(), "training": cfg.to_dict()}
     member = Member(task, cfg, model, make_optimizer(model, cfg), None, run_id, command)
     if out_dir is None:

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from . import data
 from .model import fused_layernorm
+from .position_schemes import position_rule
 from .seeding import generator
 from .stacked_forward import StackedForward, stacked_forward_for, stacked_unsupported_reasons
 from .tasks import END, Task
@@ -118,10 +119,20 @@ def train_step(runs: Sequence[Stepped], training: TrainingData, forward: Stacked
 def _bridge_losses(runs: Sequence[Stepped], training: TrainingData, rows: Int[Tensor, "K batch"]) -> Tensor:
     losses = []
     for run, r in zip(runs, rows):
+        inputs = training.inputs[r]
         with fused_layernorm(run.model):  # hooks are not used while training; see its docstring
-            logits = run.model(training.inputs[r])
+            logits = run.model(inputs, **random_positions(run, inputs))
         losses.append(answer_loss(logits, training.targets[r], training.loss_mask[r]))
     return torch.stack(losses)
+
+
+def random_positions(run: Stepped, inputs: Int[Tensor, "batch pos"]) -> dict[str, Tensor]:
+    """``position_ids=`` (and ``attention_mask=``) of this step's rows when the run draws random
+    positions (``TrainConfig.random_positions`` under a scheme with a position rule), else nothing."""
+    rule = position_rule(run.model)
+    if rule is None or not run.cfg.random_positions:
+        return {}
+    return rule.training_inputs(inputs, generator(run.cfg.seed, "positions", run.step))
 
 
 def _stacked_losses(forward: StackedForward, training: TrainingData, rows: Int[Tensor, "K batch"]) -> Tensor:

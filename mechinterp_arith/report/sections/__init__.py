@@ -17,6 +17,7 @@ from . import (
     equivalence,
     model_card,
     patching,
+    positions,
     representations,
     training,
 )
@@ -27,6 +28,7 @@ SECTIONS: dict[str, SectionFn] = {
     "model": model_card.section,
     "training": training.section,
     "accuracy": accuracy.section,
+    "positions": positions.section,
     "equivalence": equivalence.section,
     "pca": representations.pca_section,
     "logit_lens": representations.logit_lens_section,
