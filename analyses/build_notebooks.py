@@ -25,7 +25,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 HERE = Path(__file__).resolve().parent
 
 QUICK_LINE = ('import os\n\n'
-              '# MECHINTERP_ARITH_QUICK=1 (set by tests/test_notebooks.py): small sizes, same code\n'
+              '# MECHINTERP_ARITH_QUICK=1 (set by tests/acceptance/test_notebooks.py): small sizes, same code\n'
               'QUICK = os.environ.get("MECHINTERP_ARITH_QUICK", "0") == "1"\n')
 
 SETUP = '''import numpy as np

@@ -1,3 +1,13 @@
+"""Shared fixtures; every test is marked with its tier, the folder it lives in:
+
+- ``unit``: one function or class on small inputs (seconds);
+- ``integration``: trains tiny models, runs analyses, CLI commands, sweeps, fault injection;
+- ``acceptance``: what a user runs: every task through every analysis, notebooks, the report in a
+  browser, the shipped checkpoints and the study's reference models.
+
+``python -m pytest -q`` (the README's command) runs all three and the doctests; ``-m unit`` one tier.
+"""
+
 import os
 from pathlib import Path
 
@@ -8,6 +18,14 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE = REPO.parent / "shared" / "reference" / "exploregpt"
+TIERS = ("unit", "integration", "acceptance")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        tier = Path(str(item.fspath)).parent.name
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture(scope="session")

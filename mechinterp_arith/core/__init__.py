@@ -4,5 +4,5 @@ Tasks and their token layout (``tasks``, ``positions``, ``labels``), operand set
 ``seeding``), models (``model``, ``plain_forward``), decoding and scoring (``decoding``,
 ``evaluate``), checkpoints and files (``checkpoint``, ``files``, ``importer``) and training
 (``train_config``, ``train``, ``train_state``). Nothing here imports ``analysis``, ``report`` or
-``cli`` (tests/test_architecture.py checks it).
+``cli`` (tests/unit/test_architecture.py checks it).
 """

@@ -4,7 +4,7 @@ torch's CPU ``softmax`` over a last dimension as short as a prompt (15 positions
 well below its speed on long rows: with its backward, ``masked_fill(-inf)`` + ``softmax`` took
 3.9 ms per layer of gpt-nano at batch 128, the same function written as a few vectorised ops with
 a hand-derived backward 1.8 ms (one thread; docs/training.md). It equals torch's to float rounding
-(tests/test_stacked_forward.py) and runs on any device.
+(tests/unit/test_stacked_forward.py) and runs on any device.
 
 >>> scores = torch.randn(2, 3, 4, 4)
 >>> torch.allclose(masked_softmax(scores, causal_mask(4, 4)), (scores + causal_mask(4, 4)).softmax(-1))

@@ -19,7 +19,7 @@ from .model import ModelConfig
 from .tasks import Task
 from .train_config import TrainConfig
 
-# config field -> CLI option (tests/test_cli.py parses the result back into the same configs)
+# config field -> CLI option (tests/unit/test_train_command.py parses the result back into the same configs)
 TASK_FLAGS = {"op": "--task", "digits": "--digits", "format": "--format", "width": "--width", "modulus": "--modulus"}
 MODEL_FLAGS = {"n_layers": "--layers", "n_heads": "--heads", "d_model": "--d-model", "d_mlp": "--d-mlp",
                "act_fn": "--act", "positional": "--positional", "n_ctx": "--n-ctx", "seed": "--model-seed"}

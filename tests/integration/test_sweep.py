@@ -26,7 +26,7 @@ from mechinterp_arith.sweep.runner import plan_units
 from mechinterp_arith.core.checkpoint import STATE_FILE
 from mechinterp_arith.core.train_state import saved_progress
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
              "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
 

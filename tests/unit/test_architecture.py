@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "mechinterp_arith"
+PACKAGE = Path(__file__).resolve().parents[2] / "mechinterp_arith"
 # each layer may import from itself and the layers before it; the package root (the public facade)
 # and __main__ may import anything, and nothing imports them
 LAYERS = ["core", "analysis", "sweep", "report", "cli"]

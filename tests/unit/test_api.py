@@ -32,6 +32,6 @@ def test_api_reference_is_generated_from_the_current_docstrings():
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parent.parent / "docs" / "build_api.py"
+    script = Path(__file__).resolve().parents[2] / "docs" / "build_api.py"
     r = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr

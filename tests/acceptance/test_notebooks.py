@@ -21,7 +21,7 @@ pytest.importorskip("ipykernel")
 from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
 from jupyter_client.manager import KernelManager  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ANALYSES = ROOT / "analyses"
 NOTEBOOKS = sorted(p.stem for p in ANALYSES.glob("*.ipynb"))
 CELL_TIMEOUT = 300
