@@ -16,7 +16,9 @@ def register(sub) -> None:
                                    "this build provides, and attention views of ID inputs beside their OOD "
                                    "class members, on one page that needs no network.")
     add_checkpoint_arg(p, default="add3")
-    p.epilog = "CKPT may also be a sweep directory (mechinterp-arith sweep --out DIR): one page comparing its runs."
+    p.epilog = ("CKPT may also be a sweep directory (mechinterp-arith sweep --out DIR): one page comparing its runs; "
+                "or the results file of the length-generalisation lab (experiments/length_generalisation.py, "
+                "a .json): one page comparing the position schemes.")
     p.add_argument("--out", default="report", metavar="DIR", help="output directory (default: ./report)")
     p.add_argument("--n", type=int, default=None,
                    help="operand pairs per evaluation set (default 500; 100 with --quick)")
@@ -36,6 +38,8 @@ def run(args) -> int:
 
     if is_sweep_dir(args.checkpoint):
         return run_sweep_report(args)
+    if str(args.checkpoint).endswith(".json"):
+        return run_lab_report(args)
     settings = ReportSettings(n=args.n, quick=args.quick, seed=args.seed,
                               sections=tuple(args.sections) if args.sections else None)
     settings.n_samples  # noqa: B018 - reject a bad --n before loading anything
@@ -58,6 +62,22 @@ def run_sweep_report(args) -> int:
     result = build_sweep_report(args.checkpoint, args.out, command=command)
     print_result(result, args.json)
     return 1 if result.errors else 0
+
+
+def run_lab_report(args) -> int:
+    """The page comparing position schemes, from the length-generalisation lab's results file."""
+    from pathlib import Path
+
+    from ..report.length_lab import build_length_lab_page
+
+    if not Path(args.checkpoint).is_file():
+        raise ValueError(f"{args.checkpoint}: no such results file")
+    path = build_length_lab_page(args.checkpoint, args.out)
+    if args.json:
+        print_json({"path": str(path), "size_bytes": path.stat().st_size})
+    else:
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); open it in a browser (file://{path.resolve()})")
+    return 0
 
 
 def print_result(result, as_json: bool) -> None:

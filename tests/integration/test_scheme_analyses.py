@@ -48,7 +48,7 @@ def test_every_analysis_command_runs_on_the_scheme(scheme, scheme_checkpoints, c
     assert all(s["status"] == "ok" for s in report["sections"]), report
 
 
-def test_length_profile_reads_each_schemes_ids(scheme_checkpoints):
+def test_length_profile_reads_each_schemes_ids(scheme_checkpoints, tmp_path, capsys):
     rows = []
     for scheme in ("learned", "coupling"):
         ckpt = load(scheme_checkpoints[scheme], device="cpu")
@@ -58,6 +58,14 @@ def test_length_profile_reads_each_schemes_ids(scheme_checkpoints):
         rows += [{"scheme": scheme, "seed": 0, "m": m, **r} for m, r in profile.to_dict("index").items()]
     summary = compare_schemes(__import__("pandas").DataFrame(rows))
     assert summary[["scheme", "m"]].values.tolist() == [["learned", 2], ["learned", 3], ["coupling", 2], ["coupling", 3]]
+    # the lab's comparison page, from a results file as experiments/length_generalisation.py writes it
+    results = tmp_path / "lab.json"
+    results.write_text(json.dumps({"rows": rows}, default=list))
+    page = _json(capsys, "report", str(results), "--out", str(tmp_path / "lab"), "--json")
+    html = (tmp_path / "lab" / "index.html").read_text()
+    first = summary.iloc[0]
+    assert page["path"].endswith("index.html") and "<td>coupling</td>" in html
+    assert f"<td>{first.exact_mean:.3f}</td>" in html and "https://" not in html.split("<script>")[0]
     # coupling hides the zero padding: at 2 digits no head reads the hidden a2/b2 (pos 0, 4)
     ckpt = load(scheme_checkpoints["coupling"], device="cpu")
     tokens = TASK.encode_batch(torch.tensor([12]), torch.tensor([34]))[0][:, : TASK.n_ctx]
