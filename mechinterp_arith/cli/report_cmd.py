@@ -17,7 +17,7 @@ def register(sub) -> None:
                                    "class members, on one page that needs no network.")
     add_checkpoint_arg(p, default="add3")
     p.epilog = ("CKPT may also be a sweep directory (mechinterp-arith sweep --out DIR): one page comparing its runs; "
-                "or the results file of the length-generalisation lab (experiments/length_generalisation.py, "
+                "or the results file of the length-generalisation lab (analyses/length_generalisation.py, "
                 "a .json): one page comparing the position schemes.")
     p.add_argument("--out", default="report", metavar="DIR", help="output directory (default: ./report)")
     p.add_argument("--n", type=int, default=None,

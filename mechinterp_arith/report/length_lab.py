@@ -1,8 +1,8 @@
 """The length-generalisation lab's page: every position scheme side by side, from the lab's results
 (rows of :func:`~mechinterp_arith.analysis.length_generalisation.length_profile` per scheme and seed,
-as written by ``experiments/length_generalisation.py``).
+as written by ``analyses/length_generalisation.py``).
 
->>> build_length_lab_page("experiments/results/length_generalisation.json", "/tmp/lab")   # doctest: +SKIP
+>>> build_length_lab_page("analyses/results/length_generalisation.json", "/tmp/lab")   # doctest: +SKIP
 PosixPath('/tmp/lab/index.html')
 """
 
@@ -33,7 +33,7 @@ def lab_rows(results: str | Path | dict) -> pd.DataFrame:
         results = json.loads(Path(results).read_text())
     rows = pd.DataFrame(results.get("rows", []))
     if rows.empty:
-        raise ValueError("the results hold no rows: run experiments/length_generalisation.py first")
+        raise ValueError("the results hold no rows: run analyses/length_generalisation.py first")
     return rows
 
 

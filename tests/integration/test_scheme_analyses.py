@@ -58,7 +58,7 @@ def test_length_profile_reads_each_schemes_ids(scheme_checkpoints, tmp_path, cap
         rows += [{"scheme": scheme, "seed": 0, "m": m, **r} for m, r in profile.to_dict("index").items()]
     summary = compare_schemes(__import__("pandas").DataFrame(rows))
     assert summary[["scheme", "m"]].values.tolist() == [["learned", 2], ["learned", 3], ["coupling", 2], ["coupling", 3]]
-    # the lab's comparison page, from a results file as experiments/length_generalisation.py writes it
+    # the lab's comparison page, from a results file as analyses/length_generalisation.py writes it
     results = tmp_path / "lab.json"
     results.write_text(json.dumps({"rows": rows}, default=list))
     page = _json(capsys, "report", str(results), "--out", str(tmp_path / "lab"), "--json")

@@ -1,11 +1,11 @@
 """The length-generalisation lab: every position scheme trained on addition of operands of up to 3
 digits, then scored and analysed at 3..6 digits (docs/length_generalisation.md).
 
-    python experiments/length_generalisation.py --out /tmp/lab [--schemes coupling learned] [--seeds 0 1 2 3 4]
+    python analyses/length_generalisation.py --out /tmp/lab [--schemes coupling learned] [--seeds 0 1 2 3 4]
 
 Each model is trained by the `mechinterp-arith train` command it records (one at a time,
 single-threaded); models already in ``--out`` are not retrained. Every (scheme, seed, operand length)
-becomes a row of ``--results`` (default experiments/results/length_generalisation.json) with the
+becomes a row of ``--results`` (default analyses/results/length_generalisation.json) with the
 training command, steps, seconds and load average, and the measures of
 :func:`mechinterp_arith.analysis.length_generalisation.length_profile`.
 """
@@ -36,14 +36,17 @@ RECIPE = ["--task", "add", "--digits", "3", "--width", "6", "--format", "reverse
           "--warmup", "200", "--eval-every", "250", "--eval-n", "2000"]
 
 
-def train_command(scheme: str, seed: int, out: Path) -> list[str]:
-    return ["mechinterp-arith", "train", *RECIPE, "--positional", scheme, "--model-seed", str(seed),
+def train_command(scheme: str, seed: int, out: Path, steps: int | None = None) -> list[str]:
+    recipe = list(RECIPE)
+    if steps is not None:
+        recipe[recipe.index("--steps") + 1] = str(steps)
+    return ["mechinterp-arith", "train", *recipe, "--positional", scheme, "--model-seed", str(seed),
             "--seed", str(seed), "--out", str(out), "--quiet"]
 
 
-def train_one(scheme: str, seed: int, out: Path) -> dict:
+def train_one(scheme: str, seed: int, out: Path, steps: int | None = None) -> dict:
     """Train (unless done) and return the run's bookkeeping."""
-    command = train_command(scheme, seed, out)
+    command = train_command(scheme, seed, out, steps)
     log = out / "lab_training.json"  # load average around the training (this script's bookkeeping)
     if not (out / "model.safetensors").is_file():
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -65,6 +68,7 @@ def main(argv=None) -> int:
     p.add_argument("--ood-digits", nargs="+", type=int, default=[4, 5, 6])
     p.add_argument("--n", type=int, default=2000, help="pairs per operand length")
     p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--steps", type=int, default=None, help="training steps instead of the recipe's 2,000")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     rows = json.loads(args.results.read_text())["rows"] if args.results.is_file() else []
@@ -74,7 +78,7 @@ def main(argv=None) -> int:
             if (scheme, seed) in done:
                 continue
             out = args.out / f"{scheme}_s{seed}"
-            run = train_one(scheme, seed, out)
+            run = train_one(scheme, seed, out, args.steps)
             start, load_before = time.perf_counter(), os.getloadavg()[0]
             profile = length_profile(load(out, device="cpu"), args.ood_digits, n=args.n)
             analysis = {"analysis_seconds": round(time.perf_counter() - start, 1),
@@ -82,7 +86,8 @@ def main(argv=None) -> int:
             for m, row in profile.iterrows():
                 rows.append({"scheme": scheme, "seed": seed, "m": int(m), **run, **analysis,
                              **{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}})
-            atomic_write_text(args.results, json.dumps({"n": args.n, "recipe": RECIPE, "rows": rows}, indent=1) + "\n")
+            atomic_write_text(args.results, json.dumps({"n": args.n, "recipe": train_command("SCHEME", 0, Path("OUT"), args.steps)[2 : 2 + len(RECIPE)],
+                                                        "rows": rows}, indent=1) + "\n")
             print(f"{scheme} seed {seed}: " + ", ".join(f"{int(m)}-digit {r.exact:.3f}" for m, r in profile.iterrows()),
                   flush=True)
     return 0
