@@ -85,3 +85,13 @@ def test_length_profile_needs_a_longer_operand_and_fixed_positions():
     cfg = ModelConfig.for_task(unpadded, n_layers=1, n_heads=2, d_model=16, d_mlp=32, positional="abacus")
     with pytest.raises(NotApplicable, match="fixed-length"):
         length_profile(Checkpoint(build_model(cfg, task=unpadded), unpadded, cfg), n=10)
+
+
+@pytest.mark.parametrize("scheme", ["rotary", "randomized", "abacus", "coupling"])
+def test_circuit_discovery_is_skipped_with_its_reason_where_the_plain_forward_cannot_run(scheme, scheme_checkpoints, capsys):
+    """Edge-level attribution runs on the plain forward (tokens numbered 0, 1, 2, ...): schemes
+    that rotate or renumber positions are skipped, digit by digit, with that reason."""
+    out = _json(capsys, "discover", str(scheme_checkpoints[scheme]), "--n", "8", "--heldout", "8", "--json")
+    assert out["circuits"] == [] and set(out["skipped"]) == {"0", "1", "2"}
+    assert all("plain forward, which does not support" in why for why in out["skipped"].values())
+    assert (scheme if scheme != "rotary" else "rotary") in out["skipped"]["0"]
