@@ -40,7 +40,7 @@ ALIGNMENT_N = 256  # pairs whose attention patterns are averaged
 
 def operand_alignment(ckpt: Checkpoint, m: int, n: int = ALIGNMENT_N, seed: int = 0) -> pd.DataFrame:
     """Attention from the position predicting answer digit k to a_k and to b_k, per layer and head,
-    for k < m, on pairs whose operands both have exactly ``m`` digits (true answers teacher-forced).
+    for k < m (and k below the answer's width), on pairs whose operands both have exactly ``m`` digits (true answers teacher-forced).
 
     Columns: ``layer, head, digit, to_a, to_b, aligned`` (``aligned = to_a + to_b``).
     """
@@ -56,7 +56,7 @@ def operand_alignment(ckpt: Checkpoint, m: int, n: int = ALIGNMENT_N, seed: int 
     rows = []
     for layer, name in enumerate(names):
         pattern = cache[name].mean(0)  # [head, dest, src]
-        for k in range(m):
+        for k in range(min(m, task.answer_width)):  # a modular answer may have fewer digits than the operands
             q, src_a, src_b = answer_logit_pos(task, k), operand_pos(task, "a", k), operand_pos(task, "b", k)
             for head in range(pattern.shape[0]):
                 to_a, to_b = float(pattern[head, q, src_a]), float(pattern[head, q, src_b])

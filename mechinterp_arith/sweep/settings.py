@@ -28,7 +28,7 @@ from functools import cached_property
 
 from ..core.model import ModelConfig
 from ..core.tasks import Task
-from ..core.train_config import TrainConfig
+from ..core.train_config import TrainConfig, with_scheme_defaults
 
 # minGPT's named sizes: (n_layers, n_heads, d_model); d_mlp defaults to 4 * d_model
 SIZES = {"gpt-nano": (3, 3, 48), "gpt-micro": (4, 4, 128), "gpt-mini": (6, 6, 192)}
@@ -148,7 +148,9 @@ def resolve(settings: dict, where: str = "run") -> RunSettings:
     try:
         task = Task(**task_args)
         model = ModelConfig.for_task(task, seed=seed, **model_args)
-        train = TrainConfig.from_dict({"batch_rng": TrainConfig.batch_rng, "forward": TrainConfig.forward, **training, "seed": seed})
+        train = TrainConfig.from_dict({"batch_rng": TrainConfig.batch_rng, "forward": TrainConfig.forward,
+                                       "operand_lengths": TrainConfig.operand_lengths, **training, "seed": seed})
+        train = with_scheme_defaults(train, model.positional)  # as train() records it
     except (TypeError, ValueError) as e:
         raise SettingsError(f"{where}: {e}") from None
     return RunSettings(task, model, train)

@@ -18,7 +18,7 @@ from report_page import index_html, quick_report
 
 MAX_BYTES = 10 * 1024 * 1024
 # plotly figures per section on add3 (snapshots present, OOD lengths 4 and 5 fit the format)
-PLOTS = {"training": 1, "accuracy": 1, "equivalence": 2, "pca": 4, "logit_lens": 1, "matching": 1, "patching": 3,
+PLOTS = {"training": 1, "accuracy": 1, "positions": 1, "equivalence": 2, "pca": 4, "logit_lens": 1, "matching": 1, "patching": 3,
          "discovery": 4}
 
 

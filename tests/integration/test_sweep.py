@@ -35,7 +35,7 @@ CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
 @pytest.mark.parametrize("text, message", [
     ("[settings]\nlrate = 0.1", "unknown key 'lrate' in [settings]; did you mean 'lr'?"),
     ("[setings]\nlr = 0.1", "unknown key 'setings' in the spec's top level; did you mean 'settings'?"),
-    ('[grid]\npositional = ["learned", "sinusoidal"]', "run (positional='sinusoidal'): unknown positional"),
+    ('[grid]\npositional = ["learned", "sinusoidal"]', "run (positional='sinusoidal'): unknown position scheme"),
     ('[settings]\nsteps = "many"', "[settings] steps = 'many': expected an integer"),
     ("[settings]\nbetas = [0.9]", "[settings] betas = [0.9]: expected a list of 2 numbers"),
     ("[grid]\nseed = 3", "[grid] seed must be a non-empty list of values, got 3"),
@@ -198,7 +198,7 @@ def test_cli_rejects_a_bad_spec_before_anything_runs(tmp_path, capsys):
     out = tmp_path / "never"
     assert cli_main(["sweep", str(spec), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "unknown positional embedding 'alibi'" in err
+    assert len(err.splitlines()) == 1 and "unknown position scheme 'alibi'" in err
     assert not out.exists()
     assert cli_main(["sweep", str(tmp_path / "missing.toml"), "--out", str(out)]) == 2
 
