@@ -13,6 +13,10 @@ Prints one JSON object (targets from issue 12; docs/training.md records the figu
 - ``ensemble``: wall seconds of K=1 and K=8 seeds for the same steps. Target: K=8 <= 3x K=1.
 - ``concurrency``: one training alone vs two at once (separate processes). Target: each <= 1.3x.
 
+Every training in it runs with the ``--threads`` count (``train(..., threads=N)``): one thread by the
+toolkit's policy, ``--threads 2`` for "2 idle cores" (concurrency is then skipped by choice: two
+two-thread runs on two cores oversubscribe them).
+
     python benchmarks/train.py [--threads 1] [--seeds 3] [--device auto] [--ensemble-k 8] [--skip-study] [--skip-concurrency]
 """
 
@@ -106,7 +110,7 @@ def to_100pct(device, seeds: int, **recipe) -> dict:
     for seed in range(seeds):
         t = time.perf_counter()
         _, history, _ = train(TASK, ModelConfig.for_task(TASK, seed=seed), dataclasses.replace(cfg, seed=seed),
-                              progress=False)
+                              progress=False, threads=torch.get_num_threads())
         last = history.iloc[-1]
         runs.append({"seed": seed, "seconds": round(time.perf_counter() - t, 2), "steps": int(last["step"]),
                      "held_out_exact": float(last.get("held_out_exact", "nan")),
@@ -124,7 +128,8 @@ def ensemble_seconds(device, steps: int, k: int = 8) -> dict:
     out = {}
     for size in (1, k):
         t = time.perf_counter()
-        train(TASK, ModelConfig.for_task(TASK), cfg, seeds=list(range(size)), progress=False)
+        train(TASK, ModelConfig.for_task(TASK), cfg, seeds=list(range(size)), progress=False,
+              threads=torch.get_num_threads())
         out[f"k{size}_seconds"] = round(time.perf_counter() - t, 2)
     return {"steps": steps, **out, "ratio": round(out[f"k{k}_seconds"] / out["k1_seconds"], 2),
             "target_ratio": 3.0 if k == 8 else None}
@@ -133,7 +138,8 @@ def ensemble_seconds(device, steps: int, k: int = 8) -> dict:
 def worker(device: str, steps: int) -> None:
     """One training of ``steps`` steps; prints its wall seconds (imports excluded)."""
     t = time.perf_counter()
-    train(TASK, ModelConfig.for_task(TASK), TrainConfig(device=device, steps=steps, eval_every=steps), progress=False)
+    train(TASK, ModelConfig.for_task(TASK), TrainConfig(device=device, steps=steps, eval_every=steps), progress=False,
+          threads=torch.get_num_threads())
     print(json.dumps({"seconds": time.perf_counter() - t}))
 
 
