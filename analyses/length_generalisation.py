@@ -36,11 +36,16 @@ RECIPE = ["--task", "add", "--digits", "3", "--width", "6", "--format", "reverse
           "--warmup", "200", "--eval-every", "250", "--eval-n", "2000"]
 
 
-def train_command(scheme: str, seed: int, out: Path, steps: int | None = None) -> list[str]:
-    recipe = list(RECIPE)
+def recipe(steps: int | None = None) -> list[str]:
+    """The shared training flags, with ``steps`` instead of the recipe's when given."""
+    flags = list(RECIPE)
     if steps is not None:
-        recipe[recipe.index("--steps") + 1] = str(steps)
-    return ["mechinterp-arith", "train", *recipe, "--positional", scheme, "--model-seed", str(seed),
+        flags[flags.index("--steps") + 1] = str(steps)
+    return flags
+
+
+def train_command(scheme: str, seed: int, out: Path, steps: int | None = None) -> list[str]:
+    return ["mechinterp-arith", "train", *recipe(steps), "--positional", scheme, "--model-seed", str(seed),
             "--seed", str(seed), "--out", str(out), "--quiet"]
 
 
@@ -86,7 +91,7 @@ def main(argv=None) -> int:
             for m, row in profile.iterrows():
                 rows.append({"scheme": scheme, "seed": seed, "m": int(m), **run, **analysis,
                              **{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}})
-            atomic_write_text(args.results, json.dumps({"n": args.n, "recipe": train_command("SCHEME", 0, Path("OUT"), args.steps)[2 : 2 + len(RECIPE)],
+            atomic_write_text(args.results, json.dumps({"n": args.n, "recipe": recipe(args.steps),
                                                         "rows": rows}, indent=1) + "\n")
             print(f"{scheme} seed {seed}: " + ", ".join(f"{int(m)}-digit {r.exact:.3f}" for m, r in profile.iterrows()),
                   flush=True)

@@ -28,6 +28,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(getattr(pytest.mark, tier))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``), as
+    the CLI runs: tiny models lose more to a second thread on a shared machine than they gain, and
+    results depend on the count."""
+    from mechinterp_arith.core.threads import thread_limit
+
+    with thread_limit(1):
+        yield
+
+
 @pytest.fixture(scope="session")
 def add3():
     from mechinterp_arith import load

@@ -32,7 +32,7 @@ from .model import ModelConfig
 from .tasks import Task
 from .threads import thread_limit
 from .train_command import train_command
-from .train_config import TrainConfig, with_scheme_defaults
+from .train_config import TrainConfig
 from .train_loop import Callback, Member, TrainResult, prepare_data, run_members, start_member
 from .train_state import holding_out_dir
 
@@ -46,10 +46,8 @@ def seed_dir(out_dir: str | Path, seed: int) -> Path:
 
 
 def member_configs(model_config: ModelConfig, train_config: TrainConfig, seed: int) -> tuple[ModelConfig, TrainConfig]:
-    """The model and training settings of seed ``seed``: its initialisation and its batch order
-    (the position scheme's data defaults resolved, as the member records them)."""
-    cfg = with_scheme_defaults(dataclasses.replace(train_config, seed=seed), model_config.positional)
-    return dataclasses.replace(model_config, seed=seed), cfg
+    """The model and training settings of seed ``seed``: its initialisation and its batch order."""
+    return dataclasses.replace(model_config, seed=seed), dataclasses.replace(train_config, seed=seed)
 
 
 def check_seeds(seeds: Sequence[int]) -> list[int]:
@@ -130,8 +128,10 @@ def _member(task: Task, model_config: ModelConfig, train_config: TrainConfig, se
             overwrite: bool) -> Member:
     mcfg, cfg = member_configs(model_config, train_config, seed)
     out = seed_dir(out_dir, seed) if out_dir is not None else None
-    command = train_command(task, mcfg, cfg, out) if out is not None else None
-    return start_member(task, mcfg, cfg, out, resume, command, overwrite)
+    member = start_member(task, mcfg, cfg, out, resume, overwrite=overwrite)
+    if out is not None:  # from the settings as recorded (the scheme's defaults resolved by start_member)
+        member.command = train_command(task, mcfg, member.cfg, out)
+    return member
 
 
 def write_ensemble_json(out_dir: Path, task: Task, model_config: ModelConfig, train_config: TrainConfig,

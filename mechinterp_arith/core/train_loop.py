@@ -156,7 +156,7 @@ def run_members(members: Sequence[Member], training: TrainingData, sets: EvalSet
     extra = {**(extra or {}), "runtime": runtime}
     bar = tqdm(total=cfg.steps, initial=active[0].step if active else cfg.steps, disable=not progress, desc=desc, unit="step")
     t0, losses = time.perf_counter(), resumed_losses(active)
-    last_save = time.monotonic()
+    last_save, writes = time.monotonic(), any(m.out is not None for m in members)
     for m in active:
         m.model.train()
     while active:
@@ -164,7 +164,7 @@ def run_members(members: Sequence[Member], training: TrainingData, sets: EvalSet
         bar.update(1)
         for m in active:
             _maybe_snapshot(m)
-        if any(m.out is not None for m in active) and time.monotonic() - last_save >= STATE_EVERY_S:
+        if writes and time.monotonic() - last_save >= STATE_EVERY_S:
             _save_states(active, losses, t0)  # between evaluations too, so a kill loses at most a minute
             last_save = time.monotonic()
         if active[0].step % cfg.eval_every == 0 or active[0].step == cfg.steps:

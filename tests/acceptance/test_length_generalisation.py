@@ -1,9 +1,8 @@
 """Acceptance: position coupling makes a small model add longer numbers than it was trained on,
 where learned positions trained on the same data do not (docs/length_generalisation.md)."""
 
-import torch
-
 from mechinterp_arith import ModelConfig, Task, TrainConfig, accuracy, data, train
+from mechinterp_arith.core.threads import thread_limit
 
 TASK = Task("add", 2, format="reversed", width=3)  # trained on operands of up to 2 digits; 3 fit the format
 SAME_DATA = TrainConfig(steps=700, batch_size=256, warmup=50, eval_every=700, eval_n=100, operand_lengths="mixed", device="cpu")
@@ -16,13 +15,9 @@ def _exact(scheme: str) -> tuple[float, float]:
 
 
 def test_coupled_positions_beat_learned_positions_out_of_distribution():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # models this small train several times faster on one thread
-    try:
+    with thread_limit(1):  # models this small train and decode several times faster on one thread
         coupled_id, coupled_ood = _exact("coupling")
         learned_id, learned_ood = _exact("learned")
-    finally:
-        torch.set_num_threads(threads)
     assert coupled_id >= 0.8 and learned_id >= 0.7  # both learned the trained length (0.92, 0.85 when written)
     assert learned_ood <= 0.05  # 0.0: learned positions never saw a non-zero third digit
     assert coupled_ood >= 0.5 and coupled_ood - learned_ood >= 0.4  # 0.72 when written

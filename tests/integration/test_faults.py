@@ -43,17 +43,21 @@ def same(a, b) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def train_until_first_evaluation(out, mcfg=MCFG, cfg=CFG) -> None:
+    """Start ``train`` into ``out`` and interrupt it (KeyboardInterrupt) at its first evaluation."""
+
+    def stop(step, model, row):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(TASK, mcfg, cfg, out_dir=out, progress=False, callback=stop)
+
+
 def siblings(folder) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread in this module: tiny models run fastest so, and results depend on the count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -169,11 +173,7 @@ def test_leftovers_of_a_killed_swap_are_recovered_not_deleted(tmp_path, referenc
     complete new checkpoint in .D.<random>.tmp. The rerun resumes from .D.old and cleans up."""
     out = tmp_path / "D"
 
-    def stop_at_step_2(step, model, row):
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(TASK, MCFG, CFG, out_dir=out, progress=False, callback=stop_at_step_2)
+    train_until_first_evaluation(out)
     os.rename(out, dirswap.leftover(out, "old"))
     (tmp_path / ".D.x1y2z3.tmp").mkdir()
     (tmp_path / ".D.x1y2z3.tmp" / "model.safetensors").write_bytes(b"half")
@@ -185,11 +185,7 @@ def test_leftovers_of_a_killed_swap_are_recovered_not_deleted(tmp_path, referenc
 def test_a_leftover_resume_state_is_never_deleted_silently(tmp_path):
     out = tmp_path / "D"
 
-    def stop(step, model, row):
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(TASK, MCFG, CFG, out_dir=out, progress=False, callback=stop)
+    train_until_first_evaluation(out)
     os.rename(out, tmp_path / ".D.abc123.tmp")  # not a name the recovery restores
     out.mkdir()
     with pytest.raises(CheckpointError, match=r"\.D\.abc123\.tmp holds the training state"):
@@ -290,11 +286,7 @@ def test_train_refuses_another_runs_checkpoint_unless_overwrite(tmp_path, refere
 def test_no_resume_keeps_no_old_snapshot(tmp_path):
     out = tmp_path / "run"
 
-    def stop(step, model, row):
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(TASK, MCFG, CFG, out_dir=out, progress=False, callback=stop)
+    train_until_first_evaluation(out)
     assert (out / "snapshots").is_dir()
     no_snapshots = TrainConfig(**{**CFG.to_dict(), "snapshot_every": None, "betas": CFG.betas})
     with pytest.raises(CheckpointError, match="different settings"):
@@ -363,11 +355,7 @@ def _interrupted_run_with_a_corrupt_snapshot(root):
     mcfg = ModelConfig.for_task(TASK, n_layers=1, n_heads=2, d_model=16, d_mlp=64)
     cfg = TrainConfig(steps=4, batch_size=16, eval_every=2, eval_n=20, warmup=2, snapshot_every=2)
 
-    def stop(step, model, row):
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(TASK, mcfg, cfg, out_dir=root / "run", progress=False, callback=stop)
+    train_until_first_evaluation(root / "run", mcfg, cfg)
     snapshot = snapshot_path(root / "run", 2)
     snapshot.write_bytes(snapshot.read_bytes()[:100])
     return root / "run"

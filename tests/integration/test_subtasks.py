@@ -11,14 +11,7 @@ from mechinterp_arith.analysis.subtasks import SUBTASKS, node_necessity, subtask
 from mechinterp_arith.core.errors import NotApplicable
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread, as the CLI runs: these small batched passes lose more to a second thread
-    waiting on a shared machine than they gain (conftest sets two)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _digits(x, place):

@@ -122,12 +122,8 @@ def test_a_failed_run_is_recorded_and_does_not_stop_the_others():
 def test_a_run_equals_the_same_training_done_by_hand():
     spec, result = tiny_sweep()
     run = spec.runs[3]  # rotary, seed 1
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in the sweep's workers (float sums in another order differ in the last bit)
-    try:
-        model, history, _ = ma.train(run.task, run.model, run.train_config("cpu"), progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    # one thread, as in the sweep's workers (float sums in another order differ in the last bit)
+    model, history, _ = ma.train(run.task, run.model, run.train_config("cpu"), progress=False, threads=1)
     ckpt = ma.load(run_dir(result.sweep_dir, run), device="cpu")
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, ckpt.model.state_dict()[name]), name
