@@ -49,7 +49,7 @@ from mechinterp_arith.core.train_loop import Member, make_optimizer  # noqa: E40
 from mechinterp_arith.core.train_step import TrainingData, answer_loss, batch_indices, choose_forward, train_step  # noqa: E402
 
 TASK = Task("add", 3)
-STUDY = dict(batch_size=64, lr=5e-4, betas=(0.9, 0.95), warmup=0, schedule="constant", steps=30_000)
+STUDY = dict(batch_size=64, lr=5e-4, betas=(0.9, 0.95), warmup=0, schedule="constant", steps=30_000, anneal_at=None)
 
 
 def sync(device) -> None:
@@ -123,7 +123,7 @@ def to_100pct(device, seeds: int, **recipe) -> dict:
     return {"median_seconds": statistics.median(r["seconds"] for r in runs),
             "median_steps": statistics.median(r["steps"] for r in runs), "runs": runs,
             "held_out_pairs": len(data.id_split(TASK, cfg.n_train, cfg.n_test, seed=cfg.data_seed).test_a),
-            "recipe": {k: cfg.to_dict()[k] for k in ("batch_size", "lr", "betas", "warmup", "schedule", "steps",
+            "recipe": {k: cfg.to_dict()[k] for k in ("batch_size", "lr", "betas", "warmup", "schedule", "steps", "anneal_at", "anneal_steps",
                                                      "eval_every", "eval_n")}}
 
 

@@ -63,6 +63,10 @@ def register(sub) -> None:
     o.add_argument("--eval-n", type=int, default=d.eval_n, help="held-out ID (and OOD) pairs scored at each evaluation")
     o.add_argument("--ood-digits", type=int, default=None, help="OOD operand length scored while training (default n+1)")
     o.add_argument("--target-accuracy", type=float, default=None, help="stop when held-out exact match reaches it")
+    o.add_argument("--anneal-at", type=number_or_off, default=d.anneal_at,
+                   help=f"with --target-accuracy: anneal the learning rate once the ID sample's exact match reaches "
+                        f"this (default {d.anneal_at}; off: never)")
+    o.add_argument("--anneal-steps", type=int, default=d.anneal_steps, help="steps the annealing takes")
     o.add_argument("--snapshot-every", type=int, default=None, help="keep weights every K steps")
     o.add_argument("--forward", choices=FORWARDS, default=d.forward,
                    help="forward of training steps: plain (fast, batched; the same function to float rounding), "
@@ -74,6 +78,16 @@ def register(sub) -> None:
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     add_device_arg(p)
     p.set_defaults(func=run)
+
+
+def number_or_off(text: str) -> float | None:
+    """A number, or None for ``off``."""
+    if text == "off":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or off, got {text!r}") from None
 
 
 def run(args) -> int:
@@ -92,7 +106,8 @@ def run(args) -> int:
                        min_lr_ratio=args.min_lr_ratio, grad_clip=args.grad_clip, seed=args.seed or 0,
                        data_seed=args.data_seed, n_train=args.n_train, n_test=args.n_test,
                        eval_every=args.eval_every, eval_n=args.eval_n, ood_digits=args.ood_digits,
-                       target_accuracy=args.target_accuracy, snapshot_every=args.snapshot_every, device=args.device,
+                       target_accuracy=args.target_accuracy, anneal_at=args.anneal_at, anneal_steps=args.anneal_steps,
+                       snapshot_every=args.snapshot_every, device=args.device,
                        batch_rng=args.batch_rng, forward=args.forward, operand_lengths=args.operand_lengths,
                        random_positions=args.random_positions)
     command = "mechinterp-arith " + shlex.join(args.argv)

@@ -31,7 +31,7 @@ from .evaluate import accuracy
 from .files import atomic_save_tensors
 from .model import ModelConfig, build_model, resolve_device
 from .tasks import Task
-from .train_config import TrainConfig, lr_at, with_scheme_defaults
+from .train_config import TrainConfig, anneal_start, lr_at, with_scheme_defaults
 from .stacked_forward import StackedForward
 from .train_state import (STATE_EVERY_S, pending_losses, prepare_run_dir, restore_state, resumed_snapshots,
                           save_state)
@@ -93,6 +93,11 @@ class Member:
     seconds: float = 0.0  # wall seconds trained so far (from the resumed state, then this process)
     saved: bool = False  # the final checkpoint is written (or was, before this process)
     pending: list[Tensor] = field(default_factory=list)  # resumed losses since the last evaluation
+
+    @property
+    def anneal_from(self) -> int | None:
+        """The step from which the learning rate anneals (``TrainConfig.anneal_at``), or None."""
+        return anneal_start(self.cfg, self.history)
 
     @property
     def model_config(self) -> ModelConfig:
@@ -257,7 +262,7 @@ def _evaluate_all(members: Sequence[Member], sets: EvalSets, losses: list[float]
 def _score(m: Member, sets: EvalSets, loss: float) -> dict:
     """The history row of member ``m`` now: ID (and OOD) exact on the samples, and on all held-out
     pairs when the sample reached the target (kept only if they reach it too) or training ends here."""
-    row = {"step": m.step, "loss": loss, "lr": lr_at(max(0, m.step - 1), m.cfg)}
+    row = {"step": m.step, "loss": loss, "lr": lr_at(max(0, m.step - 1), m.cfg, m.anneal_from)}
     m.model.eval()  # the decoder's checked plain forward is then built once for all the sets below
     row["id_exact"] = accuracy(m.model, m.task, *sets.id_sample)["exact"]
     if sets.ood is not None:

@@ -37,6 +37,7 @@ class Stepped(Protocol):
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     step: int
+    anneal_from: int | None  # see train_config.anneal_start
 
 
 def batch_indices(n: int, batch_size: int, seed: int, step: int, rng: str = "seedsequence") -> Int[Tensor, "batch"]:
@@ -104,7 +105,7 @@ def train_step(runs: Sequence[Stepped], training: TrainingData, forward: Stacked
                         for r in runs]).to(device)  # [K, batch]
     for run in runs:
         for group in run.optimizer.param_groups:
-            group["lr"] = lr_at(step, run.cfg)
+            group["lr"] = lr_at(step, run.cfg, run.anneal_from)
     losses = _stacked_losses(forward, training, rows) if forward is not None else _bridge_losses(runs, training, rows)
     for run in runs:
         run.optimizer.zero_grad(set_to_none=True)

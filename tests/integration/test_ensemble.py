@@ -9,6 +9,7 @@ import torch
 from mechinterp_arith import ModelConfig, Task, TrainConfig, load, train
 from mechinterp_arith.cli import build_parser
 from mechinterp_arith.core.ensemble import ENSEMBLE_JSON, check_seeds, train_ensemble
+from mechinterp_arith.core.train_config import lr_at
 
 TASK = Task("add", 1, width=2)  # 100 pairs: 80 train, 20 held out
 MODEL = ModelConfig.for_task(TASK, n_layers=2, n_heads=2, d_model=32, d_mlp=64)
@@ -75,6 +76,37 @@ def test_an_interrupted_ensemble_resumes_to_the_same_weights(ensemble, tmp_path)
     for seed in (0, 1, 3):
         assert same_weights(resumed.models[seed], ens.models[seed]), seed
     assert resumed.summary()["step"].tolist() == [10, 60, 40]
+
+
+# target 1.0 is out of reach in 60 steps; the rate anneals once a member's ID sample reaches 0.05
+ANNEAL = dataclasses.replace(EARLY, target_accuracy=1.0, anneal_at=0.05, anneal_steps=10, snapshot_every=None)
+
+
+def test_members_anneal_from_their_own_steps_like_separate_runs_and_resume_there(tmp_path):
+    ens = train(TASK, MODEL, ANNEAL, seeds=[0, 1, 3], progress=False)
+    fixed = [lr_at(s - 1, ANNEAL) for s in range(10, 70, 10)]
+    starts = {}
+    for seed in (0, 1, 3):
+        history = ens.histories[seed]
+        reached = history.loc[history["id_exact"] >= 0.05, "step"]
+        starts[seed] = int(reached.iloc[0]) if len(reached) else None
+        expected = [lr_at(s - 1, ANNEAL, starts[seed]) for s in history["step"]]
+        assert history["lr"].tolist() == pytest.approx(expected), seed
+        model, alone_history, _ = alone(seed, ANNEAL)
+        assert same_weights(model, ens.models[seed]), seed
+        assert alone_history[["step", "loss", "lr", "id_exact"]].equals(history[["step", "loss", "lr", "id_exact"]])
+    assert starts == {0: 10, 1: None, 3: 40}  # seeds 0 and 3 anneal from their own steps, seed 1 never
+    assert ens.histories[0]["lr"].iloc[2] < fixed[2] / 5 and ens.histories[1]["lr"].tolist() == pytest.approx(fixed)
+
+    def interrupt(step, model, row):
+        if step == 30:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # after seed 0's annealing began (step 10)
+        train_ensemble(TASK, MODEL, ANNEAL, [0, 1, 3], out_dir=tmp_path, callback=interrupt, progress=False)
+    resumed = train_ensemble(TASK, MODEL, ANNEAL, [0, 1, 3], out_dir=tmp_path, progress=False)
+    for seed in (0, 1, 3):
+        assert same_weights(resumed.models[seed], ens.models[seed]), seed
 
 
 @pytest.mark.parametrize("seeds, message", [([], "at least one"), ([1, 1], "distinct"), ([-1], ">= 0"), ([0.5], ">= 0")])

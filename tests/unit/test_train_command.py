@@ -35,9 +35,9 @@ def test_every_setting_has_an_option():
     (Task("addmod", 2, modulus=101), {"seed": 7, "act_fn": "relu"}, {"betas": (0.8, 0.95), "ood_digits": 3, "seed": 5}),
     (Task("sub", 2, format="reversed", pad=False), {"n_layers": 1, "d_mlp": 40},
      {"target_accuracy": 0.99, "snapshot_every": 50, "n_train": 300, "n_test": 20, "forward": "bridge",
-      "batch_rng": "arithmetic", "schedule": "constant", "min_lr_ratio": 0.5, "device": "cpu"}),
+      "batch_rng": "arithmetic", "schedule": "constant", "min_lr_ratio": 0.5, "device": "cpu", "anneal_at": None}),
     (Task("add", 3, format="reversed", width=6), {"positional": "coupling", "n_ctx": 40, "n_heads": 4},
-     {"operand_lengths": "mixed", "random_positions": True}),
+     {"operand_lengths": "mixed", "random_positions": True, "anneal_at": 0.8, "anneal_steps": 40}),
     (Task("add", 3, width=6), {"positional": "abacus"}, {"operand_lengths": "uniform", "random_positions": False}),
 ])
 def test_the_recorded_command_parses_back_into_the_same_settings(task, model_overrides, train_overrides):
