@@ -17,14 +17,13 @@ from pathlib import Path
 
 from .model import ModelConfig
 from .tasks import Task
-from .train_config import TrainConfig
+from .train_config import OFF_WHEN_NONE, TrainConfig
 
 # config field -> CLI option (tests/unit/test_train_command.py parses the result back into the same configs)
 TASK_FLAGS = {"op": "--task", "digits": "--digits", "format": "--format", "width": "--width", "modulus": "--modulus"}
 MODEL_FLAGS = {"n_layers": "--layers", "n_heads": "--heads", "d_model": "--d-model", "d_mlp": "--d-mlp",
                "act_fn": "--act", "positional": "--positional", "n_ctx": "--n-ctx", "seed": "--model-seed"}
-MODEL_FROM_TASK = ("d_vocab",)
-OFF_WHEN_NONE = ("--anneal-at",)  # options whose default is a value: None is written "off"  # ModelConfig.for_task sets it from the task
+MODEL_FROM_TASK = ("d_vocab",)  # ModelConfig.for_task sets it from the task
 TRAIN_FLAGS = {"steps": "--steps", "batch_size": "--batch-size", "lr": "--lr", "weight_decay": "--weight-decay",
                "betas": "--betas", "warmup": "--warmup", "schedule": "--schedule", "min_lr_ratio": "--min-lr-ratio",
                "grad_clip": "--grad-clip", "seed": "--seed", "data_seed": "--data-seed", "n_train": "--n-train",
@@ -40,7 +39,7 @@ def _options(values: dict, flags: dict[str, str]) -> list[str]:
     for name, flag in flags.items():
         value = values[name]
         if value is None:
-            if flag in OFF_WHEN_NONE:
+            if name in OFF_WHEN_NONE:
                 out += [flag, "off"]
             continue
         if isinstance(value, bool):  # a switch: --flag / --no-flag

@@ -22,6 +22,7 @@ from .data import MAX_SAMPLES
 from .typecheck import check_field_types, check_range
 
 BATCH_RNGS = ("seedsequence", "arithmetic")
+OFF_WHEN_NONE = ("anneal_at",)  # settings whose default is a value: None, written "off", turns them off
 FORWARDS = ("auto", "plain", "bridge")
 OPERAND_LENGTHS = ("uniform", "mixed")
 
@@ -105,15 +106,19 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict, written_before: bool = True) -> "TrainConfig":
         """The config of a ``to_dict()`` mapping; ValueError names an unknown key or a bad value.
-        Configs written before ``batch_rng``, ``forward`` and ``operand_lengths`` existed (version
-        0.1.0) used the "arithmetic" batch order, the bridge forward and uniform operand pairs;
-        before ``anneal_at``, no annealing."""
+        ``written_before``: a key missing from ``d`` takes the value that config was trained with
+        (:data:`BEFORE_THE_KEY`; e.g. a checkpoint's config from version 0.1.0); False: today's default."""
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:
             raise ValueError(f"unknown training config keys: {', '.join(unknown)}")
-        return cls(**{"batch_rng": "arithmetic", "forward": "bridge", "operand_lengths": "uniform", "anneal_at": None, **d})
+        return cls(**{**(BEFORE_THE_KEY if written_before else {}), **d})
+
+
+# what a config written before each of these keys existed was trained with: version 0.1.0 used the
+# "arithmetic" batch order, the bridge forward and uniform operand pairs; annealing came later
+BEFORE_THE_KEY = {"batch_rng": "arithmetic", "forward": "bridge", "operand_lengths": "uniform", "anneal_at": None}
 
 
 # (low, high) of each numeric setting; None: unbounded. Counts of pairs stop at data.MAX_SAMPLES.

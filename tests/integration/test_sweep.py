@@ -38,6 +38,7 @@ CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
     ('[grid]\npositional = ["learned", "sinusoidal"]', "run (positional='sinusoidal'): unknown position scheme"),
     ('[settings]\nsteps = "many"', "[settings] steps = 'many': expected an integer"),
     ("[settings]\nbetas = [0.9]", "[settings] betas = [0.9]: expected a list of 2 numbers"),
+    ('[settings]\nanneal_at = "soon"', '[settings] anneal_at = \'soon\': expected a number or "off"'),
     ("[grid]\nseed = 3", "[grid] seed must be a non-empty list of values, got 3"),
     ("[grid]\nseed = []", "[grid] seed must be a non-empty list"),
     ("[settings]\nseed = 1\n[grid]\nseed = [1, 2]", "'seed' is in both [settings] and [grid]"),
@@ -83,6 +84,9 @@ def test_run_ids_are_derived_from_every_setting():
     assert run.group_id != resolve({**base, "positional": "rotary"}).group_id
     assert run.model.seed == run.training.seed == 3  # seed: initialisation and batch order
     assert resolve(run.flat) == run  # the flat settings (results.csv's columns) resolve to the same run
+    off = resolve({**base, "anneal_at": "off"})  # TOML has no null: "off" turns a defaulted setting off
+    assert (run.training.anneal_at, off.training.anneal_at) == (0.9, None) and off.run_id != run.run_id
+    assert resolve(off.flat) == off
 
 
 def test_seed_groups_become_units():

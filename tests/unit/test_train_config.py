@@ -42,3 +42,4 @@ def test_configs_written_before_annealing_existed_read_as_never_annealing():
     cfg = TrainConfig.from_dict(old)
     assert cfg.anneal_at is None and anneal_start(cfg, HISTORY) is None
     assert TrainConfig.from_dict(TrainConfig().to_dict()).anneal_at == 0.9
+    assert TrainConfig.from_dict(old, written_before=False).anneal_at == 0.9  # today's default (sweep settings)
