@@ -9,7 +9,7 @@ from ..core.ensemble import EnsembleResult
 from ..core.model import ACTIVATIONS, POSITIONS, ModelConfig
 from ..core.position_schemes import scheme_defaults
 from ..core.train import train
-from ..core.train_config import BATCH_RNGS, FORWARDS, OPERAND_LENGTHS, TrainConfig
+from ..core.train_config import BATCH_RNGS, FORWARDS, OFF, OPERAND_LENGTHS, TrainConfig
 from .common import add_device_arg, add_task_args, fmt, require_positive, task_from_args
 
 
@@ -65,7 +65,7 @@ def register(sub) -> None:
     o.add_argument("--target-accuracy", type=float, default=None, help="stop when held-out exact match reaches it")
     o.add_argument("--anneal-at", type=number_or_off, default=d.anneal_at,
                    help=f"with --target-accuracy: anneal the learning rate once the ID sample's exact match reaches "
-                        f"this (default {d.anneal_at}; off: never)")
+                        f"this (default {d.anneal_at}; {OFF}: never)")
     o.add_argument("--anneal-steps", type=int, default=d.anneal_steps, help="steps the annealing takes")
     o.add_argument("--snapshot-every", type=int, default=None, help="keep weights every K steps")
     o.add_argument("--forward", choices=FORWARDS, default=d.forward,
@@ -81,13 +81,13 @@ def register(sub) -> None:
 
 
 def number_or_off(text: str) -> float | None:
-    """A number, or None for ``off``."""
-    if text == "off":
+    """A number, or None for ``off`` (train_config.OFF)."""
+    if text == OFF:
         return None
     try:
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or off, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a number or {OFF}, got {text!r}") from None
 
 
 def run(args) -> int:

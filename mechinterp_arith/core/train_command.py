@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .model import ModelConfig
 from .tasks import Task
-from .train_config import OFF_WHEN_NONE, TrainConfig
+from .train_config import OFF, OFF_WHEN_NONE, TrainConfig
 
 # config field -> CLI option (tests/unit/test_train_command.py parses the result back into the same configs)
 TASK_FLAGS = {"op": "--task", "digits": "--digits", "format": "--format", "width": "--width", "modulus": "--modulus"}
@@ -40,7 +40,7 @@ def _options(values: dict, flags: dict[str, str]) -> list[str]:
         value = values[name]
         if value is None:
             if name in OFF_WHEN_NONE:
-                out += [flag, "off"]
+                out += [flag, OFF]
             continue
         if isinstance(value, bool):  # a switch: --flag / --no-flag
             out.append(flag if value else "--no-" + flag[2:])

@@ -22,7 +22,8 @@ from .data import MAX_SAMPLES
 from .typecheck import check_field_types, check_range
 
 BATCH_RNGS = ("seedsequence", "arithmetic")
-OFF_WHEN_NONE = ("anneal_at",)  # settings whose default is a value: None, written "off", turns them off
+OFF_WHEN_NONE = ("anneal_at",)  # settings whose default is a value: None, written OFF, turns them off
+OFF = "off"  # None of those settings in recorded commands, on the command line and in sweep specs
 FORWARDS = ("auto", "plain", "bridge")
 OPERAND_LENGTHS = ("uniform", "mixed")
 

@@ -28,7 +28,7 @@ from functools import cached_property
 
 from ..core.model import ModelConfig
 from ..core.tasks import Task
-from ..core.train_config import OFF_WHEN_NONE, TrainConfig, with_scheme_defaults
+from ..core.train_config import OFF, OFF_WHEN_NONE, TrainConfig, with_scheme_defaults
 
 # minGPT's named sizes: (n_layers, n_heads, d_model); d_mlp defaults to 4 * d_model
 SIZES = {"gpt-nano": (3, 3, 48), "gpt-micro": (4, 4, 128), "gpt-mini": (6, 6, 192)}
@@ -90,7 +90,7 @@ def check_value(key: str, value, where: str) -> None:
     if key not in hints:
         raise SettingsError(unknown_key_message(key, SETTING_KEYS, where))
     if not type_matches(value, hints[key]):
-        off = ' or "off"' if key in OFF_WHEN_NONE else ""
+        off = f' or "{OFF}"' if key in OFF_WHEN_NONE else ""
         raise SettingsError(f"{where} {key} = {value!r}: expected {describe_type(hints[key])}{off}")
     if key == "size" and value not in SIZES:
         raise SettingsError(f"{where} size = {value!r}: choose one of {', '.join(SIZES)} (or set n_layers, n_heads, d_model)")
@@ -135,7 +135,7 @@ def _digest(settings: dict) -> str:
 
 def resolve(settings: dict, where: str = "run") -> RunSettings:
     """The :class:`RunSettings` of a flat mapping; SettingsError naming the bad key or value."""
-    settings = {k: None if k in OFF_WHEN_NONE and v == "off" else v for k, v in settings.items()}  # TOML has no null
+    settings = {k: None if k in OFF_WHEN_NONE and v == OFF else v for k, v in settings.items()}  # TOML has no null
     for key, value in settings.items():
         check_value(key, value, where)
     task_args = {field: settings[key] for key, field in TASK_KEYS.items() if key in settings}
