@@ -24,11 +24,13 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
 
-QUICK_LINE = ('import os\n\n'
-              '# MECHINTERP_ARITH_QUICK=1 (set by tests/acceptance/test_notebooks.py): small sizes, same code\n'
-              'QUICK = os.environ.get("MECHINTERP_ARITH_QUICK", "0") == "1"\n')
+QUICK_LINE = (
+    "import os\n\n"
+    "# MECHINTERP_ARITH_QUICK=1 (set by tests/acceptance/test_notebooks.py): small sizes, same code\n"
+    'QUICK = os.environ.get("MECHINTERP_ARITH_QUICK", "0") == "1"\n'
+)
 
-SETUP = '''import numpy as np
+SETUP = """import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -46,38 +48,54 @@ from mechinterp_arith.report.notebook import use_offline_plotly
 use_offline_plotly()
 torch.set_num_threads(THREADS)
 torch.manual_seed(SEED)
-pd.set_option("display.precision", 4)'''
+pd.set_option("display.precision", 4)"""
 
 NOTEBOOKS: dict[str, list[tuple[str, str]]] = {}
 
 # ---- 01 ------------------------------------------------------------------------------------------
 NOTEBOOKS["01_training_curves"] = [
-    ("md", """# Training curves
+    (
+        "md",
+        """# Training curves
 
 The study trains a gpt-nano (3 layers, 3 heads, d_model 48) on n-digit addition: it reaches ~100% exact
 match in distribution and ~0% on longer operands. This notebook trains a small model **in place**
 (2-digit addition by default, a few hundred steps on a CPU) and plots its curves, then shows the shipped
 `add3` checkpoint's logged history and its training snapshots re-scored, with the share of OOD answers
-that equal the study's equivalent relation `(a mod 10^n) + (b mod 10^n)`."""),
-    ("code", QUICK_LINE + '''OP = "add"                          # task trained in place: add, sub, mul, addmod, mulmod
+that equal the study's equivalent relation `(a mod 10^n) + (b mod 10^n)`.""",
+    ),
+    (
+        "code",
+        QUICK_LINE
+        + """OP = "add"                          # task trained in place: add, sub, mul, addmod, mulmod
 DIGITS = 2                          # operand digits of that task
 STEPS = 40 if QUICK else 600        # optimisation steps
 EVAL_EVERY = 10 if QUICK else 50    # steps between evaluations
 EVAL_N = 200 if QUICK else 2000     # held-out ID (and OOD) pairs per evaluation
 SNAPSHOT_N = 50 if QUICK else 1000  # pairs per set when re-scoring add3's snapshots
 SEED = 0
-THREADS = 1                         # torch CPU threads (the model is tiny)'''),
-    ("code", SETUP + '''
+THREADS = 1                         # torch CPU threads (the model is tiny)""",
+    ),
+    (
+        "code",
+        SETUP
+        + """
 from mechinterp_arith.core.decoding import generate
-from mechinterp_arith.core.evaluate import accuracy'''),
+from mechinterp_arith.core.evaluate import accuracy""",
+    ),
     ("md", "## A model trained here"),
-    ("code", '''task = ma.Task(OP, digits=DIGITS)
+    (
+        "code",
+        """task = ma.Task(OP, digits=DIGITS)
 print(task.describe(), "| paper format, e.g.", task.to_text(12, 34))
 train_cfg = ma.TrainConfig(steps=STEPS, eval_every=EVAL_EVERY, eval_n=EVAL_N, warmup=max(1, min(200, STEPS // 5)),
                            seed=SEED, device="cpu")
 model, history, _ = ma.train(task, train_config=train_cfg, progress=False)
-history.tail()'''),
-    ("code", '''def curves(history: pd.DataFrame, title: str) -> go.Figure:
+history.tail()""",
+    ),
+    (
+        "code",
+        '''def curves(history: pd.DataFrame, title: str) -> go.Figure:
     """Loss (log scale) and ID / OOD exact match against the step."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss on answer tokens", "exact match"))
     fig.add_trace(go.Scatter(x=history["step"], y=history["loss"], mode="lines+markers", name="loss"), row=1, col=1)
@@ -92,17 +110,26 @@ history.tail()'''),
 
 curves(history, f"{task.name} trained in place ({STEPS} steps)").show()
 last = history.iloc[-1]
-print(f"after {int(last.step)} steps: loss {last.loss:.4f}, ID exact {last.id_exact:.3f}, OOD exact {last.get('ood_exact', float('nan')):.3f}")'''),
-    ("md", """## The shipped add3: logged history and snapshots re-scored
+print(f"after {int(last.step)} steps: loss {last.loss:.4f}, ID exact {last.id_exact:.3f}, OOD exact {last.get('ood_exact', float('nan')):.3f}")''',
+    ),
+    (
+        "md",
+        """## The shipped add3: logged history and snapshots re-scored
 
 `history` is what training logged (every 250 steps); the snapshots (every 100 steps) are re-scored here on
 fresh ID and 4-digit OOD pairs. OOD exact match stays near 0 while the equivalent-relation rate climbs with
-ID accuracy: the model learns `(a mod 1000) + (b mod 1000)` as it learns addition."""),
-    ("code", '''add3 = ma.load("add3", device="cpu")
+ID accuracy: the model learns `(a mod 1000) + (b mod 1000)` as it learns addition.""",
+    ),
+    (
+        "code",
+        """add3 = ma.load("add3", device="cpu")
 logged = pd.DataFrame(add3.history)
 curves(logged, "add3: logged training history").show()
-logged'''),
-    ("code", '''t3 = add3.task
+logged""",
+    ),
+    (
+        "code",
+        """t3 = add3.task
 id_a, id_b = data.random_pairs(t3, SNAPSHOT_N, seed=SEED)
 ood_a, ood_b = data.ood_both(t3, t3.digits + 1, SNAPSHOT_N, seed=SEED)
 rule = t3.equivalent_answer(ood_a, ood_b)  # (a mod 1000) + (b mod 1000)
@@ -121,12 +148,15 @@ print(f"final snapshot (step {int(last.step)}): ID exact {last.id_exact:.3f}, OO
 fig = curves(snapshots, "add3 snapshots re-scored (ID, 4-digit OOD, OOD = (a mod 1000) + (b mod 1000))")
 fig.data = fig.data[1:]  # snapshots carry no loss
 fig.show()
-snapshots.drop(columns="loss")'''),
+snapshots.drop(columns="loss")""",
+    ),
 ]
 
 # ---- 02 ------------------------------------------------------------------------------------------
 NOTEBOOKS["02_equivalence_maps"] = [
-    ("md", """# Equivalence maps and the relation table
+    (
+        "md",
+        """# Equivalence maps and the relation table
 
 The study's central finding: a model trained on n-digit operands answers longer ones with the true
 answer of their *ID representative*, e.g. `(a mod 10^3) + (b mod 10^3)` for add3. Here, for the shipped
@@ -136,22 +166,36 @@ answer of their *ID representative*, e.g. `(a mod 10^3) + (b mod 10^3)` for add3
   relation's result and the model's output (the study's map figure);
 * the relation table: every candidate relation scored against the model's outputs on 4-digit operands
   (both operands, and one operand), with its coverage, 95% Wilson interval, and how often the output
-  equals the model's own output on the ID representative."""),
-    ("code", QUICK_LINE + '''CHECKPOINTS = ("add3", "mul3")
+  equals the model's own output on the ID representative.""",
+    ),
+    (
+        "code",
+        QUICK_LINE
+        + """CHECKPOINTS = ("add3", "mul3")
 N = 300 if QUICK else 10_000    # OOD pairs per set in the relation table
 POINTS = 24 if QUICK else 100   # grid points per axis of the maps
 SEED = 0
-THREADS = 1'''),
-    ("code", SETUP + '''
+THREADS = 1""",
+    ),
+    (
+        "code",
+        SETUP
+        + """
 from mechinterp_arith.analysis.equivalence import analyse_checkpoint
 from mechinterp_arith.analysis.equivalence_plots import relation_maps
 
-ckpts = {name: ma.load(name, device="cpu") for name in CHECKPOINTS}'''),
+ckpts = {name: ma.load(name, device="cpu") for name in CHECKPOINTS}""",
+    ),
     ("md", "## Grid maps: true vs equivalent vs model (dashed: the ID boundary 10^3)"),
-    ("code", '''for name, ckpt in ckpts.items():
-    relation_maps(ckpt, points=POINTS).show()'''),
+    (
+        "code",
+        """for name, ckpt in ckpts.items():
+    relation_maps(ckpt, points=POINTS).show()""",
+    ),
     ("md", "## Which relation explains the OOD answers?"),
-    ("code", '''results = {name: analyse_checkpoint(ckpt, n=N, seed=SEED) for name, ckpt in ckpts.items()}
+    (
+        "code",
+        """results = {name: analyse_checkpoint(ckpt, n=N, seed=SEED) for name, ckpt in ckpts.items()}
 rows = []
 for name, sets in results.items():
     for key, by_m in sets.items():
@@ -163,48 +207,74 @@ for name, sets in results.items():
                          "fits": r.search.fits, "output = model(representative)": r.consistency})
             print(f"{name}, {r.label}: {r.search.verdict}")
 summary = pd.DataFrame(rows)
-summary'''),
+summary""",
+    ),
     ("md", "Every candidate on the both-operands-4-digit set (coverage = share of outputs exactly equal to it):"),
-    ("code", '''for name, sets in results.items():
+    (
+        "code",
+        """for name, sets in results.items():
     r = sets["ood"][str(ckpts[name].task.digits + 1)]
     table = pd.DataFrame([rel.to_dict() for rel in r.search.relations])
     print(name)
-    display(table[["name", "kind", "coverage", "ci95", "digit_agreement"]].head(8))'''),
+    display(table[["name", "kind", "coverage", "ci95", "digit_agreement"]].head(8))""",
+    ),
     ("md", "Counter-examples of the top relation (inputs it misses), with the model's output on the representative:"),
-    ("code", '''for name, sets in results.items():
+    (
+        "code",
+        """for name, sets in results.items():
     r = sets["ood"][str(ckpts[name].task.digits + 1)]
     print(f"{name}: {r.search.n_counterexamples} of {r.n} missed")
-    display(r.counterexamples.head(5))'''),
+    display(r.counterexamples.head(5))""",
+    ),
 ]
 
 # ---- 03 ------------------------------------------------------------------------------------------
 NOTEBOOKS["03_probability_heatmaps"] = [
-    ("md", """# Output-probability heatmaps of an ID input and its OOD class
+    (
+        "md",
+        """# Output-probability heatmaps of an ID input and its OOD class
 
 For an ID pair `(a, b)` and members of its OOD class `(a + i·10^3, b + j·10^3)`, the model's probability of
 each digit at each answer position (along each input's own greedy path), and the total-variation (TV)
 distance of each member's distributions from the representative's: the study's probability-heatmap
-figure. TV ≈ 0 everywhere means the model treats the OOD input as its representative."""),
-    ("code", QUICK_LINE + '''EXAMPLES = {"add3": (349, 705), "mul3": (349, 705)}  # checkpoint -> ID pair
+figure. TV ≈ 0 everywhere means the model treats the OOD input as its representative.""",
+    ),
+    (
+        "code",
+        QUICK_LINE
+        + """EXAMPLES = {"add3": (349, 705), "mul3": (349, 705)}  # checkpoint -> ID pair
 K = 3                               # OOD members per class
 N_CLASSES = 5 if QUICK else 100     # random ID classes in the TV summary
 SEED = 0
-THREADS = 1'''),
-    ("code", SETUP + '''
-from mechinterp_arith.analysis.equivalence_plots import class_distributions, class_probability_figure'''),
-    ("code", '''ckpts = {name: ma.load(name, device="cpu") for name in EXAMPLES}
+THREADS = 1""",
+    ),
+    (
+        "code",
+        SETUP
+        + """
+from mechinterp_arith.analysis.equivalence_plots import class_distributions, class_probability_figure""",
+    ),
+    (
+        "code",
+        """ckpts = {name: ma.load(name, device="cpu") for name in EXAMPLES}
 for name, (a, b) in EXAMPLES.items():
     ckpt = ckpts[name]
     class_probability_figure(ckpt, a, b, k=K, seed=SEED).show()
     d = class_distributions(ckpt, a, b, k=K, seed=SEED)
     print(f"{name}: ID {ckpt.task.describe(str(a), str(b))} -> {int(d.outputs[0])}; TV of each OOD member per answer position (units first)")
     print(f"{name}: mean TV over the members {d.tv.tv_mean.mean():.4f}")
-    display(d.tv)'''),
-    ("md", """## TV distance over many classes
+    display(d.tv)""",
+    ),
+    (
+        "md",
+        """## TV distance over many classes
 
 Mean and maximum TV distance from the representative per answer position, over random ID pairs with
-`K` OOD members each."""),
-    ("code", '''rows = []
+`K` OOD members each.""",
+    ),
+    (
+        "code",
+        """rows = []
 for name, ckpt in ckpts.items():
     a_id, b_id = data.random_pairs(ckpt.task, N_CLASSES, seed=SEED + 1)
     for a, b in zip(a_id.tolist(), b_id.tolist()):
@@ -213,25 +283,36 @@ for name, ckpt in ckpts.items():
             rows.append({"checkpoint": name, **{c: row[c] for c in tv.columns if c.startswith("tv_")}})
 tv_all = pd.DataFrame(rows)
 tv_summary = tv_all.groupby("checkpoint").agg(["mean", "max"]).T.unstack()
-tv_summary'''),
+tv_summary""",
+    ),
 ]
 
 # ---- 04 ------------------------------------------------------------------------------------------
 NOTEBOOKS["04_pca_over_training"] = [
-    ("md", """# Residual-stream PCA over training (Fig. 4) and the OOD projection
+    (
+        "md",
+        """# Residual-stream PCA over training (Fig. 4) and the OOD projection
 
 The study's Fig. 4 setting: the final LayerNorm output (`ln_final.hook_out`, with scale and bias) at the
 position that predicts the units digit, over random pairs with each operand in [0, 10^4), coloured by the
 units digit of the answer. Units-digit clusters form during training; 4-digit inputs land on the cluster
-of their ID representative. Run on the shipped `add3` and its snapshots (steps 100..1000)."""),
-    ("code", QUICK_LINE + '''CHECKPOINT = "add3"
+of their ID representative. Run on the shipped `add3` and its snapshots (steps 100..1000).""",
+    ),
+    (
+        "code",
+        QUICK_LINE
+        + """CHECKPOINT = "add3"
 N = 400 if QUICK else 10_000        # the Fig.-4 set: operands in [0, 10^(n+1))
 N_ID = 200 if QUICK else 2000       # ID pairs the projection is fitted on
 DYN_N = 200 if QUICK else 2000      # pairs per snapshot in the dynamics
 STEPS = [100, 300, 1000] if QUICK else None   # snapshots (None: all)
 SEED = 0
-THREADS = 1'''),
-    ("code", SETUP + '''
+THREADS = 1""",
+    ),
+    (
+        "code",
+        SETUP
+        + """
 from mechinterp_arith.analysis.dynamics import pca_dynamics
 from mechinterp_arith.analysis.pca import residual_pca
 from mechinterp_arith.analysis.projection import ood_projection
@@ -241,48 +322,74 @@ task = ckpt.task
 NN = 10**task.digits
 a, b = data.random_pairs(task, N, seed=SEED, max_value=10 * NN)
 is_ood = (a >= NN) | (b >= NN)
-print(f"{N} pairs, {int(is_ood.sum())} with an operand >= {NN}")'''),
+print(f"{N} pairs, {int(is_ood.sum())} with an operand >= {NN}")""",
+    ),
     ("md", "## The trained model"),
-    ("code", '''res = residual_pca(ckpt, a, b)   # ln_final.hook_out @ the units-predicting position, label = units digit
+    (
+        "code",
+        """res = residual_pca(ckpt, a, b)   # ln_final.hook_out @ the units-predicting position, label = units digit
 print({k: v for k, v in res.summary().items() if k != "explained_variance_ratio"})
 print("explained variance (top 5):", np.round(res.explained_variance_ratio[:5], 3))
-res.figure(dims=2).show()'''),
+res.figure(dims=2).show()""",
+    ),
     ("md", "## Clusters forming over training"),
-    ("code", '''id_pairs = data.random_pairs(task, N_ID, seed=SEED + 1)
+    (
+        "code",
+        """id_pairs = data.random_pairs(task, N_ID, seed=SEED + 1)
 ood_pairs = (a[is_ood][:DYN_N], b[is_ood][:DYN_N])
 dyn = pca_dynamics(ckpt, a[:DYN_N], b[:DYN_N], steps=STEPS, id_pairs=id_pairs, ood_pairs=ood_pairs)
 dyn.scatter_figure().show()
 dyn.figure().show()
-dyn.frame'''),
-    ("md", """## OOD projection
+dyn.frame""",
+    ),
+    (
+        "md",
+        """## OOD projection
 
 PCA and label centroids fitted on ID pairs; each OOD point is assigned to the nearest ID centroid. For the
 units digit the equivalent and the true label coincide, so the thousands digit (position `ans3`, label
-`ans3`) is where the two claims part: 4-digit inputs sit on the cluster of the *equivalent* digit."""),
-    ("code", '''proj = ood_projection(ckpt, id_pairs, (a[is_ood], b[is_ood]))
+`ans3`) is where the two claims part: 4-digit inputs sit on the cluster of the *equivalent* digit.""",
+    ),
+    (
+        "code",
+        """proj = ood_projection(ckpt, id_pairs, (a[is_ood], b[is_ood]))
 print(proj.summary())
-proj.figure().show()'''),
-    ("code", '''oa, ob = data.ood_both(task, task.digits + 1, N_ID, seed=SEED)
+proj.figure().show()""",
+    ),
+    (
+        "code",
+        """oa, ob = data.ood_both(task, task.digits + 1, N_ID, seed=SEED)
 proj3 = ood_projection(ckpt, id_pairs, (oa, ob), position="ans3", label="ans3")
 s3 = proj3.summary()
 print(f"thousands digit: OOD on the equivalent cluster {s3['ood_on_equivalent_cluster_where_differ']:.3f}, "
       f"on the true cluster {s3['ood_on_true_cluster_where_differ']:.3f} (where the labels differ: {s3['labels_differ']:.3f})")
-proj3.figure().show()'''),
+proj3.figure().show()""",
+    ),
 ]
 
 # ---- 05 ------------------------------------------------------------------------------------------
 NOTEBOOKS["05_causal_views"] = [
-    ("md", """# Causal views: logit lens, activation patching, OOD-to-ID patching, attention
+    (
+        "md",
+        """# Causal views: logit lens, activation patching, OOD-to-ID patching, attention
 
 Beyond the study's figures: where in the network `add3` decides each answer digit, and where the extra
-(4th) operand digits of an OOD input stop mattering."""),
-    ("code", QUICK_LINE + '''CHECKPOINT = "add3"
+(4th) operand digits of an OOD input stop mattering.""",
+    ),
+    (
+        "code",
+        QUICK_LINE
+        + """CHECKPOINT = "add3"
 N = 64 if QUICK else 1000          # pairs per set in the logit lens
 PATCH_N = 16 if QUICK else 128     # prompt pairs per patching experiment
 EXAMPLES = [(349, 705), (567, 489)]  # ID pairs whose OOD class members are shown in the attention views
 SEED = 0
-THREADS = 1'''),
-    ("code", SETUP + '''
+THREADS = 1""",
+    ),
+    (
+        "code",
+        SETUP
+        + """
 from IPython.display import display
 
 from mechinterp_arith.analysis.circuits import digit_sites, ood_sites
@@ -294,23 +401,35 @@ from mechinterp_arith.report.sections.attention import attention_of, class_membe
 
 ckpt = ma.load(CHECKPOINT, device="cpu")
 task = ckpt.task
-labels = position_labels(task)'''),
-    ("md", """## Logit lens
+labels = position_labels(task)""",
+    ),
+    (
+        "md",
+        """## Logit lens
 
 Mean probability of the target digit read off each residual state (`accumulated_resid` → final LayerNorm →
-unembedding), per answer digit; for 4-digit inputs both the equivalent relation's digit and the true digit."""),
-    ("code", '''lens = id_ood_logit_lens(ckpt, n=N, seed=SEED)
+unembedding), per answer digit; for 4-digit inputs both the equivalent relation's digit and the true digit.""",
+    ),
+    (
+        "code",
+        """lens = id_ood_logit_lens(ckpt, n=N, seed=SEED)
 print("last state reproduces the logits: max |diff| =", lens.final_max_abs_diff)
 lens.figure().show()
 ood_set = f"ood{task.digits + 1}"
 display(lens.table("mean_prob", ood_set, "equivalent").round(3))
-display(lens.table("mean_prob", ood_set, "true").round(3))'''),
-    ("md", """## Activation patching: where each answer digit lives
+display(lens.table("mean_prob", ood_set, "true").round(3))""",
+    ),
+    (
+        "md",
+        """## Activation patching: where each answer digit lives
 
 For answer digit k, prompt pairs whose answers differ only in digit k; each site (residual stream before a
 block, attention output, MLP output; per layer and position) patched from the clean into the corrupted run.
-Effect 1 = the clean logit difference restored, 0 = none."""),
-    ("code", '''def site_heatmaps(df: pd.DataFrame, value: str, title: str, zmin=None, zmax=None) -> go.Figure:
+Effect 1 = the clean logit difference restored, 0 = none.""",
+    ),
+    (
+        "code",
+        """def site_heatmaps(df: pd.DataFrame, value: str, title: str, zmin=None, zmax=None) -> go.Figure:
     kinds = list(dict.fromkeys(df["kind"]))
     fig = make_subplots(rows=len(kinds), cols=1, subplot_titles=kinds, shared_xaxes=True, vertical_spacing=0.08)
     for i, kind in enumerate(kinds, start=1):
@@ -324,25 +443,37 @@ Effect 1 = the clean logit difference restored, 0 = none."""),
 for k in range(task.digits + 1):
     df = digit_sites(ckpt, k, n=PATCH_N, seed=SEED)
     site_heatmaps(df, "effect", f"answer digit {k} (10^{k}): normalised patching effect ({df.attrs['n_pairs']} pairs)").show()
-    print(f"digit {k}: top sites", df[~df.identical].nlargest(3, "effect")[["kind", "layer", "label", "effect"]].to_dict("records"))'''),
-    ("md", """## OOD-to-ID patching
+    print(f"digit {k}: top sites", df[~df.identical].nlargest(3, "effect")[["kind", "layer", "label", "effect"]].to_dict("records"))""",
+    ),
+    (
+        "md",
+        """## OOD-to-ID patching
 
 Each 4-digit input against its ID representative, both teacher-forced with the representative's answer, so
 the two runs differ only at the extra operand digits. `flip_rate`: share of rows whose greedy answer digits
-change when a site is patched from the other run. `act_diff`: relative size of the activation difference."""),
-    ("code", '''sites = ood_sites(ckpt, n=PATCH_N, seed=SEED)
+change when a site is patched from the other run. `act_diff`: relative size of the activation difference.""",
+    ),
+    (
+        "code",
+        """sites = ood_sites(ckpt, n=PATCH_N, seed=SEED)
 print({k: round(v, 4) if isinstance(v, float) else v for k, v in sites.attrs.items()})
 for direction in ("ood->id", "id->ood"):
     part = sites[sites.direction == direction]
     site_heatmaps(part, "flip_rate", f"{direction}: share of answers changed by patching the site", 0, 1).show()
-site_heatmaps(sites[sites.direction == "ood->id"], "act_diff", "relative activation difference, OOD vs representative").show()'''),
-    ("md", """## Attention patterns (circuitsvis, offline)
+site_heatmaps(sites[sites.direction == "ood->id"], "act_diff", "relative activation difference, OOD vs representative").show()""",
+    ),
+    (
+        "md",
+        """## Attention patterns (circuitsvis, offline)
 
 All heads of each ID input beside OOD members of its class, over the sequence the model reads while
 answering (prompt and its own answer digits). circuitsvis' default notebook display imports its JavaScript
 from a CDN; here the bundle shipped inside the circuitsvis package is inlined once, so the views render
-without network access."""),
-    ("code", '''L, H = ckpt.model_config.n_layers, ckpt.model_config.n_heads
+without network access.""",
+    ),
+    (
+        "code",
+        """L, H = ckpt.model_config.n_layers, ckpt.model_config.n_heads
 names = [f"L{l}H{h}" for l in range(L) for h in range(H)]
 views, tv_rows = [], []
 for a0, b0 in EXAMPLES:
@@ -363,61 +494,99 @@ for a0, b0 in EXAMPLES:
                         **{n: round(float(v), 3) for n, v in zip(names, tv)}})
 display(attention_views(views, names, id_prefix="nb05"))
 print("largest TV distance between the OOD and the ID attention pattern over the answer-predicting positions, per head:")
-pd.DataFrame(tv_rows)'''),
+pd.DataFrame(tv_rows)""",
+    ),
 ]
 
 # ---- 06 ------------------------------------------------------------------------------------------
 NOTEBOOKS["06_circuit_query_tour"] = [
-    ("md", """# A tour of the circuit query API
+    (
+        "md",
+        """# A tour of the circuit query API
 
 `mechinterp_arith.analysis.circuits` answers circuit questions with batched activation patching and returns pandas
 DataFrames (filter them with `.query`, `.nlargest`, `.pivot`). `explain(ckpt, a, b)` is the one-input
-view: prediction, ID representative and the top patching sites per answer digit."""),
-    ("code", QUICK_LINE + '''CHECKPOINT = "add3"
+view: prediction, ID representative and the top patching sites per answer digit.""",
+    ),
+    (
+        "code",
+        QUICK_LINE
+        + """CHECKPOINT = "add3"
 N = 16 if QUICK else 64        # prompt pairs per query
 DIGIT = 1                      # answer digit (10^DIGIT place) the single-digit queries look at
 OOD_INPUT = (1349, 705)        # explain(): an OOD input, answered as its representative 349 + 705
 SEED = 0
-THREADS = 1'''),
-    ("code", SETUP + '''
+THREADS = 1""",
+    ),
+    (
+        "code",
+        SETUP
+        + """
 import json
 
 from mechinterp_arith.analysis.circuits import attention_to_operands, circuit, digit_sites, explain, head_operand_map, ood_sites
 
-ckpt = ma.load(CHECKPOINT, device="cpu")'''),
+ckpt = ma.load(CHECKPOINT, device="cpu")""",
+    ),
     ("md", "## `digit_sites(ckpt, k)`: which (kind, layer, position) sites carry answer digit k"),
-    ("code", '''sites = digit_sites(ckpt, DIGIT, n=N, seed=SEED)
+    (
+        "code",
+        """sites = digit_sites(ckpt, DIGIT, n=N, seed=SEED)
 print(sites.attrs)
-sites.nlargest(5, "effect")[["kind", "layer", "pos", "label", "effect"]]'''),
-    ("md", "## `attention_to_operands(ckpt, k)`: mean attention from the position predicting digit k to every operand digit"),
-    ("code", '''att = attention_to_operands(ckpt, DIGIT, n=N, seed=SEED)
-att.pivot_table(index=["layer", "head"], columns=["operand", "place"], values="attention").round(2)'''),
+sites.nlargest(5, "effect")[["kind", "layer", "pos", "label", "effect"]]""",
+    ),
+    (
+        "md",
+        "## `attention_to_operands(ckpt, k)`: mean attention from the position predicting digit k to every operand digit",
+    ),
+    (
+        "code",
+        """att = attention_to_operands(ckpt, DIGIT, n=N, seed=SEED)
+att.pivot_table(index=["layer", "head"], columns=["operand", "place"], values="attention").round(2)""",
+    ),
     ("md", "## `head_operand_map(ckpt, k)`: which heads move which operand digits into answer position k"),
-    ("code", '''hmap = head_operand_map(ckpt, DIGIT, n=N, seed=SEED)
-hmap.query("attention > 0.3")[["layer", "head", "operand", "place", "attention", "effect", "best_label", "best_effect"]]'''),
+    (
+        "code",
+        """hmap = head_operand_map(ckpt, DIGIT, n=N, seed=SEED)
+hmap.query("attention > 0.3")[["layer", "head", "operand", "place", "attention", "effect", "best_label", "best_effect"]]""",
+    ),
     ("md", "## `circuit(ckpt)`: the heads that read an operand digit and matter, for every answer digit"),
-    ("code", '''circ = circuit(ckpt, n=N, seed=SEED)
-circ[["digit", "layer", "head", "operand", "place", "attention", "effect"]].sort_values(["digit", "effect"], ascending=[True, False])'''),
+    (
+        "code",
+        """circ = circuit(ckpt, n=N, seed=SEED)
+circ[["digit", "layer", "head", "operand", "place", "attention", "effect"]].sort_values(["digit", "effect"], ascending=[True, False])""",
+    ),
     ("md", "## `ood_sites(ckpt)`: patching between 4-digit inputs and their ID representatives"),
-    ("code", '''ood = ood_sites(ckpt, n=N, seed=SEED)
+    (
+        "code",
+        """ood = ood_sites(ckpt, n=N, seed=SEED)
 print({k: round(v, 4) if isinstance(v, float) else v for k, v in ood.attrs.items()})
-ood.query("direction == 'ood->id'").nlargest(5, "answer_logit_change")'''),
+ood.query("direction == 'ood->id'").nlargest(5, "answer_logit_change")""",
+    ),
     ("md", "## `explain(ckpt, a, b)`: one input"),
-    ("code", '''ex = explain(ckpt, *OOD_INPUT)
+    (
+        "code",
+        """ex = explain(ckpt, *OOD_INPUT)
 print(json.dumps({k: v for k, v in ex.items() if k != "digits"}, indent=1))
 pd.DataFrame([{"k": d["k"], "predicted": d["predicted"], "true": d["true"], "n_corruptions": d["n_corruptions"],
                "top_sites": ", ".join(f"{s['kind']} L{s['layer']} {s['label']} ({s['effect']:.2f})" for s in d["top_sites"])}
-              for d in ex["digits"]])'''),
-    ("code", '''ex_id = explain(ckpt, OOD_INPUT[0] % 10**ckpt.task.digits, OOD_INPUT[1] % 10**ckpt.task.digits)
+              for d in ex["digits"]])""",
+    ),
+    (
+        "code",
+        """ex_id = explain(ckpt, OOD_INPUT[0] % 10**ckpt.task.digits, OOD_INPUT[1] % 10**ckpt.task.digits)
 print("the representative:", json.dumps({k: ex_id[k] for k in ("a", "b", "prediction", "correct")}))
 print("same top sites for every digit:",
-      all([s["label"] for s in d1["top_sites"]] == [s["label"] for s in d2["top_sites"]] for d1, d2 in zip(ex["digits"], ex_id["digits"])))'''),
+      all([s["label"] for s in d1["top_sites"]] == [s["label"] for s in d2["top_sites"]] for d1, d2 in zip(ex["digits"], ex_id["digits"])))""",
+    ),
 ]
 
 
 # ---- 07 ------------------------------------------------------------------------------------------
 NOTEBOOKS["07_circuit_discovery"] = [
-    ("md", """# Circuit discovery: attribution patching, edge circuits, sub-task tags, interchange interventions
+    (
+        "md",
+        """# Circuit discovery: attribution patching, edge circuits, sub-task tags, interchange interventions
 
 `discover(ckpt, digit=k)` ranks every edge of TransformerLens's attribution-patching graph (writers: token
 embeddings, head outputs, MLP outputs; readers: each head's q/k/v input, each MLP input, the logits; edges never
@@ -425,8 +594,12 @@ cross positions) by EAP-IG, keeps the smallest top-ranked edge set whose **exact
 set to the corrupted run, TL's `faithfulness`) keeps the answer digit, and verifies it on held-out pairs. Then:
 which sub-task (Quirke & Barez: BaseAdd, MakeCarry1, UseCarry1, UseSum9) each node is necessary for, how well
 EAP and EAP-IG agree with exact activation patching, and two interchange interventions (TL's `interchange`)
-that test the study's claim causally. docs/circuits.md has the method and the measured numbers."""),
-    ("code", QUICK_LINE + '''CHECKPOINT = "add3"
+that test the study's claim causally. docs/circuits.md has the method and the measured numbers.""",
+    ),
+    (
+        "code",
+        QUICK_LINE
+        + """CHECKPOINT = "add3"
 DIGITS = [1] if QUICK else [0, 1, 2, 3]   # answer digits to discover
 N = 24 if QUICK else 48                   # search pairs per digit
 HELDOUT = 48 if QUICK else 256            # held-out pairs that verify each circuit
@@ -435,8 +608,12 @@ AGREE_N = 16 if QUICK else 64             # pairs per digit for EAP / EAP-IG vs 
 IIA_N = 48 if QUICK else 256              # (base, source) pairs of the extra-digit interchange
 DAS_N, DAS_EPOCHS = (192, 3) if QUICK else (1024, 20)
 SEED = 0
-THREADS = 1'''),
-    ("code", SETUP + '''
+THREADS = 1""",
+    ),
+    (
+        "code",
+        SETUP
+        + """
 from mechinterp_arith.analysis.attribution import attribution_agreement, attribution_sites
 from mechinterp_arith.analysis.circuit_plot import circuit_figure
 from mechinterp_arith.analysis.discovery import discover
@@ -445,53 +622,88 @@ from mechinterp_arith.analysis.subtasks import subtask_tags
 from mechinterp_arith.core.positions import position_labels
 
 ckpt = ma.load(CHECKPOINT, device="cpu")
-labels = position_labels(ckpt.task)'''),
+labels = position_labels(ckpt.task)""",
+    ),
     ("md", "## Discover and verify one circuit per answer digit"),
-    ("code", '''circuits = {k: discover(ckpt, k, n=N, n_heldout=HELDOUT, ig_steps=IG_STEPS, seed=SEED) for k in DIGITS}
+    (
+        "code",
+        """circuits = {k: discover(ckpt, k, n=N, n_heldout=HELDOUT, ig_steps=IG_STEPS, seed=SEED) for k in DIGITS}
 pd.DataFrame([{"digit": k, "edges": c.n_edges, "share of graph": c.n_edges / c.n_edges_total,
                "faithfulness": c.faithfulness, "ci95": c.faithfulness_ci95, "digit kept": c.agreement,
-               "held-out pairs": c.pairs, "seconds": c.seconds} for k, c in circuits.items()])'''),
-    ("md", """The edges as TL `Node` pairs (feed them to `transformer_lens.tools.analysis.attribution_patching.faithfulness`
-on a bridge with per-head results), strongest first, and the JSON that `mechinterp-arith discover --json` prints:"""),
-    ("code", '''k = DIGITS[0]
+               "held-out pairs": c.pairs, "seconds": c.seconds} for k, c in circuits.items()])""",
+    ),
+    (
+        "md",
+        """The edges as TL `Node` pairs (feed them to `transformer_lens.tools.analysis.attribution_patching.faithfulness`
+on a bridge with per-head results), strongest first, and the JSON that `mechinterp-arith discover --json` prints:""",
+    ),
+    (
+        "code",
+        """k = DIGITS[0]
 for writer, reader, score in circuits[k].edges()[:8]:
     print(f"{score:+8.3f}  {writer}  ->  {reader}")
 out = circuits[k].to_json()
-print({key: out[key] for key in ("digit", "n_edges_total", "faithfulness", "faithfulness_ci95", "pairs")})'''),
-    ("md", """## The circuit graph, nodes coloured by sub-task
+print({key: out[key] for key in ("digit", "n_edges_total", "faithfulness", "faithfulness_ci95", "pairs")})""",
+    ),
+    (
+        "md",
+        """## The circuit graph, nodes coloured by sub-task
 
 Each node's necessity for each sub-task family of its digit: the share of the family's clean-to-corrupted gap
-lost when the node's output is set to the corrupted run's (tags: necessity >= 0.2)."""),
-    ("code", '''for k, c in circuits.items():
+lost when the node's output is set to the corrupted run's (tags: necessity >= 0.2).""",
+    ),
+    (
+        "code",
+        """for k, c in circuits.items():
     tags = subtask_tags(ckpt, c, n=N, seed=SEED)
     circuit_figure(c, tags, labels).show()
-    display(tags.drop(columns=["kind"]).round(3))'''),
-    ("md", """## EAP and EAP-IG against exact activation patching
+    display(tags.drop(columns=["kind"]).round(3))""",
+    ),
+    (
+        "md",
+        """## EAP and EAP-IG against exact activation patching
 
 Estimated vs exact normalised patching effect of every site (resid_pre, attn_out, one head's z, mlp_out) where the
-runs differ, digits pooled; correlations over the sites where any of the three reaches 0.01."""),
-    ("code", '''sites = attribution_sites(ckpt, digits=DIGITS, n=AGREE_N, seed=SEED, ig_steps=IG_STEPS)
+runs differ, digits pooled; correlations over the sites where any of the three reaches 0.01.""",
+    ),
+    (
+        "code",
+        """sites = attribution_sites(ckpt, digits=DIGITS, n=AGREE_N, seed=SEED, ig_steps=IG_STEPS)
 agreement = attribution_agreement(sites)
 display(agreement.drop(columns="worst").round(3))
 long = sites.melt(id_vars=["digit", "family", "layer", "pos", "head", "exact"], value_vars=["EAP", "EAP-IG"],
                   var_name="method", value_name="estimate")
 px.scatter(long, x="exact", y="estimate", color="method", facet_col="family", hover_data=["digit", "layer", "pos", "head"],
-           title="estimated vs exact patching effect (1 = clean restored)").show()'''),
-    ("md", """## Interchange interventions for the study's claim
+           title="estimated vs exact patching effect (1 = clean restored)").show()""",
+    ),
+    (
+        "md",
+        """## Interchange interventions for the study's claim
 
 **(a)** At the positions of a3 and b3 of 4-digit inputs, set the base's residual stream to a source input's
 (every layer in turn): does the answer stay what the model answers for the base (the digits are ignored, as under
-the study's truncation `(a mod 1000) + (b mod 1000)`), or follow the swapped digits (true addition)?"""),
-    ("code", '''iia = extra_digit_interchange(ckpt, n=IIA_N, seed=SEED)
+the study's truncation `(a mod 1000) + (b mod 1000)`), or follow the swapped digits (true addition)?""",
+    ),
+    (
+        "code",
+        """iia = extra_digit_interchange(ckpt, n=IIA_N, seed=SEED)
 print(f"positions {iia.attrs['positions']}; without intervention the model answers the truncated sum on "
       f"{iia.attrs['baseline_truncation']:.3f} of the bases")
-iia'''),
-    ("md", """**(b)** A DAS subspace (TL `fit_das`) for the units digit of the answer at the position predicting it, in
+iia""",
+    ),
+    (
+        "md",
+        """**(b)** A DAS subspace (TL `fit_das`) for the units digit of the answer at the position predicting it, in
 the state the study's Fig.-4 PCA looks at; its IIA beside a random subspace and an arbitrary relabelling of the
-digit, and its alignment with the PCA clusters (principal-angle cosines, between-digit variance inside it)."""),
-    ("code", '''das = units_digit_das(ckpt, rank=8, n=DAS_N, n_test=DAS_N // 2, epochs=DAS_EPOCHS, seed=SEED)
-pd.Series({k: v for k, v in vars(das).items() if k not in ("basis", "losses")})'''),
+digit, and its alignment with the PCA clusters (principal-angle cosines, between-digit variance inside it).""",
+    ),
+    (
+        "code",
+        """das = units_digit_das(ckpt, rank=8, n=DAS_N, n_test=DAS_N // 2, epochs=DAS_EPOCHS, seed=SEED)
+pd.Series({k: v for k, v in vars(das).items() if k not in ("basis", "losses")})""",
+    ),
 ]
+
 
 def build(name: str, cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
     """One notebook with deterministic cell ids; the first code cell is tagged ``parameters``."""

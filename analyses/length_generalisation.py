@@ -31,9 +31,34 @@ from mechinterp_arith.core.position_schemes import SCHEMES
 RESULTS = Path(__file__).resolve().parent / "results" / "length_generalisation.json"
 # the same data, model and optimisation for every scheme (Cho et al.'s 1-layer, 4-head decoder, scaled down)
 # (optimisation flags spelled out, so the recorded commands keep their meaning when defaults change)
-RECIPE = ["--task", "add", "--digits", "3", "--width", "6", "--format", "reversed", "--operand-lengths", "mixed",
-          "--layers", "1", "--heads", "4", "--d-model", "64", "--steps", "2000", "--batch-size", "256",
-          "--warmup", "200", "--eval-every", "250", "--eval-n", "2000"]
+RECIPE = [
+    "--task",
+    "add",
+    "--digits",
+    "3",
+    "--width",
+    "6",
+    "--format",
+    "reversed",
+    "--operand-lengths",
+    "mixed",
+    "--layers",
+    "1",
+    "--heads",
+    "4",
+    "--d-model",
+    "64",
+    "--steps",
+    "2000",
+    "--batch-size",
+    "256",
+    "--warmup",
+    "200",
+    "--eval-every",
+    "250",
+    "--eval-n",
+    "2000",
+]
 
 
 def recipe(steps: int | None = None) -> list[str]:
@@ -45,8 +70,20 @@ def recipe(steps: int | None = None) -> list[str]:
 
 
 def train_command(scheme: str, seed: int, out: Path, steps: int | None = None) -> list[str]:
-    return ["mechinterp-arith", "train", *recipe(steps), "--positional", scheme, "--model-seed", str(seed),
-            "--seed", str(seed), "--out", str(out), "--quiet"]
+    return [
+        "mechinterp-arith",
+        "train",
+        *recipe(steps),
+        "--positional",
+        scheme,
+        "--model-seed",
+        str(seed),
+        "--seed",
+        str(seed),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
 
 
 def train_one(scheme: str, seed: int, out: Path, steps: int | None = None) -> dict:
@@ -57,12 +94,19 @@ def train_one(scheme: str, seed: int, out: Path, steps: int | None = None) -> di
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         load_before = os.getloadavg()[0]
         subprocess.run([sys.executable, "-m", "mechinterp_arith", *command[1:]], check=True, env=env)
-        atomic_write_text(log, json.dumps({"train_load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)]}))
+        atomic_write_text(
+            log, json.dumps({"train_load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)]})
+        )
     config = json.loads((out / "config.json").read_text())
     history = json.loads((out / "metrics.json").read_text())["history"]
     extra = json.loads(log.read_text()) if log.is_file() else {"train_load_average": None}
-    return {"command": shlex.join(command), "steps": history[-1]["step"], "train_seconds": history[-1]["elapsed_s"],
-            "recorded_command": config.get("command"), **extra}
+    return {
+        "command": shlex.join(command),
+        "steps": history[-1]["step"],
+        "train_seconds": history[-1]["elapsed_s"],
+        "recorded_command": config.get("command"),
+        **extra,
+    }
 
 
 def main(argv=None) -> int:
@@ -86,15 +130,28 @@ def main(argv=None) -> int:
             run = train_one(scheme, seed, out, args.steps)
             start, load_before = time.perf_counter(), os.getloadavg()[0]
             profile = length_profile(load(out, device="cpu"), args.ood_digits, n=args.n)
-            analysis = {"analysis_seconds": round(time.perf_counter() - start, 1),
-                        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+            analysis = {
+                "analysis_seconds": round(time.perf_counter() - start, 1),
+                "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            }
             for m, row in profile.iterrows():
-                rows.append({"scheme": scheme, "seed": seed, "m": int(m), **run, **analysis,
-                             **{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}})
-            atomic_write_text(args.results, json.dumps({"n": args.n, "recipe": recipe(args.steps),
-                                                        "rows": rows}, indent=1) + "\n")
-            print(f"{scheme} seed {seed}: " + ", ".join(f"{int(m)}-digit {r.exact:.3f}" for m, r in profile.iterrows()),
-                  flush=True)
+                rows.append(
+                    {
+                        "scheme": scheme,
+                        "seed": seed,
+                        "m": int(m),
+                        **run,
+                        **analysis,
+                        **{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()},
+                    }
+                )
+            atomic_write_text(
+                args.results, json.dumps({"n": args.n, "recipe": recipe(args.steps), "rows": rows}, indent=1) + "\n"
+            )
+            print(
+                f"{scheme} seed {seed}: " + ", ".join(f"{int(m)}-digit {r.exact:.3f}" for m, r in profile.iterrows()),
+                flush=True,
+            )
     return 0
 
 

@@ -28,12 +28,20 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default="add3")
-    p.add_argument("--threads", type=int, default=1,
-                   help="OMP/MKL threads of the timed command (default 1: the models are too small to gain from "
-                        "more, and on a shared machine extra threads wait for each other)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="OMP/MKL threads of the timed command (default 1: the models are too small to gain from "
+        "more, and on a shared machine extra threads wait for each other)",
+    )
     args, extra = p.parse_known_args()
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
-           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(args.threads),
+        "MKL_NUM_THREADS": str(args.threads),
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
     cmd = [sys.executable, "-m", "mechinterp_arith", "discover", args.checkpoint, "--json", "--device", "cpu", *extra]
     load_before = os.getloadavg()
     t0 = time.perf_counter()
@@ -43,20 +51,41 @@ def main() -> None:
     if res.returncode != 0:
         sys.exit(f"discover failed: {res.stderr.strip()}")
     out = json.loads(res.stdout)
-    circuits = [{"digit": c["digit"], "edges": len(c["edges"]), "share_of_edges": round(len(c["edges"]) / c["n_edges_total"], 4),
-                 "faithfulness": c["faithfulness"], "faithfulness_ci95": c["faithfulness_ci95"],
-                 "digit_kept": c["agreement"], "pairs": c["pairs"], "seconds": c["seconds"]} for c in out["circuits"]]
-    print(json.dumps({
-        "benchmark": "mechinterp-arith discover --json, every answer digit, fresh interpreter",
-        "checkpoint": args.checkpoint, "command": " ".join(cmd[1:]), "threads": args.threads,
-        "cpu": platform.processor() or platform.machine(), "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "wall_s": round(wall, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
-        "discover_seconds": out["seconds"], "n_edges_total": out["circuits"][0]["n_edges_total"] if out["circuits"] else None,
-        "all_faithful": all(c["faithfulness"] >= 0.9 for c in circuits),
-        "all_small": all(c["share_of_edges"] <= 0.1 for c in circuits),
-        "circuits": circuits, "skipped": out["skipped"],
-    }, indent=2))
+    circuits = [
+        {
+            "digit": c["digit"],
+            "edges": len(c["edges"]),
+            "share_of_edges": round(len(c["edges"]) / c["n_edges_total"], 4),
+            "faithfulness": c["faithfulness"],
+            "faithfulness_ci95": c["faithfulness_ci95"],
+            "digit_kept": c["agreement"],
+            "pairs": c["pairs"],
+            "seconds": c["seconds"],
+        }
+        for c in out["circuits"]
+    ]
+    print(
+        json.dumps(
+            {
+                "benchmark": "mechinterp-arith discover --json, every answer digit, fresh interpreter",
+                "checkpoint": args.checkpoint,
+                "command": " ".join(cmd[1:]),
+                "threads": args.threads,
+                "cpu": platform.processor() or platform.machine(),
+                "load_average_before": [round(x, 2) for x in load_before],
+                "load_average_after": [round(x, 2) for x in os.getloadavg()],
+                "wall_s": round(wall, 2),
+                "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+                "discover_seconds": out["seconds"],
+                "n_edges_total": out["circuits"][0]["n_edges_total"] if out["circuits"] else None,
+                "all_faithful": all(c["faithfulness"] >= 0.9 for c in circuits),
+                "all_small": all(c["share_of_edges"] <= 0.1 for c in circuits),
+                "circuits": circuits,
+                "skipped": out["skipped"],
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

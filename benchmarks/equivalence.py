@@ -19,8 +19,8 @@ import time
 import torch
 
 from mechinterp_arith import data
-from mechinterp_arith.core.checkpoint import load
 from mechinterp_arith.analysis.equivalence import analyse_set
+from mechinterp_arith.core.checkpoint import load
 
 
 def main() -> None:
@@ -38,24 +38,28 @@ def main() -> None:
     cpu0, t0 = time.process_time(), time.perf_counter()
     result = analyse_set(ckpt.model, ckpt.task, a, b)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    print(json.dumps({
-        "benchmark": "equivalence",
-        "checkpoint": args.ckpt,
-        "ood_digits": args.m,
-        "n": args.n,
-        "decodes": 2 * args.n,
-        "wall_s": round(wall, 2),
-        "cpu_s": round(cpu, 2),
-        "target_s": 30,
-        "within_target": wall < 30,
-        "samples_per_s": round(args.n / wall),
-        "torch_threads": torch.get_num_threads(),
-        "load_average_1m": round(os.getloadavg()[0], 2),
-        "cpus": os.cpu_count(),
-        "machine": platform.processor() or platform.machine(),
-        "best_relation": result.best.name if result.best else None,
-        "coverage": round(result.search.top.coverage, 6),
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "equivalence",
+                "checkpoint": args.ckpt,
+                "ood_digits": args.m,
+                "n": args.n,
+                "decodes": 2 * args.n,
+                "wall_s": round(wall, 2),
+                "cpu_s": round(cpu, 2),
+                "target_s": 30,
+                "within_target": wall < 30,
+                "samples_per_s": round(args.n / wall),
+                "torch_threads": torch.get_num_threads(),
+                "load_average_1m": round(os.getloadavg()[0], 2),
+                "cpus": os.cpu_count(),
+                "machine": platform.processor() or platform.machine(),
+                "best_relation": result.best.name if result.best else None,
+                "coverage": round(result.search.top.coverage, 6),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

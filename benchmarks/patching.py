@@ -23,8 +23,13 @@ import warnings
 
 import torch
 
-FUNCTIONS = ("get_act_patch_resid_pre", "get_act_patch_attn_out", "get_act_patch_mlp_out",
-             "get_act_patch_attn_head_out_all_pos", "get_act_patch_attn_head_out_by_pos")
+FUNCTIONS = (
+    "get_act_patch_resid_pre",
+    "get_act_patch_attn_out",
+    "get_act_patch_mlp_out",
+    "get_act_patch_attn_head_out_all_pos",
+    "get_act_patch_attn_head_out_by_pos",
+)
 
 
 def main() -> None:
@@ -66,7 +71,7 @@ def main() -> None:
     wall = [0.0]
 
     timed(fast, FUNCTIONS[0])  # warm-up (builds and checks the plain forward)
-    undeclared = lambda logits: metric(logits)  # noqa: E731
+    undeclared = lambda logits: metric(logits)
     rows, tl_total, ours_total, hooks_total, undeclared_total, worst = {}, 0.0, 0.0, 0.0, 0.0, 0.0
     for name in FUNCTIONS:
         t_tl, ref = timed(tl_patching, name)
@@ -75,26 +80,46 @@ def main() -> None:
         t_und, out_u = timed(fast, name, patching_metric=undeclared)
         diff = max(float((o - ref).abs().max()) for o in (out, out_h, out_u))
         worst = max(worst, diff)
-        rows[name] = {"tl_s": round(t_tl, 3), "ours_s": round(t_ours, 3), "hooks_path_s": round(t_hooks, 3),
-                      "undeclared_metric_s": round(t_und, 3), "speedup": round(t_tl / t_ours, 1),
-                      "speedup_undeclared_metric": round(t_tl / t_und, 1), "max_abs_diff": diff, "shape": list(ref.shape)}
+        rows[name] = {
+            "tl_s": round(t_tl, 3),
+            "ours_s": round(t_ours, 3),
+            "hooks_path_s": round(t_hooks, 3),
+            "undeclared_metric_s": round(t_und, 3),
+            "speedup": round(t_tl / t_ours, 1),
+            "speedup_undeclared_metric": round(t_tl / t_und, 1),
+            "max_abs_diff": diff,
+            "shape": list(ref.shape),
+        }
         tl_total += t_tl
         ours_total += t_ours
         hooks_total += t_hooks
         undeclared_total += t_und
-    print(json.dumps({
-        "benchmark": "activation patching, five TL functions vs batched drop-ins",
-        "checkpoint": args.checkpoint, "n_pairs": args.n, "answer_digit": args.digit,
-        "pairs": pairs.description, "threads": args.threads, "torch": torch.__version__,
-        "cpu": platform.processor() or platform.machine(),
-        "timing": "process CPU seconds, best of --repeats", "wall_s_all_runs": round(wall[0], 1),
-        "tl_total_s": round(tl_total, 3), "ours_total_s": round(ours_total, 3),
-        "speedup": round(tl_total / ours_total, 1),
-        "undeclared_metric_total_s": round(undeclared_total, 3),
-        "speedup_undeclared_metric": round(tl_total / undeclared_total, 1),
-        "hooks_path_total_s": round(hooks_total, 3), "hooks_path_speedup": round(tl_total / hooks_total, 1),
-        "max_abs_diff_vs_tl": worst, "functions": rows,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "activation patching, five TL functions vs batched drop-ins",
+                "checkpoint": args.checkpoint,
+                "n_pairs": args.n,
+                "answer_digit": args.digit,
+                "pairs": pairs.description,
+                "threads": args.threads,
+                "torch": torch.__version__,
+                "cpu": platform.processor() or platform.machine(),
+                "timing": "process CPU seconds, best of --repeats",
+                "wall_s_all_runs": round(wall[0], 1),
+                "tl_total_s": round(tl_total, 3),
+                "ours_total_s": round(ours_total, 3),
+                "speedup": round(tl_total / ours_total, 1),
+                "undeclared_metric_total_s": round(undeclared_total, 3),
+                "speedup_undeclared_metric": round(tl_total / undeclared_total, 1),
+                "hooks_path_total_s": round(hooks_total, 3),
+                "hooks_path_speedup": round(tl_total / hooks_total, 1),
+                "max_abs_diff_vs_tl": worst,
+                "functions": rows,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

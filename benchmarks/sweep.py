@@ -41,9 +41,9 @@ name = "bench"
 [settings]
 task = "add"
 digits = 2
-n_layers = {MODEL['n_layers']}
-n_heads = {MODEL['n_heads']}
-d_model = {MODEL['d_model']}
+n_layers = {MODEL["n_layers"]}
+n_heads = {MODEL["n_heads"]}
+d_model = {MODEL["d_model"]}
 steps = {steps}
 batch_size = 128
 warmup = 50
@@ -65,25 +65,68 @@ def cli(*args: str) -> list[str]:
 
 
 def env() -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
 
 
 def by_hand(root: Path, steps: int, n: int) -> tuple[float, dict]:
     """Each run as train + evaluate commands, two queues in parallel; returns (seconds, figures by run)."""
+
     def one(scheme: str, seed: int) -> tuple[tuple[str, int], dict]:
         out = root / f"{scheme}-{seed}"
-        subprocess.run(cli("train", "--task", "add", "--digits", "2", "--layers", str(MODEL["n_layers"]),
-                           "--heads", str(MODEL["n_heads"]), "--d-model", str(MODEL["d_model"]),
-                           "--positional", scheme, "--model-seed", str(seed), "--seed", str(seed),
-                           "--steps", str(steps), "--batch-size", "128", "--warmup", "50", "--eval-every", "100",
-                           "--eval-n", "500", "--out", str(out), "--quiet"), check=True, env=env(),
-                       capture_output=True)
-        done = subprocess.run(cli("evaluate", str(out), "--ood-digits", *map(str, OOD), "--n", str(n), "--json"),
-                              check=True, env=env(), capture_output=True, text=True)
+        subprocess.run(
+            cli(
+                "train",
+                "--task",
+                "add",
+                "--digits",
+                "2",
+                "--layers",
+                str(MODEL["n_layers"]),
+                "--heads",
+                str(MODEL["n_heads"]),
+                "--d-model",
+                str(MODEL["d_model"]),
+                "--positional",
+                scheme,
+                "--model-seed",
+                str(seed),
+                "--seed",
+                str(seed),
+                "--steps",
+                str(steps),
+                "--batch-size",
+                "128",
+                "--warmup",
+                "50",
+                "--eval-every",
+                "100",
+                "--eval-n",
+                "500",
+                "--out",
+                str(out),
+                "--quiet",
+            ),
+            check=True,
+            env=env(),
+            capture_output=True,
+        )
+        done = subprocess.run(
+            cli("evaluate", str(out), "--ood-digits", *map(str, OOD), "--n", str(n), "--json"),
+            check=True,
+            env=env(),
+            capture_output=True,
+            text=True,
+        )
         result = json.loads(done.stdout)
-        return (scheme, seed), {"id_exact": result["id"]["exact"],
-                                **{f"exact_len{m}": r["exact"] for m, r in result["ood"].items()}}
+        return (scheme, seed), {
+            "id_exact": result["id"]["exact"],
+            **{f"exact_len{m}": r["exact"] for m, r in result["ood"].items()},
+        }
 
     start = time.perf_counter()
     with ThreadPoolExecutor(2) as pool:
@@ -113,8 +156,12 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     spec = root / "bench.toml"
     spec.write_text(spec_text(args.steps, args.n))
-    out = {"runs": len(SCHEMES) * len(SEEDS), "steps": args.steps, "cpu_count": os.cpu_count(),
-           "load_avg_before": os.getloadavg()}
+    out = {
+        "runs": len(SCHEMES) * len(SEEDS),
+        "steps": args.steps,
+        "cpu_count": os.cpu_count(),
+        "load_avg_before": os.getloadavg(),
+    }
     out["by_hand_s"], hand = by_hand(root / "by_hand", args.steps, args.n)
     out["sweep_s"] = timed("sweep", str(spec), "--out", str(root / "local"), "--workers", "2", "--quiet")
     out["ratio"] = round(out["sweep_s"] / out["by_hand_s"], 3)
@@ -123,9 +170,12 @@ def main() -> None:
     local = figures_of(root / "local")
     out["by_hand_same_figures"] = all(
         local.loc[(local.positional == s) & (local.seed == seed), list(f)].iloc[0].tolist() == list(f.values())
-        for (s, seed), f in hand.items())
+        for (s, seed), f in hand.items()
+    )
     if not args.skip_ray:
-        out["ray_s"] = timed("sweep", str(spec), "--out", str(root / "ray"), "--ray", "auto", "--workers", "2", "--quiet")
+        out["ray_s"] = timed(
+            "sweep", str(spec), "--out", str(root / "ray"), "--ray", "auto", "--workers", "2", "--quiet"
+        )
         out["ray_same_figures"] = bool(local.equals(figures_of(root / "ray")))
     out["load_avg_after"] = os.getloadavg()
     out = {k: round(v, 2) if isinstance(v, float) else v for k, v in out.items()}

@@ -40,13 +40,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference_gpt import ReferenceGPT  # noqa: E402
+from reference_gpt import ReferenceGPT
 
-from mechinterp_arith import ModelConfig, Task, TrainConfig, build_model, data, train  # noqa: E402
-from mechinterp_arith.core.model import resolve_device  # noqa: E402
-from mechinterp_arith.core.threads import set_threads  # noqa: E402
-from mechinterp_arith.core.train_loop import Member, make_optimizer  # noqa: E402
-from mechinterp_arith.core.train_step import TrainingData, answer_loss, batch_indices, choose_forward, train_step  # noqa: E402
+from mechinterp_arith import ModelConfig, Task, TrainConfig, build_model, data, train
+from mechinterp_arith.core.model import resolve_device
+from mechinterp_arith.core.threads import set_threads
+from mechinterp_arith.core.train_loop import Member, make_optimizer
+from mechinterp_arith.core.train_step import TrainingData, answer_loss, batch_indices, choose_forward, train_step
 
 TASK = Task("add", 3)
 STUDY = dict(batch_size=64, lr=5e-4, betas=(0.9, 0.95), warmup=0, schedule="constant", steps=30_000, anneal_at=None)
@@ -80,15 +80,18 @@ def reference_stepper(device, cfg: TrainConfig, td: TrainingData):
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         state["step"] += 1
+
     return step
 
 
 def step_ms(device, steps: int, rounds: int) -> dict:
     cfg = TrainConfig(device=str(device))
     td = TrainingData.build(TASK, data.id_split(TASK, seed=0)).to(device)
-    steppers = {"toolkit": toolkit_stepper(device, "auto", cfg, td),
-                "toolkit_bridge_forward": toolkit_stepper(device, "bridge", cfg, td),
-                "reference_plain": reference_stepper(device, cfg, td)}
+    steppers = {
+        "toolkit": toolkit_stepper(device, "auto", cfg, td),
+        "toolkit_bridge_forward": toolkit_stepper(device, "bridge", cfg, td),
+        "reference_plain": reference_stepper(device, cfg, td),
+    }
     times = {k: [] for k in steppers}
     for _ in range(rounds):  # interleaved, so machine noise hits all alike
         for name, step in steppers.items():
@@ -101,10 +104,13 @@ def step_ms(device, steps: int, rounds: int) -> dict:
             sync(device)
             times[name].append((time.perf_counter() - t) / steps * 1000)
     ms = {k: round(statistics.median(v), 2) for k, v in times.items()}
-    return {"batch_size": cfg.batch_size, **ms,
-            "ratio_toolkit_over_plain": round(ms["toolkit"] / ms["reference_plain"], 3),
-            "ratio_bridge_forward_over_plain": round(ms["toolkit_bridge_forward"] / ms["reference_plain"], 3),
-            "target_ratio": 1.05}
+    return {
+        "batch_size": cfg.batch_size,
+        **ms,
+        "ratio_toolkit_over_plain": round(ms["toolkit"] / ms["reference_plain"], 3),
+        "ratio_bridge_forward_over_plain": round(ms["toolkit_bridge_forward"] / ms["reference_plain"], 3),
+        "target_ratio": 1.05,
+    }
 
 
 def to_100pct(device, seeds: int, **recipe) -> dict:
@@ -114,17 +120,44 @@ def to_100pct(device, seeds: int, **recipe) -> dict:
     runs = []
     for seed in range(seeds):
         t = time.perf_counter()
-        _, history, _ = train(TASK, ModelConfig.for_task(TASK, seed=seed), dataclasses.replace(cfg, seed=seed),
-                              progress=False, threads=torch.get_num_threads())
+        _, history, _ = train(
+            TASK,
+            ModelConfig.for_task(TASK, seed=seed),
+            dataclasses.replace(cfg, seed=seed),
+            progress=False,
+            threads=torch.get_num_threads(),
+        )
         last = history.iloc[-1]
-        runs.append({"seed": seed, "seconds": round(time.perf_counter() - t, 2), "steps": int(last["step"]),
-                     "held_out_exact": float(last.get("held_out_exact", "nan")),
-                     "ood_exact": float(last.get("ood_exact", "nan"))})
-    return {"median_seconds": statistics.median(r["seconds"] for r in runs),
-            "median_steps": statistics.median(r["steps"] for r in runs), "runs": runs,
-            "held_out_pairs": len(data.id_split(TASK, cfg.n_train, cfg.n_test, seed=cfg.data_seed).test_a),
-            "recipe": {k: cfg.to_dict()[k] for k in ("batch_size", "lr", "betas", "warmup", "schedule", "steps", "anneal_at", "anneal_steps",
-                                                     "eval_every", "eval_n")}}
+        runs.append(
+            {
+                "seed": seed,
+                "seconds": round(time.perf_counter() - t, 2),
+                "steps": int(last["step"]),
+                "held_out_exact": float(last.get("held_out_exact", "nan")),
+                "ood_exact": float(last.get("ood_exact", "nan")),
+            }
+        )
+    return {
+        "median_seconds": statistics.median(r["seconds"] for r in runs),
+        "median_steps": statistics.median(r["steps"] for r in runs),
+        "runs": runs,
+        "held_out_pairs": len(data.id_split(TASK, cfg.n_train, cfg.n_test, seed=cfg.data_seed).test_a),
+        "recipe": {
+            k: cfg.to_dict()[k]
+            for k in (
+                "batch_size",
+                "lr",
+                "betas",
+                "warmup",
+                "schedule",
+                "steps",
+                "anneal_at",
+                "anneal_steps",
+                "eval_every",
+                "eval_n",
+            )
+        },
+    }
 
 
 def ensemble_seconds(device, steps: int, k: int = 8) -> dict:
@@ -133,26 +166,45 @@ def ensemble_seconds(device, steps: int, k: int = 8) -> dict:
     out = {}
     for size in (1, k):
         t = time.perf_counter()
-        train(TASK, ModelConfig.for_task(TASK), cfg, seeds=list(range(size)), progress=False,
-              threads=torch.get_num_threads())
+        train(
+            TASK,
+            ModelConfig.for_task(TASK),
+            cfg,
+            seeds=list(range(size)),
+            progress=False,
+            threads=torch.get_num_threads(),
+        )
         out[f"k{size}_seconds"] = round(time.perf_counter() - t, 2)
-    return {"steps": steps, **out, "ratio": round(out[f"k{k}_seconds"] / out["k1_seconds"], 2),
-            "seconds_per_model": {"k1": out["k1_seconds"], f"k{k}": round(out[f"k{k}_seconds"] / k, 2)},
-            "target_ratio": 3.0 if k == 8 else None}
+    return {
+        "steps": steps,
+        **out,
+        "ratio": round(out[f"k{k}_seconds"] / out["k1_seconds"], 2),
+        "seconds_per_model": {"k1": out["k1_seconds"], f"k{k}": round(out[f"k{k}_seconds"] / k, 2)},
+        "target_ratio": 3.0 if k == 8 else None,
+    }
 
 
 def worker(device: str, steps: int) -> None:
     """One training of ``steps`` steps; prints its wall seconds (imports excluded)."""
     t = time.perf_counter()
-    train(TASK, ModelConfig.for_task(TASK), TrainConfig(device=device, steps=steps, eval_every=steps), progress=False,
-          threads=torch.get_num_threads())
+    train(
+        TASK,
+        ModelConfig.for_task(TASK),
+        TrainConfig(device=device, steps=steps, eval_every=steps),
+        progress=False,
+        threads=torch.get_num_threads(),
+    )
     print(json.dumps({"seconds": time.perf_counter() - t}))
 
 
 def concurrency(device, steps: int, threads: int) -> dict:
     cmd = [sys.executable, __file__, "--worker", str(steps), "--device", str(device), "--threads", str(threads)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
-                                                                     os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")])
+        ),
+    }
 
     def run(n: int) -> list[float]:
         procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(n)]
@@ -160,8 +212,13 @@ def concurrency(device, steps: int, threads: int) -> dict:
 
     alone = run(1)[0]
     both = run(2)
-    return {"steps": steps, "alone_seconds": round(alone, 2), "concurrent_seconds": [round(s, 2) for s in both],
-            "ratio": round(max(both) / alone, 2), "target_ratio": 1.3}
+    return {
+        "steps": steps,
+        "alone_seconds": round(alone, 2),
+        "concurrent_seconds": [round(s, 2) for s in both],
+        "ratio": round(max(both) / alone, 2),
+        "target_ratio": 1.3,
+    }
 
 
 def main() -> None:
@@ -170,7 +227,9 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--seeds", type=int, default=3, help="seeds per recipe for the add3 times (median reported)")
     p.add_argument("--ensemble-steps", type=int, default=100)
-    p.add_argument("--ensemble-k", type=int, default=8, help="seeds of the ensemble timed against one (e.g. 64 on a GPU)")
+    p.add_argument(
+        "--ensemble-k", type=int, default=8, help="seeds of the ensemble timed against one (e.g. 64 on a GPU)"
+    )
     p.add_argument("--concurrency-steps", type=int, default=200)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: the toolkit's policy, 1)")
@@ -185,19 +244,30 @@ def main() -> None:
     device = resolve_device(args.device)
     if args.worker is not None:
         return worker(str(device), args.worker)
-    result = {"device": str(device), "torch_threads": threads, "cpu_count": os.cpu_count(),
-              "load_average_1m_start": round(os.getloadavg()[0], 2)}
+    result = {
+        "device": str(device),
+        "torch_threads": threads,
+        "cpu_count": os.cpu_count(),
+        "load_average_1m_start": round(os.getloadavg()[0], 2),
+    }
     result["step_ms"] = step_ms(device, args.steps, args.rounds)
-    overrides = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr), ("warmup", args.warmup)) if v is not None}
+    overrides = {
+        k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr), ("warmup", args.warmup)) if v is not None
+    }
     result["add3_default_recipe"] = to_100pct(device, args.seeds, **overrides)
     if not args.skip_study:
         result["add3_study_recipe"] = to_100pct(device, args.seeds, **STUDY)
         default, study = result["add3_default_recipe"]["runs"], result["add3_study_recipe"]["runs"]
         result["speedup_default_over_study"] = {
-            "median": round(result["add3_study_recipe"]["median_seconds"] / result["add3_default_recipe"]["median_seconds"], 2),
+            "median": round(
+                result["add3_study_recipe"]["median_seconds"] / result["add3_default_recipe"]["median_seconds"], 2
+            ),
             "per_seed": [round(s["seconds"] / d["seconds"], 2) for d, s in zip(default, study)],
             # what a device whose step costs the same at batch 64 and 128 (an overhead-bound GPU) would see
-            "median_steps": round(result["add3_study_recipe"]["median_steps"] / result["add3_default_recipe"]["median_steps"], 2)}
+            "median_steps": round(
+                result["add3_study_recipe"]["median_steps"] / result["add3_default_recipe"]["median_steps"], 2
+            ),
+        }
     result["add3_targets"] = {"seconds": 15, "speedup_over_study": 4}
     result["ensemble"] = ensemble_seconds(device, args.ensemble_steps, args.ensemble_k)
     if not args.skip_concurrency:

@@ -49,8 +49,13 @@ def public_members(module) -> list[tuple[str, object]]:
 
 
 def render() -> str:
-    lines = ["# API reference", "", "Generated from the docstrings by `python docs/build_api.py`; do not edit by hand.",
-             "Tensor shapes are written jaxtyping-style (`Int[Tensor, \"batch pos\"]`).", ""]
+    lines = [
+        "# API reference",
+        "",
+        "Generated from the docstrings by `python docs/build_api.py`; do not edit by hand.",
+        'Tensor shapes are written jaxtyping-style (`Int[Tensor, "batch pos"]`).',
+        "",
+    ]
     for mod_name in modules():
         module = importlib.import_module(f"mechinterp_arith.{mod_name}")
         lines += [f"## `mechinterp_arith.{mod_name}`", ""]

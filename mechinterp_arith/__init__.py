@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import importlib
 
-from .core import data  # noqa: E402
-from .core.checkpoint import Checkpoint, CheckpointError, load, save_checkpoint  # noqa: E402
-from .core.decoding import generate  # noqa: E402
-from .core.ensemble import EnsembleResult, train_ensemble  # noqa: E402
-from .core.evaluate import accuracy, accuracy_by_length  # noqa: E402
-from .core.model import ModelConfig, build_model  # noqa: E402
-from .core.tasks import Task  # noqa: E402
-from .core.train import train  # noqa: E402
-from .core.train_config import TrainConfig  # noqa: E402
-from .core.version import __version__  # noqa: E402
+from .core import data
+from .core.checkpoint import Checkpoint, CheckpointError, load, save_checkpoint
+from .core.decoding import generate
+from .core.ensemble import EnsembleResult, train_ensemble
+from .core.evaluate import accuracy, accuracy_by_length
+from .core.model import ModelConfig, build_model
+from .core.tasks import Task
+from .core.train import train
+from .core.train_config import TrainConfig
+from .core.version import __version__
 
 # public name -> module that defines it (imported on first access)
 _LAZY = {

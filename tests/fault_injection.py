@@ -25,8 +25,19 @@ class Killed(BaseException):
     """The simulated death of the process."""
 
 
-_PLAIN = [(os, "rename"), (os, "replace"), (os, "link"), (os, "unlink"), (os, "rmdir"), (os, "mkdir"),
-          (shutil, "rmtree"), (shutil, "copy2"), (tempfile, "mkstemp"), (tempfile, "mkdtemp"), (dirswap, "exchange")]
+_PLAIN = [
+    (os, "rename"),
+    (os, "replace"),
+    (os, "link"),
+    (os, "unlink"),
+    (os, "rmdir"),
+    (os, "mkdir"),
+    (shutil, "rmtree"),
+    (shutil, "copy2"),
+    (tempfile, "mkstemp"),
+    (tempfile, "mkdtemp"),
+    (dirswap, "exchange"),
+]
 _TENSOR_WRITES = [(files, "save_file"), (checkpoint, "save_file")]
 
 
@@ -51,6 +62,7 @@ class DieAt:
             if self._tick(f"{name} {args[0] if args else ''}"):
                 raise Killed(f"died at {name}")
             return original(*args, **kwargs)
+
         return wrapper
 
     def _wrap_tensor_write(self, original):
@@ -60,6 +72,7 @@ class DieAt:
             if dies:  # half of the bytes reached the disk
                 os.truncate(filename, os.path.getsize(filename) // 2)
                 raise Killed("died writing tensors")
+
         return wrapper
 
     def _wrap_text_write(self, original):
@@ -68,9 +81,10 @@ class DieAt:
                 original(path, data[: len(data) // 2], *args, **kwargs)
                 raise Killed("died writing text")
             return original(path, data, *args, **kwargs)
+
         return wrapper
 
-    def __enter__(self) -> "DieAt":
+    def __enter__(self) -> DieAt:
         for owner, name in _PLAIN:
             self._patch(owner, name, self._wrap_plain(getattr(owner, name), name))
         for owner, name in _TENSOR_WRITES:

@@ -14,10 +14,10 @@ QUICK_N = 60
 @functools.lru_cache(maxsize=1)
 def quick_report():
     """``(ReportResult, html)`` of ``report add3 --quick --n 60`` in a private temporary directory."""
+    import torch
+
     from mechinterp_arith import load
     from mechinterp_arith.report import ReportSettings, build_report
-
-    import torch
 
     out = Path(tempfile.mkdtemp(prefix="mechinterp-arith-report-"))
     threads = torch.get_num_threads()

@@ -15,7 +15,7 @@ torch.Size([100, 1, 48])
 from __future__ import annotations
 
 import difflib
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import torch
 from jaxtyping import Float, Int
@@ -32,7 +32,7 @@ DEFAULT_HOOK = "ln_final.hook_out"
 DEFAULT_BATCH = 2048
 # what fills the answer slots of the input: the true answer, the model's greedy answer, the answer of
 # the ID representative (a mod 10^n, b mod 10^n), or explicit integers
-Answers = Union[str, Tensor, Sequence[int]]
+Answers = str | Tensor | Sequence[int]
 ANSWER_SOURCES = ("true", "greedy", "representative")
 
 
@@ -58,7 +58,14 @@ def residual_hooks(model: TransformerBridge) -> list[str]:
     return names + [get_act_name("resid_post", L - 1)]
 
 
-def input_tokens(ckpt: Checkpoint, a, b, answers: Answers = "true", batch_size: int = DEFAULT_BATCH, model: TransformerBridge | None = None) -> Int[Tensor, "batch n_ctx"]:
+def input_tokens(
+    ckpt: Checkpoint,
+    a,
+    b,
+    answers: Answers = "true",
+    batch_size: int = DEFAULT_BATCH,
+    model: TransformerBridge | None = None,
+) -> Int[Tensor, "batch n_ctx"]:
     """The model's input for each pair: prompt, then the answer digits named by ``answers``
     ("true", "greedy" (of ``model``, default ``ckpt.model``), "representative" or explicit
     integers), truncated to ``task.n_ctx``."""
@@ -68,7 +75,9 @@ def input_tokens(ckpt: Checkpoint, a, b, answers: Answers = "true", batch_size: 
     tokens, _ = task.encode_batch(a, b)
     if isinstance(answers, str):
         if answers not in ANSWER_SOURCES:
-            raise ValueError(f"unknown answer source {answers!r}; choose one of {', '.join(ANSWER_SOURCES)} or pass integers")
+            raise ValueError(
+                f"unknown answer source {answers!r}; choose one of {', '.join(ANSWER_SOURCES)} or pass integers"
+            )
         if answers == "true":
             return tokens[:, : task.n_ctx]
         if answers == "greedy":
@@ -94,8 +103,8 @@ def needs_answer_tokens(task: Task, positions: Sequence[int]) -> bool:
 @torch.inference_mode()
 def collect(
     ckpt: Checkpoint,
-    a: Int[Tensor, "batch"],
-    b: Int[Tensor, "batch"],
+    a: Int[Tensor, " batch"],
+    b: Int[Tensor, " batch"],
     hooks: Sequence[str] = (DEFAULT_HOOK,),
     positions: Sequence[int | str] | None = None,
     answers: Answers = "true",

@@ -32,8 +32,8 @@ torch.Size([3, 15, 3])
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pandas as pd
 import torch
@@ -62,7 +62,9 @@ def plain_forward_of(ckpt: Checkpoint, probe: Tensor) -> PlainGPT:
     """
     reasons = unsupported_reasons(ckpt.model)
     if reasons:
-        raise NotApplicable(f"edge-level analyses run on the plain forward, which does not support {', '.join(reasons)}")
+        raise NotApplicable(
+            f"edge-level analyses run on the plain forward, which does not support {', '.join(reasons)}"
+        )
     if has_hooks(ckpt.model):
         raise ValueError("hooks are attached to the model; edge-level analyses run without them")
     plain = checked_plain_forward(ckpt.model, probe[:8])
@@ -97,9 +99,9 @@ class Attribution:
         out = torch.zeros(shape)
         sl = slice(runs.start, runs.end)
         for l in range(L):
-            after = self.grads[:, graph.mlp_reader(l):].sum(1)  # every reader after layer l's heads
+            after = self.grads[:, graph.mlp_reader(l) :].sum(1)  # every reader after layer l's heads
             if family == "resid_pre":
-                readers = self.grads[:, graph.attn_readers(l).start:].sum(1)
+                readers = self.grads[:, graph.attn_readers(l).start :].sum(1)
                 delta = self.deltas[:, : graph.head_writer(l, 0)].sum(1)
                 out[l, sl] = (delta * readers).sum((-1, -2))
             elif family == "mlp_out":
@@ -112,8 +114,9 @@ class Attribution:
         return out
 
 
-def attribute(ckpt: Checkpoint, pairs: PromptPairs, metric: Callable[[Tensor], Tensor], ig_steps: int = 1,
-              end: int | None = None) -> Attribution:
+def attribute(
+    ckpt: Checkpoint, pairs: PromptPairs, metric: Callable[[Tensor], Tensor], ig_steps: int = 1, end: int | None = None
+) -> Attribution:
     """EAP (``ig_steps=1``) or EAP-IG edge and node scores for ``pairs`` under ``metric`` (a
     scalar batch mean, e.g. :func:`~mechinterp_arith.analysis.metrics.logit_diff_metric`).
     Positions from ``end`` on (default: one past the last position the metric declares it reads)
@@ -134,8 +137,14 @@ def attribute(ckpt: Checkpoint, pairs: PromptPairs, metric: Callable[[Tensor], T
     return Attribution(graph, runs, ig_steps, deltas, grads, scores)
 
 
-def attribution_sites(ckpt: Checkpoint, digits: list[int] | None = None, n: int = 64, seed: int = 0,
-                      ig_steps: int = 5, families: tuple[str, ...] = FAMILIES) -> pd.DataFrame:
+def attribution_sites(
+    ckpt: Checkpoint,
+    digits: list[int] | None = None,
+    n: int = 64,
+    seed: int = 0,
+    ig_steps: int = 5,
+    families: tuple[str, ...] = FAMILIES,
+) -> pd.DataFrame:
     """Exact and estimated patching effects of every site, per answer digit and site family.
 
     For each digit (default: 0..n), pairs whose answers differ only there; metric: the logit
@@ -163,12 +172,23 @@ def attribution_sites(ckpt: Checkpoint, digits: list[int] | None = None, n: int 
             sweep = patch_sweep(ckpt.model, pairs.corrupted_tokens, clean_cache, metric, family, by_pos=True)
             base = float(sweep.baseline)
             exact = normalised_effect(sweep.values, clean_value, base)
-            est = {name: normalised_effect(att.node_scores(family) + base, clean_value, base) for name, att in methods.items()}
+            est = {
+                name: normalised_effect(att.node_scores(family) + base, clean_value, base)
+                for name, att in methods.items()
+            }
             for idx in torch.nonzero(~(sweep.identical | sweep.after_read)).tolist():
                 site = tuple(idx)
-                rows.append({"digit": digit, "family": family, "layer": idx[0], "pos": idx[1],
-                             "head": idx[2] if family == "z" else -1, "exact": float(exact[site]),
-                             **{name: float(e[site]) for name, e in est.items()}})
+                rows.append(
+                    {
+                        "digit": digit,
+                        "family": family,
+                        "layer": idx[0],
+                        "pos": idx[1],
+                        "head": idx[2] if family == "z" else -1,
+                        "exact": float(exact[site]),
+                        **{name: float(e[site]) for name, e in est.items()},
+                    }
+                )
     df = pd.DataFrame(rows)
     df.attrs.update(ig_steps=ig_steps, n_pairs=n, skipped=skipped)
     return df
@@ -188,10 +208,18 @@ def attribution_agreement(sites: pd.DataFrame, min_effect: float = MIN_EFFECT) -
         for method in ("EAP", "EAP-IG"):
             miss = (df[method] - df["exact"]).abs()
             worst = df.loc[miss.nlargest(3).index]
-            rows.append({"family": family, "method": method, "n_sites": len(df),
-                         "spearman": float(spearmanr(df[method], df["exact"]).statistic) if len(df) > 2 else float("nan"),
-                         "pearson": float(df[method].corr(df["exact"])) if len(df) > 2 else float("nan"),
-                         "max_abs_miss": float(miss.max()) if len(df) else float("nan"),
-                         "worst": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}
-                                   for r in worst[["digit", "layer", "pos", "head", "exact", method]].to_dict("records")]})
+            rows.append(
+                {
+                    "family": family,
+                    "method": method,
+                    "n_sites": len(df),
+                    "spearman": float(spearmanr(df[method], df["exact"]).statistic) if len(df) > 2 else float("nan"),
+                    "pearson": float(df[method].corr(df["exact"])) if len(df) > 2 else float("nan"),
+                    "max_abs_miss": float(miss.max()) if len(df) else float("nan"),
+                    "worst": [
+                        {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}
+                        for r in worst[["digit", "layer", "pos", "head", "exact", method]].to_dict("records")
+                    ],
+                }
+            )
     return pd.DataFrame(rows)

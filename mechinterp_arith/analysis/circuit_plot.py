@@ -17,8 +17,14 @@ from transformer_lens.tools.analysis.attribution_patching import Node
 
 from .edge_graph import node_label
 
-COLOURS = {"BaseAdd": "#1f77b4", "UseCarry1": "#2ca02c", "MakeCarry1": "#d62728", "UseSum9": "#9467bd",
-           "sum and carry": "#ff7f0e", None: "#9e9e9e"}
+COLOURS = {
+    "BaseAdd": "#1f77b4",
+    "UseCarry1": "#2ca02c",
+    "MakeCarry1": "#d62728",
+    "UseSum9": "#9467bd",
+    "sum and carry": "#ff7f0e",
+    None: "#9e9e9e",
+}
 SUM, CARRY = ("BaseAdd", "UseCarry1"), ("MakeCarry1", "UseSum9")
 HEAD_SPREAD = 0.28  # horizontal offset between the heads of one layer at one position
 
@@ -55,8 +61,9 @@ def _component(reader: Node) -> Node:
     return reader
 
 
-def circuit_figure(circuit, tags: pd.DataFrame | None = None, labels: list[str] | None = None,
-                   title: str | None = None) -> go.Figure:
+def circuit_figure(
+    circuit, tags: pd.DataFrame | None = None, labels: list[str] | None = None, title: str | None = None
+) -> go.Figure:
     """Plotly figure of a :class:`~mechinterp_arith.analysis.discovery.Circuit` (see module doc);
     ``tags`` from :func:`~mechinterp_arith.analysis.subtasks.subtask_tags` colour the nodes."""
     graph = circuit.graph
@@ -67,7 +74,7 @@ def circuit_figure(circuit, tags: pd.DataFrame | None = None, labels: list[str] 
     fig = go.Figure()
     nodes: dict[Node, None] = {}
     for kind, dash in (("q", "solid"), ("kv", "dash"), ("other", "solid")):
-        xs, ys = [], []
+        _xs, _ys = [], []
         for w, r, s in edges:
             group = "q" if r.kind == "q_input" else "kv" if r.kind in ("k_input", "v_input") else "other"
             if group != kind:
@@ -76,38 +83,74 @@ def circuit_figure(circuit, tags: pd.DataFrame | None = None, labels: list[str] 
             nodes.setdefault(w)
             nodes.setdefault(target)
             (x0, y0), (x1, y1) = _xy(w, H, L), _xy(target, H, L)
-            fig.add_trace(go.Scatter(x=[x0, x1], y=[y0, y1], mode="lines", showlegend=False, hoverinfo="text",
-                                     text=f"{node_label(w)} -> {node_label(r)}: {s:+.3f}",
-                                     line={"width": 0.8 + 5 * abs(s) / top, "dash": dash,
-                                           "color": "rgba(60,60,60,0.55)" if s >= 0 else "rgba(214,39,40,0.55)"}))
+            fig.add_trace(
+                go.Scatter(
+                    x=[x0, x1],
+                    y=[y0, y1],
+                    mode="lines",
+                    showlegend=False,
+                    hoverinfo="text",
+                    text=f"{node_label(w)} -> {node_label(r)}: {s:+.3f}",
+                    line={
+                        "width": 0.8 + 5 * abs(s) / top,
+                        "dash": dash,
+                        "color": "rgba(60,60,60,0.55)" if s >= 0 else "rgba(214,39,40,0.55)",
+                    },
+                )
+            )
     heads_at = {}
     for nd in nodes:
         if nd.kind == "attn_head_out":
             heads_at.setdefault((nd.layer, nd.head), []).append(nd.position)
-    for w, r, _ in edges:  # key/value reads carried to later positions of the same head
+    for _, r, _ in edges:  # key/value reads carried to later positions of the same head
         if r.kind in ("k_input", "v_input"):
             for q in heads_at.get((r.layer, r.head), []):
                 if q > r.position:
                     (x0, y0), (x1, y1) = _xy(_component(r), H, L), _xy(Node("attn_head_out", q, r.layer, r.head), H, L)
-                    fig.add_trace(go.Scatter(x=[x0, x1], y=[y0, y1], mode="lines", showlegend=False, hoverinfo="skip",
-                                             line={"width": 1, "dash": "dot", "color": "rgba(120,120,120,0.6)"}))
+                    fig.add_trace(
+                        go.Scatter(
+                            x=[x0, x1],
+                            y=[y0, y1],
+                            mode="lines",
+                            showlegend=False,
+                            hoverinfo="skip",
+                            line={"width": 1, "dash": "dot", "color": "rgba(120,120,120,0.6)"},
+                        )
+                    )
     for tag, colour in COLOURS.items():
         members = [nd for nd in nodes if tag_of.get(node_label(nd)) == tag]
         if not members:
             continue
         xy = [_xy(nd, H, L) for nd in members]
-        fig.add_trace(go.Scatter(x=[p[0] for p in xy], y=[p[1] for p in xy], mode="markers+text", name=tag or "no tag",
-                                 text=[node_label(nd).split("@")[0] for nd in members], textposition="top center",
-                                 textfont={"size": 9},
-                                 marker={"size": 13, "color": colour, "line": {"width": 1, "color": "white"}},
-                                 hovertext=[node_label(nd) for nd in members], hoverinfo="text"))
+        fig.add_trace(
+            go.Scatter(
+                x=[p[0] for p in xy],
+                y=[p[1] for p in xy],
+                mode="markers+text",
+                name=tag or "no tag",
+                text=[node_label(nd).split("@")[0] for nd in members],
+                textposition="top center",
+                textfont={"size": 9},
+                marker={"size": 13, "color": colour, "line": {"width": 1, "color": "white"}},
+                hovertext=[node_label(nd) for nd in members],
+                hoverinfo="text",
+            )
+        )
     rows = ["embed"] + [x for l in range(L) for x in (f"L{l} heads", f"MLP{l}")] + ["logits"]
     positions = sorted({nd.position for nd in nodes})
     fig.update_layout(
-        title=title or f"answer digit {circuit.digit}: {circuit.n_edges} of {circuit.n_edges_total} edges, "
-                       f"faithfulness {circuit.faithfulness:.3f}",
-        xaxis={"tickvals": positions, "ticktext": [f"{p}:{labels[p]}" if labels else str(p) for p in positions],
-               "title": "position"},
+        title=title
+        or f"answer digit {circuit.digit}: {circuit.n_edges} of {circuit.n_edges_total} edges, "
+        f"faithfulness {circuit.faithfulness:.3f}",
+        xaxis={
+            "tickvals": positions,
+            "ticktext": [f"{p}:{labels[p]}" if labels else str(p) for p in positions],
+            "title": "position",
+        },
         yaxis={"tickvals": list(range(len(rows))), "ticktext": rows, "range": [-0.6, len(rows) - 0.4]},
-        height=140 + 55 * len(rows), margin={"t": 50, "b": 40}, legend_title="necessary for", plot_bgcolor="white")
+        height=140 + 55 * len(rows),
+        margin={"t": 50, "b": 40},
+        legend_title="necessary for",
+        plot_bgcolor="white",
+    )
     return fig

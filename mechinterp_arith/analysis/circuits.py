@@ -50,7 +50,9 @@ def _cache(model: TransformerBridge, tokens):
         return model.run_with_cache(tokens)
 
 
-def _site_frame(ckpt: Checkpoint, pairs: PromptPairs, metric, kinds, clean_value: float, corr_value: float) -> pd.DataFrame:
+def _site_frame(
+    ckpt: Checkpoint, pairs: PromptPairs, metric, kinds, clean_value: float, corr_value: float
+) -> pd.DataFrame:
     labels = position_labels(ckpt.task)
     _, clean_cache = _cache(ckpt.model, pairs.clean_tokens)
     frames = []
@@ -68,7 +70,9 @@ def _baselines(ckpt: Checkpoint, pairs, metric) -> tuple[float, float]:
         return float(metric(ckpt.model(pairs.clean_tokens))), float(metric(ckpt.model(pairs.corrupted_tokens)))
 
 
-def digit_sites(ckpt: Checkpoint, k: int, n: int = 64, seed: int = 0, kinds: tuple[str, ...] = SITE_KINDS) -> pd.DataFrame:
+def digit_sites(
+    ckpt: Checkpoint, k: int, n: int = 64, seed: int = 0, kinds: tuple[str, ...] = SITE_KINDS
+) -> pd.DataFrame:
     """Which (layer, position) sites carry answer digit ``k``.
 
     Pairs whose answers differ only in digit k; metric: logit(clean digit) - logit(corrupted digit)
@@ -97,8 +101,16 @@ def attention_to_operands(ckpt: Checkpoint, k: int, n: int = 64, seed: int = 0) 
             for op in OPERANDS:
                 for place in range(task.digits):
                     src = operand_pos(task, op, place)
-                    rows.append({"layer": layer, "head": head, "operand": op, "place": place, "src_pos": src,
-                                 "attention": float(pattern[head, src])})
+                    rows.append(
+                        {
+                            "layer": layer,
+                            "head": head,
+                            "operand": op,
+                            "place": place,
+                            "src_pos": src,
+                            "attention": float(pattern[head, src]),
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -120,7 +132,9 @@ def head_operand_map(ckpt: Checkpoint, k: int, n: int = 64, seed: int = 0) -> pd
     labels = position_labels(task)
     a, b = data.random_pairs(task, n, seed=seed)
     _, cache = _cache(ckpt.model, make_pairs(task, a, b, a, b).clean_tokens.to(ckpt.device))
-    patterns = [cache[f"blocks.{l}.attn.hook_pattern"].mean(0).permute(1, 0, 2) for l in range(ckpt.model.cfg.n_layers)]  # [dest, head, src]
+    patterns = [
+        cache[f"blocks.{l}.attn.hook_pattern"].mean(0).permute(1, 0, 2) for l in range(ckpt.model.cfg.n_layers)
+    ]  # [dest, head, src]
     effects = []
     for op in OPERANDS:
         for place in range(task.digits):
@@ -128,12 +142,26 @@ def head_operand_map(ckpt: Checkpoint, k: int, n: int = 64, seed: int = 0) -> pd
             keep = pairs.clean_digits[:, k] != pairs.corrupted_digits[:, k]
             n_used = int(keep.sum())
             if n_used < MIN_PAIRS:
-                effects += [{"layer": l, "head": h, "operand": op, "place": place, "effect": float("nan"), "best_pos": -1,
-                             "best_label": "", "best_effect": float("nan"), "attention_at_best": float("nan"), "n_pairs": n_used}
-                            for l in range(ckpt.model.cfg.n_layers) for h in range(ckpt.model.cfg.n_heads)]
+                effects += [
+                    {
+                        "layer": l,
+                        "head": h,
+                        "operand": op,
+                        "place": place,
+                        "effect": float("nan"),
+                        "best_pos": -1,
+                        "best_label": "",
+                        "best_effect": float("nan"),
+                        "attention_at_best": float("nan"),
+                        "n_pairs": n_used,
+                    }
+                    for l in range(ckpt.model.cfg.n_layers)
+                    for h in range(ckpt.model.cfg.n_heads)
+                ]
                 continue
-            pairs = make_pairs(task, pairs.clean_a[keep], pairs.clean_b[keep], pairs.corrupted_a[keep],
-                               pairs.corrupted_b[keep]).to(ckpt.device)
+            pairs = make_pairs(
+                task, pairs.clean_a[keep], pairs.clean_b[keep], pairs.corrupted_a[keep], pairs.corrupted_b[keep]
+            ).to(ckpt.device)
             metric = logit_diff_metric(pairs, k)
             clean_value, corr_value = _baselines(ckpt, pairs, metric)
             _, clean_cache = _cache(ckpt.model, pairs.clean_tokens)
@@ -143,9 +171,20 @@ def head_operand_map(ckpt: Checkpoint, k: int, n: int = 64, seed: int = 0) -> pd
             for l in range(eff.shape[0]):
                 for h in range(eff.shape[2]):
                     best = int(eff[l, :, h].nan_to_num(-1e9).argmax())
-                    effects.append({"layer": l, "head": h, "operand": op, "place": place, "effect": float(eff[l, q, h]),
-                                    "best_pos": best, "best_label": labels[best], "best_effect": float(eff[l, best, h]),
-                                    "attention_at_best": float(patterns[l][best, h, src]), "n_pairs": n_used})
+                    effects.append(
+                        {
+                            "layer": l,
+                            "head": h,
+                            "operand": op,
+                            "place": place,
+                            "effect": float(eff[l, q, h]),
+                            "best_pos": best,
+                            "best_label": labels[best],
+                            "best_effect": float(eff[l, best, h]),
+                            "attention_at_best": float(patterns[l][best, h, src]),
+                            "n_pairs": n_used,
+                        }
+                    )
     df = att.merge(pd.DataFrame(effects), on=["layer", "head", "operand", "place"])
     df.insert(0, "digit", k)
     return df
@@ -156,7 +195,9 @@ def circuit_digits(task) -> list[int]:
     return list(range(min(task.digits + 1, task.answer_width)))
 
 
-def circuit(ckpt: Checkpoint, n: int = 64, seed: int = 0, min_attention: float = 0.2, min_effect: float = 0.1) -> pd.DataFrame:
+def circuit(
+    ckpt: Checkpoint, n: int = 64, seed: int = 0, min_attention: float = 0.2, min_effect: float = 0.1
+) -> pd.DataFrame:
     """Summary over answer digits 0..n: for each digit, the heads that attend to an operand digit
     (attention >= ``min_attention``) and whose patching moves it (effect >= ``min_effect``).
 
@@ -169,7 +210,11 @@ def circuit(ckpt: Checkpoint, n: int = 64, seed: int = 0, min_attention: float =
             frames.append(head_operand_map(ckpt, k, n, seed))
         except NotApplicable as e:
             skipped[k] = str(e)
-    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["digit", "layer", "head", "attention", "effect"])
+    df = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["digit", "layer", "head", "attention", "effect"])
+    )
     df = df[(df.attention >= min_attention) & (df.effect >= min_effect)].reset_index(drop=True)
     df.attrs["skipped"] = skipped
     return df
@@ -197,8 +242,11 @@ def head_effects(ckpt: Checkpoint, digits: list[int] | None = None, n: int = 64,
             _, clean_cache = _cache(model, pairs.clean_tokens)
             sweep = patch_sweep(model, pairs.corrupted_tokens, clean_cache, metric, "z", by_pos=False)
             values = normalised_effect(sweep.values, clean_value, corr_value)
-        rows += [{"digit": k, "layer": l, "head": h, "effect": float(values[l, h])}
-                 for l in range(values.shape[0]) for h in range(values.shape[1])]
+        rows += [
+            {"digit": k, "layer": l, "head": h, "effect": float(values[l, h])}
+            for l in range(values.shape[0])
+            for h in range(values.shape[1])
+        ]
     df = pd.DataFrame(rows)
     df.attrs["skipped"] = skipped
     return df
@@ -223,7 +271,9 @@ def _answer_metric(task, base_logits: Float[Tensor, "batch pos vocab"], true_dig
     return metric
 
 
-def ood_sites(ckpt: Checkpoint, m: int | None = None, n: int = 64, seed: int = 0, kinds: tuple[str, ...] = SITE_KINDS) -> pd.DataFrame:
+def ood_sites(
+    ckpt: Checkpoint, m: int | None = None, n: int = 64, seed: int = 0, kinds: tuple[str, ...] = SITE_KINDS
+) -> pd.DataFrame:
     """Patch between OOD inputs and their ID representatives (a mod 10^n, b mod 10^n), both ways.
 
     Both runs are teacher-forced with the representative's answer, so inputs differ only at the
@@ -239,15 +289,19 @@ def ood_sites(ckpt: Checkpoint, m: int | None = None, n: int = 64, seed: int = 0
     _, id_cache = _cache(ckpt.model, pairs.clean_tokens)
     _, ood_cache = _cache(ckpt.model, pairs.corrupted_tokens)
     frames = []
-    for direction, receiver, donor_cache, recv_cache in (("id->ood", pairs.corrupted_tokens, id_cache, ood_cache),
-                                                         ("ood->id", pairs.clean_tokens, ood_cache, id_cache)):
+    for direction, receiver, donor_cache, recv_cache in (
+        ("id->ood", pairs.corrupted_tokens, id_cache, ood_cache),
+        ("ood->id", pairs.clean_tokens, ood_cache, id_cache),
+    ):
         with torch.inference_mode():
             base = ckpt.model(receiver)
         metric = _answer_metric(task, base, true_ood)
         base_vals = metric(base)
         for kind in kinds:
             sweep = patch_sweep(ckpt.model, receiver, donor_cache, metric, kind)
-            df = sweep.frame().rename(columns={"value_0": "flip_rate", "value_1": "answer_logit_change", "value_2": "true_digit_rate"})
+            df = sweep.frame().rename(
+                columns={"value_0": "flip_rate", "value_1": "answer_logit_change", "value_2": "true_digit_rate"}
+            )
             diffs = []
             for layer, pos in zip(df.layer, df.pos):
                 name = f"blocks.{layer}.hook_{kind}"
@@ -259,14 +313,29 @@ def ood_sites(ckpt: Checkpoint, m: int | None = None, n: int = 64, seed: int = 0
             df.attrs["base_true_digit_rate"] = float(base_vals[2])
             frames.append(df)
     out = pd.concat(frames, ignore_index=True)
-    out = out[["direction", "kind", "layer", "pos", "label", "act_diff", "flip_rate", "answer_logit_change",
-               "true_digit_rate", "identical"]]
+    out = out[
+        [
+            "direction",
+            "kind",
+            "layer",
+            "pos",
+            "label",
+            "act_diff",
+            "flip_rate",
+            "answer_logit_change",
+            "true_digit_rate",
+            "identical",
+        ]
+    ]
     with torch.inference_mode():
         ood_pred = ckpt.predict(pairs.corrupted_a, pairs.corrupted_b)
     rep_answer = task.apply(pairs.clean_a, pairs.clean_b)
-    out.attrs.update(n_pairs=len(pairs), m=m or task.digits + 1,
-                     ood_answers_equal_representative=float((ood_pred == rep_answer).float().mean()),
-                     ood_exact=float((ood_pred == task.apply(pairs.corrupted_a, pairs.corrupted_b)).float().mean()))
+    out.attrs.update(
+        n_pairs=len(pairs),
+        m=m or task.digits + 1,
+        ood_answers_equal_representative=float((ood_pred == rep_answer).float().mean()),
+        ood_exact=float((ood_pred == task.apply(pairs.corrupted_a, pairs.corrupted_b)).float().mean()),
+    )
     return out
 
 
@@ -302,7 +371,9 @@ def _corruptions_for_digit(task, candidates, pred: int, k: int):
     return ca[only], cb[only], preds[only]
 
 
-def explain(ckpt: Checkpoint, a: int, b: int, top: int = 3, kinds: tuple[str, ...] = SITE_KINDS, max_pairs: int = 64) -> dict:
+def explain(
+    ckpt: Checkpoint, a: int, b: int, top: int = 3, kinds: tuple[str, ...] = SITE_KINDS, max_pairs: int = 64
+) -> dict:
     """Prediction, ID representative and the top patching sites per answer digit for one input.
 
     For answer digit k, the corruptions are edits of the operands' ID digits after which the model's
@@ -333,19 +404,40 @@ def explain(ckpt: Checkpoint, a: int, b: int, top: int = 3, kinds: tuple[str, ..
             digits.append(entry)
             continue
         nrow = len(xa)
-        pairs = make_pairs(task, a_t.repeat(nrow), b_t.repeat(nrow), xa, xb, f"explain digit {k}",
-                           clean_answer=torch.full((nrow,), pred), corrupted_answer=xp).to(ckpt.device)
+        pairs = make_pairs(
+            task,
+            a_t.repeat(nrow),
+            b_t.repeat(nrow),
+            xa,
+            xb,
+            f"explain digit {k}",
+            clean_answer=torch.full((nrow,), pred),
+            corrupted_answer=xp,
+        ).to(ckpt.device)
         metric = logit_diff_metric(pairs, k)
         clean_value, corr_value = _baselines(ckpt, pairs, metric)
         df = _site_frame(ckpt, pairs, metric, kinds, clean_value, corr_value)
         best = df[~df.identical].nlargest(top, "effect")
         entry["clean_logit_diff"] = round(clean_value, 4)
         entry["corrupted_logit_diff"] = round(corr_value, 4)
-        entry["top_sites"] = [{"kind": r.kind, "layer": int(r.layer), "pos": int(r.pos), "label": labels[int(r.pos)],
-                               "effect": round(float(r.effect), 4)} for r in best.itertuples()]
+        entry["top_sites"] = [
+            {
+                "kind": r.kind,
+                "layer": int(r.layer),
+                "pos": int(r.pos),
+                "label": labels[int(r.pos)],
+                "effect": round(float(r.effect), 4),
+            }
+            for r in best.itertuples()
+        ]
         digits.append(entry)
     return {
-        "task": task.name, "a": a, "b": b, "prediction": pred, "true_answer": truth, "correct": pred == truth,
+        "task": task.name,
+        "a": a,
+        "b": b,
+        "prediction": pred,
+        "true_answer": truth,
+        "correct": pred == truth,
         "in_distribution": bool(a < 10**task.digits and b < 10**task.digits),
         "id_representative": {"a": int(ra[0]), "b": int(rb[0]), "prediction": rep_pred},
         "prediction_equals_representative": pred == rep_pred,

@@ -84,8 +84,14 @@ class Circuit:
         """Kept edges as TL ``(writer, reader, score)`` triples, largest |score| first (the form
         TL's ``faithfulness`` accepts)."""
         rows = self.graph.order(self.mask)
-        out = [(self.graph.writer_node(int(w), int(p)), self.graph.reader_node(int(r), int(p)),
-                float(self.scores[p, r, w])) for p, r, w in rows]
+        out = [
+            (
+                self.graph.writer_node(int(w), int(p)),
+                self.graph.reader_node(int(r), int(p)),
+                float(self.scores[p, r, w]),
+            )
+            for p, r, w in rows
+        ]
         return sorted(out, key=lambda e: -abs(e[2]))
 
     def nodes(self) -> list[Node]:
@@ -101,8 +107,10 @@ class Circuit:
         """The JSON contract of ``mechinterp-arith discover --json`` (docs/circuits.md)."""
         return {
             "digit": self.digit,
-            "edges": [{"writer": dataclasses.asdict(w), "reader": dataclasses.asdict(r), "score": round(s, 6)}
-                      for w, r, s in self.edges()],
+            "edges": [
+                {"writer": dataclasses.asdict(w), "reader": dataclasses.asdict(r), "score": round(s, 6)}
+                for w, r, s in self.edges()
+            ],
             "n_edges_total": self.n_edges_total,
             "faithfulness": round(self.faithfulness, 4),
             "faithfulness_ci95": [round(x, 4) for x in self.faithfulness_ci95],
@@ -114,8 +122,14 @@ class Circuit:
         }
 
 
-def circuit_metric_values(plain: PlainGPT, graph: EdgeGraph, runs: PairRuns, masks: Bool[Tensor, "S pos reader writer"],
-                          pairs: PromptPairs, digit: int) -> tuple[Tensor, Tensor]:
+def circuit_metric_values(
+    plain: PlainGPT,
+    graph: EdgeGraph,
+    runs: PairRuns,
+    masks: Bool[Tensor, "S pos reader writer"],
+    pairs: PromptPairs,
+    digit: int,
+) -> tuple[Tensor, Tensor]:
     """Per-pair logit differences [S, B] and predicted digits [S, B] at digit ``digit``'s
     position with every edge outside each of ``masks`` (full-length [S, n_pos, R, W]) ablated."""
     pos = answer_logit_pos(pairs.task, digit)
@@ -133,28 +147,60 @@ def circuit_metric_values(plain: PlainGPT, graph: EdgeGraph, runs: PairRuns, mas
     return torch.cat(diffs), torch.cat(preds)
 
 
-def faithfulness_of(values: Float[Tensor, "B"], clean: Float[Tensor, "B"], corrupted: Float[Tensor, "B"],
-                    seed: int = 0, n_resamples: int = 2000) -> tuple[float, tuple[float, float]]:
+def faithfulness_of(
+    values: Float[Tensor, " B"],
+    clean: Float[Tensor, " B"],
+    corrupted: Float[Tensor, " B"],
+    seed: int = 0,
+    n_resamples: int = 2000,
+) -> tuple[float, tuple[float, float]]:
     """``sum(values - corrupted) / sum(clean - corrupted)`` and its bootstrap 95% interval over pairs."""
     num, den = (values - corrupted).double().cpu().numpy(), (clean - corrupted).double().cpu().numpy()
     point = float(num.sum() / den.sum())
-    res = bootstrap((num, den), lambda a, b, axis=-1: a.sum(axis) / b.sum(axis), paired=True, vectorized=True,
-                    n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed))
+    res = bootstrap(
+        (num, den),
+        lambda a, b, axis=-1: a.sum(axis) / b.sum(axis),
+        paired=True,
+        vectorized=True,
+        n_resamples=n_resamples,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
     return point, (float(res.confidence_interval.low), float(res.confidence_interval.high))
 
 
 def _held_out_pairs(task, digit: int, n: int, seed: int, search: PromptPairs) -> PromptPairs:
     pairs = differ_in_answer_digit(task, digit, n=n + len(search), seed=derive_seed(seed, "discover-held-out"))
-    seen = {(int(a), int(b), int(x), int(y)) for a, b, x, y in zip(search.clean_a, search.clean_b, search.corrupted_a, search.corrupted_b)}
-    keep = torch.tensor([(int(a), int(b), int(x), int(y)) not in seen for a, b, x, y in
-                         zip(pairs.clean_a, pairs.clean_b, pairs.corrupted_a, pairs.corrupted_b)])
+    seen = {
+        (int(a), int(b), int(x), int(y))
+        for a, b, x, y in zip(search.clean_a, search.clean_b, search.corrupted_a, search.corrupted_b)
+    }
+    keep = torch.tensor(
+        [
+            (int(a), int(b), int(x), int(y)) not in seen
+            for a, b, x, y in zip(pairs.clean_a, pairs.clean_b, pairs.corrupted_a, pairs.corrupted_b)
+        ]
+    )
     idx = torch.nonzero(keep).squeeze(1)[:n]
-    return make_pairs(task, pairs.clean_a[idx], pairs.clean_b[idx], pairs.corrupted_a[idx], pairs.corrupted_b[idx],
-                      pairs.description + " (held out)")
+    return make_pairs(
+        task,
+        pairs.clean_a[idx],
+        pairs.clean_b[idx],
+        pairs.corrupted_a[idx],
+        pairs.corrupted_b[idx],
+        pairs.description + " (held out)",
+    )
 
 
-def discover(ckpt: Checkpoint, digit: int, n: int = 48, n_heldout: int = 256, seed: int = 0, ig_steps: int = 5,
-             target: float = TARGET) -> Circuit:
+def discover(
+    ckpt: Checkpoint,
+    digit: int,
+    n: int = 48,
+    n_heldout: int = 256,
+    seed: int = 0,
+    ig_steps: int = 5,
+    target: float = TARGET,
+) -> Circuit:
     """Find and verify a circuit for answer digit ``digit`` (see the module docstring).
 
     ``n`` search pairs rank and threshold the edges; ``n_heldout`` other pairs verify the result.
@@ -173,20 +219,40 @@ def discover(ckpt: Checkpoint, digit: int, n: int = 48, n_heldout: int = 256, se
     sinks[answer_logit_pos(ckpt.task, digit)] = True
     mask, curve = _threshold_search(plain, graph, runs, search_pairs, digit, att.edge_scores, sources, sinks, target)
     if mask is None:
-        raise NotApplicable(f"{ckpt.name} does not prefer the clean answer digit {digit} on the clean inputs (mean "
-                            f"logit difference {curve:.3f} <= its corrupted value): there is no gap for a circuit to keep")
+        raise NotApplicable(
+            f"{ckpt.name} does not prefer the clean answer digit {digit} on the clean inputs (mean "
+            f"logit difference {curve:.3f} <= its corrupted value): there is no gap for a circuit to keep"
+        )
 
     held = _held_out_pairs(ckpt.task, digit, n_heldout, seed, search_pairs).to(ckpt.device)
     held_runs = PairRuns.build(plain, held.clean_tokens, held.corrupted_tokens, end=runs.end)
     full = graph.feeds.expand(graph.n_pos, -1, -1)
-    values, preds = circuit_metric_values(plain, graph, held_runs, torch.stack([mask, full, torch.zeros_like(mask)]), held, digit)
+    values, preds = circuit_metric_values(
+        plain, graph, held_runs, torch.stack([mask, full, torch.zeros_like(mask)]), held, digit
+    )
     f, ci = faithfulness_of(values[0], values[1], values[2], seed=derive_seed(seed, "discover-bootstrap"))
     hits = int((preds[0] == held.clean_digits[:, digit].to(preds.device)).sum())
-    search = {"method": f"EAP-IG ranking ({ig_steps} steps), threshold search on exact ablation", "target": target,
-              "search_pairs": len(search_pairs), "candidates": int((att.edge_scores != 0).sum()),
-              "curve": curve, "seed": seed}
-    return Circuit(digit, graph, mask, att.edge_scores, f, ci, hits / len(held), wilson_interval(hits, len(held)),
-                   len(held), time.perf_counter() - t0, search)
+    search = {
+        "method": f"EAP-IG ranking ({ig_steps} steps), threshold search on exact ablation",
+        "target": target,
+        "search_pairs": len(search_pairs),
+        "candidates": int((att.edge_scores != 0).sum()),
+        "curve": curve,
+        "seed": seed,
+    }
+    return Circuit(
+        digit,
+        graph,
+        mask,
+        att.edge_scores,
+        f,
+        ci,
+        hits / len(held),
+        wilson_interval(hits, len(held)),
+        len(held),
+        time.perf_counter() - t0,
+        search,
+    )
 
 
 def _threshold_search(plain, graph, runs, pairs, digit, scores, sources, sinks, target) -> tuple[Tensor | None, list]:

@@ -14,8 +14,8 @@ PCA (and optionally the OOD projection) on every snapshot ``ckpt.snapshot_steps(
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -69,8 +69,8 @@ class DynamicsResult:
 
 def pca_dynamics(
     ckpt: Checkpoint,
-    a: Int[Tensor, "n"],
-    b: Int[Tensor, "n"],
+    a: Int[Tensor, " n"],
+    b: Int[Tensor, " n"],
     steps: Sequence[int] | None = None,
     hook: str = DEFAULT_HOOK,
     position: int | str | None = None,
@@ -90,8 +90,12 @@ def pca_dynamics(
         model = ckpt.load_snapshot(step)  # CheckpointError names a missing step
         res = residual_pca(ckpt, a, b, hook, position, label, k, model=model)
         results[step] = res
-        row = {"step": step, "nearest_centroid_accuracy": res.nearest_centroid_accuracy, "silhouette": res.silhouette,
-               f"explained_variance_top{k}": float(res.explained_variance_ratio[:k].sum())}
+        row = {
+            "step": step,
+            "nearest_centroid_accuracy": res.nearest_centroid_accuracy,
+            "silhouette": res.silhouette,
+            f"explained_variance_top{k}": float(res.explained_variance_ratio[:k].sum()),
+        }
         if id_pairs is not None and ood_pairs is not None:
             proj = ood_projection(ckpt, id_pairs, ood_pairs, hook, position, label, k, model=model).summary()
             row["ood_on_equivalent_cluster"] = proj["ood_on_equivalent_cluster"]

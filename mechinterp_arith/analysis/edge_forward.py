@@ -30,8 +30,8 @@ corrupted run.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -71,12 +71,18 @@ class PairRuns:
         return self.clean.shape[2]
 
     @staticmethod
-    def build(plain: PlainGPT, clean_tokens: Int[Tensor, "batch pos"], corrupted_tokens: Int[Tensor, "batch pos"],
-              end: int | None = None) -> "PairRuns":
+    def build(
+        plain: PlainGPT,
+        clean_tokens: Int[Tensor, "batch pos"],
+        corrupted_tokens: Int[Tensor, "batch pos"],
+        end: int | None = None,
+    ) -> PairRuns:
         """Runs both inputs; ``end`` (default: every position) is one past the last position computed."""
         if clean_tokens.shape != corrupted_tokens.shape:
-            raise ValueError(f"clean and corrupted tokens differ in shape: {tuple(clean_tokens.shape)} vs "
-                             f"{tuple(corrupted_tokens.shape)}")
+            raise ValueError(
+                f"clean and corrupted tokens differ in shape: {tuple(clean_tokens.shape)} vs "
+                f"{tuple(corrupted_tokens.shape)}"
+            )
         P = clean_tokens.shape[1]
         end = P if end is None else end
         differ = torch.nonzero((clean_tokens != corrupted_tokens).any(0)).squeeze(1)
@@ -89,7 +95,10 @@ class PairRuns:
             with torch.no_grad():  # not inference mode: these tensors enter autograd graphs
                 plain.blocks(plain.embed_tokens(tokens[:, :end]), cache=cache)
             runs.append(cache)
-        contrib = [_contributions(plain, tokens[:, :end], cache, start) for tokens, cache in zip((clean_tokens, corrupted_tokens), runs)]
+        contrib = [
+            _contributions(plain, tokens[:, :end], cache, start)
+            for tokens, cache in zip((clean_tokens, corrupted_tokens), runs)
+        ]
         cc = runs[1]
         resid = {("attn", l): _pbd(cc[("resid_pre", l)], start) for l in range(plain.L)}
         resid.update({("mlp", l): _pbd(cc[("resid_mid", l)], start) for l in range(plain.L)})
@@ -113,8 +122,14 @@ def _contributions(plain: PlainGPT, tokens: Tensor, cache: dict, start: int) -> 
     return torch.cat(parts, dim=2).permute(1, 2, 0, 3).contiguous()
 
 
-def ablated_logits(plain: PlainGPT, graph: EdgeGraph, runs: PairRuns, keep: Float[Tensor, "S pos R W"] | None,
-                   embed_scale: Float[Tensor, "S"] | None = None, leaves: dict | None = None) -> Float[Tensor, "S B n_total vocab"]:
+def ablated_logits(
+    plain: PlainGPT,
+    graph: EdgeGraph,
+    runs: PairRuns,
+    keep: Float[Tensor, "S pos R W"] | None,
+    embed_scale: Float[Tensor, " S"] | None = None,
+    leaves: dict | None = None,
+) -> Float[Tensor, "S B n_total vocab"]:
     """Logits of the clean input with each reader rebuilt from its writers: ``keep`` [S, pos, R, W]
     weighs each writer's clean-minus-corrupted contribution (1 = edge kept, 0 = ablated to the
     corrupted run); None keeps every edge. ``embed_scale`` [S] scales the token-embedding difference
@@ -143,7 +158,9 @@ def ablated_logits(plain: PlainGPT, graph: EdgeGraph, runs: PairRuns, keep: Floa
 
     for l in range(plain.L):
         attn = graph.attn_readers(l)
-        x = reader_input(("attn", l), list(range(attn.start, attn.stop)), graph.head_writer(l, 0), runs.resid[("attn", l)])
+        x = reader_input(
+            ("attn", l), list(range(attn.start, attn.stop)), graph.head_writer(l, 0), runs.resid[("attn", l)]
+        )
         result = _heads(plain, l, x, past, runs.start)  # [S, pos, H, B, D]
         corr = runs.corrupted[:, graph.head_writer(l, 0) : graph.head_writer(l, 0) + H]
         deltas += list((result - corr).unbind(2))
@@ -173,8 +190,13 @@ def _heads(plain: PlainGPT, l: int, x: Float[Tensor, "S pos 3H B D"], past: Shar
     return out.view(S, B, P, H, D).permute(0, 2, 3, 1, 4)
 
 
-def reader_gradients(plain: PlainGPT, graph: EdgeGraph, runs: PairRuns, metric: Callable[[Tensor], Tensor],
-                     embed_scale: Float[Tensor, "S"]) -> Float[Tensor, "S pos R B D"]:
+def reader_gradients(
+    plain: PlainGPT,
+    graph: EdgeGraph,
+    runs: PairRuns,
+    metric: Callable[[Tensor], Tensor],
+    embed_scale: Float[Tensor, " S"],
+) -> Float[Tensor, "S pos R B D"]:
     """d(metric)/d(reader input) on the full graph, for each step of the input path: the token
     embeddings are ``corrupted + embed_scale[s] * (clean - corrupted)`` (0 = the corrupted run).
     ``metric`` maps logits [B, pos, vocab] to a scalar (a batch mean)."""

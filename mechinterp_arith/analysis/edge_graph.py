@@ -151,8 +151,9 @@ class EdgeGraph:
         return mask
 
     # ---- circuits ----------------------------------------------------------------------------------
-    def prune_dangling(self, mask: Bool[Tensor, "pos reader writer"], sources: Bool[Tensor, "pos"],
-                       sinks: Bool[Tensor, "pos"]) -> Bool[Tensor, "pos reader writer"]:
+    def prune_dangling(
+        self, mask: Bool[Tensor, "pos reader writer"], sources: Bool[Tensor, " pos"], sinks: Bool[Tensor, " pos"]
+    ) -> Bool[Tensor, "pos reader writer"]:
         """``mask`` without the edges that cannot matter: those from a writer that no kept path
         reaches from an embedding at a ``sources`` position (its output is then the corrupted
         one), or into a reader whose component reaches no logits at a ``sinks`` position through
@@ -172,7 +173,9 @@ class EdgeGraph:
         active = torch.zeros(self.n_pos, self.n_writers, dtype=torch.bool)
         active[:, 0] = sources
         for l in range(self.n_layers):
-            fed = (mask[:, self.attn_readers(l)] & active[:, None, :]).any(-1).view(self.n_pos, 3, H)  # [pos, qkv, head]
+            fed = (
+                (mask[:, self.attn_readers(l)] & active[:, None, :]).any(-1).view(self.n_pos, 3, H)
+            )  # [pos, qkv, head]
             kv_seen = (fed[:, 1] | fed[:, 2]).cummax(0).values  # keys/values at or before the query
             heads = slice(self.head_writer(l, 0), self.head_writer(l, 0) + H)
             active[:, heads] = fed[:, 0] | kv_seen
@@ -185,6 +188,7 @@ class EdgeGraph:
         useful = torch.zeros(self.n_pos, self.n_readers, dtype=torch.bool)
         useful[:, self.logits_reader] = sinks
         for l in reversed(range(self.n_layers)):
+
             def writer_useful(w: int) -> Tensor:
                 return (mask[:, :, w] & useful).any(-1)
 

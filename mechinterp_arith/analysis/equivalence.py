@@ -76,14 +76,14 @@ class Candidate:
     name: str
     kind: str  # "truncated", "true_mod" or "true"
     j: int | None  # the power of ten (None for "true")
-    values: Int[Tensor, "batch"]
+    values: Int[Tensor, " batch"]
 
     @property
     def modulus(self) -> int | None:
         return None if self.j is None else 10**self.j
 
 
-def candidate_relations(task: Task, a: Int[Tensor, "batch"], b: Int[Tensor, "batch"]) -> list[Candidate]:
+def candidate_relations(task: Task, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"]) -> list[Candidate]:
     """Every candidate relation's value on each pair (see the module docstring)."""
     a, b = as_operands(a), as_operands(b)
     out = [Candidate(task.describe(), "true", None, task.apply(a, b))]
@@ -95,7 +95,7 @@ def candidate_relations(task: Task, a: Int[Tensor, "batch"], b: Int[Tensor, "bat
     return out
 
 
-def digit_agreement(task: Task, output: Int[Tensor, "batch"], target: Int[Tensor, "batch"]) -> list[float]:
+def digit_agreement(task: Task, output: Int[Tensor, " batch"], target: Int[Tensor, " batch"]) -> list[float]:
     """Share of rows whose answer digit k equals the target's (k = 0 is the units digit)."""
     if len(output) == 0:
         return [float("nan")] * task.answer_width
@@ -133,9 +133,15 @@ class RelationFit:
     def to_dict(self) -> dict:
         lo, hi = self.ci95
         return {
-            "name": self.name, "kind": self.kind, "modulus": self.modulus, "coverage": round(self.coverage, 6),
-            "ci95": [round(lo, 6), round(hi, 6)], "hits": self.hits, "n": self.n,
-            "digit_agreement": [round(x, 6) for x in self.digit_agreement], "same_as_true": self.same_as_true,
+            "name": self.name,
+            "kind": self.kind,
+            "modulus": self.modulus,
+            "coverage": round(self.coverage, 6),
+            "ci95": [round(lo, 6), round(hi, 6)],
+            "hits": self.hits,
+            "n": self.n,
+            "digit_agreement": [round(x, 6) for x in self.digit_agreement],
+            "same_as_true": self.same_as_true,
         }
 
 
@@ -170,19 +176,25 @@ class RelationSearch:
         if not self.fits:
             return None
         lo, hi = self.top.ci95
-        return {"name": self.top.name, "kind": self.top.kind, "modulus": self.top.modulus,
-                "coverage": round(self.top.coverage, 6), "ci95": [round(lo, 6), round(hi, 6)],
-                "same_as_true": self.top.same_as_true, "tied_with": self.tied_with}
+        return {
+            "name": self.top.name,
+            "kind": self.top.kind,
+            "modulus": self.top.modulus,
+            "coverage": round(self.top.coverage, 6),
+            "ci95": [round(lo, 6), round(hi, 6)],
+            "same_as_true": self.top.same_as_true,
+            "tied_with": self.tied_with,
+        }
 
 
 def find_relation(
     task: Task,
-    a: Int[Tensor, "batch"],
-    b: Int[Tensor, "batch"],
-    output: Int[Tensor, "batch"],
+    a: Int[Tensor, " batch"],
+    b: Int[Tensor, " batch"],
+    output: Int[Tensor, " batch"],
     threshold: float = FIT_THRESHOLD,
     max_counterexamples: int = 10_000,
-    rep_output: Int[Tensor, "batch"] | None = None,
+    rep_output: Int[Tensor, " batch"] | None = None,
 ) -> RelationSearch:
     """Score every candidate relation against given outputs (a model's, or synthetic ones).
 
@@ -206,18 +218,26 @@ def find_relation(
     fits = []
     for c in cands:
         agree = ((out_digits == task.answer_digits(c.values)) & (out_digits >= 0)).float().mean(0).tolist()
-        fits.append(RelationFit(c.name, c.kind, c.j, int((output == c.values).sum()), len(a), agree,
-                                bool((c.values == true).all())))
+        fits.append(
+            RelationFit(
+                c.name, c.kind, c.j, int((output == c.values).sum()), len(a), agree, bool((c.values == true).all())
+            )
+        )
     order = sorted(range(len(fits)), key=lambda i: fits[i].sort_key(), reverse=True)
     relations = [fits[i] for i in order]
     top, top_values = relations[0], cands[order[0]].values
     tied = [r.name for r in relations[1:] if r.hits == top.hits]
     wrong = torch.nonzero(output != top_values).squeeze(1)
     keep = wrong[:max_counterexamples]
-    counter = pd.DataFrame({
-        "a": a[keep].numpy(), "b": b[keep].numpy(), "output": output[keep].numpy(),
-        "true": true[keep].numpy(), "equivalent": top_values[keep].numpy(),
-    })
+    counter = pd.DataFrame(
+        {
+            "a": a[keep].numpy(),
+            "b": b[keep].numpy(),
+            "output": output[keep].numpy(),
+            "true": true[keep].numpy(),
+            "equivalent": top_values[keep].numpy(),
+        }
+    )
     if rep_output is not None:
         counter["representative_output"] = as_operands(rep_output)[keep].numpy()
     return RelationSearch(relations, top, top.ci95[0] > threshold, tied, counter, len(wrong), threshold)
@@ -229,10 +249,10 @@ class EquivalenceResult:
 
     label: str
     task: Task
-    a: Int[Tensor, "batch"]
-    b: Int[Tensor, "batch"]
-    output: Int[Tensor, "batch"]
-    rep_output: Int[Tensor, "batch"]  # the model's output on the ID representative
+    a: Int[Tensor, " batch"]
+    b: Int[Tensor, " batch"]
+    output: Int[Tensor, " batch"]
+    rep_output: Int[Tensor, " batch"]  # the model's output on the ID representative
     search: RelationSearch
     per_digit: dict = field(default_factory=dict)
 
@@ -279,8 +299,15 @@ class EquivalenceResult:
         }
 
 
-def analyse_set(model: TransformerBridge, task: Task, a, b, label: str = "", threshold: float = FIT_THRESHOLD,
-                max_counterexamples: int = 10_000) -> EquivalenceResult:
+def analyse_set(
+    model: TransformerBridge,
+    task: Task,
+    a,
+    b,
+    label: str = "",
+    threshold: float = FIT_THRESHOLD,
+    max_counterexamples: int = 10_000,
+) -> EquivalenceResult:
     """Generate the model's answers on ``(a, b)`` and on their ID representatives, then search.
 
     ``per_digit`` holds the accuracy of each answer digit (units first) against the true answer
@@ -291,7 +318,7 @@ def analyse_set(model: TransformerBridge, task: Task, a, b, label: str = "", thr
     task.check_operands(a, b)
     ra, rb = task.id_representative(a, b)
     both = generate(model, task, torch.cat([a, ra]), torch.cat([b, rb])).answers
-    output, rep_output = both[: len(a)], both[len(a):]
+    output, rep_output = both[: len(a)], both[len(a) :]
     search = find_relation(task, a, b, output, threshold, max_counterexamples, rep_output)
     per_digit = {
         "true": [round(x, 6) for x in digit_agreement(task, output, task.apply(a, b))],
@@ -300,8 +327,14 @@ def analyse_set(model: TransformerBridge, task: Task, a, b, label: str = "", thr
     return EquivalenceResult(label, task, a, b, output, rep_output, search, per_digit)
 
 
-def analyse_checkpoint(ckpt: Checkpoint, ood_digits=None, n: int = 10_000, seed: int = 0, one_longer: bool = True,
-                       threshold: float = FIT_THRESHOLD) -> dict[str, dict[str, EquivalenceResult]]:
+def analyse_checkpoint(
+    ckpt: Checkpoint,
+    ood_digits=None,
+    n: int = 10_000,
+    seed: int = 0,
+    one_longer: bool = True,
+    threshold: float = FIT_THRESHOLD,
+) -> dict[str, dict[str, EquivalenceResult]]:
     """Analyse both-operands-m-digits sets (key ``"ood"``) and, with ``one_longer``, sets with one
     m-digit operand and one ID operand (key ``"one_longer"``), for each m in ``ood_digits``
     (default: n+1). Results keyed by ``str(m)``."""
@@ -322,7 +355,9 @@ def analyse_checkpoint(ckpt: Checkpoint, ood_digits=None, n: int = 10_000, seed:
     return out
 
 
-def report_dict(ckpt: Checkpoint, results: dict[str, dict[str, EquivalenceResult]], max_relations: int | None = None) -> dict:
+def report_dict(
+    ckpt: Checkpoint, results: dict[str, dict[str, EquivalenceResult]], max_relations: int | None = None
+) -> dict:
     """The ``mechinterp-arith equivalence --json`` object."""
     return {
         "checkpoint": str(ckpt.path) if getattr(ckpt, "path", None) is not None else ckpt.task.name,

@@ -52,7 +52,8 @@ def relation_grid(ckpt: Checkpoint, hi: int | None = None, points: int = 100) ->
     a, b = data.ordered(task, a, b)
     shape = A.shape
     return {
-        "a": axis.numpy(), "b": axis.numpy(),
+        "a": axis.numpy(),
+        "b": axis.numpy(),
         "true": task.apply(a, b).reshape(shape).numpy(),
         "equivalent": task.equivalent_answer(a, b).reshape(shape).numpy(),
         "model": generate(ckpt.model, task, a, b).answers.reshape(shape).numpy(),
@@ -70,8 +71,20 @@ def relation_maps(ckpt: Checkpoint, hi: int | None = None, points: int = 100, co
     zmax = float(max(g["true"].max(), g["equivalent"].max(), g["model"].max()))
     Trace = go.Contour if contour else go.Heatmap
     for col, key in enumerate(("true", "equivalent", "model"), start=1):
-        fig.add_trace(Trace(x=g["a"], y=g["b"], z=g[key], name=key, zmin=0, zmax=zmax, coloraxis="coloraxis",
-                            hovertemplate="a=%{x}<br>b=%{y}<br>" + key + "=%{z}<extra></extra>"), row=1, col=col)
+        fig.add_trace(
+            Trace(
+                x=g["a"],
+                y=g["b"],
+                z=g[key],
+                name=key,
+                zmin=0,
+                zmax=zmax,
+                coloraxis="coloraxis",
+                hovertemplate="a=%{x}<br>b=%{y}<br>" + key + "=%{z}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
         for axis in ("x", "y"):
             line = dict(type="line", line=dict(dash="dash", color="white", width=1))
             N = 10**ckpt.task.digits
@@ -81,8 +94,12 @@ def relation_maps(ckpt: Checkpoint, hi: int | None = None, points: int = 100, co
                 fig.add_shape(**line, y0=N, y1=N, x0=g["a"][0], x1=g["a"][-1], row=1, col=col)
         fig.update_xaxes(title_text="a", row=1, col=col)
     fig.update_yaxes(title_text="b", row=1, col=1)
-    fig.update_layout(title=f"{ckpt.name}: true vs equivalent vs model (ID below 10^{ckpt.task.digits})",
-                      coloraxis=dict(colorscale="Viridis", cmin=0, cmax=zmax), height=420, width=1200)
+    fig.update_layout(
+        title=f"{ckpt.name}: true vs equivalent vs model (ID below 10^{ckpt.task.digits})",
+        coloraxis=dict(colorscale="Viridis", cmin=0, cmax=zmax),
+        height=420,
+        width=1200,
+    )
     return fig
 
 
@@ -90,15 +107,15 @@ def relation_maps(ckpt: Checkpoint, hi: int | None = None, points: int = 100, co
 class ClassDistributions:
     """Answer-digit distributions of an ID representative and members of its OOD class."""
 
-    a: Int[Tensor, "k"]  # row 0 is the representative
-    b: Int[Tensor, "k"]
-    outputs: Int[Tensor, "k"]
+    a: Int[Tensor, " k"]  # row 0 is the representative
+    b: Int[Tensor, " k"]
+    outputs: Int[Tensor, " k"]
     probs: Float[Tensor, "k answer digit"]  # softmax over the 10 digits, answer position (units first)
     tv: pd.DataFrame  # one row per member: a, b, output, tv per answer position, tv_mean
 
 
 @torch.inference_mode()
-def answer_probabilities(ckpt: Checkpoint, a, b) -> tuple[Int[Tensor, "k"], Float[Tensor, "k answer digit"]]:
+def answer_probabilities(ckpt: Checkpoint, a, b) -> tuple[Int[Tensor, " k"], Float[Tensor, "k answer digit"]]:
     """The greedy answers and, at each answer position, the softmax over digits that chose it
     (along each input's own greedy path; hooked bridge forward, fixed-length formats)."""
     task = ckpt.task
@@ -115,12 +132,18 @@ def answer_probabilities(ckpt: Checkpoint, a, b) -> tuple[Int[Tensor, "k"], Floa
     return gen.answers, probs
 
 
-def class_distributions(ckpt: Checkpoint, a: int, b: int, members=None, k: int = 3, seed: int = 0) -> ClassDistributions:
+def class_distributions(
+    ckpt: Checkpoint, a: int, b: int, members=None, k: int = 3, seed: int = 0
+) -> ClassDistributions:
     """Probabilities for the ID pair ``(a, b)`` and its OOD members (given as ``(ma, mb)`` or drawn
     with :func:`ood_class_members`), and each member's total-variation distance
     ``0.5 · sum_d |p_member(d) - p_rep(d)|`` from the representative, per answer position."""
     task = ckpt.task
-    ma, mb = data.class_members(task, a, b, k, seed) if members is None else (as_operands(members[0]), as_operands(members[1]))
+    ma, mb = (
+        data.class_members(task, a, b, k, seed)
+        if members is None
+        else (as_operands(members[0]), as_operands(members[1]))
+    )
     N = 10**task.digits
     if members is not None and not bool(((ma % N == a) & (mb % N == b)).all()):
         raise ValueError(f"every member must reduce to ({a}, {b}) mod 10^{task.digits}")
@@ -139,21 +162,42 @@ def class_probability_figure(ckpt: Checkpoint, a: int, b: int, members=None, k: 
     total-variation distance of each member from the representative, per answer position."""
     d = class_distributions(ckpt, a, b, members, k, seed)
     n_in = len(d.a)
-    titles = [f"{'ID ' if i == 0 else ''}{int(x)}, {int(y)} → {int(o)}" for i, (x, y, o) in enumerate(zip(d.a, d.b, d.outputs))]
+    titles = [
+        f"{'ID ' if i == 0 else ''}{int(x)}, {int(y)} → {int(o)}"
+        for i, (x, y, o) in enumerate(zip(d.a, d.b, d.outputs))
+    ]
     fig = make_subplots(rows=1, cols=n_in + 1, subplot_titles=titles + ["TV distance from ID"], horizontal_spacing=0.03)
     A = ckpt.task.answer_width
     positions = [f"10^{p}" for p in range(A)]
     for i in range(n_in):
-        fig.add_trace(go.Heatmap(z=d.probs[i].T.numpy(), x=positions, y=list(range(10)), zmin=0, zmax=1,
-                                 coloraxis="coloraxis", name=titles[i],
-                                 hovertemplate="position %{x}<br>digit %{y}<br>p=%{z:.3f}<extra></extra>"), row=1, col=i + 1)
+        fig.add_trace(
+            go.Heatmap(
+                z=d.probs[i].T.numpy(),
+                x=positions,
+                y=list(range(10)),
+                zmin=0,
+                zmax=1,
+                coloraxis="coloraxis",
+                name=titles[i],
+                hovertemplate="position %{x}<br>digit %{y}<br>p=%{z:.3f}<extra></extra>",
+            ),
+            row=1,
+            col=i + 1,
+        )
         fig.update_xaxes(title_text="answer position", row=1, col=i + 1)
     for _, row in d.tv.iterrows():
-        fig.add_trace(go.Bar(x=positions, y=[row[f"tv_{p}"] for p in range(A)], name=f"TV {int(row.a)}, {int(row.b)}"),
-                      row=1, col=n_in + 1)
+        fig.add_trace(
+            go.Bar(x=positions, y=[row[f"tv_{p}"] for p in range(A)], name=f"TV {int(row.a)}, {int(row.b)}"),
+            row=1,
+            col=n_in + 1,
+        )
     fig.update_yaxes(title_text="digit", row=1, col=1)
     fig.update_yaxes(range=[0, 1], row=1, col=n_in + 1)
-    fig.update_layout(title=f"{ckpt.name}: answer-digit probabilities (greedy path) of an ID input and its OOD class",
-                      coloraxis=dict(colorscale="Blues", cmin=0, cmax=1), height=380, width=300 * (n_in + 1),
-                      barmode="group")
+    fig.update_layout(
+        title=f"{ckpt.name}: answer-digit probabilities (greedy path) of an ID input and its OOD class",
+        coloraxis=dict(colorscale="Blues", cmin=0, cmax=1),
+        height=380,
+        width=300 * (n_in + 1),
+        barmode="group",
+    )
     return fig

@@ -55,8 +55,9 @@ def _answer_digits_logits(model, task: Task):
     return lambda tokens: model(tokens)[:, pos]  # [B, answer digits, vocab]
 
 
-def _interchanged_matches(ckpt: Checkpoint, hook: str, positions: list[int], base: tuple, source: tuple,
-                          answer: Tensor) -> Tensor:
+def _interchanged_matches(
+    ckpt: Checkpoint, hook: str, positions: list[int], base: tuple, source: tuple, answer: Tensor
+) -> Tensor:
     """Whether the base's greedy answer is ``answer`` with the residual at ``positions`` set to the source's."""
     task, model = ckpt.task, ckpt.model
     logits_fn = _answer_digits_logits(model, task)
@@ -71,8 +72,9 @@ def _interchanged_matches(ckpt: Checkpoint, hook: str, positions: list[int], bas
     def run(toks, i=0):  # one TL intervention per position, nested: each hook fires once per pass
         if i == len(at):
             return logits_fn(toks)
-        return tl_interchange.run_with_intervention(model, hook, swap, toks, sources[i], lambda t: run(t, i + 1),
-                                                    positions=at[i])
+        return tl_interchange.run_with_intervention(
+            model, hook, swap, toks, sources[i], lambda t: run(t, i + 1), positions=at[i]
+        )
 
     with torch.no_grad():
         pred = run(tokens).argmax(-1).cpu()
@@ -104,7 +106,9 @@ def extra_digit_interchange(ckpt: Checkpoint, n: int = 256, seed: int = 0, m: in
     true_cf = task.apply(ca, cb)
     fits = (true_cf >= 0) & (true_cf < 10**task.answer_width) & (own != true_cf) & (own >= 0)
     if not bool(fits.any()):
-        raise NotApplicable(f"no {m}-digit pair separates the model's answer from true arithmetic within the answer width")
+        raise NotApplicable(
+            f"no {m}-digit pair separates the model's answer from true arithmetic within the answer width"
+        )
     truncation = task.apply(*task.id_representative(a, b))
     a, b, sa, sb, own, true_cf, truncation = (t[fits] for t in (a, b, sa, sb, own, true_cf, truncation))
     extra = [operand_pos(task, op, place) for op in ("a", "b") for place in range(task.digits, m)]
@@ -113,8 +117,14 @@ def extra_digit_interchange(ckpt: Checkpoint, n: int = 256, seed: int = 0, m: in
     for hook in [f"blocks.{l}.hook_resid_pre" for l in range(L)] + [f"blocks.{L - 1}.hook_resid_post"]:
         stays = _interchanged_matches(ckpt, hook, extra, (a, b), (sa, sb), own)
         follows = _interchanged_matches(ckpt, hook, extra, (a, b), (sa, sb), true_cf)
-        rows.append({"hook": hook, "iia_unchanged": float(stays.float().mean()),
-                     "iia_true_arithmetic": float(follows.float().mean()), "n_pairs": len(a)})
+        rows.append(
+            {
+                "hook": hook,
+                "iia_unchanged": float(stays.float().mean()),
+                "iia_true_arithmetic": float(follows.float().mean()),
+                "n_pairs": len(a),
+            }
+        )
     df = pd.DataFrame(rows)
     df.attrs.update(m=m, positions=extra, baseline_truncation=float((own == truncation).float().mean()))
     return df
@@ -139,7 +149,9 @@ class DASResult:
     losses: tuple[float, ...]
 
 
-def cluster_variance_share(states: Float[Tensor, "n d"], labels: Int[Tensor, "n"], basis: Float[Tensor, "d r"]) -> float:
+def cluster_variance_share(
+    states: Float[Tensor, "n d"], labels: Int[Tensor, " n"], basis: Float[Tensor, "d r"]
+) -> float:
     """Share of the between-class variance (of the class means, weighted by class size) that lies
     in the span of the orthonormal ``basis``: 1 when the clusters' separation is all inside it."""
     centred = states - states.mean(0)
@@ -149,8 +161,15 @@ def cluster_variance_share(states: Float[Tensor, "n d"], labels: Int[Tensor, "n"
     return float((weights * inside).sum() / (weights * (means**2).sum(-1)).sum())
 
 
-def units_digit_das(ckpt: Checkpoint, rank: int = 8, n: int = 1024, n_test: int = 512, hook: str = DEFAULT_HOOK,
-                    epochs: int = 20, seed: int = 0) -> DASResult:
+def units_digit_das(
+    ckpt: Checkpoint,
+    rank: int = 8,
+    n: int = 1024,
+    n_test: int = 512,
+    hook: str = DEFAULT_HOOK,
+    epochs: int = 20,
+    seed: int = 0,
+) -> DASResult:
     """DAS subspace of rank ``rank`` for the answer's units digit at the position predicting it.
 
     High-level model: the units digit depends on the operands only through itself, so setting
@@ -163,29 +182,45 @@ def units_digit_das(ckpt: Checkpoint, rank: int = 8, n: int = 1024, n_test: int 
     if task.modulus is not None:
         raise NotApplicable(f"{task.name}: the units digit of a modular answer depends on every operand digit")
     pos = answer_logit_pos(task, 0)
-    logits_fn = lambda tokens: model(tokens)[:, pos]  # noqa: E731
+    logits_fn = lambda tokens: model(tokens)[:, pos]
     sets = []
     for part, size in (("train", n), ("test", n_test)):
         a, b = data.random_pairs(task, size, seed=derive_seed(seed, "das", part, "base"))
         sa, sb = data.random_pairs(task, size, seed=derive_seed(seed, "das", part, "source"))
         base = _teacher_forced(task, a, b, task.apply(a, b)).to(ckpt.device)
         src = _teacher_forced(task, sa, sb, task.apply(sa, sb)).to(ckpt.device)
-        sets.append((base, src, task.answer_digits(task.apply(sa, sb))[:, 0], task.answer_digits(task.apply(a, b))[:, 0]))
+        sets.append(
+            (base, src, task.answer_digits(task.apply(sa, sb))[:, 0], task.answer_digits(task.apply(a, b))[:, 0])
+        )
     (base, src, target, _), (tb, ts, tt, t_own) = sets
     p_train, p_test = torch.full((n,), pos), torch.full((n_test,), pos)
 
     def fit(targets):
-        return tl_interchange.fit_das(model, hook, base, src, targets, logits_fn, rank=rank, base_positions=p_train,
-                                      source_positions=p_train, epochs=epochs, seed=seed)
+        return tl_interchange.fit_das(
+            model,
+            hook,
+            base,
+            src,
+            targets,
+            logits_fn,
+            rank=rank,
+            base_positions=p_train,
+            source_positions=p_train,
+            epochs=epochs,
+            seed=seed,
+        )
 
     def iia(basis, targets) -> float:
         acts = tl_interchange.collect_activations(model, hook, ts, logits_fn, positions=p_test)
-        out = tl_interchange.intervened_logits(model, hook, tl_interchange.SubspaceInterchange(basis), tb, acts,
-                                               logits_fn, positions=p_test)
+        out = tl_interchange.intervened_logits(
+            model, hook, tl_interchange.SubspaceInterchange(basis), tb, acts, logits_fn, positions=p_test
+        )
         return float((out.argmax(-1) == targets).float().mean())
 
     das = fit(target)
-    arbitrary = tl_interchange.arbitrary_targets([str(d) for d in range(10)], 10, seed)  # a fixed relabelling of the digit
+    arbitrary = tl_interchange.arbitrary_targets(
+        [str(d) for d in range(10)], 10, seed
+    )  # a fixed relabelling of the digit
     das_arb = fit(arbitrary[target])
     acts = tl_interchange.collect_activations(model, hook, tb, logits_fn, positions=p_test).numpy()
     pca, _, pca_accuracy, _ = fit_pca(acts, t_own.numpy(), k=rank, seed=seed)
@@ -194,8 +229,18 @@ def units_digit_das(ckpt: Checkpoint, rank: int = 8, n: int = 1024, n_test: int 
     x = torch.as_tensor(acts)
     das_coords = (x - x.mean(0)) @ B
     pcs = torch.as_tensor(pca.components_[:rank], dtype=B.dtype).T
-    return DASResult(hook, pos, rank, iia(das.basis, tt),
-                     iia(tl_interchange.random_basis(model.cfg.d_model, rank, seed), tt),
-                     iia(das_arb.basis, arbitrary[tt]), [round(c, 4) for c in cosines],
-                     cluster_variance_share(x, t_own, B), cluster_variance_share(x, t_own, pcs),
-                     separability(das_coords.numpy(), t_own.numpy(), seed)[0], pca_accuracy, B, das.losses)
+    return DASResult(
+        hook,
+        pos,
+        rank,
+        iia(das.basis, tt),
+        iia(tl_interchange.random_basis(model.cfg.d_model, rank, seed), tt),
+        iia(das_arb.basis, arbitrary[tt]),
+        [round(c, 4) for c in cosines],
+        cluster_variance_share(x, t_own, B),
+        cluster_variance_share(x, t_own, pcs),
+        separability(das_coords.numpy(), t_own.numpy(), seed)[0],
+        pca_accuracy,
+        B,
+        das.losses,
+    )

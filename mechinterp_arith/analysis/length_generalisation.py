@@ -60,7 +60,9 @@ def operand_alignment(ckpt: Checkpoint, m: int, n: int = ALIGNMENT_N, seed: int 
             q, src_a, src_b = answer_logit_pos(task, k), operand_pos(task, "a", k), operand_pos(task, "b", k)
             for head in range(pattern.shape[0]):
                 to_a, to_b = float(pattern[head, q, src_a]), float(pattern[head, q, src_b])
-                rows.append({"layer": layer, "head": head, "digit": k, "to_a": to_a, "to_b": to_b, "aligned": to_a + to_b})
+                rows.append(
+                    {"layer": layer, "head": head, "digit": k, "to_a": to_a, "to_b": to_b, "aligned": to_a + to_b}
+                )
     return pd.DataFrame(rows)
 
 
@@ -68,9 +70,11 @@ def alignment_summary(alignment: pd.DataFrame, n_digits: int) -> dict:
     """The best head's ``aligned`` attention per digit, averaged below ``n_digits`` and from it up."""
     best = alignment.groupby("digit")["aligned"].max()
     low, high = best[best.index < n_digits], best[best.index >= n_digits]
-    return {"alignment_id": float(low.mean()) if len(low) else float("nan"),
-            "alignment_ood": float(high.mean()) if len(high) else float("nan"),
-            "alignment_by_digit": [round(float(x), 4) for x in best.tolist()]}
+    return {
+        "alignment_id": float(low.mean()) if len(low) else float("nan"),
+        "alignment_ood": float(high.mean()) if len(high) else float("nan"),
+        "alignment_by_digit": [round(float(x), 4) for x in best.tolist()],
+    }
 
 
 def length_profile(ckpt: Checkpoint, ood_digits=None, n: int = 2000, seed: int = 0) -> pd.DataFrame:
@@ -90,11 +94,20 @@ def length_profile(ckpt: Checkpoint, ood_digits=None, n: int = 2000, seed: int =
         a, b = data.ood_lengths(task, m, m, n, seed=seed)
         eq = analyse_set(ckpt.model, task, a, b, f"both {m}-digit")
         top = eq.search.top  # the best candidate, whether or not it fits (``fits``)
-        row = {"m": m, "exact": eq.exact, "relation": top.name, "coverage": top.coverage,
-               "coverage_lo": top.ci95[0], "coverage_hi": top.ci95[1], "fits": eq.search.fits}
+        row = {
+            "m": m,
+            "exact": eq.exact,
+            "relation": top.name,
+            "coverage": top.coverage,
+            "coverage_lo": top.ci95[0],
+            "coverage_hi": top.ci95[1],
+            "fits": eq.search.fits,
+        }
         first_ood = min(task.digits, task.answer_width - 1)
         for key, k in (("separability_units", 0), ("separability_first_ood", first_ood)):
-            row[key] = residual_pca(ckpt, a, b, position=f"ans{k}", label=f"ans{k}", seed=seed).nearest_centroid_accuracy
+            row[key] = residual_pca(
+                ckpt, a, b, position=f"ans{k}", label=f"ans{k}", seed=seed
+            ).nearest_centroid_accuracy
         row.update(alignment_summary(operand_alignment(ckpt, m, min(n, ALIGNMENT_N), seed), task.digits))
         rows.append(row)
     return pd.DataFrame(rows).set_index("m")
@@ -109,12 +122,17 @@ def compare_schemes(rows: pd.DataFrame, threshold: float = 0.95) -> pd.DataFrame
         raise ValueError(f"rows need the columns {sorted(needed)}; missing {sorted(needed - set(rows.columns))}")
     grouped = rows.groupby(["scheme", "m"], sort=False)
     out = grouped.agg(
-        seeds=("seed", "nunique"), exact_mean=("exact", "mean"), exact_min=("exact", "min"), exact_max=("exact", "max"),
+        seeds=("seed", "nunique"),
+        exact_mean=("exact", "mean"),
+        exact_min=("exact", "min"),
+        exact_max=("exact", "max"),
         seeds_reaching=("exact", lambda x: int((x >= threshold).sum())),
         relation=("relation", lambda x: x.mode().iloc[0]),
         relation_seeds=("relation", lambda x: int((x == x.mode().iloc[0]).sum())),
         coverage_mean=("coverage", "mean"),
-        separability_units=("separability_units", "mean"), separability_first_ood=("separability_first_ood", "mean"),
-        alignment_id=("alignment_id", "mean"), alignment_ood=("alignment_ood", "mean"),
+        separability_units=("separability_units", "mean"),
+        separability_first_ood=("separability_first_ood", "mean"),
+        alignment_id=("alignment_id", "mean"),
+        alignment_ood=("alignment_ood", "mean"),
     )
     return out.reset_index()

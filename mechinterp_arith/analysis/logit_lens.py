@@ -31,11 +31,10 @@ import torch
 from jaxtyping import Int
 from plotly.subplots import make_subplots
 from torch import Tensor
+from transformer_lens.tools.analysis import logit_lens as tl_logit_lens
 
 from ..core import data
 from ..core.checkpoint import Checkpoint
-from transformer_lens.tools.analysis import logit_lens as tl_logit_lens
-
 from ..core.positions import answer_positions
 from ..core.tasks import as_operands
 from .activations import DEFAULT_BATCH, Answers, input_tokens, residual_hooks
@@ -68,30 +67,46 @@ class LogitLensResult:
         out: dict = {"final_max_abs_diff": self.final_max_abs_diff, "teacher_forced_answers": self.answers}
         for (s, t), _ in self.frame.groupby(["set", "target"], sort=False):
             key = f"{s}_{t}"
-            out[key] = {v: {state: [round(float(x), 4) for x in row]
-                            for state, row in self.table(v, s, t).iterrows()} for v in ("mean_prob", "mean_rank")}
+            out[key] = {
+                v: {state: [round(float(x), 4) for x in row] for state, row in self.table(v, s, t).iterrows()}
+                for v in ("mean_prob", "mean_rank")
+            }
         return out
 
     def figure(self, value: str = "mean_prob") -> go.Figure:
         """One heatmap per (set, target): states x answer digits."""
         pairs = list(dict.fromkeys(zip(self.frame["set"], self.frame["target"])))
-        fig = make_subplots(rows=1, cols=len(pairs), subplot_titles=[f"{s}: {t} digit" for s, t in pairs], shared_yaxes=True)
+        fig = make_subplots(
+            rows=1, cols=len(pairs), subplot_titles=[f"{s}: {t} digit" for s, t in pairs], shared_yaxes=True
+        )
         for j, (s, t) in enumerate(pairs):
             tab = self.table(value, s, t)
-            fig.add_trace(go.Heatmap(z=tab.values, x=[f"digit {d}" for d in tab.columns], y=list(tab.index),
-                                     coloraxis="coloraxis", text=np.round(tab.values, 3), texttemplate="%{text}"),
-                          row=1, col=j + 1)
-        fig.update_layout(title=f"Logit lens: {value} of the target digit (digit 0 = units)",
-                          coloraxis=dict(colorscale="Viridis"), yaxis_autorange="reversed")
+            fig.add_trace(
+                go.Heatmap(
+                    z=tab.values,
+                    x=[f"digit {d}" for d in tab.columns],
+                    y=list(tab.index),
+                    coloraxis="coloraxis",
+                    text=np.round(tab.values, 3),
+                    texttemplate="%{text}",
+                ),
+                row=1,
+                col=j + 1,
+            )
+        fig.update_layout(
+            title=f"Logit lens: {value} of the target digit (digit 0 = units)",
+            coloraxis=dict(colorscale="Viridis"),
+            yaxis_autorange="reversed",
+        )
         return fig
 
 
 @torch.inference_mode()
 def logit_lens(
     ckpt: Checkpoint,
-    a: Int[Tensor, "n"],
-    b: Int[Tensor, "n"],
-    targets: dict[str, Int[Tensor, "n"]] | None = None,
+    a: Int[Tensor, " n"],
+    b: Int[Tensor, " n"],
+    targets: dict[str, Int[Tensor, " n"]] | None = None,
     answers: Answers = "true",
     set_name: str = "id",
     batch_size: int = DEFAULT_BATCH,
@@ -119,7 +134,9 @@ def logit_lens(
             read = tl_logit_lens(cache, incl_mid=True, positions=pos, targets=digit, return_type="probs")
             labels = read.labels
             p, rank = read.values[..., 0].float(), read.readout.target_ranks[..., 0].float()  # [state, batch, digit]
-            max_diff = max(max_diff, (p[-1] - model_probs.gather(-1, digit.unsqueeze(-1)).squeeze(-1)).abs().max().item())
+            max_diff = max(
+                max_diff, (p[-1] - model_probs.gather(-1, digit.unsqueeze(-1)).squeeze(-1)).abs().max().item()
+            )
             part = torch.stack([p.sum(1), rank.sum(1), (rank == 0).float().sum(1)]).cpu()  # [3, state, digit]
             sums[name] = sums[name] + part if name in sums else part
     rows = []
@@ -127,14 +144,30 @@ def logit_lens(
         s = s / len(a)
         for j, lab in enumerate(labels):
             for k in range(A):
-                rows.append({"set": set_name, "target": name, "state": _state_name(lab, model.cfg.n_layers), "layer": j,
-                             "digit": k, "position": pos[k], "mean_prob": s[0, j, k].item(),
-                             "mean_rank": s[1, j, k].item(), "top1": s[2, j, k].item()})
+                rows.append(
+                    {
+                        "set": set_name,
+                        "target": name,
+                        "state": _state_name(lab, model.cfg.n_layers),
+                        "layer": j,
+                        "digit": k,
+                        "position": pos[k],
+                        "mean_prob": s[0, j, k].item(),
+                        "mean_rank": s[1, j, k].item(),
+                        "top1": s[2, j, k].item(),
+                    }
+                )
     return LogitLensResult(pd.DataFrame(rows), max_diff, {set_name: answers if isinstance(answers, str) else "given"})
 
 
-def id_ood_logit_lens(ckpt: Checkpoint, n: int = 2000, ood_digits: int | None = None, ood_answers: Answers = "greedy",
-                      seed: int = 0, batch_size: int = DEFAULT_BATCH) -> LogitLensResult:
+def id_ood_logit_lens(
+    ckpt: Checkpoint,
+    n: int = 2000,
+    ood_digits: int | None = None,
+    ood_answers: Answers = "greedy",
+    seed: int = 0,
+    batch_size: int = DEFAULT_BATCH,
+) -> LogitLensResult:
     """The lens on ``n`` random ID pairs (target: the true digit, true answer teacher-forced) and on
     ``n`` pairs with both operands ``ood_digits`` (default n+1) digits long (targets: the equivalent
     relation's digit and the true digit; ``ood_answers`` teacher-forced, default the model's own greedy
@@ -147,7 +180,17 @@ def id_ood_logit_lens(ckpt: Checkpoint, n: int = 2000, ood_digits: int | None = 
         return res  # the format holds no longer operands
     m = data.require_ood_digits(task, ood_digits)
     oa, ob = data.ood_both(task, m, n, seed=seed)
-    ood = logit_lens(ckpt, oa, ob, {"equivalent": task.equivalent_answer(oa, ob), "true": task.apply(oa, ob)},
-                     answers=ood_answers, set_name=f"ood{m}", batch_size=batch_size)
-    return LogitLensResult(pd.concat([res.frame, ood.frame], ignore_index=True),
-                           max(res.final_max_abs_diff, ood.final_max_abs_diff), {**res.answers, **ood.answers})
+    ood = logit_lens(
+        ckpt,
+        oa,
+        ob,
+        {"equivalent": task.equivalent_answer(oa, ob), "true": task.apply(oa, ob)},
+        answers=ood_answers,
+        set_name=f"ood{m}",
+        batch_size=batch_size,
+    )
+    return LogitLensResult(
+        pd.concat([res.frame, ood.frame], ignore_index=True),
+        max(res.final_max_abs_diff, ood.final_max_abs_diff),
+        {**res.answers, **ood.answers},
+    )

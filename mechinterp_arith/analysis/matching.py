@@ -20,8 +20,8 @@ answer (``answers="greedy"``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -56,7 +56,7 @@ class MatchResult:
     roles: list[str]
     cosine: Float[np.ndarray, "state pos"]
     rel_l2: Float[np.ndarray, "state pos"]
-    token_differs: Float[np.ndarray, "pos"]  # share of pairs whose input token differs at the position
+    token_differs: Float[np.ndarray, " pos"]  # share of pairs whose input token differs at the position
     baseline_cosine: Float[np.ndarray, "state pos"]  # representatives vs other (shuffled) representatives
     answer_positions: list[int]
     answers: str
@@ -72,9 +72,17 @@ class MatchResult:
         rows = []
         for i, h in enumerate(self.hooks):
             for j, p in enumerate(self.positions):
-                rows.append({"hook": h, "position": p, "role": self.roles[j], "token_differs": float(self.token_differs[j]),
-                             "answer_position": p in self.answer_positions, "cosine": float(self.cosine[i, j]),
-                             "rel_l2": float(self.rel_l2[i, j])})
+                rows.append(
+                    {
+                        "hook": h,
+                        "position": p,
+                        "role": self.roles[j],
+                        "token_differs": float(self.token_differs[j]),
+                        "answer_position": p in self.answer_positions,
+                        "cosine": float(self.cosine[i, j]),
+                        "rel_l2": float(self.rel_l2[i, j]),
+                    }
+                )
         return pd.DataFrame(rows)
 
     def summary(self) -> dict:
@@ -87,7 +95,9 @@ class MatchResult:
                 "cosine_at_answer_positions": float(self.cosine[i, ans].mean()) if ans else float("nan"),
                 "rel_l2_at_differing_positions": float(self.rel_l2[i, diff].mean()) if diff else float("nan"),
                 "rel_l2_at_answer_positions": float(self.rel_l2[i, ans].mean()) if ans else float("nan"),
-                "baseline_cosine_at_answer_positions": float(self.baseline_cosine[i, ans].mean()) if ans else float("nan"),
+                "baseline_cosine_at_answer_positions": float(self.baseline_cosine[i, ans].mean())
+                if ans
+                else float("nan"),
             }
         return {
             "n": self.n,
@@ -105,20 +115,35 @@ class MatchResult:
     def figure(self) -> go.Figure:
         """Heatmaps of cosine similarity and relative L2 distance (states x positions)."""
         cols = [f"{p}:{r}{'*' if p in self.differing_positions else ''}" for p, r in zip(self.positions, self.roles)]
-        fig = make_subplots(rows=1, cols=2, subplot_titles=["cosine similarity", "relative L2 distance"], shared_yaxes=True)
+        fig = make_subplots(
+            rows=1, cols=2, subplot_titles=["cosine similarity", "relative L2 distance"], shared_yaxes=True
+        )
         for j, (z, scale) in enumerate([(self.cosine, "RdBu"), (self.rel_l2, "Viridis")]):
-            fig.add_trace(go.Heatmap(z=z, x=cols, y=self.hooks, colorscale=scale, showscale=False,
-                                     text=np.round(z, 2), texttemplate="%{text}"), row=1, col=j + 1)
-        fig.update_layout(title=f"OOD vs ID representative (n={self.n}; * = differing tokens; answers: {self.answers})",
-                          yaxis_autorange="reversed")
+            fig.add_trace(
+                go.Heatmap(
+                    z=z,
+                    x=cols,
+                    y=self.hooks,
+                    colorscale=scale,
+                    showscale=False,
+                    text=np.round(z, 2),
+                    texttemplate="%{text}",
+                ),
+                row=1,
+                col=j + 1,
+            )
+        fig.update_layout(
+            title=f"OOD vs ID representative (n={self.n}; * = differing tokens; answers: {self.answers})",
+            yaxis_autorange="reversed",
+        )
         return fig
 
 
 @torch.inference_mode()
 def match_activations(
     ckpt: Checkpoint,
-    a: Int[Tensor, "n"],
-    b: Int[Tensor, "n"],
+    a: Int[Tensor, " n"],
+    b: Int[Tensor, " n"],
     hooks: Sequence[str] | None = None,
     answers: str = "representative",
     batch_size: int = DEFAULT_BATCH,
@@ -148,16 +173,31 @@ def match_activations(
     perm = torch.roll(torch.arange(len(a)), 1)  # unrelated ID inputs: how similar are any two streams?
     base = np.stack([torch.nn.functional.cosine_similarity(y[h], y[h][perm], dim=-1).mean(0).numpy() for h in hooks])
     positions = list(range(task.n_ctx))
-    return MatchResult(hooks, positions, position_labels(task), cos, rel, (tok_x != tok_y).float().mean(0).numpy(), base,
-                       answer_positions(task), answers, len(a), task.prompt_len)
+    return MatchResult(
+        hooks,
+        positions,
+        position_labels(task),
+        cos,
+        rel,
+        (tok_x != tok_y).float().mean(0).numpy(),
+        base,
+        answer_positions(task),
+        answers,
+        len(a),
+        task.prompt_len,
+    )
 
 
-def match_ood(ckpt: Checkpoint, n: int = 1000, ood_digits: int | None = None, answers: str = "representative", seed: int = 0) -> MatchResult:
+def match_ood(
+    ckpt: Checkpoint, n: int = 1000, ood_digits: int | None = None, answers: str = "representative", seed: int = 0
+) -> MatchResult:
     """:func:`match_activations` on ``n`` pairs with both operands ``ood_digits`` (default n+1) digits long."""
     task = ckpt.task
     m = task.digits + 1 if ood_digits is None else ood_digits
     if m <= task.digits:
-        raise ValueError(f"ood_digits={m} is not out of distribution: {task.name} is trained on {task.digits}-digit operands")
+        raise ValueError(
+            f"ood_digits={m} is not out of distribution: {task.name} is trained on {task.digits}-digit operands"
+        )
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     oa, ob = data.ood_both(task, m, n, seed=seed)  # ValueError when the format cannot hold m digits

@@ -16,7 +16,7 @@ A metric maps logits ``[batch, pos, vocab]`` to a scalar (TransformerLens conven
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from jaxtyping import Float

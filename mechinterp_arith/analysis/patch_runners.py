@@ -4,8 +4,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -56,7 +56,9 @@ class Scoring:
         change = (logits[:, cols] - self.base_logits[:, cols].repeat(len(variants), 1, 1)).abs()
         change = change.view(len(variants), -1).amax(1).tolist()
         for s, var in enumerate(variants):
-            self.values[var.site.index] = torch.as_tensor(self.metric(logits[s * B : (s + 1) * B])).detach().float().cpu()
+            self.values[var.site.index] = (
+                torch.as_tensor(self.metric(logits[s * B : (s + 1) * B])).detach().float().cpu()
+            )
             self.max_change[var.site.index] = change[s]
 
     def stacked_logits(self, plain: PlainGPT, x: Tensor, S: int, rows: Tensor) -> Tensor:
@@ -120,7 +122,9 @@ def run_fast(plain: PlainGPT, tokens: Tensor, variants: list[Variant], corrupted
             group = sorted(group, key=lambda v: -v.p0)
             for chunk in _chunks_by_start(group, per_chunk, scoring.end):
                 stack = _Stack(chunk, B)
-                x = _run_chunk(plain, chunk, stack, mode, layer, corrupted, scoring)  # positions p0..end-1, or end-1 alone
+                x = _run_chunk(
+                    plain, chunk, stack, mode, layer, corrupted, scoring
+                )  # positions p0..end-1, or end-1 alone
                 scoring.record(scoring.stacked_logits(plain, x, len(chunk), stack.targets), chunk, masked=True)
                 rows += len(stack.base)
     return rows
@@ -143,8 +147,9 @@ class _Stack:
         return t.repeat(len(self.spans), *([1] * (t.dim() - 1))) if self.full else t[self.base]
 
 
-def _run_chunk(plain: PlainGPT, chunk: list[Variant], stack: _Stack, mode: str, layer: int, cc: dict,
-               scoring: Scoring) -> Tensor:
+def _run_chunk(
+    plain: PlainGPT, chunk: list[Variant], stack: _Stack, mode: str, layer: int, cc: dict, scoring: Scoring
+) -> Tensor:
     """The final residual [rows, positions p0..end-1 (or end-1 alone), d_model] of a chunk of
     variants that share a group (mode, layer)."""
     end, read = scoring.end, scoring.read
@@ -154,7 +159,11 @@ def _run_chunk(plain: PlainGPT, chunk: list[Variant], stack: _Stack, mode: str, 
     if p0:
         keys = {j: cc[("k", j)][:, :, :p0] for j in range(plain.L)}
         values = {j: cc[("v", j)][:, :, :p0] for j in range(plain.L)}
-        past = SharedPrefix(keys, values, variants=len(chunk)) if stack.full else SharedPrefix(keys, values, rows=stack.base)
+        past = (
+            SharedPrefix(keys, values, variants=len(chunk))
+            if stack.full
+            else SharedPrefix(keys, values, rows=stack.base)
+        )
     fired = [False] * len(chunk)
     patch = _make_fast_patch(plain, chunk, stack, layer, p0, fired)
     if mode == "pre":
@@ -202,16 +211,20 @@ def _make_fast_patch(plain, chunk, stack: _Stack, layer, p0, fired):
 
 def _check_changed(before: Tensor, after: Tensor, site: Site) -> None:
     if torch.equal(before, after):
-        raise RuntimeError(f"patching {site.kind} at layer {site.layer}, pos {site.pos}, head {site.head} did not change "
-                           "the activation although the clean and corrupted caches differ there")
+        raise RuntimeError(
+            f"patching {site.kind} at layer {site.layer}, pos {site.pos}, head {site.head} did not change "
+            "the activation although the clean and corrupted caches differ there"
+        )
 
 
 def _require_fired(fired, chunk):
     for ok, v in zip(fired, chunk):
         if not ok:
             s = v.site
-            raise RuntimeError(f"the patch of {hook_name(s.kind, s.layer)} (pos {s.pos}, head {s.head}) never ran: "
-                               "it would have been a silent no-op")
+            raise RuntimeError(
+                f"the patch of {hook_name(s.kind, s.layer)} (pos {s.pos}, head {s.head}) never ran: "
+                "it would have been a silent no-op"
+            )
 
 
 def run_hooks(model: TransformerBridge, tokens: Tensor, variants: list[Variant], scoring: Scoring) -> int:
@@ -242,6 +255,7 @@ def _make_hooks(model: TransformerBridge, chunk, S, B, fired):
     z_seen: dict[int, Tensor] = {}
     hooks = []
     for name, items in by_name.items():
+
         def hook(act, hook, items=items):
             act = act.clone()
             av = act.view(S, B, *act.shape[1:])
@@ -272,6 +286,7 @@ def _make_hooks(model: TransformerBridge, chunk, S, B, fired):
 
         hooks.append((name, hook))
     for layer in sorted({v.site.layer for v in chunk if v.site.kind == "result"}):
+
         def save_z(z, hook, layer=layer):
             z_seen[layer] = z
             return z

@@ -35,12 +35,16 @@ class Site:
     index: tuple  # where the value goes in the result grid
 
 
-def site_grid(kind: str, by_pos: bool, n_layers: int, n_pos: int, n_heads: int) -> tuple[list[Site], tuple[str, ...], tuple]:
+def site_grid(
+    kind: str, by_pos: bool, n_layers: int, n_pos: int, n_heads: int
+) -> tuple[list[Site], tuple[str, ...], tuple]:
     if kind not in KINDS:
         raise ValueError(f"unknown activation kind {kind!r}; choose one of {', '.join(KINDS)}")
     if kind in HEAD_KINDS:
         if by_pos:
-            sites = [Site(kind, l, p, h, (l, p, h)) for l in range(n_layers) for p in range(n_pos) for h in range(n_heads)]
+            sites = [
+                Site(kind, l, p, h, (l, p, h)) for l in range(n_layers) for p in range(n_pos) for h in range(n_heads)
+            ]
             return sites, ("layer", "pos", "head"), (n_layers, n_pos, n_heads)
         sites = [Site(kind, l, None, h, (l, h)) for l in range(n_layers) for h in range(n_heads)]
         return sites, ("layer", "head"), (n_layers, n_heads)
@@ -62,7 +66,9 @@ def activation(cache, kind: str, layer: int, model) -> Tensor:
     try:
         return cache[name]
     except KeyError:
-        raise ValueError(f"the clean cache holds no {name!r}; run model.run_with_cache without a names_filter that drops it") from None
+        raise ValueError(
+            f"the clean cache holds no {name!r}; run model.run_with_cache without a names_filter that drops it"
+        ) from None
 
 
 def site_slice(t: Tensor, site: Site) -> Tensor:
@@ -71,7 +77,7 @@ def site_slice(t: Tensor, site: Site) -> Tensor:
     return t[:, site.pos]
 
 
-def differs(clean: Tensor, corr: Tensor) -> Bool[Tensor, "..."]:
+def differs(clean: Tensor, corr: Tensor) -> Bool[Tensor, ...]:
     """Where clean and corrupted activations differ by more than float rounding (``SAME_RTOL`` of
     the activation's scale): the corrupted run may come from the plain forward and the clean one
     from the bridge, which agree only to rounding."""
@@ -97,8 +103,6 @@ def first_diff_pos(clean: Tensor, corr: Tensor) -> int | None:
     diff = differs(clean, corr).reshape(clean.shape[0], clean.shape[1], -1).any(-1).any(0)
     nz = torch.nonzero(diff)
     return int(nz[0]) if len(nz) else None
-
-
 
 
 @dataclass

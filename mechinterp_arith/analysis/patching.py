@@ -42,8 +42,8 @@ from __future__ import annotations
 import math
 import warnings
 import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import pandas as pd
 import torch
@@ -54,8 +54,18 @@ from transformer_lens.model_bridge import TransformerBridge
 from ..core.plain_forward import PlainGPT, checked_plain_forward
 from .metrics import infer_read_positions, reads_positions  # noqa: F401 - part of this module's API (patching.reads_positions)
 from .patch_runners import Scoring, mask_unread, run_fast, run_hooks
-from .patch_sites import (HEAD_KINDS, KINDS, Site, Variant, activation, differs, first_diff_pos,  # noqa: F401 - KINDS: API
-                          hook_name, site_differences, site_grid, site_slice)
+from .patch_sites import (
+    HEAD_KINDS,
+    Site,
+    Variant,
+    activation,
+    differs,
+    first_diff_pos,
+    hook_name,
+    site_differences,
+    site_grid,
+    site_slice,
+)
 
 METHODS = ("auto", "fast", "hooks")
 DEFAULT_CHUNK = 1024
@@ -82,12 +92,12 @@ class Sweep:
     kind: str
     axis_names: tuple[str, ...]
     values: Tensor
-    identical: Bool[Tensor, "..."]
-    max_logit_change: Float[Tensor, "..."]
+    identical: Bool[Tensor, ...]
+    max_logit_change: Float[Tensor, ...]
     baseline: Tensor
     method: str
     n_forward_rows: int = 0
-    after_read: Bool[Tensor, "..."] | None = None
+    after_read: Bool[Tensor, ...] | None = None
 
     def frame(self) -> pd.DataFrame:
         """One row per site: axis columns, ``value`` (scalar metrics), ``identical``, ``max_logit_change``."""
@@ -212,11 +222,22 @@ def patch_sweep(
         rows = run_fast(plain, tokens, variants, plain_cache, scoring)
     elif variants:
         rows = run_hooks(model, tokens, variants, scoring)
-    return Sweep(kind, axis_names, values, identical, max_change, baseline, "fast" if plain is not None else "hooks",
-                 rows, after_read)
+    return Sweep(
+        kind,
+        axis_names,
+        values,
+        identical,
+        max_change,
+        baseline,
+        "fast" if plain is not None else "hooks",
+        rows,
+        after_read,
+    )
 
 
-def _variant(s: Site, clean: Tensor, corr: Tensor, rows: Tensor | None, stop: int, read, n_layers: int) -> Variant | str:
+def _variant(
+    s: Site, clean: Tensor, corr: Tensor, rows: Tensor | None, stop: int, read, n_layers: int
+) -> Variant | str:
     """The patch to run at site ``s``, or why none is run: "identical" or "after_read"."""
     if rows is not None and len(rows) == 0:
         return "identical"
@@ -239,7 +260,9 @@ def _check_arguments(model: TransformerBridge, corrupted_tokens: Tensor, method:
         raise ValueError(f"corrupted_tokens must be [batch, pos], got shape {tuple(corrupted_tokens.shape)}")
 
 
-def _selected_sites(kind: str, by_pos: bool, cfg, P: int, layers, positions) -> tuple[list[Site], tuple[str, ...], tuple]:
+def _selected_sites(
+    kind: str, by_pos: bool, cfg, P: int, layers, positions
+) -> tuple[list[Site], tuple[str, ...], tuple]:
     sites, axis_names, grid = site_grid(kind, by_pos, cfg.n_layers, P, cfg.n_heads)
     for name, sel, hi in (("layer", layers, cfg.n_layers), ("position", positions, P)):
         for v in sel or []:
@@ -260,8 +283,10 @@ def _corrupted_run(model: TransformerBridge, tokens: Tensor, method: str, kind: 
         if plain is not None:
             return plain, base_logits, plain_cache, corr_cache
         if method == "fast":
-            raise ValueError("method='fast' needs a pre-LN GPT with learned positions, no hooks attached, whose "
-                             "plain forward reproduces the bridge's logits; use method='hooks'")
+            raise ValueError(
+                "method='fast' needs a pre-LN GPT with learned positions, no hooks attached, whose "
+                "plain forward reproduces the bridge's logits; use method='hooks'"
+            )
     needed = {hook_name("z" if kind == "result" else kind, s.layer) for s in sites}
     base_logits, corr_cache = model.run_with_cache(tokens, names_filter=lambda n: n in needed)
     return None, base_logits, None, corr_cache
@@ -277,8 +302,10 @@ def _site_activations(model, kind: str, sites: list[Site], clean_cache, corr_cac
             clean = activation(clean_cache, kind, s.layer, model).to(device)
             corr = activation(corr_cache, kind, s.layer, model)
             if clean.shape != corr.shape:
-                raise ValueError(f"clean cache {hook_name(kind, s.layer)} has shape {tuple(clean.shape)}; the corrupted "
-                                 f"run has {tuple(corr.shape)} (same batch and length needed)")
+                raise ValueError(
+                    f"clean cache {hook_name(kind, s.layer)} has shape {tuple(clean.shape)}; the corrupted "
+                    f"run has {tuple(corr.shape)} (same batch and length needed)"
+                )
             by_layer[s.layer] = (clean, corr, site_differences(clean, corr, kind in HEAD_KINDS))
         clean, corr, differ = by_layer[s.layer]
         c, x = site_slice(clean, s), site_slice(corr, s)
@@ -295,7 +322,9 @@ def _unreachable(site: Site, read: tuple[int, ...] | None, n_layers: int) -> boo
     return read is not None and last_layer_output and site.pos not in read
 
 
-def _checked_read_positions(metric, P: int, base_logits: Tensor, baseline: Tensor, infer: bool) -> tuple[int, ...] | None:
+def _checked_read_positions(
+    metric, P: int, base_logits: Tensor, baseline: Tensor, infer: bool
+) -> tuple[int, ...] | None:
     """The positions the metric reads: declared (checked), else inferred (None when unknown)."""
     read = getattr(metric, "reads_positions", None)
     declared = read is not None
@@ -310,8 +339,10 @@ def _checked_read_positions(metric, P: int, base_logits: Tensor, baseline: Tenso
     if check.shape != baseline.shape or not torch.allclose(check.float(), baseline.float()):
         if not declared:  # the positions probed one at a time are read together: recompute all
             return None
-        raise ValueError(f"patching_metric.reads_positions says it reads only positions {list(read)}, but its value "
-                         "changes when the logits at other positions are NaN")
+        raise ValueError(
+            f"patching_metric.reads_positions says it reads only positions {list(read)}, but its value "
+            "changes when the logits at other positions are NaN"
+        )
     return read
 
 
@@ -319,57 +350,103 @@ def _check_clean_cache(clean_cache, kind, sites, model, B, P):
     for s in sites[:1]:
         t = activation(clean_cache, kind, s.layer, model)
         if t.shape[0] != B or t.shape[1] != P:
-            raise ValueError(f"clean cache activations are [{t.shape[0]}, {t.shape[1]}, ...] but corrupted_tokens are "
-                             f"[{B}, {P}]: clean and corrupted prompts must have the same batch and length")
+            raise ValueError(
+                f"clean cache activations are [{t.shape[0]}, {t.shape[1]}, ...] but corrupted_tokens are "
+                f"[{B}, {P}]: clean and corrupted prompts must have the same batch and length"
+            )
 
 
 # ---- TL drop-ins ----------------------------------------------------------------------------------
 def _drop_in(kind: str, by_pos: bool, doc: str):
-    def fn(model: TransformerBridge, corrupted_tokens, clean_cache, patching_metric, *, reduce: str = "scalar",
-           return_index_df: bool = False, chunk_size: int = DEFAULT_CHUNK, method: str = "auto",
-           warn_identical: bool = True, infer_reads: bool = True):
+    def fn(
+        model: TransformerBridge,
+        corrupted_tokens,
+        clean_cache,
+        patching_metric,
+        *,
+        reduce: str = "scalar",
+        return_index_df: bool = False,
+        chunk_size: int = DEFAULT_CHUNK,
+        method: str = "auto",
+        warn_identical: bool = True,
+        infer_reads: bool = True,
+    ):
         if reduce not in ("scalar", "mean"):
             raise ValueError(f"reduce must be 'scalar' or 'mean' here, got {reduce!r}")
-        sweep = patch_sweep(model, corrupted_tokens, clean_cache, patching_metric, kind, by_pos,
-                            chunk_size=chunk_size, method=method, infer_reads=infer_reads)
+        sweep = patch_sweep(
+            model,
+            corrupted_tokens,
+            clean_cache,
+            patching_metric,
+            kind,
+            by_pos,
+            chunk_size=chunk_size,
+            method=method,
+            infer_reads=infer_reads,
+        )
         out = sweep.values
         extra = out.ndim - len(sweep.axis_names)
         if reduce == "scalar" and extra:
-            raise ValueError(f"patching_metric must return a scalar under reduce='scalar', got shape {tuple(out.shape[-extra:])}")
+            raise ValueError(
+                f"patching_metric must return a scalar under reduce='scalar', got shape {tuple(out.shape[-extra:])}"
+            )
         if reduce == "mean":
             out = out.mean(dim=-1) if extra else out
         out = out.to(next(model.parameters()).device)
         if warn_identical and bool(sweep.identical.any()):
             n, total = int(sweep.identical.sum()), sweep.identical.numel()
             listed = ", ".join(str(tuple(i.tolist())) for i in torch.nonzero(sweep.identical)[:8])
-            warnings.warn(f"{n} of {total} {kind} sites ({'/'.join(sweep.axis_names)}) have identical clean and corrupted "
-                          f"activations, so patching them is a no-op (value = unpatched corrupted metric): {listed}"
-                          f"{' ...' if n > 8 else ''}", IdenticalSitesWarning, stacklevel=2)
+            warnings.warn(
+                f"{n} of {total} {kind} sites ({'/'.join(sweep.axis_names)}) have identical clean and corrupted "
+                f"activations, so patching them is a no-op (value = unpatched corrupted metric): {listed}"
+                f"{' ...' if n > 8 else ''}",
+                IdenticalSitesWarning,
+                stacklevel=2,
+            )
         if return_index_df:
             from transformer_lens.patching import make_df_from_ranges
 
-            return out, make_df_from_ranges(list(sweep.identical.shape), list(
-                a.replace("head", "head_index") if kind not in HEAD_KINDS else a for a in sweep.axis_names))
+            return out, make_df_from_ranges(
+                list(sweep.identical.shape),
+                list(a.replace("head", "head_index") if kind not in HEAD_KINDS else a for a in sweep.axis_names),
+            )
         return out
 
-    fn.__doc__ = doc + """
+    fn.__doc__ = (
+        doc
+        + """
 
     Same arguments and return value as the ``transformer_lens.patching`` function of the same name
     (``reduce`` "scalar"/"mean" and ``return_index_df`` as there), computed with batched patched
     variants (:func:`patch_sweep`). Extra keywords: ``chunk_size``, ``method``, ``warn_identical``,
     ``infer_reads``.
     """
+    )
     return fn
 
 
-get_act_patch_resid_pre = _drop_in("resid_pre", True, "Patch the residual stream before each block, per (layer, pos): [n_layers, pos].")
-get_act_patch_resid_mid = _drop_in("resid_mid", True, "Patch the residual stream between attention and MLP, per (layer, pos): [n_layers, pos].")
-get_act_patch_attn_out = _drop_in("attn_out", True, "Patch each attention layer's output, per (layer, pos): [n_layers, pos].")
+get_act_patch_resid_pre = _drop_in(
+    "resid_pre", True, "Patch the residual stream before each block, per (layer, pos): [n_layers, pos]."
+)
+get_act_patch_resid_mid = _drop_in(
+    "resid_mid", True, "Patch the residual stream between attention and MLP, per (layer, pos): [n_layers, pos]."
+)
+get_act_patch_attn_out = _drop_in(
+    "attn_out", True, "Patch each attention layer's output, per (layer, pos): [n_layers, pos]."
+)
 get_act_patch_mlp_out = _drop_in("mlp_out", True, "Patch each MLP layer's output, per (layer, pos): [n_layers, pos].")
-get_act_patch_attn_head_out_by_pos = _drop_in("z", True, "Patch each head's z, per (layer, pos, head): [n_layers, pos, n_heads].")
-get_act_patch_attn_head_out_all_pos = _drop_in("z", False, "Patch each head's z at every position, per (layer, head): [n_layers, n_heads].")
-for _f, _n in [(get_act_patch_resid_pre, "get_act_patch_resid_pre"), (get_act_patch_resid_mid, "get_act_patch_resid_mid"),
-               (get_act_patch_attn_out, "get_act_patch_attn_out"), (get_act_patch_mlp_out, "get_act_patch_mlp_out"),
-               (get_act_patch_attn_head_out_by_pos, "get_act_patch_attn_head_out_by_pos"),
-               (get_act_patch_attn_head_out_all_pos, "get_act_patch_attn_head_out_all_pos")]:
+get_act_patch_attn_head_out_by_pos = _drop_in(
+    "z", True, "Patch each head's z, per (layer, pos, head): [n_layers, pos, n_heads]."
+)
+get_act_patch_attn_head_out_all_pos = _drop_in(
+    "z", False, "Patch each head's z at every position, per (layer, head): [n_layers, n_heads]."
+)
+for _f, _n in [
+    (get_act_patch_resid_pre, "get_act_patch_resid_pre"),
+    (get_act_patch_resid_mid, "get_act_patch_resid_mid"),
+    (get_act_patch_attn_out, "get_act_patch_attn_out"),
+    (get_act_patch_mlp_out, "get_act_patch_mlp_out"),
+    (get_act_patch_attn_head_out_by_pos, "get_act_patch_attn_head_out_by_pos"),
+    (get_act_patch_attn_head_out_all_pos, "get_act_patch_attn_head_out_all_pos"),
+]:
     _f.__name__ = _f.__qualname__ = _n

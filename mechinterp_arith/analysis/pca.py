@@ -17,8 +17,8 @@ no folding) at the position that predicts the units digit, coloured by the units
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -40,7 +40,7 @@ DEFAULT_K = 3
 SILHOUETTE_SAMPLE = 4000  # silhouette is O(n^2): scored on a fixed random subsample of this size
 
 
-def separability(x: Float[np.ndarray, "n k"], y: Int[np.ndarray, "n"], seed: int = 0) -> tuple[float, float]:
+def separability(x: Float[np.ndarray, "n k"], y: Int[np.ndarray, " n"], seed: int = 0) -> tuple[float, float]:
     """``(nearest_centroid_accuracy, silhouette)`` of labels ``y`` in coordinates ``x`` (NaN when
     fewer than two classes)."""
     y = np.asarray(y)
@@ -65,13 +65,13 @@ class PCAResult:
     label: str
     k: int
     coords: Float[np.ndarray, "n c"]  # projections on the top max(k, 3) components
-    labels: Int[np.ndarray, "n"]
-    explained_variance_ratio: Float[np.ndarray, "d"]  # all components, descending
+    labels: Int[np.ndarray, " n"]
+    explained_variance_ratio: Float[np.ndarray, " d"]  # all components, descending
     nearest_centroid_accuracy: float
     silhouette: float
     pca: PCA = field(repr=False)
     activations: Float[np.ndarray, "n d"] = field(repr=False)
-    operands: tuple[Int[np.ndarray, "n"], Int[np.ndarray, "n"]] = field(repr=False)
+    operands: tuple[Int[np.ndarray, " n"], Int[np.ndarray, " n"]] = field(repr=False)
 
     def summary(self, n_ratios: int = 10) -> dict:
         return {
@@ -79,7 +79,7 @@ class PCAResult:
             "position": self.position,
             "label": self.label,
             "k": self.k,
-            "n": int(len(self.labels)),
+            "n": len(self.labels),
             "explained_variance_ratio": [round(float(r), 6) for r in self.explained_variance_ratio[:n_ratios]],
             "nearest_centroid_accuracy": self.nearest_centroid_accuracy,
             "silhouette": self.silhouette,
@@ -87,15 +87,22 @@ class PCAResult:
 
     def figure(self, dims: int = 2, max_points: int = 5000) -> go.Figure:
         """Scatter of the first 2 or 3 components, coloured by the label."""
-        return scatter_figure(self.coords, self.labels, self.explained_variance_ratio, dims, max_points,
-                              title=f"PCA of {self.hook} @ position {self.position}, coloured by {self.label} "
-                                    f"(nearest-centroid acc {self.nearest_centroid_accuracy:.3f}, "
-                                    f"silhouette {self.silhouette:.3f})",
-                              operands=self.operands)
+        return scatter_figure(
+            self.coords,
+            self.labels,
+            self.explained_variance_ratio,
+            dims,
+            max_points,
+            title=f"PCA of {self.hook} @ position {self.position}, coloured by {self.label} "
+            f"(nearest-centroid acc {self.nearest_centroid_accuracy:.3f}, "
+            f"silhouette {self.silhouette:.3f})",
+            operands=self.operands,
+        )
 
 
-def scatter_figure(coords, labels, ratios, dims: int = 2, max_points: int = 5000, title: str = "",
-                   operands=None) -> go.Figure:
+def scatter_figure(
+    coords, labels, ratios, dims: int = 2, max_points: int = 5000, title: str = "", operands=None
+) -> go.Figure:
     """A 2-D or 3-D plotly scatter, one trace per label value (first ``max_points`` points)."""
     if dims not in (2, 3):
         raise ValueError(f"dims must be 2 or 3, got {dims}")
@@ -120,7 +127,7 @@ def scatter_figure(coords, labels, ratios, dims: int = 2, max_points: int = 5000
     return fig
 
 
-def fit_pca(acts: Float[np.ndarray, "n d"], labels: Int[np.ndarray, "n"], k: int = DEFAULT_K, seed: int = 0):
+def fit_pca(acts: Float[np.ndarray, "n d"], labels: Int[np.ndarray, " n"], k: int = DEFAULT_K, seed: int = 0):
     """``(pca, coords [n, max(k, 3)], accuracy, silhouette)``: PCA on all components, separability in the top k."""
     n, d = acts.shape
     if not 1 <= k <= min(n, d):
@@ -138,8 +145,8 @@ def flatten(x: Tensor) -> np.ndarray:
 
 def residual_pca(
     ckpt: Checkpoint,
-    a: Int[Tensor, "n"],
-    b: Int[Tensor, "n"],
+    a: Int[Tensor, " n"],
+    b: Int[Tensor, " n"],
     hook: str = DEFAULT_HOOK,
     position: int | str | None = None,
     label: str = DEFAULT_LABEL,
@@ -158,8 +165,9 @@ def residual_pca(
     y = label_values(ckpt.task, a, b, label).numpy()
     x = flatten(acts)
     pca, coords, acc, sil = fit_pca(x, y, k, seed)
-    return PCAResult(hook, pos, label, k, coords, y, pca.explained_variance_ratio_, acc, sil, pca, x,
-                     (a.numpy(), b.numpy()))
+    return PCAResult(
+        hook, pos, label, k, coords, y, pca.explained_variance_ratio_, acc, sil, pca, x, (a.numpy(), b.numpy())
+    )
 
 
 # ---- all layers x answer positions ----------------------------------------------------------------
@@ -176,17 +184,29 @@ class SweepResult:
         table = self.frame.pivot(index="hook", columns="position", values=value)
         table = table.loc[list(dict.fromkeys(self.frame["hook"]))]
         cols = [f"{p} ({l})" for p, l in dict(zip(self.frame["position"], self.frame["label"])).items()]
-        fig = go.Figure(go.Heatmap(z=table.values, x=cols, y=list(table.index), colorscale="Viridis",
-                                   text=np.round(table.values, 3), texttemplate="%{text}"))
-        fig.update_layout(title=f"{value} by hook and position (label in brackets)",
-                          xaxis_title="position (label)", yaxis_title="hook", yaxis_autorange="reversed")
+        fig = go.Figure(
+            go.Heatmap(
+                z=table.values,
+                x=cols,
+                y=list(table.index),
+                colorscale="Viridis",
+                text=np.round(table.values, 3),
+                texttemplate="%{text}",
+            )
+        )
+        fig.update_layout(
+            title=f"{value} by hook and position (label in brackets)",
+            xaxis_title="position (label)",
+            yaxis_title="hook",
+            yaxis_autorange="reversed",
+        )
         return fig
 
 
 def pca_sweep(
     ckpt: Checkpoint,
-    a: Int[Tensor, "n"],
-    b: Int[Tensor, "n"],
+    a: Int[Tensor, " n"],
+    b: Int[Tensor, " n"],
     hooks: Sequence[str] | None = None,
     positions: Sequence[int | str] | None = None,
     label: str | None = None,
@@ -218,6 +238,14 @@ def pca_sweep(
         for j, p in enumerate(pos):
             y = label_values(task, a, b, labels[p]).numpy()
             pca, _, acc, sil = fit_pca(flatten(acts[h][:, j]), y, k, seed)
-            rows.append({"hook": h, "position": p, "label": labels[p], "nearest_centroid_accuracy": acc,
-                         "silhouette": sil, f"explained_variance_top{k}": float(pca.explained_variance_ratio_[:k].sum())})
+            rows.append(
+                {
+                    "hook": h,
+                    "position": p,
+                    "label": labels[p],
+                    "nearest_centroid_accuracy": acc,
+                    "silhouette": sil,
+                    f"explained_variance_top{k}": float(pca.explained_variance_ratio_[:k].sum()),
+                }
+            )
     return SweepResult(pd.DataFrame(rows))

@@ -47,14 +47,14 @@ class ProjectionResult:
     k: int
     ood_answers: str
     id_coords: Float[np.ndarray, "n_id c"]
-    id_labels: Int[np.ndarray, "n_id"]
+    id_labels: Int[np.ndarray, " n_id"]
     ood_coords: Float[np.ndarray, "n_ood c"]
-    assigned: Int[np.ndarray, "n_ood"]  # label of the nearest ID centroid
-    equivalent_labels: Int[np.ndarray, "n_ood"]  # label of (a mod 10^n, b mod 10^n)
-    true_labels: Int[np.ndarray, "n_ood"]  # label of (a, b)
+    assigned: Int[np.ndarray, " n_ood"]  # label of the nearest ID centroid
+    equivalent_labels: Int[np.ndarray, " n_ood"]  # label of (a mod 10^n, b mod 10^n)
+    true_labels: Int[np.ndarray, " n_ood"]  # label of (a, b)
     id_nearest_centroid_accuracy: float
     id_silhouette: float
-    explained_variance_ratio: Float[np.ndarray, "d"] = field(repr=False)
+    explained_variance_ratio: Float[np.ndarray, " d"] = field(repr=False)
 
     @property
     def share_equivalent(self) -> float:
@@ -78,47 +78,78 @@ class ProjectionResult:
             "position": self.position,
             "label": self.label,
             "k": self.k,
-            "n_id": int(len(self.id_labels)),
-            "n_ood": int(len(self.assigned)),
+            "n_id": len(self.id_labels),
+            "n_ood": len(self.assigned),
             "ood_answers": self.ood_answers,
             "id_nearest_centroid_accuracy": self.id_nearest_centroid_accuracy,
             "id_silhouette": self.id_silhouette,
             "ood_on_equivalent_cluster": self.share_equivalent,
             "ood_on_true_cluster": self.share_true,
             "labels_differ": float(d.mean()),
-            "ood_on_equivalent_cluster_where_differ": float((self.assigned == self.equivalent_labels)[d].mean()) if d.any() else nan,
-            "ood_on_true_cluster_where_differ": float((self.assigned == self.true_labels)[d].mean()) if d.any() else nan,
+            "ood_on_equivalent_cluster_where_differ": float((self.assigned == self.equivalent_labels)[d].mean())
+            if d.any()
+            else nan,
+            "ood_on_true_cluster_where_differ": float((self.assigned == self.true_labels)[d].mean())
+            if d.any()
+            else nan,
         }
 
     def figure(self, max_points: int = 3000) -> go.Figure:
         """ID points (small, by label) and OOD points (crosses, coloured by their equivalent label)."""
         fig = go.Figure()
-        palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+        palette = [
+            "#1f77b4",
+            "#ff7f0e",
+            "#2ca02c",
+            "#d62728",
+            "#9467bd",
+            "#8c564b",
+            "#e377c2",
+            "#7f7f7f",
+            "#bcbd22",
+            "#17becf",
+        ]
         values = np.unique(np.concatenate([self.id_labels, self.equivalent_labels]))
         colour = {v: palette[i % len(palette)] for i, v in enumerate(values)}
         for v in values:
             m = self.id_labels[:max_points] == v
             if m.any():
-                fig.add_trace(go.Scattergl(x=self.id_coords[:max_points][m, 0], y=self.id_coords[:max_points][m, 1],
-                                           mode="markers", name=f"ID {self.label}={v}", legendgroup=str(v),
-                                           marker=dict(size=4, color=colour[v], opacity=0.5)))
+                fig.add_trace(
+                    go.Scattergl(
+                        x=self.id_coords[:max_points][m, 0],
+                        y=self.id_coords[:max_points][m, 1],
+                        mode="markers",
+                        name=f"ID {self.label}={v}",
+                        legendgroup=str(v),
+                        marker=dict(size=4, color=colour[v], opacity=0.5),
+                    )
+                )
             m = self.equivalent_labels[:max_points] == v
             if m.any():
-                fig.add_trace(go.Scattergl(x=self.ood_coords[:max_points][m, 0], y=self.ood_coords[:max_points][m, 1],
-                                           mode="markers", name=f"OOD, equivalent {self.label}={v}", legendgroup=str(v),
-                                           marker=dict(size=6, color=colour[v], symbol="x")))
+                fig.add_trace(
+                    go.Scattergl(
+                        x=self.ood_coords[:max_points][m, 0],
+                        y=self.ood_coords[:max_points][m, 1],
+                        mode="markers",
+                        name=f"OOD, equivalent {self.label}={v}",
+                        legendgroup=str(v),
+                        marker=dict(size=6, color=colour[v], symbol="x"),
+                    )
+                )
         r = self.explained_variance_ratio
         fig.update_layout(
             title=f"OOD projected on ID PCA of {self.hook} @ {self.position}: {self.share_equivalent:.1%} on the "
-                  f"equivalent cluster, {self.share_true:.1%} on the true-answer cluster",
-            xaxis_title=f"PC1 ({r[0]:.1%})", yaxis_title=f"PC2 ({r[1]:.1%})")
+            f"equivalent cluster, {self.share_true:.1%} on the true-answer cluster",
+            xaxis_title=f"PC1 ({r[0]:.1%})",
+            yaxis_title=f"PC2 ({r[1]:.1%})",
+        )
         return fig
 
 
 def ood_projection(
     ckpt: Checkpoint,
-    id_pairs: tuple[Int[Tensor, "n_id"], Int[Tensor, "n_id"]],
-    ood_pairs: tuple[Int[Tensor, "n_ood"], Int[Tensor, "n_ood"]],
+    id_pairs: tuple[Int[Tensor, " n_id"], Int[Tensor, " n_id"]],
+    ood_pairs: tuple[Int[Tensor, " n_ood"], Int[Tensor, " n_ood"]],
     hook: str = DEFAULT_HOOK,
     position: int | str | None = None,
     label: str = DEFAULT_LABEL,
@@ -140,12 +171,34 @@ def ood_projection(
     oa, ob = map(as_operands, ood_pairs)
     id_acts = flatten(collect(ckpt, ia, ib, [hook], [pos], answers="true", model=model)[hook])
     ood_acts = flatten(collect(ckpt, oa, ob, [hook], [pos], answers=ood_answers, model=model)[hook])
-    return project(task, id_acts, (ia, ib), ood_acts, (oa, ob), hook, pos, label, k,
-                   ood_answers if isinstance(ood_answers, str) else "given", seed)
+    return project(
+        task,
+        id_acts,
+        (ia, ib),
+        ood_acts,
+        (oa, ob),
+        hook,
+        pos,
+        label,
+        k,
+        ood_answers if isinstance(ood_answers, str) else "given",
+        seed,
+    )
 
 
-def project(task, id_acts: Float[np.ndarray, "n_id d"], id_pairs, ood_acts: Float[np.ndarray, "n_ood d"], ood_pairs,
-            hook: str, position: int, label: str, k: int = DEFAULT_K, ood_answers: str = "given", seed: int = 0) -> ProjectionResult:
+def project(
+    task,
+    id_acts: Float[np.ndarray, "n_id d"],
+    id_pairs,
+    ood_acts: Float[np.ndarray, "n_ood d"],
+    ood_pairs,
+    hook: str,
+    position: int,
+    label: str,
+    k: int = DEFAULT_K,
+    ood_answers: str = "given",
+    seed: int = 0,
+) -> ProjectionResult:
     """The projection from activations already collected (rows aligned with the pairs)."""
     ia, ib = map(as_operands, id_pairs)
     oa, ob = map(as_operands, ood_pairs)
@@ -153,26 +206,54 @@ def project(task, id_acts: Float[np.ndarray, "n_id d"], id_pairs, ood_acts: Floa
         raise ValueError("no OOD pairs to project")
     y = label_values(task, ia, ib, label).numpy()
     if len(np.unique(y)) < 2:
-        raise NotApplicable(f"label {label!r} takes a single value ({int(y[0])}) on every ID pair of {task.name}; "
-                            f"there are no clusters to project onto")
+        raise NotApplicable(
+            f"label {label!r} takes a single value ({int(y[0])}) on every ID pair of {task.name}; "
+            f"there are no clusters to project onto"
+        )
     pca, id_coords, acc, sil = fit_pca(id_acts, y, k, seed)
     ood_coords = pca.transform(ood_acts)
     assigned = NearestCentroid().fit(pca.transform(id_acts)[:, :k], y).predict(ood_coords[:, :k])
     return ProjectionResult(
-        hook, position, label, k, ood_answers, id_coords, y, ood_coords[:, : id_coords.shape[1]], assigned,
+        hook,
+        position,
+        label,
+        k,
+        ood_answers,
+        id_coords,
+        y,
+        ood_coords[:, : id_coords.shape[1]],
+        assigned,
         label_values(task, *task.id_representative(oa, ob), label).numpy(),
-        label_values(task, oa, ob, label).numpy(), acc, sil, pca.explained_variance_ratio_,
+        label_values(task, oa, ob, label).numpy(),
+        acc,
+        sil,
+        pca.explained_variance_ratio_,
     )
 
 
-PROJECTION_KEYS = ("ood_on_equivalent_cluster", "ood_on_true_cluster", "labels_differ",
-                   "ood_on_equivalent_cluster_where_differ", "ood_on_true_cluster_where_differ",
-                   "n_id", "n_ood", "id_nearest_centroid_accuracy", "id_silhouette")
+PROJECTION_KEYS = (
+    "ood_on_equivalent_cluster",
+    "ood_on_true_cluster",
+    "labels_differ",
+    "ood_on_equivalent_cluster_where_differ",
+    "ood_on_true_cluster_where_differ",
+    "n_id",
+    "n_ood",
+    "id_nearest_centroid_accuracy",
+    "id_silhouette",
+)
 
 
-def study_pca(ckpt: Checkpoint, n: int = 10_000, n_id: int = 2000, hook: str = DEFAULT_HOOK,
-              position: int | str | None = None, label: str = DEFAULT_LABEL, k: int = DEFAULT_K,
-              seed: int = 0) -> tuple[PCAResult, dict]:
+def study_pca(
+    ckpt: Checkpoint,
+    n: int = 10_000,
+    n_id: int = 2000,
+    hook: str = DEFAULT_HOOK,
+    position: int | str | None = None,
+    label: str = DEFAULT_LABEL,
+    k: int = DEFAULT_K,
+    seed: int = 0,
+) -> tuple[PCAResult, dict]:
     """The study's Fig. 4 setting in one call (what ``mechinterp-arith pca`` prints).
 
     PCA of ``hook`` at ``position`` over ``n`` random pairs with each operand in [0, 10^(n+1)),
@@ -196,8 +277,9 @@ def study_pca(ckpt: Checkpoint, n: int = 10_000, n_id: int = 2000, hook: str = D
     if ood.any():
         ia, ib = data.random_pairs(task, n_id, seed=seed + 1)
         id_acts = flatten(collect(ckpt, ia, ib, [hook], [pos], answers="true")[hook])
-        proj = project(task, id_acts, (ia, ib), res.activations[ood.numpy()], (a[ood], b[ood]), hook, pos, label, k,
-                       answers, seed)
+        proj = project(
+            task, id_acts, (ia, ib), res.activations[ood.numpy()], (a[ood], b[ood]), hook, pos, label, k, answers, seed
+        )
         s = proj.summary()
         out.update({key: s[key] for key in PROJECTION_KEYS})
     return res, out

@@ -38,10 +38,10 @@ class PromptPairs:
     """Clean and corrupted inputs of the same shape, with their teacher-forced answer digits."""
 
     task: Task
-    clean_a: Int[Tensor, "n"]
-    clean_b: Int[Tensor, "n"]
-    corrupted_a: Int[Tensor, "n"]
-    corrupted_b: Int[Tensor, "n"]
+    clean_a: Int[Tensor, " n"]
+    clean_b: Int[Tensor, " n"]
+    corrupted_a: Int[Tensor, " n"]
+    corrupted_b: Int[Tensor, " n"]
     clean_tokens: Int[Tensor, "n ctx"]  # full example minus its last token
     corrupted_tokens: Int[Tensor, "n ctx"]
     clean_digits: Int[Tensor, "n answer"]  # teacher-forced answer digits, digit 0 = units
@@ -55,10 +55,19 @@ class PromptPairs:
         """Input positions where any clean and corrupted row differ."""
         return torch.nonzero((self.clean_tokens != self.corrupted_tokens).any(0)).squeeze(1).tolist()
 
-    def to(self, device) -> "PromptPairs":
-        return PromptPairs(self.task, self.clean_a, self.clean_b, self.corrupted_a, self.corrupted_b,
-                           self.clean_tokens.to(device), self.corrupted_tokens.to(device),
-                           self.clean_digits.to(device), self.corrupted_digits.to(device), self.description)
+    def to(self, device) -> PromptPairs:
+        return PromptPairs(
+            self.task,
+            self.clean_a,
+            self.clean_b,
+            self.corrupted_a,
+            self.corrupted_b,
+            self.clean_tokens.to(device),
+            self.corrupted_tokens.to(device),
+            self.clean_digits.to(device),
+            self.corrupted_digits.to(device),
+            self.description,
+        )
 
 
 # ---- building pairs ---------------------------------------------------------------------------------
@@ -74,8 +83,16 @@ def _tokens(task: Task, a: Tensor, b: Tensor, answer: Tensor | None = None) -> T
     return tokens[:, :-1]
 
 
-def make_pairs(task: Task, clean_a, clean_b, corrupted_a, corrupted_b, description: str = "",
-               clean_answer=None, corrupted_answer=None) -> PromptPairs:
+def make_pairs(
+    task: Task,
+    clean_a,
+    clean_b,
+    corrupted_a,
+    corrupted_b,
+    description: str = "",
+    clean_answer=None,
+    corrupted_answer=None,
+) -> PromptPairs:
     """Pairs from explicit operands; answers default to the true ones (teacher forcing)."""
     require_fixed_length(task)
     ca, cb, xa, xb = (as_operands(t) for t in (clean_a, clean_b, corrupted_a, corrupted_b))
@@ -83,8 +100,18 @@ def make_pairs(task: Task, clean_a, clean_b, corrupted_a, corrupted_b, descripti
         raise ValueError("clean and corrupted operands must all have the same length")
     c_ans = task.apply(ca, cb) if clean_answer is None else as_operands(clean_answer)
     x_ans = task.apply(xa, xb) if corrupted_answer is None else as_operands(corrupted_answer)
-    return PromptPairs(task, ca, cb, xa, xb, _tokens(task, ca, cb, c_ans), _tokens(task, xa, xb, x_ans),
-                       task.answer_digits(c_ans), task.answer_digits(x_ans), description)
+    return PromptPairs(
+        task,
+        ca,
+        cb,
+        xa,
+        xb,
+        _tokens(task, ca, cb, c_ans),
+        _tokens(task, xa, xb, x_ans),
+        task.answer_digits(c_ans),
+        task.answer_digits(x_ans),
+        description,
+    )
 
 
 def _set_digit(x: Tensor, place: int | Tensor, digit: Tensor) -> Tensor:
@@ -92,8 +119,9 @@ def _set_digit(x: Tensor, place: int | Tensor, digit: Tensor) -> Tensor:
     return x - ((x // p) % 10) * p + digit * p
 
 
-def change_operand_digit(task: Task, n: int = 64, operand: str = "b", place: int = 0, seed: int = 0,
-                         a=None, b=None) -> PromptPairs:
+def change_operand_digit(
+    task: Task, n: int = 64, operand: str = "b", place: int = 0, seed: int = 0, a=None, b=None
+) -> PromptPairs:
     """Corrupt one operand digit to a different random digit (ID operands unless ``a``/``b`` given)."""
     require_fixed_length(task)
     if operand not in OPERANDS:
@@ -145,8 +173,10 @@ def differ_in_answer_digit(task: Task, k: int, n: int = 64, seed: int = 0) -> Pr
     if have < n:
         values = task.answer_digits(task.apply(a, b))[:, k].unique().tolist()  # over the last draw of ID pairs
         why = f"it is always {values[0]} in distribution" if len(values) == 1 else "it rarely changes alone"
-        raise NotApplicable(f"answer digit {k} of {task.name} cannot be changed alone by edits of the "
-                            f"{task.digits}-digit ID operands (found {have} of {n} pairs): {why}")
+        raise NotApplicable(
+            f"answer digit {k} of {task.name} cannot be changed alone by edits of the "
+            f"{task.digits}-digit ID operands (found {have} of {n} pairs): {why}"
+        )
     a, b, xa, xb = (torch.cat(t) for t in zip(*got))
     return make_pairs(task, a, b, xa, xb, f"answers differ only in digit {k}")
 
@@ -190,5 +220,13 @@ def ood_id_pairs(task: Task, n: int = 64, m: int | None = None, seed: int = 0) -
     a, b = data.ood_both(task, m, n, seed=seed)
     ra, rb = task.id_representative(a, b)
     rep_answer = task.apply(ra, rb)
-    return make_pairs(task, ra, rb, a, b, f"ID representative (clean) vs {m}-digit OOD input (corrupted)",
-                      clean_answer=rep_answer, corrupted_answer=rep_answer)
+    return make_pairs(
+        task,
+        ra,
+        rb,
+        a,
+        b,
+        f"ID representative (clean) vs {m}-digit OOD input (corrupted)",
+        clean_answer=rep_answer,
+        corrupted_answer=rep_answer,
+    )

@@ -34,7 +34,6 @@ from __future__ import annotations
 import pandas as pd
 import torch
 from torch import Tensor
-from transformer_lens.tools.analysis.attribution_patching import Node
 
 from ..core import data
 from ..core.checkpoint import Checkpoint
@@ -60,7 +59,9 @@ def _with_digit(x: Tensor, place: int, d: Tensor) -> Tensor:
     return x + (d - _digit(x, place)) * 10**place
 
 
-def subtask_pairs(task: Task, subtask: str, k: int, n: int = 64, seed: int = 0, operand: str | None = None) -> PromptPairs:
+def subtask_pairs(
+    task: Task, subtask: str, k: int, n: int = 64, seed: int = 0, operand: str | None = None
+) -> PromptPairs:
     """Pairs for answer digit ``k`` that differ there only through ``subtask`` (table above);
     ``operand`` ("a" or "b") makes every pair change that operand's digit (default: either, at random).
 
@@ -73,15 +74,19 @@ def subtask_pairs(task: Task, subtask: str, k: int, n: int = 64, seed: int = 0, 
         raise NotApplicable(f"Quirke & Barez's sub-tasks are defined for addition; {task.name} is {task.op}")
     if subtask not in SUBTASKS:
         raise ValueError(f"unknown sub-task {subtask!r}; choose one of {', '.join(SUBTASKS)}")
-    lo, hi = {"BaseAdd": (0, task.digits - 1), "UseCarry1": (1, task.digits - 1),
-              "MakeCarry1": (1, task.digits), "UseSum9": (2, task.digits)}[subtask]
+    lo, hi = {
+        "BaseAdd": (0, task.digits - 1),
+        "UseCarry1": (1, task.digits - 1),
+        "MakeCarry1": (1, task.digits),
+        "UseSum9": (2, task.digits),
+    }[subtask]
     if not lo <= k <= hi:
         raise NotApplicable(f"{subtask} is defined for answer digits {lo}..{hi} of {task.name}, not {k}")
     if operand not in (None, "a", "b"):
         raise ValueError(f"operand must be 'a', 'b' or None, got {operand!r}")
     g = generator(seed, "subtask_pairs", subtask, k, operand or "either")
     a, b = data.random_pairs(task, 64 * n, g=g)  # UseSum9 keeps ~4% of random pairs
-    s = lambda place, x=a, y=b: _digit(x, place) + _digit(y, place)  # noqa: E731
+    s = lambda place, x=a, y=b: _digit(x, place) + _digit(y, place)
     use_a = torch.rand(len(a), generator=g) < 0.5 if operand is None else torch.full(a.shape, operand == "a")
     if subtask in ("BaseAdd", "UseCarry1"):  # change a_k or b_k
         ok = (a % 10**k + b % 10**k < 10**k) if subtask == "BaseAdd" else s(k - 1) >= 10
@@ -104,8 +109,15 @@ def subtask_pairs(task: Task, subtask: str, k: int, n: int = 64, seed: int = 0, 
     return pairs
 
 
-def node_necessity(ckpt: Checkpoint, digit: int, nodes: list, n: int = 64, seed: int = 0,
-                   subtasks: tuple[str, ...] = SUBTASKS, operand: str | None = None) -> pd.DataFrame:
+def node_necessity(
+    ckpt: Checkpoint,
+    digit: int,
+    nodes: list,
+    n: int = 64,
+    seed: int = 0,
+    subtasks: tuple[str, ...] = SUBTASKS,
+    operand: str | None = None,
+) -> pd.DataFrame:
     """Necessity of writer nodes (embed / attn_head_out / mlp_out at a position; a tuple of
     nodes is ablated together) for each sub-task family of answer digit ``digit``: one row per
     (node, subtask) with ``necessity`` (share of the gap lost with the node's output corrupted;
@@ -121,7 +133,9 @@ def node_necessity(ckpt: Checkpoint, digit: int, nodes: list, n: int = 64, seed:
             continue
         plain = plain_forward_of(ckpt, pairs.corrupted_tokens)
         graph = EdgeGraph(plain.L, plain.H, pairs.clean_tokens.shape[1])
-        runs = PairRuns.build(plain, pairs.clean_tokens, pairs.corrupted_tokens, end=answer_logit_pos(ckpt.task, digit) + 1)
+        runs = PairRuns.build(
+            plain, pairs.clean_tokens, pairs.corrupted_tokens, end=answer_logit_pos(ckpt.task, digit) + 1
+        )
         full = graph.feeds.expand(graph.n_pos, -1, -1)
         masks = [full, torch.zeros_like(full)]
         for group in groups:
@@ -133,9 +147,18 @@ def node_necessity(ckpt: Checkpoint, digit: int, nodes: list, n: int = 64, seed:
         gap = (values[0] - values[1]).sum()
         for group, v in zip(groups, values[2:]):
             first = group[0]
-            rows.append({"node": "+".join(node_label(nd) for nd in group), "kind": first.kind, "layer": first.layer,
-                         "head": first.head, "position": first.position, "subtask": subtask,
-                         "necessity": float((values[0] - v).sum() / gap), "n_pairs": len(pairs)})
+            rows.append(
+                {
+                    "node": "+".join(node_label(nd) for nd in group),
+                    "kind": first.kind,
+                    "layer": first.layer,
+                    "head": first.head,
+                    "position": first.position,
+                    "subtask": subtask,
+                    "necessity": float((values[0] - v).sum() / gap),
+                    "n_pairs": len(pairs),
+                }
+            )
     df = pd.DataFrame(rows)
     df.attrs.update(digit=digit, skipped=skipped)
     return df
@@ -147,8 +170,12 @@ def subtask_tags(ckpt: Checkpoint, circuit, n: int = 64, seed: int = 0, threshol
     ``tags``, the families it is necessary for (necessity >= ``threshold``), strongest first."""
     nodes = [nd for nd in circuit.nodes() if nd.kind != "logits"]
     long = node_necessity(ckpt, circuit.digit, nodes, n=n, seed=seed)
-    out = pd.DataFrame([{"node": node_label(nd), "kind": nd.kind, "layer": nd.layer, "head": nd.head,
-                         "position": nd.position} for nd in nodes])
+    out = pd.DataFrame(
+        [
+            {"node": node_label(nd), "kind": nd.kind, "layer": nd.layer, "head": nd.head, "position": nd.position}
+            for nd in nodes
+        ]
+    )
     fams = []
     if not long.empty:
         wide = long.pivot(index="node", columns="subtask", values="necessity")

@@ -14,8 +14,9 @@ import importlib
 import sys
 from pathlib import Path
 
-from .checks import CliError as CliError, check_args, one_line  # CliError: re-exported for commands
 from ..core.threads import set_threads
+from .checks import CliError as CliError  # CliError: re-exported for commands
+from .checks import check_args, one_line
 from .common import add_threads_arg
 
 # train, evaluate, info first; the rest alphabetically
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mechinterp-arith: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 - expected failures become one line; bugs keep their traceback
+    except Exception as e:
         message = one_line(e)
         if message is None:
             raise

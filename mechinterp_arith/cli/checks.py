@@ -17,8 +17,19 @@ from ..core.data import MAX_SAMPLES
 from ..core.model import resolve_device
 
 # options that count something: each must be between 1 and MAX_SAMPLES when given
-COUNT_OPTIONS = ("n", "n_id", "batch_size", "eval_every", "eval_n", "snapshot_every", "n_train", "n_test", "top", "k",
-                 "relations")
+COUNT_OPTIONS = (
+    "n",
+    "n_id",
+    "batch_size",
+    "eval_every",
+    "eval_n",
+    "snapshot_every",
+    "n_train",
+    "n_test",
+    "top",
+    "k",
+    "relations",
+)
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -82,8 +93,12 @@ def check_args(args) -> None:
 
 def _is_out_of_memory(e: BaseException) -> bool:
     text = str(e).lower()
-    return isinstance(e, MemoryError) or isinstance(e, RuntimeError) and any(
-        s in text for s in ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory"))
+    return isinstance(e, MemoryError) or (
+        isinstance(e, RuntimeError)
+        and any(
+            s in text for s in ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
+        )
+    )
 
 
 def _allocation(text: str) -> str:
@@ -98,8 +113,10 @@ def _allocation(text: str) -> str:
 def one_line(e: BaseException) -> str | None:
     """The one-line message for an expected failure; None for a bug (which keeps its traceback)."""
     if _is_out_of_memory(e):
-        return (f"out of memory{_allocation(str(e))}; use a smaller --n or --batch-size, a smaller model, "
-                f"or another --device")
+        return (
+            f"out of memory{_allocation(str(e))}; use a smaller --n or --batch-size, a smaller model, "
+            f"or another --device"
+        )
     if isinstance(e, OSError) and not isinstance(e, (ValueError, CliError)):
         if e.filename is not None and e.strerror:
             return f"{e.filename}: {e.strerror}"

@@ -12,18 +12,30 @@ from ..core.tasks import FORMATS, OPERATIONS, Task
 
 def add_checkpoint_arg(parser: argparse.ArgumentParser, default: str | None = None) -> None:
     if default is None:
-        parser.add_argument("checkpoint", metavar="CKPT", help="a shipped checkpoint name (e.g. add3) or a checkpoint directory")
+        parser.add_argument(
+            "checkpoint", metavar="CKPT", help="a shipped checkpoint name (e.g. add3) or a checkpoint directory"
+        )
     else:
-        parser.add_argument("checkpoint", metavar="CKPT", nargs="?", default=default,
-                            help=f"a shipped checkpoint name or a checkpoint directory (default: {default})")
+        parser.add_argument(
+            "checkpoint",
+            metavar="CKPT",
+            nargs="?",
+            default=default,
+            help=f"a shipped checkpoint name or a checkpoint directory (default: {default})",
+        )
 
 
 def add_threads_arg(parser: argparse.ArgumentParser) -> None:
     """``--threads N`` (every command has it; :func:`mechinterp_arith.core.threads.set_threads` applies it)."""
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
-                        help="torch CPU threads (default: $MECHINTERP_ARITH_THREADS, else 1: the models are tiny, "
-                             "and extra threads on a busy machine slow them down several-fold); 0: torch's "
-                             "default, one per core")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="torch CPU threads (default: $MECHINTERP_ARITH_THREADS, else 1: the models are tiny, "
+        "and extra threads on a busy machine slow them down several-fold); 0: torch's "
+        "default, one per core",
+    )
 
 
 def add_device_arg(parser: argparse.ArgumentParser) -> None:

@@ -16,20 +16,33 @@ from .common import (
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "equivalence", help="find the ID relation (e.g. (a mod 10^3) + (b mod 10^3)) behind OOD answers",
+        "equivalence",
+        help="find the ID relation (e.g. (a mod 10^3) + (b mod 10^3)) behind OOD answers",
         description="For OOD sets (both operands m digits; one operand m digits, the other ID) test candidate "
-                    "relations output == f(a mod 10^j, b mod 10^j), output == true answer mod 10^j and the true "
-                    "answer; report each one's coverage (share of outputs exactly equal) with a 95%% Wilson "
-                    f"interval, the best one (it fits only if its interval lies above {FIT_THRESHOLD}), "
-                    "consistency with the ID representative (a mod 10^n, b mod 10^n) and per-digit accuracy.")
+        "relations output == f(a mod 10^j, b mod 10^j), output == true answer mod 10^j and the true "
+        "answer; report each one's coverage (share of outputs exactly equal) with a 95%% Wilson "
+        f"interval, the best one (it fits only if its interval lies above {FIT_THRESHOLD}), "
+        "consistency with the ID representative (a mod 10^n, b mod 10^n) and per-digit accuracy.",
+    )
     add_checkpoint_arg(p)
-    p.add_argument("--ood-digits", type=int, nargs="+", default=None, metavar="M",
-                   help="OOD operand lengths m, n < m <= W (default: n+1)")
+    p.add_argument(
+        "--ood-digits",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="M",
+        help="OOD operand lengths m, n < m <= W (default: n+1)",
+    )
     p.add_argument("--n", type=int, default=10_000, help="samples per OOD set")
     p.add_argument("--seed", type=int, default=0, help="seed of the OOD sets")
     p.add_argument("--no-one-longer", action="store_true", help="skip the one-operand-longer sets")
-    p.add_argument("--relations", type=int, default=None, metavar="K",
-                   help="list only the K best relations per set in --json (default: all)")
+    p.add_argument(
+        "--relations",
+        type=int,
+        default=None,
+        metavar="K",
+        help="list only the K best relations per set in --json (default: all)",
+    )
     add_json_arg(p)
     add_device_arg(p)
     p.set_defaults(func=run)
@@ -50,8 +63,10 @@ def run(args) -> int:
             top = r.search.top
             lo, hi = top.ci95
             name = top.name if r.search.fits else f"no relation fits (best: {top.name})"
-            print(f"{r.label:<16}{r.n:>7}{fmt(r.exact):>8}{fmt(r.consistency):>9}  "
-                  f"{fmt(top.coverage)} [{fmt(lo)}, {fmt(hi)}]  {name}")
+            print(
+                f"{r.label:<16}{r.n:>7}{fmt(r.exact):>8}{fmt(r.consistency):>9}  "
+                f"{fmt(top.coverage)} [{fmt(lo)}, {fmt(hi)}]  {name}"
+            )
     print("\nper-digit accuracy (units first) against the true / the equivalent answer f(a mod 10^n, b mod 10^n):")
     for sets in results.values():
         for r in sets.values():

@@ -15,12 +15,21 @@ from .common import (
 
 
 def register(sub) -> None:
-    p = sub.add_parser("evaluate", help="accuracy on held-out ID pairs and on longer (OOD) operands",
-                       description="Greedy exact match and per-digit accuracy (digit 0 = units). ID: the "
-                                   "checkpoint's held-out test split; OOD: both operands exactly m digits.")
+    p = sub.add_parser(
+        "evaluate",
+        help="accuracy on held-out ID pairs and on longer (OOD) operands",
+        description="Greedy exact match and per-digit accuracy (digit 0 = units). ID: the "
+        "checkpoint's held-out test split; OOD: both operands exactly m digits.",
+    )
     add_checkpoint_arg(p)
-    p.add_argument("--ood-digits", type=int, nargs="*", default=None, metavar="M",
-                   help="OOD operand lengths (default: n+1 when the format holds it)")
+    p.add_argument(
+        "--ood-digits",
+        type=int,
+        nargs="*",
+        default=None,
+        metavar="M",
+        help="OOD operand lengths (default: n+1 when the format holds it)",
+    )
     p.add_argument("--n", type=int, default=None, help="samples per set (default: all 10,000 held-out; 10,000 OOD)")
     p.add_argument("--seed", type=int, default=0, help="seed of the OOD (and random ID) sets")
     p.add_argument("--batch-size", type=int, default=4096)
@@ -39,8 +48,10 @@ def run(args) -> int:
     if args.json:
         print_json(result)
         return 0
-    print(f"{result['checkpoint']}: {ckpt.task.describe()} ({ckpt.task.format} format), trained on "
-          f"{ckpt.task.digits}-digit operands")
+    print(
+        f"{result['checkpoint']}: {ckpt.task.describe()} ({ckpt.task.format} format), trained on "
+        f"{ckpt.task.digits}-digit operands"
+    )
     width = ckpt.task.answer_width
     print(f"{'set':<14}{'n':>8}{'exact':>9}  per digit (units first)")
     rows = [(f"ID {ckpt.task.digits}-digit", result["id"])] + [(f"OOD {m}-digit", r) for m, r in result["ood"].items()]

@@ -13,9 +13,12 @@ from .common import (
 
 
 def register(sub) -> None:
-    p = sub.add_parser("explain", help="explain one input: prediction, ID representative, top sites per answer digit",
-                       description="Patches edits of the operands' ID digits that change one answer digit of the "
-                                   "model's own answer, and lists the sites that carry each digit.")
+    p = sub.add_parser(
+        "explain",
+        help="explain one input: prediction, ID representative, top sites per answer digit",
+        description="Patches edits of the operands' ID digits that change one answer digit of the "
+        "model's own answer, and lists the sites that carry each digit.",
+    )
     add_checkpoint_arg(p)
     p.add_argument("a", type=int, metavar="A")
     p.add_argument("b", type=int, metavar="B")
@@ -35,8 +38,10 @@ def run(args) -> int:
         print_json(result)
         return 0
     rep = result["id_representative"]
-    print(f"{args.a} {ckpt.task.symbol} {args.b}: model {result['prediction']}, true {result['true_answer']} "
-          f"({'correct' if result['correct'] else 'wrong'}; {'ID' if result['in_distribution'] else 'OOD'})")
+    print(
+        f"{args.a} {ckpt.task.symbol} {args.b}: model {result['prediction']}, true {result['true_answer']} "
+        f"({'correct' if result['correct'] else 'wrong'}; {'ID' if result['in_distribution'] else 'OOD'})"
+    )
     print(f"ID representative {rep['a']} {ckpt.task.symbol} {rep['b']}: model {rep['prediction']}")
     for d in result["digits"]:
         head = f"digit {d['k']}: predicted {d['predicted']} (true {d['true']})"

@@ -7,9 +7,12 @@ from .common import add_checkpoint_arg, add_json_arg, print_json
 
 
 def register(sub) -> None:
-    p = sub.add_parser("info", help="task, architecture, training and provenance of a checkpoint",
-                       description="Show a checkpoint's task, model config, training settings, last "
-                                   "metrics, snapshots and the command that reproduces it.")
+    p = sub.add_parser(
+        "info",
+        help="task, architecture, training and provenance of a checkpoint",
+        description="Show a checkpoint's task, model config, training settings, last "
+        "metrics, snapshots and the command that reproduces it.",
+    )
     add_checkpoint_arg(p)
     add_json_arg(p)
     p.set_defaults(func=run)
@@ -19,8 +22,12 @@ def summary(ckpt) -> dict:
     n_params = sum(p.numel() for p in ckpt.model.parameters())
     return {
         "checkpoint": str(ckpt.path),
-        "task": {**ckpt.task.to_dict(), "name": ckpt.task.name, "formula": ckpt.task.describe(),
-                 "example": ckpt.task.to_text(349 % 10**ckpt.task.digits, 205 % 10**ckpt.task.digits)},
+        "task": {
+            **ckpt.task.to_dict(),
+            "name": ckpt.task.name,
+            "formula": ckpt.task.describe(),
+            "example": ckpt.task.to_text(349 % 10**ckpt.task.digits, 205 % 10**ckpt.task.digits),
+        },
         "model": {**ckpt.model_config.to_dict(), "n_params": n_params},
         "training": ckpt.config.get("training", {}),
         "last_metrics": ckpt.history[-1] if ckpt.history else None,
@@ -40,8 +47,10 @@ def run(args) -> int:
     t, m = s["task"], s["model"]
     print(f"checkpoint  {s['checkpoint']}")
     print(f"task        {t['name']}: {t['formula']}, format {t['format']} (width {t['width']}), e.g. {t['example']}")
-    print(f"model       {m['n_layers']} layers, {m['n_heads']} heads, d_model {m['d_model']}, d_mlp {m['d_mlp']}, "
-          f"{m['act_fn']}, {m['positional']} positions, context {m['n_ctx']}, {m['n_params']:,} parameters")
+    print(
+        f"model       {m['n_layers']} layers, {m['n_heads']} heads, d_model {m['d_model']}, d_mlp {m['d_mlp']}, "
+        f"{m['act_fn']}, {m['positional']} positions, context {m['n_ctx']}, {m['n_params']:,} parameters"
+    )
     if s["last_metrics"]:
         print("last eval   " + ", ".join(f"{k} {v}" for k, v in s["last_metrics"].items()))
     if s["snapshot_steps"]:

@@ -17,15 +17,22 @@ from .common import (
 
 
 def register(sub) -> None:
-    p = sub.add_parser("logit-lens", help="logit lens per residual state x answer digit, ID and OOD",
-                       description="Each residual state through the real final LayerNorm and unembedding "
-                                   "(TransformerLens accumulated_resid(apply_ln=True)): mean probability and rank of the "
-                                   "correct digit on random ID pairs; on OOD pairs, of the digit of (a mod 10^n) op "
-                                   "(b mod 10^n) and of the true digit.")
+    p = sub.add_parser(
+        "logit-lens",
+        help="logit lens per residual state x answer digit, ID and OOD",
+        description="Each residual state through the real final LayerNorm and unembedding "
+        "(TransformerLens accumulated_resid(apply_ln=True)): mean probability and rank of the "
+        "correct digit on random ID pairs; on OOD pairs, of the digit of (a mod 10^n) op "
+        "(b mod 10^n) and of the true digit.",
+    )
     add_checkpoint_arg(p)
     add_ood_sample_args(p, "pairs per set")
-    p.add_argument("--ood-answers", default="greedy", choices=ANSWER_SOURCES,
-                   help="answer tokens teacher-forced on OOD inputs (default: the model's own greedy answer)")
+    p.add_argument(
+        "--ood-answers",
+        default="greedy",
+        choices=ANSWER_SOURCES,
+        help="answer tokens teacher-forced on OOD inputs (default: the model's own greedy answer)",
+    )
     add_html_arg(p, "the heatmaps")
     add_json_arg(p)
     add_device_arg(p)
@@ -42,6 +49,8 @@ def run(args) -> int:
         return 0
     print(f"{ckpt.name}: logit lens (final-state lens vs model logits: max |diff| {res.final_max_abs_diff:.2e})")
     for (s, t), _ in res.frame.groupby(["set", "target"], sort=False):
-        print(f"\n{s}, {t} digit (forced answers: {res.answers[s]}): mean probability; columns = answer digit, units first")
+        print(
+            f"\n{s}, {t} digit (forced answers: {res.answers[s]}): mean probability; columns = answer digit, units first"
+        )
         print(res.table("mean_prob", s, t).round(3).to_string())
     return 0

@@ -11,21 +11,28 @@ from .common import add_checkpoint_arg, add_device_arg, command_line, print_json
 def register(sub) -> None:
     from ..report.sections import SECTIONS
 
-    p = sub.add_parser("report", help="write a self-contained, offline HTML report (DIR/index.html)",
-                       description="Model card, training curves, accuracy by operand length, the analyses "
-                                   "this build provides, and attention views of ID inputs beside their OOD "
-                                   "class members, on one page that needs no network.")
+    p = sub.add_parser(
+        "report",
+        help="write a self-contained, offline HTML report (DIR/index.html)",
+        description="Model card, training curves, accuracy by operand length, the analyses "
+        "this build provides, and attention views of ID inputs beside their OOD "
+        "class members, on one page that needs no network.",
+    )
     add_checkpoint_arg(p, default="add3")
-    p.epilog = ("CKPT may also be a sweep directory (mechinterp-arith sweep --out DIR): one page comparing its runs; "
-                "or the results file of the length-generalisation lab (analyses/length_generalisation.py, "
-                "a .json): one page comparing the position schemes.")
+    p.epilog = (
+        "CKPT may also be a sweep directory (mechinterp-arith sweep --out DIR): one page comparing its runs; "
+        "or the results file of the length-generalisation lab (analyses/length_generalisation.py, "
+        "a .json): one page comparing the position schemes."
+    )
     p.add_argument("--out", default="report", metavar="DIR", help="output directory (default: ./report)")
-    p.add_argument("--n", type=int, default=None,
-                   help="operand pairs per evaluation set (default 500; 100 with --quick)")
+    p.add_argument(
+        "--n", type=int, default=None, help="operand pairs per evaluation set (default 500; 100 with --quick)"
+    )
     p.add_argument("--quick", action="store_true", help="small sample sizes (a fast preview)")
     p.add_argument("--seed", type=int, default=0, help="seed of every sampled set")
-    p.add_argument("--sections", nargs="+", default=None, metavar="KEY",
-                   help=f"only these sections, from: {' '.join(SECTIONS)}")
+    p.add_argument(
+        "--sections", nargs="+", default=None, metavar="KEY", help=f"only these sections, from: {' '.join(SECTIONS)}"
+    )
     p.add_argument("--json", action="store_true", help="print a JSON summary (path, size, per-section timing)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_device_arg(p)
@@ -40,16 +47,20 @@ def run(args) -> int:
         return run_sweep_report(args)
     if str(args.checkpoint).endswith(".json"):
         return run_lab_report(args)
-    settings = ReportSettings(n=args.n, quick=args.quick, seed=args.seed,
-                              sections=tuple(args.sections) if args.sections else None)
+    settings = ReportSettings(
+        n=args.n, quick=args.quick, seed=args.seed, sections=tuple(args.sections) if args.sections else None
+    )
     settings.n_samples  # noqa: B018 - reject a bad --n before loading anything
     ckpt = load(args.checkpoint, device=args.device)
     command = command_line(args)
     result = build_report(ckpt, args.out, settings, progress=not (args.quiet or args.json), command=command)
     print_result(result, args.json)
     if result.errors:
-        print(f"mechinterp-arith report: error: {len(result.errors)} section(s) failed: "
-              f"{', '.join(s.key for s in result.errors)}", file=sys.stderr)
+        print(
+            f"mechinterp-arith report: error: {len(result.errors)} section(s) failed: "
+            f"{', '.join(s.key for s in result.errors)}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -87,5 +98,7 @@ def print_result(result, as_json: bool) -> None:
         return
     for s in result.sections:
         print(f"  {s.title:<58} {s.status:<12} {s.seconds:6.1f} s" + (f"  {s.error}" if s.error else ""))
-    print(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB) in {result.seconds:.1f} s; "
-          f"open it in a browser (file://{result.path.resolve()})")
+    print(
+        f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB) in {result.seconds:.1f} s; "
+        f"open it in a browser (file://{result.path.resolve()})"
+    )

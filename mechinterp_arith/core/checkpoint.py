@@ -15,9 +15,9 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import torch
 from jaxtyping import Int
@@ -81,7 +81,7 @@ class Checkpoint:
         tokens, _ = self.task.encode_batch(as_operands(a), as_operands(b))
         return tokens[:, : self.task.prompt_len].to(self.device)
 
-    def predict(self, a: Sequence[int] | Tensor, b: Sequence[int] | Tensor) -> Int[Tensor, "batch"]:
+    def predict(self, a: Sequence[int] | Tensor, b: Sequence[int] | Tensor) -> Int[Tensor, " batch"]:
         """The model's greedy answers as integers."""
         from .decoding import generate
 
@@ -120,8 +120,11 @@ def is_temporary(file: Path) -> bool:
     """A hidden ``.NAME.<random>.tmp`` that an atomic write of a checkpoint file or a snapshot
     (``core/files.py``) leaves when its process dies: never part of a checkpoint."""
     name = file.name
-    return (name.startswith(".") and name.endswith(".tmp")
-            and (name.startswith(".step_") or any(name.startswith(f".{own}.") for own in OWN_FILES)))
+    return (
+        name.startswith(".")
+        and name.endswith(".tmp")
+        and (name.startswith(".step_") or any(name.startswith(f".{own}.") for own in OWN_FILES))
+    )
 
 
 def remove_temporaries(path: Path) -> None:
@@ -143,8 +146,10 @@ def check_replaceable(path: Path) -> None:
         raise CheckpointError(f"{path} is a file; a checkpoint is a directory: choose another output")
     foreign = sorted(p.name for p in path.iterdir() if p.name not in OWN_FILES and not is_temporary(p))
     if foreign:
-        raise CheckpointError(f"{path} holds {foreign[0]!r}, which is not part of a checkpoint; refusing to "
-                              f"replace it: choose a new or empty directory")
+        raise CheckpointError(
+            f"{path} holds {foreign[0]!r}, which is not part of a checkpoint; refusing to "
+            f"replace it: choose a new or empty directory"
+        )
 
 
 def save_checkpoint(
@@ -246,7 +251,9 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
         for d in shipped_checkpoint_dirs():
             if (d / str(name_or_path)).is_dir():
                 return d / str(name_or_path)
-    known = sorted({q.name for d in shipped_checkpoint_dirs() if d.is_dir() for q in d.iterdir() if (q / CONFIG).is_file()})
+    known = sorted(
+        {q.name for d in shipped_checkpoint_dirs() if d.is_dir() for q in d.iterdir() if (q / CONFIG).is_file()}
+    )
     raise CheckpointError(f"no checkpoint named or at {str(name_or_path)!r}; shipped: {', '.join(known) or 'none'}")
 
 
@@ -259,8 +266,9 @@ def snapshot_files(path: Path) -> dict[int, Path]:
     for f in folder.glob("step_*.safetensors"):
         match = _SNAPSHOT_NAME.fullmatch(f.name)
         if match is None or int(match.group(1)) in files:
-            raise CheckpointError(f"{f}: not a snapshot name (step_NNNNNNN.safetensors, one per step); "
-                                  f"rename or remove it")
+            raise CheckpointError(
+                f"{f}: not a snapshot name (step_NNNNNNN.safetensors, one per step); rename or remove it"
+            )
         files[int(match.group(1))] = f
     return files
 
@@ -279,8 +287,10 @@ def read_config(path: Path) -> dict:
     (``core/checkpoint_schema.py``); CheckpointError names the file and the key."""
     f = path / CONFIG
     if not f.exists() and (path / STATE_FILE).exists():
-        raise CheckpointError(f"{path} holds a training run that has not finished; run its train command again "
-                              f"to resume it (it is a checkpoint once it ends)")
+        raise CheckpointError(
+            f"{path} holds a training run that has not finished; run its train command again "
+            f"to resume it (it is a checkpoint once it ends)"
+        )
     if not f.exists():
         raise CheckpointError(f"{path} holds no {CONFIG}; is it a checkpoint directory?")
     config = _read_json(f)

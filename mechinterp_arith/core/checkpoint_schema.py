@@ -37,10 +37,27 @@ from .tasks import Task
 from .train_config import TrainConfig
 
 FORMAT_VERSION = 1
-CONFIG_KEYS = ("format_version", "package_version", "task", "model", "training", "command", "source", "trained_on",
-               "runtime", "ensemble_seeds")
-_JSON_TYPES = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number",
-               bool: "true or false", type(None): "null"}
+CONFIG_KEYS = (
+    "format_version",
+    "package_version",
+    "task",
+    "model",
+    "training",
+    "command",
+    "source",
+    "trained_on",
+    "runtime",
+    "ensemble_seeds",
+)
+_JSON_TYPES = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    type(None): "null",
+}
 _METRIC_RANGES = {"loss": (0, None), "lr": (0, None), "elapsed_s": (0, None), "id_exact": (0, 1), "ood_exact": (0, 1)}
 
 
@@ -54,7 +71,7 @@ def _kind(value) -> str:
 
 
 def _require(value, types: tuple[type, ...], where: str) -> None:
-    if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+    if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
         wanted = " or ".join(_JSON_TYPES[t] for t in types)
         raise ValueError(f"{where} must be {wanted}, got {_kind(value)} {value!r}"[:300])
 
@@ -79,16 +96,25 @@ def check_config(config) -> tuple[Task, ModelConfig, TrainConfig | None]:
     _require(config["format_version"], (int,), "format_version")
     if config["format_version"] != FORMAT_VERSION:
         raise ValueError(f"format_version {config['format_version']} is not one this version reads ({FORMAT_VERSION})")
-    for key, types in (("package_version", (str,)), ("command", (str, type(None))), ("source", (dict,)),
-                       ("trained_on", (str,)), ("training", (dict,)), ("runtime", (dict,)), ("ensemble_seeds", (list,))):
+    for key, types in (
+        ("package_version", (str,)),
+        ("command", (str, type(None))),
+        ("source", (dict,)),
+        ("trained_on", (str,)),
+        ("training", (dict,)),
+        ("runtime", (dict,)),
+        ("ensemble_seeds", (list,)),
+    ):
         if key in config:
             _require(config[key], types, key)
     task = _section(config, "task", Task.from_dict)
     model = _section(config, "model", ModelConfig.from_dict)
     training = _section(config, "training", TrainConfig.from_dict) if config.get("training") else None
     if model.d_vocab != task.d_vocab or model.n_ctx < task.n_ctx:
-        raise ValueError(f"model (vocab {model.d_vocab}, context {model.n_ctx}) does not fit task {task.name} "
-                         f"in format {task.format!r} (vocab {task.d_vocab}, context {task.n_ctx})")
+        raise ValueError(
+            f"model (vocab {model.d_vocab}, context {model.n_ctx}) does not fit task {task.name} "
+            f"in format {task.format!r} (vocab {task.d_vocab}, context {task.n_ctx})"
+        )
     return task, model, training
 
 

@@ -24,7 +24,7 @@ from .errors import NotApplicable
 from .seeding import generator
 from .tasks import Task
 
-Pairs = tuple[Int[Tensor, "n"], Int[Tensor, "n"]]
+Pairs = tuple[Int[Tensor, " n"], Int[Tensor, " n"]]
 MAX_SAMPLES = 100_000_000  # larger sets do not fit in memory on the machines this runs on
 
 
@@ -32,10 +32,10 @@ MAX_SAMPLES = 100_000_000  # larger sets do not fit in memory on the machines th
 class Split:
     """Disjoint ID train and test operand pairs."""
 
-    train_a: Int[Tensor, "n_train"]
-    train_b: Int[Tensor, "n_train"]
-    test_a: Int[Tensor, "n_test"]
-    test_b: Int[Tensor, "n_test"]
+    train_a: Int[Tensor, " n_train"]
+    train_b: Int[Tensor, " n_train"]
+    test_a: Int[Tensor, " n_test"]
+    test_b: Int[Tensor, " n_test"]
 
     @property
     def train(self) -> Pairs:
@@ -61,8 +61,9 @@ def default_split_sizes(task: Task) -> tuple[int, int]:
     return n_train, total - n_train
 
 
-def id_split(task: Task, n_train: int | None = None, n_test: int | None = None, seed: int = 0,
-             lengths: str = "uniform") -> Split:
+def id_split(
+    task: Task, n_train: int | None = None, n_test: int | None = None, seed: int = 0, lengths: str = "uniform"
+) -> Split:
     """Train and test pairs drawn without replacement from all n-digit pairs: disjoint by construction.
 
     ``lengths``: "uniform" draws pairs uniformly (most operands then have n digits); "mixed" draws
@@ -87,7 +88,7 @@ def id_split(task: Task, n_train: int | None = None, n_test: int | None = None, 
     return Split(a[:n_train], b[:n_train], a[n_train:], b[n_train:])
 
 
-def _pair_from_index(task: Task, index: Int[Tensor, "n"]) -> Pairs:
+def _pair_from_index(task: Task, index: Int[Tensor, " n"]) -> Pairs:
     N = 10**task.digits
     if task.op != "sub":
         return index // N, index % N
@@ -135,25 +136,25 @@ def mixed_length_pairs(task: Task, n: int, seed: int = 0) -> Pairs:
     raise ValueError(f"could not draw {n:,} distinct mixed-length pairs of {task.name}; ask for fewer")
 
 
-def _digit_count(x: Int[Tensor, "n"]) -> Int[Tensor, "n"]:
+def _digit_count(x: Int[Tensor, " n"]) -> Int[Tensor, " n"]:
     count = torch.ones_like(x)
     for k in range(1, 18):
         count += (x >= 10**k).long()
     return count
 
 
-def _values_with_lengths(lengths: Int[Tensor, "n"], g: torch.Generator) -> Int[Tensor, "n"]:
+def _values_with_lengths(lengths: Int[Tensor, " n"], g: torch.Generator) -> Int[Tensor, " n"]:
     lo = torch.where(lengths == 1, 0, 10 ** (lengths - 1))
     return lo + (torch.rand(len(lengths), generator=g, dtype=torch.float64) * (10**lengths - lo)).long()
 
 
-def operands_with_digits(length: int, n: int, g: torch.Generator) -> Int[Tensor, "n"]:
+def operands_with_digits(length: int, n: int, g: torch.Generator) -> Int[Tensor, " n"]:
     """``n`` integers with exactly ``length`` digits (0-9 count as one digit)."""
     lo = 0 if length == 1 else 10 ** (length - 1)
     return torch.randint(lo, 10**length, (n,), generator=g)
 
 
-def ordered(task: Task, a: Int[Tensor, "n"], b: Int[Tensor, "n"]) -> Pairs:
+def ordered(task: Task, a: Int[Tensor, " n"], b: Int[Tensor, " n"]) -> Pairs:
     """The pairs the task admits from raw draws: ``a >= b`` (swapped where needed) for subtraction."""
     if task.op == "sub":
         return torch.maximum(a, b), torch.minimum(a, b)
@@ -178,8 +179,9 @@ def require_ood_digits(task: Task, m: int | None = None) -> int:
     if m is None:
         m = default_ood_digits(task)
         if m is None:
-            raise NotApplicable(f"the format holds no operand longer than the trained {task.digits} digits "
-                                f"(width W={task.width})")
+            raise NotApplicable(
+                f"the format holds no operand longer than the trained {task.digits} digits (width W={task.width})"
+            )
     return check_ood_digits(task, [m])[0]
 
 
@@ -234,8 +236,9 @@ def length_grid(task: Task, lengths: list[int], n_per_cell: int, seed: int = 0) 
     return {(la, lb): ood_lengths(task, la, lb, n_per_cell, seed) for la in lengths for lb in lengths}
 
 
-def random_pairs(task: Task, n: int, seed: int = 0, max_value: int | None = None,
-                 g: torch.Generator | None = None) -> Pairs:
+def random_pairs(
+    task: Task, n: int, seed: int = 0, max_value: int | None = None, g: torch.Generator | None = None
+) -> Pairs:
     """Uniform pairs in [0, max_value) (default 10^n: in distribution) that the task admits
     (a >= b for subtraction). Drawn from ``g`` when given (callers drawing several sets from one
     stream), else from a stream derived from ``seed``."""
@@ -248,7 +251,7 @@ def random_pairs(task: Task, n: int, seed: int = 0, max_value: int | None = None
     return ordered(task, a, b)
 
 
-def class_members(task, a: int, b: int, k: int = 3, seed: int = 0) -> tuple[Int[Tensor, "k"], Int[Tensor, "k"]]:
+def class_members(task, a: int, b: int, k: int = 3, seed: int = 0) -> tuple[Int[Tensor, " k"], Int[Tensor, " k"]]:
     """``k`` random OOD members ``(a + i·10^n, b + j·10^n)`` of the class of the ID pair ``(a, b)``,
     each with both operands longer than n digits, within the format's width."""
     N, W = 10**task.digits, task.width

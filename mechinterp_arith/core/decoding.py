@@ -46,12 +46,14 @@ PROBE_ROWS = 8  # rows that check the plain forward against the bridge
 class Generation:
     """Greedy outputs for a batch of operand pairs."""
 
-    answers: Int[Tensor, "batch"]  # the model's answers as integers (-1 when unreadable)
+    answers: Int[Tensor, " batch"]  # the model's answers as integers (-1 when unreadable)
     tokens: Int[Tensor, "batch seq"]  # prompt + generated answer tokens (fixed-length formats)
     path: str = "bridge"  # which decoder ran: "kv" or "bridge"
 
 
-def generate(model: TransformerBridge, task: Task, a, b, batch_size: int = DEFAULT_BATCH, path: str = "auto") -> Generation:
+def generate(
+    model: TransformerBridge, task: Task, a, b, batch_size: int = DEFAULT_BATCH, path: str = "auto"
+) -> Generation:
     """The model's greedy answers to ``a op b``; inputs on any device, outputs on the CPU.
 
     ``path``: "auto" (the key/value-cached plain forward when it is exact for this model, else the
@@ -65,8 +67,10 @@ def generate(model: TransformerBridge, task: Task, a, b, batch_size: int = DEFAU
     task.check_operands(a, b)
     plain = _plain_for(model, task, a, b) if path != "bridge" else None
     if path == "kv" and plain is None:
-        raise ValueError("path='kv' needs a padded format and a model whose plain forward matches the bridge "
-                         "(learned positions, no hooks attached); use path='bridge'")
+        raise ValueError(
+            "path='kv' needs a padded format and a model whose plain forward matches the bridge "
+            "(learned positions, no hooks attached); use path='bridge'"
+        )
     was_training = model.training
     if was_training:  # a bridge's train()/eval() walks ~500 modules (~15 ms): only when needed
         model.eval()
@@ -94,7 +98,9 @@ def _plain_for(model: TransformerBridge, task: Task, a: Tensor, b: Tensor) -> Pl
 
 # ---- the bridge path -------------------------------------------------------------------------------
 @torch.inference_mode()
-def greedy_tokens(model: TransformerBridge, prompt: Int[Tensor, "batch prompt"], n_new: int) -> Int[Tensor, "batch prompt+n_new"]:
+def greedy_tokens(
+    model: TransformerBridge, prompt: Int[Tensor, "batch prompt"], n_new: int
+) -> Int[Tensor, "batch prompt+n_new"]:
     """Append ``n_new`` greedily chosen tokens to each prompt row through the bridge (no KV cache)."""
     tokens = prompt
     for _ in range(n_new):
@@ -112,7 +118,9 @@ def _bridge_fixed(model: TransformerBridge, task: Task, a, b, batch_size: int) -
         rows.append(out)
         answers.append(task.decode_answer(out[:, task.prompt_len :]))
     if not rows:
-        return Generation(torch.zeros(0, dtype=torch.long), torch.zeros(0, task.prompt_len + task.answer_width, dtype=torch.long))
+        return Generation(
+            torch.zeros(0, dtype=torch.long), torch.zeros(0, task.prompt_len + task.answer_width, dtype=torch.long)
+        )
     return Generation(torch.cat(answers), torch.cat(rows))
 
 
@@ -129,7 +137,7 @@ def _bridge_variable(model: TransformerBridge, task: Task, a, b, batch_size: int
     return Generation(answers, tokens)
 
 
-def _read_until_end(generated: Int[Tensor, "batch n"], task: Task) -> Int[Tensor, "batch"]:
+def _read_until_end(generated: Int[Tensor, "batch n"], task: Task) -> Int[Tensor, " batch"]:
     values = []
     for row in generated.tolist():
         if END not in row or row.index(END) == 0 or any(t > 9 for t in row[: row.index(END)]):
@@ -145,7 +153,9 @@ DECODE_ROWS = 4096  # rows per decoding chunk: larger chunks spill the CPU's cac
 _KEY_LIMIT = 2**62
 
 
-def shared_prefix_split(prompt: Int[Tensor, "batch prompt"], vocab: int) -> tuple[int, Int[Tensor, "batch"] | None, Int[Tensor, "unique"] | None]:
+def shared_prefix_split(
+    prompt: Int[Tensor, "batch prompt"], vocab: int
+) -> tuple[int, Int[Tensor, " batch"] | None, Int[Tensor, " unique"] | None]:
     """The prefix length ``s`` that minimises positions computed, ``U(s)*s + batch*(prompt-s)``.
 
     Returns ``(s, inverse, first)``: row ``i``'s prefix is distinct prefix ``inverse[i]``, whose
@@ -155,7 +165,7 @@ def shared_prefix_split(prompt: Int[Tensor, "batch prompt"], vocab: int) -> tupl
     key = torch.zeros(N, dtype=torch.long, device=prompt.device)
     best = (N * P, 0, None)
     for s in range(1, P):
-        if vocab ** s >= _KEY_LIMIT:
+        if vocab**s >= _KEY_LIMIT:
             break
         key = key * vocab + prompt[:, s - 1]
         uniq, inverse = torch.unique(key, return_inverse=True)
@@ -172,8 +182,12 @@ def shared_prefix_split(prompt: Int[Tensor, "batch prompt"], vocab: int) -> tupl
 
 @torch.inference_mode()
 def kv_greedy(
-    model: TransformerBridge, prompt: Int[Tensor, "batch prompt"], n_new: int, return_logits: bool = False,
-    plain: PlainGPT | None = None, rows: int = DECODE_ROWS,
+    model: TransformerBridge,
+    prompt: Int[Tensor, "batch prompt"],
+    n_new: int,
+    return_logits: bool = False,
+    plain: PlainGPT | None = None,
+    rows: int = DECODE_ROWS,
 ) -> tuple[Int[Tensor, "batch prompt+n_new"], Float[Tensor, "batch n_new vocab"] | None]:
     """Greedy continuation of each prompt row with a key/value cache.
 
@@ -223,8 +237,13 @@ MATCH_BATCH = 1024  # rows a forward pass (faster than larger batches on a CPU)
 
 
 @torch.inference_mode()
-def greedy_matches(model: TransformerBridge, task: Task, a: Int[Tensor, "batch"], b: Int[Tensor, "batch"],
-                   targets: list[Int[Tensor, "batch"]]) -> list[Bool[Tensor, "batch"]]:
+def greedy_matches(
+    model: TransformerBridge,
+    task: Task,
+    a: Int[Tensor, " batch"],
+    b: Int[Tensor, " batch"],
+    targets: list[Int[Tensor, " batch"]],
+) -> list[Bool[Tensor, " batch"]]:
     """For each target, whether the model's greedy answer equals it, with one forward pass per target.
 
     Greedy decoding returns ``c`` exactly when every answer digit of ``c`` is the argmax given the
@@ -241,7 +260,7 @@ def greedy_matches(model: TransformerBridge, task: Task, a: Int[Tensor, "batch"]
     A, P = task.answer_width, task.prompt_len
     prompt = task.encode_batch(a, b)[0][:, :P]
     device = model_device(model)
-    out: list[Bool[Tensor, "batch"]] = []
+    out: list[Bool[Tensor, " batch"]] = []
     for k, c in enumerate(targets):
         hit = torch.zeros(len(c), dtype=torch.bool)
         todo = torch.ones(len(c), dtype=torch.bool)

@@ -81,9 +81,16 @@ def leftovers(path: Path) -> list[Path]:
     names = {f".{path.name}.new", f".{path.name}.old"}
     if not path.parent.is_dir():
         return []
-    return sorted(p for p in path.parent.iterdir()
-                  if p.name in names or (p.name.startswith(f".{path.name}.") and p.name.endswith(".tmp")
-                                         and p.name.count(".") == path.name.count(".") + 3))
+    return sorted(
+        p
+        for p in path.parent.iterdir()
+        if p.name in names
+        or (
+            p.name.startswith(f".{path.name}.")
+            and p.name.endswith(".tmp")
+            and p.name.count(".") == path.name.count(".") + 3
+        )
+    )
 
 
 def recover(path: str | Path, *, state_file: str, finished_file: str) -> None:
@@ -103,8 +110,10 @@ def recover(path: str | Path, *, state_file: str, finished_file: str) -> None:
     if not (path / finished_file).is_file():
         for p in found:
             if p.is_dir() and (p / state_file).is_file():
-                raise ValueError(f"{p} holds the training state of an interrupted run and {path} holds no "
-                                 f"finished checkpoint; move it to {path} to resume the run, or delete it")
+                raise ValueError(
+                    f"{p} holds the training state of an interrupted run and {path} holds no "
+                    f"finished checkpoint; move it to {path} to resume the run, or delete it"
+                )
     for p in found:
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)

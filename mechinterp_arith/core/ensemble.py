@@ -19,9 +19,9 @@ import contextlib
 import dataclasses
 import json
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 import torch
@@ -124,8 +124,9 @@ def train_ensemble(
     return result
 
 
-def _member(task: Task, model_config: ModelConfig, train_config: TrainConfig, seed: int, out_dir, resume: bool,
-            overwrite: bool) -> Member:
+def _member(
+    task: Task, model_config: ModelConfig, train_config: TrainConfig, seed: int, out_dir, resume: bool, overwrite: bool
+) -> Member:
     mcfg, cfg = member_configs(model_config, train_config, seed)
     out = seed_dir(out_dir, seed) if out_dir is not None else None
     member = start_member(task, mcfg, cfg, out, resume, overwrite=overwrite)
@@ -134,8 +135,14 @@ def _member(task: Task, model_config: ModelConfig, train_config: TrainConfig, se
     return member
 
 
-def write_ensemble_json(out_dir: Path, task: Task, model_config: ModelConfig, train_config: TrainConfig,
-                        members: Sequence[Member], command: str | None) -> Path:
+def write_ensemble_json(
+    out_dir: Path,
+    task: Task,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    members: Sequence[Member],
+    command: str | None,
+) -> Path:
     """``OUT/ensemble.json``: the shared settings, each seed's path, command and history, and the
     best / median / worst of each final score."""
     finals = [m.history[-1] if m.history else {} for m in members]
@@ -152,8 +159,16 @@ def write_ensemble_json(out_dir: Path, task: Task, model_config: ModelConfig, tr
         "seeds": [m.cfg.seed for m in members],
         "command": command,
         "summary": summary,
-        "members": [{"seed": m.cfg.seed, "path": m.out.name if m.out else None, "command": m.command,
-                     "final": f, "history": m.history} for m, f in zip(members, finals)],
+        "members": [
+            {
+                "seed": m.cfg.seed,
+                "path": m.out.name if m.out else None,
+                "command": m.command,
+                "final": f,
+                "history": m.history,
+            }
+            for m, f in zip(members, finals)
+        ],
     }
     path = out_dir / ENSEMBLE_JSON
     atomic_write_text(path, json.dumps(doc, indent=1) + "\n")

@@ -24,7 +24,7 @@ from .tasks import Task, as_operands
 from .train_config import TrainConfig
 
 
-def score(task: Task, predicted: Int[Tensor, "batch"], target: Int[Tensor, "batch"]) -> dict:
+def score(task: Task, predicted: Int[Tensor, " batch"], target: Int[Tensor, " batch"]) -> dict:
     """Exact match and per-digit accuracy (digit 0 = units) of integer answers."""
     n = len(target)
     if n == 0:
@@ -45,12 +45,14 @@ def accuracy(model: TransformerBridge, task: Task, a, b, batch_size: int = DEFAU
     return score(task, predicted, task.apply(a, b))
 
 
-def operand_length(x: Int[Tensor, "batch"]) -> Int[Tensor, "batch"]:
+def operand_length(x: Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:
     """Number of decimal digits (0 has one)."""
     return torch.where(x > 0, torch.floor(torch.log10(x.clamp(min=1).double())).long() + 1, torch.ones_like(x))
 
 
-def accuracy_by_length(model: TransformerBridge, task: Task, a, b, batch_size: int = DEFAULT_BATCH) -> dict[tuple[int, int], dict]:
+def accuracy_by_length(
+    model: TransformerBridge, task: Task, a, b, batch_size: int = DEFAULT_BATCH
+) -> dict[tuple[int, int], dict]:
     """Accuracy per (len(a), len(b)) cell present in the set."""
     a, b = as_operands(a), as_operands(b)
     predicted = generate(model, task, a, b, batch_size).answers
@@ -63,13 +65,17 @@ def accuracy_by_length(model: TransformerBridge, task: Task, a, b, batch_size: i
     return out
 
 
-def held_out_pairs(ckpt: Checkpoint, n: int | None = None, seed: int = 0) -> tuple[Int[Tensor, "n"], Int[Tensor, "n"], str]:
+def held_out_pairs(
+    ckpt: Checkpoint, n: int | None = None, seed: int = 0
+) -> tuple[Int[Tensor, " n"], Int[Tensor, " n"], str]:
     """ID pairs to score a checkpoint on: its own held-out test split when its training recorded one
     (first ``n`` of it), else ``n`` (default 10,000) random n-digit pairs. Returns ``(a, b, source)``."""
     training = ckpt.config.get("training") or {}
     if training:
         cfg = TrainConfig.from_dict(training)
-        split = data.id_split(ckpt.task, cfg.n_train, cfg.n_test, seed=cfg.data_seed, lengths=cfg.operand_lengths or "uniform")
+        split = data.id_split(
+            ckpt.task, cfg.n_train, cfg.n_test, seed=cfg.data_seed, lengths=cfg.operand_lengths or "uniform"
+        )
         if len(split.test_a):
             k = len(split.test_a) if n is None else min(n, len(split.test_a))
             return split.test_a[:k], split.test_b[:k], "held-out test split"
@@ -77,8 +83,9 @@ def held_out_pairs(ckpt: Checkpoint, n: int | None = None, seed: int = 0) -> tup
     return a, b, "random n-digit pairs"
 
 
-def evaluate_checkpoint(ckpt: Checkpoint, ood_digits: list[int] = (), n: int | None = None, seed: int = 0,
-                        batch_size: int = DEFAULT_BATCH) -> dict:
+def evaluate_checkpoint(
+    ckpt: Checkpoint, ood_digits: list[int] = (), n: int | None = None, seed: int = 0, batch_size: int = DEFAULT_BATCH
+) -> dict:
     """The ``mechinterp-arith evaluate --json`` object: ID and per-length OOD accuracy.
 
     ``n`` caps the ID set and sizes each OOD set (default 10,000); OOD key ``"m"`` means both

@@ -15,8 +15,8 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from safetensors.torch import save_file
 from torch import Tensor

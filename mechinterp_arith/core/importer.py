@@ -28,12 +28,12 @@ Key mapping (minGPT and nanoGPT share names; all linear weights are ``nn.Linear`
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 import json
 import pickle
 import re
 import shlex
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -85,9 +85,7 @@ def read_foreign(path: str | Path) -> tuple[dict[str, Tensor], dict]:
         raise CheckpointError(f"{path} is not a state dict (got {type(obj).__name__}{' (empty)' if obj == {} else ''})")
     for k, v in obj.items():
         if not isinstance(k, str) or not isinstance(v, Tensor):
-            raise CheckpointError(
-                f"{path} is not a state dict of tensors: entry {k!r} holds a {type(v).__name__}"
-            )
+            raise CheckpointError(f"{path} is not a state dict of tensors: entry {k!r} holds a {type(v).__name__}")
     return dict(obj), dict(model_args)
 
 
@@ -109,7 +107,7 @@ def _refused_object(error: Exception) -> str:
 def _strip_compile_prefix(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     out: dict[str, Tensor] = {}
     for k, v in state.items():
-        name = k[len(COMPILE_PREFIX):] if k.startswith(COMPILE_PREFIX) else k
+        name = k[len(COMPILE_PREFIX) :] if k.startswith(COMPILE_PREFIX) else k
         if name in out:
             raise CheckpointError(f"key {name!r} appears both with and without the {COMPILE_PREFIX!r} prefix")
         out[name] = v
@@ -185,16 +183,28 @@ def convert_state_dict(
     shapes = _read_shapes(state, source, model_args)
     expected = _expected_shapes(shapes)
     _check_keys_and_tensors(state, source, shapes, expected)
-    for arg, value in (("n_layer", shapes.n_layers), ("n_embd", shapes.d_model), ("block_size", shapes.n_ctx),
-                       ("vocab_size", shapes.vocab)):
+    for arg, value in (
+        ("n_layer", shapes.n_layers),
+        ("n_embd", shapes.d_model),
+        ("block_size", shapes.n_ctx),
+        ("vocab_size", shapes.vocab),
+    ):
         if _model_arg(model_args, arg) not in (None, value):
             raise CheckpointError(f"model_args {arg}={model_args[arg]} contradicts the weights ({value})")
     heads = _resolve_heads(n_heads, model_args)
     if shapes.d_model % heads:
         source_of_heads = "n_heads" if n_heads is not None else "the checkpoint's model_args n_head"
         raise ValueError(f"d_model={shapes.d_model} is not divisible by {source_of_heads}={heads}")
-    cfg = ModelConfig(n_layers=shapes.n_layers, n_heads=heads, d_model=shapes.d_model, d_mlp=shapes.d_mlp,
-                      act_fn=act_fn, positional="learned", n_ctx=shapes.n_ctx, d_vocab=shapes.vocab)
+    cfg = ModelConfig(
+        n_layers=shapes.n_layers,
+        n_heads=heads,
+        d_model=shapes.d_model,
+        d_mlp=shapes.d_mlp,
+        act_fn=act_fn,
+        positional="learned",
+        n_ctx=shapes.n_ctx,
+        d_vocab=shapes.vocab,
+    )
     return _to_bridge_names(state, shapes), cfg
 
 
@@ -213,19 +223,33 @@ def _read_shapes(state: Mapping[str, Tensor], source: str, model_args: Mapping) 
     nano = source == "nanogpt"
     bias_keys = [k for k in state if k.endswith(".bias") and not _MASK.match(k)]
     has_bias = bool(model_args["bias"]) if nano and "bias" in model_args else (not nano or bool(bias_keys))
-    return _Shapes(vocab, d_model, state["transformer.wpe.weight"].shape[0], state["transformer.h.0.mlp.c_fc.weight"].shape[0],
-                   1 + max(int(m.group(1)) for k in state if (m := _LAYER.match(k))), has_bias)
+    return _Shapes(
+        vocab,
+        d_model,
+        state["transformer.wpe.weight"].shape[0],
+        state["transformer.h.0.mlp.c_fc.weight"].shape[0],
+        1 + max(int(m.group(1)) for k in state if (m := _LAYER.match(k))),
+        has_bias,
+    )
 
 
 def _expected_shapes(s: _Shapes) -> dict[str, tuple[int, ...]]:
     D = s.d_model
     expected: dict[str, tuple[int, ...]] = {
-        "transformer.wte.weight": (s.vocab, D), "transformer.wpe.weight": (s.n_ctx, D),
-        "transformer.ln_f.weight": (D,), "lm_head.weight": (s.vocab, D),
+        "transformer.wte.weight": (s.vocab, D),
+        "transformer.wpe.weight": (s.n_ctx, D),
+        "transformer.ln_f.weight": (D,),
+        "lm_head.weight": (s.vocab, D),
     }
     for i in range(s.n_layers):
-        shapes = {"ln_1": (D,), "attn.c_attn": (3 * D, D), "attn.c_proj": (D, D), "ln_2": (D,),
-                  "mlp.c_fc": (s.d_mlp, D), "mlp.c_proj": (D, s.d_mlp)}
+        shapes = {
+            "ln_1": (D,),
+            "attn.c_attn": (3 * D, D),
+            "attn.c_proj": (D, D),
+            "ln_2": (D,),
+            "mlp.c_fc": (s.d_mlp, D),
+            "mlp.c_proj": (D, s.d_mlp),
+        }
         for name, shape in shapes.items():
             expected[f"transformer.h.{i}.{name}.weight"] = shape
             if s.has_bias:
@@ -241,7 +265,11 @@ def _check_keys_and_tensors(state: Mapping[str, Tensor], source: str, s: _Shapes
     unknown = set(state) - set(expected) - masks
     if unknown:
         bias_keys = {k for k in state if k.endswith(".bias") and not _MASK.match(k)}
-        hint = " (model_args says bias=False but the weights carry biases)" if nano and not s.has_bias and unknown <= bias_keys else ""
+        hint = (
+            " (model_args says bias=False but the weights carry biases)"
+            if nano and not s.has_bias and unknown <= bias_keys
+            else ""
+        )
         raise CheckpointError(f"unknown keys for a {source} GPT: {_listing(unknown)}{hint}")
     optional = {"lm_head.weight"} if nano else set()  # nanoGPT ties lm_head to wte
     missing = set(expected) - set(state) - optional
@@ -249,12 +277,15 @@ def _check_keys_and_tensors(state: Mapping[str, Tensor], source: str, s: _Shapes
         raise CheckpointError(f"missing keys for a {s.n_layers}-layer {source} GPT: {_listing(missing)}")
     for k, shape in expected.items():
         if k in state and tuple(state[k].shape) != shape:
-            raise CheckpointError(f"{k} has shape {tuple(state[k].shape)}, expected {shape} "
-                                  f"(d_model {s.d_model}, d_mlp {s.d_mlp}, vocab {s.vocab}, context {s.n_ctx})")
+            raise CheckpointError(
+                f"{k} has shape {tuple(state[k].shape)}, expected {shape} "
+                f"(d_model {s.d_model}, d_mlp {s.d_mlp}, vocab {s.vocab}, context {s.n_ctx})"
+            )
     for k in masks & set(state):
         if tuple(state[k].shape) != (1, 1, s.n_ctx, s.n_ctx):
-            raise CheckpointError(f"{k} (the causal mask) has shape {tuple(state[k].shape)}, "
-                                  f"expected (1, 1, {s.n_ctx}, {s.n_ctx})")
+            raise CheckpointError(
+                f"{k} (the causal mask) has shape {tuple(state[k].shape)}, expected (1, 1, {s.n_ctx}, {s.n_ctx})"
+            )
     for k in expected:
         if k in state:
             if not state[k].is_floating_point():
@@ -273,15 +304,23 @@ def _to_bridge_names(state: Mapping[str, Tensor], s: _Shapes) -> dict[str, Tenso
     def b(key: str, n: int) -> Tensor:
         return w(key) if s.has_bias else torch.zeros(n)
 
-    out: dict[str, Tensor] = {"embed.weight": w("transformer.wte.weight"), "pos_embed.weight": w("transformer.wpe.weight")}
+    out: dict[str, Tensor] = {
+        "embed.weight": w("transformer.wte.weight"),
+        "pos_embed.weight": w("transformer.wpe.weight"),
+    }
     for i in range(s.n_layers):
         p, q = f"transformer.h.{i}.", f"blocks.{i}."
         qkv_w, qkv_b = w(f"{p}attn.c_attn.weight"), b(f"{p}attn.c_attn.bias", 3 * D)
         for j, name in enumerate("qkv"):
-            out[f"{q}attn.{name}.weight"] = qkv_w[j * D:(j + 1) * D].clone()
-            out[f"{q}attn.{name}.bias"] = qkv_b[j * D:(j + 1) * D].clone()
-        for src, dst, n in (("ln_1", "ln1", D), ("attn.c_proj", "attn.o", D), ("ln_2", "ln2", D),
-                            ("mlp.c_fc", "mlp.in", s.d_mlp), ("mlp.c_proj", "mlp.out", D)):
+            out[f"{q}attn.{name}.weight"] = qkv_w[j * D : (j + 1) * D].clone()
+            out[f"{q}attn.{name}.bias"] = qkv_b[j * D : (j + 1) * D].clone()
+        for src, dst, n in (
+            ("ln_1", "ln1", D),
+            ("attn.c_proj", "attn.o", D),
+            ("ln_2", "ln2", D),
+            ("mlp.c_fc", "mlp.in", s.d_mlp),
+            ("mlp.c_proj", "mlp.out", D),
+        ):
             out[f"{q}{dst}.weight"] = w(f"{p}{src}.weight")
             out[f"{q}{dst}.bias"] = b(f"{p}{src}.bias", n)
     out["ln_final.weight"] = w("transformer.ln_f.weight")
@@ -328,15 +367,19 @@ def _check_out(out: Path) -> None:
     except (OSError, json.JSONDecodeError, AttributeError):
         previous = None
     if previous not in SOURCES:
-        raise ValueError(f"--out {out} already exists and is not an imported checkpoint; "
-                         f"choose a new directory or remove it")
+        raise ValueError(
+            f"--out {out} already exists and is not an imported checkpoint; choose a new directory or remove it"
+        )
+
+
+STUDY_TASK = Task("add", 3, "paper")  # the study's released adders
 
 
 def import_checkpoint(
     path: str | Path,
     source: str = "mingpt",
     n_heads: int | None = None,
-    task: Task = Task("add", 3, "paper"),
+    task: Task = STUDY_TASK,
     out: str | Path = "imported",
     act_fn: str | None = None,
     command: str | None = None,
@@ -361,11 +404,13 @@ def import_checkpoint(
     if cfg.d_vocab != task.d_vocab:
         raise CheckpointError(
             f"{path}: vocabulary of {cfg.d_vocab} tokens does not fit task {task.name} in format "
-            f"{task.format!r}, which uses {task.d_vocab} tokens")
+            f"{task.format!r}, which uses {task.d_vocab} tokens"
+        )
     if cfg.n_ctx < task.n_ctx:
         raise CheckpointError(
             f"{path}: context of {cfg.n_ctx} positions is shorter than task {task.name} in format "
-            f"{task.format!r} (width {task.width}) needs ({task.n_ctx})")
+            f"{task.format!r} (width {task.width}) needs ({task.n_ctx})"
+        )
     model = build_model(cfg, device="cpu")
     model.load_state_dict(weights, strict=True)
     source_info = {
@@ -380,6 +425,13 @@ def import_checkpoint(
     with exclusive(out):  # one writer; an interrupted earlier import is finished or undone first
         recover_dir(out)
         _check_out(out)
-        return save_checkpoint(out, model.eval(), task, cfg, train_config={}, history=[],
-                               command=command or import_command(path, source, n_heads, task, out, act_fn),
-                               extra={"source": source_info})
+        return save_checkpoint(
+            out,
+            model.eval(),
+            task,
+            cfg,
+            train_config={},
+            history=[],
+            command=command or import_command(path, source, n_heads, task, out, act_fn),
+            extra={"source": source_info},
+        )

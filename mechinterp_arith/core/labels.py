@@ -27,7 +27,9 @@ from torch import Tensor
 from .tasks import Task, as_operands
 
 DEFAULT_LABEL = "units"
-LABEL_HELP = "a<i>, b<i> (operand digit, 0 = units), ans<k> or units (result digit), carry<k> (k >= 1), mod<j> (result mod 10^j)"
+LABEL_HELP = (
+    "a<i>, b<i> (operand digit, 0 = units), ans<k> or units (result digit), carry<k> (k >= 1), mod<j> (result mod 10^j)"
+)
 
 
 def parse_label(task: Task, spec: str) -> tuple[str, int]:
@@ -49,7 +51,7 @@ def parse_label(task: Task, spec: str) -> tuple[str, int]:
     return kind, i
 
 
-def label_values(task: Task, a: Int[Tensor, "batch"], b: Int[Tensor, "batch"], spec: str) -> Int[Tensor, "batch"]:
+def label_values(task: Task, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"], spec: str) -> Int[Tensor, " batch"]:
     """The label of each pair (int64)."""
     kind, i = parse_label(task, spec)
     a, b = as_operands(a), as_operands(b)

@@ -20,8 +20,8 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 try:
     import fcntl
@@ -58,8 +58,10 @@ def _open_locked(lock: Path, target: Path) -> int:
         except BlockingIOError:
             owner = _owner(fd)
             os.close(fd)
-            raise OutputLocked(f"{target} is being written by {owner} (lock file {lock}); wait for it to "
-                               f"finish or choose another output") from None
+            raise OutputLocked(
+                f"{target} is being written by {owner} (lock file {lock}); wait for it to "
+                f"finish or choose another output"
+            ) from None
         try:  # its previous owner may have removed the file between our open and our lock
             if os.stat(lock).st_ino == os.fstat(fd).st_ino:
                 return fd

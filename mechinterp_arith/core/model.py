@@ -14,8 +14,8 @@ Every model the toolkit makes or loads is a TransformerLens 4 bridge, so TL hook
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Iterator
 
 import torch
 from transformer_lens.config import TransformerBridgeConfig
@@ -65,7 +65,7 @@ class ModelConfig:
         return self.d_model // self.n_heads
 
     @classmethod
-    def for_task(cls, task: Task, **overrides) -> "ModelConfig":
+    def for_task(cls, task: Task, **overrides) -> ModelConfig:
         """A config whose context and vocabulary fit ``task`` (the context: the position scheme's
         default table size, :func:`~mechinterp_arith.core.position_schemes.default_n_ctx`)."""
         n_ctx = default_n_ctx(overrides.get("positional", cls.positional), task)
@@ -75,7 +75,7 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         fields = cls.__dataclass_fields__
         unknown = sorted(set(d) - set(fields))
         if unknown:
@@ -101,7 +101,9 @@ class ModelConfig:
         )
 
 
-def build_model(cfg: ModelConfig, device: str | torch.device | None = None, task: Task | None = None) -> TransformerBridge:
+def build_model(
+    cfg: ModelConfig, device: str | torch.device | None = None, task: Task | None = None
+) -> TransformerBridge:
     """A freshly initialised hooked model; the same ``cfg.seed`` gives the same weights.
 
     ``task`` is needed by the schemes whose position IDs follow the task's token layout
@@ -129,8 +131,10 @@ def resolve_device(device: str | None = "auto") -> torch.device:
     except RuntimeError as e:
         raise ValueError(f"unknown device {device!r}: {e}") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r}: no CUDA device is available to this torch ({torch.__version__}); "
-                         f"use --device cpu (or auto)")
+        raise ValueError(
+            f"device {device!r}: no CUDA device is available to this torch ({torch.__version__}); "
+            f"use --device cpu (or auto)"
+        )
     if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
         raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if resolved.type == "mps" and not torch.backends.mps.is_available():

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Union
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +46,7 @@ _GELU_TANH_K = 2 * math.sqrt(2 / math.pi)
 MAX_LOGIT_DIFF, LOGIT_RTOL = 1e-4, 1e-5
 
 
-def gelu_tanh(x: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
+def gelu_tanh(x: Float[Tensor, ...]) -> Float[Tensor, ...]:
     """GELU, tanh form (minGPT's ``NewGELU``), as ``x * sigmoid(2c(x + 0.044715 x^3))``.
 
     The same function as ``F.gelu(x, approximate="tanh")`` (0.5(1 + tanh z) == sigmoid(2z)), to
@@ -121,8 +121,13 @@ class SharedPrefix:
     stacked from that run's batch: ``variants`` copies of the whole batch (variant-major; the
     prefix is shared, never copied), or, with ``rows``, stacked row i a copy of batch row ``rows[i]``."""
 
-    def __init__(self, keys: dict[int, Tensor], values: dict[int, Tensor], variants: int = 1,
-                 rows: Int[Tensor, "stacked"] | None = None):
+    def __init__(
+        self,
+        keys: dict[int, Tensor],
+        values: dict[int, Tensor],
+        variants: int = 1,
+        rows: Int[Tensor, " stacked"] | None = None,
+    ):
         self.keys, self.values, self.variants, self.rows = keys, values, variants, rows
 
     def attend(self, j: int, q: Tensor, k: Tensor, v: Tensor, start: int, scale: float) -> Tensor:
@@ -173,7 +178,7 @@ class KVBuffer:
         return softmax_(w) @ values
 
 
-Past = Union[SharedPrefix, KVBuffer, None]
+Past = SharedPrefix | KVBuffer | None
 
 
 @dataclass(frozen=True)
@@ -225,16 +230,21 @@ class PlainGPT:
         self.layers = []
         for l in range(cfg.n_layers):
             p = f"blocks.{l}."
-            w = lambda name: sd[p + name]  # noqa: E731
+            w = lambda name, p=p: sd[p + name]
             qkv = [w(f"attn.{x}.weight") for x in "qkv"]
-            self.layers.append({
-                "ln1": (w("ln1.weight"), w("ln1.bias")),
-                "qkv": (torch.cat(qkv), torch.cat([bias(f"{p}attn.{x}.bias", t.shape[0]) for x, t in zip("qkv", qkv)])),
-                "o": (w("attn.o.weight"), bias(p + "attn.o.bias", self.D)),
-                "ln2": (w("ln2.weight"), w("ln2.bias")),
-                "in": (w("mlp.in.weight"), bias(p + "mlp.in.bias", w("mlp.in.weight").shape[0])),
-                "out": (w("mlp.out.weight"), bias(p + "mlp.out.bias", self.D)),
-            })
+            self.layers.append(
+                {
+                    "ln1": (w("ln1.weight"), w("ln1.bias")),
+                    "qkv": (
+                        torch.cat(qkv),
+                        torch.cat([bias(f"{p}attn.{x}.bias", t.shape[0]) for x, t in zip("qkv", qkv)]),
+                    ),
+                    "o": (w("attn.o.weight"), bias(p + "attn.o.bias", self.D)),
+                    "ln2": (w("ln2.weight"), w("ln2.bias")),
+                    "in": (w("mlp.in.weight"), bias(p + "mlp.in.bias", w("mlp.in.weight").shape[0])),
+                    "out": (w("mlp.out.weight"), bias(p + "mlp.out.bias", self.D)),
+                }
+            )
         self.ln_final = (sd["ln_final.weight"], sd["ln_final.bias"])
         self.unembed = sd["unembed.weight"]
         if tuple(self.unembed.shape) != (cfg.d_vocab_out, cfg.d_model):
@@ -260,8 +270,15 @@ class PlainGPT:
         x = self.blocks(self.embed_tokens(tokens), cache=cache)
         return self.logits(x), cache
 
-    def blocks(self, x: Float[Tensor, "rows q d_model"], segment: Segment = Segment(), *, patch: Patch | None = None,
-               cache: dict | None = None, last_only: bool = False) -> Float[Tensor, "rows q d_model"]:
+    def blocks(
+        self,
+        x: Float[Tensor, "rows q d_model"],
+        segment: Segment = Segment(),
+        *,
+        patch: Patch | None = None,
+        cache: dict | None = None,
+        last_only: bool = False,
+    ) -> Float[Tensor, "rows q d_model"]:
         """Run layers ``segment.layer..`` on the residual ``x`` of positions ``segment.start..``;
         earlier positions are attended through ``segment.past``.
 
@@ -306,8 +323,15 @@ class PlainGPT:
             z = past.attend(j, q, k, v, start, self.scale)
         return z[:, :, -1:] if last_query else z
 
-    def finish_layer(self, j: int, x: Tensor, z: Float[Tensor, "rows q head d_head"], *, patch: Patch | None = None,
-                     cache: dict | None = None) -> Tensor:
+    def finish_layer(
+        self,
+        j: int,
+        x: Tensor,
+        z: Float[Tensor, "rows q head d_head"],
+        *,
+        patch: Patch | None = None,
+        cache: dict | None = None,
+    ) -> Tensor:
         """Layer ``j`` from its heads' z onwards: W_O, residual, MLP; returns resid_post."""
         N, Q, D = x.shape
         w = self.layers[j]

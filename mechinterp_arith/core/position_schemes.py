@@ -78,8 +78,11 @@ def scheme_defaults(scheme: str) -> dict:
     if scheme not in SCHEMES:
         raise ValueError(f"unknown position scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
     papers = scheme in ("abacus", "coupling")
-    return {"format": "reversed" if papers else "paper", "operand_lengths": "mixed" if papers else "uniform",
-            "random_positions": scheme in RULED}
+    return {
+        "format": "reversed" if papers else "paper",
+        "operand_lengths": "mixed" if papers else "uniform",
+        "random_positions": scheme in RULED,
+    }
 
 
 def default_n_ctx(scheme: str, task: Task) -> int:
@@ -115,8 +118,10 @@ class PositionRule:
         if self.scheme not in RULED:
             raise ValueError(f"scheme {self.scheme!r} has no position rule; ruled schemes: {', '.join(RULED)}")
         if self.n_positions < self.task.n_ctx:
-            raise ValueError(f"a table of {self.n_positions} positions is shorter than the {self.task.n_ctx} "
-                             f"tokens of {self.task.name} (width {self.task.width})")
+            raise ValueError(
+                f"a table of {self.n_positions} positions is shorter than the {self.task.n_ctx} "
+                f"tokens of {self.task.name} (width {self.task.width})"
+            )
         if self.scheme != "randomized":
             digit_layout(self.task, torch.zeros(1, 0, dtype=torch.long))  # ValueError for a layout without places
 
@@ -125,7 +130,9 @@ class PositionRule:
         """The largest training offset that keeps every ID inside the table (abacus, coupling)."""
         return self.n_positions - 1 - largest_id(self.scheme, self.task)
 
-    def ids(self, tokens: Int[Tensor, "batch pos"], offsets: Int[Tensor, "batch"] | None = None) -> Int[Tensor, "batch pos"]:
+    def ids(
+        self, tokens: Int[Tensor, "batch pos"], offsets: Int[Tensor, " batch"] | None = None
+    ) -> Int[Tensor, "batch pos"]:
         """Evaluation IDs of token rows (any prefix of full examples), shifted by ``offsets`` per row."""
         return self.numbering(tokens, offsets)[0]
 
@@ -133,8 +140,12 @@ class PositionRule:
         """Which tokens attention may read (abacus, coupling: all but zero padding), or None: all."""
         return None if self.scheme == "randomized" else self.numbering(tokens)[1]
 
-    def numbering(self, tokens: Int[Tensor, "batch pos"], offsets: Int[Tensor, "batch"] | None = None,
-                  spans: Int[Tensor, "batch"] | None = None) -> tuple[Int[Tensor, "batch pos"], Bool[Tensor, "batch pos"]]:
+    def numbering(
+        self,
+        tokens: Int[Tensor, "batch pos"],
+        offsets: Int[Tensor, " batch"] | None = None,
+        spans: Int[Tensor, " batch"] | None = None,
+    ) -> tuple[Int[Tensor, "batch pos"], Bool[Tensor, "batch pos"]]:
         """``(ids, visible)``: the IDs, and False for the zero padding that abacus and coupling hide.
         ``spans`` (coupling) widens a row's span to that many places (never below its longer operand)."""
         if self.scheme == "randomized":
@@ -183,7 +194,9 @@ class PositionRule:
         return args, kwargs
 
 
-def abacus_ids(layout: DigitLayout, start: int | Int[Tensor, "batch 1"]) -> tuple[Int[Tensor, "batch pos"], Bool[Tensor, "batch pos"]]:
+def abacus_ids(
+    layout: DigitLayout, start: int | Int[Tensor, "batch 1"]
+) -> tuple[Int[Tensor, "batch pos"], Bool[Tensor, "batch pos"]]:
     """``(ids, visible)``: ``start + place`` for the digits of a number (all of the answer's, the
     operands' without zero padding), 0 for every other token; the operands' zero padding hidden."""
     number, place = layout.number, layout.place
@@ -192,8 +205,9 @@ def abacus_ids(layout: DigitLayout, start: int | Int[Tensor, "batch 1"]) -> tupl
     return torch.where(keep, start + place, 0), keep | (number < 0)
 
 
-def coupled_ids(layout: DigitLayout, separator: Bool[Tensor, "batch pos"],
-                start: int | Int[Tensor, "batch 1"]) -> tuple[Int[Tensor, "batch pos"], Bool[Tensor, "batch pos"]]:
+def coupled_ids(
+    layout: DigitLayout, separator: Bool[Tensor, "batch pos"], start: int | Int[Tensor, "batch 1"]
+) -> tuple[Int[Tensor, "batch pos"], Bool[Tensor, "batch pos"]]:
     """``(ids, visible)``: ``start + 1 + place`` for the answer's digits and the operands' digits inside
     their span (places below the longer operand's length: the shorter one is zero-padded to it),
     ``start`` for operator and ``=``, 0 for every other token; operand digits outside the span
@@ -215,14 +229,17 @@ def attach(model: TransformerBridge, rule: PositionRule) -> TransformerBridge:
     return model
 
 
-def numbering_of(model: TransformerBridge, tokens: Int[Tensor, "batch pos"]
-                 ) -> tuple[Int[Tensor, "batch pos"], Bool[Tensor, "batch pos"]]:
+def numbering_of(
+    model: TransformerBridge, tokens: Int[Tensor, "batch pos"]
+) -> tuple[Int[Tensor, "batch pos"], Bool[Tensor, "batch pos"]]:
     """``(ids, visible)`` the model uses on ``tokens`` without hooks: its rule's, else 0, 1, 2, ...
     with every token visible (learned, nope, and rotary, whose rotations follow those IDs)."""
     rule = position_rule(model)
     if rule is not None:
         return rule.numbering(tokens)
-    return torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens), torch.ones_like(tokens, dtype=torch.bool)
+    return torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens), torch.ones_like(
+        tokens, dtype=torch.bool
+    )
 
 
 def position_rule(model: TransformerBridge) -> PositionRule | None:

@@ -37,15 +37,19 @@ OPERANDS = ("a", "b")
 def require_fixed_length(task: Task) -> None:
     """:class:`NotApplicable` unless the task's format has fixed token positions (analyses index them)."""
     if not task.fixed_length:
-        raise NotApplicable(f"this analysis needs a fixed-length (padded) format; task {task.name} in format "
-                         f"{task.format!r} is unpadded (pad=False)")
+        raise NotApplicable(
+            f"this analysis needs a fixed-length (padded) format; task {task.name} in format "
+            f"{task.format!r} is unpadded (pad=False)"
+        )
 
 
 def check_digit(task: Task, k: int) -> int:
     """``k`` if it names an answer digit of the task (0 = units), else a ValueError."""
     if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < task.answer_width:
-        raise ValueError(f"answer digit {k!r} is out of range: {task.name} answers have digits "
-                         f"0..{task.answer_width - 1} (0 = units)")
+        raise ValueError(
+            f"answer digit {k!r} is out of range: {task.name} answers have digits "
+            f"0..{task.answer_width - 1} (0 = units)"
+        )
     return k
 
 
@@ -120,8 +124,10 @@ def resolve_position(task: Task, position: int | str | None) -> int:
         elif s in position_labels(task):
             return position_labels(task).index(s)
         else:
-            raise ValueError(f"unknown position {position!r}: use an index in [0, {task.n_ctx}), 'units', "
-                             f"'ans<k>' (predicts answer digit k) or a label such as 'a0' or 'b2'")
+            raise ValueError(
+                f"unknown position {position!r}: use an index in [0, {task.n_ctx}), 'units', "
+                f"'ans<k>' (predicts answer digit k) or a label such as 'a0' or 'b2'"
+            )
     p = int(position)
     if not -task.n_ctx <= p < task.n_ctx:
         raise ValueError(f"position {p} is outside the model's input of {task.n_ctx} tokens (0..{task.n_ctx - 1})")
@@ -183,8 +189,10 @@ def _fixed_layout(task: Task, seq: int, device) -> tuple[Tensor, Tensor]:
 
 def _run_layout(task: Task, tokens: Tensor) -> tuple[Tensor, Tensor]:
     if not task.answer_lsb_first:
-        raise ValueError(f"format {task.format!r} without padding writes the answer most significant digit "
-                         f"first: a digit's place is unknown until the answer ends; use 'reversed' or pad=True")
+        raise ValueError(
+            f"format {task.format!r} without padding writes the answer most significant digit "
+            f"first: a digit's place is unknown until the answer ends; use 'reversed' or pad=True"
+        )
     digit = (tokens >= 0) & (tokens <= 9)
     before = torch.cat([torch.zeros_like(digit[:, :1]), digit[:, :-1]], 1)
     run = torch.cumsum(digit & ~before, 1) - 1  # index of the digit run a token belongs to

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,9 +37,24 @@ from .plain_forward import unsupported_reasons
 
 _gelu_tanh = functools.partial(F.gelu, approximate="tanh")
 ACTIVATIONS = {"gelu_new": _gelu_tanh, "gelu_pytorch_tanh": _gelu_tanh, "gelu": F.gelu, "relu": F.relu, "silu": F.silu}
-LAYER_WEIGHTS = ("ln1.weight", "ln1.bias", "attn.q.weight", "attn.q.bias", "attn.k.weight", "attn.k.bias",
-                 "attn.v.weight", "attn.v.bias", "attn.o.weight", "attn.o.bias", "ln2.weight", "ln2.bias",
-                 "mlp.in.weight", "mlp.in.bias", "mlp.out.weight", "mlp.out.bias")
+LAYER_WEIGHTS = (
+    "ln1.weight",
+    "ln1.bias",
+    "attn.q.weight",
+    "attn.q.bias",
+    "attn.k.weight",
+    "attn.k.bias",
+    "attn.v.weight",
+    "attn.v.bias",
+    "attn.o.weight",
+    "attn.o.bias",
+    "ln2.weight",
+    "ln2.bias",
+    "mlp.in.weight",
+    "mlp.in.bias",
+    "mlp.out.weight",
+    "mlp.out.bias",
+)
 # the stacked logits may differ from the bridge's by float rounding only (as PlainGPT's)
 MAX_LOGIT_DIFF, LOGIT_RTOL = 1e-4, 1e-5
 
@@ -84,7 +99,9 @@ class StackedForward:
             return self.tensors[0][name].unsqueeze(0)
         return torch.stack([t[name] for t in self.tensors])
 
-    def __call__(self, tokens: Int[Tensor, "K batch pos"], first_position: int = 0) -> Float[Tensor, "K batch pos_out vocab"]:
+    def __call__(
+        self, tokens: Int[Tensor, "K batch pos"], first_position: int = 0
+    ) -> Float[Tensor, "K batch pos_out vocab"]:
         """Logits at positions ``first_position..pos-1`` of each model's tokens."""
         K, B, T = tokens.shape
         if K != len(self.models):
@@ -120,10 +137,22 @@ class StackedForward:
         p = f"blocks.{j}."
         K, _, D = x.shape
         H, dh, T_out = self.n_heads, self.d_head, T - first
-        w = torch.cat([self.weight(p + "attn.q.weight") * self.scale, self.weight(p + "attn.k.weight"),
-                       self.weight(p + "attn.v.weight")], dim=1)
-        b = torch.cat([self.weight(p + "attn.q.bias") * self.scale, self.weight(p + "attn.k.bias"),
-                       self.weight(p + "attn.v.bias")], dim=1)
+        w = torch.cat(
+            [
+                self.weight(p + "attn.q.weight") * self.scale,
+                self.weight(p + "attn.k.weight"),
+                self.weight(p + "attn.v.weight"),
+            ],
+            dim=1,
+        )
+        b = torch.cat(
+            [
+                self.weight(p + "attn.q.bias") * self.scale,
+                self.weight(p + "attn.k.bias"),
+                self.weight(p + "attn.v.bias"),
+            ],
+            dim=1,
+        )
         # unbind and split, not indexing: their backward writes no zero-filled full-size gradients
         q, k, v = (t.transpose(1, 2) for t in self._norm_linear(x, p + "ln1", w, b).view(K * B, T, 3, H, dh).unbind(2))
         if first:
@@ -131,11 +160,13 @@ class StackedForward:
             x = x.view(K, B, T, D).split([first, T_out], dim=2)[1].reshape(K, B * T_out, D)
         pattern = masked_softmax(q @ k.transpose(-1, -2), causal_mask(T_out, T, x.device, x.dtype))
         z = (pattern @ v).transpose(1, 2).reshape(K, B * T_out, D)
-        x = x + torch.baddbmm(self.weight(p + "attn.o.bias").unsqueeze(1), z,
-                              self.weight(p + "attn.o.weight").transpose(1, 2))
+        x = x + torch.baddbmm(
+            self.weight(p + "attn.o.bias").unsqueeze(1), z, self.weight(p + "attn.o.weight").transpose(1, 2)
+        )
         h = self.act(self._norm_linear(x, p + "ln2", self.weight(p + "mlp.in.weight"), self.weight(p + "mlp.in.bias")))
-        return x + torch.baddbmm(self.weight(p + "mlp.out.bias").unsqueeze(1), h,
-                                 self.weight(p + "mlp.out.weight").transpose(1, 2))
+        return x + torch.baddbmm(
+            self.weight(p + "mlp.out.bias").unsqueeze(1), h, self.weight(p + "mlp.out.weight").transpose(1, 2)
+        )
 
 
 def stacked_forward_for(models: Sequence[TransformerBridge], probe: Int[Tensor, "batch pos"]) -> StackedForward | None:

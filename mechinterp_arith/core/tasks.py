@@ -24,8 +24,9 @@ Formats
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
 from jaxtyping import Int
@@ -150,7 +151,7 @@ class Task:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Task":
+    def from_dict(cls, d: dict) -> Task:
         """The task of a ``to_dict()`` mapping; ValueError names an unknown key or a bad value."""
         if not isinstance(d, dict):
             raise ValueError(f"a task is a JSON object, got {type(d).__name__}")
@@ -174,8 +175,8 @@ class Task:
         return (a * b) % self.modulus
 
     def id_representative(
-        self, a: Int[Tensor, "batch"], b: Int[Tensor, "batch"]
-    ) -> tuple[Int[Tensor, "batch"], Int[Tensor, "batch"]]:
+        self, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"]
+    ) -> tuple[Int[Tensor, " batch"], Int[Tensor, " batch"]]:
         """The ID input an OOD pair is equivalent to: ``(a mod 10^n, b mod 10^n)`` (a >= b kept for sub).
 
         >>> Task("add", 3).id_representative(torch.tensor([1349]), torch.tensor([705]))
@@ -187,7 +188,7 @@ class Task:
             ra, rb = torch.maximum(ra, rb), torch.minimum(ra, rb)
         return ra, rb
 
-    def equivalent_answer(self, a: Int[Tensor, "batch"], b: Int[Tensor, "batch"]) -> Int[Tensor, "batch"]:
+    def equivalent_answer(self, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:
         """The study's OOD rule: the true answer of the ID representative, e.g. 1349+705 -> 349+705.
 
         >>> Task("add", 3).equivalent_answer(torch.tensor([1349]), torch.tensor([705])).tolist()
@@ -206,7 +207,7 @@ class Task:
         j = self.digits if j is None else j
         return self.describe(f"(a mod 10^{j})", f"(b mod 10^{j})")
 
-    def answer_digits(self, values: Int[Tensor, "batch"]) -> Int[Tensor, "batch answer_width"]:
+    def answer_digits(self, values: Int[Tensor, " batch"]) -> Int[Tensor, "batch answer_width"]:
         """Digits of integer answers, units first, ``answer_width`` of them; a row of -1 for a value no
         answer can hold (negative, e.g. an unreadable output, or too wide), so it matches no digit.
 
@@ -219,7 +220,7 @@ class Task:
         d = digits_of(values.clamp(min=0), A).flip(-1)
         return torch.where(ok.unsqueeze(1), d, torch.full_like(d, -1))
 
-    def check_operands(self, a: Int[Tensor, "batch"], b: Int[Tensor, "batch"]) -> None:
+    def check_operands(self, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"]) -> None:
         """Raise ValueError naming the first operand the format cannot hold."""
         limit = 10**self.width
         for name, x in (("a", a), ("b", b)):
@@ -252,8 +253,8 @@ class Task:
         return "".join(self.vocab[t] for t in self.encode(a, b))
 
     def encode_batch(
-        self, a: Int[Tensor, "batch"], b: Int[Tensor, "batch"]
-    ) -> tuple[Int[Tensor, "batch seq"], Int[Tensor, "batch"]]:
+        self, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"]
+    ) -> tuple[Int[Tensor, "batch seq"], Int[Tensor, " batch"]]:
         """Encode operand pairs.
 
         Returns ``(tokens, answer_start)``: tokens [batch, seq] (unpadded formats are right-filled
@@ -272,7 +273,7 @@ class Task:
             if self.format == "paper":
                 tokens = torch.cat([digits_of(a, W), digits_of(b, W), ans], dim=1)
             else:
-                col = lambda t: torch.full((len(a), 1), t, dtype=torch.long)  # noqa: E731
+                col = lambda t: torch.full((len(a), 1), t, dtype=torch.long)
                 op = col(SYMBOLS.index(self.symbol))
                 tokens = torch.cat([digits_of(a, W), op, digits_of(b, W), col(EQUALS), ans, col(END)], dim=1)
             return tokens, torch.full((len(a),), self.prompt_len, dtype=torch.long)
@@ -288,7 +289,7 @@ class Task:
             tokens[i, : len(r)] = torch.tensor(r)
         return tokens, torch.tensor(starts, dtype=torch.long)
 
-    def decode_answer(self, answer_tokens: Int[Tensor, "batch ans"]) -> Int[Tensor, "batch"]:
+    def decode_answer(self, answer_tokens: Int[Tensor, "batch ans"]) -> Int[Tensor, " batch"]:
         """Integers from generated answer tokens (fixed-length formats; first ``answer_width``)."""
         digits = answer_tokens[:, : self.answer_width].long().clamp(0, 9)
         if not self.answer_lsb_first:
@@ -322,7 +323,7 @@ class Task:
         return int(a_s), int(b_s), int(ans)
 
 
-def digits_of(x: Int[Tensor, "batch"], width: int) -> Int[Tensor, "batch width"]:
+def digits_of(x: Int[Tensor, " batch"], width: int) -> Int[Tensor, "batch width"]:
     """Decimal digits of each integer, most significant first, zero-padded to ``width``.
 
     >>> digits_of(torch.tensor([349, 7]), 5).tolist()
@@ -332,7 +333,7 @@ def digits_of(x: Int[Tensor, "batch"], width: int) -> Int[Tensor, "batch width"]
     return (x.long().unsqueeze(-1) // powers) % 10
 
 
-def as_operands(x: Sequence[int] | Tensor | int) -> Int[Tensor, "batch"]:
+def as_operands(x: Sequence[int] | Tensor | int) -> Int[Tensor, " batch"]:
     """Integers (a sequence, a tensor or one int) as a 1-D int64 tensor; ValueError for floats,
     bools or values far too wide for any format.
 
@@ -345,7 +346,7 @@ def as_operands(x: Sequence[int] | Tensor | int) -> Int[Tensor, "batch"]:
         return x.long().reshape(-1) if x.ndim == 0 else x.long()
     values = list(x) if not isinstance(x, int) else [x]
     for v in values:
-        if isinstance(v, bool) or not isinstance(v, int) and not hasattr(v, "__index__"):
+        if isinstance(v, bool) or (not isinstance(v, int) and not hasattr(v, "__index__")):
             raise ValueError(f"operands must be integers, got {v!r}")
         if abs(int(v)) >= 2**62:
             raise ValueError(f"operand {v} is far too wide for any format")

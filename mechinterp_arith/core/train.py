@@ -15,20 +15,29 @@ default recipe and its measured speed are in docs/training.md.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .ensemble import EnsembleResult, train_ensemble
 from .model import ModelConfig
 from .tasks import Task
 from .threads import thread_limit
 from .train_config import TrainConfig, lr_at
-from .train_state import holding_out_dir
 from .train_loop import Callback, TrainResult, make_optimizer, prepare_data, run_members, start_member
+from .train_state import holding_out_dir
 from .train_step import TrainingData, answer_loss, batch_indices
 
-__all__ = ["TrainResult", "train", "train_ensemble", "EnsembleResult", "TrainingData", "answer_loss",
-           "batch_indices", "make_optimizer", "lr_at"]
+__all__ = [
+    "EnsembleResult",
+    "TrainResult",
+    "TrainingData",
+    "answer_loss",
+    "batch_indices",
+    "lr_at",
+    "make_optimizer",
+    "train",
+    "train_ensemble",
+]
 
 
 @holding_out_dir  # one writer per out_dir: the lock is held while train runs
@@ -60,8 +69,19 @@ def train(
     """
     mcfg, cfg = model_config or ModelConfig.for_task(task), train_config or TrainConfig()
     if seeds is not None:
-        return train_ensemble(task, mcfg, cfg, seeds, out_dir, resume=resume, command=command, callback=callback,
-                              progress=progress, threads=threads, overwrite=overwrite)
+        return train_ensemble(
+            task,
+            mcfg,
+            cfg,
+            seeds,
+            out_dir,
+            resume=resume,
+            command=command,
+            callback=callback,
+            progress=progress,
+            threads=threads,
+            overwrite=overwrite,
+        )
     with thread_limit(threads):
         member = start_member(task, mcfg, cfg, out_dir, resume, command, overwrite)
         training, sets = prepare_data(task, member.cfg)

@@ -21,17 +21,44 @@ from .train_config import OFF, OFF_WHEN_NONE, TrainConfig
 
 # config field -> CLI option (tests/unit/test_train_command.py parses the result back into the same configs)
 TASK_FLAGS = {"op": "--task", "digits": "--digits", "format": "--format", "width": "--width", "modulus": "--modulus"}
-MODEL_FLAGS = {"n_layers": "--layers", "n_heads": "--heads", "d_model": "--d-model", "d_mlp": "--d-mlp",
-               "act_fn": "--act", "positional": "--positional", "n_ctx": "--n-ctx", "seed": "--model-seed"}
+MODEL_FLAGS = {
+    "n_layers": "--layers",
+    "n_heads": "--heads",
+    "d_model": "--d-model",
+    "d_mlp": "--d-mlp",
+    "act_fn": "--act",
+    "positional": "--positional",
+    "n_ctx": "--n-ctx",
+    "seed": "--model-seed",
+}
 MODEL_FROM_TASK = ("d_vocab",)  # ModelConfig.for_task sets it from the task
-TRAIN_FLAGS = {"steps": "--steps", "batch_size": "--batch-size", "lr": "--lr", "weight_decay": "--weight-decay",
-               "betas": "--betas", "warmup": "--warmup", "schedule": "--schedule", "min_lr_ratio": "--min-lr-ratio",
-               "grad_clip": "--grad-clip", "seed": "--seed", "data_seed": "--data-seed", "n_train": "--n-train",
-               "n_test": "--n-test", "eval_every": "--eval-every", "eval_n": "--eval-n", "ood_digits": "--ood-digits",
-               "target_accuracy": "--target-accuracy", "anneal_at": "--anneal-at", "anneal_steps": "--anneal-steps",
-               "snapshot_every": "--snapshot-every", "device": "--device",
-               "batch_rng": "--batch-rng", "forward": "--forward", "operand_lengths": "--operand-lengths",
-               "random_positions": "--random-positions"}
+TRAIN_FLAGS = {
+    "steps": "--steps",
+    "batch_size": "--batch-size",
+    "lr": "--lr",
+    "weight_decay": "--weight-decay",
+    "betas": "--betas",
+    "warmup": "--warmup",
+    "schedule": "--schedule",
+    "min_lr_ratio": "--min-lr-ratio",
+    "grad_clip": "--grad-clip",
+    "seed": "--seed",
+    "data_seed": "--data-seed",
+    "n_train": "--n-train",
+    "n_test": "--n-test",
+    "eval_every": "--eval-every",
+    "eval_n": "--eval-n",
+    "ood_digits": "--ood-digits",
+    "target_accuracy": "--target-accuracy",
+    "anneal_at": "--anneal-at",
+    "anneal_steps": "--anneal-steps",
+    "snapshot_every": "--snapshot-every",
+    "device": "--device",
+    "batch_rng": "--batch-rng",
+    "forward": "--forward",
+    "operand_lengths": "--operand-lengths",
+    "random_positions": "--random-positions",
+}
 
 
 def _options(values: dict, flags: dict[str, str]) -> list[str]:

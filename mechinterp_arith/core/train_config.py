@@ -16,9 +16,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, replace
 
-from .position_schemes import RULED, scheme_defaults
-
 from .data import MAX_SAMPLES
+from .position_schemes import RULED, scheme_defaults
 from .typecheck import check_field_types, check_range
 
 BATCH_RNGS = ("seedsequence", "arithmetic")
@@ -89,7 +88,9 @@ class TrainConfig:
         if self.forward not in FORWARDS:
             raise ValueError(f"unknown forward {self.forward!r}; choose one of {', '.join(FORWARDS)}")
         if self.operand_lengths not in (None, *OPERAND_LENGTHS):
-            raise ValueError(f"unknown operand_lengths {self.operand_lengths!r}; choose one of {', '.join(OPERAND_LENGTHS)}")
+            raise ValueError(
+                f"unknown operand_lengths {self.operand_lengths!r}; choose one of {', '.join(OPERAND_LENGTHS)}"
+            )
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"unknown schedule {self.schedule!r}; choose cosine or constant")
         for name in ("target_accuracy", "anneal_at"):
@@ -107,7 +108,7 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict, written_before: bool = True) -> "TrainConfig":
+    def from_dict(cls, d: dict, written_before: bool = True) -> TrainConfig:
         """The config of a ``to_dict()`` mapping; ValueError names an unknown key or a bad value.
         ``written_before``: a key missing from ``d`` takes the value that config was trained with
         (:data:`BEFORE_THE_KEY`; e.g. a checkpoint's config from version 0.1.0); False: today's default."""
@@ -124,10 +125,20 @@ BEFORE_THE_KEY = {"batch_rng": "arithmetic", "forward": "bridge", "operand_lengt
 
 # (low, high) of each numeric setting; None: unbounded. Counts of pairs stop at data.MAX_SAMPLES.
 _RANGES = {
-    "steps": (1, 10**9), "batch_size": (1, MAX_SAMPLES), "weight_decay": (0, None), "warmup": (0, None),
-    "min_lr_ratio": (0, 1), "seed": (0, None), "data_seed": (0, None), "n_train": (1, MAX_SAMPLES),
-    "n_test": (1, MAX_SAMPLES), "eval_every": (1, None), "eval_n": (1, MAX_SAMPLES), "ood_digits": (1, None),
-    "snapshot_every": (1, None), "anneal_steps": (1, None),
+    "steps": (1, 10**9),
+    "batch_size": (1, MAX_SAMPLES),
+    "weight_decay": (0, None),
+    "warmup": (0, None),
+    "min_lr_ratio": (0, 1),
+    "seed": (0, None),
+    "data_seed": (0, None),
+    "n_train": (1, MAX_SAMPLES),
+    "n_test": (1, MAX_SAMPLES),
+    "eval_every": (1, None),
+    "eval_n": (1, MAX_SAMPLES),
+    "ood_digits": (1, None),
+    "snapshot_every": (1, None),
+    "anneal_steps": (1, None),
 }
 
 
@@ -145,8 +156,10 @@ def with_scheme_defaults(cfg: TrainConfig, positional: str) -> TrainConfig:
     defaults = scheme_defaults(positional)
     cfg = replace(cfg, **{k: defaults[k] for k in ("operand_lengths", "random_positions") if getattr(cfg, k) is None})
     if cfg.random_positions and positional not in RULED:
-        raise ValueError(f"random positions need a scheme with a position rule ({', '.join(RULED)}); "
-                         f"{positional!r} numbers tokens 0, 1, 2, ...")
+        raise ValueError(
+            f"random positions need a scheme with a position rule ({', '.join(RULED)}); "
+            f"{positional!r} numbers tokens 0, 1, 2, ..."
+        )
     return cfg
 
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple
 
 import pandas as pd
 import torch
@@ -30,11 +31,10 @@ from .decoding import generate
 from .evaluate import accuracy
 from .files import atomic_save_tensors
 from .model import ModelConfig, build_model, resolve_device
+from .stacked_forward import StackedForward
 from .tasks import Task
 from .train_config import TrainConfig, anneal_start, lr_at, with_scheme_defaults
-from .stacked_forward import StackedForward
-from .train_state import (STATE_EVERY_S, pending_losses, prepare_run_dir, restore_state, resumed_snapshots,
-                          save_state)
+from .train_state import STATE_EVERY_S, pending_losses, prepare_run_dir, restore_state, resumed_snapshots, save_state
 from .train_step import TrainingData, choose_forward, train_step
 
 Pairs = tuple[Tensor, Tensor]
@@ -63,7 +63,7 @@ class EvalSets:
     held_out: Pairs
 
     @classmethod
-    def build(cls, task: Task, cfg: TrainConfig, split: data.Split) -> "EvalSets":
+    def build(cls, task: Task, cfg: TrainConfig, split: data.Split) -> EvalSets:
         ood_m = cfg.ood_digits or data.default_ood_digits(task)
         ood = data.ood_both(task, ood_m, cfg.eval_n, seed=cfg.data_seed) if ood_m else None
         return cls((split.test_a[: cfg.eval_n], split.test_b[: cfg.eval_n]), ood, split.test)
@@ -115,14 +115,23 @@ class Member:
         return TrainResult(self.model, pd.DataFrame(self.history), self.snapshots)
 
 
-def start_member(task: Task, mcfg: ModelConfig, cfg: TrainConfig, out_dir, resume: bool, command: str | None = None,
-                 overwrite: bool = False) -> Member:
+def start_member(
+    task: Task,
+    mcfg: ModelConfig,
+    cfg: TrainConfig,
+    out_dir,
+    resume: bool,
+    command: str | None = None,
+    overwrite: bool = False,
+) -> Member:
     """A fresh model and optimizer; with ``out_dir`` (whose lock the caller holds) and ``resume``, the
     saved state of this run there, or its finished checkpoint (nothing left to train; see
     :func:`~mechinterp_arith.core.train_state.prepare_run_dir` for what is refused)."""
     if mcfg.d_vocab != task.d_vocab or mcfg.n_ctx < task.n_ctx:
-        raise ValueError(f"model (vocab {mcfg.d_vocab}, n_ctx {mcfg.n_ctx}) does not fit {task.name} "
-                         f"(vocab {task.d_vocab}, n_ctx {task.n_ctx})")
+        raise ValueError(
+            f"model (vocab {mcfg.d_vocab}, n_ctx {mcfg.n_ctx}) does not fit {task.name} "
+            f"(vocab {task.d_vocab}, n_ctx {task.n_ctx})"
+        )
     device = resolve_device(cfg.device)
     cfg = with_scheme_defaults(cfg, mcfg.positional)  # recorded resolved
     model = build_model(mcfg, device=device, task=task)
@@ -146,20 +155,35 @@ def start_member(task: Task, mcfg: ModelConfig, cfg: TrainConfig, out_dir, resum
     return member
 
 
-def run_members(members: Sequence[Member], training: TrainingData, sets: EvalSets, callback: Callback | None = None,
-                progress: bool = True, desc: str = "train", extra: dict | None = None) -> None:
+def run_members(
+    members: Sequence[Member],
+    training: TrainingData,
+    sets: EvalSets,
+    callback: Callback | None = None,
+    progress: bool = True,
+    desc: str = "train",
+    extra: dict | None = None,
+) -> None:
     """Train every member to its end (``steps``, or the target reached), writing each one's
     checkpoint as it finishes when it has an output directory. ``extra``: more ``config.json`` keys."""
     active = [m for m in members if not m.finished]
     if len({m.step for m in active}) > 1:
-        raise CheckpointError("cannot train these runs together: their saved states are at different steps "
-                              f"({sorted({m.step for m in active})}); resume each alone or pass resume=False")
+        raise CheckpointError(
+            "cannot train these runs together: their saved states are at different steps "
+            f"({sorted({m.step for m in active})}); resume each alone or pass resume=False"
+        )
     cfg = members[0].cfg
     forward = choose_forward([m.model for m in active], training, cfg.forward) if active else None
-    runtime = {"threads": torch.get_num_threads(), "torch": torch.__version__, "device": str(training.inputs.device),
-               "training_forward": "bridge" if forward is None else "stacked"}
+    runtime = {
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "device": str(training.inputs.device),
+        "training_forward": "bridge" if forward is None else "stacked",
+    }
     extra = {**(extra or {}), "runtime": runtime}
-    bar = tqdm(total=cfg.steps, initial=active[0].step if active else cfg.steps, disable=not progress, desc=desc, unit="step")
+    bar = tqdm(
+        total=cfg.steps, initial=active[0].step if active else cfg.steps, disable=not progress, desc=desc, unit="step"
+    )
     t0, losses = time.perf_counter(), resumed_losses(active)
     last_save, writes = time.monotonic(), any(m.out is not None for m in members)
     for m in active:
@@ -242,8 +266,9 @@ def _maybe_snapshot(m: Member) -> None:
             atomic_save_tensors(m.snapshots[m.step], snapshot_path(m.out, m.step))
 
 
-def _evaluate_all(members: Sequence[Member], sets: EvalSets, losses: list[float], t0: float,
-                  callback: Callback | None) -> None:
+def _evaluate_all(
+    members: Sequence[Member], sets: EvalSets, losses: list[float], t0: float, callback: Callback | None
+) -> None:
     """Score every member, then append the history rows (``elapsed_s``: wall seconds since the run
     started, evaluations included), save the resumable states and call ``callback``."""
     rows = [_score(m, sets, loss) for m, loss in zip(members, losses)]
@@ -276,8 +301,9 @@ def _score(m: Member, sets: EvalSets, loss: float) -> dict:
     return row
 
 
-def held_out_exact(model: torch.nn.Module, task: Task, pairs: Pairs, target: float | None = None,
-                   chunk: int = HELD_OUT_CHUNK) -> float | None:
+def held_out_exact(
+    model: torch.nn.Module, task: Task, pairs: Pairs, target: float | None = None, chunk: int = HELD_OUT_CHUNK
+) -> float | None:
     """Exact match on all ``pairs``, decoded ``chunk`` at a time; with ``target``, None as soon as
     more pairs are wrong than reaching it allows (a failed check costs one chunk, not the whole set)."""
     a, b = pairs
@@ -294,6 +320,15 @@ def held_out_exact(model: torch.nn.Module, task: Task, pairs: Pairs, target: flo
 def _finish(m: Member, extra: dict) -> None:
     m.model.eval()
     if m.out is not None:
-        save_checkpoint(m.out, m.model, m.task, m.model_config, m.cfg.to_dict(), m.history, command=m.command,
-                        extra=extra, snapshots={step: snapshot_path(m.out, step) for step in m.snapshots})
+        save_checkpoint(
+            m.out,
+            m.model,
+            m.task,
+            m.model_config,
+            m.cfg.to_dict(),
+            m.history,
+            command=m.command,
+            extra=extra,
+            snapshots={step: snapshot_path(m.out, step) for step in m.snapshots},
+        )
     m.saved = True

@@ -26,8 +26,19 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import Tensor
 
-from .checkpoint import (CONFIG, SNAPSHOTS, STATE_FILE, CheckpointError, check_replaceable, read_config,
-                         read_weights, recover_dir, remove_temporaries, snapshot_files, weights_of)
+from .checkpoint import (
+    CONFIG,
+    SNAPSHOTS,
+    STATE_FILE,
+    CheckpointError,
+    check_replaceable,
+    read_config,
+    read_weights,
+    recover_dir,
+    remove_temporaries,
+    snapshot_files,
+    weights_of,
+)
 from .checkpoint_schema import check_history
 from .dirswap import replace_dir, staging_dir
 from .files import atomic_save_tensors, strict_json
@@ -73,8 +84,10 @@ def prepare_run_dir(out: Path, run_id: dict, resume: bool, overwrite: bool) -> s
             return "finished"
         if not overwrite:
             what = "this run (resume=False starts it over)" if same_run else f"another run ({name})"
-            raise CheckpointError(f"{out} holds the finished checkpoint of {what}; pass overwrite=True "
-                                  f"(CLI: --overwrite) to replace it, or choose another output")
+            raise CheckpointError(
+                f"{out} holds the finished checkpoint of {what}; pass overwrite=True "
+                f"(CLI: --overwrite) to replace it, or choose another output"
+            )
         replace_dir(staging_dir(out), out)  # atomically empty: the old checkpoint or nothing, never half
     elif resume and (out / STATE_FILE).exists():
         return "resume"
@@ -95,34 +108,54 @@ def _finished_run(out: Path) -> tuple[dict | None, str]:
     return {key: config.get(key) for key in ("task", "model", "training")}, Task.from_dict(config["task"]).name
 
 
-def save_state(out: Path, run_id: dict, model, optimizer, step: int, history: list[dict],
-               pending_losses: list[float] = (), seconds: float = 0.0) -> None:
+def save_state(
+    out: Path,
+    run_id: dict,
+    model,
+    optimizer,
+    step: int,
+    history: list[dict],
+    pending_losses: list[float] = (),
+    seconds: float = 0.0,
+) -> None:
     """Write the resumable state (one atomic file). ``pending_losses``: losses since the last evaluation."""
     opt = optimizer.state_dict()
     tensors = {f"model.{k}": v for k, v in weights_of(model).items()}
     for idx, state in opt["state"].items():
         for name, value in state.items():
             tensors[f"optim.{idx}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
-    meta = {"run": run_id, "step": step, "history": history, "param_groups": opt["param_groups"],
-            "pending_losses": list(pending_losses), "seconds": seconds}
+    meta = {
+        "run": run_id,
+        "step": step,
+        "history": history,
+        "param_groups": opt["param_groups"],
+        "pending_losses": list(pending_losses),
+        "seconds": seconds,
+    }
     atomic_save_tensors(tensors, out / STATE_FILE, metadata={"state": strict_json(meta)})
 
 
 def _read_state(out: Path) -> tuple[dict, dict[str, Tensor]]:
     file = out / STATE_FILE
     if (out / LEGACY_STATE).exists():
-        raise CheckpointError(f"cannot resume from {out}: its training state was written by version 0.1.0; "
-                              f"start over with resume=False (CLI: --no-resume)")
+        raise CheckpointError(
+            f"cannot resume from {out}: its training state was written by version 0.1.0; "
+            f"start over with resume=False (CLI: --no-resume)"
+        )
     try:
         with safe_open(str(file), "pt") as f:
             meta = json.loads((f.metadata() or {})["state"])
         tensors = load_file(str(file))
         check_history(meta["history"])
-        if not isinstance(meta["step"], int) or not all(isinstance(x, (float, type(None))) for x in meta["pending_losses"]):
+        if not isinstance(meta["step"], int) or not all(
+            isinstance(x, (float, type(None))) for x in meta["pending_losses"]
+        ):
             raise ValueError("step or pending losses of the wrong type")
-    except Exception as e:  # noqa: BLE001 - any unreadable state is one clear error
-        raise CheckpointError(f"cannot resume from {out}: its training state {file.name} is unreadable "
-                              f"({type(e).__name__}: {e}); start over with resume=False (CLI: --no-resume)") from None
+    except Exception as e:
+        raise CheckpointError(
+            f"cannot resume from {out}: its training state {file.name} is unreadable "
+            f"({type(e).__name__}: {e}); start over with resume=False (CLI: --no-resume)"
+        ) from None
     return meta, tensors
 
 
@@ -151,8 +184,10 @@ def restore_state(out: Path, run_id: dict, model, optimizer) -> dict:
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     except (RuntimeError, ValueError, KeyError) as e:
-        raise CheckpointError(f"cannot resume from {out}: its training state does not fit this model "
-                              f"({str(e).splitlines()[0]}); start over with resume=False (CLI: --no-resume)") from None
+        raise CheckpointError(
+            f"cannot resume from {out}: its training state does not fit this model "
+            f"({str(e).splitlines()[0]}); start over with resume=False (CLI: --no-resume)"
+        ) from None
     return meta
 
 
@@ -170,5 +205,6 @@ def resumed_snapshots(out: Path, model, step: int) -> dict[int, dict[str, Tensor
 
 def pending_losses(meta: dict, device) -> list[Tensor]:
     """The losses since the last evaluation, as the 0-d tensors the training loop averages."""
-    return [torch.tensor(math.nan if x is None else x, dtype=torch.float32, device=device)
-            for x in meta["pending_losses"]]
+    return [
+        torch.tensor(math.nan if x is None else x, dtype=torch.float32, device=device) for x in meta["pending_losses"]
+    ]

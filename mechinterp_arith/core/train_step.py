@@ -11,8 +11,9 @@ The loss of the K runs is the sum of their mean answer losses, so each run's gra
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +41,7 @@ class Stepped(Protocol):
     anneal_from: int | None  # see train_config.anneal_start
 
 
-def batch_indices(n: int, batch_size: int, seed: int, step: int, rng: str = "seedsequence") -> Int[Tensor, "batch"]:
+def batch_indices(n: int, batch_size: int, seed: int, step: int, rng: str = "seedsequence") -> Int[Tensor, " batch"]:
     """The rows of step ``step``: a pure function of (seed, step), so resuming replays them exactly.
     ``rng``: how the stream is derived (see ``TrainConfig.batch_rng``)."""
     if rng == "arithmetic":  # version 0.1.0's derivation, kept to reproduce the shipped checkpoints
@@ -65,7 +66,7 @@ class TrainingData:
     split: data.Split = field(repr=False)
 
     @classmethod
-    def build(cls, task: Task, split: data.Split) -> "TrainingData":
+    def build(cls, task: Task, split: data.Split) -> TrainingData:
         tokens, starts = task.encode_batch(*split.train)
         positions = torch.arange(tokens.shape[1] - 1)
         if task.fixed_length:
@@ -75,7 +76,7 @@ class TrainingData:
         mask = (positions >= (starts - 1).unsqueeze(1)) & (positions < (ends - 1).unsqueeze(1))
         return cls(tokens[:, :-1], tokens[:, 1:], mask, split)
 
-    def to(self, device) -> "TrainingData":
+    def to(self, device) -> TrainingData:
         return TrainingData(self.inputs.to(device), self.targets.to(device), self.loss_mask.to(device), self.split)
 
     @functools.cached_property
@@ -101,8 +102,9 @@ def train_step(runs: Sequence[Stepped], training: TrainingData, forward: Stacked
     (not synced to the host). ``forward``: the stacked forward of exactly these runs' models, or None."""
     cfg, step = runs[0].cfg, runs[0].step
     device = training.inputs.device
-    rows = torch.stack([batch_indices(len(training.inputs), cfg.batch_size, r.cfg.seed, step, cfg.batch_rng)
-                        for r in runs]).to(device)  # [K, batch]
+    rows = torch.stack(
+        [batch_indices(len(training.inputs), cfg.batch_size, r.cfg.seed, step, cfg.batch_rng) for r in runs]
+    ).to(device)  # [K, batch]
     for run in runs:
         for group in run.optimizer.param_groups:
             group["lr"] = lr_at(step, run.cfg, run.anneal_from)

@@ -47,8 +47,11 @@ def _matches(value, hint) -> bool:
     if hint is str:
         return isinstance(value, str)
     if origin is tuple:
-        return (isinstance(value, (tuple, list)) and len(value) == len(args)
-                and all(_matches(v, a) for v, a in zip(value, args)))
+        return (
+            isinstance(value, (tuple, list))
+            and len(value) == len(args)
+            and all(_matches(v, a) for v, a in zip(value, args))
+        )
     raise TypeError(f"check_field_types does not know the type {hint!r}")
 
 
@@ -74,6 +77,11 @@ def check_field_types(obj) -> None:
 def check_range(name: str, value, low, high) -> None:
     """ValueError unless ``low <= value <= high`` (either bound may be None)."""
     if (low is not None and value < low) or (high is not None and value > high):
-        bounds = (f"between {low:,} and {high:,}" if low is not None and high is not None
-                  else f">= {low:,}" if low is not None else f"<= {high:,}")
+        bounds = (
+            f"between {low:,} and {high:,}"
+            if low is not None and high is not None
+            else f">= {low:,}"
+            if low is not None
+            else f"<= {high:,}"
+        )
         raise ValueError(f"{name} must be {bounds}, got {value!r}")

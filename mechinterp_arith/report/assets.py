@@ -75,7 +75,7 @@ def figure_html(fig, ids: ElementIds, height: int | None = None) -> str:
     return fig.to_html(full_html=False, include_plotlyjs=False, div_id=ids("plot"), config=PLOTLY_CONFIG)
 
 
-def _rounded(x: Float[Tensor, "..."] | np.ndarray, decimals: int = 4) -> list:
+def _rounded(x: Float[Tensor, ...] | np.ndarray, decimals: int = 4) -> list:
     arr = x.detach().cpu().float().numpy() if isinstance(x, Tensor) else np.asarray(x, dtype=np.float32)
     return np.round(arr, decimals).tolist()
 
@@ -92,8 +92,10 @@ def attention_heads_html(
     ``utils/render.py``), but calling the global ``CircuitsVis.render`` instead of importing from unpkg.
     """
     if attention.ndim != 3 or attention.shape[1] != attention.shape[2] or attention.shape[1] != len(tokens):
-        raise ValueError(f"attention must be [head, {len(tokens)}, {len(tokens)}] for {len(tokens)} tokens, "
-                         f"got {tuple(attention.shape)}")
+        raise ValueError(
+            f"attention must be [head, {len(tokens)}, {len(tokens)}] for {len(tokens)} tokens, "
+            f"got {tuple(attention.shape)}"
+        )
     props = {"attention": _rounded(attention), "tokens": list(tokens)}
     if head_names is not None:
         props["attentionHeadNames"] = list(head_names)

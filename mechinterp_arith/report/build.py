@@ -56,15 +56,29 @@ class ReportResult:
         return [s for s in self.sections if s.status == "error"]
 
     def summary(self) -> dict:
-        return {"path": str(self.path), "size_bytes": self.size_bytes, "seconds": round(self.seconds, 2),
-                "sections": [{"key": s.key, "title": s.title, "status": s.status, "seconds": round(s.seconds, 2),
-                              **({"error": s.error} if s.error else {})} for s in self.sections]}
+        return {
+            "path": str(self.path),
+            "size_bytes": self.size_bytes,
+            "seconds": round(self.seconds, 2),
+            "sections": [
+                {
+                    "key": s.key,
+                    "title": s.title,
+                    "status": s.status,
+                    "seconds": round(s.seconds, 2),
+                    **({"error": s.error} if s.error else {}),
+                }
+                for s in self.sections
+            ],
+        }
 
 
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-        autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
     )
 
 
@@ -86,12 +100,15 @@ def run_section(key: str, ctx, section=None) -> SectionResult:
         if not isinstance(out, dict) or "title" not in out or "html" not in out:
             raise TypeError(f"section {key!r} must return dict(title=..., html=...), got {type(out).__name__}")
         title, html, status, error = str(out["title"]), str(out["html"]), out.get("status", "ok"), None
-    except Exception as e:  # noqa: BLE001 - reported on the page and by the CLI's exit status
+    except Exception as e:
         title, status, error = key.replace("_", " ").capitalize(), "error", f"{type(e).__name__}: {e}"
-        html = (f'<div class="section-error"><strong>This section failed.</strong> {escape(error)}'
-                f"<pre>{escape(traceback.format_exc(limit=-3))}</pre></div>")
-    return SectionResult(key, f"section-{key.replace('_', '-')}", title, html, status,
-                         time.perf_counter() - start, error)
+        html = (
+            f'<div class="section-error"><strong>This section failed.</strong> {escape(error)}'
+            f"<pre>{escape(traceback.format_exc(limit=-3))}</pre></div>"
+        )
+    return SectionResult(
+        key, f"section-{key.replace('_', '-')}", title, html, status, time.perf_counter() - start, error
+    )
 
 
 def render_page(ctx: ReportContext, sections: list[SectionResult], command: str | None = None) -> str:
@@ -101,29 +118,36 @@ def render_page(ctx: ReportContext, sections: list[SectionResult], command: str 
     return render_sections(
         title=f"mechinterp-arith report: {ckpt.name}",
         subtitle=f"{task.name}: {task.describe()} ({task.format} format), trained on {task.digits}-digit operands",
-        sections=sections, command=command,
-        settings=f"n={ctx.settings.n_samples} per set, seed {ctx.settings.seed}" + (", quick" if ctx.settings.quick else ""),
+        sections=sections,
+        command=command,
+        settings=f"n={ctx.settings.n_samples} per set, seed {ctx.settings.seed}"
+        + (", quick" if ctx.settings.quick else ""),
     )
 
 
-def render_sections(title: str, subtitle: str, sections: list[SectionResult], command: str | None = None,
-                    settings: str = "") -> str:
+def render_sections(
+    title: str, subtitle: str, sections: list[SectionResult], command: str | None = None, settings: str = ""
+) -> str:
     """A report page of ``sections`` (the checkpoint report's and the sweep report's), assets inlined once."""
     import circuitsvis
     import plotly
 
-    return _environment().get_template(TEMPLATE).render(
-        title=title,
-        subtitle=subtitle,
-        generated=_dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        version=__version__,
-        command=command,
-        sections=[{**asdict(s), "html": Markup(s.html)} for s in sections],
-        plotly_js=Markup(plotly_js()),
-        circuitsvis_js=Markup(circuitsvis_js()),
-        plotly_version=plotly.__version__,
-        circuitsvis_version=getattr(circuitsvis, "__version__", "?"),
-        settings=settings,
+    return (
+        _environment()
+        .get_template(TEMPLATE)
+        .render(
+            title=title,
+            subtitle=subtitle,
+            generated=_dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+            version=__version__,
+            command=command,
+            sections=[{**asdict(s), "html": Markup(s.html)} for s in sections],
+            plotly_js=Markup(plotly_js()),
+            circuitsvis_js=Markup(circuitsvis_js()),
+            plotly_version=plotly.__version__,
+            circuitsvis_version=getattr(circuitsvis, "__version__", "?"),
+            settings=settings,
+        )
     )
 
 

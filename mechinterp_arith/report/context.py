@@ -8,8 +8,9 @@ so that the page embeds plotly.js and circuitsvis once, whatever the number of v
 from __future__ import annotations
 
 import html as _html
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from jaxtyping import Float
 from torch import Tensor
@@ -57,8 +58,9 @@ class ReportContext:
         """A plotly figure as an HTML fragment (no JavaScript of its own)."""
         return figure_html(fig, self.ids, height)
 
-    def attention(self, attention: Float[Tensor, "head dest src"], tokens: list[str],
-                  head_names: list[str] | None = None) -> str:
+    def attention(
+        self, attention: Float[Tensor, "head dest src"], tokens: list[str], head_names: list[str] | None = None
+    ) -> str:
         """A circuitsvis AttentionHeads view as an HTML fragment."""
         return attention_heads_html(attention, tokens, self.ids, head_names)
 

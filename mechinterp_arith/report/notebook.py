@@ -44,8 +44,13 @@ def use_offline_plotly(mimetype: bool = False) -> str:
 
     class _Offline(MimetypeRenderer):
         def to_mimebundle(self, fig_dict):
-            html = pio.to_html(fig_dict, full_html=False, include_plotlyjs=not _STATE["plotly_embedded"],
-                               include_mathjax=False, config={"displaylogo": False, "responsive": True})
+            html = pio.to_html(
+                fig_dict,
+                full_html=False,
+                include_plotlyjs=not _STATE["plotly_embedded"],
+                include_mathjax=False,
+                config={"displaylogo": False, "responsive": True},
+            )
             _STATE["plotly_embedded"] = True
             return {"text/html": html}
 
@@ -81,7 +86,9 @@ def attention_views(
     style = "display:flex;gap:12px;flex-wrap:wrap" if columns else ""
     parts = [f"<script>{circuitsvis_js()}</script>", f'<div style="{style}">']
     for caption, attention, tokens in views:
-        parts.append(f'<div style="flex:1;min-width:300px"><p><b>{_html.escape(caption)}</b></p>'
-                     f"{attention_heads_html(attention, tokens, ids, head_names)}</div>")
+        parts.append(
+            f'<div style="flex:1;min-width:300px"><p><b>{_html.escape(caption)}</b></p>'
+            f"{attention_heads_html(attention, tokens, ids, head_names)}</div>"
+        )
     parts.append("</div>")
     return OfflineHTML("\n".join(parts))

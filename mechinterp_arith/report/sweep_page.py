@@ -69,15 +69,34 @@ def varying_settings(frame: pd.DataFrame) -> list[str]:
 def runs_section(ctx: SweepContext) -> dict:
     frame = ctx.frame
     counts = frame["status"].value_counts().to_dict()
-    figure_cols = [c for c in ("id_exact", *sorted(c for c in frame if c.startswith("exact_len")),
-                               "equiv_relation", "equiv_coverage", "pca_centroid_accuracy") if c in frame]
-    rows = [[r["run_id"], *(r[k] for k in ctx.varying), r["seed"], r["status"],
-             *(_fmt(r[c]) for c in figure_cols), "" if pd.isna(r.get("error")) else r["error"]]
-            for _, r in frame.iterrows()]
+    figure_cols = [
+        c
+        for c in (
+            "id_exact",
+            *sorted(c for c in frame if c.startswith("exact_len")),
+            "equiv_relation",
+            "equiv_coverage",
+            "pca_centroid_accuracy",
+        )
+        if c in frame
+    ]
+    rows = [
+        [
+            r["run_id"],
+            *(r[k] for k in ctx.varying),
+            r["seed"],
+            r["status"],
+            *(_fmt(r[c]) for c in figure_cols),
+            "" if pd.isna(r.get("error")) else r["error"],
+        ]
+        for _, r in frame.iterrows()
+    ]
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    html = (f"<p>{len(frame)} runs ({escape(summary)}) in <code>{escape(ctx.sweep_dir)}</code>; settings that vary: "
-            f"{escape(', '.join(ctx.varying + ['seed']))}.</p>"
-            + table(rows, ["run", *ctx.varying, "seed", "status", *figure_cols, "error"], cls="compact"))
+    html = (
+        f"<p>{len(frame)} runs ({escape(summary)}) in <code>{escape(ctx.sweep_dir)}</code>; settings that vary: "
+        f"{escape(', '.join(ctx.varying + ['seed']))}.</p>"
+        + table(rows, ["run", *ctx.varying, "seed", "status", *figure_cols, "error"], cls="compact")
+    )
     return {"title": "Runs", "html": html}
 
 
@@ -93,15 +112,36 @@ def length_figure(ctx: SweepContext) -> go.Figure | None:
         values = runs[["id_exact", *cols]].to_numpy(dtype=float)
         mean, lo, hi = values.mean(0), values.min(0), values.max(0)
         color = ctx.color(label)
-        fig.add_trace(go.Scatter(x=xs, y=mean, mode="lines+markers", name=f"{label} ({len(runs)} seeds)",
-                                 legendgroup=label, line=dict(color=color),
-                                 error_y=dict(type="data", symmetric=False, array=hi - mean, arrayminus=mean - lo)))
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=mean,
+                mode="lines+markers",
+                name=f"{label} ({len(runs)} seeds)",
+                legendgroup=label,
+                line=dict(color=color),
+                error_y=dict(type="data", symmetric=False, array=hi - mean, arrayminus=mean - lo),
+            )
+        )
         for (_, run), row in zip(runs.iterrows(), values):
-            fig.add_trace(go.Scatter(x=xs, y=row, mode="markers", marker=dict(color=color, size=5, opacity=0.45),
-                                     legendgroup=label, showlegend=False, name=f"{run['run_id']} (seed {run['seed']})"))
-    fig.update_layout(title="Exact match by operand length (both operands m digits; first point: held-out ID)",
-                      xaxis_dtick=1, xaxis_title="operand length m (digits)", yaxis_title="exact match",
-                      yaxis_range=[-0.03, 1.03])
+            fig.add_trace(
+                go.Scatter(
+                    x=xs,
+                    y=row,
+                    mode="markers",
+                    marker=dict(color=color, size=5, opacity=0.45),
+                    legendgroup=label,
+                    showlegend=False,
+                    name=f"{run['run_id']} (seed {run['seed']})",
+                )
+            )
+    fig.update_layout(
+        title="Exact match by operand length (both operands m digits; first point: held-out ID)",
+        xaxis_dtick=1,
+        xaxis_title="operand length m (digits)",
+        yaxis_title="exact match",
+        yaxis_range=[-0.03, 1.03],
+    )
     return fig
 
 
@@ -115,19 +155,33 @@ def length_section(ctx: SweepContext) -> dict:
 def equivalence_section(ctx: SweepContext) -> dict:
     done = ctx.done
     if done.empty or "equiv_coverage" not in done or done["equiv_coverage"].isna().all():
-        return _note("Equivalence coverage vs OOD exact match", "No finished run has an equivalence analysis "
-                     "([analyses] equivalence, on a format holding operands longer than n digits).")
+        return _note(
+            "Equivalence coverage vs OOD exact match",
+            "No finished run has an equivalence analysis "
+            "([analyses] equivalence, on a format holding operands longer than n digits).",
+        )
     fig = go.Figure()
     for label, runs in done.dropna(subset=["equiv_coverage"]).groupby("label", sort=True):
         exact = [_ood_exact(r) for _, r in runs.iterrows()]
         text = [f"{r['run_id']}<br>{r['equiv_relation']}" for _, r in runs.iterrows()]
-        fig.add_trace(go.Scatter(x=exact, y=runs["equiv_coverage"], mode="markers", name=label, text=text,
-                                 marker=dict(color=ctx.color(label), size=10), hovertemplate="%{text}<br>"
-                                 "OOD exact %{x:.3f}<br>coverage %{y:.3f}<extra></extra>"))
-    fig.update_layout(title="Share of OOD answers the best ID relation explains, against OOD exact match "
-                            "(both operands n+1 digits)",
-                      xaxis_title="OOD exact match", yaxis_title="coverage of the best relation",
-                      xaxis_range=[-0.03, 1.03], yaxis_range=[-0.03, 1.03])
+        fig.add_trace(
+            go.Scatter(
+                x=exact,
+                y=runs["equiv_coverage"],
+                mode="markers",
+                name=label,
+                text=text,
+                marker=dict(color=ctx.color(label), size=10),
+                hovertemplate="%{text}<br>OOD exact %{x:.3f}<br>coverage %{y:.3f}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title="Share of OOD answers the best ID relation explains, against OOD exact match (both operands n+1 digits)",
+        xaxis_title="OOD exact match",
+        yaxis_title="coverage of the best relation",
+        xaxis_range=[-0.03, 1.03],
+        yaxis_range=[-0.03, 1.03],
+    )
     return {"title": "Equivalence coverage vs OOD exact match", "html": ctx.figure(fig)}
 
 
@@ -137,19 +191,36 @@ def training_section(ctx: SweepContext) -> dict:
         history = run_history(ctx.sweep_dir, run["run_id"])
         if history.empty:
             continue
-        fig.add_trace(go.Scatter(x=history["step"], y=history["id_exact"], mode="lines", legendgroup=run["label"],
-                                 name=run["label"], showlegend=run["label"] not in shown,
-                                 line=dict(color=ctx.color(run["label"])), hovertext=run["run_id"]))
+        fig.add_trace(
+            go.Scatter(
+                x=history["step"],
+                y=history["id_exact"],
+                mode="lines",
+                legendgroup=run["label"],
+                name=run["label"],
+                showlegend=run["label"] not in shown,
+                line=dict(color=ctx.color(run["label"])),
+                hovertext=run["run_id"],
+            )
+        )
         shown.add(run["label"])
     if not fig.data:
         return _note("Held-out ID exact match over training", "No finished run has a training history.")
-    fig.update_layout(title="Held-out ID exact match over training (one line per run)", xaxis_title="step",
-                      yaxis_title="ID exact match", yaxis_range=[-0.03, 1.03])
+    fig.update_layout(
+        title="Held-out ID exact match over training (one line per run)",
+        xaxis_title="step",
+        yaxis_title="ID exact match",
+        yaxis_range=[-0.03, 1.03],
+    )
     return {"title": "Held-out ID exact match over training", "html": ctx.figure(fig)}
 
 
-SWEEP_SECTIONS = {"runs": runs_section, "by_length": length_section, "equivalence": equivalence_section,
-                  "training": training_section}
+SWEEP_SECTIONS = {
+    "runs": runs_section,
+    "by_length": length_section,
+    "equivalence": equivalence_section,
+    "training": training_section,
+}
 
 
 def build_sweep_report(sweep_dir: str | Path, out_dir: str | Path, command: str | None = None) -> ReportResult:
@@ -158,9 +229,13 @@ def build_sweep_report(sweep_dir: str | Path, out_dir: str | Path, command: str 
     ctx = SweepContext(Path(sweep_dir), load_sweep(sweep_dir))
     sections = [run_section(key, ctx, section) for key, section in SWEEP_SECTIONS.items()]
     name = ctx.sweep_dir.resolve().name
-    page = render_sections(f"mechinterp-arith sweep report: {name}",
-                           f"{len(ctx.frame)} runs; settings that vary: {', '.join(ctx.varying + ['seed'])}",
-                           sections, command, settings=f"sweep directory {ctx.sweep_dir}")
+    page = render_sections(
+        f"mechinterp-arith sweep report: {name}",
+        f"{len(ctx.frame)} runs; settings that vary: {', '.join(ctx.varying + ['seed'])}",
+        sections,
+        command,
+        settings=f"sweep directory {ctx.sweep_dir}",
+    )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / INDEX

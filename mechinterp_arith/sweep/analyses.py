@@ -27,8 +27,12 @@ def training_figures(ckpt: Checkpoint) -> dict:
     if not ckpt.history:
         return {}
     last = ckpt.history[-1]
-    out = {"train_steps": last["step"], "train_loss": last["loss"], "train_id_exact": last["id_exact"],
-           "train_seconds": last.get("elapsed_s", math.nan)}
+    out = {
+        "train_steps": last["step"],
+        "train_loss": last["loss"],
+        "train_id_exact": last["id_exact"],
+        "train_seconds": last.get("elapsed_s", math.nan),
+    }
     if "ood_exact" in last:
         out["train_ood_exact"] = last["ood_exact"]
     return out
@@ -51,8 +55,13 @@ def equivalence_figures(ckpt: Checkpoint, spec: AnalysesSpec) -> dict:
         data.require_ood_digits(ckpt.task)  # NotApplicable: the format holds no longer operand
     result = analyse_checkpoint(ckpt, [lengths[0]], n=spec.n, seed=spec.seed, one_longer=False)["ood"][str(lengths[0])]
     top = result.search.top
-    return {"equiv_digits": lengths[0], "equiv_relation": top.name, "equiv_coverage": round(top.coverage, 6),
-            "equiv_fits": result.search.fits, "equiv_consistency": round(result.consistency, 6)}
+    return {
+        "equiv_digits": lengths[0],
+        "equiv_relation": top.name,
+        "equiv_coverage": round(top.coverage, 6),
+        "equiv_fits": result.search.fits,
+        "equiv_consistency": round(result.consistency, 6),
+    }
 
 
 def pca_figures(ckpt: Checkpoint, spec: AnalysesSpec) -> dict:
@@ -61,8 +70,10 @@ def pca_figures(ckpt: Checkpoint, spec: AnalysesSpec) -> dict:
     task = ckpt.task
     a, b = data.random_pairs(task, spec.n, seed=spec.seed, max_value=10 ** min(task.width, task.digits + 1))
     result = residual_pca(ckpt, a, b, seed=spec.seed)
-    return {"pca_centroid_accuracy": round(result.nearest_centroid_accuracy, 6),
-            "pca_silhouette": round(result.silhouette, 6)}
+    return {
+        "pca_centroid_accuracy": round(result.nearest_centroid_accuracy, 6),
+        "pca_silhouette": round(result.silhouette, 6),
+    }
 
 
 ANALYSIS_FUNCTIONS = {"evaluate": evaluate_figures, "equivalence": equivalence_figures, "pca": pca_figures}

@@ -47,8 +47,9 @@ class WorkUnit:
     threads: int = 1  # torch threads of the worker
 
 
-def train_group(runs: list[RunSettings], out_dirs: list[Path], device: str = "auto",
-                command: str | None = None) -> list[BaseException | None]:
+def train_group(
+    runs: list[RunSettings], out_dirs: list[Path], device: str = "auto", command: str | None = None
+) -> list[BaseException | None]:
     """Train runs that differ only in seed, each into its checkpoint directory, as one seed ensemble
     (an interrupted run resumes from its training state; runs saved at different steps train in
     separate batches). Returns each run's error, or None when it trained."""
@@ -59,7 +60,7 @@ def train_group(runs: list[RunSettings], out_dirs: list[Path], device: str = "au
             try:
                 locks.enter_context(exclusive(out))
                 members[i] = start_member(run.task, run.model, run.train_config(device), out, True, command)
-            except Exception as e:  # noqa: BLE001 - recorded as this run's failure
+            except Exception as e:
                 errors[i] = e
         by_step: dict[int, list[int]] = {}
         for i, m in members.items():
@@ -68,7 +69,7 @@ def train_group(runs: list[RunSettings], out_dirs: list[Path], device: str = "au
             try:
                 training, sets = prepare_data(members[batch[0]].task, members[batch[0]].cfg)
                 run_members([members[i] for i in batch], training, sets, progress=False)
-            except Exception as e:  # noqa: BLE001 - recorded as the failure of each run in the batch
+            except Exception as e:
                 for i in batch:
                     errors[i] = e
     return errors
@@ -97,7 +98,7 @@ def run_unit(unit: WorkUnit) -> list[dict]:
         try:
             if not trained(out, run):
                 todo.append(i)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             errors[i] = e
     if todo:
         trained_errors = train_group([unit.runs[i] for i in todo], [dirs[i] for i in todo], unit.device, unit.command)
@@ -110,13 +111,23 @@ def run_unit(unit: WorkUnit) -> list[dict]:
     return records
 
 
-def new_record(run: RunSettings, error: BaseException | None = None, seconds: float = math.nan,
-               sweep_dir: str | None = None) -> dict:
+def new_record(
+    run: RunSettings, error: BaseException | None = None, seconds: float = math.nan, sweep_dir: str | None = None
+) -> dict:
     """A run's record: ``failed`` with ``error`` when one is given (the figures come later otherwise).
     Paths inside ``sweep_dir`` are written relative to it in the error, the same wherever the run ran."""
-    record = {"run_id": run.run_id, "group": run.group_id, "status": FAILED if error else DONE,
-              "settings": run.flat, "figures": {}, "error": None, "seconds": round(seconds, 3),
-              "host": platform.node(), "pid": os.getpid(), "version": __version__}
+    record = {
+        "run_id": run.run_id,
+        "group": run.group_id,
+        "status": FAILED if error else DONE,
+        "settings": run.flat,
+        "figures": {},
+        "error": None,
+        "seconds": round(seconds, 3),
+        "host": platform.node(),
+        "pid": os.getpid(),
+        "version": __version__,
+    }
     if error is not None:
         record["error"] = f"{type(error).__name__}: {error}"
         if sweep_dir:
@@ -130,7 +141,7 @@ def analysed_record(run: RunSettings, unit: WorkUnit, out: Path, error: BaseExce
     if error is None:
         try:
             figures = analyse_run(load(out, device=unit.device), unit.analyses)
-        except Exception as e:  # noqa: BLE001 - a failed run never stops the others
+        except Exception as e:
             error = e
     record = new_record(run, error, seconds, unit.sweep_dir)
     record["analyses"] = analyses_key(unit.analyses)

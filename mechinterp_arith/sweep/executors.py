@@ -91,8 +91,9 @@ class LocalExecutor:
         self._pool_of: dict = {}  # future -> the pool that ran it
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.slots, mp_context=get_context("spawn"), initializer=_exit_with_parent,
-                                   initargs=(os.getpid(),))
+        return ProcessPoolExecutor(
+            self.slots, mp_context=get_context("spawn"), initializer=_exit_with_parent, initargs=(os.getpid(),)
+        )
 
     def submit(self, unit: WorkUnit, token: str | None):
         future = self._pool.submit(run_unit_on_node, unit, token)
@@ -175,8 +176,12 @@ def connect(address: str = "auto", workers: int | None = None) -> bool:
         try:
             ray.init(address="auto", runtime_env=runtime_env, log_to_driver=False)
         except ConnectionError:
-            ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, runtime_env=runtime_env,
-                     log_to_driver=False)
+            ray.init(
+                num_cpus=workers or os.cpu_count(),
+                include_dashboard=False,
+                runtime_env=runtime_env,
+                log_to_driver=False,
+            )
     else:
         try:
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)

@@ -107,8 +107,9 @@ def load_sweep(sweep_dir: str | Path) -> pd.DataFrame:
     """
     path = Path(sweep_dir)
     if not (path / RESULTS).is_file():
-        raise FileNotFoundError(f"{path} is not a sweep directory (no {RESULTS}); "
-                                f"run `mechinterp-arith sweep SPEC --out {path}` first")
+        raise FileNotFoundError(
+            f"{path} is not a sweep directory (no {RESULTS}); run `mechinterp-arith sweep SPEC --out {path}` first"
+        )
     return pd.read_csv(path / RESULTS)
 
 

@@ -49,7 +49,9 @@ class SweepResult:
         return self.failed == 0
 
 
-def plan_units(runs: list[RunSettings], slots: int, together: bool = SEEDS_TRAIN_TOGETHER) -> list[tuple[RunSettings, ...]]:
+def plan_units(
+    runs: list[RunSettings], slots: int, together: bool = SEEDS_TRAIN_TOGETHER
+) -> list[tuple[RunSettings, ...]]:
     """Work units: one per run while seeds train one by one; else each group's seeds together,
     a group split into as many units as it takes to give every slot work."""
     if not together:
@@ -61,7 +63,7 @@ def plan_units(runs: list[RunSettings], slots: int, together: bool = SEEDS_TRAIN
     units = []
     for members in groups.values():
         size = math.ceil(len(members) / min(pieces, len(members)))
-        units += [tuple(members[i: i + size]) for i in range(0, len(members), size)]
+        units += [tuple(members[i : i + size]) for i in range(0, len(members), size)]
     return units
 
 
@@ -121,9 +123,16 @@ def make_executor(ray: str | None, workers: int | None, gpus_per_unit: float):
     return RayExecutor(ray, workers, gpus_per_unit)
 
 
-def run_sweep(spec: SweepSpec, out_dir: str | Path, ray: str | None = None, workers: int | None = None,
-              gpus_per_unit: float = 0.0, device: str = "auto", progress: bool = True,
-              command: str | None = None) -> SweepResult:
+def run_sweep(
+    spec: SweepSpec,
+    out_dir: str | Path,
+    ray: str | None = None,
+    workers: int | None = None,
+    gpus_per_unit: float = 0.0,
+    device: str = "auto",
+    progress: bool = True,
+    command: str | None = None,
+) -> SweepResult:
     """Run every unfinished run of ``spec`` into ``out_dir``; returns the results (also in results.csv).
 
     ``ray``: None runs on this machine with ``workers`` processes (default: the cores); ``"auto"``
@@ -142,8 +151,9 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, ray: str | None = None, work
         skipped = len(runs) - len(todo)
         ran = failed = 0
         if todo:
-            ran, failed = _dispatch(spec, out, todo, records, make_executor(ray, workers, gpus_per_unit),
-                                    device, command, progress, skipped)
+            ran, failed = _dispatch(
+                spec, out, todo, records, make_executor(ray, workers, gpus_per_unit), device, command, progress, skipped
+            )
         frame = write_results(out, runs, records)
         return SweepResult(out, frame, skipped, ran, failed, time.perf_counter() - start)
     finally:
@@ -164,7 +174,7 @@ def _dispatch(spec, out: Path, todo, records: dict, executor, device, command, p
                 unit, attempt = pending.pop(handle)
                 try:
                     payload = executor.result(handle)
-                except Exception as e:  # noqa: BLE001 - the worker died or Ray gave up on the task
+                except Exception as e:
                     if executor.recover(handle, e) and attempt < MAX_ATTEMPTS:
                         pending[executor.submit(unit, token)] = (unit, attempt + 1)
                         continue
@@ -177,8 +187,11 @@ def _dispatch(spec, out: Path, todo, records: dict, executor, device, command, p
                     bar.set_postfix_str(headline(record), refresh=False)
                     bar.update(1)
                 write_results(out, spec.runs, records)
-            bar.set_description(f"sweep {spec.name} [done {counts[DONE]} running "
-                                f"{executor.running(list(pending))} failed {counts[FAILED]}]", refresh=True)
+            bar.set_description(
+                f"sweep {spec.name} [done {counts[DONE]} running "
+                f"{executor.running(list(pending))} failed {counts[FAILED]}]",
+                refresh=True,
+            )
         cancel = False
     finally:
         bar.close()

@@ -93,7 +93,9 @@ def check_value(key: str, value, where: str) -> None:
         off = f' or "{OFF}"' if key in OFF_WHEN_NONE else ""
         raise SettingsError(f"{where} {key} = {value!r}: expected {describe_type(hints[key])}{off}")
     if key == "size" and value not in SIZES:
-        raise SettingsError(f"{where} size = {value!r}: choose one of {', '.join(SIZES)} (or set n_layers, n_heads, d_model)")
+        raise SettingsError(
+            f"{where} size = {value!r}: choose one of {', '.join(SIZES)} (or set n_layers, n_heads, d_model)"
+        )
 
 
 @dataclass(frozen=True)

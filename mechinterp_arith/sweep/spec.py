@@ -159,7 +159,9 @@ def _analyses(table: dict, runs: list[RunSettings]) -> AnalysesSpec:
             raise SettingsError(unknown_key_message(key, tuple(known), "[analyses]"))
         ok = {"n": _is_int, "seed": _is_int, "ood_digits": lambda v: isinstance(v, list) and all(map(_is_int, v))}
         if not ok.get(key, lambda v: isinstance(v, bool))(value):
-            wanted = {"n": "an integer", "seed": "an integer", "ood_digits": "a list of integers"}.get(key, "true or false")
+            wanted = {"n": "an integer", "seed": "an integer", "ood_digits": "a list of integers"}.get(
+                key, "true or false"
+            )
             raise SettingsError(f"[analyses] {key} = {value!r}: expected {wanted}")
     if "ood_digits" in table:
         table = {**table, "ood_digits": tuple(table["ood_digits"])}

@@ -10,7 +10,6 @@ are skipped with a stated reason; the report exits 0 with no section in error.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -126,7 +125,9 @@ def test_what_a_task_cannot_support_is_skipped_with_a_reason(trained, capsys):
     the reason (library, CLI); unpadded formats have no fixed positions for the analyses."""
     path = trained[("sub", "paper")]
     effects = ma.analysis.circuits.head_effects(ma.load(path, device="cpu"), [2], n=16)
-    assert effects.effect.isna().all() and "answer digit 2 of sub2 cannot be changed alone" in effects.attrs["skipped"][2]
+    assert (
+        effects.effect.isna().all() and "answer digit 2 of sub2 cannot be changed alone" in effects.attrs["skipped"][2]
+    )
     assert "cannot be changed alone" in cli_json(capsys, "patch", path, "--n", 16)["digits"]["2"]["skipped"]
     loose = ma.Task("add", 2, format="plain", width=3, pad=False)
     with pytest.raises(NotApplicable, match="needs a fixed-length"):

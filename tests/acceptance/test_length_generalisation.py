@@ -5,7 +5,9 @@ from mechinterp_arith import ModelConfig, Task, TrainConfig, accuracy, data, tra
 from mechinterp_arith.core.threads import thread_limit
 
 TASK = Task("add", 2, format="reversed", width=3)  # trained on operands of up to 2 digits; 3 fit the format
-SAME_DATA = TrainConfig(steps=700, batch_size=256, warmup=50, eval_every=700, eval_n=100, operand_lengths="mixed", device="cpu")
+SAME_DATA = TrainConfig(
+    steps=700, batch_size=256, warmup=50, eval_every=700, eval_n=100, operand_lengths="mixed", device="cpu"
+)
 
 
 def _exact(scheme: str) -> tuple[float, float]:

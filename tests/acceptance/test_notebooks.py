@@ -50,20 +50,33 @@ def kernel_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("kernels")
     spec = root / "mechinterp-test"
     spec.mkdir()
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "mechinterp-arith test", "language": "python",
-    }))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "mechinterp-arith test",
+                "language": "python",
+            }
+        )
+    )
     return root
 
 
 def execute(name: str, kernel_dir: Path, cwd: Path) -> tuple[nbformat.NotebookNode, float]:
     nb = nbformat.read(ANALYSES / f"{name}.ipynb", as_version=4)
-    km = KernelManager(kernel_name="mechinterp-test", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernel_dir)]))
-    env = {**os.environ, "MECHINTERP_ARITH_QUICK": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
-    client = nbclient.NotebookClient(nb, km=km, timeout=CELL_TIMEOUT, allow_errors=False,
-                                     resources={"metadata": {"path": str(cwd)}})
+    km = KernelManager(
+        kernel_name="mechinterp-test", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernel_dir)])
+    )
+    env = {
+        **os.environ,
+        "MECHINTERP_ARITH_QUICK": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+    }
+    client = nbclient.NotebookClient(
+        nb, km=km, timeout=CELL_TIMEOUT, allow_errors=False, resources={"metadata": {"path": str(cwd)}}
+    )
     t0 = time.perf_counter()
     try:
         client.execute(env=env)
@@ -89,8 +102,12 @@ def texts(nb, cell_index: int | None = None) -> str:
 
 
 def html_outputs(nb) -> list[str]:
-    return [o.data["text/html"] for c in nb.cells for o in c.get("outputs", [])
-            if o.output_type in ("execute_result", "display_data") and "text/html" in o.data]
+    return [
+        o.data["text/html"]
+        for c in nb.cells
+        for o in c.get("outputs", [])
+        if o.output_type in ("execute_result", "display_data") and "text/html" in o.data
+    ]
 
 
 def code_cell(nb, needle: str) -> int:
@@ -158,8 +175,9 @@ def test_notebooks_present_and_in_sync():
         text = (ANALYSES / f"{name}.ipynb").read_text(encoding="utf-8")
         assert text == build_notebooks.render(name), f"{name}.ipynb differs from analyses/build_notebooks.py"
         nb = nbformat.reads(text, as_version=4)
-        assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code"), \
-            f"{name}.ipynb is committed with outputs"
+        assert all(
+            not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code"
+        ), f"{name}.ipynb is committed with outputs"
         first = next(c for c in nb.cells if c.cell_type == "code")
         assert "parameters" in first.metadata.get("tags", []) and "MECHINTERP_ARITH_QUICK" in first.source
 
@@ -176,8 +194,10 @@ def test_notebook_runs_offline(name, kernel_dir, tmp_path):
     assert html, f"{name} displayed no HTML (figures)"
     for h in html:
         m = REMOTE.search(h)
-        assert m is None, f"{name} output loads from the network: {h[max(0, m.start() - 80): m.end() + 80]!r}"
+        assert m is None, f"{name} output loads from the network: {h[max(0, m.start() - 80) : m.end() + 80]!r}"
     plotly_js = sum("* plotly.js v" in h for h in html)
     figures = sum(h.count('class="plotly-graph-div"') for h in html)
-    assert plotly_js == (1 if figures else 0), f"{name}: plotly.js embedded {plotly_js} times for {figures} figures (want once)"
+    assert plotly_js == (1 if figures else 0), (
+        f"{name}: plotly.js embedded {plotly_js} times for {figures} figures (want once)"
+    )
     assert not list(tmp_path.iterdir()), f"{name} wrote files into its working directory"

@@ -19,7 +19,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from report_page import index_html, quick_report
 from sweep_fixture import tiny_sweep
 
@@ -42,20 +41,36 @@ def find_browser() -> str | None:
 def browser():
     exe = find_browser()
     if exe is None:
-        pytest.skip("no Chromium found (install Debian's chromium package, or set CHROME_BIN); "
-                    "the browser test cannot run here")
+        pytest.skip(
+            "no Chromium found (install Debian's chromium package, or set CHROME_BIN); the browser test cannot run here"
+        )
     return exe
 
 
 def run_browser(exe: str, page: Path, profile: Path, *mode: str) -> subprocess.CompletedProcess:
     """One headless Chromium run on a local file, with every network host unresolvable."""
     args = [
-        exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-default-apps", "--disable-extensions", "--no-first-run", "--no-default-browser-check",
-        "--hide-scrollbars", "--mute-audio", "--host-resolver-rules=MAP * ~NOTFOUND",
-        f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
-        "--virtual-time-budget=15000", *mode, page.resolve().as_uri(),
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-default-apps",
+        "--disable-extensions",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--hide-scrollbars",
+        "--mute-audio",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=15000",
+        *mode,
+        page.resolve().as_uri(),
     ]
     return subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT_S)
 
@@ -124,8 +139,13 @@ def test_screenshot(browser, tmp_path, tmp_path_factory):
     out_dir.mkdir(parents=True, exist_ok=True)
     png = out_dir / "report-screenshot.png"
     png.unlink(missing_ok=True)
-    proc = run_browser(browser, result.path, tmp_path_factory.mktemp("chromium-profile"),
-                       f"--screenshot={png}", "--window-size=1400,5000")
+    proc = run_browser(
+        browser,
+        result.path,
+        tmp_path_factory.mktemp("chromium-profile"),
+        f"--screenshot={png}",
+        "--window-size=1400,5000",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert console_lines(proc.stderr) == []
     data = png.read_bytes()
@@ -139,8 +159,10 @@ def test_screenshot(browser, tmp_path, tmp_path_factory):
 def test_console_check_catches_errors(browser, tmp_path):
     """The checks above can fail: a page with an uncaught error and a blocked fetch is caught."""
     page = tmp_path / "broken.html"
-    page.write_text('<!DOCTYPE html><html><body><img src="https://example.com/x.png">'
-                    "<script>undefinedFunction();</script></body></html>")
+    page.write_text(
+        '<!DOCTYPE html><html><body><img src="https://example.com/x.png">'
+        "<script>undefinedFunction();</script></body></html>"
+    )
     proc = run_browser(browser, page, tmp_path / "profile", "--dump-dom")
     lines = console_lines(proc.stderr)
     assert any("undefinedFunction is not defined" in line for line in lines), proc.stderr[-2000:]

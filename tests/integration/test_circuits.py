@@ -17,8 +17,8 @@ def test_digit_sites_find_the_b_digit_position(add3):
     df = circuits.digit_sites(add3, k=1, n=12)
     assert df.attrs["clean_logit_diff"] > 5 and df.attrs["corrupted_logit_diff"] < -5
     resid = df[(df.kind == "resid_pre") & (df.layer == 1)].set_index("label")
-    assert resid.loc["b1", "effect"] > 0.9            # digit 1 is held at b1's position after layer 0
-    assert resid.loc["a1", "effect"] < 0.1            # ... and not at a1's
+    assert resid.loc["b1", "effect"] > 0.9  # digit 1 is held at b1's position after layer 0
+    assert resid.loc["a1", "effect"] < 0.1  # ... and not at a1's
     assert df[df.identical].effect.abs().max() < 1e-6  # identical sites change nothing
 
 
@@ -68,12 +68,15 @@ def test_patch_and_explain_cli_json(capsys):
     assert out["prediction"] == 1054 and out["correct"] and out["in_distribution"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["patch", "add3", "--digit", "9"], "answer digit 9 is out of range"),
-    (["patch", "add3", "--digit", "5"], "answer digit 5 of add3 cannot be changed alone"),
-    (["explain", "add3", "-5", "3"], "operand a=-5 is negative"),
-    (["explain", "add3", "123456", "3"], "has 6 digits"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["patch", "add3", "--digit", "9"], "answer digit 9 is out of range"),
+        (["patch", "add3", "--digit", "5"], "answer digit 5 of add3 cannot be changed alone"),
+        (["explain", "add3", "-5", "3"], "operand a=-5 is negative"),
+        (["explain", "add3", "123456", "3"], "has 6 digits"),
+    ],
+)
 def test_cli_errors_are_one_line(capsys, args, message):
     code, _, err = run_cli(capsys, *args, "--device", "cpu")
     assert code == 2, err

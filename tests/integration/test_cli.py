@@ -8,7 +8,9 @@ from mechinterp_arith.cli import COMMAND_MODULES, build_parser, main
 
 
 def run_cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "mechinterp_arith", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "mechinterp_arith", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_every_command_has_help(capsys):
@@ -59,8 +61,30 @@ def test_info_reports_the_reproducing_command():
 
 def test_train_cli_writes_a_checkpoint_that_evaluates(tmp_path):
     out = tmp_path / "tiny"
-    r = run_cli("train", "--task", "add", "--digits", "1", "--width", "2", "--layers", "1", "--heads", "2",
-                "--d-model", "16", "--steps", "20", "--eval-every", "10", "--eval-n", "20", "--out", str(out), "--quiet")
+    r = run_cli(
+        "train",
+        "--task",
+        "add",
+        "--digits",
+        "1",
+        "--width",
+        "2",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--d-model",
+        "16",
+        "--steps",
+        "20",
+        "--eval-every",
+        "10",
+        "--eval-n",
+        "20",
+        "--out",
+        str(out),
+        "--quiet",
+    )
     assert r.returncode == 0, r.stderr
     assert "wrote" in r.stdout
     config = json.loads((out / "config.json").read_text())

@@ -17,7 +17,6 @@ from mechinterp_arith.analysis.prompt_pairs import differ_in_answer_digit, make_
 from mechinterp_arith.cli import main
 from mechinterp_arith.core.plain_forward import PlainGPT
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
@@ -29,8 +28,15 @@ def circuit0(add3):
 def test_edge_graph_is_tls(add3):
     acts = {"hook_embed": torch.zeros(1, 15, 48), "blocks.2.hook_resid_post": torch.zeros(1, 15, 48)}
     for l in range(3):
-        for name in ("attn.hook_z", "hook_mlp_out", "attn.hook_result", "attn.hook_q_input", "attn.hook_k_input",
-                     "attn.hook_v_input", "hook_mlp_in"):
+        for name in (
+            "attn.hook_z",
+            "hook_mlp_out",
+            "attn.hook_result",
+            "attn.hook_q_input",
+            "attn.hook_k_input",
+            "attn.hook_v_input",
+            "hook_mlp_in",
+        ):
             acts[f"blocks.{l}.{name}"] = torch.zeros(1, 15, 3, 16)
     tl_edges = tl_ap.enumerate_edges(add3.model, tl_ap.GradientCache(acts, {}, torch.tensor(0.0)))
     graph = EdgeGraph(3, 3, 15)
@@ -56,7 +62,9 @@ def _hook_level_ablation(model, clean, corrupted, edges):
             out[tl_ap.Node("embed", p)] = cache["hook_embed"][:, p]
             for l in range(L):
                 for h in range(H):
-                    out[tl_ap.Node("attn_head_out", p, l, h)] = cache[f"blocks.{l}.attn.hook_z"][:, p, h] @ model.W_O[l, h]
+                    out[tl_ap.Node("attn_head_out", p, l, h)] = (
+                        cache[f"blocks.{l}.attn.hook_z"][:, p, h] @ model.W_O[l, h]
+                    )
                 out[tl_ap.Node("mlp_out", p, l)] = cache[f"blocks.{l}.hook_mlp_out"][:, p]
         return out
 
@@ -74,6 +82,7 @@ def _hook_level_ablation(model, clean, corrupted, edges):
     def capture(name):
         def hook(act, hook):
             live[name] = act
+
         return hook
 
     def attn_hook(l, kind):
@@ -86,6 +95,7 @@ def _hook_level_ablation(model, clean, corrupted, edges):
                     W, b = getattr(model, f"W_{kind.upper()}")[l, h], getattr(model, f"b_{kind.upper()}")[l, h]
                     act[:, p, h] = x @ W + b
             return act
+
         return hook
 
     def mlp_hook(l):
@@ -94,10 +104,13 @@ def _hook_level_ablation(model, clean, corrupted, edges):
             for p in range(act.shape[1]):
                 x = rebuilt(live[f"blocks.{l}.hook_resid_mid"], tl_ap.Node("mlp_in", p, l))
                 x = F.layer_norm(x, (x.shape[-1],), sd[f"blocks.{l}.ln2.weight"], sd[f"blocks.{l}.ln2.bias"], 1e-5)
-                act[:, p] = F.gelu(x @ model.W_in[l] + model.b_in[l], approximate="tanh") @ model.W_out[l] + model.b_out[l]
+                act[:, p] = (
+                    F.gelu(x @ model.W_in[l] + model.b_in[l], approximate="tanh") @ model.W_out[l] + model.b_out[l]
+                )
             for p in range(act.shape[1]):
                 live[tl_ap.Node("mlp_out", p, l)] = act[:, p]
             return act
+
         return hook
 
     def z_hook(l):
@@ -105,6 +118,7 @@ def _hook_level_ablation(model, clean, corrupted, edges):
             for p in range(act.shape[1]):
                 for h in range(H):
                     live[tl_ap.Node("attn_head_out", p, l, h)] = act[:, p, h] @ model.W_O[l, h]
+
         return hook
 
     def embed_hook(act, hook):
@@ -121,8 +135,11 @@ def _hook_level_ablation(model, clean, corrupted, edges):
     for l in range(L):
         hooks += [(f"blocks.{l}.hook_resid_pre", capture(f"blocks.{l}.hook_resid_pre"))]
         hooks += [(f"blocks.{l}.attn.hook_{k}", attn_hook(l, k)) for k in "qkv"]
-        hooks += [(f"blocks.{l}.attn.hook_z", z_hook(l)), (f"blocks.{l}.hook_resid_mid", capture(f"blocks.{l}.hook_resid_mid")),
-                  (f"blocks.{l}.hook_mlp_out", mlp_hook(l))]
+        hooks += [
+            (f"blocks.{l}.attn.hook_z", z_hook(l)),
+            (f"blocks.{l}.hook_resid_mid", capture(f"blocks.{l}.hook_resid_mid")),
+            (f"blocks.{l}.hook_mlp_out", mlp_hook(l)),
+        ]
     hooks += [(f"blocks.{L - 1}.hook_resid_post", final_hook)]
     with torch.no_grad():
         return model.run_with_hooks(clean, fwd_hooks=hooks)
@@ -147,15 +164,18 @@ def test_edge_ablation_equals_a_hook_level_ablation(add3):
     sources = (pairs.clean_tokens != pairs.corrupted_tokens).any(0)
     pruned = graph.prune_dangling(keep, sources, torch.ones(15, dtype=torch.bool))
     assert pruned.sum() < keep.sum()
-    assert torch.allclose(ablated_logits(plain, graph, runs, pruned[runs.start :].float()[None])[0], ours, atol=1e-5,
-                          equal_nan=True)
+    assert torch.allclose(
+        ablated_logits(plain, graph, runs, pruned[runs.start :].float()[None])[0], ours, atol=1e-5, equal_nan=True
+    )
 
 
 def test_node_scores_equal_tls_attribution_patch(add3):
     pairs = differ_in_answer_digit(add3.task, 0, n=3, seed=1)
     ref: dict = {}
     for i in range(len(pairs)):  # TL scores one pair per metric call; its batch mean of per-pair scores
-        one = make_pairs(add3.task, *(t[i : i + 1] for t in (pairs.clean_a, pairs.clean_b, pairs.corrupted_a, pairs.corrupted_b)))
+        one = make_pairs(
+            add3.task, *(t[i : i + 1] for t in (pairs.clean_a, pairs.clean_b, pairs.corrupted_a, pairs.corrupted_b))
+        )
         res = tl_ap.attribution_patch(add3.model, one.clean_tokens, one.corrupted_tokens, logit_diff_metric(one, 0))
         for node, score in res.node_scores.items():
             ref[node] = ref.get(node, 0.0) + score / len(pairs)
@@ -182,13 +202,18 @@ def test_discovered_circuit_and_its_json(circuit0):
     out = circuit0.to_json()
     assert set(out) >= {"digit", "edges", "n_edges_total", "faithfulness", "faithfulness_ci95", "pairs", "seconds"}
     assert out["digit"] == 0 and out["n_edges_total"] == 2580 and out["pairs"] == 256
-    assert 0.9 <= out["faithfulness"] <= 1.05 and out["faithfulness_ci95"][0] <= out["faithfulness"] <= out["faithfulness_ci95"][1]
+    assert (
+        0.9 <= out["faithfulness"] <= 1.05
+        and out["faithfulness_ci95"][0] <= out["faithfulness"] <= out["faithfulness_ci95"][1]
+    )
     assert 0 < len(out["edges"]) <= 0.1 * out["n_edges_total"]
     scores = [abs(e["score"]) for e in out["edges"]]
     assert scores == sorted(scores, reverse=True)
     edges = [(tl_ap.Node(**e["writer"]), tl_ap.Node(**e["reader"])) for e in out["edges"]]  # TL's Node accepts them
     assert torch.equal(circuit0.graph.mask_of(edges), circuit0.mask)
-    assert {w.kind for w, _ in edges} <= {"embed", "attn_head_out", "mlp_out"} and any(r.kind == "logits" for _, r in edges)
+    assert {w.kind for w, _ in edges} <= {"embed", "attn_head_out", "mlp_out"} and any(
+        r.kind == "logits" for _, r in edges
+    )
     json.dumps(out)
 
 

@@ -14,8 +14,17 @@ from mechinterp_arith.core.train_config import lr_at
 TASK = Task("add", 1, width=2)  # 100 pairs: 80 train, 20 held out
 MODEL = ModelConfig.for_task(TASK, n_layers=2, n_heads=2, d_model=32, d_mlp=64)
 # held-out exact 0.05 is one pair of 20: seeds 0 and 2 reach it at step 10, seed 3 at 40, seed 1 never
-EARLY = TrainConfig(steps=60, batch_size=32, lr=1e-2, warmup=5, eval_every=10, eval_n=20, target_accuracy=0.05,
-                    snapshot_every=20, device="cpu")
+EARLY = TrainConfig(
+    steps=60,
+    batch_size=32,
+    lr=1e-2,
+    warmup=5,
+    eval_every=10,
+    eval_n=20,
+    target_accuracy=0.05,
+    snapshot_every=20,
+    device="cpu",
+)
 
 
 def alone(seed: int, cfg: TrainConfig = EARLY, **kw):
@@ -30,7 +39,9 @@ def same_weights(m1, m2) -> bool:
 @pytest.fixture(scope="module")
 def ensemble(tmp_path_factory):
     out = tmp_path_factory.mktemp("ens") / "run"
-    return train(TASK, MODEL, EARLY, out_dir=out, seeds=[0, 1, 2, 3], progress=False, command="mechinterp-arith train ..."), out
+    return train(
+        TASK, MODEL, EARLY, out_dir=out, seeds=[0, 1, 2, 3], progress=False, command="mechinterp-arith train ..."
+    ), out
 
 
 def test_members_stop_at_their_own_steps_with_the_weights_of_separate_runs(ensemble):
@@ -58,7 +69,12 @@ def test_members_are_checkpoints_that_record_the_command_training_them_alone(ens
     assert ckpt.config["runtime"]["training_forward"] == "stacked" and ckpt.config["runtime"]["threads"] == 1
     args = build_parser().parse_args(ckpt.config["command"].split()[1:])
     assert args.model_seed == 3 and args.seed == 3 and args.out == str(out / "seed_3") and args.seeds is None
-    assert ckpt.config["training"] == {**EARLY.to_dict(), "seed": 3, "operand_lengths": "uniform", "random_positions": False}
+    assert ckpt.config["training"] == {
+        **EARLY.to_dict(),
+        "seed": 3,
+        "operand_lengths": "uniform",
+        "random_positions": False,
+    }
 
 
 def test_an_interrupted_ensemble_resumes_to_the_same_weights(ensemble, tmp_path):
@@ -109,7 +125,9 @@ def test_members_anneal_from_their_own_steps_like_separate_runs_and_resume_there
         assert same_weights(resumed.models[seed], ens.models[seed]), seed
 
 
-@pytest.mark.parametrize("seeds, message", [([], "at least one"), ([1, 1], "distinct"), ([-1], ">= 0"), ([0.5], ">= 0")])
+@pytest.mark.parametrize(
+    "seeds, message", [([], "at least one"), ([1, 1], "distinct"), ([-1], ">= 0"), ([0.5], ">= 0")]
+)
 def test_bad_seeds_are_one_clear_error(seeds, message):
     with pytest.raises(ValueError, match=message):
         check_seeds(seeds)
@@ -120,4 +138,6 @@ def test_an_ensemble_through_the_bridge_forward_matches_separate_runs():
     ens = train_ensemble(TASK, MODEL, cfg, [0, 2], progress=False)
     for seed in (0, 2):
         model, history, _ = alone(seed, cfg)
-        assert same_weights(model, ens.models[seed]) and history["loss"].tolist() == ens.histories[seed]["loss"].tolist()
+        assert (
+            same_weights(model, ens.models[seed]) and history["loss"].tolist() == ens.histories[seed]["loss"].tolist()
+        )

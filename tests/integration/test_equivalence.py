@@ -4,8 +4,6 @@ import pytest
 import torch
 
 from mechinterp_arith import data
-from mechinterp_arith.core.checkpoint import CheckpointError, load, resolve_checkpoint
-from mechinterp_arith.cli import main
 from mechinterp_arith.analysis.equivalence import (
     FIT_THRESHOLD,
     analyse_checkpoint,
@@ -14,6 +12,8 @@ from mechinterp_arith.analysis.equivalence import (
     wilson_interval,
 )
 from mechinterp_arith.analysis.equivalence_plots import class_distributions, class_probability_figure, relation_maps
+from mechinterp_arith.cli import main
+from mechinterp_arith.core.checkpoint import CheckpointError, load, resolve_checkpoint
 from mechinterp_arith.core.decoding import generate
 from mechinterp_arith.core.model import ModelConfig, build_model
 from mechinterp_arith.core.tasks import Task
@@ -37,7 +37,10 @@ def test_wilson_interval_is_a_proper_interval():
     for k, n in [(1, 3), (7, 10), (500, 1000)]:
         lo, hi = wilson_interval(k, n)
         assert 0 <= lo < k / n < hi <= 1
-    assert wilson_interval(500, 1000)[1] - wilson_interval(500, 1000)[0] < wilson_interval(5, 10)[1] - wilson_interval(5, 10)[0]
+    assert (
+        wilson_interval(500, 1000)[1] - wilson_interval(500, 1000)[0]
+        < wilson_interval(5, 10)[1] - wilson_interval(5, 10)[0]
+    )
     with pytest.raises(ValueError, match="hits=11"):
         wilson_interval(11, 10)
 
@@ -109,8 +112,9 @@ def test_random_model_fits_no_relation():
     assert r.search.top.coverage < 0.05
 
 
-@pytest.mark.parametrize("m, message", [(3, "must exceed the trained length n=3"), (2, "m > n"),
-                                         (6, "does not fit the format: width W=5")])
+@pytest.mark.parametrize(
+    "m, message", [(3, "must exceed the trained length n=3"), (2, "m > n"), (6, "does not fit the format: width W=5")]
+)
 def test_bad_ood_lengths(add3, m, message):
     with pytest.raises(ValueError, match=message):
         analyse_checkpoint(add3, [m], n=10)
@@ -150,7 +154,10 @@ def test_class_distributions(add3):
     d = class_distributions(add3, 349, 705, k=3, seed=0)
     assert d.probs.shape == (4, 6, 10) and torch.allclose(d.probs.sum(-1), torch.ones(4, 6))
     assert int(d.outputs[0]) == 1054
-    assert list(d.tv.columns[-1:]) == ["tv_mean"] and ((d.tv.filter(like="tv_") >= 0) & (d.tv.filter(like="tv_") <= 1)).all().all()
+    assert (
+        list(d.tv.columns[-1:]) == ["tv_mean"]
+        and ((d.tv.filter(like="tv_") >= 0) & (d.tv.filter(like="tv_") <= 1)).all().all()
+    )
     same = d.tv[d.tv.output == 1054]
     assert len(same) >= 1 and (same.tv_mean < 0.1).all()  # members answered like the representative
     fig = class_probability_figure(add3, 349, 705, k=2)

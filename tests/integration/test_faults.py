@@ -102,8 +102,10 @@ def test_training_killed_at_any_filesystem_call_resumes_to_the_same_checkpoint(t
 def test_replacing_a_checkpoint_killed_at_any_call_leaves_the_old_or_the_new(tmp_path, monkeypatch, exchange):
     if exchange == "two renames":
         monkeypatch.setattr(dirswap, "exchange", lambda a, b: False)
-    old_model, new_model = build_model(MCFG), build_model(ModelConfig.for_task(TASK, n_layers=1, n_heads=2,
-                                                                               d_model=16, d_mlp=32, seed=2))
+    old_model, new_model = (
+        build_model(MCFG),
+        build_model(ModelConfig.for_task(TASK, n_layers=1, n_heads=2, d_model=16, d_mlp=32, seed=2)),
+    )
     old_snapshots = {5: weights(old_model)}
 
     def replace(out):
@@ -131,8 +133,10 @@ def test_reimport_killed_at_any_call_leaves_the_old_or_the_new_import(tmp_path):
     torch.save(make_state(seed=1), old_file)
     torch.save(make_state(seed=2), new_file)
     calls = count_calls(lambda: import_checkpoint(new_file, "mingpt", 3, task, tmp_path / "count"))
-    expected = {str(f): weights(load(import_checkpoint(f, "mingpt", 3, task, tmp_path / f"ref_{f.stem}"),
-                                     device="cpu").model) for f in (old_file, new_file)}
+    expected = {
+        str(f): weights(load(import_checkpoint(f, "mingpt", 3, task, tmp_path / f"ref_{f.stem}"), device="cpu").model)
+        for f in (old_file, new_file)
+    }
     for n in range(1, calls + 1):
         out = tmp_path / f"kill{n}" / "imported"
         import_checkpoint(old_file, "mingpt", 3, task, out)
@@ -214,8 +218,11 @@ def test_a_second_writer_is_refused_and_a_dead_owner_lock_is_taken_over(tmp_path
 
     run, imported, report = tmp_path / "run", tmp_path / "imported", tmp_path / "report"
     torch.save(make_state(), tmp_path / "model.pt")
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, locks.__file__, str(run), str(imported), str(report / "index.html")],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, locks.__file__, str(run), str(imported), str(report / "index.html")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         owner = f"being written by process {holder.pid}"
@@ -227,8 +234,10 @@ def test_a_second_writer_is_refused_and_a_dead_owner_lock_is_taken_over(tmp_path
             import_checkpoint(tmp_path / "model.pt", "mingpt", 3, Task("add", 3), imported)
         with pytest.raises(OutputLocked, match=owner):
             build_report(add3, report, ReportSettings(quick=True, sections=("model",)), progress=False)
-        for argv in (["train", "--task", "add", "--digits", "1", "--steps", "2", "--out", str(run), "--quiet"],
-                     ["report", "add3", "--out", str(report), "--quick", "--quiet"]):
+        for argv in (
+            ["train", "--task", "add", "--digits", "1", "--steps", "2", "--out", str(run), "--quiet"],
+            ["report", "add3", "--out", str(report), "--quick", "--quiet"],
+        ):
             assert main(argv) == 2
             err = capsys.readouterr().err
             assert owner in err and len(err.strip().splitlines()) == 1, err
@@ -299,8 +308,10 @@ def test_a_folder_of_other_things_is_never_replaced(tmp_path):
     out = tmp_path / "notes"
     out.mkdir()
     (out / "thesis.tex").write_text("years of work")
-    for write in (lambda: train(TASK, MCFG, CFG, out_dir=out, progress=False, overwrite=True),
-                  lambda: save_checkpoint(out, build_model(MCFG), TASK, MCFG)):
+    for write in (
+        lambda: train(TASK, MCFG, CFG, out_dir=out, progress=False, overwrite=True),
+        lambda: save_checkpoint(out, build_model(MCFG), TASK, MCFG),
+    ):
         with pytest.raises(CheckpointError, match="holds 'thesis.tex', which is not part of a checkpoint"):
             write()
     assert siblings(out) == ["thesis.tex"] and siblings(tmp_path) == ["notes"]
@@ -329,6 +340,7 @@ def _edit_json(name, edit):
         value = json.loads((ck / name).read_text())
         (ck / name).write_text(json.dumps(edit(value)))
         return ck
+
     return setup
 
 
@@ -392,50 +404,113 @@ def _nanogpt_with_bad_n_head(root):
     return root / "nano.pt"
 
 
-TRAIN = ["train", "--task", "add", "--digits", "1", "--layers", "1", "--heads", "2", "--d-model", "16", "--steps", "4",
-         "--batch-size", "16", "--eval-every", "2", "--eval-n", "20", "--warmup", "2", "--snapshot-every", "2", "--quiet"]
+TRAIN = [
+    "train",
+    "--task",
+    "add",
+    "--digits",
+    "1",
+    "--layers",
+    "1",
+    "--heads",
+    "2",
+    "--d-model",
+    "16",
+    "--steps",
+    "4",
+    "--batch-size",
+    "16",
+    "--eval-every",
+    "2",
+    "--eval-n",
+    "20",
+    "--warmup",
+    "2",
+    "--snapshot-every",
+    "2",
+    "--quiet",
+]
 HUGE = "1000000000000"
 CASES = {  # id: (setup(root) -> path substituted for {p}, argv, message)
-    **{f"{c}-huge-n": (None, [c, "add3", "--n", HUGE], "--n must be at most 100,000,000")
-       for c in ("evaluate", "pca", "match", "logit-lens", "equivalence", "patch", "report")},
+    **{
+        f"{c}-huge-n": (None, [c, "add3", "--n", HUGE], "--n must be at most 100,000,000")
+        for c in ("evaluate", "pca", "match", "logit-lens", "equivalence", "patch", "report")
+    },
     "evaluate-batch-size-0": (None, ["evaluate", "add3", "--batch-size", "0"], "--batch-size must be >= 1"),
     "evaluate-batch-size-negative": (None, ["evaluate", "add3", "--batch-size", "-1"], "--batch-size must be >= 1"),
     "evaluate-ood-digits-3": (None, ["evaluate", "add3", "--ood-digits", "3"], "must exceed the trained length"),
     "train-out-is-a-file": (_file, [*TRAIN, "--out", "{p}"], "is a file; give a directory"),
     "train-out-under-a-file": (_file, [*TRAIN, "--out", "{p}/sub"], "cannot be made"),
     "report-out-is-a-file": (_file, ["report", "add3", "--out", "{p}", "--quick"], "is a file; give a directory"),
-    "report-index-is-a-folder": (_report_dir_with_index_folder, ["report", "add3", "--out", "{p}", "--quick"],
-                                 "index.html is a folder"),
+    "report-index-is-a-folder": (
+        _report_dir_with_index_folder,
+        ["report", "add3", "--out", "{p}", "--quick"],
+        "index.html is a folder",
+    ),
     "html-is-a-folder": (_folder, ["pca", "add3", "--html", "{p}"], "is a folder; give a file name"),
     "html-in-a-missing-folder": (_folder, ["pca", "add3", "--html", "{p}/no/f.html"], "does not exist"),
     "snapshot-every-0": (None, [*TRAIN, "--snapshot-every", "0", "--out", "x"], "--snapshot-every must be >= 1"),
-    "snapshot-every-negative": (None, [*TRAIN, "--snapshot-every", "-2", "--out", "x"], "--snapshot-every must be >= 1"),
+    "snapshot-every-negative": (
+        None,
+        [*TRAIN, "--snapshot-every", "-2", "--out", "x"],
+        "--snapshot-every must be >= 1",
+    ),
     "eval-n-0": (None, [*TRAIN, "--eval-n", "0", "--out", "x"], "--eval-n must be >= 1"),
-    "config-is-a-list": (_edit_json("config.json", lambda c: [c]), ["info", "{p}"], "config.json: the file must be an object"),
+    "config-is-a-list": (
+        _edit_json("config.json", lambda c: [c]),
+        ["info", "{p}"],
+        "config.json: the file must be an object",
+    ),
     "d_model-float": (_set("model", "d_model", 16.0), ["info", "{p}"], "model: d_model must be an integer, got 16.0"),
     "n_layers-float": (_set("model", "n_layers", 1.0), ["info", "{p}"], "model: n_layers must be an integer"),
     "d_model-3e11": (_set("model", "d_model", 3e11), ["info", "{p}"], "model: d_model must be an integer"),
-    "d_model-huge-int": (_set("model", "d_model", 300_000_000_000), ["info", "{p}"], "d_model must be between 1 and 65,536"),
+    "d_model-huge-int": (
+        _set("model", "d_model", 300_000_000_000),
+        ["info", "{p}"],
+        "d_model must be between 1 and 65,536",
+    ),
     "seed-x": (_set("training", "seed", "x"), ["info", "{p}"], "training: seed must be an integer, got 'x'"),
     "pad-no": (_set("task", "pad", "no"), ["info", "{p}"], "task: pad must be true or false"),
     "unknown-task-key": (_set("task", "base", 10), ["info", "{p}"], "task: unknown task keys: base"),
     "unknown-training-key": (_set("training", "momentum", 0.9), ["info", "{p}"], "unknown training config keys"),
-    "unknown-top-level-key": (_edit_json("config.json", lambda c: {**c, "extra": 1}), ["info", "{p}"], "unknown key 'extra'"),
-    "modulus-10^30": (_edit_json("config.json", lambda c: {**c, "task": {**c["task"], "op": "addmod", "modulus": 10**30}}),
-                      ["info", "{p}"], "task: operation 'addmod' needs a modulus between 2 and 10^17"),
-    "history-of-numbers": (_edit_json("metrics.json", lambda m: {"history": [1, 2]}), ["info", "{p}"],
-                           "metrics.json: history[0] must be an object"),
-    "history-not-a-list": (_edit_json("metrics.json", lambda m: {"history": {"step": 1}}), ["info", "{p}"],
-                           "metrics.json: history must be a list"),
+    "unknown-top-level-key": (
+        _edit_json("config.json", lambda c: {**c, "extra": 1}),
+        ["info", "{p}"],
+        "unknown key 'extra'",
+    ),
+    "modulus-10^30": (
+        _edit_json("config.json", lambda c: {**c, "task": {**c["task"], "op": "addmod", "modulus": 10**30}}),
+        ["info", "{p}"],
+        "task: operation 'addmod' needs a modulus between 2 and 10^17",
+    ),
+    "history-of-numbers": (
+        _edit_json("metrics.json", lambda m: {"history": [1, 2]}),
+        ["info", "{p}"],
+        "metrics.json: history[0] must be an object",
+    ),
+    "history-not-a-list": (
+        _edit_json("metrics.json", lambda m: {"history": {"step": 1}}),
+        ["info", "{p}"],
+        "metrics.json: history must be a list",
+    ),
     "int64-weights": (_int64_weights, ["info", "{p}"], "embed.weight has dtype torch.int64"),
     "stray-snapshot": (_stray_snapshot, ["info", "{p}"], "step_abc.safetensors: not a snapshot name"),
-    "corrupt-snapshot-in-resumable-out": (_interrupted_run_with_a_corrupt_snapshot, [*TRAIN, "--out", "{p}"],
-                                          "step_0000002.safetensors is corrupt or truncated"),
-    "train-over-add3": (lambda root: shutil.copytree(load("add3", device="cpu").path, root / "X"),
-                        [*TRAIN, "--out", "{p}"], "finished checkpoint of another run (add3); pass overwrite=True"),
+    "corrupt-snapshot-in-resumable-out": (
+        _interrupted_run_with_a_corrupt_snapshot,
+        [*TRAIN, "--out", "{p}"],
+        "step_0000002.safetensors is corrupt or truncated",
+    ),
+    "train-over-add3": (
+        lambda root: shutil.copytree(load("add3", device="cpu").path, root / "X"),
+        [*TRAIN, "--out", "{p}"],
+        "finished checkpoint of another run (add3); pass overwrite=True",
+    ),
     "pickle": (_pickle, ["import", "{p}", "--from", "mingpt", "--n-heads", "3", "--out", "imp"], "refuses to unpickle"),
-    "bad-n_head-in-model_args": (_nanogpt_with_bad_n_head, ["import", "{p}", "--from", "nanogpt", "--out", "imp"],
-                                 "model_args n_head=0 is not a positive integer"),
+    "bad-n_head-in-model_args": (
+        _nanogpt_with_bad_n_head,
+        ["import", "{p}", "--from", "nanogpt", "--out", "imp"],
+        "model_args n_head=0 is not a positive integer",
+    ),
 }
 if not torch.cuda.is_available():
     CASES["device-cuda-without-cuda"] = (None, ["evaluate", "add3", "--device", "cuda"], "no CUDA device is available")
@@ -463,12 +538,20 @@ def test_cli_errors_are_one_line_and_leave_nothing_behind(case, tmp_path, monkey
 
 
 # ---- resource and write errors -------------------------------------------------------------------
-@pytest.mark.parametrize("error, needed", [
-    (RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you "
-                  "tried to allocate 40000000000000 bytes. Error code 12 (Cannot allocate memory)"), "37,252.9 GiB"),
-    (MemoryError(), None),
-    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB total)"), "2.00 GiB"),
-])
+@pytest.mark.parametrize(
+    "error, needed",
+    [
+        (
+            RuntimeError(
+                "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you "
+                "tried to allocate 40000000000000 bytes. Error code 12 (Cannot allocate memory)"
+            ),
+            "37,252.9 GiB",
+        ),
+        (MemoryError(), None),
+        (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB total)"), "2.00 GiB"),
+    ],
+)
 def test_out_of_memory_is_one_line_saying_what_to_change(monkeypatch, capsys, error, needed):
     import mechinterp_arith.cli.evaluate_cmd as evaluate_cmd
 
@@ -499,6 +582,7 @@ def test_write_errors_name_the_target_not_the_temporary(tmp_path, monkeypatch, c
         atomic_write_text(tmp_path / "figure.html", "<html>")
     assert e.value.filename == str(tmp_path / "figure.html") and e.value.errno == errno.ENOSPC
     assert main(["logit-lens", "add3", "--n", "10", "--html", str(tmp_path / "lens.html")]) == 2
-    assert capsys.readouterr().err.strip() == (f"mechinterp-arith logit-lens: error: {tmp_path / 'lens.html'}: "
-                                               f"No space left on device")
+    assert capsys.readouterr().err.strip() == (
+        f"mechinterp-arith logit-lens: error: {tmp_path / 'lens.html'}: No space left on device"
+    )
     assert siblings(tmp_path) == []

@@ -39,8 +39,14 @@ def make_state(vocab=10, ctx=CTX, bias=True, masks=True, lm_head=True, seed=0) -
         sd[p + "mlp.c_fc.weight"] = r(D_MLP, D)
         sd[p + "mlp.c_proj.weight"] = r(D, D_MLP)
         if bias:
-            for name, n in (("ln_1", D), ("attn.c_attn", 3 * D), ("attn.c_proj", D), ("ln_2", D),
-                            ("mlp.c_fc", D_MLP), ("mlp.c_proj", D)):
+            for name, n in (
+                ("ln_1", D),
+                ("attn.c_attn", 3 * D),
+                ("attn.c_proj", D),
+                ("ln_2", D),
+                ("mlp.c_fc", D_MLP),
+                ("mlp.c_proj", D),
+            ):
                 sd[f"{p}{name}.bias"] = r(n)
     sd["transformer.ln_f.weight"] = r(D, mean=1.0)
     if bias:
@@ -96,7 +102,14 @@ def test_mingpt_layout_matches_reference_forward(tmp_path):
     ckpt = load(out, device="cpu")
     m = ckpt.model_config
     assert (m.n_layers, m.n_heads, m.d_model, m.d_mlp, m.n_ctx, m.d_vocab, m.act_fn) == (
-        LAYERS, HEADS, D, D_MLP, CTX, 10, "gelu_new")
+        LAYERS,
+        HEADS,
+        D,
+        D_MLP,
+        CTX,
+        10,
+        "gelu_new",
+    )
     got = imported_logits(out)
     want = reference_forward(sd, tokens(), HEADS, tanh_gelu=True)
     assert got.shape == (16, CTX, 10)
@@ -104,19 +117,37 @@ def test_mingpt_layout_matches_reference_forward(tmp_path):
     # the comparison can fail: the exact-GELU forward misses the tolerance (by ~10x: max diff ~1e-3)
     assert (reference_forward(sd, tokens(), HEADS, tanh_gelu=False) - want).abs().max().item() > 5e-4
     src = ckpt.config["source"]
-    assert src["kind"] == "mingpt" and len(src["sha256"]) == 64 and src["ignored_keys"][0] == "transformer.h.0.attn.bias"
-    assert ckpt.config["command"].startswith(f"mechinterp-arith import {tmp_path / 'mingpt.pt'} --from mingpt --n-heads 4")
+    assert (
+        src["kind"] == "mingpt" and len(src["sha256"]) == 64 and src["ignored_keys"][0] == "transformer.h.0.attn.bias"
+    )
+    assert ckpt.config["command"].startswith(
+        f"mechinterp-arith import {tmp_path / 'mingpt.pt'} --from mingpt --n-heads 4"
+    )
     assert torch.equal(ckpt.model.state_dict()["unembed.bias"], torch.zeros(10))
 
 
 def test_nanogpt_wrapper_with_compile_prefix_matches_reference_forward(tmp_path):
     sd = make_state(seed=2)
     sd["lm_head.weight"] = sd["transformer.wte.weight"]  # nanoGPT ties them; both names are saved
-    model_args = {"n_layer": LAYERS, "n_head": HEADS, "n_embd": D, "block_size": CTX, "bias": True,
-                  "vocab_size": 10, "dropout": 0.0}
-    torch.save({"model": {"_orig_mod." + k: v for k, v in sd.items()}, "model_args": model_args,
-                "iter_num": 500, "best_val_loss": torch.tensor(0.01), "config": {"dataset": "adder"}},
-               tmp_path / "ckpt.pt")
+    model_args = {
+        "n_layer": LAYERS,
+        "n_head": HEADS,
+        "n_embd": D,
+        "block_size": CTX,
+        "bias": True,
+        "vocab_size": 10,
+        "dropout": 0.0,
+    }
+    torch.save(
+        {
+            "model": {"_orig_mod." + k: v for k, v in sd.items()},
+            "model_args": model_args,
+            "iter_num": 500,
+            "best_val_loss": torch.tensor(0.01),
+            "config": {"dataset": "adder"},
+        },
+        tmp_path / "ckpt.pt",
+    )
     out = import_checkpoint(tmp_path / "ckpt.pt", "nanogpt", task=PAPER, out=tmp_path / "ck")  # heads from model_args
     assert load(out, device="cpu").model_config.act_fn == "gelu"
     want = reference_forward(sd, tokens(), HEADS, tanh_gelu=False)
@@ -125,9 +156,13 @@ def test_nanogpt_wrapper_with_compile_prefix_matches_reference_forward(tmp_path)
 
 def test_nanogpt_without_biases_or_lm_head_matches_reference_forward(tmp_path):
     sd = make_state(bias=False, masks=False, lm_head=False, seed=3)
-    torch.save({"model": {"_orig_mod." + k: v for k, v in sd.items()},
-                "model_args": {"n_layer": LAYERS, "n_embd": D, "block_size": CTX, "bias": False, "vocab_size": 10}},
-               tmp_path / "ckpt.pt")
+    torch.save(
+        {
+            "model": {"_orig_mod." + k: v for k, v in sd.items()},
+            "model_args": {"n_layer": LAYERS, "n_embd": D, "block_size": CTX, "bias": False, "vocab_size": 10},
+        },
+        tmp_path / "ckpt.pt",
+    )
     out = import_checkpoint(tmp_path / "ckpt.pt", "nanogpt", n_heads=HEADS, task=PAPER, out=tmp_path / "ck")
     weights = load(out, device="cpu").model.state_dict()
     assert weights["blocks.1.ln2.bias"].abs().sum() == 0 and weights["blocks.0.attn.q.bias"].abs().sum() == 0
@@ -140,8 +175,8 @@ def test_convert_state_dict_splits_qkv_by_output_rows():
     sd = make_state()
     weights, cfg = convert_state_dict(sd, "mingpt", n_heads=HEADS)
     c_attn = sd["transformer.h.1.attn.c_attn.weight"]
-    assert torch.equal(weights["blocks.1.attn.k.weight"], c_attn[D:2 * D])
-    assert torch.equal(weights["blocks.1.attn.v.bias"], sd["transformer.h.1.attn.c_attn.bias"][2 * D:])
+    assert torch.equal(weights["blocks.1.attn.k.weight"], c_attn[D : 2 * D])
+    assert torch.equal(weights["blocks.1.attn.v.bias"], sd["transformer.h.1.attn.c_attn.bias"][2 * D :])
     assert cfg.d_head == D // HEADS and "transformer.h.0.attn.bias" not in weights
 
 
@@ -152,26 +187,40 @@ def _drop(sd, key):
 @pytest.mark.parametrize(
     "state, kwargs, message",
     [
-        ({**make_state(), "transformer.h.0.attn.rotary.weight": torch.zeros(3)}, {},
-         "unknown keys for a mingpt GPT: transformer.h.0.attn.rotary.weight"),
-        (_drop(make_state(), "transformer.h.1.mlp.c_proj.bias"), {},
-         "missing keys for a 2-layer mingpt GPT: transformer.h.1.mlp.c_proj.bias"),
+        (
+            {**make_state(), "transformer.h.0.attn.rotary.weight": torch.zeros(3)},
+            {},
+            "unknown keys for a mingpt GPT: transformer.h.0.attn.rotary.weight",
+        ),
+        (
+            _drop(make_state(), "transformer.h.1.mlp.c_proj.bias"),
+            {},
+            "missing keys for a 2-layer mingpt GPT: transformer.h.1.mlp.c_proj.bias",
+        ),
         (_drop(make_state(), "lm_head.weight"), {}, "missing keys for a 2-layer mingpt GPT: lm_head.weight"),
-        ({**make_state(), "transformer.h.1.attn.c_proj.weight": torch.zeros(D, D + 1)}, {},
-         "transformer.h.1.attn.c_proj.weight has shape (24, 25), expected (24, 24)"),
+        (
+            {**make_state(), "transformer.h.1.attn.c_proj.weight": torch.zeros(D, D + 1)},
+            {},
+            "transformer.h.1.attn.c_proj.weight has shape (24, 25), expected (24, 24)",
+        ),
         (make_state(vocab=15), {}, "vocabulary of 15 tokens does not fit task add3 in format 'paper', which uses 10"),
         (make_state(ctx=12, masks=False), {}, "context of 12 positions is shorter than task add3"),
         (make_state(), {"n_heads": None}, "number of attention heads is not stored"),
         (make_state(), {"n_heads": 5}, "d_model=24 is not divisible by n_heads=5"),
-        ({"transformer.wte.weight": torch.zeros(10, D)}, {},
-         "not a mingpt GPT state dict: missing transformer.h.0.mlp.c_fc.weight, transformer.wpe.weight"),
+        (
+            {"transformer.wte.weight": torch.zeros(10, D)},
+            {},
+            "not a mingpt GPT state dict: missing transformer.h.0.mlp.c_fc.weight, transformer.wpe.weight",
+        ),
         ({**make_state(), "transformer.wpe.weight": torch.full((CTX, D), float("nan"))}, {}, "NaN or infinite"),
     ],
 )
 def test_bad_weights_raise_one_clear_error_and_write_nothing(tmp_path, state, kwargs, message):
     torch.save(state, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match=re.escape(message)):
-        import_checkpoint(tmp_path / "bad.pt", "mingpt", **{"n_heads": HEADS, **kwargs}, task=PAPER, out=tmp_path / "ck")
+        import_checkpoint(
+            tmp_path / "bad.pt", "mingpt", **{"n_heads": HEADS, **kwargs}, task=PAPER, out=tmp_path / "ck"
+        )
     assert not (tmp_path / "ck").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt"]  # no temporary leftovers either
 
@@ -211,10 +260,23 @@ def test_cli_errors_are_one_line_and_other_directories_are_not_replaced(tmp_path
     assert "import: error:" in err and "--n-heads H" in err and len(err.strip().splitlines()) == 1
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    assert main(["import", str(tmp_path / "m.pt"), "--from", "mingpt", "--n-heads", "4", "--out", str(tmp_path / "mine")]) == 2
+    assert (
+        main(["import", str(tmp_path / "m.pt"), "--from", "mingpt", "--n-heads", "4", "--out", str(tmp_path / "mine")])
+        == 2
+    )
     assert "already exists and is not an imported checkpoint" in capsys.readouterr().err
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
-    args = ["import", str(tmp_path / "m.pt"), "--from", "mingpt", "--n-heads", "4", "--out", str(tmp_path / "ck"), "--json"]
+    args = [
+        "import",
+        str(tmp_path / "m.pt"),
+        "--from",
+        "mingpt",
+        "--n-heads",
+        "4",
+        "--out",
+        str(tmp_path / "ck"),
+        "--json",
+    ]
     assert main(args) == 0
     capsys.readouterr()
     assert main(args) == 0  # an earlier import is replaced
@@ -226,8 +288,27 @@ def test_the_studys_adder_imports_and_adds(reference_dir, tmp_path, capsys):
     """model_s2.pt, the released gpt-nano adder: ~100% on 3-digit sums, (a mod 1000) + (b mod 1000) on 4-digit."""
     src = reference_dir / "model_s2.pt"
     out = tmp_path / "s2"
-    assert main(["import", str(src), "--from", "mingpt", "--n-heads", "3", "--task", "add", "--digits", "3",
-                 "--format", "paper", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "import",
+                str(src),
+                "--from",
+                "mingpt",
+                "--n-heads",
+                "3",
+                "--task",
+                "add",
+                "--digits",
+                "3",
+                "--format",
+                "paper",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "wrote" in capsys.readouterr().out
     ckpt = load(out, device="cpu")
     assert ckpt.config["source"]["sha256"] == "5cf788d370e90b2a58b202b9cbb17e174aae0dc83f5ef28fe581484b3a4717b9"

@@ -6,11 +6,21 @@ from transformer_lens import patching as tl_patching
 
 from mechinterp_arith.analysis import patch_runners, patching
 from mechinterp_arith.analysis.metrics import correct_prob_metric, logit_diff_metric, normalised_effect
-from mechinterp_arith.analysis.prompt_pairs import carry_pairs, change_operand_digit, differ_in_answer_digit, ood_id_pairs
+from mechinterp_arith.analysis.prompt_pairs import (
+    carry_pairs,
+    change_operand_digit,
+    differ_in_answer_digit,
+    ood_id_pairs,
+)
 from mechinterp_arith.core.positions import answer_logit_pos, operand_pos, position_labels
 
-DROP_INS = ("get_act_patch_resid_pre", "get_act_patch_attn_out", "get_act_patch_mlp_out",
-            "get_act_patch_attn_head_out_all_pos", "get_act_patch_attn_head_out_by_pos")
+DROP_INS = (
+    "get_act_patch_resid_pre",
+    "get_act_patch_attn_out",
+    "get_act_patch_mlp_out",
+    "get_act_patch_attn_head_out_all_pos",
+    "get_act_patch_attn_head_out_by_pos",
+)
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +34,7 @@ def setup(add3):
 @pytest.mark.parametrize("name", DROP_INS)
 def test_drop_ins_equal_transformer_lens(setup, name):
     model, pairs, cache, metric = setup
-    undeclared = lambda logits: metric(logits)  # noqa: E731  (a TL metric: recomputes every position)
+    undeclared = lambda logits: metric(logits)
     assert metric.reads_positions == (answer_logit_pos(pairs.task, 1),) and not hasattr(undeclared, "reads_positions")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -41,18 +51,20 @@ def test_sites_after_the_read_position_are_not_run(setup):
     model, pairs, cache, metric = setup
     q = answer_logit_pos(pairs.task, 1)
     sweep = patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, "resid_pre")
-    full = patching.patch_sweep(model, pairs.corrupted_tokens, cache, lambda lg: metric(lg), "resid_pre", infer_reads=False)
+    full = patching.patch_sweep(
+        model, pairs.corrupted_tokens, cache, lambda lg: metric(lg), "resid_pre", infer_reads=False
+    )
     # (identical sites, e.g. layer 0 where every row's tokens agree, are reported as such first)
-    assert (sweep.after_read | sweep.identical)[:, q + 1:].all() and not sweep.after_read[:, : q + 1].any()
-    assert sweep.after_read[1:, q + 1:].all()
-    assert torch.equal(sweep.values[:, q + 1:], sweep.baseline.expand_as(sweep.values[:, q + 1:]))
+    assert (sweep.after_read | sweep.identical)[:, q + 1 :].all() and not sweep.after_read[:, : q + 1].any()
+    assert sweep.after_read[1:, q + 1 :].all()
+    assert torch.equal(sweep.values[:, q + 1 :], sweep.baseline.expand_as(sweep.values[:, q + 1 :]))
     assert torch.allclose(full.values, sweep.values, atol=1e-5)
     assert sweep.n_forward_rows < full.n_forward_rows
     assert not full.after_read.any() and "after_read" in sweep.frame().columns
     # the last layer's output at an unread position reaches no read position: not run either
     mlp = patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, "mlp_out")
     assert (mlp.after_read | mlp.identical)[2, :q].all() and mlp.after_read[2, :q].any()
-    assert not mlp.after_read[:2, :q + 1].any() and not mlp.after_read[2, q]
+    assert not mlp.after_read[:2, : q + 1].any() and not mlp.after_read[2, q]
     assert torch.equal(mlp.values[2, :q], mlp.baseline.expand(q))
 
 
@@ -73,11 +85,15 @@ def test_read_positions_of_undeclared_metrics_are_inferred(setup):
 
 def test_a_wrong_read_declaration_is_an_error(setup):
     model, pairs, cache, metric = setup
-    wrong = patching.reads_positions(lambda logits: metric(logits) + logits[:, -1].sum(), [answer_logit_pos(pairs.task, 1)])
+    wrong = patching.reads_positions(
+        lambda logits: metric(logits) + logits[:, -1].sum(), [answer_logit_pos(pairs.task, 1)]
+    )
     with pytest.raises(ValueError, match="its value changes when the logits at other positions are NaN"):
         patching.patch_sweep(model, pairs.corrupted_tokens, cache, wrong, "resid_pre")
     with pytest.raises(ValueError, match="must name positions in 0..14"):
-        patching.patch_sweep(model, pairs.corrupted_tokens, cache, patching.reads_positions(lambda lg: metric(lg), [15]), "resid_pre")
+        patching.patch_sweep(
+            model, pairs.corrupted_tokens, cache, patching.reads_positions(lambda lg: metric(lg), [15]), "resid_pre"
+        )
 
 
 def test_other_kinds_agree_across_paths_and_result_equals_z(setup):
@@ -98,7 +114,9 @@ def test_resid_mid_patch_reaches_the_residual_stream(setup):
     # the metric reads position q, which after the last resid_mid depends only on resid_mid[2][q]
     model, pairs, cache, metric = setup
     q = answer_logit_pos(pairs.task, 1)
-    sweep = patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, "resid_mid", method="hooks", positions=[q])
+    sweep = patching.patch_sweep(
+        model, pairs.corrupted_tokens, cache, metric, "resid_mid", method="hooks", positions=[q]
+    )
     with torch.inference_mode():
         clean_value = float(metric(model(pairs.clean_tokens)))
     q = answer_logit_pos(pairs.task, 1)
@@ -108,8 +126,9 @@ def test_resid_mid_patch_reaches_the_residual_stream(setup):
 def test_chunk_size_does_not_change_results(setup):
     model, pairs, cache, metric = setup
     a = patching.get_act_patch_attn_head_out_by_pos(model, pairs.corrupted_tokens, cache, metric, warn_identical=False)
-    b = patching.get_act_patch_attn_head_out_by_pos(model, pairs.corrupted_tokens, cache, metric, chunk_size=1,
-                                                     warn_identical=False)
+    b = patching.get_act_patch_attn_head_out_by_pos(
+        model, pairs.corrupted_tokens, cache, metric, chunk_size=1, warn_identical=False
+    )
     assert torch.allclose(a, b, atol=1e-5)
 
 
@@ -137,18 +156,21 @@ def test_identical_sites_are_reported_and_equal_the_baseline(add3):
 
 def test_a_patch_that_never_runs_is_an_error(setup, monkeypatch):
     model, pairs, cache, metric = setup
-    monkeypatch.setattr(patch_runners, "_make_fast_patch", lambda *a, **k: (lambda point, j, t: None))
+    monkeypatch.setattr(patch_runners, "_make_fast_patch", lambda *a, **k: lambda point, j, t: None)
     with pytest.raises(RuntimeError, match="never ran"):
         patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, "attn_out", method="fast")
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"kind": "hook_q"}, "unknown activation kind 'hook_q'"),
-    ({"kind": "resid_pre", "by_pos": False}, "by_pos=False applies to head kinds"),
-    ({"kind": "resid_pre", "layers": [3]}, "layer 3 is out of range"),
-    ({"kind": "resid_pre", "positions": [15]}, "position 15 is out of range"),
-    ({"kind": "z", "method": "magic"}, "unknown method 'magic'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"kind": "hook_q"}, "unknown activation kind 'hook_q'"),
+        ({"kind": "resid_pre", "by_pos": False}, "by_pos=False applies to head kinds"),
+        ({"kind": "resid_pre", "layers": [3]}, "layer 3 is out of range"),
+        ({"kind": "resid_pre", "positions": [15]}, "position 15 is out of range"),
+        ({"kind": "z", "method": "magic"}, "unknown method 'magic'"),
+    ],
+)
 def test_bad_arguments(setup, kwargs, message):
     model, pairs, cache, metric = setup
     with pytest.raises(ValueError, match=message):

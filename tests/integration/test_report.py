@@ -6,20 +6,28 @@ import re
 
 import pytest
 import torch
+from report_page import index_html, quick_report
 
 from mechinterp_arith import data
 from mechinterp_arith.cli import main
-from mechinterp_arith.core.decoding import generate
+from mechinterp_arith.core.decoding import generate, greedy_matches
 from mechinterp_arith.report import SECTIONS, ReportContext, ReportSettings, run_section
 from mechinterp_arith.report.sections.accuracy import length_grid_rates
 from mechinterp_arith.report.sections.attention import class_members, token_labels
-from mechinterp_arith.core.decoding import greedy_matches
-from report_page import index_html, quick_report
 
 MAX_BYTES = 10 * 1024 * 1024
 # plotly figures per section on add3 (snapshots present, OOD lengths 4 and 5 fit the format)
-PLOTS = {"training": 1, "accuracy": 1, "positions": 1, "equivalence": 2, "pca": 4, "logit_lens": 1, "matching": 1, "patching": 3,
-         "discovery": 4}
+PLOTS = {
+    "training": 1,
+    "accuracy": 1,
+    "positions": 1,
+    "equivalence": 2,
+    "pca": 4,
+    "logit_lens": 1,
+    "matching": 1,
+    "patching": 3,
+    "discovery": 4,
+}
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +36,11 @@ def page():
 
 
 def test_page_is_self_contained(page):
-    result, html = page
+    _result, html = page
     parsed = index_html(html)
-    refs = [(tag, k, v) for tag, attrs in parsed.attrs for k, v in attrs.items() if k in ("src", "href", "srcset", "data")]
+    refs = [
+        (tag, k, v) for tag, attrs in parsed.attrs for k, v in attrs.items() if k in ("src", "href", "srcset", "data")
+    ]
     assert not [r for r in refs if re.match(r"\s*(https?:)?//", r[2], re.I)], refs
     assert not [r for r in refs if r[1] == "src"], "every script is inline"  # nothing to fetch at all
     assert all(v.startswith("#") for _, _, v in refs), refs  # only in-page anchors

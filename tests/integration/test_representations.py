@@ -11,15 +11,15 @@ import torch
 
 from mechinterp_arith import Task, data
 from mechinterp_arith.analysis.activations import collect, input_tokens, resolve_hook
-from mechinterp_arith.core.positions import answer_logit_pos as predicting_position
-from mechinterp_arith.core.positions import position_labels, resolve_position
-from mechinterp_arith.cli import main
 from mechinterp_arith.analysis.dynamics import pca_dynamics
-from mechinterp_arith.core.labels import label_values, parse_label
 from mechinterp_arith.analysis.logit_lens import id_ood_logit_lens, logit_lens
 from mechinterp_arith.analysis.matching import match_activations, match_ood
 from mechinterp_arith.analysis.pca import fit_pca, pca_sweep, residual_pca
 from mechinterp_arith.analysis.projection import ood_projection
+from mechinterp_arith.cli import main
+from mechinterp_arith.core.labels import label_values, parse_label
+from mechinterp_arith.core.positions import answer_logit_pos as predicting_position
+from mechinterp_arith.core.positions import position_labels, resolve_position
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +35,21 @@ def test_positions_and_roles():
     assert predicting_position(plain, 5) == 11 and predicting_position(plain, 0) == 16
     assert position_labels(paper)[1] == "a3" and position_labels(paper)[6] == "b3" and len(position_labels(paper)) == 15
     assert position_labels(plain)[5] == "+" and position_labels(plain)[11] == "="
-    assert resolve_position(paper, "ans3") == 12 and resolve_position(paper, -1) == 14 and resolve_position(paper, None) == 9
+    assert (
+        resolve_position(paper, "ans3") == 12
+        and resolve_position(paper, -1) == 14
+        and resolve_position(paper, None) == 9
+    )
 
 
-@pytest.mark.parametrize("position, message", [
-    (15, "position 15 is outside the model's input of 15 tokens"),
-    ("ans6", "answer digit 6 is out of range"),
-    ("tens", "unknown position 'tens'"),
-])
+@pytest.mark.parametrize(
+    "position, message",
+    [
+        (15, "position 15 is outside the model's input of 15 tokens"),
+        ("ans6", "answer digit 6 is out of range"),
+        ("tens", "unknown position 'tens'"),
+    ],
+)
 def test_bad_positions(position, message):
     with pytest.raises(ValueError, match=message):
         resolve_position(Task("add", 3), position)
@@ -50,7 +57,9 @@ def test_bad_positions(position, message):
 
 def test_unknown_hook_names_near_matches(add3):
     assert resolve_hook(add3.model, "ln_final.hook_out") == "ln_final.hook_out"
-    with pytest.raises(ValueError, match=r"unknown hook 'blocks.7.hook_resid_post'; did you mean blocks.\d.hook_resid_post"):
+    with pytest.raises(
+        ValueError, match=r"unknown hook 'blocks.7.hook_resid_post'; did you mean blocks.\d.hook_resid_post"
+    ):
         resolve_hook(add3.model, "blocks.7.hook_resid_post")
 
 
@@ -65,17 +74,20 @@ def test_label_values():
     # mul carries: digit k of a*b = (sum_{s+t=k} a_s b_t + carry_k) mod 10, checked against the product
     x, y = torch.arange(100).repeat_interleave(100), torch.arange(100).repeat(100)
     for k in (1, 2):
-        conv = sum((x // 10**s % 10) * (y // 10**(k - s) % 10) for s in range(k + 1))
+        conv = sum((x // 10**s % 10) * (y // 10 ** (k - s) % 10) for s in range(k + 1))
         assert torch.equal((conv + label_values(mul, x, y, f"carry{k}")) % 10, label_values(mul, x, y, f"ans{k}"))
     assert label_values(sub, torch.tensor([705, 41, 40]), torch.tensor([349, 1, 1]), "carry1").tolist() == [1, 0, 1]
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("digit0", "unknown label 'digit0'"),
-    ("carry0", "carry<i> needs 1 <= i <= 5"),
-    ("ans6", "ans<i> needs 0 <= i <= 5"),
-    ("a5", "a<i> needs 0 <= i <= 4"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("digit0", "unknown label 'digit0'"),
+        ("carry0", "carry<i> needs 1 <= i <= 5"),
+        ("ans6", "ans<i> needs 0 <= i <= 5"),
+        ("a5", "a<i> needs 0 <= i <= 4"),
+    ],
+)
 def test_bad_labels(spec, message):
     with pytest.raises(ValueError, match=message):
         parse_label(Task("add", 3), spec)
@@ -107,7 +119,9 @@ def test_units_digit_separates_in_id_pca(add3, id_pairs):
         y = label_values(add3.task, *id_pairs, label).numpy()
         assert fit_pca(res.activations, y)[2] < most
     fig3, fig2 = res.figure(dims=3), res.figure()
-    assert [tr.type for tr in fig3.data] == ["scatter3d"] * 10 and [tr.name for tr in fig2.data] == [str(d) for d in range(10)]
+    assert [tr.type for tr in fig3.data] == ["scatter3d"] * 10 and [tr.name for tr in fig2.data] == [
+        str(d) for d in range(10)
+    ]
     for tr in fig2.data:  # each trace holds the PCA coordinates of the pairs with that units digit
         rows = res.labels == int(tr.name)
         assert np.allclose(tr.x, res.coords[rows, 0]) and np.allclose(tr.y, res.coords[rows, 1])
@@ -124,8 +138,12 @@ def test_sweep_layers_by_positions(add3, id_pairs):
     assert f.loc[("blocks.0.hook_resid_pre", 9), "nearest_centroid_accuracy"] < 0.3  # embeddings: not yet computed
     heat = sweep.figure().data[0]
     assert list(heat.y) == ["blocks.0.hook_resid_pre", "ln_final.hook_out"]
-    assert np.allclose(heat.z, sweep.frame.pivot(index="hook", columns="position", values="nearest_centroid_accuracy")
-                       .loc[list(heat.y)].values)
+    assert np.allclose(
+        heat.z,
+        sweep.frame.pivot(index="hook", columns="position", values="nearest_centroid_accuracy")
+        .loc[list(heat.y)]
+        .values,
+    )
     with pytest.raises(ValueError, match="position 3 predicts no answer digit"):
         pca_sweep(add3, a, b, positions=[3])
 
@@ -171,9 +189,15 @@ def test_logit_lens_last_state_is_the_model_logits(add3, id_pairs):
     digits = add3.task.apply(a, b).unsqueeze(1) // 10 ** torch.arange(6) % 10
     expected = probs.gather(-1, digits.unsqueeze(-1)).squeeze(-1).mean(0)
     table = res.table("mean_prob")
-    assert list(table.index) == ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_mid", "blocks.1.hook_resid_pre",
-                                 "blocks.1.hook_resid_mid", "blocks.2.hook_resid_pre", "blocks.2.hook_resid_mid",
-                                 "blocks.2.hook_resid_post"]
+    assert list(table.index) == [
+        "blocks.0.hook_resid_pre",
+        "blocks.0.hook_resid_mid",
+        "blocks.1.hook_resid_pre",
+        "blocks.1.hook_resid_mid",
+        "blocks.2.hook_resid_pre",
+        "blocks.2.hook_resid_mid",
+        "blocks.2.hook_resid_post",
+    ]
     assert np.allclose(table.iloc[-1].values, expected.numpy(), atol=1e-4)
     assert table.iloc[-1].min() > 0.99 and table.iloc[0, :3].max() < 0.2  # embeddings predict ~chance
 
@@ -202,7 +226,9 @@ def test_matching_differs_at_extra_digits_and_reconverges(add3):
     # re-convergence: at the answer positions the OOD stream is close to its representative's,
     # far closer than two unrelated ID inputs are to each other
     assert final["cosine_at_differing_positions"] < 0.6  # 0.39
-    assert final["cosine_at_answer_positions"] > 0.9 and final["baseline_cosine_at_answer_positions"] < 0.6  # 0.96, 0.42
+    assert (
+        final["cosine_at_answer_positions"] > 0.9 and final["baseline_cosine_at_answer_positions"] < 0.6
+    )  # 0.96, 0.42
     cos_map = res.figure().data[0]
     assert np.allclose(cos_map.z, res.cosine) and list(cos_map.y) == res.hooks and len(res.frame()) == 8 * 15
     with pytest.raises(ValueError, match="unknown answers 'true' for matching"):
@@ -231,13 +257,16 @@ def test_logit_lens_and_match_cli_json(capsys):
     assert out["differing_positions"] == [1, 6] and out["teacher_forced_answers"] == "representative"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["pca", "add3", "--hook", "blocks.3.hook_resid_post"], "unknown hook 'blocks.3.hook_resid_post'"),
-    (["pca", "add3", "--position", "99"], "position 99 is outside"),
-    (["pca", "add3", "--label", "tens"], "unknown label 'tens'"),
-    (["pca", "add3", "--n", "0"], "--n must be >= 1"),
-    (["match", "add3", "--ood-digits", "6"], "len_a=6 does not fit the format"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["pca", "add3", "--hook", "blocks.3.hook_resid_post"], "unknown hook 'blocks.3.hook_resid_post'"),
+        (["pca", "add3", "--position", "99"], "position 99 is outside"),
+        (["pca", "add3", "--label", "tens"], "unknown label 'tens'"),
+        (["pca", "add3", "--n", "0"], "--n must be >= 1"),
+        (["match", "add3", "--ood-digits", "6"], "len_a=6 does not fit the format"),
+    ],
+)
 def test_cli_errors_are_one_line(capsys, args, message):
     assert main(args + ["--device", "cpu"]) == 2
     err = capsys.readouterr().err

@@ -43,8 +43,23 @@ def test_every_analysis_command_runs_on_the_scheme(scheme, scheme_checkpoints, c
     patch = _json(capsys, "patch", ckpt, "--digit", "0", "--n", "8", "--json")
     assert "0" in patch["digits"]
     assert _json(capsys, "explain", ckpt, "31", "45", "--json")["a"] == 31
-    report = _json(capsys, "report", ckpt, "--quick", "--n", "20", "--out", str(tmp_path / "r"), "--json",
-                   "--sections", "model", "accuracy", "positions", "equivalence", "attention")
+    report = _json(
+        capsys,
+        "report",
+        ckpt,
+        "--quick",
+        "--n",
+        "20",
+        "--out",
+        str(tmp_path / "r"),
+        "--json",
+        "--sections",
+        "model",
+        "accuracy",
+        "positions",
+        "equivalence",
+        "attention",
+    )
     assert all(s["status"] == "ok" for s in report["sections"]), report
 
 
@@ -57,7 +72,12 @@ def test_length_profile_reads_each_schemes_ids(scheme_checkpoints, tmp_path, cap
         assert profile["exact"].between(0, 1).all() and profile["coverage"].between(0, 1).all()
         rows += [{"scheme": scheme, "seed": 0, "m": m, **r} for m, r in profile.to_dict("index").items()]
     summary = compare_schemes(__import__("pandas").DataFrame(rows))
-    assert summary[["scheme", "m"]].values.tolist() == [["learned", 2], ["learned", 3], ["coupling", 2], ["coupling", 3]]
+    assert summary[["scheme", "m"]].values.tolist() == [
+        ["learned", 2],
+        ["learned", 3],
+        ["coupling", 2],
+        ["coupling", 3],
+    ]
     # the lab's comparison page, from a results file as analyses/length_generalisation.py writes it
     results = tmp_path / "lab.json"
     results.write_text(json.dumps({"rows": rows}, default=list))
@@ -88,7 +108,9 @@ def test_length_profile_needs_a_longer_operand_and_fixed_positions():
 
 
 @pytest.mark.parametrize("scheme", ["rotary", "randomized", "abacus", "coupling"])
-def test_circuit_discovery_is_skipped_with_its_reason_where_the_plain_forward_cannot_run(scheme, scheme_checkpoints, capsys):
+def test_circuit_discovery_is_skipped_with_its_reason_where_the_plain_forward_cannot_run(
+    scheme, scheme_checkpoints, capsys
+):
     """Edge-level attribution runs on the plain forward (tokens numbered 0, 1, 2, ...): schemes
     that rotate or renumber positions are skipped, digit by digit, with that reason."""
     out = _json(capsys, "discover", str(scheme_checkpoints[scheme]), "--n", "8", "--heldout", "8", "--json")

@@ -10,7 +10,6 @@ from mechinterp_arith.analysis.interchange import extra_digit_interchange, units
 from mechinterp_arith.analysis.subtasks import SUBTASKS, node_necessity, subtask_pairs, subtask_tags
 from mechinterp_arith.core.errors import NotApplicable
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
@@ -21,15 +20,21 @@ def _digits(x, place):
 def test_families_isolate_their_subtask():
     task = Task("add", 3)
     base = subtask_pairs(task, "BaseAdd", 1, n=32, operand="a")
-    assert (_digits(base.clean_a, 1) != _digits(base.corrupted_a, 1)).all() and torch.equal(base.clean_b, base.corrupted_b)
+    assert (_digits(base.clean_a, 1) != _digits(base.corrupted_a, 1)).all() and torch.equal(
+        base.clean_b, base.corrupted_b
+    )
     assert ((base.clean_a % 10 + base.clean_b % 10) < 10).all()  # no carry into digit 1
     use = subtask_pairs(task, "UseCarry1", 1, n=32)
-    assert ((use.clean_a % 10 + use.clean_b % 10) >= 10).all() and ((use.corrupted_a % 10 + use.corrupted_b % 10) >= 10).all()
+    assert ((use.clean_a % 10 + use.clean_b % 10) >= 10).all() and (
+        (use.corrupted_a % 10 + use.corrupted_b % 10) >= 10
+    ).all()
     make = subtask_pairs(task, "MakeCarry1", 3, n=32)
-    s2 = lambda a, b: _digits(a, 2) + _digits(b, 2)  # noqa: E731
+    s2 = lambda a, b: _digits(a, 2) + _digits(b, 2)
     assert (s2(make.clean_a, make.clean_b) >= 10).all() and (s2(make.corrupted_a, make.corrupted_b) <= 8).all()
     cascade = subtask_pairs(task, "UseSum9", 3, n=32)
-    assert (s2(cascade.clean_a, cascade.clean_b) == 9).all() and (s2(cascade.corrupted_a, cascade.corrupted_b) == 9).all()
+    assert (s2(cascade.clean_a, cascade.clean_b) == 9).all() and (
+        s2(cascade.corrupted_a, cascade.corrupted_b) == 9
+    ).all()
     for pairs, k in ((base, 1), (use, 1), (make, 3), (cascade, 3)):
         assert (pairs.clean_digits[:, k] != pairs.corrupted_digits[:, k]).all()
     with pytest.raises(NotApplicable, match="BaseAdd is defined for answer digits 0..2"):
@@ -39,7 +44,7 @@ def test_families_isolate_their_subtask():
 
 
 def test_necessity_matches_the_known_add3_circuit(add3):
-    heads = lambda layer, pos, hs=(0, 1, 2): tuple(Node("attn_head_out", pos, layer, h) for h in hs)  # noqa: E731
+    heads = lambda layer, pos, hs=(0, 1, 2): tuple(Node("attn_head_out", pos, layer, h) for h in hs)
     nodes = [heads(0, 8, (1, 2)), heads(2, 10, (1,)), heads(2, 10, (2,))]  # digit 1: b1 sits at 8, predicted at 10
     by_a = node_necessity(add3, 1, nodes, n=32, subtasks=("BaseAdd",), operand="a").set_index("node").necessity
     by_b = node_necessity(add3, 1, nodes, n=32, subtasks=("BaseAdd",), operand="b").set_index("node").necessity
@@ -66,7 +71,11 @@ def test_tags_of_a_discovered_circuit(add3):
 def test_extra_digits_are_interchangeable_and_ignored(add3):
     df = extra_digit_interchange(add3, n=48)
     assert df.attrs["positions"] == [1, 6]  # a3 and b3
-    assert (df.iia_unchanged >= 0.85).all() and (df.iia_true_arithmetic <= 0.02).all() and df.attrs["baseline_truncation"] > 0.85
+    assert (
+        (df.iia_unchanged >= 0.85).all()
+        and (df.iia_true_arithmetic <= 0.02).all()
+        and df.attrs["baseline_truncation"] > 0.85
+    )
 
 
 def test_units_digit_das_beats_its_controls(add3):

@@ -15,43 +15,49 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from sweep_fixture import DIVERGENT_LR, TINY_SPEC, figures, tiny_sweep
 
 import mechinterp_arith as ma
 from mechinterp_arith.cli import main as cli_main
+from mechinterp_arith.core.checkpoint import STATE_FILE
+from mechinterp_arith.core.train_state import saved_progress
 from mechinterp_arith.sweep import AnalysesSpec, SpecError, load_spec, parse_spec, resolve, run_sweep
 from mechinterp_arith.sweep.results import read_record, run_dir
 from mechinterp_arith.sweep.runner import plan_units
-from mechinterp_arith.core.checkpoint import STATE_FILE
-from mechinterp_arith.core.train_state import saved_progress
 
 REPO = Path(__file__).resolve().parents[2]
-CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-             "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+CHILD_ENV = {
+    **os.environ,
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+}
 
 
 # ---- the spec ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("text, message", [
-    ("[settings]\nlrate = 0.1", "unknown key 'lrate' in [settings]; did you mean 'lr'?"),
-    ("[setings]\nlr = 0.1", "unknown key 'setings' in the spec's top level; did you mean 'settings'?"),
-    ('[grid]\npositional = ["learned", "sinusoidal"]', "run (positional='sinusoidal'): unknown position scheme"),
-    ('[settings]\nsteps = "many"', "[settings] steps = 'many': expected an integer"),
-    ("[settings]\nbetas = [0.9]", "[settings] betas = [0.9]: expected a list of 2 numbers"),
-    ('[settings]\nanneal_at = "soon"', '[settings] anneal_at = \'soon\': expected a number or "off"'),
-    ("[grid]\nseed = 3", "[grid] seed must be a non-empty list of values, got 3"),
-    ("[grid]\nseed = []", "[grid] seed must be a non-empty list"),
-    ("[settings]\nseed = 1\n[grid]\nseed = [1, 2]", "'seed' is in both [settings] and [grid]"),
-    ("[grid]\nseed = [1, 2]\n[[runs]]\nseed = 3", "'seed' is in both [grid] and [[runs]] entry 1"),
-    ("[[runs]]\nseed = 1\n[[runs]]\nseed = 1", "runs (seed=1) and (seed=1) have the same settings"),
-    ('[settings]\nsize = "huge"', "[settings] size = 'huge': choose one of gpt-nano"),
-    ("[settings]\nd_model = 50", "d_model=50 is not divisible by n_heads=3"),
-    ("[settings]\ndigits = 2\n[analyses]\nood_digits = [2]", "[analyses] OOD length m=2 must exceed"),
-    ("[analyses]\nn = 0", "[analyses] n must be an integer between 1"),
-    ("[analyses]\npca = 1", "[analyses] pca = 1: expected true or false"),
-    ("[analyses]\nprobe = true", "unknown key 'probe' in [analyses]"),
-    ("[settings\n", "is not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[settings]\nlrate = 0.1", "unknown key 'lrate' in [settings]; did you mean 'lr'?"),
+        ("[setings]\nlr = 0.1", "unknown key 'setings' in the spec's top level; did you mean 'settings'?"),
+        ('[grid]\npositional = ["learned", "sinusoidal"]', "run (positional='sinusoidal'): unknown position scheme"),
+        ('[settings]\nsteps = "many"', "[settings] steps = 'many': expected an integer"),
+        ("[settings]\nbetas = [0.9]", "[settings] betas = [0.9]: expected a list of 2 numbers"),
+        ('[settings]\nanneal_at = "soon"', "[settings] anneal_at = 'soon': expected a number or \"off\""),
+        ("[grid]\nseed = 3", "[grid] seed must be a non-empty list of values, got 3"),
+        ("[grid]\nseed = []", "[grid] seed must be a non-empty list"),
+        ("[settings]\nseed = 1\n[grid]\nseed = [1, 2]", "'seed' is in both [settings] and [grid]"),
+        ("[grid]\nseed = [1, 2]\n[[runs]]\nseed = 3", "'seed' is in both [grid] and [[runs]] entry 1"),
+        ("[[runs]]\nseed = 1\n[[runs]]\nseed = 1", "runs (seed=1) and (seed=1) have the same settings"),
+        ('[settings]\nsize = "huge"', "[settings] size = 'huge': choose one of gpt-nano"),
+        ("[settings]\nd_model = 50", "d_model=50 is not divisible by n_heads=3"),
+        ("[settings]\ndigits = 2\n[analyses]\nood_digits = [2]", "[analyses] OOD length m=2 must exceed"),
+        ("[analyses]\nn = 0", "[analyses] n must be an integer between 1"),
+        ("[analyses]\npca = 1", "[analyses] pca = 1: expected true or false"),
+        ("[analyses]\nprobe = true", "unknown key 'probe' in [analyses]"),
+        ("[settings\n", "is not valid TOML"),
+    ],
+)
 def test_invalid_specs_name_the_bad_key_or_value(text, message):
     with pytest.raises(SpecError) as e:
         parse_spec(text)
@@ -65,8 +71,10 @@ def test_shipped_specs_are_valid(path):
 
 
 def test_grid_and_list_expand_in_order():
-    spec = parse_spec('[settings]\ndigits = 2\n[grid]\npositional = ["learned", "rotary"]\nseed = [0, 1]\n'
-                      "[[runs]]\nlr = 1e-3\n[[runs]]\nlr = 3e-3")
+    spec = parse_spec(
+        '[settings]\ndigits = 2\n[grid]\npositional = ["learned", "rotary"]\nseed = [0, 1]\n'
+        "[[runs]]\nlr = 1e-3\n[[runs]]\nlr = 3e-3"
+    )
     got = [(r.training.lr, r.model.positional, r.model.seed) for r in spec.runs]
     assert got == [(lr, p, s) for lr in (1e-3, 3e-3) for p in ("learned", "rotary") for s in (0, 1)]
     assert all(r.task == ma.Task("add", 2) for r in spec.runs)
@@ -106,7 +114,12 @@ def test_results_hold_settings_and_figures():
     done = frame[frame["status"] == "done"]
     for column in ("id_exact", "exact_len2", "exact_len3", "exact_len4", "equiv_coverage", "pca_centroid_accuracy"):
         assert done[column].between(0, 1).all(), column
-    assert done["train_steps"].eq(60).all() and done["positional"].tolist() == ["learned", "learned", "rotary", "rotary"]
+    assert done["train_steps"].eq(60).all() and done["positional"].tolist() == [
+        "learned",
+        "learned",
+        "rotary",
+        "rotary",
+    ]
     for run_id in done["run_id"]:  # each run is a normal checkpoint whose figures are its own
         ckpt = ma.load(result.sweep_dir / "runs" / run_id, device="cpu")
         assert ckpt.history[-1]["id_exact"] == done.set_index("run_id").loc[run_id, "train_id_exact"]
@@ -114,10 +127,13 @@ def test_results_hold_settings_and_figures():
 
 
 def test_a_failed_run_is_recorded_and_does_not_stop_the_others():
-    spec, result = tiny_sweep()
+    _spec, result = tiny_sweep()
     failed = ma.load_sweep(result.sweep_dir).iloc[-1]
     assert failed["status"] == "failed" and failed["lr"] == DIVERGENT_LR
-    assert failed["error"] == f"CheckpointError: runs/{failed['run_id']}/model.safetensors: embed.weight holds NaN or infinite values"
+    assert (
+        failed["error"]
+        == f"CheckpointError: runs/{failed['run_id']}/model.safetensors: embed.weight holds NaN or infinite values"
+    )
     record = read_record(result.sweep_dir, failed["run_id"])
     assert record["status"] == "failed" and "Traceback" in record["traceback"]
     assert result.failed == 1 and result.ran == 5
@@ -155,7 +171,9 @@ def test_new_analyses_reanalyse_without_retraining(tmp_path):
     assert (again.skipped, again.ran) == (0, 5)
     assert [w.stat().st_mtime_ns for w in weights] == before  # analysed again, not trained again
     done = again.frame[again.frame["status"] == "done"]
-    assert "pca_centroid_accuracy" not in done and "equiv_coverage" not in done and done["exact_len2"].between(0, 1).all()
+    assert (
+        "pca_centroid_accuracy" not in done and "equiv_coverage" not in done and done["exact_len2"].between(0, 1).all()
+    )
     assert done["train_loss"].tolist() == result.frame["train_loss"].iloc[:4].tolist()
 
 
@@ -164,9 +182,24 @@ def test_killed_sweep_resumes_and_ends_with_the_same_results(tmp_path):
     spec_path = tmp_path / "tiny.toml"
     spec_path.write_text(TINY_SPEC)
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "mechinterp_arith", "sweep", str(spec_path), "--out", str(out),
-                             "--workers", "1", "--quiet"], env=CHILD_ENV, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mechinterp_arith",
+            "sweep",
+            str(spec_path),
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            "--quiet",
+        ],
+        env=CHILD_ENV,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 240
     try:  # kill the sweep and its worker once one run is done and the next has saved a training state
         while time.monotonic() < deadline and proc.poll() is None:

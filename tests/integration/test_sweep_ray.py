@@ -10,22 +10,25 @@ import dataclasses
 
 import pandas as pd
 import pytest
-
 from sweep_fixture import figures, tiny_sweep
 
 import mechinterp_arith as ma
 from mechinterp_arith.sweep import run_sweep
-from mechinterp_arith.sweep.runner import store_shipped
-from mechinterp_arith.sweep.executors import run_unit_on_node
 from mechinterp_arith.sweep.execute import WorkUnit
+from mechinterp_arith.sweep.executors import run_unit_on_node
+from mechinterp_arith.sweep.runner import store_shipped
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
 
 
 @pytest.fixture(scope="module")
 def ray_instance():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}},
+    )
     yield
     ray.shutdown()
 
@@ -47,7 +50,9 @@ def test_worker_without_the_directory_sends_checkpoints_back(ray_instance, tmp_p
     unit = WorkUnit((run,), str(out), spec.analyses, "cpu")
     payload = ray.get(ray.remote(run_unit_on_node).options(num_cpus=1).remote(unit, None))  # no token: not shared
     assert not out.exists()
-    assert sorted(payload["files"]) == [f"runs/{run.run_id}/{f}" for f in ("config.json", "metrics.json", "model.safetensors")]
+    assert sorted(payload["files"]) == [
+        f"runs/{run.run_id}/{f}" for f in ("config.json", "metrics.json", "model.safetensors")
+    ]
     store_shipped(out, payload)
     (record,) = payload["records"]
     expected = figures(local.frame).loc[run.run_id]

@@ -47,7 +47,8 @@ def test_a_bad_thread_setting_is_one_line_on_stderr(monkeypatch, capsys):
     monkeypatch.setenv(ENV_VAR, "many")
     assert main(["info", "add3"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
-        f"mechinterp-arith info: error: {ENV_VAR} must be an integer >= 0 (0: torch's default), got 'many'"]
+        f"mechinterp-arith info: error: {ENV_VAR} must be an integer >= 0 (0: torch's default), got 'many'"
+    ]
     monkeypatch.delenv(ENV_VAR)
     assert main(["info", "add3", "--threads", "-2"]) == 2
     assert "threads must be an integer >= 0" in capsys.readouterr().err
@@ -85,8 +86,9 @@ BUSY_SIBLING = textwrap.dedent("""
 
 def test_a_command_beside_a_busy_process_finishes_within_twice_its_time_alone(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", ENV_VAR)}
-    r = subprocess.run([sys.executable, "-c", BUSY_SIBLING, str(tmp_path)], capture_output=True, text=True, env=env,
-                       timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-c", BUSY_SIBLING, str(tmp_path)], capture_output=True, text=True, env=env, timeout=600
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     timing = json.loads(r.stdout.strip().splitlines()[-1])
     assert timing["threads"] == 1

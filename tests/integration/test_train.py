@@ -22,7 +22,9 @@ def test_loss_mask_covers_answer_tokens_only():
     td = TrainingData.build(task, data.id_split(task, 5, 0))
     # inputs are positions 0..14; those at 9..14 predict the 6 answer digits
     assert td.loss_mask[0].nonzero().squeeze(1).tolist() == list(range(9, 15))
-    assert torch.equal(td.targets[0, 9:], td.inputs.new_tensor(task.encode(int(td.split.train_a[0]), int(td.split.train_b[0]))[10:]))
+    assert torch.equal(
+        td.targets[0, 9:], td.inputs.new_tensor(task.encode(int(td.split.train_a[0]), int(td.split.train_b[0]))[10:])
+    )
     plain = Task("add", 3, format="plain", pad=False)
     td = TrainingData.build(plain, data.id_split(plain, 1, 0, seed=4))
     text = plain.to_text(int(td.split.train_a[0]), int(td.split.train_b[0]))
@@ -42,7 +44,9 @@ def test_same_seed_same_weights_other_seed_other_weights():
     assert _same(_weights(m1), _weights(m2))
     assert h1["loss"].tolist() == h2["loss"].tolist()
     assert sorted(s1) == [15, 30]
-    m3, _, _ = train(TINY_TASK, TINY, TrainConfig(**{**SHORT.to_dict(), "seed": 1, "betas": SHORT.betas}), progress=False)
+    m3, _, _ = train(
+        TINY_TASK, TINY, TrainConfig(**{**SHORT.to_dict(), "seed": 1, "betas": SHORT.betas}), progress=False
+    )
     assert not _same(_weights(m1), _weights(m3))
 
 
@@ -75,7 +79,7 @@ def test_resume_refuses_a_state_from_other_settings(tmp_path):
     other = TrainConfig(**{**SHORT.to_dict(), "lr": 1e-2, "betas": SHORT.betas})
     with pytest.raises(CheckpointError, match="different settings"):
         train(TINY_TASK, TINY, other, out_dir=tmp_path / "run", progress=False)
-    model, _, _ = train(TINY_TASK, TINY, other, out_dir=tmp_path / "run", resume=False, progress=False)
+    _model, _, _ = train(TINY_TASK, TINY, other, out_dir=tmp_path / "run", resume=False, progress=False)
     assert load(tmp_path / "run", device="cpu").config["training"]["lr"] == 1e-2
 
 

@@ -80,7 +80,9 @@ def test_unsupported_models_are_named():
             return {}
 
     reasons = unsupported_reasons(Model())
-    assert any("rotary" in r for r in reasons) and any("RMS" in r for r in reasons) and any("solu" in r for r in reasons)
+    assert (
+        any("rotary" in r for r in reasons) and any("RMS" in r for r in reasons) and any("solu" in r for r in reasons)
+    )
     with pytest.raises(NotImplementedError, match="rotary"):
         PlainGPT(Model())
 

@@ -108,7 +108,9 @@ def test_every_scheme_is_a_hooked_bridge_that_round_trips(scheme, tmp_path):
 
 def test_patching_the_position_ids_moves_tokens():
     task = Task("add", 2, format="reversed", width=3)
-    model = build_model(ModelConfig.for_task(task, n_layers=1, n_heads=2, d_model=16, d_mlp=32, positional="coupling"), task=task)
+    model = build_model(
+        ModelConfig.for_task(task, n_layers=1, n_heads=2, d_model=16, d_mlp=32, positional="coupling"), task=task
+    )
     tokens = _inputs(task, [7], [45])
     clean = model(tokens)
     same = model.run_with_hooks(tokens, fwd_hooks=[(POSITION_IDS_HOOK, lambda ids, hook: ids)])
@@ -120,7 +122,9 @@ def test_fast_decoding_only_where_positions_are_the_token_index():
     task = Task("add", 2, format="reversed", width=3)
     a, b = torch.tensor([7, 12]), torch.tensor([45, 3])
     for scheme, path in (("learned", "kv"), ("nope", "kv"), ("coupling", "bridge"), ("randomized", "bridge")):
-        model = build_model(ModelConfig.for_task(task, n_layers=1, n_heads=2, d_model=16, d_mlp=32, positional=scheme), task=task)
+        model = build_model(
+            ModelConfig.for_task(task, n_layers=1, n_heads=2, d_model=16, d_mlp=32, positional=scheme), task=task
+        )
         assert generate(model, task, a, b).path == path
         assert any(scheme in r for r in unsupported_reasons(model)) == (path == "bridge")
 
@@ -128,21 +132,32 @@ def test_fast_decoding_only_where_positions_are_the_token_index():
 def test_nope_table_is_zero_and_stays_zero_in_training():
     task = Task("add", 2, format="reversed", width=3)
     cfg = ModelConfig.for_task(task, n_layers=1, n_heads=2, d_model=16, d_mlp=32, positional="nope")
-    model, _, _ = train(task, cfg, TrainConfig(steps=5, batch_size=16, eval_every=5, eval_n=20, device="cpu"), progress=False)
+    model, _, _ = train(
+        task, cfg, TrainConfig(steps=5, batch_size=16, eval_every=5, eval_n=20, device="cpu"), progress=False
+    )
     assert torch.count_nonzero(model.pos_embed.W_pos) == 0 and not model.pos_embed.W_pos.requires_grad
 
 
 def test_scheme_defaults_resolve_into_the_recorded_training_config(tmp_path):
     task = Task("add", 2, format="reversed", width=3)
     cfg = ModelConfig.for_task(task, n_layers=1, n_heads=2, d_model=16, d_mlp=32, positional="abacus")
-    train(task, cfg, TrainConfig(steps=4, batch_size=16, eval_every=4, eval_n=20, n_train=200, n_test=50, device="cpu"),
-          out_dir=tmp_path / "abacus", progress=False)
+    train(
+        task,
+        cfg,
+        TrainConfig(steps=4, batch_size=16, eval_every=4, eval_n=20, n_train=200, n_test=50, device="cpu"),
+        out_dir=tmp_path / "abacus",
+        progress=False,
+    )
     recorded = load(tmp_path / "abacus", device="cpu").config["training"]
     assert recorded["operand_lengths"] == "mixed" and recorded["random_positions"] is True
     assert scheme_defaults("learned") == {"format": "paper", "operand_lengths": "uniform", "random_positions": False}
     with pytest.raises(ValueError, match="random positions need"):
-        train(task, ModelConfig.for_task(task, n_layers=1, n_heads=2, d_model=16, d_mlp=32),
-              TrainConfig(steps=2, random_positions=True, device="cpu"), progress=False)
+        train(
+            task,
+            ModelConfig.for_task(task, n_layers=1, n_heads=2, d_model=16, d_mlp=32),
+            TrainConfig(steps=2, random_positions=True, device="cpu"),
+            progress=False,
+        )
 
 
 def test_ruled_schemes_need_a_layout_with_known_places():

@@ -36,8 +36,10 @@ def test_stacked_forward_is_each_bridge_to_float_rounding(act):
     tokens = torch.stack([td.inputs[:32], td.inputs[32:]])
     logits = fwd(tokens, first)
     assert logits.shape == (2, 32, 6, 10)
-    loss = sum(answer_loss(logits[k], td.targets[32 * k : 32 * (k + 1), first:], td.loss_mask[32 * k : 32 * (k + 1), first:])
-               for k in range(2))
+    loss = sum(
+        answer_loss(logits[k], td.targets[32 * k : 32 * (k + 1), first:], td.loss_mask[32 * k : 32 * (k + 1), first:])
+        for k in range(2)
+    )
     loss.backward()
     for k, model in enumerate(models):
         grads = {n: p.grad.clone() for n, p in model.state_dict(keep_vars=True).items() if p.grad is not None}

@@ -49,14 +49,16 @@ def test_batch_encoding_decodes_to_true_answers(task, a):
 
 def test_paper_layout_matches_the_study():
     # 349 + 705 -> 00349 00705 450100 (reference README)
-    assert Task("add", 3).to_text(349, 705) == "00349" "00705" "450100"
-    assert Task("mul", 3).to_text(349, 705) == "00349" "00705" + str(349 * 705).zfill(10)[::-1]
+    assert Task("add", 3).to_text(349, 705) == "0034900705450100"
+    assert Task("mul", 3).to_text(349, 705) == "0034900705" + str(349 * 705).zfill(10)[::-1]
     task = Task("add", 3)
     assert (task.prompt_len, task.answer_width, task.n_ctx, task.d_vocab) == (10, 6, 15, 10)
 
 
 def test_modular_answers():
-    assert Task("addmod", 2, modulus=101).from_text(Task("addmod", 2, modulus=101).to_text(99, 98))[2] == (99 + 98) % 101
+    assert (
+        Task("addmod", 2, modulus=101).from_text(Task("addmod", 2, modulus=101).to_text(99, 98))[2] == (99 + 98) % 101
+    )
     assert Task("addmod", 2, modulus=100).answer_width == 2
 
 

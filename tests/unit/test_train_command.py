@@ -16,9 +16,17 @@ def parsed(command: str):
     """The (task, model, training) settings the train command line would use."""
     args = build_parser().parse_args(shlex.split(command)[1:])
     task = task_from_args(args)
-    model = ModelConfig.for_task(task, n_layers=args.layers, n_heads=args.heads, d_model=args.d_model,
-                                 d_mlp=args.d_mlp, act_fn=args.act, positional=args.positional, seed=args.model_seed,
-                                 **({"n_ctx": args.n_ctx} if args.n_ctx is not None else {}))
+    model = ModelConfig.for_task(
+        task,
+        n_layers=args.layers,
+        n_heads=args.heads,
+        d_model=args.d_model,
+        d_mlp=args.d_mlp,
+        act_fn=args.act,
+        positional=args.positional,
+        seed=args.model_seed,
+        **({"n_ctx": args.n_ctx} if args.n_ctx is not None else {}),
+    )
     values = {f: getattr(args, f) for f in TRAIN_FLAGS}
     values["betas"] = tuple(values["betas"])
     return task, model, TrainConfig(**values), args.out
@@ -30,16 +38,39 @@ def test_every_setting_has_an_option():
     assert set(TRAIN_FLAGS) == set(TrainConfig.__dataclass_fields__)
 
 
-@pytest.mark.parametrize("task, model_overrides, train_overrides", [
-    (Task("add", 3), {}, {}),
-    (Task("addmod", 2, modulus=101), {"seed": 7, "act_fn": "relu"}, {"betas": (0.8, 0.95), "ood_digits": 3, "seed": 5}),
-    (Task("sub", 2, format="reversed", pad=False), {"n_layers": 1, "d_mlp": 40},
-     {"target_accuracy": 0.99, "snapshot_every": 50, "n_train": 300, "n_test": 20, "forward": "bridge",
-      "batch_rng": "arithmetic", "schedule": "constant", "min_lr_ratio": 0.5, "device": "cpu", "anneal_at": None}),
-    (Task("add", 3, format="reversed", width=6), {"positional": "coupling", "n_ctx": 40, "n_heads": 4},
-     {"operand_lengths": "mixed", "random_positions": True, "anneal_at": 0.8, "anneal_steps": 40}),
-    (Task("add", 3, width=6), {"positional": "abacus"}, {"operand_lengths": "uniform", "random_positions": False}),
-])
+@pytest.mark.parametrize(
+    "task, model_overrides, train_overrides",
+    [
+        (Task("add", 3), {}, {}),
+        (
+            Task("addmod", 2, modulus=101),
+            {"seed": 7, "act_fn": "relu"},
+            {"betas": (0.8, 0.95), "ood_digits": 3, "seed": 5},
+        ),
+        (
+            Task("sub", 2, format="reversed", pad=False),
+            {"n_layers": 1, "d_mlp": 40},
+            {
+                "target_accuracy": 0.99,
+                "snapshot_every": 50,
+                "n_train": 300,
+                "n_test": 20,
+                "forward": "bridge",
+                "batch_rng": "arithmetic",
+                "schedule": "constant",
+                "min_lr_ratio": 0.5,
+                "device": "cpu",
+                "anneal_at": None,
+            },
+        ),
+        (
+            Task("add", 3, format="reversed", width=6),
+            {"positional": "coupling", "n_ctx": 40, "n_heads": 4},
+            {"operand_lengths": "mixed", "random_positions": True, "anneal_at": 0.8, "anneal_steps": 40},
+        ),
+        (Task("add", 3, width=6), {"positional": "abacus"}, {"operand_lengths": "uniform", "random_positions": False}),
+    ],
+)
 def test_the_recorded_command_parses_back_into_the_same_settings(task, model_overrides, train_overrides):
     model = ModelConfig.for_task(task, **model_overrides)
     cfg = dataclasses.replace(TrainConfig(), **train_overrides)
@@ -55,8 +86,32 @@ def test_a_model_whose_vocabulary_the_command_cannot_set_has_no_command():
 
 def test_train_seeds_writes_one_checkpoint_per_seed_and_the_ensemble_json(tmp_path, capsys):
     out = tmp_path / "ens"
-    argv = ["train", "--task", "add", "--digits", "1", "--width", "2", "--layers", "1", "--heads", "2", "--d-model", "16",
-            "--steps", "6", "--eval-every", "3", "--eval-n", "10", "--seeds", "2", "--out", str(out), "--quiet"]
+    argv = [
+        "train",
+        "--task",
+        "add",
+        "--digits",
+        "1",
+        "--width",
+        "2",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--d-model",
+        "16",
+        "--steps",
+        "6",
+        "--eval-every",
+        "3",
+        "--eval-n",
+        "10",
+        "--seeds",
+        "2",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "seed   0: step 6" in printed and "seed   1: step 6" in printed and "ensemble.json" in printed
@@ -64,7 +119,7 @@ def test_train_seeds_writes_one_checkpoint_per_seed_and_the_ensemble_json(tmp_pa
     assert doc["seeds"] == [0, 1] and doc["command"] == "mechinterp-arith " + shlex.join(argv)
     for seed in (0, 1):
         ckpt = load(out / f"seed_{seed}", device="cpu")
-        task, model, cfg, where = parsed(ckpt.config["command"])
+        _task, model, cfg, where = parsed(ckpt.config["command"])
         assert (model.seed, cfg.seed, where) == (seed, seed, str(out / f"seed_{seed}"))
         assert cfg.to_dict() == ckpt.config["training"] and len(doc["members"][seed]["history"]) == 2
 

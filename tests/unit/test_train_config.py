@@ -7,17 +7,24 @@ import pytest
 from mechinterp_arith import TrainConfig
 from mechinterp_arith.core.train_config import anneal_start, lr_at
 
-HISTORY = [{"step": 50, "id_exact": 0.4}, {"step": 100, "id_exact": 0.93}, {"step": 150, "id_exact": 0.88},
-           {"step": 200, "id_exact": 0.99}]
+HISTORY = [
+    {"step": 50, "id_exact": 0.4},
+    {"step": 100, "id_exact": 0.93},
+    {"step": 150, "id_exact": 0.88},
+    {"step": 200, "id_exact": 0.99},
+]
 
 
-@pytest.mark.parametrize("settings, start", [
-    ({"target_accuracy": 1.0}, 100),                      # the first evaluation at or above 0.9
-    ({"target_accuracy": 1.0, "anneal_at": 0.95}, 200),
-    ({"target_accuracy": 1.0, "anneal_at": 0.999}, None),  # not reached yet
-    ({"target_accuracy": 1.0, "anneal_at": None}, None),   # never
-    ({}, None),                                           # fixed-length runs follow the fixed schedule
-])
+@pytest.mark.parametrize(
+    "settings, start",
+    [
+        ({"target_accuracy": 1.0}, 100),  # the first evaluation at or above 0.9
+        ({"target_accuracy": 1.0, "anneal_at": 0.95}, 200),
+        ({"target_accuracy": 1.0, "anneal_at": 0.999}, None),  # not reached yet
+        ({"target_accuracy": 1.0, "anneal_at": None}, None),  # never
+        ({}, None),  # fixed-length runs follow the fixed schedule
+    ],
+)
 def test_annealing_starts_at_the_first_evaluation_that_reached_anneal_at(settings, start):
     assert anneal_start(TrainConfig(**settings), HISTORY) == start
 
@@ -38,7 +45,9 @@ def test_anneal_at_outside_0_1_is_one_clear_error(value):
 
 
 def test_configs_written_before_annealing_existed_read_as_never_annealing():
-    old = {k: v for k, v in TrainConfig(target_accuracy=0.995).to_dict().items() if k not in ("anneal_at", "anneal_steps")}
+    old = {
+        k: v for k, v in TrainConfig(target_accuracy=0.995).to_dict().items() if k not in ("anneal_at", "anneal_steps")
+    }
     cfg = TrainConfig.from_dict(old)
     assert cfg.anneal_at is None and anneal_start(cfg, HISTORY) is None
     assert TrainConfig.from_dict(TrainConfig().to_dict()).anneal_at == 0.9

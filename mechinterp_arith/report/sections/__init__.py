@@ -8,7 +8,7 @@ Adding a section is one function here; it gets the checkpoint, settings and asse
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from . import (
     accuracy,

@@ -44,14 +44,27 @@ def section(ctx: ReportContext) -> dict:
     grid = length_grid_rates(ctx)
     labels = [str(x) for x in grid["lengths"]]
     rule_name = task.equivalent_description()
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("exact match", f"answer = {rule_name}"),
-                        horizontal_spacing=0.15)
+    fig = make_subplots(
+        rows=1, cols=2, subplot_titles=("exact match", f"answer = {rule_name}"), horizontal_spacing=0.15
+    )
     for col, key in ((1, "exact"), (2, "mod_rule")):
         z = grid[key]
-        fig.add_trace(go.Heatmap(z=z, x=labels, y=labels, zmin=0, zmax=1, colorscale="Viridis",
-                                 text=np.round(z, 3), texttemplate="%{text}", showscale=col == 2,
-                                 hovertemplate="len a %{y}, len b %{x}: %{z:.3f}<extra></extra>"),
-                      row=1, col=col)
+        fig.add_trace(
+            go.Heatmap(
+                z=z,
+                x=labels,
+                y=labels,
+                zmin=0,
+                zmax=1,
+                colorscale="Viridis",
+                text=np.round(z, 3),
+                texttemplate="%{text}",
+                showscale=col == 2,
+                hovertemplate="len a %{y}, len b %{x}: %{z:.3f}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
         fig.update_xaxes(title_text="digits of b", row=1, col=col)
         fig.update_yaxes(title_text="digits of a", autorange="reversed", row=1, col=col)
     fig.update_layout(height=430, margin={"t": 40, "b": 40})
@@ -61,11 +74,21 @@ def section(ctx: ReportContext) -> dict:
     for name, (a, b) in sets.items():
         predicted = generate(ctx.ckpt.model, task, a, b).answers
         s = score(task, predicted, task.apply(a, b))
-        label = f"ID {task.digits}-digit" if name == "id" else f"OOD {data.default_ood_digits(task)}-digit (both operands)"
-        rows.append([label, s["n"], f"{s['exact']:.4f}",
-                     f"{(predicted == task.equivalent_answer(a, b)).float().mean().item():.4f}",
-                     " ".join(f"{x:.3f}" for x in s["per_digit"])])
+        label = (
+            f"ID {task.digits}-digit" if name == "id" else f"OOD {data.default_ood_digits(task)}-digit (both operands)"
+        )
+        rows.append(
+            [
+                label,
+                s["n"],
+                f"{s['exact']:.4f}",
+                f"{(predicted == task.equivalent_answer(a, b)).float().mean().item():.4f}",
+                " ".join(f"{x:.3f}" for x in s["per_digit"]),
+            ]
+        )
     summary = table(rows, header=["set", "n", "exact", f"= {rule_name}", "per digit (units first)"], cls="grid")
-    note = (f"<p>{escape(grid['n'])} pairs per cell (seed {ctx.settings.seed}); the model was trained on operands "
-            f"of up to {task.digits} digits. Lengths beyond {task.digits} are out of distribution.</p>")
+    note = (
+        f"<p>{escape(grid['n'])} pairs per cell (seed {ctx.settings.seed}); the model was trained on operands "
+        f"of up to {task.digits} digits. Lengths beyond {task.digits} are out of distribution.</p>"
+    )
     return {"title": TITLE, "html": "\n".join([summary, ctx.figure(fig), note])}

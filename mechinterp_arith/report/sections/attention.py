@@ -32,13 +32,13 @@ def class_members(task, a: int, b: int, seed: int = 0) -> list[tuple[int, int]]:
     return [(ra, rb)] + list(zip(ma.tolist(), mb.tolist()))
 
 
-def token_labels(task, tokens: Int[Tensor, "pos"]) -> list[str]:
+def token_labels(task, tokens: Int[Tensor, " pos"]) -> list[str]:
     """``label:token`` per position, e.g. ``a4:0 ... b0:5 ans0:4`` (:func:`position_labels`)."""
     return [f"{r}:{task.vocab[t]}" for r, t in zip(position_labels(task), tokens.tolist())]
 
 
 @torch.inference_mode()
-def attention_of(model: TransformerBridge, tokens: Int[Tensor, "pos"]) -> Float[Tensor, "layer_head dest src"]:
+def attention_of(model: TransformerBridge, tokens: Int[Tensor, " pos"]) -> Float[Tensor, "layer_head dest src"]:
     """Every head's pattern for one sequence, layers then heads: [n_layers * n_heads, pos, pos]."""
     names = [get_act_name("pattern", l) for l in range(model.cfg.n_layers)]
     _, cache = model.run_with_cache(tokens.unsqueeze(0), names_filter=lambda n: n in names)
@@ -54,9 +54,11 @@ def section(ctx: ReportContext) -> dict:
         require_ood_digits(task)
     except NotApplicable as e:
         return {"title": TITLE, "html": skipped("Attention views", str(e))}
-    html = [f"<p>Each view shows all {L * H} heads over the sequence the model reads while answering "
-            f"(the prompt and its own generated answer digits; <code>aK</code>/<code>bK</code> is the "
-            f"10<sup>K</sup> digit of an operand, <code>ansK</code> of the answer). Select a head to enlarge it.</p>"]
+    html = [
+        f"<p>Each view shows all {L * H} heads over the sequence the model reads while answering "
+        f"(the prompt and its own generated answer digits; <code>aK</code>/<code>bK</code> is the "
+        f"10<sup>K</sup> digit of an operand, <code>ansK</code> of the answer). Select a head to enlarge it.</p>"
+    ]
     for a0, b0 in ID_EXAMPLES:
         members = class_members(task, a0, b0, seed=ctx.settings.seed)
         a = torch.tensor([m[0] for m in members])
@@ -69,19 +71,29 @@ def section(ctx: ReportContext) -> dict:
             pattern = attention_of(model, tokens)
             patterns.append(pattern)
             kind = "ID" if i == 0 else "OOD"
-            caption = (f"{kind}: {task.describe(str(x), str(y))}: model {int(gen.answers[i])}, "
-                       f"true {int(truth[i])}, rule {int(rule[i])}")
-            columns.append(f'<figure class="attn"><figcaption>{escape(caption)}</figcaption>'
-                           f"{ctx.attention(pattern, token_labels(task, tokens), names)}</figure>")
-        html.append(f'<h3>{escape(task.describe(str(members[0][0]), str(members[0][1])))} and its class</h3>')
+            caption = (
+                f"{kind}: {task.describe(str(x), str(y))}: model {int(gen.answers[i])}, "
+                f"true {int(truth[i])}, rule {int(rule[i])}"
+            )
+            columns.append(
+                f'<figure class="attn"><figcaption>{escape(caption)}</figcaption>'
+                f"{ctx.attention(pattern, token_labels(task, tokens), names)}</figure>"
+            )
+        html.append(f"<h3>{escape(task.describe(str(members[0][0]), str(members[0][1])))} and its class</h3>")
         html.append('<div class="side-by-side">' + "".join(columns) + "</div>")
         answer_rows = slice(task.prompt_len - 1, task.n_ctx)  # positions that predict answer digits
-        diffs = [[f"{task.describe(str(x), str(y))}"] +
-                 [f"{(p[k, answer_rows] - patterns[0][k, answer_rows]).abs().sum(-1).max().item() / 2:.3f}"
-                  for k in range(L * H)]
-                 for (x, y), p in zip(members[1:], patterns[1:])]
+        diffs = [
+            [f"{task.describe(str(x), str(y))}"]
+            + [
+                f"{(p[k, answer_rows] - patterns[0][k, answer_rows]).abs().sum(-1).max().item() / 2:.3f}"
+                for k in range(L * H)
+            ]
+            for (x, y), p in zip(members[1:], patterns[1:])
+        ]
         if diffs:
-            html.append("<p>Largest total-variation distance between the OOD and the ID pattern, over the "
-                        "positions that predict answer digits (0: identical, 1: disjoint):</p>")
+            html.append(
+                "<p>Largest total-variation distance between the OOD and the ID pattern, over the "
+                "positions that predict answer digits (0: identical, 1: disjoint):</p>"
+            )
             html.append(table(diffs, header=["OOD member"] + names, cls="grid"))
     return {"title": TITLE, "html": "\n".join(html)}

@@ -32,8 +32,10 @@ def equivalence_results(ctx: ReportContext) -> dict:
 
     def compute():
         task, n, seed = ctx.ckpt.task, ctx.settings.n_samples, ctx.settings.seed
-        return {label: eq.analyse_set(ctx.ckpt.model, task, a, b, label)
-                for label, (a, b) in ood_sets(task, n, seed).items()}
+        return {
+            label: eq.analyse_set(ctx.ckpt.model, task, a, b, label)
+            for label, (a, b) in ood_sets(task, n, seed).items()
+        }
 
     return ctx.cached("equivalence_results", compute)
 
@@ -43,10 +45,23 @@ def _summary_table(results: dict) -> str:
     for label, r in results.items():
         top = r.search.top
         best = r.best.name if r.best is not None else f"no relation fits (top: {top.name})"
-        rows.append([label, r.n, f"{r.exact:.3f}", best, f"{top.coverage:.3f}", ci(top.ci95),
-                     f"{r.consistency:.3f}", r.search.n_counterexamples])
-    return table(rows, ["OOD set", "n", "exact", "best relation", "coverage", "95% CI",
-                        "= own answer on ID representative", "misses"], cls="grid")
+        rows.append(
+            [
+                label,
+                r.n,
+                f"{r.exact:.3f}",
+                best,
+                f"{top.coverage:.3f}",
+                ci(top.ci95),
+                f"{r.consistency:.3f}",
+                r.search.n_counterexamples,
+            ]
+        )
+    return table(
+        rows,
+        ["OOD set", "n", "exact", "best relation", "coverage", "95% CI", "= own answer on ID representative", "misses"],
+        cls="grid",
+    )
 
 
 def _relation_table(results: dict) -> str:
@@ -71,9 +86,11 @@ def _counterexamples(results: dict) -> str:
     df = r.counterexamples.head(N_COUNTER)
     if df.empty:
         return f"<p>No counter-example in the {escape(label)} set: every output equals the top relation.</p>"
-    return (f"<p>Counter-examples in the {escape(label)} set ({r.search.n_counterexamples} of {r.n} outputs "
-            f"differ from <em>{escape(r.search.top.name)}</em>; first {len(df)}):</p>"
-            + table(df.values.tolist(), list(df.columns), cls="grid"))
+    return (
+        f"<p>Counter-examples in the {escape(label)} set ({r.search.n_counterexamples} of {r.n} outputs "
+        f"differ from <em>{escape(r.search.top.name)}</em>; first {len(df)}):</p>"
+        + table(df.values.tolist(), list(df.columns), cls="grid")
+    )
 
 
 def section(ctx: ReportContext) -> dict:
@@ -82,17 +99,23 @@ def section(ctx: ReportContext) -> dict:
         return note
     task = ctx.ckpt.task
     results = equivalence_results(ctx)
-    html = [f"<p>Each candidate relation is scored by the share of model outputs exactly equal to it "
-            f"(coverage, with a 95% Wilson interval); a relation fits when the interval's lower end exceeds "
-            f"{eq.FIT_THRESHOLD}. <em>Consistency</em>: the share of OOD inputs answered exactly as the model "
-            f"answers their ID representative (a mod 10^{task.digits}, b mod 10^{task.digits}). "
-            f"{ctx.settings.n_samples} pairs per set, seed {ctx.settings.seed}.</p>",
-            _summary_table(results), "<h3>Coverage of the leading relations</h3>", _relation_table(results),
-            _counterexamples(results)]
+    html = [
+        f"<p>Each candidate relation is scored by the share of model outputs exactly equal to it "
+        f"(coverage, with a 95% Wilson interval); a relation fits when the interval's lower end exceeds "
+        f"{eq.FIT_THRESHOLD}. <em>Consistency</em>: the share of OOD inputs answered exactly as the model "
+        f"answers their ID representative (a mod 10^{task.digits}, b mod 10^{task.digits}). "
+        f"{ctx.settings.n_samples} pairs per set, seed {ctx.settings.seed}.</p>",
+        _summary_table(results),
+        "<h3>Coverage of the leading relations</h3>",
+        _relation_table(results),
+        _counterexamples(results),
+    ]
 
     points = size(ctx, 60, 20)
-    html.append(f"<h3>Grid maps</h3><p>{points} x {points} grid of (a, b) from 0 to 2·10^{task.digits} "
-                f"(dashed: the ID boundary); the model's map should match the equivalent result, not the true one.</p>")
+    html.append(
+        f"<h3>Grid maps</h3><p>{points} x {points} grid of (a, b) from 0 to 2·10^{task.digits} "
+        f"(dashed: the ID boundary); the model's map should match the equivalent result, not the true one.</p>"
+    )
     grid = plots.relation_maps(ctx.ckpt, points=points)
     grid.update_layout(width=None, autosize=True, title=None)
     html.append(ctx.figure(grid, height=380))
@@ -102,12 +125,16 @@ def section(ctx: ReportContext) -> dict:
     dist = plots.class_distributions(ctx.ckpt, a0, b0, k=3, seed=ctx.settings.seed)
     fig = plots.class_probability_figure(ctx.ckpt, a0, b0, k=3, seed=ctx.settings.seed)
     fig.update_layout(width=None, autosize=True, title=None)
-    html.append(f"<h3>Probability heatmaps: {escape(task.describe(str(a0), str(b0)))} and members of its OOD class</h3>"
-                "<p>Softmax over digits at each answer position along each input's own greedy path, and the "
-                "total-variation distance of each member's distributions from the ID input's (0: identical).</p>")
+    html.append(
+        f"<h3>Probability heatmaps: {escape(task.describe(str(a0), str(b0)))} and members of its OOD class</h3>"
+        "<p>Softmax over digits at each answer position along each input's own greedy path, and the "
+        "total-variation distance of each member's distributions from the ID input's (0: identical).</p>"
+    )
     html.append(ctx.figure(fig, height=360))
     A = task.answer_width
-    rows = [[f"{int(r.a)}, {int(r.b)}", int(r.output)] + [f"{r[f'tv_{p}']:.4f}" for p in range(A)] + [f"{r.tv_mean:.4f}"]
-            for _, r in dist.tv.iterrows()]
+    rows = [
+        [f"{int(r.a)}, {int(r.b)}", int(r.output)] + [f"{r[f'tv_{p}']:.4f}" for p in range(A)] + [f"{r.tv_mean:.4f}"]
+        for _, r in dist.tv.iterrows()
+    ]
     html.append(table(rows, ["OOD member", "output"] + [f"TV 10^{p}" for p in range(A)] + ["mean"], cls="grid"))
     return {"title": TITLE, "html": "\n".join(html)}

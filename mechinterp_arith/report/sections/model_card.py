@@ -17,9 +17,11 @@ def format_example(task, a: int = 349, b: int = 705) -> tuple[str, str]:
     answer = int(task.apply(a, b))
     if task.format == "paper":
         W = task.width
-        why = (f"a = {a} and b = {b} zero-padded to {W} digits ({text[:W]} {text[W:2 * W]}), then the answer "
-               f"{answer} zero-padded to {task.answer_width} digits and written units first ({text[2 * W:]}); "
-               f"the model reads the first {task.prompt_len} tokens and generates the answer one digit at a time.")
+        why = (
+            f"a = {a} and b = {b} zero-padded to {W} digits ({text[:W]} {text[W : 2 * W]}), then the answer "
+            f"{answer} zero-padded to {task.answer_width} digits and written units first ({text[2 * W :]}); "
+            f"the model reads the first {task.prompt_len} tokens and generates the answer one digit at a time."
+        )
     else:
         order = "units first" if task.answer_lsb_first else "most significant digit first"
         why = f"{task.describe(str(a), str(b))} = {answer}, the answer written {order}, '.' ends the example."
@@ -33,20 +35,28 @@ def section(ctx: ReportContext) -> dict:
     training = ckpt.config.get("training") or {}
     last = ckpt.history[-1] if ckpt.history else {}
     steps = ckpt.snapshot_steps()
-    overview = table([
-        ("checkpoint", ckpt.path if ckpt.path is not None else ckpt.name),
-        ("task", f"{task.name}: {task.describe()} on operands of up to {task.digits} digits"),
-        ("format", f"{task.format} (operands up to width {task.width}, answer width {task.answer_width})"),
-        ("architecture", f"{mc.n_layers} layers, {mc.n_heads} heads, d_model {mc.d_model}, d_mlp {mc.d_mlp}, "
-                         f"{mc.act_fn}, {mc.positional} positions, context {mc.n_ctx}, vocabulary {mc.d_vocab}"),
-        ("parameters", f"{n_params:,}"),
-        ("last evaluation", ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                      for k, v in last.items()) or "(no history)"),
-        ("snapshots", f"{len(steps)} (steps {steps[0]}..{steps[-1]})" if steps else "none"),
-        ("source", ckpt.config.get("source") or "trained with this toolkit"),
-        ("made by version", ckpt.config.get("package_version") or "?"),
-        ("report by version", __version__),
-    ])
+    overview = table(
+        [
+            ("checkpoint", ckpt.path if ckpt.path is not None else ckpt.name),
+            ("task", f"{task.name}: {task.describe()} on operands of up to {task.digits} digits"),
+            ("format", f"{task.format} (operands up to width {task.width}, answer width {task.answer_width})"),
+            (
+                "architecture",
+                f"{mc.n_layers} layers, {mc.n_heads} heads, d_model {mc.d_model}, d_mlp {mc.d_mlp}, "
+                f"{mc.act_fn}, {mc.positional} positions, context {mc.n_ctx}, vocabulary {mc.d_vocab}",
+            ),
+            ("parameters", f"{n_params:,}"),
+            (
+                "last evaluation",
+                ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in last.items())
+                or "(no history)",
+            ),
+            ("snapshots", f"{len(steps)} (steps {steps[0]}..{steps[-1]})" if steps else "none"),
+            ("source", ckpt.config.get("source") or "trained with this toolkit"),
+            ("made by version", ckpt.config.get("package_version") or "?"),
+            ("report by version", __version__),
+        ]
+    )
     command = ckpt.config.get("command")
     html = [
         overview,
@@ -54,9 +64,13 @@ def section(ctx: ReportContext) -> dict:
         f'<p><code class="example">{escape(text)}</code></p><p>{escape(why)}</p>',
     ]
     if training:
-        html += ["<details><summary>Training configuration</summary>",
-                 table([(k, v) for k, v in training.items()], header=["setting", "value"], cls="kv compact"),
-                 "</details>"]
-    html += ["<h3>Reproduce</h3>",
-             f"<pre>{escape(command)}</pre>" if command else "<p>(the command was not recorded)</p>"]
+        html += [
+            "<details><summary>Training configuration</summary>",
+            table([(k, v) for k, v in training.items()], header=["setting", "value"], cls="kv compact"),
+            "</details>",
+        ]
+    html += [
+        "<h3>Reproduce</h3>",
+        f"<pre>{escape(command)}</pre>" if command else "<p>(the command was not recorded)</p>",
+    ]
     return {"title": TITLE, "html": "\n".join(html)}

@@ -51,11 +51,18 @@ def pca_section(ctx: ReportContext) -> dict:
     a, b = data.random_pairs(task, n_pca, seed=seed, max_value=hi)
     res = pca.residual_pca(ckpt, a, b)
     s = res.summary()
-    html = [f"<p>Fig.-4 setting: <code>{escape(res.hook)}</code> at position {res.position} (predicts the units "
-            f"digit) over {n_pca} random pairs with operands in [0, {hi}), coloured by the units digit of the "
-            f"answer. Separability in the top {res.k} components: nearest-centroid accuracy (in-sample) and silhouette.</p>",
-            table([["nearest-centroid accuracy", _f(res.nearest_centroid_accuracy)], ["silhouette", _f(res.silhouette)],
-                   ["explained variance (top 10)", " ".join(f"{r:.3f}" for r in s["explained_variance_ratio"])]])]
+    html = [
+        f"<p>Fig.-4 setting: <code>{escape(res.hook)}</code> at position {res.position} (predicts the units "
+        f"digit) over {n_pca} random pairs with operands in [0, {hi}), coloured by the units digit of the "
+        f"answer. Separability in the top {res.k} components: nearest-centroid accuracy (in-sample) and silhouette.</p>",
+        table(
+            [
+                ["nearest-centroid accuracy", _f(res.nearest_centroid_accuracy)],
+                ["silhouette", _f(res.silhouette)],
+                ["explained variance (top 10)", " ".join(f"{r:.3f}" for r in s["explained_variance_ratio"])],
+            ]
+        ),
+    ]
     fig = svg_only(res.figure(dims=2, max_points=size(ctx, 2000, 300)))
     fig.update_layout(title=None)
     html.append(ctx.figure(fig, height=480))
@@ -66,17 +73,45 @@ def pca_section(ctx: ReportContext) -> dict:
         found, notes = _projection_rows(task, ctx)
         for label, r in found:
             d = r.summary()
-            rows.append([label, r.position, d["n_id"], d["n_ood"], _f(d["id_nearest_centroid_accuracy"]),
-                         _f(d["ood_on_equivalent_cluster"]), _f(d["ood_on_true_cluster"]), _f(d["labels_differ"]),
-                         _f(d["ood_on_equivalent_cluster_where_differ"]), _f(d["ood_on_true_cluster_where_differ"])])
+            rows.append(
+                [
+                    label,
+                    r.position,
+                    d["n_id"],
+                    d["n_ood"],
+                    _f(d["id_nearest_centroid_accuracy"]),
+                    _f(d["ood_on_equivalent_cluster"]),
+                    _f(d["ood_on_true_cluster"]),
+                    _f(d["labels_differ"]),
+                    _f(d["ood_on_equivalent_cluster_where_differ"]),
+                    _f(d["ood_on_true_cluster_where_differ"]),
+                ]
+            )
             figs.append(r)
-        html.append(f"<h3>OOD projection</h3><p>PCA and label centroids fitted on ID pairs; each pair with both "
-                    f"operands {m} digits is assigned to its nearest ID centroid (top {res.k} components), then "
-                    f"compared with the label of its ID representative (equivalent) and of its true answer. "
-                    f"For the units digit of a sum the two labels coincide; at digit {task.digits} they can differ.</p>")
-        html.append(table(rows, ["label", "position", "n ID", "n OOD", "ID accuracy", "OOD on equivalent cluster",
-                                 "OOD on true cluster", "labels differ", "equivalent, where differ",
-                                 "true, where differ"], cls="grid"))
+        html.append(
+            f"<h3>OOD projection</h3><p>PCA and label centroids fitted on ID pairs; each pair with both "
+            f"operands {m} digits is assigned to its nearest ID centroid (top {res.k} components), then "
+            f"compared with the label of its ID representative (equivalent) and of its true answer. "
+            f"For the units digit of a sum the two labels coincide; at digit {task.digits} they can differ.</p>"
+        )
+        html.append(
+            table(
+                rows,
+                [
+                    "label",
+                    "position",
+                    "n ID",
+                    "n OOD",
+                    "ID accuracy",
+                    "OOD on equivalent cluster",
+                    "OOD on true cluster",
+                    "labels differ",
+                    "equivalent, where differ",
+                    "true, where differ",
+                ],
+                cls="grid",
+            )
+        )
         if figs:
             last = svg_only(figs[-1].figure(max_points=size(ctx, 1500, 200)))
             html.append(ctx.figure(last, height=460))
@@ -88,8 +123,10 @@ def pca_section(ctx: ReportContext) -> dict:
             steps = sorted({steps[0], steps[len(steps) // 2], steps[-1]})
         n_dyn = size(ctx, 500, 60)
         dyn = dynamics.pca_dynamics(ckpt, a[:n_dyn], b[:n_dyn], steps=steps)
-        html.append(f"<h3>Training dynamics</h3><p>The same PCA on each of {len(steps)} training snapshots "
-                    f"({n_dyn} pairs of the set above).</p>")
+        html.append(
+            f"<h3>Training dynamics</h3><p>The same PCA on each of {len(steps)} training snapshots "
+            f"({n_dyn} pairs of the set above).</p>"
+        )
         curve = dyn.figure()
         curve.update_layout(title=None)
         html.append(ctx.figure(curve, height=340))
@@ -111,17 +148,22 @@ def logit_lens_section(ctx: ReportContext) -> dict:
     fig.update_layout(title=None)
     sets = list(dict.fromkeys(zip(lens.frame["set"], lens.frame["target"])))
     last = lens.frame[lens.frame["layer"] == lens.frame["layer"].max()]
-    rows = [[f"{s}: {t} digit"] + [f"{x:.3f}" for x in last[(last["set"] == s) & (last["target"] == t)]
-                                       .sort_values("digit")["mean_prob"]] for s, t in sets]
+    rows = [
+        [f"{s}: {t} digit"]
+        + [f"{x:.3f}" for x in last[(last["set"] == s) & (last["target"] == t)].sort_values("digit")["mean_prob"]]
+        for s, t in sets
+    ]
     A = ctx.ckpt.task.answer_width
-    html = [f"<p>Every residual-stream state put through the final LayerNorm and unembedding, read at the position "
-            f"predicting each answer digit (digit 0 = units): mean probability of the target digit over {n} ID pairs "
-            f"(true digit) and {n} OOD pairs (the equivalent relation's digit and the true digit; the model's own "
-            f"greedy answer teacher-forced). The last state reproduces the logits (max |diff| "
-            f"{lens.final_max_abs_diff:.1e}).</p>",
-            ctx.figure(fig, height=420),
-            "<p>Mean probability at the last state:</p>",
-            table(rows, ["set: target"] + [f"digit {k}" for k in range(A)], cls="grid")]
+    html = [
+        f"<p>Every residual-stream state put through the final LayerNorm and unembedding, read at the position "
+        f"predicting each answer digit (digit 0 = units): mean probability of the target digit over {n} ID pairs "
+        f"(true digit) and {n} OOD pairs (the equivalent relation's digit and the true digit; the model's own "
+        f"greedy answer teacher-forced). The last state reproduces the logits (max |diff| "
+        f"{lens.final_max_abs_diff:.1e}).</p>",
+        ctx.figure(fig, height=420),
+        "<p>Mean probability at the last state:</p>",
+        table(rows, ["set: target"] + [f"digit {k}" for k in range(A)], cls="grid"),
+    ]
     return {"title": LENS_TITLE, "html": "\n".join(html)}
 
 
@@ -132,15 +174,27 @@ def matching_section(ctx: ReportContext) -> dict:
     task = ctx.ckpt.task
     res = matching.match_ood(ctx.ckpt, n=ctx.settings.n_samples, seed=ctx.settings.seed)
     s = res.summary()["by_state"]
-    rows = [[h, _f(v["cosine_at_differing_positions"]), _f(v["cosine_at_answer_positions"]),
-             _f(v["baseline_cosine_at_answer_positions"])] for h, v in s.items()]
+    rows = [
+        [
+            h,
+            _f(v["cosine_at_differing_positions"]),
+            _f(v["cosine_at_answer_positions"]),
+            _f(v["baseline_cosine_at_answer_positions"]),
+        ]
+        for h, v in s.items()
+    ]
     fig = res.figure()
     fig.update_layout(title=None)
-    html = [f"<p>Cosine similarity (per state x position, mean over {res.n} pairs) between the residual stream of an "
-            f"input with both operands {data.default_ood_digits(task)} digits and that of its ID representative, both reading the "
-            f"representative's answer; * marks the positions where the tokens differ (the extra digits). Baseline: "
-            f"two unrelated ID inputs.</p>",
-            ctx.figure(fig, height=420),
-            table(rows, ["state", "cosine at the extra digits", "cosine at answer positions",
-                         "baseline at answer positions"], cls="grid")]
+    html = [
+        f"<p>Cosine similarity (per state x position, mean over {res.n} pairs) between the residual stream of an "
+        f"input with both operands {data.default_ood_digits(task)} digits and that of its ID representative, both reading the "
+        f"representative's answer; * marks the positions where the tokens differ (the extra digits). Baseline: "
+        f"two unrelated ID inputs.</p>",
+        ctx.figure(fig, height=420),
+        table(
+            rows,
+            ["state", "cosine at the extra digits", "cosine at answer positions", "baseline at answer positions"],
+            cls="grid",
+        ),
+    ]
     return {"title": MATCH_TITLE, "html": "\n".join(html)}
