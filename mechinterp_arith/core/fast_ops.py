@@ -14,7 +14,7 @@ True
 from __future__ import annotations
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
@@ -44,6 +44,22 @@ def causal_mask(n_queries: int, n_keys: int, device=None, dtype=torch.float32) -
     ``n_queries`` of the ``n_keys`` positions."""
     future = torch.ones(n_queries, n_keys, dtype=torch.bool, device=device).triu(n_keys - n_queries + 1)
     return torch.zeros(n_queries, n_keys, device=device, dtype=dtype).masked_fill_(future, float("-inf"))
+
+
+def key_mask(
+    n_queries: int, visible: Bool[Tensor, "rows keys"], dtype=torch.float32
+) -> tuple[Float[Tensor, "rows 1 q keys"], Bool[Tensor, "rows 1 q 1"] | None]:
+    """``(additive mask, empty)``: :func:`causal_mask` with the keys ``visible`` hides (per row) also
+    -inf, the queries being the last ``n_queries`` positions; ``empty`` marks queries left with no
+    key (their mask row is 0, so their softmax is finite: zero their pattern, as the bridge does),
+    None when there are none."""
+    n_keys = visible.shape[1]
+    causal = causal_mask(n_queries, n_keys, visible.device, dtype)
+    mask = causal[None, None].masked_fill(~visible[:, None, None, :], float("-inf"))
+    empty = torch.isinf(mask).all(-1, keepdim=True)
+    if not bool(empty.any()):
+        return mask, None
+    return mask.masked_fill(empty, 0.0), empty
 
 
 def masked_softmax(scores: Float[Tensor, "... q k"], additive_mask: Float[Tensor, "q k"]) -> Float[Tensor, "... q k"]:

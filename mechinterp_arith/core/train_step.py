@@ -108,7 +108,9 @@ def train_step(runs: Sequence[Stepped], training: TrainingData, forward: Stacked
     for run in runs:
         for group in run.optimizer.param_groups:
             group["lr"] = lr_at(step, run.cfg, run.anneal_from)
-    losses = _stacked_losses(forward, training, rows) if forward is not None else _bridge_losses(runs, training, rows)
+    losses = (
+        _stacked_losses(forward, runs, training, rows) if forward is not None else _bridge_losses(runs, training, rows)
+    )
     for run in runs:
         run.optimizer.zero_grad(set_to_none=True)
     losses.sum().backward()
@@ -138,10 +140,42 @@ def random_positions(run: Stepped, inputs: Int[Tensor, "batch pos"]) -> dict[str
     return rule.training_inputs(inputs, generator(run.cfg.seed, "positions", run.step))
 
 
-def _stacked_losses(forward: StackedForward, training: TrainingData, rows: Int[Tensor, "K batch"]) -> Tensor:
+def step_numbering(
+    runs: Sequence[Stepped], inputs: Int[Tensor, "K batch pos"]
+) -> tuple[Int[Tensor, "K batch pos"] | None, Bool[Tensor, "K batch pos"] | None]:
+    """``(position_ids, visible)`` of each run's rows this step, as its bridge gets them: the random
+    ones of :func:`random_positions`, else its position rule's, else None (0, 1, 2, ..., all visible)."""
+    ids: list[Tensor | None] = []
+    visible: list[Tensor | None] = []
+    for run, x in zip(runs, inputs):
+        drawn, rule = random_positions(run, x), position_rule(run.model)
+        if drawn:
+            mask = drawn.get("attention_mask")
+            ids.append(drawn["position_ids"])
+            visible.append(None if mask is None else mask.bool())
+        elif rule is not None:
+            i, v = rule.numbering(x)
+            ids.append(i)
+            visible.append(v)
+        else:
+            ids.append(None)
+            visible.append(None)
+    T = inputs.shape[-1]
+    index = torch.arange(T, device=inputs.device).expand(inputs.shape[1], T)
+    everything = torch.ones_like(index, dtype=torch.bool)
+    return (
+        None if all(i is None for i in ids) else torch.stack([index if i is None else i for i in ids]),
+        None if all(v is None for v in visible) else torch.stack([everything if v is None else v for v in visible]),
+    )
+
+
+def _stacked_losses(
+    forward: StackedForward, runs: Sequence[Stepped], training: TrainingData, rows: Int[Tensor, "K batch"]
+) -> Tensor:
     """Each run's mean cross-entropy over its answer positions, without boolean indexing (no host sync)."""
     first = training.first_loss_position
-    logits = forward(training.inputs[rows], first)  # [K, batch, pos - first, vocab]
+    inputs = training.inputs[rows]
+    logits = forward(inputs, first, *step_numbering(runs, inputs))  # [K, batch, pos - first, vocab]
     targets, mask = training.targets[rows][:, :, first:], training.loss_mask[rows][:, :, first:].to(logits.dtype)
     ce = F.cross_entropy(logits.flatten(0, 2), targets.flatten(), reduction="none").view_as(mask)
     return (ce * mask).sum((1, 2)) / mask.sum((1, 2))
