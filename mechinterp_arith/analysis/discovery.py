@@ -213,11 +213,9 @@ def discover(
     metric = logit_diff_metric(search_pairs, digit)
     att = attribute(ckpt, search_pairs, metric, ig_steps)
     graph, runs, plain = att.graph, att.runs, plain_forward_of(ckpt, search_pairs.corrupted_tokens)
-    sources = torch.zeros(graph.n_pos, dtype=torch.bool)
-    sources[search_pairs.differing_positions()] = True
     sinks = torch.zeros(graph.n_pos, dtype=torch.bool)
     sinks[answer_logit_pos(ckpt.task, digit)] = True
-    mask, curve = _threshold_search(plain, graph, runs, search_pairs, digit, att.edge_scores, sources, sinks, target)
+    mask, curve = _threshold_search(plain, graph, runs, search_pairs, digit, att.edge_scores, sinks, target)
     if mask is None:
         raise NotApplicable(
             f"{ckpt.name} does not prefer the clean answer digit {digit} on the clean inputs (mean "
@@ -255,7 +253,7 @@ def discover(
     )
 
 
-def _threshold_search(plain, graph, runs, pairs, digit, scores, sources, sinks, target) -> tuple[Tensor | None, list]:
+def _threshold_search(plain, graph, runs, pairs, digit, scores, sinks, target) -> tuple[Tensor | None, list]:
     """The smallest closed top-m circuit whose search-pair faithfulness reaches ``target`` and the
     curve of sizes tried; (None, mean gap) when the clean run does not beat the corrupted one."""
     order = torch.argsort(scores.abs().flatten(), descending=True)
@@ -271,7 +269,7 @@ def _threshold_search(plain, graph, runs, pairs, digit, scores, sources, sinks, 
         for m in sizes:
             top = torch.zeros(scores.numel(), dtype=torch.bool)
             top[order[:m]] = True
-            masks.append(graph.prune_dangling(top.view_as(scores), sources, sinks))
+            masks.append(graph.prune_dangling(top.view_as(scores), runs.differing, sinks, runs.rewired))
         values, _ = circuit_metric_values(plain, graph, runs, torch.stack(masks), pairs, digit)
         faith = ((values - base[1]).sum(-1) / gap).tolist()
         return [(m, int(mk.sum()), f, mk) for m, mk, f in zip(sizes, masks, faith)]

@@ -4,8 +4,8 @@
 Here the patched variants are stacked along the batch (variant-major: rows ``s*B .. s*B+B-1`` hold
 variant ``s``) and run in chunks of at most ``chunk_size`` rows. Two paths run the chunks:
 
-``fast``   the model's plain forward (:class:`~mechinterp_arith.core.plain_forward.PlainGPT`: pre-LN GPT
-           with learned positions, the architecture :mod:`mechinterp_arith.core.model` builds), checked
+``fast``   the model's plain forward (:class:`~mechinterp_arith.core.plain_forward.PlainGPT`: the pre-LN
+           GPT :mod:`mechinterp_arith.core.model` builds, under every position scheme), checked
            against the bridge's logits once per set of weights and used only while no hooks are
            attached. It also runs the corrupted baseline. A variant patched at layer ``l`` and
            position ``p`` only recomputes layers ``>= l`` at positions ``>= p``: everything
@@ -284,7 +284,7 @@ def _corrupted_run(model: TransformerBridge, tokens: Tensor, method: str, kind: 
             return plain, base_logits, plain_cache, corr_cache
         if method == "fast":
             raise ValueError(
-                "method='fast' needs a pre-LN GPT with learned positions, no hooks attached, whose "
+                "method='fast' needs a pre-LN GPT (as build_model makes), no hooks attached, whose "
                 "plain forward reproduces the bridge's logits; use method='hooks'"
             )
     needed = {hook_name("z" if kind == "result" else kind, s.layer) for s in sites}

@@ -55,13 +55,23 @@ class Numbering:
         """Per row, whether the two number positions ``0..n_pos-1`` differently (None: both trivial)."""
         if self.trivial and other.trivial:
             return None
-        like = next(t for t in (self.ids, self.visible, other.ids, other.visible) if t is not None)
-        (i1, v1), (i2, v2) = self._dense(like, n_pos), other._dense(like, n_pos)
+        (i1, v1), (i2, v2) = self._dense(other, n_pos), other._dense(self, n_pos)
         return (i1 != i2).any(1) | (v1 != v2).any(1)
 
-    def _dense(self, like: Tensor, n_pos: int) -> tuple[Tensor, Tensor]:
+    def differences(self, other: Numbering, n_pos: int, device) -> tuple[Bool[Tensor, " pos"], Bool[Tensor, " pos"]]:
+        """Per position ``0..n_pos-1``: whether some row gives it another ID, and whether some row
+        hides it in one numbering and not in the other (``other`` numbers the same rows)."""
+        if self.trivial and other.trivial:
+            none = torch.zeros(n_pos, dtype=torch.bool, device=device)
+            return none, none.clone()
+        (i1, v1), (i2, v2) = self._dense(other, n_pos), other._dense(self, n_pos)
+        return (i1 != i2).any(0).to(device), (v1 != v2).any(0).to(device)
+
+    def _dense(self, other: Numbering, n_pos: int) -> tuple[Tensor, Tensor]:
+        """IDs and visibility as full [rows, n_pos] tensors (rows and device from whichever holds a tensor)."""
+        like = next(t for t in (self.ids, self.visible, other.ids, other.visible) if t is not None)
         ids = self.ids_at(0, n_pos, like.device).expand(len(like), n_pos)
-        ones = like.new_ones(len(like), n_pos, dtype=torch.bool)
+        ones = torch.ones(len(like), n_pos, dtype=torch.bool, device=like.device)
         return ids, ones if self.visible is None else self.visible[:, :n_pos]
 
     def take(self, rows: Int[Tensor, " n"]) -> Numbering:
