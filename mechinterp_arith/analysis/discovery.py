@@ -169,8 +169,9 @@ def faithfulness_of(
     return point, (float(res.confidence_interval.low), float(res.confidence_interval.high))
 
 
-def _held_out_pairs(task, digit: int, n: int, seed: int, search: PromptPairs) -> PromptPairs:
-    pairs = differ_in_answer_digit(task, digit, n=n + len(search), seed=derive_seed(seed, "discover-held-out"))
+def _held_out_pairs(task, digit: int, n: int, seed: int, search: PromptPairs, operand_digits=None) -> PromptPairs:
+    held_seed = derive_seed(seed, "discover-held-out")
+    pairs = differ_in_answer_digit(task, digit, n=n + len(search), seed=held_seed, operand_digits=operand_digits)
     seen = {
         (int(a), int(b), int(x), int(y))
         for a, b, x, y in zip(search.clean_a, search.clean_b, search.corrupted_a, search.corrupted_b)
@@ -200,16 +201,20 @@ def discover(
     seed: int = 0,
     ig_steps: int = 5,
     target: float = TARGET,
+    operand_digits: int | None = None,
 ) -> Circuit:
     """Find and verify a circuit for answer digit ``digit`` (see the module docstring).
 
     ``n`` search pairs rank and threshold the edges; ``n_heldout`` other pairs verify the result.
+    ``operand_digits`` M: pairs of M-digit operands (M may exceed the trained length), else ID pairs.
     Raises :class:`~mechinterp_arith.core.errors.NotApplicable` for digits the task cannot
     change alone (e.g. the always-zero top digits of a sum).
     """
     t0 = time.perf_counter()
     check_digit(ckpt.task, digit)
-    search_pairs = differ_in_answer_digit(ckpt.task, digit, n=n, seed=seed).to(ckpt.device)
+    search_pairs = differ_in_answer_digit(ckpt.task, digit, n=n, seed=seed, operand_digits=operand_digits).to(
+        ckpt.device
+    )
     metric = logit_diff_metric(search_pairs, digit)
     att = attribute(ckpt, search_pairs, metric, ig_steps)
     graph, runs, plain = att.graph, att.runs, plain_forward_of(ckpt, search_pairs.corrupted_tokens)
@@ -222,7 +227,7 @@ def discover(
             f"logit difference {curve:.3f} <= its corrupted value): there is no gap for a circuit to keep"
         )
 
-    held = _held_out_pairs(ckpt.task, digit, n_heldout, seed, search_pairs).to(ckpt.device)
+    held = _held_out_pairs(ckpt.task, digit, n_heldout, seed, search_pairs, operand_digits).to(ckpt.device)
     held_runs = PairRuns.build(plain, held.clean_tokens, held.corrupted_tokens, end=runs.end)
     full = graph.feeds.expand(graph.n_pos, -1, -1)
     values, preds = circuit_metric_values(

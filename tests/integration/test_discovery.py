@@ -241,10 +241,6 @@ def test_every_task_runs_or_says_why(add3):
         discover(modular, 2)
     with pytest.raises(NotApplicable, match="modular answer"):
         extra_digit_interchange(modular)
-    cfg = ma.ModelConfig(positional="rotary")
-    rotary = Checkpoint(ma.build_model(cfg).eval(), add3.task, cfg)
-    with pytest.raises(NotApplicable, match="plain forward, which does not support"):
-        discover(rotary, 0, n=8, n_heldout=8)
     unpadded = Checkpoint(add3.model, ma.Task("add", 3, format="plain", pad=False), add3.model_config)
     with pytest.raises(NotApplicable, match="fixed-length"):
         discover(unpadded, 0)
