@@ -205,16 +205,23 @@ def patch_sweep(
     identical = torch.zeros(grid, dtype=torch.bool)
     after_read = torch.zeros(grid, dtype=torch.bool)
     max_change = torch.full(grid, float("nan"))
-    variants = []
+    variants: list[Variant] = []
+    unrun: dict[str, list[tuple]] = {"identical": [], "after_read": []}
     stop = P if read is None else read[-1] + 1  # positions from here on cannot reach the metric
-    for s, clean, corr, rows in _site_activations(model, kind, sites, clean_cache, corr_cache, device):
+
+    def out_of_reach(s: Site) -> bool:
+        return s.pos >= stop or _unreachable(s, read, cfg.n_layers)
+
+    for s, clean, corr, rows in _site_activations(model, kind, sites, clean_cache, corr_cache, device, out_of_reach):
         variant = _variant(s, clean, corr, rows, stop, read, cfg.n_layers)
         if isinstance(variant, Variant):
             variants.append(variant)
         else:  # identical, or the patch cannot change what the metric reads: the baseline
-            (identical if variant == "identical" else after_read)[s.index] = True
-            values[s.index] = baseline.float()
-            max_change[s.index] = 0.0
+            unrun[variant].append(s.index)
+    for why, flags in (("identical", identical), ("after_read", after_read)):
+        if unrun[why]:  # one write per grid (not one per site)
+            where = tuple(torch.tensor(axis) for axis in zip(*unrun[why]))
+            flags[where], values[where], max_change[where] = True, baseline.float(), 0.0
 
     scoring = Scoring(patching_metric, base_logits, read, values, max_change, chunk_size)
     rows = 0
@@ -244,6 +251,14 @@ def _variant(
     p0 = first_diff_pos(clean, corr) if s.pos is None else s.pos  # all-position heads: first difference
     if p0 >= stop or _unreachable(s, read, n_layers):
         return "after_read"
+    if s.pos is None and read is not None and s.layer == n_layers - 1:
+        # a last-layer head's output at a position reaches that position's logits alone: patch
+        # from the first position read (and only the rows that differ there)
+        first = min(r for r in read if r >= p0)
+        row_differs = differs(clean[:, first:stop], corr[:, first:stop]).flatten(1).any(1)
+        if not bool(row_differs.any()):
+            return "after_read"
+        p0, rows = first, None if bool(row_differs.all()) else torch.nonzero(row_differs).squeeze(1).cpu()
     if s.pos is None:
         return Variant(s, p0, clean[:, p0:stop], corr[:, p0:stop], rows)
     return Variant(s, p0, clean, corr, rows)
@@ -292,10 +307,10 @@ def _corrupted_run(model: TransformerBridge, tokens: Tensor, method: str, kind: 
     return None, base_logits, None, corr_cache
 
 
-def _site_activations(model, kind: str, sites: list[Site], clean_cache, corr_cache, device):
+def _site_activations(model, kind: str, sites: list[Site], clean_cache, corr_cache, device, out_of_reach):
     """For each site: (site, clean slice, corrupted slice, the rows where they differ beyond float
     rounding: None for every row, empty for none); per-position sites are compared a whole layer
-    at a time."""
+    at a time, and those ``out_of_reach(site)`` of the metric come without slices (None)."""
     by_layer: dict[int, tuple] = {}
     for s in sites:
         if s.layer not in by_layer:
@@ -306,14 +321,26 @@ def _site_activations(model, kind: str, sites: list[Site], clean_cache, corr_cac
                     f"clean cache {hook_name(kind, s.layer)} has shape {tuple(clean.shape)}; the corrupted "
                     f"run has {tuple(corr.shape)} (same batch and length needed)"
                 )
-            by_layer[s.layer] = (clean, corr, site_differences(clean, corr, kind in HEAD_KINDS))
-        clean, corr, differ = by_layer[s.layer]
-        c, x = site_slice(clean, s), site_slice(corr, s)
+            differ = site_differences(clean, corr, kind in HEAD_KINDS)
+            by_layer[s.layer] = (clean, corr, differ, differ.any(0).tolist(), differ.all(0).tolist())
+        clean, corr, differ, some_rows, every_row = by_layer[s.layer]
         if s.pos is None:
+            c, x = site_slice(clean, s), site_slice(corr, s)
             row_differs = differs(c, x).flatten(1).any(1)
+            yield s, c, x, None if bool(row_differs.all()) else torch.nonzero(row_differs).squeeze(1).cpu()
+            continue
+
+        def at(t, s=s):
+            return t[s.pos][s.head] if s.head is not None else t[s.pos]
+
+        if not at(some_rows):
+            yield s, None, None, torch.zeros(0, dtype=torch.long)  # identical in every row
+        elif out_of_reach(s):
+            yield s, None, None, None
         else:
             row_differs = differ[:, s.pos, s.head] if s.head is not None else differ[:, s.pos]
-        yield s, c, x, None if bool(row_differs.all()) else torch.nonzero(row_differs).squeeze(1).cpu()
+            rows = None if at(every_row) else torch.nonzero(row_differs).squeeze(1).cpu()
+            yield s, site_slice(clean, s), site_slice(corr, s), rows
 
 
 def _unreachable(site: Site, read: tuple[int, ...] | None, n_layers: int) -> bool:

@@ -179,11 +179,12 @@ def causal_attention(
     scale: float,
     visible: Bool[Tensor, "rows q"] | None = None,
 ) -> Float[Tensor, "rows head q d_head"]:
-    """Causal attention of positions ``0..q-1`` over themselves, keys hidden where ``visible`` is False."""
+    """Causal attention over the keys of positions ``0..k-1`` of queries at the last ``q`` of them
+    (usually all), keys hidden where ``visible`` is False."""
     # written out: for heads this small it beats scaled_dot_product_attention on CPUs
     w = q @ k.transpose(-1, -2)
     w = w * scale if w.requires_grad and torch.is_grad_enabled() else w.mul_(scale)
-    hide = hidden_keys(q.shape[2], visible, k.shape[2], q.device)
+    hide = hidden_keys(q.shape[2], visible, k.shape[2], q.device, offset=k.shape[2] - q.shape[2])
     return masked_pattern(w, hide, visible is not None) @ v
 
 
@@ -211,13 +212,15 @@ class SharedPrefix:
         scale: float,
         visible: Bool[Tensor, "stacked keys"] | None = None,
     ) -> Tensor:
-        """Causal attention of queries at positions ``start..`` over the prefix and the new keys.
-        q, k, v: [stacked rows, H, Q, dh] -> z [stacked rows, H, Q, dh]; ``visible`` [stacked rows,
-        start + Q] hides keys (None: every key visible)."""
+        """Causal attention over the prefix and the new keys of positions ``start..start+K-1``, of
+        queries at the last ``Q`` of those positions (usually all K). q: [stacked rows, H, Q, dh],
+        k, v: [stacked rows, H, K, dh] -> z [stacked rows, H, Q, dh]; ``visible`` [stacked rows,
+        start + K] hides keys (None: every key visible)."""
         k_pre, v_pre = self.keys[j], self.values[j]
         if k_pre.shape[2] != start:
             raise ValueError(f"the shared prefix holds {k_pre.shape[2]} positions; the segment starts at {start}")
         N, H, Q, dh = q.shape
+        K = k.shape[2]
         q = q * scale
         new = q @ k.transpose(-1, -2)
         if self.rows is not None:  # one prefix per stacked row
@@ -228,7 +231,7 @@ class SharedPrefix:
             B = N // S
             qb = q.view(S, B, H, Q, dh).permute(1, 2, 0, 3, 4).reshape(B, H, S * Q, dh)
             pre = (qb @ k_pre.transpose(-1, -2)).view(B, H, S, Q, start).permute(2, 0, 1, 3, 4).reshape(N, H, Q, start)
-        hide = hidden_keys(Q, visible, start + Q, q.device, offset=start)
+        hide = hidden_keys(Q, visible, start + K, q.device, offset=start + K - Q)
         w = masked_pattern(torch.cat([pre, new], dim=-1), hide, visible is not None)
         if self.rows is not None:
             return w[..., :start] @ v_pre + w[..., start:] @ v

@@ -147,6 +147,7 @@ class PlainGPT:
         self.embed, self.pos = sd["embed.weight"], sd.get("pos_embed.weight")  # no table: rotary
         self.rotary = Rotary.of(model) if cfg.positional_embedding_type == "rotary" else None
         self.rule = position_rule(model)
+        self._numbered: tuple | None = None
         self.n_ctx = int(cfg.n_ctx)
         self.layers = []
         for l in range(cfg.n_layers):
@@ -182,7 +183,11 @@ class PlainGPT:
         token visible (learned, nope, rotary)."""
         if self.rule is None:
             return Numbering()
-        return Numbering.of(*self.rule.numbering(tokens))
+        last = self._numbered
+        if last is None or last[0].shape != tokens.shape or not torch.equal(last[0], tokens):
+            with torch.inference_mode(False):  # normal tensors: gradients may be taken through their uses
+                self._numbered = last = (tokens.clone(), Numbering.of(*self.rule.numbering(tokens)))
+        return last[1]  # the last tokens' again (the sweeps of a patching session share their inputs)
 
     def embed_tokens(
         self, tokens: Int[Tensor, "batch pos"], start: int = 0, ids: Int[Tensor, "batch pos"] | None = None
@@ -257,15 +262,14 @@ class PlainGPT:
         self, j: int, q: Tensor, k: Tensor, v: Tensor, segment: Segment, visible, last_query: bool = False
     ) -> Tensor:
         past, start = segment.past, segment.start
+        q = q[:, :, -1:] if last_query else q
         if isinstance(past, KVBuffer):
-            return past.attend(j, q[:, :, -1:] if last_query else q, k, v, start, self.scale, visible)
+            return past.attend(j, q, k, v, start, self.scale, visible)
         if past is None:
             if start:
                 raise ValueError(f"positions from {start} need a past (keys/values of earlier positions)")
-            z = causal_attention(q, k, v, self.scale, visible)
-        else:
-            z = past.attend(j, q, k, v, start, self.scale, visible)
-        return z[:, :, -1:] if last_query else z
+            return causal_attention(q, k, v, self.scale, visible)
+        return past.attend(j, q, k, v, start, self.scale, visible)
 
     def finish_layer(
         self,
