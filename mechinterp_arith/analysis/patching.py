@@ -321,14 +321,17 @@ def _site_activations(model, kind: str, sites: list[Site], clean_cache, corr_cac
                     f"clean cache {hook_name(kind, s.layer)} has shape {tuple(clean.shape)}; the corrupted "
                     f"run has {tuple(corr.shape)} (same batch and length needed)"
                 )
-            differ = site_differences(clean, corr, kind in HEAD_KINDS)
-            by_layer[s.layer] = (clean, corr, differ, differ.any(0).tolist(), differ.all(0).tolist())
-        clean, corr, differ, some_rows, every_row = by_layer[s.layer]
+            by_layer[s.layer] = (clean, corr)
+        clean, corr = by_layer[s.layer][:2]
         if s.pos is None:
             c, x = site_slice(clean, s), site_slice(corr, s)
             row_differs = differs(c, x).flatten(1).any(1)
             yield s, c, x, None if bool(row_differs.all()) else torch.nonzero(row_differs).squeeze(1).cpu()
             continue
+        if len(by_layer[s.layer]) == 2:  # per-position sites: compared once per layer
+            differ = site_differences(clean, corr, kind in HEAD_KINDS)
+            by_layer[s.layer] += (differ, differ.any(0).tolist(), differ.all(0).tolist())
+        differ, some_rows, every_row = by_layer[s.layer][2:]
 
         def at(t, s=s):
             return t[s.pos][s.head] if s.head is not None else t[s.pos]

@@ -70,7 +70,7 @@ def generate(
     if path == "kv" and plain is None:
         raise ValueError(
             "path='kv' needs a padded format and a model whose plain forward matches the bridge "
-            "(learned positions, no hooks attached); use path='bridge'"
+            "(the pre-LN GPT build_model makes, no hooks attached); use path='bridge'"
         )
     was_training = model.training
     if was_training:  # a bridge's train()/eval() walks ~500 modules (~15 ms): only when needed
