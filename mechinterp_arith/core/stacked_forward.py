@@ -35,7 +35,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from .fast_ops import causal_mask, key_mask, masked_softmax
 from .plain_attention import Rotary
 from .plain_forward import unsupported_reasons
-from .position_schemes import position_rule
+from .position_schemes import numbering_of, position_rule
 
 _gelu_tanh = functools.partial(F.gelu, approximate="tanh")
 ACTIVATIONS = {"gelu_new": _gelu_tanh, "gelu_pytorch_tanh": _gelu_tanh, "gelu": F.gelu, "relu": F.relu, "silu": F.silu}
@@ -105,16 +105,7 @@ class StackedForward:
         0, 1, 2, ..., every token visible), as the bridges number them without being told."""
         if all(rule is None for rule in self.rules):
             return None, None
-        T = tokens.shape[-1]
-        ids, visible = [], []
-        for rule, t in zip(self.rules, tokens):
-            if rule is None:
-                ids.append(torch.arange(T, device=t.device).expand_as(t))
-                visible.append(torch.ones_like(t, dtype=torch.bool))
-            else:
-                i, v = rule.numbering(t)
-                ids.append(i)
-                visible.append(v)
+        ids, visible = zip(*(numbering_of(m, t) for m, t in zip(self.models, tokens)))
         return torch.stack(ids), torch.stack(visible)
 
     def weight(self, name: str) -> Float[Tensor, "K ..."]:

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from . import data
 from .model import fused_layernorm
-from .position_schemes import position_rule
+from .position_schemes import numbering_of, position_rule
 from .seeding import generator
 from .stacked_forward import StackedForward, stacked_forward_for, stacked_unsupported_reasons
 from .tasks import END, Task
@@ -144,28 +144,20 @@ def step_numbering(
     runs: Sequence[Stepped], inputs: Int[Tensor, "K batch pos"]
 ) -> tuple[Int[Tensor, "K batch pos"] | None, Bool[Tensor, "K batch pos"] | None]:
     """``(position_ids, visible)`` of each run's rows this step, as its bridge gets them: the random
-    ones of :func:`random_positions`, else its position rule's, else None (0, 1, 2, ..., all visible)."""
-    ids: list[Tensor | None] = []
-    visible: list[Tensor | None] = []
+    ones of :func:`random_positions`, else the model's own (:func:`numbering_of`); None when no
+    run's model has a position rule (0, 1, 2, ..., all visible)."""
+    if all(position_rule(run.model) is None for run in runs):
+        return None, None
+    ids, visible = [], []
     for run, x in zip(runs, inputs):
-        drawn, rule = random_positions(run, x), position_rule(run.model)
-        if drawn:
-            mask = drawn.get("attention_mask")
-            ids.append(drawn["position_ids"])
-            visible.append(None if mask is None else mask.bool())
-        elif rule is not None:
-            i, v = rule.numbering(x)
-            ids.append(i)
-            visible.append(v)
-        else:
-            ids.append(None)
-            visible.append(None)
-    T = inputs.shape[-1]
-    index = torch.arange(T, device=inputs.device).expand(inputs.shape[1], T)
-    everything = torch.ones_like(index, dtype=torch.bool)
-    return (
-        None if all(i is None for i in ids) else torch.stack([index if i is None else i for i in ids]),
-        None if all(v is None for v in visible) else torch.stack([everything if v is None else v for v in visible]),
+        drawn = random_positions(run, x)
+        i, v = (drawn["position_ids"], drawn.get("attention_mask")) if drawn else numbering_of(run.model, x)
+        ids.append(i)
+        visible.append(v)  # None: randomized positions, drawn without a mask
+    if all(v is None for v in visible):
+        return torch.stack(ids), None
+    return torch.stack(ids), torch.stack(
+        [torch.ones_like(x, dtype=torch.bool) if v is None else v.bool() for v, x in zip(visible, inputs)]
     )
 
 
