@@ -184,7 +184,8 @@ class PlainGPT:
         if self.rule is None:
             return Numbering()
         last = self._numbered
-        if last is None or last[0].shape != tokens.shape or not torch.equal(last[0], tokens):
+        same = last is not None and last[0].shape == tokens.shape and last[0].device == tokens.device
+        if not (same and torch.equal(last[0], tokens)):
             with torch.inference_mode(False):  # normal tensors: gradients may be taken through their uses
                 self._numbered = last = (tokens.clone(), Numbering.of(*self.rule.numbering(tokens)))
         return last[1]  # the last tokens' again (the sweeps of a patching session share their inputs)
