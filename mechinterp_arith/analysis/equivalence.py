@@ -337,10 +337,11 @@ def analyse_checkpoint(
 ) -> dict[str, dict[str, EquivalenceResult]]:
     """Analyse both-operands-m-digits sets (key ``"ood"``) and, with ``one_longer``, sets with one
     m-digit operand and one ID operand (key ``"one_longer"``), for each m in ``ood_digits``
-    (default: n+1). Results keyed by ``str(m)``."""
+    (default: n+1; :class:`~mechinterp_arith.core.errors.NotApplicable` when the format holds no
+    longer operand). Results keyed by ``str(m)``."""
     task = ckpt.task
     if ood_digits is None:
-        ood_digits = [data.default_ood_digits(task) or task.digits + 1]
+        ood_digits = [data.require_ood_digits(task)]
     ms = data.check_ood_digits(task, ood_digits)
     data.check_count(n, "n")
     out: dict[str, dict[str, EquivalenceResult]] = {"ood": {}}

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from ..core import data
 from ..core.errors import NotApplicable
-from ..core.positions import OPERANDS, check_digit, require_fixed_length
+from ..core.positions import OPERANDS, check_digit, require_fixed_length, write_answers
 from ..core.seeding import generator
 from ..core.tasks import Task, as_operands
 
@@ -74,12 +74,7 @@ class PromptPairs:
 def _tokens(task: Task, a: Tensor, b: Tensor, answer: Tensor | None = None) -> Tensor:
     tokens, _ = task.encode_batch(a, b)
     if answer is not None:  # teacher-force another answer (e.g. the ID representative's)
-        digits = task.answer_digits(answer)
-        if (digits < 0).any():
-            raise ValueError(f"answers must lie in [0, 10^{task.answer_width}) to fit the format")
-        if not task.answer_lsb_first:
-            digits = digits.flip(-1)
-        tokens[:, task.prompt_len : task.prompt_len + task.answer_width] = digits
+        tokens = write_answers(task, tokens, answer)
     return tokens[:, :-1]
 
 

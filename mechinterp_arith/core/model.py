@@ -147,6 +147,11 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def n_params(model: torch.nn.Module) -> int:
+    """How many parameters the model has (86,592 for the shipped add3)."""
+    return sum(p.numel() for p in model.parameters())
+
+
 @contextlib.contextmanager
 def fused_layernorm(model: TransformerBridge) -> Iterator[TransformerBridge]:
     """Run LayerNorms through torch's fused kernel (forward and backward) inside the block.

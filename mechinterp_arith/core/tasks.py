@@ -333,6 +333,18 @@ def digits_of(x: Int[Tensor, " batch"], width: int) -> Int[Tensor, "batch width"
     return (x.long().unsqueeze(-1) // powers) % 10
 
 
+def digit_count(x: Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:
+    """Decimal digits of each integer >= 0 (0 has one), by comparison (exact for every int64).
+
+    >>> digit_count(torch.tensor([0, 7, 10, 349, 99999])).tolist()
+    [1, 1, 2, 3, 5]
+    """
+    count = torch.ones_like(x)
+    for k in range(1, 19):
+        count += (x >= 10**k).long()
+    return count
+
+
 def as_operands(x: Sequence[int] | Tensor | int) -> Int[Tensor, " batch"]:
     """Integers (a sequence, a tensor or one int) as a 1-D int64 tensor; ValueError for floats,
     bools or values far too wide for any format.

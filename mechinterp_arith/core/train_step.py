@@ -32,7 +32,7 @@ PROBE_ROWS = 8  # training rows that check the stacked forward against each brid
 
 
 class Stepped(Protocol):
-    """What a step needs of a run (``train_loop.Member`` has it)."""
+    """What a step needs of a run (``train_loop.TrainingRun`` has it)."""
 
     cfg: TrainConfig
     model: torch.nn.Module

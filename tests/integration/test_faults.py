@@ -153,10 +153,10 @@ def test_state_saved_between_evaluations_resumes_bit_identically(tmp_path, monke
     monkeypatch.setattr(train_loop, "STATE_EVERY_S", 0.0)  # a time-based save after every step
     real_step, out = train_loop.train_step, tmp_path / "run"
 
-    def step_until_killed(members, training, forward):
-        if members[0].step == stop_before_step - 1:
+    def step_until_killed(runs, training, forward):
+        if runs[0].step == stop_before_step - 1:
             raise KeyboardInterrupt
-        return real_step(members, training, forward)
+        return real_step(runs, training, forward)
 
     monkeypatch.setattr(train_loop, "train_step", step_until_killed)
     with pytest.raises(KeyboardInterrupt):

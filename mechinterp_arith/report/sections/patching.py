@@ -1,7 +1,7 @@
 """Causal sections: activation-patching heatmaps, OOD-to-ID patching, and the circuit summary.
 
 Built on :mod:`mechinterp_arith.analysis.circuits` (``digit_sites``, ``ood_sites``, ``head_operand_map`` filtered as ``circuit``),
-:mod:`mechinterp_arith.analysis.patching` (``patch_sweep``) and :mod:`mechinterp_arith.analysis.prompt_pairs`.
+:mod:`mechinterp_arith.analysis.patching` (``patch_each_site``) and :mod:`mechinterp_arith.analysis.prompt_pairs`.
 Effects are normalised: 0 = no effect, 1 = the clean metric restored.
 """
 
