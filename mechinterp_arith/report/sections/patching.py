@@ -1,6 +1,6 @@
 """Causal sections: activation-patching heatmaps, OOD-to-ID patching, and the circuit summary.
 
-Built on :mod:`mechinterp_arith.analysis.circuits` (``digit_sites``, ``ood_sites``, ``head_operand_map`` filtered as ``circuit``),
+Built on :mod:`mechinterp_arith.analysis.circuits` (``digit_sites``, ``ood_sites``, ``head_operand_map`` filtered as ``circuit_heads``),
 :mod:`mechinterp_arith.analysis.patching` (``patch_each_site``) and :mod:`mechinterp_arith.analysis.prompt_pairs`.
 Effects are normalised: 0 = no effect, 1 = the clean metric restored.
 """
@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ...analysis import circuits
-from ...core.positions import position_labels
+from ...core.positions import answer_positions, position_labels
 from ..context import ReportContext, escape, table
 from .helpers import attempt, not_applicable, size, skipped
 
@@ -133,7 +133,7 @@ def patching_section(ctx: ReportContext) -> dict:
             f"(exact {ood.attrs['ood_exact']:.3f}). Patching an OOD activation into the ID run (OOD -> ID) shows "
             f"whether the extra digits' information can change the answer from there. Largest share of answers "
             f"changed: OOD -> ID {fwd.flip_rate.max():.3f}, ID -> OOD {back.flip_rate.max():.3f}; largest "
-            f"activation difference at an answer position: {fwd[fwd.pos >= task.prompt_len - 1].act_diff.max():.3f}.</p>",
+            f"activation difference at an answer position: {fwd[fwd.pos.isin(answer_positions(task))].act_diff.max():.3f}.</p>",
             ctx.figure(fig, height=620),
             table(
                 [
@@ -160,7 +160,7 @@ def circuits_section(ctx: ReportContext) -> dict:
         return note
     n = size(ctx, 64, 24)
     min_att, min_eff = 0.2, 0.1
-    df = circuits.circuit(ctx.ckpt, n=n, seed=ctx.settings.seed, min_attention=min_att, min_effect=min_eff)
+    df = circuits.circuit_heads(ctx.ckpt, n=n, seed=ctx.settings.seed, min_attention=min_att, min_effect=min_eff)
     notes = [skipped(f"Answer digit {k}", reason) for k, reason in df.attrs["skipped"].items()]
     summary = []
     for k in circuits.circuit_digits(ctx.ckpt.task):
