@@ -42,7 +42,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_gpt import ReferenceGPT
 
-from mechinterp_arith import ModelConfig, Task, TrainConfig, build_model, data, train
+from mechinterp_arith import ModelConfig, Task, TrainConfig, build_model, data, train, train_ensemble
 from mechinterp_arith.core.model import resolve_device
 from mechinterp_arith.core.threads import set_threads
 from mechinterp_arith.core.train_loop import TrainingRun, make_optimizer
@@ -166,11 +166,11 @@ def ensemble_seconds(device, steps: int, k: int = 8) -> dict:
     out = {}
     for size in (1, k):
         t = time.perf_counter()
-        train(
+        train_ensemble(
             TASK,
             ModelConfig.for_task(TASK),
             cfg,
-            seeds=list(range(size)),
+            list(range(size)),
             progress=False,
             threads=torch.get_num_threads(),
         )
