@@ -449,7 +449,7 @@ def explain(
         "prediction": pred,
         "true_answer": truth,
         "correct": pred == truth,
-        "in_distribution": bool(a < 10**task.digits and b < 10**task.digits),
+        "in_distribution": bool(data.in_distribution(task, a_t, b_t)[0]),
         "id_representative": {"a": int(ra[0]), "b": int(rb[0]), "prediction": rep_pred},
         "prediction_equals_representative": pred == rep_pred,
         "digits": digits,

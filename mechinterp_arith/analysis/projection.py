@@ -246,6 +246,17 @@ PROJECTION_KEYS = (
 )
 
 
+def study_sets(task, n: int = 10_000, n_id: int = 2000, seed: int = 0) -> tuple[data.Pairs, data.Pairs]:
+    """The operand pairs of :func:`study_pca`: ``n`` random pairs with each operand in [0, 10^(n+1))
+    (n + 1 as far as the format holds it), and ``n_id`` random ID pairs the OOD projection is fitted
+    on, from their own stream (``derive_seed(seed, "study_pca", "id")``)."""
+    data.check_count(n, "n")
+    data.check_count(n_id, "n_id")
+    top = data.default_ood_digits(task) or task.digits
+    fig4 = data.random_pairs(task, n, seed=seed, max_value=10**top)
+    return fig4, data.random_pairs(task, n_id, seed=derive_seed(seed, "study_pca", "id"))
+
+
 class StudyPCA(NamedTuple):
     """:func:`study_pca`'s result: the PCA, the OOD projection (None when no pair is OOD) and the
     summary ``mechinterp-arith pca --json`` prints."""
@@ -276,20 +287,17 @@ def study_pca(
     the model's greedy answers.
     """
     task = ckpt.task
-    data.check_count(n, "n")
-    data.check_count(n_id, "n_id")
     pos = resolve_position(task, position)
-    top = data.default_ood_digits(task) or task.digits
-    a, b = data.random_pairs(task, n, seed=seed, max_value=10**top)
+    (a, b), (ia, ib) = study_sets(task, n, n_id, seed)
     answers = "greedy" if needs_answer_tokens(task, [pos]) else "true"
     res = residual_pca(ckpt, a, b, hook, pos, label, k, answers=answers, seed=seed)
+    top = data.default_ood_digits(task) or task.digits
     out = {"inputs": f"{n} random pairs, each operand in [0, 10^{top})", **res.summary()}
     if answers == "greedy":
         out["teacher_forced_answers"] = "greedy"
-    ood = (a >= 10**task.digits) | (b >= 10**task.digits)
+    ood = ~data.in_distribution(task, a, b)
     proj = None
     if ood.any():
-        ia, ib = data.random_pairs(task, n_id, seed=derive_seed(seed, "study_pca", "id"))
         id_acts = flatten(collect(ckpt, ia, ib, [hook], [pos], answers="true")[hook])
         proj = project(
             task, id_acts, (ia, ib), res.activations[ood.numpy()], (a[ood], b[ood]), hook, pos, label, k, answers, seed

@@ -28,7 +28,7 @@ from ..core import data
 from ..core.errors import NotApplicable
 from ..core.positions import OPERANDS, check_digit, require_fixed_length, write_answers
 from ..core.seeding import generator
-from ..core.tasks import Task, as_operands
+from ..core.tasks import Task, as_operands, digit_at, with_digit
 
 MAX_ROUNDS = 200
 
@@ -109,11 +109,6 @@ def make_pairs(
     )
 
 
-def _set_digit(x: Tensor, place: int | Tensor, digit: Tensor) -> Tensor:
-    p = 10 ** torch.as_tensor(place, dtype=torch.long)
-    return x - ((x // p) % 10) * p + digit * p
-
-
 def change_operand_digit(
     task: Task, n: int = 64, operand: str = "b", place: int = 0, seed: int = 0, a=None, b=None
 ) -> PromptPairs:
@@ -128,9 +123,9 @@ def change_operand_digit(
         a, b = data.random_pairs(task, n, g=g)
     a, b = as_operands(a), as_operands(b)
     x = a if operand == "a" else b
-    old = (x // 10**place) % 10
+    old = digit_at(x, place)
     new = (old + torch.randint(1, 10, old.shape, generator=g)) % 10
-    xa, xb = (_set_digit(a, place, new), b) if operand == "a" else (a, _set_digit(b, place, new))
+    xa, xb = (with_digit(a, place, new), b) if operand == "a" else (a, with_digit(b, place, new))
     if task.op == "sub" and (xa < xb).any():
         keep = xa >= xb
         a, b, xa, xb = a[keep], b[keep], xa[keep], xb[keep]
@@ -155,8 +150,8 @@ def differ_in_answer_digit(task: Task, k: int, n: int = 64, seed: int = 0) -> Pr
         which = torch.randint(0, 3, (m,), generator=g)  # 0: a, 1: b, 2: both
         da = torch.randint(0, 10, (m,), generator=g)
         db = torch.randint(0, 10, (m,), generator=g)
-        xa = torch.where(which != 1, _set_digit(a, place, da), a)
-        xb = torch.where(which != 0, _set_digit(b, place, db), b)
+        xa = torch.where(which != 1, with_digit(a, place, da), a)
+        xb = torch.where(which != 0, with_digit(b, place, db), b)
         ok = torch.ones(m, dtype=torch.bool) if task.op != "sub" else xa >= xb
         diff = task.answer_digits(task.apply(a, b)) != task.answer_digits(task.apply(xa, xb))
         only_k = diff[:, k] & (diff.sum(1) == 1) & ok
@@ -191,7 +186,7 @@ def carry_pairs(task: Task, k: int, n: int = 64, seed: int = 0) -> PromptPairs:
     got, have = [], 0
     for _ in range(MAX_ROUNDS):
         a, b = data.random_pairs(task, 4 * n, g=g)
-        xa = _set_digit(a, k - 1, torch.randint(0, 10, a.shape, generator=g))
+        xa = with_digit(a, k - 1, torch.randint(0, 10, a.shape, generator=g))
         P = 10**k
         carry = (a % P + b % P) >= P
         carry_x = (xa % P + b % P) >= P

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from jaxtyping import Int
+from jaxtyping import Bool, Int
 from torch import Tensor
 
 from .errors import NotApplicable
@@ -164,6 +164,16 @@ def check_count(n: int, name: str = "n") -> int:
 def default_ood_digits(task: Task) -> int | None:
     """The study's OOD operand length, n + 1, when the format holds it; else None."""
     return task.digits + 1 if task.digits < task.width else None
+
+
+def in_distribution(task: Task, a: Int[Tensor, " n"], b: Int[Tensor, " n"]) -> Bool[Tensor, " n"]:
+    """Whether each pair is in distribution: both operands below 10^n (at most the trained n digits).
+
+    >>> in_distribution(Task("add", 3), torch.tensor([349, 1349]), torch.tensor([705, 705])).tolist()
+    [True, False]
+    """
+    N = 10**task.digits
+    return (as_operands(a) < N) & (as_operands(b) < N)
 
 
 def ood_digits_range(task: Task, count: int | None = None) -> list[int]:

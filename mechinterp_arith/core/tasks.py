@@ -333,6 +333,26 @@ def digits_of(x: Int[Tensor, " batch"], width: int) -> Int[Tensor, "batch width"
     return (x.long().unsqueeze(-1) // powers) % 10
 
 
+def digit_at(x: Int[Tensor, " batch"], place: int | Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:
+    """The decimal digit of each integer >= 0 at ``place`` (0 = units; one place, or one per integer).
+
+    >>> digit_at(torch.tensor([349, 705]), 1).tolist(), digit_at(torch.tensor([349, 705]), torch.tensor([0, 2])).tolist()
+    ([4, 0], [9, 7])
+    """
+    return x // 10 ** torch.as_tensor(place, dtype=torch.long) % 10
+
+
+def with_digit(
+    x: Int[Tensor, " batch"], place: int | Int[Tensor, " batch"], digit: Int[Tensor, " batch"]
+) -> Int[Tensor, " batch"]:
+    """Each integer with its digit at ``place`` replaced by ``digit``.
+
+    >>> with_digit(torch.tensor([349, 705]), 1, torch.tensor([0, 9])).tolist()
+    [309, 795]
+    """
+    return x + (digit - digit_at(x, place)) * 10 ** torch.as_tensor(place, dtype=torch.long)
+
+
 def digit_count(x: Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:
     """Decimal digits of each integer >= 0 (0 has one), by comparison (exact for every int64).
 
