@@ -185,7 +185,7 @@ def head_operand_map(ckpt: Checkpoint, k: int, n: int = 64, seed: int = 0) -> pd
 
 def circuit_digits(task) -> list[int]:
     """The answer digits a circuit summary covers: 0..n (the carry digit included), within the answer."""
-    return list(range(min(task.digits + 1, task.answer_width)))
+    return list(range(min(task.digits, task.answer_width - 1) + 1))
 
 
 def circuit_heads(

@@ -46,6 +46,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.decoding import generate
+from ..core.labels import label_values
 from ..core.tasks import Task, as_operands
 
 FIT_THRESHOLD = 0.5  # a relation must cover a majority of outputs (Wilson lower bound above this)
@@ -87,11 +88,10 @@ def candidate_relations(task: Task, a: Int[Tensor, " batch"], b: Int[Tensor, " b
     """Every candidate relation's value on each pair (see the module docstring)."""
     a, b = as_operands(a), as_operands(b)
     out = [Candidate(task.describe(), "true", None, task.apply(a, b))]
-    true = out[0].values
     for j in range(1, task.width + 1):
-        out.append(Candidate(task.equivalent_description(j), "truncated", j, task.apply(a % 10**j, b % 10**j)))
+        out.append(Candidate(task.equivalent_description(j), "truncated", j, task.equivalent_answer(a, b, j)))
     for j in range(1, task.answer_width + 1):
-        out.append(Candidate(f"({task.describe()}) mod 10^{j}", "true_mod", j, true % 10**j))
+        out.append(Candidate(f"({task.describe()}) mod 10^{j}", "true_mod", j, label_values(task, a, b, f"mod{j}")))
     return out
 
 

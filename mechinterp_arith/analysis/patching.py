@@ -51,6 +51,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
+from ..core.model import model_device
 from ..core.plain_forward import PlainGPT, checked_plain_forward
 from .metrics import infer_read_positions, reads_positions  # noqa: F401 - part of this module's API (patching.reads_positions)
 from .patch_runners import Scoring, mask_unread, run_fast, run_hooks
@@ -191,7 +192,7 @@ def patch_each_site(
     """
     _check_arguments(model, corrupted_tokens, method, chunk_size)
     cfg = model.cfg
-    device = next(model.parameters()).device
+    device = model_device(model)
     tokens = corrupted_tokens.to(device)
     B, P = tokens.shape
     sites, axis_names, grid = _selected_sites(kind, by_pos, cfg, P, layers, positions)
@@ -392,7 +393,7 @@ def _drop_in(kind: str, by_pos: bool, doc: str):
             )
         if reduce == "mean":
             out = out.mean(dim=-1) if extra else out
-        out = out.to(next(model.parameters()).device)
+        out = out.to(model_device(model))
         if warn_identical and bool(sweep.identical.any()):
             n, total = int(sweep.identical.sum()), sweep.identical.numel()
             listed = ", ".join(str(tuple(i.tolist())) for i in torch.nonzero(sweep.identical)[:8])

@@ -175,28 +175,32 @@ class Task:
         return (a * b) % self.modulus
 
     def id_representative(
-        self, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"]
+        self, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"], j: int | None = None
     ) -> tuple[Int[Tensor, " batch"], Int[Tensor, " batch"]]:
-        """The ID input an OOD pair is equivalent to: ``(a mod 10^n, b mod 10^n)`` (a >= b kept for sub).
+        """The ID input an OOD pair is equivalent to: ``(a mod 10^n, b mod 10^n)`` (a >= b kept for sub);
+        with ``j``, the truncation at 10^j instead (the relation candidates of other places).
 
         >>> Task("add", 3).id_representative(torch.tensor([1349]), torch.tensor([705]))
         (tensor([349]), tensor([705]))
         """
-        N = 10**self.digits
+        N = 10 ** (self.digits if j is None else j)
         ra, rb = as_operands(a) % N, as_operands(b) % N
         if self.op == "sub":
             ra, rb = torch.maximum(ra, rb), torch.minimum(ra, rb)
         return ra, rb
 
-    def equivalent_answer(self, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:
-        """The study's OOD rule: the true answer of the ID representative, e.g. 1349+705 -> 349+705.
+    def equivalent_answer(
+        self, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"], j: int | None = None
+    ) -> Int[Tensor, " batch"]:
+        """The study's OOD rule: the true answer of the ID representative, e.g. 1349+705 -> 349+705
+        (with ``j``: of the truncation at 10^j, the relation :meth:`equivalent_description` ``(j)`` names).
 
         >>> Task("add", 3).equivalent_answer(torch.tensor([1349]), torch.tensor([705])).tolist()
         [1054]
         >>> Task("sub", 3).equivalent_answer(torch.tensor([1300]), torch.tensor([1200])).tolist()   # 300 - 200
         [100]
         """
-        return self.apply(*self.id_representative(a, b))
+        return self.apply(*self.id_representative(a, b, j))
 
     def equivalent_description(self, j: int | None = None) -> str:
         """The OOD rule as text: ``(a mod 10^3) + (b mod 10^3)``, or with ``j`` the truncation at 10^j.
