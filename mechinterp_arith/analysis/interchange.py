@@ -38,6 +38,7 @@ from transformer_lens.utilities import get_act_name
 from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.errors import NotApplicable
+from ..core.evaluate import answer_rates
 from ..core.positions import answer_logit_pos, answer_positions, operand_pos, require_fixed_length
 from ..core.seeding import derive_seed
 from ..core.tasks import Task
@@ -110,8 +111,7 @@ def extra_digit_interchange(ckpt: Checkpoint, n: int = 256, seed: int = 0, m: in
         raise NotApplicable(
             f"no {m}-digit pair separates the model's answer from true arithmetic within the answer width"
         )
-    truncation = task.equivalent_answer(a, b)
-    a, b, sa, sb, own, true_cf, truncation = (t[fits] for t in (a, b, sa, sb, own, true_cf, truncation))
+    a, b, sa, sb, own, true_cf = (t[fits] for t in (a, b, sa, sb, own, true_cf))
     extra = [operand_pos(task, op, place) for op in ("a", "b") for place in range(task.digits, m)]
     L = ckpt.model.cfg.n_layers
     rows = []
@@ -127,7 +127,8 @@ def extra_digit_interchange(ckpt: Checkpoint, n: int = 256, seed: int = 0, m: in
             }
         )
     df = pd.DataFrame(rows)
-    df.attrs.update(m=m, positions=extra, baseline_truncation=float((own == truncation).float().mean()))
+    truncation = answer_rates(ckpt.model, task, a, b, answers=own)["equivalent"]
+    df.attrs.update(m=m, positions=extra, baseline_truncation=truncation)
     return df
 
 
