@@ -32,20 +32,16 @@ THREADS = 1  # torch CPU threads (the model is tiny)
 # %%
 import pandas as pd
 import plotly.graph_objects as go
-import torch
 from plotly.subplots import make_subplots
 
 import mechinterp_arith as ma
 from mechinterp_arith.core.evaluate import snapshot_scores
-from mechinterp_arith.core.threads import set_threads
-from mechinterp_arith.report.notebook import use_offline_plotly
+from mechinterp_arith.report.notebook import notebook_setup
 
 # Offline figures: plotly.js embedded with the first figure, no MathJax, no CDN (plotly's own "notebook"
 # renderer still links MathJax from a CDN, "notebook_connected" loads plotly.js from one).
-use_offline_plotly()
-set_threads(THREADS)
-torch.manual_seed(SEED)
-pd.set_option("display.precision", 4)
+# offline figures (plotly.js embedded once, no MathJax, no CDN), THREADS torch threads, SEED
+notebook_setup(THREADS, SEED)
 
 # %% [markdown]
 # ## A model trained here

@@ -32,20 +32,16 @@ THREADS = 1
 
 # %%
 import pandas as pd
-import torch
 from IPython.display import display
 
 import mechinterp_arith as ma
 from mechinterp_arith.analysis.equivalence import analyse_checkpoint
 from mechinterp_arith.analysis.equivalence_plots import relation_maps
 from mechinterp_arith.core.data import default_ood_digits
-from mechinterp_arith.core.threads import set_threads
-from mechinterp_arith.report.notebook import use_offline_plotly
+from mechinterp_arith.report.notebook import notebook_setup
 
-use_offline_plotly()  # offline figures: plotly.js embedded once, no MathJax, no CDN
-set_threads(THREADS)
-torch.manual_seed(SEED)
-pd.set_option("display.precision", 4)
+# offline figures (plotly.js embedded once, no MathJax, no CDN), THREADS torch threads, SEED
+notebook_setup(THREADS, SEED)
 
 ckpts = {name: ma.load(name, device="cpu") for name in CHECKPOINTS}
 

@@ -27,7 +27,6 @@ THREADS = 1
 
 # %%
 import pandas as pd
-import torch
 from IPython.display import display
 
 import mechinterp_arith as ma
@@ -36,13 +35,10 @@ from mechinterp_arith.analysis.circuits import circuit_digits, digit_sites, ood_
 from mechinterp_arith.analysis.logit_lens import id_ood_logit_lens
 from mechinterp_arith.analysis.site_plot import site_figure
 from mechinterp_arith.core.positions import position_labels
-from mechinterp_arith.core.threads import set_threads
-from mechinterp_arith.report.notebook import attention_views, use_offline_plotly
+from mechinterp_arith.report.notebook import attention_views, notebook_setup
 
-use_offline_plotly()  # offline figures: plotly.js embedded once, no MathJax, no CDN
-set_threads(THREADS)
-torch.manual_seed(SEED)
-pd.set_option("display.precision", 4)
+# offline figures (plotly.js embedded once, no MathJax, no CDN), THREADS torch threads, SEED
+notebook_setup(THREADS, SEED)
 
 ckpt = ma.load(CHECKPOINT, device="cpu")
 task = ckpt.task

@@ -29,7 +29,6 @@ THREADS = 1
 import json
 
 import pandas as pd
-import torch
 
 import mechinterp_arith as ma
 from mechinterp_arith.analysis.circuits import (
@@ -40,13 +39,10 @@ from mechinterp_arith.analysis.circuits import (
     head_operand_map,
     ood_sites,
 )
-from mechinterp_arith.core.threads import set_threads
-from mechinterp_arith.report.notebook import use_offline_plotly
+from mechinterp_arith.report.notebook import notebook_setup
 
-use_offline_plotly()  # offline figures: plotly.js embedded once, no MathJax, no CDN
-set_threads(THREADS)
-torch.manual_seed(SEED)
-pd.set_option("display.precision", 4)
+# offline figures (plotly.js embedded once, no MathJax, no CDN), THREADS torch threads, SEED
+notebook_setup(THREADS, SEED)
 
 ckpt = ma.load(CHECKPOINT, device="cpu")
 

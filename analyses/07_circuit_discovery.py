@@ -36,7 +36,6 @@ THREADS = 1
 # %%
 import pandas as pd
 import plotly.express as px
-import torch
 from IPython.display import display
 
 import mechinterp_arith as ma
@@ -46,13 +45,10 @@ from mechinterp_arith.analysis.discovery import discover
 from mechinterp_arith.analysis.interchange import extra_digit_interchange, units_digit_das
 from mechinterp_arith.analysis.subtasks import subtask_tags
 from mechinterp_arith.core.positions import position_labels
-from mechinterp_arith.core.threads import set_threads
-from mechinterp_arith.report.notebook import use_offline_plotly
+from mechinterp_arith.report.notebook import notebook_setup
 
-use_offline_plotly()  # offline figures: plotly.js embedded once, no MathJax, no CDN
-set_threads(THREADS)
-torch.manual_seed(SEED)
-pd.set_option("display.precision", 4)
+# offline figures (plotly.js embedded once, no MathJax, no CDN), THREADS torch threads, SEED
+notebook_setup(THREADS, SEED)
 
 ckpt = ma.load(CHECKPOINT, device="cpu")
 labels = position_labels(ckpt.task)

@@ -26,23 +26,30 @@ MATRIX = [(op, fmt) for op in ("add", "sub", "mul", "addmod") for fmt in ("paper
 MODULUS = {"addmod": 37}
 
 
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory):
-    """``(op, format) -> checkpoint directory`` of a 2-digit model (width 3: one longer operand fits)."""
-    root = tmp_path_factory.mktemp("acceptance")
+def train_tiny(root, matrix, digits: int, steps: int) -> dict:
+    """``(op, format) -> checkpoint directory`` of a tiny model per task (width digits + 1: one longer
+    operand fits), trained with one thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     out = {}
     try:
-        for op, fmt in MATRIX:
-            task = ma.Task(op, 2, format=fmt, width=3, modulus=MODULUS.get(op))
+        for op, fmt in matrix:
+            task = ma.Task(op, digits, format=fmt, width=digits + 1, modulus=MODULUS.get(op))
             mcfg = ma.ModelConfig.for_task(task, n_layers=2, n_heads=2, d_model=32, d_mlp=128)
-            tcfg = ma.TrainConfig(steps=300, batch_size=128, warmup=50, eval_every=150, eval_n=300, device="cpu")
-            out[(op, fmt)] = root / f"{op}_{fmt}"
+            tcfg = ma.TrainConfig(
+                steps=steps, batch_size=128, warmup=steps // 6, eval_every=steps // 2, eval_n=300, device="cpu"
+            )
+            out[(op, fmt)] = root / f"{op}{digits}_{fmt}"
             ma.train(task, mcfg, tcfg, out_dir=out[(op, fmt)], progress=False)
     finally:
         torch.set_num_threads(threads)
     return out
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """``(op, format) -> checkpoint directory`` of a 2-digit model (width 3)."""
+    return train_tiny(tmp_path_factory.mktemp("acceptance"), MATRIX, 2, 300)
 
 
 def cli_json(capsys, *args) -> dict:
@@ -143,20 +150,7 @@ MATRIX3 = [("sub", "paper"), ("addmod", "plain")]  # sub: the example pair must 
 @pytest.fixture(scope="session")
 def trained3(tmp_path_factory):
     """``(op, format) -> checkpoint directory`` of a tiny 3-digit model (width 4)."""
-    root = tmp_path_factory.mktemp("acceptance3")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    out = {}
-    try:
-        for op, fmt in MATRIX3:
-            task = ma.Task(op, 3, format=fmt, width=4, modulus=MODULUS.get(op))
-            mcfg = ma.ModelConfig.for_task(task, n_layers=2, n_heads=2, d_model=32, d_mlp=128)
-            tcfg = ma.TrainConfig(steps=200, batch_size=128, warmup=40, eval_every=100, eval_n=200, device="cpu")
-            out[(op, fmt)] = root / f"{op}3_{fmt}"
-            ma.train(task, mcfg, tcfg, out_dir=out[(op, fmt)], progress=False)
-    finally:
-        torch.set_num_threads(threads)
-    return out
+    return train_tiny(tmp_path_factory.mktemp("acceptance3"), MATRIX3, 3, 240)
 
 
 def quick_report(ckpt, out_dir, sections=None):
