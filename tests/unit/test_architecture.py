@@ -160,6 +160,10 @@ CONCEPT_PATTERNS: dict[str, tuple[str, tuple[str, ...]]] = {
         "a numpy stream: core/seeding.py (rng)",
         ("core/seeding.py",),
     ),
+    r"manual_seed\(": (
+        "a torch stream seeded by hand: core/seeding.py (generator, arithmetic_generator)",
+        ("core/seeding.py", "report/notebook.py"),  # notebook_setup: a notebook's global torch seed
+    ),
     r"next\([\w.]*parameters\(\)\)": ("a model's device by hand: model.model_device", ("core/model.py",)),
     r"\.numel\(\)\s+for\s+\w+\s+in\s+[\w.]*parameters\(\)": ("a parameter count: model.n_params", ("core/model.py",)),
     r"==\s*[\w.]*equivalent_answer\(|equivalent_answer\([^()]*\)\s*==": (
