@@ -200,7 +200,7 @@ def test_the_reports_pca_is_the_cli_pca_number_for_number(trained3, capsys, tmp_
     sizes = ("--n", 300, "--n-id", 150, "--seed", 0)  # the quick report's sizes, as its text says
     assert "mechinterp-arith pca --n 300 --n-id 150 --seed 0" in section.html
     units = cli_json(capsys, "pca", path, *sizes)
-    f = lambda x: f"{x:.3f}"
+    f = lambda x: "nan" if x is None else f"{x:.3f}"  # --json writes NaN as null
     assert rows["nearest-centroid accuracy"] == [f(units["nearest_centroid_accuracy"])]
     assert rows["silhouette"] == [f(units["silhouette"])]
     assert rows["explained variance (top 10)"] == [" ".join(f(r) for r in units["explained_variance_ratio"])]

@@ -31,7 +31,8 @@ def _f(x: float) -> str:
 def fig4(ctx: ReportContext, label: str = "units"):
     """:func:`~mechinterp_arith.analysis.projection.study_pca` at the report's sizes (what
     ``mechinterp-arith pca --n N --n-id M --seed S`` prints, with ``--position``/``--label`` set to
-    ``label`` when it is not the units digit), or ``(None, reason)``; computed once per report."""
+    ``label`` when it is not the units digit): ``(StudyPCA, None)``, or ``(None, reason)`` when it does
+    not apply; computed once per report."""
     n, n_id, seed = size(ctx, 2000, 300), size(ctx, 1000, 150), ctx.settings.seed
     position = None if label == "units" else label
     return ctx.cached(
