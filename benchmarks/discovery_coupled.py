@@ -38,7 +38,9 @@ def lab_training_command(out: Path) -> list[str]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", type=Path, required=True, help="the lab's coupling seed-0 model (trained if absent)")
+    p.add_argument(
+        "--checkpoint", type=Path, required=True, help="the lab's coupling model of seed 0 (trained if absent)"
+    )
     p.add_argument("--operand-digits", type=int, default=6)
     p.add_argument("--digits", type=int, nargs="+", default=None, help="answer digits (default: every one)")
     p.add_argument("--threads", type=int, default=1)
@@ -52,8 +54,9 @@ def main() -> None:
 
     from mechinterp_arith import load
     from mechinterp_arith.analysis.discovery import discover
+    from mechinterp_arith.core.threads import set_threads
 
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     ckpt = load(args.checkpoint, device="cpu")
     digits = args.digits if args.digits is not None else list(range(ckpt.task.answer_width))
     load_before = os.getloadavg()

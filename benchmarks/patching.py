@@ -46,7 +46,9 @@ def main() -> None:
     p.add_argument("--checkpoint", default="add3")
     p.add_argument("--operand-digits", type=int, default=None, help="pairs of operands of exactly M digits")
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
+    from mechinterp_arith.core.threads import set_threads
+
+    set_threads(args.threads)
     warnings.simplefilter("ignore")
 
     from transformer_lens import patching as tl_patching

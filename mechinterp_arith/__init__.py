@@ -29,20 +29,24 @@ from .core.version import __version__
 # public name -> module that defines it (imported on first access)
 _LAZY = {
     "import_checkpoint": "core.importer",
+    "answer_rates": "core.evaluate",
+    "snapshot_scores": "core.evaluate",
     "analyse_checkpoint": "analysis.equivalence",
     "find_relation": "analysis.equivalence",
     "relation_maps": "analysis.equivalence_plots",
     "class_probability_figure": "analysis.equivalence_plots",
     "residual_pca": "analysis.pca",
-    "pca_sweep": "analysis.pca",
+    "pca_each_site": "analysis.pca",
     "ood_projection": "analysis.projection",
+    "study_pca": "analysis.projection",
     "pca_dynamics": "analysis.dynamics",
     "logit_lens": "analysis.logit_lens",
     "id_ood_logit_lens": "analysis.logit_lens",
     "match_activations": "analysis.matching",
     "match_ood": "analysis.matching",
-    "patch_sweep": "analysis.patching",
-    "circuit": "analysis.circuits",
+    "patch_each_site": "analysis.patching",
+    "circuit_heads": "analysis.circuits",
+    "class_attention": "analysis.attention",
     "digit_sites": "analysis.circuits",
     "head_operand_map": "analysis.circuits",
     "ood_sites": "analysis.circuits",
@@ -60,6 +64,10 @@ _LAZY = {
     "units_digit_das": "analysis.interchange",
     "build_report": "report",
     "build_sweep_report": "report",
+    # deprecated names, kept for notebooks that use them (each warns and calls its new name)
+    "circuit": "analysis.circuits",  # -> circuit_heads
+    "patch_sweep": "analysis.patching",  # -> patch_each_site
+    "pca_sweep": "analysis.pca",  # -> pca_each_site
 }
 
 

@@ -25,7 +25,8 @@ from transformer_lens.utilities import get_act_name
 
 from ..core.checkpoint import Checkpoint
 from ..core.decoding import generate
-from ..core.positions import require_fixed_length, resolve_position
+from ..core.model import model_device
+from ..core.positions import require_fixed_length, resolve_position, write_answers
 from ..core.tasks import Task, as_operands
 
 DEFAULT_HOOK = "ln_final.hook_out"
@@ -86,13 +87,7 @@ def input_tokens(
     values = as_operands(answers)
     if values.shape != a.shape:
         raise ValueError(f"need one answer per pair: got {tuple(values.shape)} for {len(a)} pairs")
-    if (task.answer_digits(values) < 0).any():
-        raise ValueError(f"answers must lie in [0, 10^{task.answer_width}) to fit the format")
-    digits = task.answer_digits(values)  # units first
-    if not task.answer_lsb_first:
-        digits = digits.flip(-1)
-    tokens[:, task.prompt_len : task.prompt_len + task.answer_width] = digits
-    return tokens[:, : task.n_ctx]
+    return write_answers(task, tokens, values)[:, : task.n_ctx]
 
 
 def needs_answer_tokens(task: Task, positions: Sequence[int]) -> bool:
@@ -134,7 +129,7 @@ def collect(
         tokens, _ = task.encode_batch(a, b)
         width = max(pos) + 1  # causal: later tokens cannot change these positions
     tokens = tokens[:, :width]
-    device = next(model.parameters()).device
+    device = model_device(model)
     index = torch.tensor(pos)
     out: dict[str, list[Tensor]] = {h: [] for h in hooks}
     was_training = model.training

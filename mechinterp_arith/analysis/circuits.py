@@ -10,29 +10,40 @@
 [[0, 2], [2, 1]]
 >>> explain(ckpt, 1349, 705)["id_representative"]          # an OOD input answered as its representative
 {'a': 349, 'b': 705, 'prediction': 1054}
+
+:func:`circuit_heads` (``ma.circuit_heads``) is a DataFrame of heads; the edge circuits that
+:func:`~mechinterp_arith.analysis.discovery.discover` finds are :class:`~mechinterp_arith.analysis.discovery.Circuit`
+objects.
 """
 
 from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
 
 import pandas as pd
 import torch
 from jaxtyping import Float
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
+from transformer_lens.utilities import get_act_name
 
 from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.errors import NotApplicable
+from ..core.evaluate import answer_rates
 from ..core.positions import (
     OPERANDS,
     answer_logit_pos,
+    answer_positions,
     check_digit,
     operand_pos,
     position_labels,
 )
 from ..core.tasks import as_operands
+from .attention import mean_attention, operand_attention
 from .metrics import logit_diff_metric, normalised_effect
-from .patching import patch_sweep
+from .patching import patch_each_site
 from .prompt_pairs import (
     PromptPairs,
     change_operand_digit,
@@ -57,7 +68,7 @@ def _site_frame(
     _, clean_cache = _cache(ckpt.model, pairs.clean_tokens)
     frames = []
     for kind in kinds:
-        df = patch_sweep(ckpt.model, pairs.corrupted_tokens, clean_cache, metric, kind).frame()
+        df = patch_each_site(ckpt.model, pairs.corrupted_tokens, clean_cache, metric, kind).frame()
         frames.append(df)
     df = pd.concat(frames, ignore_index=True).rename(columns={"value": "logit_diff"})
     df["label"] = [labels[p] for p in df["pos"]]
@@ -89,29 +100,13 @@ def digit_sites(
 
 
 def attention_to_operands(ckpt: Checkpoint, k: int, n: int = 64, seed: int = 0) -> pd.DataFrame:
-    """Mean attention from the position predicting answer digit ``k`` to every operand digit, per head."""
+    """Mean attention from the position predicting answer digit ``k`` to every ID operand digit, per
+    head, over ``n`` random ID pairs (:func:`~mechinterp_arith.analysis.attention.operand_attention`).
+    Columns: ``layer, head, operand, place, src_pos, attention``."""
     task = ckpt.task
-    q = answer_logit_pos(task, k)
+    check_digit(task, k)
     a, b = data.random_pairs(task, n, seed=seed)
-    _, cache = _cache(ckpt.model, make_pairs(task, a, b, a, b).clean_tokens.to(ckpt.device))
-    rows = []
-    for layer in range(ckpt.model.cfg.n_layers):
-        pattern = cache[f"blocks.{layer}.attn.hook_pattern"][:, :, q].mean(0)  # [head, src]
-        for head in range(ckpt.model.cfg.n_heads):
-            for op in OPERANDS:
-                for place in range(task.digits):
-                    src = operand_pos(task, op, place)
-                    rows.append(
-                        {
-                            "layer": layer,
-                            "head": head,
-                            "operand": op,
-                            "place": place,
-                            "src_pos": src,
-                            "attention": float(pattern[head, src]),
-                        }
-                    )
-    return pd.DataFrame(rows)
+    return operand_attention(ckpt, a, b, [k], range(task.digits)).drop(columns="digit")
 
 
 def head_operand_map(ckpt: Checkpoint, k: int, n: int = 64, seed: int = 0) -> pd.DataFrame:
@@ -130,11 +125,9 @@ def head_operand_map(ckpt: Checkpoint, k: int, n: int = 64, seed: int = 0) -> pd
     q = answer_logit_pos(task, k)
     att = attention_to_operands(ckpt, k, n, seed)
     labels = position_labels(task)
-    a, b = data.random_pairs(task, n, seed=seed)
-    _, cache = _cache(ckpt.model, make_pairs(task, a, b, a, b).clean_tokens.to(ckpt.device))
-    patterns = [
-        cache[f"blocks.{l}.attn.hook_pattern"].mean(0).permute(1, 0, 2) for l in range(ckpt.model.cfg.n_layers)
-    ]  # [dest, head, src]
+    patterns = mean_attention(ckpt, *data.random_pairs(task, n, seed=seed)).permute(
+        0, 2, 1, 3
+    )  # [layer, dest, head, src]
     effects = []
     for op in OPERANDS:
         for place in range(task.digits):
@@ -165,7 +158,7 @@ def head_operand_map(ckpt: Checkpoint, k: int, n: int = 64, seed: int = 0) -> pd
             metric = logit_diff_metric(pairs, k)
             clean_value, corr_value = _baselines(ckpt, pairs, metric)
             _, clean_cache = _cache(ckpt.model, pairs.clean_tokens)
-            sweep = patch_sweep(ckpt.model, pairs.corrupted_tokens, clean_cache, metric, "z", by_pos=True)
+            sweep = patch_each_site(ckpt.model, pairs.corrupted_tokens, clean_cache, metric, "z", by_pos=True)
             eff = normalised_effect(sweep.values, clean_value, corr_value)  # [layer, pos, head]
             src = operand_pos(task, op, place)
             for l in range(eff.shape[0]):
@@ -192,14 +185,16 @@ def head_operand_map(ckpt: Checkpoint, k: int, n: int = 64, seed: int = 0) -> pd
 
 def circuit_digits(task) -> list[int]:
     """The answer digits a circuit summary covers: 0..n (the carry digit included), within the answer."""
-    return list(range(min(task.digits + 1, task.answer_width)))
+    return list(range(min(task.digits, task.answer_width - 1) + 1))
 
 
-def circuit(
+def circuit_heads(
     ckpt: Checkpoint, n: int = 64, seed: int = 0, min_attention: float = 0.2, min_effect: float = 0.1
 ) -> pd.DataFrame:
-    """Summary over answer digits 0..n: for each digit, the heads that attend to an operand digit
-    (attention >= ``min_attention``) and whose patching moves it (effect >= ``min_effect``).
+    """The head-level circuit summary over answer digits 0..n: for each digit, the heads that attend to
+    an operand digit (attention >= ``min_attention``) and whose patching moves it (effect >=
+    ``min_effect``); rows of :func:`head_operand_map`. (A discovered edge circuit is
+    :func:`~mechinterp_arith.analysis.discovery.discover`'s ``Circuit``.)
 
     ``attrs["skipped"]`` maps each digit the task cannot isolate to the reason (e.g. the units
     digit of a product changes with every operand edit); those digits have no rows.
@@ -240,7 +235,7 @@ def head_effects(ckpt: Checkpoint, digits: list[int] | None = None, n: int = 64,
             metric = logit_diff_metric(pairs, k)
             clean_value, corr_value = _baselines(ckpt, pairs, metric)
             _, clean_cache = _cache(model, pairs.clean_tokens)
-            sweep = patch_sweep(model, pairs.corrupted_tokens, clean_cache, metric, "z", by_pos=False)
+            sweep = patch_each_site(model, pairs.corrupted_tokens, clean_cache, metric, "z", by_pos=False)
             values = normalised_effect(sweep.values, clean_value, corr_value)
         rows += [
             {"digit": k, "layer": l, "head": h, "effect": float(values[l, h])}
@@ -253,8 +248,10 @@ def head_effects(ckpt: Checkpoint, digits: list[int] | None = None, n: int = 64,
 
 
 # ---- OOD vs ID representative ------------------------------------------------------------------------
-def _answer_metric(task, base_logits: Float[Tensor, "batch pos vocab"], true_digits) -> callable:
-    positions = [answer_logit_pos(task, k) for k in range(task.answer_width)]
+def _answer_metric(
+    task, base_logits: Float[Tensor, "batch pos vocab"], true_digits
+) -> Callable[[Tensor], Float[Tensor, " 3"]]:
+    positions = answer_positions(task)
     base_pred = base_logits[:, positions].argmax(-1)
     # the digit where the extra operand digits would show first (the top digit for narrow answers,
     # e.g. a 2-digit modular result)
@@ -279,10 +276,14 @@ def ood_sites(
     Both runs are teacher-forced with the representative's answer, so inputs differ only at the
     extra operand digits. Per (direction, kind, layer, pos): ``act_diff`` (relative size of the
     activation difference between the two runs), ``flip_rate`` (rows whose greedy answer digits
-    change), ``max_logit_change`` (mean over rows of the largest answer-logit change) and
-    ``true_digit_rate`` (rows predicting the true OOD answer's digit n, e.g. the 2 of 1349+705=2054).
+    change), ``answer_logit_change`` (mean over rows of the largest answer-logit change),
+    ``true_digit_rate`` (rows predicting the true OOD answer's digit n, e.g. the 2 of 1349+705=2054)
+    and ``identical``. ``attrs``: ``n_pairs``, ``m`` (default n + 1; :class:`NotApplicable` when the
+    format holds no longer operand), ``ood_answers_equal_representative`` (the share of OOD answers
+    following the study's rule) and ``ood_exact``.
     """
     task = ckpt.task
+    m = data.require_ood_digits(task, m)
     pairs = ood_id_pairs(task, n=n, m=m, seed=seed).to(ckpt.device)
     true_ood = task.answer_digits(task.apply(pairs.corrupted_a, pairs.corrupted_b)).to(ckpt.device)
     labels = position_labels(task)
@@ -298,13 +299,13 @@ def ood_sites(
         metric = _answer_metric(task, base, true_ood)
         base_vals = metric(base)
         for kind in kinds:
-            sweep = patch_sweep(ckpt.model, receiver, donor_cache, metric, kind)
+            sweep = patch_each_site(ckpt.model, receiver, donor_cache, metric, kind)
             df = sweep.frame().rename(
                 columns={"value_0": "flip_rate", "value_1": "answer_logit_change", "value_2": "true_digit_rate"}
             )
             diffs = []
             for layer, pos in zip(df.layer, df.pos):
-                name = f"blocks.{layer}.hook_{kind}"
+                name = get_act_name(kind, layer)
                 d, r = donor_cache[name][:, pos], recv_cache[name][:, pos]
                 diffs.append(float(((d - r).norm(dim=-1) / r.norm(dim=-1).clamp_min(1e-9)).mean()))
             df["act_diff"] = diffs
@@ -329,14 +330,24 @@ def ood_sites(
     ]
     with torch.inference_mode():
         ood_pred = ckpt.predict(pairs.corrupted_a, pairs.corrupted_b)
-    rep_answer = task.apply(pairs.clean_a, pairs.clean_b)
+    rates = answer_rates(ckpt.model, task, pairs.corrupted_a, pairs.corrupted_b, answers=ood_pred)
     out.attrs.update(
         n_pairs=len(pairs),
-        m=m or task.digits + 1,
-        ood_answers_equal_representative=float((ood_pred == rep_answer).float().mean()),
-        ood_exact=float((ood_pred == task.apply(pairs.corrupted_a, pairs.corrupted_b)).float().mean()),
+        m=m,
+        ood_answers_equal_representative=rates["equivalent"],
+        ood_exact=rates["exact"],
     )
     return out
+
+
+def circuit(*args, **kwargs) -> pd.DataFrame:
+    """Deprecated name of :func:`circuit_heads` (a DataFrame of heads, not a discovered ``Circuit``)."""
+    warnings.warn(
+        "circuit() is renamed circuit_heads(): it returns a DataFrame of heads, not a discovered Circuit",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return circuit_heads(*args, **kwargs)
 
 
 # ---- one input ---------------------------------------------------------------------------------------
@@ -438,7 +449,7 @@ def explain(
         "prediction": pred,
         "true_answer": truth,
         "correct": pred == truth,
-        "in_distribution": bool(a < 10**task.digits and b < 10**task.digits),
+        "in_distribution": bool(data.in_distribution(task, a_t, b_t)[0]),
         "id_representative": {"a": int(ra[0]), "b": int(rb[0]), "prediction": rep_pred},
         "prediction_equals_representative": pred == rep_pred,
         "digits": digits,

@@ -42,7 +42,7 @@ from ..core.checkpoint import Checkpoint
 from ..core.errors import NotApplicable
 from ..core.plain_forward import PlainGPT
 from ..core.positions import answer_logit_pos, check_digit
-from ..core.seeding import derive_seed
+from ..core.seeding import derive_seed, rng
 from .attribution import attribute, plain_forward_of
 from .edge_forward import PairRuns, ablated_logits
 from .edge_graph import EdgeGraph
@@ -164,7 +164,7 @@ def faithfulness_of(
         vectorized=True,
         n_resamples=n_resamples,
         method="percentile",
-        rng=np.random.default_rng(seed),
+        rng=rng(seed),
     )
     return point, (float(res.confidence_interval.low), float(res.confidence_interval.high))
 
@@ -258,7 +258,9 @@ def discover(
     )
 
 
-def _threshold_search(plain, graph, runs, pairs, digit, scores, sinks, target) -> tuple[Tensor | None, list]:
+def _threshold_search(
+    plain, graph, runs, pairs, digit, scores, sinks, target
+) -> tuple[Tensor, list] | tuple[None, float]:
     """The smallest closed top-m circuit whose search-pair faithfulness reaches ``target`` and the
     curve of sizes tried; (None, mean gap) when the clean run does not beat the corrupted one."""
     order = torch.argsort(scores.abs().flatten(), descending=True)

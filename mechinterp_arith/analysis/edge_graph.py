@@ -72,10 +72,6 @@ class EdgeGraph:
     def mlp_writer(self, layer: int) -> int:
         return 1 + layer * (self.n_heads + 1) + self.n_heads
 
-    def layer_writers(self, layer: int) -> slice:
-        """The writers layer ``layer`` adds (its heads, then its MLP)."""
-        return slice(self.head_writer(layer, 0), self.mlp_writer(layer) + 1)
-
     def attn_readers(self, layer: int) -> slice:
         """The 3H q/k/v readers of layer ``layer`` (q of every head, then k, then v)."""
         start = layer * (3 * self.n_heads + 1)

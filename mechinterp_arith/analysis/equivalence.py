@@ -46,6 +46,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.decoding import generate
+from ..core.labels import label_values
 from ..core.tasks import Task, as_operands
 
 FIT_THRESHOLD = 0.5  # a relation must cover a majority of outputs (Wilson lower bound above this)
@@ -87,11 +88,10 @@ def candidate_relations(task: Task, a: Int[Tensor, " batch"], b: Int[Tensor, " b
     """Every candidate relation's value on each pair (see the module docstring)."""
     a, b = as_operands(a), as_operands(b)
     out = [Candidate(task.describe(), "true", None, task.apply(a, b))]
-    true = out[0].values
     for j in range(1, task.width + 1):
-        out.append(Candidate(task.equivalent_description(j), "truncated", j, task.apply(a % 10**j, b % 10**j)))
+        out.append(Candidate(task.equivalent_description(j), "truncated", j, task.equivalent_answer(a, b, j)))
     for j in range(1, task.answer_width + 1):
-        out.append(Candidate(f"({task.describe()}) mod 10^{j}", "true_mod", j, true % 10**j))
+        out.append(Candidate(f"({task.describe()}) mod 10^{j}", "true_mod", j, label_values(task, a, b, f"mod{j}")))
     return out
 
 
@@ -337,10 +337,11 @@ def analyse_checkpoint(
 ) -> dict[str, dict[str, EquivalenceResult]]:
     """Analyse both-operands-m-digits sets (key ``"ood"``) and, with ``one_longer``, sets with one
     m-digit operand and one ID operand (key ``"one_longer"``), for each m in ``ood_digits``
-    (default: n+1). Results keyed by ``str(m)``."""
+    (default: n+1; :class:`~mechinterp_arith.core.errors.NotApplicable` when the format holds no
+    longer operand). Results keyed by ``str(m)``."""
     task = ckpt.task
     if ood_digits is None:
-        ood_digits = [data.default_ood_digits(task) or task.digits + 1]
+        ood_digits = [data.require_ood_digits(task)]
     ms = data.check_ood_digits(task, ood_digits)
     data.check_count(n, "n")
     out: dict[str, dict[str, EquivalenceResult]] = {"ood": {}}

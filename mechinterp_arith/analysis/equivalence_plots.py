@@ -33,6 +33,7 @@ from torch import Tensor
 from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.decoding import generate
+from ..core.positions import answer_positions
 from ..core.tasks import as_operands
 
 
@@ -125,10 +126,7 @@ def answer_probabilities(ckpt: Checkpoint, a, b) -> tuple[Int[Tensor, " k"], Flo
     gen = generate(ckpt.model, task, a, b)
     tokens = gen.tokens.to(ckpt.device)
     logits = ckpt.model(tokens[:, :-1])
-    P, A = task.prompt_len, task.answer_width
-    probs = logits[:, P - 1 : P - 1 + A, :10].float().softmax(-1).cpu()
-    if not task.answer_lsb_first:
-        probs = probs.flip(1)
+    probs = logits[:, answer_positions(task), :10].float().softmax(-1).cpu()  # answer digit k at k
     return gen.answers, probs
 
 
@@ -144,9 +142,10 @@ def class_distributions(
         if members is None
         else (as_operands(members[0]), as_operands(members[1]))
     )
-    N = 10**task.digits
-    if members is not None and not bool(((ma % N == a) & (mb % N == b)).all()):
-        raise ValueError(f"every member must reduce to ({a}, {b}) mod 10^{task.digits}")
+    if members is not None:
+        ra, rb = task.id_representative(ma, mb)
+        if not bool(((ra == a) & (rb == b)).all()):
+            raise ValueError(f"every member must have the ID representative ({a}, {b}) (operands mod 10^{task.digits})")
     all_a, all_b = torch.cat([torch.tensor([a]), ma]), torch.cat([torch.tensor([b]), mb])
     outputs, probs = answer_probabilities(ckpt, all_a, all_b)
     tv = 0.5 * (probs[1:] - probs[:1]).abs().sum(-1)  # [members, answer]

@@ -33,10 +33,12 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens.tools.analysis import interchange as tl_interchange
+from transformer_lens.utilities import get_act_name
 
 from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.errors import NotApplicable
+from ..core.evaluate import answer_rates
 from ..core.positions import answer_logit_pos, answer_positions, operand_pos, require_fixed_length
 from ..core.seeding import derive_seed
 from ..core.tasks import Task
@@ -109,12 +111,11 @@ def extra_digit_interchange(ckpt: Checkpoint, n: int = 256, seed: int = 0, m: in
         raise NotApplicable(
             f"no {m}-digit pair separates the model's answer from true arithmetic within the answer width"
         )
-    truncation = task.apply(*task.id_representative(a, b))
-    a, b, sa, sb, own, true_cf, truncation = (t[fits] for t in (a, b, sa, sb, own, true_cf, truncation))
+    a, b, sa, sb, own, true_cf = (t[fits] for t in (a, b, sa, sb, own, true_cf))
     extra = [operand_pos(task, op, place) for op in ("a", "b") for place in range(task.digits, m)]
     L = ckpt.model.cfg.n_layers
     rows = []
-    for hook in [f"blocks.{l}.hook_resid_pre" for l in range(L)] + [f"blocks.{L - 1}.hook_resid_post"]:
+    for hook in [get_act_name("resid_pre", l) for l in range(L)] + [get_act_name("resid_post", L - 1)]:
         stays = _interchanged_matches(ckpt, hook, extra, (a, b), (sa, sb), own)
         follows = _interchanged_matches(ckpt, hook, extra, (a, b), (sa, sb), true_cf)
         rows.append(
@@ -126,7 +127,8 @@ def extra_digit_interchange(ckpt: Checkpoint, n: int = 256, seed: int = 0, m: in
             }
         )
     df = pd.DataFrame(rows)
-    df.attrs.update(m=m, positions=extra, baseline_truncation=float((own == truncation).float().mean()))
+    truncation = answer_rates(ckpt.model, task, a, b, answers=own)["equivalent"]
+    df.attrs.update(m=m, positions=extra, baseline_truncation=truncation)
     return df
 
 

@@ -32,19 +32,22 @@ from jaxtyping import Int
 from plotly.subplots import make_subplots
 from torch import Tensor
 from transformer_lens.tools.analysis import logit_lens as tl_logit_lens
+from transformer_lens.utilities import get_act_name
 
 from ..core import data
 from ..core.checkpoint import Checkpoint
+from ..core.model import model_device
 from ..core.positions import answer_positions
 from ..core.tasks import as_operands
 from .activations import DEFAULT_BATCH, Answers, input_tokens, residual_hooks
 
 
 def _state_name(label: str, n_layers: int) -> str:
+    """The hook of a state TL's ``accumulated_resid`` labels ``0_pre``, ``1_mid``, ... or ``final_post``."""
     if label == "final_post":
-        return f"blocks.{n_layers - 1}.hook_resid_post"
+        return get_act_name("resid_post", n_layers - 1)
     layer, kind = label.split("_")
-    return f"blocks.{layer}.hook_resid_{kind}"
+    return get_act_name(f"resid_{kind}", int(layer))
 
 
 @dataclass
@@ -119,7 +122,7 @@ def logit_lens(
     tokens = input_tokens(ckpt, a, b, answers, batch_size)
     pos = answer_positions(task)
     A = task.answer_width
-    device = next(model.parameters()).device
+    device = model_device(model)
     hooks = residual_hooks(model)
     sums: dict[str, Tensor] = {}
     labels: list[str] = []

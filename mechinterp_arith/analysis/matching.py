@@ -191,14 +191,11 @@ def match_activations(
 def match_ood(
     ckpt: Checkpoint, n: int = 1000, ood_digits: int | None = None, answers: str = "representative", seed: int = 0
 ) -> MatchResult:
-    """:func:`match_activations` on ``n`` pairs with both operands ``ood_digits`` (default n+1) digits long."""
+    """:func:`match_activations` on ``n`` pairs with both operands ``ood_digits`` (default n+1) digits long;
+    :class:`~mechinterp_arith.core.errors.NotApplicable` when the format holds no longer operand,
+    ValueError for a length that is not out of distribution or does not fit."""
     task = ckpt.task
-    m = task.digits + 1 if ood_digits is None else ood_digits
-    if m <= task.digits:
-        raise ValueError(
-            f"ood_digits={m} is not out of distribution: {task.name} is trained on {task.digits}-digit operands"
-        )
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    oa, ob = data.ood_both(task, m, n, seed=seed)  # ValueError when the format cannot hold m digits
+    m = data.require_ood_digits(task, ood_digits)
+    data.check_count(n, "n")
+    oa, ob = data.ood_both(task, m, n, seed=seed)
     return match_activations(ckpt, oa, ob, answers=answers)

@@ -30,7 +30,7 @@ def reads_positions(metric: Callable, positions: Sequence[int]) -> Callable:
     """Declare the logit positions ``metric`` reads; returns the metric.
 
     A sweep then recomputes positions only up to the last of them, does not run sites after it
-    (causally they cannot change the metric: value = baseline, ``Sweep.after_read``) and passes
+    (causally they cannot change the metric: value = baseline, ``PatchResult.after_read``) and passes
     NaN logits at the positions not read, so a wrong declaration shows. It is also checked once
     per sweep: the metric of the corrupted logits must not change when the other positions are
     NaN. The metrics of :mod:`mechinterp_arith.analysis.prompt_pairs` declare theirs.

@@ -18,10 +18,10 @@ variant ``s``) and run in chunks of at most ``chunk_size`` rows. Two paths run t
 
 No silent no-ops: a site whose clean and corrupted activations are identical for every row, to
 float rounding (``SAME_RTOL``; e.g. positions before the first differing token), is not run: its
-value is the metric on the unpatched corrupted logits, and the sweep reports it
-(``Sweep.identical``; the drop-ins warn with :class:`IdenticalSitesWarning`). Every other patch
+value is the metric on the unpatched corrupted logits, and the result reports it
+(``PatchResult.identical``; the drop-ins warn with :class:`IdenticalSitesWarning`). Every other patch
 checks that its write changed the activation and that its hook fired (RuntimeError otherwise),
-and the sweep records how far each patch moved the logits (``Sweep.max_logit_change``).
+and the result records how far each patch moved the logits (``PatchResult.max_logit_change``).
 
 >>> from mechinterp_arith import load
 >>> from mechinterp_arith.analysis.metrics import logit_diff_metric
@@ -32,8 +32,8 @@ and the sweep records how far each patch moved the logits (``Sweep.max_logit_cha
 >>> metric = logit_diff_metric(pairs, k=0)
 >>> get_act_patch_resid_pre(ckpt.model, pairs.corrupted_tokens, clean_cache, metric).shape
 torch.Size([3, 15])
->>> sweep = patch_sweep(ckpt.model, pairs.corrupted_tokens, clean_cache, metric, "z", by_pos=True)
->>> sweep.values.shape, sweep.axis_names                  # [layer, pos, head] as in TL
+>>> result = patch_each_site(ckpt.model, pairs.corrupted_tokens, clean_cache, metric, "z", by_pos=True)
+>>> result.values.shape, result.axis_names                 # [layer, pos, head] as in TL
 (torch.Size([3, 15, 3]), ('layer', 'pos', 'head'))
 """
 
@@ -51,6 +51,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
+from ..core.model import model_device
 from ..core.plain_forward import PlainGPT, checked_plain_forward
 from .metrics import infer_read_positions, reads_positions  # noqa: F401 - part of this module's API (patching.reads_positions)
 from .patch_runners import Scoring, mask_unread, run_fast, run_hooks
@@ -77,7 +78,7 @@ class IdenticalSitesWarning(UserWarning):
 
 
 @dataclass
-class Sweep:
+class PatchResult:
     """Results of patching every site of one kind.
 
     ``values`` is ``[*site_axes, *metric_shape]`` (site axes as TL orders them: ``layer, pos`` for
@@ -158,7 +159,7 @@ KEEP_RUN_FLOATS = 2**24  # larger runs (64 MiB of activations) are not kept
 
 
 # ---- the engine -------------------------------------------------------------------------------------
-def patch_sweep(
+def patch_each_site(
     model: TransformerBridge,
     corrupted_tokens: Int[Tensor, "batch pos"],
     clean_cache,
@@ -171,7 +172,7 @@ def patch_sweep(
     layers: Sequence[int] | None = None,
     positions: Sequence[int] | None = None,
     infer_reads: bool = True,
-) -> Sweep:
+) -> PatchResult:
     """Patch every site of ``kind`` from ``clean_cache`` into the corrupted run.
 
     Args:
@@ -187,11 +188,11 @@ def patch_sweep(
             (:func:`~mechinterp_arith.analysis.metrics.infer_read_positions`) and treat them as
             declared; False recomputes every position.
 
-    Returns a :class:`Sweep`; e.g. ``values`` [3, 15] for resid_pre on add3.
+    Returns a :class:`PatchResult`; e.g. ``values`` [3, 15] for resid_pre on add3.
     """
     _check_arguments(model, corrupted_tokens, method, chunk_size)
     cfg = model.cfg
-    device = next(model.parameters()).device
+    device = model_device(model)
     tokens = corrupted_tokens.to(device)
     B, P = tokens.shape
     sites, axis_names, grid = _selected_sites(kind, by_pos, cfg, P, layers, positions)
@@ -229,7 +230,7 @@ def patch_sweep(
         rows = run_fast(plain, tokens, variants, plain_cache, scoring)
     elif variants:
         rows = run_hooks(model, tokens, variants, scoring)
-    return Sweep(
+    return PatchResult(
         kind,
         axis_names,
         values,
@@ -403,7 +404,7 @@ def _drop_in(kind: str, by_pos: bool, doc: str):
     ):
         if reduce not in ("scalar", "mean"):
             raise ValueError(f"reduce must be 'scalar' or 'mean' here, got {reduce!r}")
-        sweep = patch_sweep(
+        sweep = patch_each_site(
             model,
             corrupted_tokens,
             clean_cache,
@@ -422,7 +423,7 @@ def _drop_in(kind: str, by_pos: bool, doc: str):
             )
         if reduce == "mean":
             out = out.mean(dim=-1) if extra else out
-        out = out.to(next(model.parameters()).device)
+        out = out.to(model_device(model))
         if warn_identical and bool(sweep.identical.any()):
             n, total = int(sweep.identical.sum()), sweep.identical.numel()
             listed = ", ".join(str(tuple(i.tolist())) for i in torch.nonzero(sweep.identical)[:8])
@@ -448,7 +449,7 @@ def _drop_in(kind: str, by_pos: bool, doc: str):
 
     Same arguments and return value as the ``transformer_lens.patching`` function of the same name
     (``reduce`` "scalar"/"mean" and ``return_index_df`` as there), computed with batched patched
-    variants (:func:`patch_sweep`). Extra keywords: ``chunk_size``, ``method``, ``warn_identical``,
+    variants (:func:`patch_each_site`). Extra keywords: ``chunk_size``, ``method``, ``warn_identical``,
     ``infer_reads``.
     """
     )
@@ -480,3 +481,9 @@ for _f, _n in [
     (get_act_patch_attn_head_out_all_pos, "get_act_patch_attn_head_out_all_pos"),
 ]:
     _f.__name__ = _f.__qualname__ = _n
+
+
+def patch_sweep(*args, **kwargs) -> PatchResult:
+    """Deprecated name of :func:`patch_each_site` ("sweep" names the sweep package's grids of training runs)."""
+    warnings.warn("patch_sweep() is renamed patch_each_site()", DeprecationWarning, stacklevel=2)
+    return patch_each_site(*args, **kwargs)

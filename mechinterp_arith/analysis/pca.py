@@ -17,6 +17,7 @@ no folding) at the position that predicts the units digit, coloured by the units
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -172,7 +173,7 @@ def residual_pca(
 
 # ---- all layers x answer positions ----------------------------------------------------------------
 @dataclass
-class SweepResult:
+class SitePCA:
     """Separability per hook x position: ``frame`` has one row per cell."""
 
     frame: pd.DataFrame
@@ -203,7 +204,7 @@ class SweepResult:
         return fig
 
 
-def pca_sweep(
+def pca_each_site(
     ckpt: Checkpoint,
     a: Int[Tensor, " n"],
     b: Int[Tensor, " n"],
@@ -213,7 +214,7 @@ def pca_sweep(
     k: int = DEFAULT_K,
     answers: Answers = "true",
     seed: int = 0,
-) -> SweepResult:
+) -> SitePCA:
     """Every hook x position in one forward pass per batch.
 
     Defaults: every residual-stream state plus ``ln_final.hook_out``; every answer-predicting
@@ -248,4 +249,10 @@ def pca_sweep(
                     f"explained_variance_top{k}": float(pca.explained_variance_ratio_[:k].sum()),
                 }
             )
-    return SweepResult(pd.DataFrame(rows))
+    return SitePCA(pd.DataFrame(rows))
+
+
+def pca_sweep(*args, **kwargs) -> SitePCA:
+    """Deprecated name of :func:`pca_each_site` ("sweep" names the sweep package's grids of training runs)."""
+    warnings.warn("pca_sweep() is renamed pca_each_site()", DeprecationWarning, stacklevel=2)
+    return pca_each_site(*args, **kwargs)

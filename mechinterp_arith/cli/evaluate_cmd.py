@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from ..core.checkpoint import load
-from ..core.evaluate import evaluate_checkpoint
 from .common import (
     add_checkpoint_arg,
     add_device_arg,
@@ -39,11 +37,16 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..core.checkpoint import load
+    from ..core.data import default_ood_digits
+    from ..core.evaluate import evaluate_checkpoint
+
     ckpt = load(args.checkpoint, device=args.device)
     require_positive(args, "n")
     ood = args.ood_digits
     if ood is None:
-        ood = [ckpt.task.digits + 1] if ckpt.task.digits < ckpt.task.width else []
+        m = default_ood_digits(ckpt.task)
+        ood = [m] if m is not None else []
     result = evaluate_checkpoint(ckpt, ood, n=args.n, seed=args.seed, batch_size=args.batch_size)
     if args.json:
         print_json(result)

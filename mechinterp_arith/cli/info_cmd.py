@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..core.checkpoint import load
 from .common import add_checkpoint_arg, add_json_arg, print_json
 
 
@@ -19,16 +18,18 @@ def register(sub) -> None:
 
 
 def summary(ckpt) -> dict:
-    n_params = sum(p.numel() for p in ckpt.model.parameters())
+    from ..core.data import example_pair
+    from ..core.model import n_params
+
     return {
         "checkpoint": str(ckpt.path),
         "task": {
             **ckpt.task.to_dict(),
             "name": ckpt.task.name,
             "formula": ckpt.task.describe(),
-            "example": ckpt.task.to_text(349 % 10**ckpt.task.digits, 205 % 10**ckpt.task.digits),
+            "example": ckpt.task.to_text(*example_pair(ckpt.task)),
         },
-        "model": {**ckpt.model_config.to_dict(), "n_params": n_params},
+        "model": {**ckpt.model_config.to_dict(), "n_params": n_params(ckpt.model)},
         "training": ckpt.config.get("training", {}),
         "last_metrics": ckpt.history[-1] if ckpt.history else None,
         "snapshot_steps": ckpt.snapshot_steps(),
@@ -39,6 +40,8 @@ def summary(ckpt) -> dict:
 
 
 def run(args) -> int:
+    from ..core.checkpoint import load
+
     ckpt = load(args.checkpoint, device="cpu")
     s = summary(ckpt)
     if args.json:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from ..core.ensemble import EnsembleResult
 from ..core.model import ACTIVATIONS, POSITIONS, ModelConfig
 from ..core.position_schemes import scheme_defaults
-from ..core.train import train
 from ..core.train_config import BATCH_RNGS, FORWARDS, OFF, OPERAND_LENGTHS, TrainConfig
 from .common import add_device_arg, add_task_args, fmt, require_positive, task_from_args
 
@@ -170,21 +168,18 @@ def run(args) -> int:
         random_positions=args.random_positions,
     )
     command = "mechinterp-arith " + shlex.join(args.argv)
-    seeds = list(range(args.seeds)) if args.seeds is not None else None
-    result = train(
-        task,
-        mcfg,
-        tcfg,
+    options = dict(
         out_dir=args.out,
         resume=not args.no_resume,
         command=command,
         progress=not args.quiet,
         overwrite=args.overwrite,
-        seeds=seeds,
         threads=args.threads,
     )
-    if isinstance(result, EnsembleResult):
-        summary = result.summary()
+    if args.seeds is not None:
+        from ..core.ensemble import train_ensemble
+
+        summary = train_ensemble(task, mcfg, tcfg, list(range(args.seeds)), **options).summary()
         for _, row in summary.iterrows():
             print(
                 f"  seed {int(row['seed']):>3}: step {int(row['step'])}, held-out ID exact "
@@ -192,7 +187,9 @@ def run(args) -> int:
             )
         print(f"wrote {args.out}/seed_0..{args.seeds - 1} and {args.out}/ensemble.json")
         return 0
-    last = result.history.iloc[-1]
+    from ..core.train import train
+
+    last = train(task, mcfg, tcfg, **options).history.iloc[-1]
     print(
         f"wrote {args.out}: step {int(last['step'])}, loss {fmt(last['loss'])}, "
         f"held-out ID exact {fmt(last.get('held_out_exact', last['id_exact']))}, "

@@ -30,7 +30,7 @@ from .checkpoint_schema import FORMAT_VERSION, check_config, check_history, chec
 from .dirswap import leftovers, recover, replace_dir, staging_dir
 from .files import errors_naming, link_or_copy, strict_json
 from .locks import exclusive
-from .model import ModelConfig, build_model, resolve_device
+from .model import ModelConfig, build_model, model_device, resolve_device
 from .tasks import Task, as_operands
 from .version import __version__
 
@@ -72,7 +72,7 @@ class Checkpoint:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        return model_device(self.model)
 
     def prompt_tokens(self, a: Sequence[int] | Tensor, b: Sequence[int] | Tensor) -> Int[Tensor, "batch pos"]:
         """Everything before the first answer token, on the model's device: [batch, prompt_len]."""

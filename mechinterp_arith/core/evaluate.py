@@ -1,6 +1,8 @@
-"""Accuracy of greedy answers: exact match, per answer digit, by operand length; a checkpoint's scores.
+"""Accuracy of greedy answers: exact match, per answer digit, by operand length, the share that
+follows the study's OOD rule; a checkpoint's evaluation sets and scores, its snapshots re-scored.
 
-Answers come from :func:`~mechinterp_arith.core.decoding.generate` (the fastest exact path).
+Answers come from :func:`~mechinterp_arith.core.decoding.generate` (the fastest exact path), or are
+checked without generating by :func:`~mechinterp_arith.core.decoding.greedy_matches`.
 
 >>> from mechinterp_arith import load, data
 >>> ckpt = load("add3")
@@ -12,16 +14,18 @@ Answers come from :func:`~mechinterp_arith.core.decoding.generate` (the fastest 
 
 from __future__ import annotations
 
-import torch
+import pandas as pd
 from jaxtyping import Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from . import data
 from .checkpoint import Checkpoint
-from .decoding import DEFAULT_BATCH, generate
-from .tasks import Task, as_operands
+from .decoding import DEFAULT_BATCH, generate, greedy_matches
+from .tasks import Task, as_operands, digit_count
 from .train_config import TrainConfig
+
+Pairs = tuple[Int[Tensor, " n"], Int[Tensor, " n"]]
 
 
 def score(task: Task, predicted: Int[Tensor, " batch"], target: Int[Tensor, " batch"]) -> dict:
@@ -45,23 +49,47 @@ def accuracy(model: TransformerBridge, task: Task, a, b, batch_size: int = DEFAU
     return score(task, predicted, task.apply(a, b))
 
 
-def operand_length(x: Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:
-    """Number of decimal digits (0 has one)."""
-    return torch.where(x > 0, torch.floor(torch.log10(x.clamp(min=1).double())).long() + 1, torch.ones_like(x))
+def answer_rates(model: TransformerBridge, task: Task, a, b, answers: Int[Tensor, " batch"] | None = None) -> dict:
+    """``{"n", "exact", "equivalent"}``: the share of greedy answers equal to the true answer and to the
+    study's OOD rule (:meth:`~mechinterp_arith.core.tasks.Task.equivalent_answer`, e.g. (a mod 10^3) +
+    (b mod 10^3)). ``answers``: the greedy answers when already decoded; else they are checked by
+    teacher forcing (:func:`~mechinterp_arith.core.decoding.greedy_matches`, no generation).
+
+    >>> from mechinterp_arith import load, data
+    >>> ckpt = load("add3")
+    >>> rates = answer_rates(ckpt.model, ckpt.task, *data.ood_both(ckpt.task, 4, 500))
+    >>> rates["exact"] < 0.05 < 0.85 < rates["equivalent"]
+    True
+    """
+    a, b = as_operands(a), as_operands(b)
+    truth, rule = task.apply(a, b), task.equivalent_answer(a, b)
+    if answers is None:
+        exact, equivalent = greedy_matches(model, task, a, b, [truth, rule])
+    else:
+        answers = as_operands(answers)
+        exact, equivalent = answers == truth, answers == rule
+    nan = float("nan")
+    return {
+        "n": len(a),
+        "exact": exact.float().mean().item() if len(a) else nan,
+        "equivalent": equivalent.float().mean().item() if len(a) else nan,
+    }
 
 
 def accuracy_by_length(
     model: TransformerBridge, task: Task, a, b, batch_size: int = DEFAULT_BATCH
 ) -> dict[tuple[int, int], dict]:
-    """Accuracy per (len(a), len(b)) cell present in the set."""
+    """Per ``(digits of a, digits of b)`` cell present in the set: :func:`score` of the greedy answers
+    plus ``equivalent``, the share following the study's OOD rule (:func:`answer_rates`)."""
     a, b = as_operands(a), as_operands(b)
     predicted = generate(model, task, a, b, batch_size).answers
     target = task.apply(a, b)
-    la, lb = operand_length(a), operand_length(b)
+    la, lb = digit_count(a), digit_count(b)
     out = {}
     for i, j in sorted(set(zip(la.tolist(), lb.tolist()))):
         mask = (la == i) & (lb == j)
-        out[(i, j)] = score(task, predicted[mask], target[mask])
+        rates = answer_rates(model, task, a[mask], b[mask], answers=predicted[mask])
+        out[(i, j)] = {**score(task, predicted[mask], target[mask]), "equivalent": rates["equivalent"]}
     return out
 
 
@@ -81,6 +109,46 @@ def held_out_pairs(
             return split.test_a[:k], split.test_b[:k], "held-out test split"
     a, b = data.random_pairs(ckpt.task, 10_000 if n is None else n, seed=seed)
     return a, b, "random n-digit pairs"
+
+
+def eval_sets(ckpt: Checkpoint, n: int, seed: int = 0) -> dict[str, Pairs]:
+    """``{"id": (a, b), "ood": (a, b)}``: the checkpoint's first ``n`` held-out ID pairs
+    (:func:`held_out_pairs`) and ``n`` pairs with both operands of the default OOD length
+    (:func:`~mechinterp_arith.core.data.default_ood_digits`); no ``"ood"`` when the format holds none."""
+    a, b, _ = held_out_pairs(ckpt, n, seed)
+    sets = {"id": (a, b)}
+    m = data.default_ood_digits(ckpt.task)
+    if m is not None:
+        sets["ood"] = data.ood_both(ckpt.task, m, n, seed=seed)
+    return sets
+
+
+def snapshot_scores(ckpt: Checkpoint, n: int = 1000, seed: int = 0, steps=None) -> pd.DataFrame:
+    """Every training snapshot (``steps``, default all) and the final model (when its step is no
+    snapshot) re-scored on :func:`eval_sets`: one row per step with ``id_exact``, and ``ood_exact``
+    and ``ood_equivalent`` (the share of OOD answers following the study's rule) when the format
+    holds a longer operand.
+
+    >>> scores = snapshot_scores(load("add3"), n=200)                   # doctest: +SKIP
+    >>> scores.columns.tolist()                                          # doctest: +SKIP
+    ['step', 'id_exact', 'ood_exact', 'ood_equivalent']
+    """
+    sets = eval_sets(ckpt, n, seed)
+    available = ckpt.snapshot_steps()
+    steps = available if steps is None else list(steps)
+    models = [(s, None) for s in steps]
+    final_step = int(ckpt.history[-1]["step"]) if ckpt.history else None
+    if steps == available and final_step is not None and final_step not in steps:
+        models.append((final_step, ckpt.model))
+    rows = []
+    for step, model in models:
+        model = ckpt.load_snapshot(step) if model is None else model
+        row = {"step": step, "id_exact": answer_rates(model, ckpt.task, *sets["id"])["exact"]}
+        if "ood" in sets:
+            r = answer_rates(model, ckpt.task, *sets["ood"])
+            row["ood_exact"], row["ood_equivalent"] = r["exact"], r["equivalent"]
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def evaluate_checkpoint(

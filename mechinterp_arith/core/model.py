@@ -22,7 +22,7 @@ from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.model_bridge.generalized_components import NormalizationBridge
 
-from .position_schemes import RULED, SCHEMES, PositionRule, attach, default_n_ctx
+from .position_schemes import SCHEMES, SCHEMES_WITH_RULE, PositionRule, attach, default_n_ctx
 from .tasks import Task
 from .typecheck import check_field_types, check_range
 
@@ -110,14 +110,14 @@ def build_model(
     (randomized, abacus, coupling: see :mod:`~mechinterp_arith.core.position_schemes`).
     ``nope`` zeroes the position table and freezes it.
     """
-    if cfg.positional in RULED and task is None:
+    if cfg.positional in SCHEMES_WITH_RULE and task is None:
         raise ValueError(f"the {cfg.positional!r} position scheme numbers the tokens of a task's layout: pass task=")
     model = TransformerBridge.boot_native(cfg.bridge_config(), device=device)
     if cfg.positional == "nope":
         with torch.no_grad():
             model.pos_embed.W_pos.zero_()
         model.pos_embed.W_pos.requires_grad_(False)
-    elif cfg.positional in RULED:
+    elif cfg.positional in SCHEMES_WITH_RULE:
         attach(model, PositionRule(cfg.positional, task, cfg.n_ctx))
     return model
 
@@ -145,6 +145,11 @@ def resolve_device(device: str | None = "auto") -> torch.device:
 def model_device(model: torch.nn.Module) -> torch.device:
     """The device holding the model's parameters."""
     return next(model.parameters()).device
+
+
+def n_params(model: torch.nn.Module) -> int:
+    """How many parameters the model has (86,592 for the shipped add3)."""
+    return sum(p.numel() for p in model.parameters())
 
 
 @contextlib.contextmanager

@@ -59,7 +59,7 @@ from .positions import ANSWER_NUMBER, DigitLayout, digit_layout
 from .tasks import EQUALS, SYMBOLS, Task
 
 SCHEMES = ("learned", "rotary", "nope", "randomized", "abacus", "coupling")
-RULED = ("randomized", "abacus", "coupling")  # schemes whose IDs are not the token index
+SCHEMES_WITH_RULE = ("randomized", "abacus", "coupling")  # schemes whose IDs are not the token index
 POSITION_IDS_HOOK = "pos_embed.hook_in"  # the IDs every ruled scheme feeds its table
 RANDOMIZED_TABLE_FACTOR = 4  # randomized: the table is this many times the example's length
 
@@ -81,7 +81,7 @@ def scheme_defaults(scheme: str) -> dict:
     return {
         "format": "reversed" if papers else "paper",
         "operand_lengths": "mixed" if papers else "uniform",
-        "random_positions": scheme in RULED,
+        "random_positions": scheme in SCHEMES_WITH_RULE,
     }
 
 
@@ -115,8 +115,10 @@ class PositionRule:
     n_positions: int
 
     def __post_init__(self) -> None:
-        if self.scheme not in RULED:
-            raise ValueError(f"scheme {self.scheme!r} has no position rule; ruled schemes: {', '.join(RULED)}")
+        if self.scheme not in SCHEMES_WITH_RULE:
+            raise ValueError(
+                f"scheme {self.scheme!r} has no position rule; schemes with a rule: {', '.join(SCHEMES_WITH_RULE)}"
+            )
         if self.n_positions < self.task.n_ctx:
             raise ValueError(
                 f"a table of {self.n_positions} positions is shorter than the {self.task.n_ctx} "

@@ -175,28 +175,32 @@ class Task:
         return (a * b) % self.modulus
 
     def id_representative(
-        self, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"]
+        self, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"], j: int | None = None
     ) -> tuple[Int[Tensor, " batch"], Int[Tensor, " batch"]]:
-        """The ID input an OOD pair is equivalent to: ``(a mod 10^n, b mod 10^n)`` (a >= b kept for sub).
+        """The ID input an OOD pair is equivalent to: ``(a mod 10^n, b mod 10^n)`` (a >= b kept for sub);
+        with ``j``, the truncation at 10^j instead (the relation candidates of other places).
 
         >>> Task("add", 3).id_representative(torch.tensor([1349]), torch.tensor([705]))
         (tensor([349]), tensor([705]))
         """
-        N = 10**self.digits
+        N = 10 ** (self.digits if j is None else j)
         ra, rb = as_operands(a) % N, as_operands(b) % N
         if self.op == "sub":
             ra, rb = torch.maximum(ra, rb), torch.minimum(ra, rb)
         return ra, rb
 
-    def equivalent_answer(self, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:
-        """The study's OOD rule: the true answer of the ID representative, e.g. 1349+705 -> 349+705.
+    def equivalent_answer(
+        self, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"], j: int | None = None
+    ) -> Int[Tensor, " batch"]:
+        """The study's OOD rule: the true answer of the ID representative, e.g. 1349+705 -> 349+705
+        (with ``j``: of the truncation at 10^j, the relation :meth:`equivalent_description` ``(j)`` names).
 
         >>> Task("add", 3).equivalent_answer(torch.tensor([1349]), torch.tensor([705])).tolist()
         [1054]
         >>> Task("sub", 3).equivalent_answer(torch.tensor([1300]), torch.tensor([1200])).tolist()   # 300 - 200
         [100]
         """
-        return self.apply(*self.id_representative(a, b))
+        return self.apply(*self.id_representative(a, b, j))
 
     def equivalent_description(self, j: int | None = None) -> str:
         """The OOD rule as text: ``(a mod 10^3) + (b mod 10^3)``, or with ``j`` the truncation at 10^j.
@@ -331,6 +335,38 @@ def digits_of(x: Int[Tensor, " batch"], width: int) -> Int[Tensor, "batch width"
     """
     powers = 10 ** torch.arange(width - 1, -1, -1, dtype=torch.long, device=x.device)
     return (x.long().unsqueeze(-1) // powers) % 10
+
+
+def digit_at(x: Int[Tensor, " batch"], place: int | Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:
+    """The decimal digit of each integer >= 0 at ``place`` (0 = units; one place, or one per integer).
+
+    >>> digit_at(torch.tensor([349, 705]), 1).tolist(), digit_at(torch.tensor([349, 705]), torch.tensor([0, 2])).tolist()
+    ([4, 0], [9, 7])
+    """
+    return x // 10 ** torch.as_tensor(place, dtype=torch.long) % 10
+
+
+def with_digit(
+    x: Int[Tensor, " batch"], place: int | Int[Tensor, " batch"], digit: Int[Tensor, " batch"]
+) -> Int[Tensor, " batch"]:
+    """Each integer with its digit at ``place`` replaced by ``digit``.
+
+    >>> with_digit(torch.tensor([349, 705]), 1, torch.tensor([0, 9])).tolist()
+    [309, 795]
+    """
+    return x + (digit - digit_at(x, place)) * 10 ** torch.as_tensor(place, dtype=torch.long)
+
+
+def digit_count(x: Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:
+    """Decimal digits of each integer >= 0 (0 has one), by comparison (exact for every int64).
+
+    >>> digit_count(torch.tensor([0, 7, 10, 349, 99999])).tolist()
+    [1, 1, 2, 3, 5]
+    """
+    count = torch.ones_like(x)
+    for k in range(1, 19):
+        count += (x >= 10**k).long()
+    return count
 
 
 def as_operands(x: Sequence[int] | Tensor | int) -> Int[Tensor, " batch"]:

@@ -17,7 +17,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 
 from .data import MAX_SAMPLES
-from .position_schemes import RULED, scheme_defaults
+from .position_schemes import SCHEMES_WITH_RULE, scheme_defaults
 from .typecheck import check_field_types, check_range
 
 BATCH_RNGS = ("seedsequence", "arithmetic")
@@ -155,9 +155,9 @@ def with_scheme_defaults(cfg: TrainConfig, positional: str) -> TrainConfig:
     positions under a scheme that numbers tokens 0, 1, 2, ... (learned, rotary, nope)."""
     defaults = scheme_defaults(positional)
     cfg = replace(cfg, **{k: defaults[k] for k in ("operand_lengths", "random_positions") if getattr(cfg, k) is None})
-    if cfg.random_positions and positional not in RULED:
+    if cfg.random_positions and positional not in SCHEMES_WITH_RULE:
         raise ValueError(
-            f"random positions need a scheme with a position rule ({', '.join(RULED)}); "
+            f"random positions need a scheme with a position rule ({', '.join(SCHEMES_WITH_RULE)}); "
             f"{positional!r} numbers tokens 0, 1, 2, ..."
         )
     return cfg

@@ -43,13 +43,14 @@ from .checkpoint_schema import check_history
 from .dirswap import replace_dir, staging_dir
 from .files import atomic_save_tensors, strict_json
 from .locks import exclusive
+from .model import model_device
 from .tasks import Task
 
 STATE_EVERY_S = 60.0  # the state is also saved when this long has passed since the last save
 LEGACY_STATE = "train_state.json"  # version 0.1.0 kept the metadata in a second file
 
 
-def holding_out_dir(train_fn):
+def with_out_dir_lock(train_fn):
     """Decorator: ``train_fn`` runs holding the lock of its ``out_dir`` argument (when not None),
     so a second writer of the same directory is refused before any work (``core/locks.py``)."""
     signature = inspect.signature(train_fn)
@@ -174,7 +175,7 @@ def restore_state(out: Path, run_id: dict, model, optimizer) -> dict:
             f"cannot resume from {out}: it holds a run with different settings; pass resume=False "
             f"(CLI: --no-resume) or choose another --out"
         )
-    device = next(model.parameters()).device
+    device = model_device(model)
     state: dict = {}
     for key, value in tensors.items():
         if key.startswith("optim."):

@@ -23,7 +23,7 @@ from torch import Tensor
 from . import data
 from .model import fused_layernorm
 from .position_schemes import numbering_of, position_rule
-from .seeding import generator
+from .seeding import arithmetic_generator, generator
 from .stacked_forward import StackedForward, stacked_forward_for, stacked_unsupported_reasons
 from .tasks import END, Task
 from .train_config import TrainConfig, lr_at
@@ -32,7 +32,7 @@ PROBE_ROWS = 8  # training rows that check the stacked forward against each brid
 
 
 class Stepped(Protocol):
-    """What a step needs of a run (``train_loop.Member`` has it)."""
+    """What a step needs of a run (``train_loop.TrainingRun`` has it)."""
 
     cfg: TrainConfig
     model: torch.nn.Module
@@ -45,7 +45,7 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int, rng: str = "see
     """The rows of step ``step``: a pure function of (seed, step), so resuming replays them exactly.
     ``rng``: how the stream is derived (see ``TrainConfig.batch_rng``)."""
     if rng == "arithmetic":  # version 0.1.0's derivation, kept to reproduce the shipped checkpoints
-        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        g = arithmetic_generator(seed, step)
     else:
         g = generator(seed, "batches", step)
     return torch.randint(0, n, (batch_size,), generator=g)

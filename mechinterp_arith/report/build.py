@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import re
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -181,8 +180,3 @@ def build_report(
             results.append(run_section(key, ctx))
         atomic_write_text(path, render_page(ctx, results, command))
     return ReportResult(path, path.stat().st_size, time.perf_counter() - start, results)
-
-
-def section_ids(html: str) -> list[str]:
-    """The ``data-key`` of every section on a written page (for tests and tools)."""
-    return re.findall(r'<section id="[^"]+" class="report-section" data-key="([^"]+)"', html)

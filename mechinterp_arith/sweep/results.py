@@ -22,12 +22,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..core.checkpoint import read_history
 from ..core.files import atomic_write_text
 from .settings import RunSettings
 
 RESULTS, SPEC, RUNS, RECORDS = "results.csv", "spec.toml", "runs", "records"
 DONE, FAILED, PENDING = "done", "failed", "pending"
-LEAD_COLUMNS = ["run_id", "group", "status"]
 
 
 def run_dir(sweep_dir: str | Path, run: RunSettings) -> Path:
@@ -114,8 +114,6 @@ def load_sweep(sweep_dir: str | Path) -> pd.DataFrame:
 
 
 def run_history(sweep_dir: str | Path, run_id: str) -> pd.DataFrame:
-    """The training history (``metrics.json``) of a finished run: step, loss, id_exact, ood_exact..."""
-    path = Path(sweep_dir) / RUNS / run_id / "metrics.json"
-    if not path.is_file():
-        return pd.DataFrame()
-    return pd.DataFrame(json.loads(path.read_text()).get("history", []))
+    """The training history (``metrics.json``, checked against its schema) of a finished run: step,
+    loss, id_exact, ood_exact...; empty when the run wrote none yet. CheckpointError for a malformed file."""
+    return pd.DataFrame(read_history(Path(sweep_dir) / RUNS / run_id))

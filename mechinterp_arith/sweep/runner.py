@@ -23,6 +23,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..core.files import atomic_write_text
+from ..core.threads import resolve_threads
 from .execute import SEEDS_TRAIN_TOGETHER, WorkUnit, new_record
 from .executors import LocalExecutor, RayExecutor, new_token
 from .results import DONE, FAILED, RUNS, SPEC, is_finished, read_record, write_record, write_results
@@ -132,11 +133,14 @@ def run_sweep(
     device: str = "auto",
     progress: bool = True,
     command: str | None = None,
+    threads: int | None = None,
 ) -> SweepResult:
     """Run every unfinished run of ``spec`` into ``out_dir``; returns the results (also in results.csv).
 
     ``ray``: None runs on this machine with ``workers`` processes (default: the cores); ``"auto"``
     or a cluster address runs Ray tasks. A run's failure is recorded and never stops the others.
+    ``threads``: torch CPU threads of each worker (:func:`~mechinterp_arith.core.threads.resolve_threads`:
+    default ``$MECHINTERP_ARITH_THREADS``, else 1).
     """
     start, out = time.perf_counter(), Path(out_dir)
     if ray is not None and not gpus_per_unit and device == "auto":
@@ -152,7 +156,16 @@ def run_sweep(
         ran = failed = 0
         if todo:
             ran, failed = _dispatch(
-                spec, out, todo, records, make_executor(ray, workers, gpus_per_unit), device, command, progress, skipped
+                spec,
+                out,
+                todo,
+                records,
+                make_executor(ray, workers, gpus_per_unit),
+                device,
+                command,
+                progress,
+                skipped,
+                resolve_threads(threads),
             )
         frame = write_results(out, runs, records)
         return SweepResult(out, frame, skipped, ran, failed, time.perf_counter() - start)
@@ -160,10 +173,14 @@ def run_sweep(
         lock.close()
 
 
-def _dispatch(spec, out: Path, todo, records: dict, executor, device, command, progress, skipped) -> tuple[int, int]:
+def _dispatch(
+    spec, out: Path, todo, records: dict, executor, device, command, progress, skipped, threads: int
+) -> tuple[int, int]:
     """Submit the units, then collect their records as they finish; returns (runs done, runs failed)."""
     token = new_token(out)
-    units = [WorkUnit(runs, str(out), spec.analyses, device, command) for runs in plan_units(todo, executor.slots)]
+    units = [
+        WorkUnit(runs, str(out), spec.analyses, device, command, threads) for runs in plan_units(todo, executor.slots)
+    ]
     bar = tqdm(total=len(spec.runs), initial=skipped, desc=f"sweep {spec.name}", unit="run", disable=not progress)
     counts = {DONE: 0, FAILED: 0}
     cancel = True

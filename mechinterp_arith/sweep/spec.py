@@ -65,7 +65,7 @@ class AnalysesSpec:
         """The OOD operand lengths evaluated for ``task`` (checked against its width)."""
         if self.ood_digits is not None:
             return data.check_ood_digits(task, self.ood_digits)
-        return list(range(task.digits + 1, min(task.width, task.digits + MAX_EXTRA_OOD) + 1))
+        return data.ood_digits_range(task, MAX_EXTRA_OOD)
 
 
 @dataclass(frozen=True)

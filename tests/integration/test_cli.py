@@ -56,7 +56,7 @@ def test_info_reports_the_reproducing_command():
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     assert info["command"].startswith("mechinterp-arith train --task add --digits 3")
-    assert info["model"]["n_params"] == 86_592 and info["task"]["example"] == "0034900205455000"
+    assert info["model"]["n_params"] == 86_592 and info["task"]["example"] == "0034900705450100"
 
 
 def test_train_cli_writes_a_checkpoint_that_evaluates(tmp_path):

@@ -39,9 +39,12 @@ def same_weights(m1, m2) -> bool:
 @pytest.fixture(scope="module")
 def ensemble(tmp_path_factory):
     out = tmp_path_factory.mktemp("ens") / "run"
-    return train(
-        TASK, MODEL, EARLY, out_dir=out, seeds=[0, 1, 2, 3], progress=False, command="mechinterp-arith train ..."
-    ), out
+    # train(seeds=...) is the deprecated spelling of train_ensemble: it warns and trains the same ensemble
+    with pytest.warns(DeprecationWarning, match="train_ensemble"):
+        ens = train(
+            TASK, MODEL, EARLY, out_dir=out, seeds=[0, 1, 2, 3], progress=False, command="mechinterp-arith train ..."
+        )
+    return ens, out
 
 
 def test_members_stop_at_their_own_steps_with_the_weights_of_separate_runs(ensemble):
@@ -99,7 +102,7 @@ ANNEAL = dataclasses.replace(EARLY, target_accuracy=1.0, anneal_at=0.05, anneal_
 
 
 def test_members_anneal_from_their_own_steps_like_separate_runs_and_resume_there(tmp_path):
-    ens = train(TASK, MODEL, ANNEAL, seeds=[0, 1, 3], progress=False)
+    ens = train_ensemble(TASK, MODEL, ANNEAL, [0, 1, 3], progress=False)
     fixed = [lr_at(s - 1, ANNEAL) for s in range(10, 70, 10)]
     starts = {}
     for seed in (0, 1, 3):

@@ -164,7 +164,7 @@ def test_class_distributions(add3):
     assert [t.type for t in fig.data] == ["heatmap"] * 3 + ["bar"] * 2
     with pytest.raises(ValueError, match="not an ID pair"):
         class_distributions(add3, 1349, 705)
-    with pytest.raises(ValueError, match="must reduce to"):
+    with pytest.raises(ValueError, match="must have the ID representative"):
         class_distributions(add3, 349, 705, members=([1349], [1706]))
 
 

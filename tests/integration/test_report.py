@@ -9,11 +9,11 @@ import torch
 from report_page import index_html, quick_report
 
 from mechinterp_arith import data
+from mechinterp_arith.analysis.attention import class_members, token_labels
 from mechinterp_arith.cli import main
 from mechinterp_arith.core.decoding import generate, greedy_matches
 from mechinterp_arith.report import SECTIONS, ReportContext, ReportSettings, run_section
 from mechinterp_arith.report.sections.accuracy import length_grid_rates
-from mechinterp_arith.report.sections.attention import class_members, token_labels
 
 MAX_BYTES = 10 * 1024 * 1024
 # plotly figures per section on add3 (snapshots present, OOD lengths 4 and 5 fit the format)
@@ -122,7 +122,7 @@ def test_teacher_forced_match_equals_greedy_generation(add3):
 
 def test_length_grid_numbers(add3):
     grid = length_grid_rates(ReportContext(add3, ReportSettings(n=40, seed=1)))
-    E, R = grid["exact"], grid["mod_rule"]
+    E, R = grid["exact"], grid["equivalent"]
     assert grid["lengths"] == [1, 2, 3, 4, 5]
     assert (E[:3, :3] == 1.0).all()  # in distribution: every sum right
     assert E[3:, 3:].max() < 0.1  # both operands longer: wrong...

@@ -14,7 +14,7 @@ from mechinterp_arith.analysis.activations import collect, input_tokens, resolve
 from mechinterp_arith.analysis.dynamics import pca_dynamics
 from mechinterp_arith.analysis.logit_lens import id_ood_logit_lens, logit_lens
 from mechinterp_arith.analysis.matching import match_activations, match_ood
-from mechinterp_arith.analysis.pca import fit_pca, pca_sweep, residual_pca
+from mechinterp_arith.analysis.pca import fit_pca, pca_each_site, residual_pca
 from mechinterp_arith.analysis.projection import ood_projection
 from mechinterp_arith.cli import main
 from mechinterp_arith.core.labels import label_values, parse_label
@@ -131,7 +131,9 @@ def test_units_digit_separates_in_id_pca(add3, id_pairs):
 
 def test_sweep_layers_by_positions(add3, id_pairs):
     a, b = id_pairs[0][:300], id_pairs[1][:300]
-    sweep = pca_sweep(add3, a, b, hooks=["blocks.0.hook_resid_pre", "ln_final.hook_out"], positions=["units", "ans3"])
+    sweep = pca_each_site(
+        add3, a, b, hooks=["blocks.0.hook_resid_pre", "ln_final.hook_out"], positions=["units", "ans3"]
+    )
     f = sweep.frame.set_index(["hook", "position"])
     assert list(sweep.frame["label"].unique()) == ["ans0", "ans3"]
     assert f.loc[("ln_final.hook_out", 9), "nearest_centroid_accuracy"] >= 0.95
@@ -145,7 +147,7 @@ def test_sweep_layers_by_positions(add3, id_pairs):
         .values,
     )
     with pytest.raises(ValueError, match="position 3 predicts no answer digit"):
-        pca_sweep(add3, a, b, positions=[3])
+        pca_each_site(add3, a, b, positions=[3])
 
 
 def test_ood_projection_lands_on_the_equivalent_cluster(add3, id_pairs):
@@ -264,7 +266,7 @@ def test_logit_lens_and_match_cli_json(capsys):
         (["pca", "add3", "--position", "99"], "position 99 is outside"),
         (["pca", "add3", "--label", "tens"], "unknown label 'tens'"),
         (["pca", "add3", "--n", "0"], "--n must be >= 1"),
-        (["match", "add3", "--ood-digits", "6"], "len_a=6 does not fit the format"),
+        (["match", "add3", "--ood-digits", "6"], "OOD length m=6 does not fit the format"),
     ],
 )
 def test_cli_errors_are_one_line(capsys, args, message):

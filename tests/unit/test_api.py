@@ -35,3 +35,19 @@ def test_api_reference_is_generated_from_the_current_docstrings():
     script = Path(__file__).resolve().parents[2] / "docs" / "build_api.py"
     r = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
+
+
+def test_renamed_names_still_work_with_a_deprecation_warning(monkeypatch):
+    """ma.circuit, ma.patch_sweep and ma.pca_sweep (names notebooks may use) warn and call their new names."""
+    import pytest
+
+    from mechinterp_arith.analysis import circuits, patching, pca
+
+    for module, old, new in (
+        (circuits, "circuit", "circuit_heads"),
+        (patching, "patch_sweep", "patch_each_site"),
+        (pca, "pca_sweep", "pca_each_site"),
+    ):
+        monkeypatch.setattr(module, new, lambda *args, **kwargs: (args, kwargs))
+        with pytest.warns(DeprecationWarning, match=new):
+            assert getattr(ma, old)(1, k=2) == ((1,), {"k": 2}), old

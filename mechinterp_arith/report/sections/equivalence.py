@@ -21,7 +21,7 @@ N_COUNTER = 5
 def ood_sets(task, n: int, seed: int) -> dict[str, tuple]:
     """``label -> (a, b)``: both operands m digits and one operand m digits, for m = n+1 .. min(n+2, W)."""
     sets = {}
-    for m in range(task.digits + 1, min(task.digits + 2, task.width) + 1):
+    for m in data.ood_digits_range(task, count=2):
         sets[f"both {m}-digit"] = data.ood_both(task, m, n, seed=seed)
         sets[f"one {m}-digit"] = data.ood_one_longer(task, m, n, seed=seed)
     return sets
@@ -120,8 +120,7 @@ def section(ctx: ReportContext) -> dict:
     grid.update_layout(width=None, autosize=True, title=None)
     html.append(ctx.figure(grid, height=380))
 
-    N = 10**task.digits
-    a0, b0 = 349 % N, 705 % N
+    a0, b0 = data.example_pair(task)
     dist = plots.class_distributions(ctx.ckpt, a0, b0, k=3, seed=ctx.settings.seed)
     fig = plots.class_probability_figure(ctx.ckpt, a0, b0, k=3, seed=ctx.settings.seed)
     fig.update_layout(width=None, autosize=True, title=None)
