@@ -222,12 +222,18 @@ def recover_dir(path: Path) -> None:
 
 
 # ---- reading -------------------------------------------------------------------------------------
+CHECKPOINTS_ENV = "MECHINTERP_ARITH_CHECKPOINTS"  # a folder of checkpoint directories, searched first
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "checkpoints"  # package data: in every install
+
+
 def shipped_checkpoint_dirs() -> list[Path]:
-    """Where shipped checkpoints are looked up by name, in order."""
+    """Where checkpoints are looked up by name, in order: ``$MECHINTERP_ARITH_CHECKPOINTS`` (when
+    set), the shipped ones (``mechinterp_arith/checkpoints``, package data of every install: editable,
+    ``pip install CLONE`` or a wheel), then ``./checkpoints``."""
     dirs = []
-    if os.environ.get("MECHINTERP_ARITH_CHECKPOINTS"):
-        dirs.append(Path(os.environ["MECHINTERP_ARITH_CHECKPOINTS"]))
-    dirs.append(Path(__file__).resolve().parents[2] / "checkpoints")
+    if os.environ.get(CHECKPOINTS_ENV):
+        dirs.append(Path(os.environ[CHECKPOINTS_ENV]))
+    dirs.append(SHIPPED_DIR)
     dirs.append(Path.cwd() / "checkpoints")
     return dirs
 
