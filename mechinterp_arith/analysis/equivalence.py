@@ -47,8 +47,8 @@ from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.decoding import generate
 from ..core.tasks import Task, as_operands
+from .choices import FIT_THRESHOLD
 
-FIT_THRESHOLD = 0.5  # a relation must cover a majority of outputs (Wilson lower bound above this)
 KIND_ORDER = {"true": 2, "truncated": 1, "true_mod": 0}  # last tie-break, after the modulus
 
 

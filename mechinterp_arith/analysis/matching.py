@@ -43,8 +43,7 @@ from .activations import (
     input_tokens,
     residual_hooks,
 )
-
-MATCH_ANSWERS = ("representative", "greedy")
+from .choices import MATCH_ANSWERS
 
 
 @dataclass

@@ -14,7 +14,6 @@ import importlib
 import sys
 from pathlib import Path
 
-from ..core.threads import set_threads
 from .checks import CliError as CliError  # CliError: re-exported for commands
 from .checks import check_args, one_line
 from .common import add_threads_arg
@@ -49,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     try:
         check_args(args)
+        from ..core.threads import set_threads  # torch: imported once a command runs
+
         set_threads(args.threads)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

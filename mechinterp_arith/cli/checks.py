@@ -13,8 +13,7 @@ import os
 import re
 from pathlib import Path
 
-from ..core.data import MAX_SAMPLES
-from ..core.model import resolve_device
+from ..core.choices import MAX_SAMPLES
 
 # options that count something: each must be between 1 and MAX_SAMPLES when given
 COUNT_OPTIONS = (
@@ -84,6 +83,8 @@ def check_args(args) -> None:
     """Check the options every command shares before the command does any work."""
     check_count_options(args)
     if getattr(args, "device", None) is not None:
+        from ..core.model import resolve_device  # torch: only once a command runs
+
         resolve_device(args.device)
     if getattr(args, "out", None) is not None:
         check_output_dir(Path(args.out))

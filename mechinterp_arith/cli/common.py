@@ -6,8 +6,7 @@ import argparse
 import json
 import sys
 
-from ..core.files import json_safe
-from ..core.tasks import FORMATS, OPERATIONS, Task
+from ..core.choices import FORMATS, OPERATIONS
 
 
 def add_checkpoint_arg(parser: argparse.ArgumentParser, default: str | None = None) -> None:
@@ -59,6 +58,8 @@ def require_positive(args, *names: str) -> None:
 
 def print_json(obj) -> None:
     """Strict JSON on stdout (NaN written as null)."""
+    from ..core.files import json_safe
+
     json.dump(json_safe(obj), sys.stdout, indent=2, default=_jsonable, allow_nan=False)
     sys.stdout.write("\n")
 
@@ -85,8 +86,10 @@ def add_task_args(group) -> None:
     group.add_argument("--no-pad", action="store_true", help="no zero padding (plain/reversed formats)")
 
 
-def task_from_args(args) -> Task:
+def task_from_args(args):
     """The Task named by :func:`add_task_args` options."""
+    from ..core.tasks import Task
+
     return Task(args.op, args.digits, args.format, args.width, args.modulus, pad=not args.no_pad)
 
 

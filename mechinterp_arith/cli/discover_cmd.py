@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-from ..core.checkpoint import load
 from .common import add_checkpoint_arg, add_device_arg, add_json_arg, print_json, require_positive
 
 
@@ -43,6 +42,7 @@ def run(args) -> int:
     from ..analysis.circuits import circuit_digits
     from ..analysis.discovery import discover
     from ..analysis.edge_graph import node_label
+    from ..core.checkpoint import load
     from ..core.errors import NotApplicable
     from ..core.positions import check_digit
 

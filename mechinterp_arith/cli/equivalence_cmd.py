@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ..analysis.equivalence import FIT_THRESHOLD, analyse_checkpoint, report_dict
-from ..core.checkpoint import load
+from ..analysis.choices import FIT_THRESHOLD
 from .common import (
     add_checkpoint_arg,
     add_device_arg,
@@ -49,6 +48,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..analysis.equivalence import analyse_checkpoint, report_dict
+    from ..core.checkpoint import load
+
     require_positive(args, "n")
     ckpt = load(args.checkpoint, device=args.device)
     results = analyse_checkpoint(ckpt, args.ood_digits, n=args.n, seed=args.seed, one_longer=not args.no_one_longer)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from ..core.checkpoint import load
-from ..core.evaluate import evaluate_checkpoint
 from .common import (
     add_checkpoint_arg,
     add_device_arg,
@@ -39,6 +37,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..core.checkpoint import load
+    from ..core.evaluate import evaluate_checkpoint
+
     ckpt = load(args.checkpoint, device=args.device)
     require_positive(args, "n")
     ood = args.ood_digits

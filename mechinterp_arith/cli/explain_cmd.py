@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..core.checkpoint import load
 from .common import (
     add_checkpoint_arg,
     add_device_arg,
@@ -30,6 +29,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..analysis.circuits import explain
+    from ..core.checkpoint import load
 
     ckpt = load(args.checkpoint, device=args.device)
     require_positive(args, "top")

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from ..core.checkpoint import load
-from ..core.importer import DEFAULT_ACT, SOURCES, import_checkpoint
-from ..core.model import ACTIVATIONS
+from ..core.choices import ACTIVATIONS, DEFAULT_ACT, SOURCES
 from .common import add_json_arg, add_task_args, print_json, task_from_args
 
 
@@ -42,6 +40,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..core.checkpoint import load
+    from ..core.importer import import_checkpoint
+
     task = task_from_args(args)
     out = import_checkpoint(
         args.path,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..core.checkpoint import load
 from .common import add_checkpoint_arg, add_json_arg, print_json
 
 
@@ -39,6 +38,8 @@ def summary(ckpt) -> dict:
 
 
 def run(args) -> int:
+    from ..core.checkpoint import load
+
     ckpt = load(args.checkpoint, device="cpu")
     s = summary(ckpt)
     if args.json:

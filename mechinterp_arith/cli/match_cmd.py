@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ..analysis.matching import MATCH_ANSWERS, match_ood
-from ..core.checkpoint import load
+from ..analysis.choices import MATCH_ANSWERS
 from .common import (
     add_checkpoint_arg,
     add_device_arg,
@@ -40,6 +39,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..analysis.matching import match_ood
+    from ..core.checkpoint import load
+
     ckpt = load(args.checkpoint, device=args.device)
     res = match_ood(ckpt, n=args.n, ood_digits=args.ood_digits, answers=args.answers, seed=args.seed)
     if args.html:

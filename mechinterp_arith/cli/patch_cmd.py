@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..core.checkpoint import load
 from .common import (
     add_checkpoint_arg,
     add_device_arg,
@@ -36,6 +35,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..analysis.circuits import circuit_digits, digit_sites, head_operand_map
+    from ..core.checkpoint import load
     from ..core.errors import NotApplicable
     from ..core.positions import answer_logit_pos, check_digit
 

@@ -7,13 +7,8 @@ the position predicting the units digit, over 10,000 random pairs with each oper
 
 from __future__ import annotations
 
-from ..analysis.activations import DEFAULT_HOOK, resolve_hook
-from ..analysis.pca import DEFAULT_K, pca_sweep
-from ..analysis.projection import study_pca
-from ..core import data
-from ..core.checkpoint import load
-from ..core.labels import DEFAULT_LABEL, LABEL_HELP, parse_label
-from ..core.positions import resolve_position
+from ..analysis.choices import DEFAULT_HOOK, DEFAULT_K
+from ..core.choices import DEFAULT_LABEL, LABEL_HELP
 from .common import (
     add_checkpoint_arg,
     add_device_arg,
@@ -62,6 +57,14 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..analysis.activations import resolve_hook
+    from ..analysis.pca import pca_sweep
+    from ..analysis.projection import study_pca
+    from ..core import data
+    from ..core.checkpoint import load
+    from ..core.labels import parse_label
+    from ..core.positions import resolve_position
+
     ckpt = load(args.checkpoint, device=args.device)
     task = ckpt.task
     require_positive(args, "n", "n_id", "k")

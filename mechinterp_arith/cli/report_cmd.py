@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from ..core.checkpoint import load
+from ..report.section_keys import SECTION_KEYS
 from .common import add_checkpoint_arg, add_device_arg, command_line, print_json
 
 
 def register(sub) -> None:
-    from ..report.sections import SECTIONS
-
     p = sub.add_parser(
         "report",
         help="write a self-contained, offline HTML report (DIR/index.html)",
@@ -31,7 +29,11 @@ def register(sub) -> None:
     p.add_argument("--quick", action="store_true", help="small sample sizes (a fast preview)")
     p.add_argument("--seed", type=int, default=0, help="seed of every sampled set")
     p.add_argument(
-        "--sections", nargs="+", default=None, metavar="KEY", help=f"only these sections, from: {' '.join(SECTIONS)}"
+        "--sections",
+        nargs="+",
+        default=None,
+        metavar="KEY",
+        help=f"only these sections, from: {' '.join(SECTION_KEYS)}",
     )
     p.add_argument("--json", action="store_true", help="print a JSON summary (path, size, per-section timing)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -40,6 +42,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..core.checkpoint import load
     from ..report import ReportSettings, build_report
     from ..sweep.results import is_sweep_dir
 

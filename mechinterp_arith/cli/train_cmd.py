@@ -5,11 +5,8 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from ..core.ensemble import EnsembleResult
-from ..core.model import ACTIVATIONS, POSITIONS, ModelConfig
-from ..core.position_schemes import scheme_defaults
-from ..core.train import train
-from ..core.train_config import BATCH_RNGS, FORWARDS, OFF, OPERAND_LENGTHS, TrainConfig
+from ..core.choices import ACTIVATIONS, SCHEMES
+from ..core.train_config import BATCH_RNGS, FORWARDS, OFF, OPERAND_LENGTHS, TrainConfig  # torch-free
 from .common import add_device_arg, add_task_args, fmt, require_positive, task_from_args
 
 
@@ -32,7 +29,7 @@ def register(sub) -> None:
     m.add_argument("--d-mlp", type=int, default=None, help="default 4 * d_model")
     m.add_argument("--act", choices=ACTIVATIONS, default="gelu_new")
     m.add_argument(
-        "--positional", choices=POSITIONS, default="learned", help="position scheme (docs/length_generalisation.md)"
+        "--positional", choices=SCHEMES, default="learned", help="position scheme (docs/length_generalisation.md)"
     )
     m.add_argument(
         "--n-ctx",
@@ -125,6 +122,11 @@ def number_or_off(text: str) -> float | None:
 
 
 def run(args) -> int:
+    from ..core.ensemble import EnsembleResult
+    from ..core.model import ModelConfig
+    from ..core.position_schemes import scheme_defaults
+    from ..core.train import train
+
     if args.format is None:
         args.format = scheme_defaults(args.positional)["format"]
     task = task_from_args(args)

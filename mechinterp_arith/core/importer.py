@@ -40,12 +40,11 @@ import torch
 from torch import Tensor
 
 from .checkpoint import CONFIG, CheckpointError, recover_dir, save_checkpoint
+from .choices import DEFAULT_ACT, SOURCES
 from .locks import exclusive
 from .model import ACTIVATIONS, ModelConfig, build_model
 from .tasks import Task
 
-SOURCES: tuple[str, ...] = ("mingpt", "nanogpt")
-DEFAULT_ACT = {"mingpt": "gelu_new", "nanogpt": "gelu"}  # minGPT: tanh GELU; nanoGPT: nn.GELU() (exact)
 COMPILE_PREFIX = "_orig_mod."
 _LAYER = re.compile(r"^transformer\.h\.(\d+)\.")
 _MASK = re.compile(r"^transformer\.h\.\d+\.attn\.bias$")  # the causal-mask buffer, not c_attn.bias

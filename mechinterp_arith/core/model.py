@@ -22,11 +22,11 @@ from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.model_bridge.generalized_components import NormalizationBridge
 
+from .choices import ACTIVATIONS
 from .position_schemes import RULED, SCHEMES, PositionRule, attach, default_n_ctx
 from .tasks import Task
 from .typecheck import check_field_types, check_range
 
-ACTIVATIONS = ("gelu_new", "gelu", "relu", "silu")
 POSITIONS = SCHEMES  # see core/position_schemes.py
 MAX_DIM = 65_536  # upper bound of every size below: a typo such as d_model 3e11 is refused, not allocated
 

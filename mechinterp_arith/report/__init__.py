@@ -11,10 +11,36 @@ Sections live in :mod:`mechinterp_arith.report.sections` (``SECTIONS``: key -> f
 page comparing the runs of a sweep directory (:mod:`mechinterp_arith.report.sweep_page`).
 """
 
-from .build import ReportResult, SectionResult, build_report, render_page, run_section
-from .context import ReportContext, ReportSettings
-from .sections import SECTIONS
-from .sweep_page import build_sweep_report
+from __future__ import annotations
+
+import importlib
+
+# public name -> module, imported on first access (PEP 562): the command line reads
+# ``report.section_keys`` without importing plotly, torch or the analyses
+_LAZY = {
+    "ReportResult": "build",
+    "SectionResult": "build",
+    "build_report": "build",
+    "render_page": "build",
+    "run_section": "build",
+    "ReportContext": "context",
+    "ReportSettings": "context",
+    "SECTIONS": "sections",
+    "build_sweep_report": "sweep_page",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "SECTIONS",

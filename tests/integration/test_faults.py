@@ -553,12 +553,12 @@ def test_cli_errors_are_one_line_and_leave_nothing_behind(case, tmp_path, monkey
     ],
 )
 def test_out_of_memory_is_one_line_saying_what_to_change(monkeypatch, capsys, error, needed):
-    import mechinterp_arith.cli.evaluate_cmd as evaluate_cmd
+    import mechinterp_arith.core.evaluate as evaluate  # the command imports it when it runs
 
     def exhausted(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(evaluate_cmd, "evaluate_checkpoint", exhausted)
+    monkeypatch.setattr(evaluate, "evaluate_checkpoint", exhausted)
     assert main(["evaluate", "add3", "--n", "100000000"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("mechinterp-arith evaluate: error: out of memory") and "\n" not in err
