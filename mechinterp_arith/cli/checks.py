@@ -1,8 +1,9 @@
 """What every command checks before it starts, and the one line it prints when something fails.
 
-:func:`check_args` runs before any command: sizes (``--n``, ``--batch-size``, ``--steps``, ...)
-within their ranges, ``--device`` usable on this machine, ``--out`` a directory that can be made,
-``--html`` a file whose folder exists. :func:`one_line` turns an expected failure (bad input,
+:func:`check_args` runs before any command, before torch is imported: sizes (``--n``,
+``--batch-size``, ``--steps``, ...) within their ranges, ``--threads`` (and
+``$MECHINTERP_ARITH_THREADS``) within the machine's bound, ``--out`` a directory that can be made,
+``--html`` a file whose folder exists; :func:`check_device` then checks ``--device``. :func:`one_line` turns an expected failure (bad input,
 a file problem, memory or device exhausted) into one line that says what to change; anything
 else is a bug and keeps its traceback.
 """
@@ -80,16 +81,27 @@ def check_output_file(path: Path, option: str) -> None:
 
 
 def check_args(args) -> None:
-    """Check the options every command shares before the command does any work."""
-    check_count_options(args)
-    if getattr(args, "device", None) is not None:
-        from ..core.model import resolve_device  # torch: only once a command runs
+    """Check the options every command shares before the command does any work (no torch import:
+    a bad value is reported at once)."""
+    from ..core.threads import resolve_threads
 
-        resolve_device(args.device)
+    check_count_options(args)
+    try:
+        resolve_threads(getattr(args, "threads", None))
+    except ValueError as e:
+        raise CliError(str(e).replace("threads must", "--threads must", 1)) from None
     if getattr(args, "out", None) is not None:
         check_output_dir(Path(args.out))
     if getattr(args, "html", None) is not None:
         check_output_file(Path(args.html), "--html")
+
+
+def check_device(args) -> None:
+    """``--device`` usable on this machine (imports torch: run after :func:`check_args`)."""
+    if getattr(args, "device", None) is not None:
+        from ..core.model import resolve_device
+
+        resolve_device(args.device)
 
 
 def _is_out_of_memory(e: BaseException) -> bool:

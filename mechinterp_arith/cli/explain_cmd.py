@@ -24,7 +24,7 @@ def register(sub) -> None:
     p.add_argument("--top", type=int, default=3, help="sites per digit (default 3)")
     add_json_arg(p)
     add_device_arg(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, start="explaining {a} and {b} on {checkpoint}")
 
 
 def run(args) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import shlex
 
 from ..core.choices import ACTIVATIONS, DEFAULT_ACT, SOURCES
@@ -17,7 +16,6 @@ def register(sub) -> None:
         "checkpoint directory that every other command reads. Layers, widths, "
         "vocabulary and context come from the tensor shapes; heads from --n-heads "
         "(or nanoGPT's model_args).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
         "path", metavar="PATH", help="the .pt file: a state dict, or nanoGPT's {'model': ..., 'model_args': ...}"
@@ -36,7 +34,7 @@ def register(sub) -> None:
     add_task_args(t)
     p.add_argument("--out", required=True, help="checkpoint directory to write (an earlier import there is replaced)")
     add_json_arg(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, start="importing {path}")
 
 
 def run(args) -> int:

@@ -34,7 +34,7 @@ def register(sub) -> None:
     add_html_arg(p, "the heatmaps")
     add_json_arg(p)
     add_device_arg(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, start="logit lens of {checkpoint}")
 
 
 def run(args) -> int:

@@ -30,7 +30,7 @@ def register(sub) -> None:
     p.add_argument("--min-effect", type=float, default=0.1, help="heads reported when best effect >= this")
     add_json_arg(p)
     add_device_arg(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, start="patching {checkpoint}")
 
 
 def run(args) -> int:

@@ -53,7 +53,7 @@ def register(sub) -> None:
     add_html_arg(p)
     add_json_arg(p)
     add_device_arg(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, start="PCA of {checkpoint}")
 
 
 def run(args) -> int:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from ..report.section_keys import SECTION_KEYS
+from .checks import CliError
 from .common import add_checkpoint_arg, add_device_arg, command_line, print_json
 
 
@@ -38,7 +40,7 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON summary (path, size, per-section timing)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_device_arg(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, start="building the report of {checkpoint} into {out}")
 
 
 def run(args) -> int:
@@ -55,6 +57,7 @@ def run(args) -> int:
     )
     settings.n_samples  # noqa: B018 - reject a bad --n before loading anything
     ckpt = load(args.checkpoint, device=args.device)
+    check_not_a_checkpoint(Path(args.out), ckpt.path)
     command = command_line(args)
     result = build_report(ckpt, args.out, settings, progress=not (args.quiet or args.json), command=command)
     print_result(result, args.json)
@@ -66,6 +69,15 @@ def run(args) -> int:
         )
         return 1
     return 0
+
+
+def check_not_a_checkpoint(out: Path, checkpoint: Path | None) -> None:
+    """CliError when ``--out`` is the checkpoint reported on, or another checkpoint directory: the
+    report writes index.html there, and a checkpoint directory holds the model's files only."""
+    if checkpoint is not None and out.resolve() == checkpoint.resolve():
+        raise CliError(f"--out {out} is the checkpoint itself; write the report elsewhere, e.g. --out {out}-report")
+    if (out / "config.json").is_file() and (out / "model.safetensors").is_file():
+        raise CliError(f"--out {out} is a checkpoint directory; write the report elsewhere, e.g. --out {out}-report")
 
 
 def run_sweep_report(args) -> int:
