@@ -114,11 +114,19 @@ def _is_out_of_memory(e: BaseException) -> bool:
     )
 
 
+def _size(n_bytes: int) -> str:
+    """A byte count as people read it: ``512 bytes``, ``3.4 MiB``, ``37,252.9 GiB``."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:,.1f} {unit}"
+    return f"{n_bytes} bytes"
+
+
 def _allocation(text: str) -> str:
     """How much the failed allocation asked for, from torch's message ('' when it does not say)."""
     found = re.search(r"allocate (\d+) bytes", text)
     if found:
-        return f": it needed {int(found.group(1)) / 2**30:,.1f} GiB more"
+        return f": it needed {_size(int(found.group(1)))} more"
     found = re.search(r"Tried to allocate ([\d.]+ [KMGT]i?B)", text)  # CUDA
     return f": it needed {found.group(1)} more" if found else ""
 

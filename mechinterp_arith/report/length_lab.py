@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..analysis.length_generalisation import compare_schemes
-from ..core.files import atomic_write_text
+from ..core.files import atomic_write_text, require_regular_file
 from .assets import ElementIds, figure_html, plotly_js
 from .context import escape, table
 
@@ -28,12 +28,25 @@ MEASURES = {
 
 
 def lab_rows(results: str | Path | dict) -> pd.DataFrame:
-    """The rows of a results file (or its parsed JSON) as a DataFrame."""
+    """The rows of a results file (or its parsed JSON) as a DataFrame; ValueError naming the file
+    when it is not the lab's JSON object (truncated, not JSON, a list, rows missing or malformed)."""
+    source = "the results" if isinstance(results, dict) else str(results)
     if not isinstance(results, dict):
-        results = json.loads(Path(results).read_text())
+        try:
+            results = json.loads(require_regular_file(Path(results), "results file").read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+            raise ValueError(f"{source} is not a valid JSON results file ({type(e).__name__}: {e})") from None
+    if not isinstance(results, dict) or not isinstance(results.get("rows", []), list):
+        raise ValueError(
+            f"{source} is not a results file of analyses/length_generalisation.py: expected a JSON object "
+            f'with a "rows" list, got {type(results).__name__}'
+        )
     rows = pd.DataFrame(results.get("rows", []))
     if rows.empty:
-        raise ValueError("the results hold no rows: run analyses/length_generalisation.py first")
+        raise ValueError(f"{source} holds no rows: run analyses/length_generalisation.py first")
+    missing = [c for c in ("scheme", "seed", "m", *MEASURES) if c not in rows.columns]
+    if missing:
+        raise ValueError(f"{source}: its rows lack {', '.join(missing)}; is it the lab's results file?")
     return rows
 
 

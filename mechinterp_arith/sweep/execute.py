@@ -28,7 +28,7 @@ from ..core.locks import exclusive
 from ..core.train_loop import Member, prepare_data, run_members, start_member
 from ..core.version import __version__
 from .analyses import analyse_run
-from .results import DONE, FAILED, RUNS, analyses_key, write_record
+from .results import DONE, FAILED, RUNS, analyses_key, has_checkpoint, write_record
 from .settings import RunSettings
 from .spec import AnalysesSpec
 
@@ -59,7 +59,9 @@ def train_group(
         for i, (run, out) in enumerate(zip(runs, out_dirs)):
             try:
                 locks.enter_context(exclusive(out))
-                members[i] = start_member(run.task, run.model, run.train_config(device), out, True, command)
+                # overwrite: the sweep owns its run directories; one reaching here holds no finished
+                # checkpoint of this run (`trained`), e.g. one whose weights were lost
+                members[i] = start_member(run.task, run.model, run.train_config(device), out, True, command, True)
             except Exception as e:
                 errors[i] = e
         by_step: dict[int, list[int]] = {}
@@ -76,8 +78,9 @@ def train_group(
 
 
 def trained(out: Path, run: RunSettings) -> bool:
-    """Whether ``out`` holds this run's finished checkpoint (CheckpointError if it holds another's)."""
-    if not (out / "config.json").is_file():
+    """Whether ``out`` holds this run's finished checkpoint, weights included (CheckpointError if it
+    holds another's)."""
+    if not has_checkpoint(out):
         return False
     config = read_config(out)
     training = {k: v for k, v in (config.get("training") or {}).items() if k != "device"}

@@ -11,10 +11,12 @@ training state, and runs that failed are tried again.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import math
 import os
 import shutil
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ from .settings import RunSettings
 from .spec import SweepSpec
 
 MAX_ATTEMPTS = 2  # a unit whose worker process died is tried once more
+MAX_UNIT_RUNS = 64  # runs trained together in one unit: its directories are made when it starts, not all at once
 LOCK = ".sweep.lock"
 
 
@@ -53,7 +56,8 @@ def plan_units(
     runs: list[RunSettings], slots: int, together: bool = SEEDS_TRAIN_TOGETHER
 ) -> list[tuple[RunSettings, ...]]:
     """Work units: one per run while seeds train one by one; else each group's seeds together,
-    a group split into as many units as it takes to give every slot work."""
+    a group split into as many units as it takes to give every slot work, and into units of at
+    most :data:`MAX_UNIT_RUNS` runs (a unit makes its runs' directories when it starts)."""
     if not together:
         return [(run,) for run in runs]
     groups: dict[str, list[RunSettings]] = {}
@@ -62,7 +66,7 @@ def plan_units(
     pieces = max(1, math.ceil(slots / max(1, len(groups))))
     units = []
     for members in groups.values():
-        size = math.ceil(len(members) / min(pieces, len(members)))
+        size = min(MAX_UNIT_RUNS, math.ceil(len(members) / min(pieces, len(members))))
         units += [tuple(members[i : i + size]) for i in range(0, len(members), size)]
     return units
 
@@ -77,13 +81,25 @@ def prepare_dir(out: Path) -> None:
 
 
 def hold_lock(out: Path):
-    """An exclusive lock on the sweep directory for this process's lifetime (one sweep per directory)."""
-    handle = open(out / LOCK, "w")
+    """An exclusive lock on the sweep directory for this process's lifetime (one sweep per directory).
+    The lock file is opened without following a symbolic link (a planted link is refused)."""
     try:
+        fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ValueError(f"{out / LOCK} is a symbolic link, not the sweep's lock file; remove it") from None
+        raise
+    handle = os.fdopen(fd, "r+")
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{out / LOCK} is not a regular file; remove it")
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
         raise ValueError(f"another sweep is running in {out}; wait for it or stop it first") from None
+    except BaseException:
+        handle.close()
+        raise
     return handle
 
 
