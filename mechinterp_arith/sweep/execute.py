@@ -16,6 +16,7 @@ import contextlib
 import math
 import os
 import platform
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -129,6 +130,7 @@ def new_record(
         "seconds": round(seconds, 3),
         "host": platform.node(),
         "pid": os.getpid(),
+        "ray_node": ray_node(),  # the Ray node it ran on (None outside Ray)
         "version": __version__,
     }
     if error is not None:
@@ -137,6 +139,14 @@ def new_record(
             record["error"] = record["error"].replace(f"{Path(sweep_dir)}{os.sep}", "")
         record["traceback"] = "".join(traceback.format_exception(error, limit=-4))
     return record
+
+
+def ray_node() -> str | None:
+    """The Ray node id of this process when it is a Ray worker, else None."""
+    ray = sys.modules.get("ray")  # never imported here: a local sweep has no Ray
+    if ray is None or not ray.is_initialized():
+        return None
+    return ray.get_runtime_context().get_node_id()
 
 
 def analysed_record(run: RunSettings, unit: WorkUnit, out: Path, error: BaseException | None, seconds: float) -> dict:

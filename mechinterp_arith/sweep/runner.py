@@ -194,7 +194,8 @@ def _dispatch(spec, out: Path, todo, records: dict, executor, device, command, p
                     if executor.recover(handle, e) and attempt < MAX_ATTEMPTS:
                         pending[executor.submit(unit, token)] = (unit, attempt + 1)
                         continue
-                    payload = {"records": [new_record(run, e, sweep_dir=str(out)) for run in unit.runs], "files": {}}
+                    records = [{**new_record(run, e, sweep_dir=str(out)), "ray_node": None} for run in unit.runs]
+                    payload = {"records": records, "files": {}}  # where it died is unknown
                 if payload["files"] is not None:
                     store_shipped(out, payload)
                 for record in payload["records"]:
