@@ -111,8 +111,9 @@ def print_result(result, as_json: bool) -> None:
     if as_json:
         print_json(result.summary())
         return
+    width = max((len(s.title) for s in result.sections), default=0) + 2  # the longest title, then a gap
     for s in result.sections:
-        print(f"  {s.title:<58} {s.status:<12} {s.seconds:6.1f} s" + (f"  {s.error}" if s.error else ""))
+        print(f"  {s.title:<{width}}{s.status:<9}{s.seconds:6.1f} s" + (f"  {s.error}" if s.error else ""))
     print(
         f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB) in {result.seconds:.1f} s; "
         f"open it in a browser (file://{result.path.resolve()})"

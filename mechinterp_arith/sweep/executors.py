@@ -113,8 +113,9 @@ class LocalExecutor:
         done, _ = wait(handles, timeout=timeout, return_when=FIRST_COMPLETED)
         return list(done)
 
-    def running(self, handles: list) -> int:
-        return min(self.slots, sum(h.running() for h in handles))  # the pool queues one unit ahead
+    def running(self, handles: list) -> list:
+        """The handles whose units are running now (the pool also marks one queued unit running)."""
+        return [h for h in handles if h.running()][: self.slots]
 
     def result(self, handle) -> dict:
         return handle.result()
@@ -159,8 +160,9 @@ class RayExecutor:
         ready, _ = self._ray.wait(handles, num_returns=len(handles), timeout=timeout, fetch_local=False)
         return ready
 
-    def running(self, handles: list) -> int:
-        return min(len(handles), self.slots)
+    def running(self, handles: list) -> list:
+        """The handles presumed running: as many as the cluster has slots, in submission order."""
+        return handles[: self.slots]
 
     def result(self, handle) -> dict:
         return self._ray.get(handle)

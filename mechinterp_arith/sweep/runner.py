@@ -168,7 +168,15 @@ def run_sweep(
         ran = failed = 0
         if todo:
             ran, failed = _dispatch(
-                spec, out, todo, records, make_executor(ray, workers, gpus_per_unit), device, command, progress, skipped
+                spec,
+                out,
+                todo,
+                records,
+                lambda: make_executor(ray, workers, gpus_per_unit),
+                device,
+                command,
+                progress,
+                skipped,
             )
         frame = write_results(out, runs, records)
         return SweepResult(out, frame, skipped, ran, failed, time.perf_counter() - start)
@@ -176,15 +184,30 @@ def run_sweep(
         lock.close()
 
 
-def _dispatch(spec, out: Path, todo, records: dict, executor, device, command, progress, skipped) -> tuple[int, int]:
-    """Submit the units, then collect their records as they finish; returns (runs done, runs failed)."""
+def _dispatch(
+    spec, out: Path, todo, records: dict, new_executor, device, command, progress, skipped
+) -> tuple[int, int]:
+    """Start the executor, submit the units, then collect their records as they finish; returns (runs
+    done, runs failed). The progress bar counts runs (a unit may train several seeds) and shows at
+    once what is happening, from starting the workers on."""
     token = new_token(out)
+    bar = tqdm(
+        total=len(spec.runs), initial=skipped, desc=f"sweep {spec.name}", unit="run", disable=None if progress else True
+    )  # on a terminal only: a log or a pipe gets the summary line, not bar redraws
+    bar.set_postfix_str(f"{skipped} already finished; starting the workers", refresh=True)
+    try:
+        executor = new_executor()
+    except BaseException:
+        bar.close()
+        raise
     units = [WorkUnit(runs, str(out), spec.analyses, device, command) for runs in plan_units(todo, executor.slots)]
-    bar = tqdm(total=len(spec.runs), initial=skipped, desc=f"sweep {spec.name}", unit="run", disable=not progress)
     counts = {DONE: 0, FAILED: 0}
     cancel = True
     try:
         pending = {executor.submit(u, token): (u, 1) for u in units}
+        bar.set_postfix_str(
+            f"{len(todo)} runs in {len(units)} units on {executor.slots} {executor.kind} slots", refresh=True
+        )
         while pending:
             for handle in executor.wait(list(pending), timeout=1.0):
                 unit, attempt = pending.pop(handle)
@@ -194,8 +217,8 @@ def _dispatch(spec, out: Path, todo, records: dict, executor, device, command, p
                     if executor.recover(handle, e) and attempt < MAX_ATTEMPTS:
                         pending[executor.submit(unit, token)] = (unit, attempt + 1)
                         continue
-                    records = [{**new_record(run, e, sweep_dir=str(out)), "ray_node": None} for run in unit.runs]
-                    payload = {"records": records, "files": {}}  # where it died is unknown
+                    lost = [{**new_record(run, e, sweep_dir=str(out)), "ray_node": None} for run in unit.runs]
+                    payload = {"records": lost, "files": {}}  # where it died is unknown
                 if payload["files"] is not None:
                     store_shipped(out, payload)
                 for record in payload["records"]:
@@ -204,10 +227,9 @@ def _dispatch(spec, out: Path, todo, records: dict, executor, device, command, p
                     bar.set_postfix_str(headline(record), refresh=False)
                     bar.update(1)
                 write_results(out, spec.runs, records)
+            running = sum(len(pending[h][0].runs) for h in executor.running(list(pending)))
             bar.set_description(
-                f"sweep {spec.name} [done {counts[DONE]} running "
-                f"{executor.running(list(pending))} failed {counts[FAILED]}]",
-                refresh=True,
+                f"sweep {spec.name} [done {counts[DONE]} training {running} failed {counts[FAILED]}]", refresh=True
             )
         cancel = False
     finally:
