@@ -32,12 +32,10 @@ with contextlib.redirect_stdout(io.StringIO()):
 print(code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, time.perf_counter() - start)
 """
 
-SIZES = {  # command -> (small n, large n); --quick halves the large ones' cost
-    "evaluate": (10_000, 200_000),
-    "match": (1_000, 20_000),
-    "patch": (64, 512),
-}
-QUICK = {"evaluate": (10_000, 100_000), "match": (500, 5_000), "patch": (32, 256)}
+# command -> (small n, large n), both at least one batch (evaluate 4,096, match 2,048, patch 256 pairs)
+# so that the growth between them is what n adds, not a batch filling up
+SIZES = {"evaluate": (10_000, 200_000), "match": (4_096, 20_000), "patch": (256, 2_048)}
+QUICK = {"evaluate": (10_000, 100_000), "match": (2_048, 8_192), "patch": (256, 1_024)}
 
 
 def argv_of(command: str, n: int) -> list[str]:

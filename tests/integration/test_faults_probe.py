@@ -314,6 +314,29 @@ def test_a_small_failed_allocation_is_not_called_zero_gib(monkeypatch, capsys):
     assert "0.0 GiB" not in err
 
 
+def test_analyses_stream_over_batches_with_the_figures_of_one_pass(add3, monkeypatch):
+    """Memory is bounded by the batch, not n (benchmarks/memory.py measures it): small batches give
+    the figures of one pass (exactly for evaluation, to float rounding for means of activations)."""
+    import numpy as np
+
+    import mechinterp_arith.analysis.circuits as circuits
+    from mechinterp_arith import data
+    from mechinterp_arith.analysis.matching import match_activations
+    from mechinterp_arith.core.evaluate import evaluate_checkpoint
+
+    assert evaluate_checkpoint(add3, [4], n=1500, batch_size=256) == evaluate_checkpoint(add3, [4], n=1500)
+    a, b = data.ood_both(add3.task, 4, 300, seed=3)
+    small, whole = (match_activations(add3, a, b, batch_size=size) for size in (64, 4096))
+    for name in ("cosine", "rel_l2", "baseline_cosine", "token_differs"):
+        assert np.allclose(getattr(small, name), getattr(whole, name), atol=1e-5), name
+    one_pass = circuits.digit_sites(add3, 1, n=96)
+    monkeypatch.setattr(circuits, "PATCH_PAIRS", 32)  # three chunks
+    chunked = circuits.digit_sites(add3, 1, n=96)
+    assert np.allclose(chunked["logit_diff"], one_pass["logit_diff"], atol=1e-4)
+    assert (chunked["identical"] == one_pass["identical"]).all()
+    assert abs(chunked.attrs["clean_logit_diff"] - one_pass.attrs["clean_logit_diff"]) < 1e-4
+
+
 # ---- 13. sensible bounds, one line each ---------------------------------------------------------------------
 def test_absurd_sizes_are_refused_at_once(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
