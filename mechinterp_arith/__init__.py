@@ -14,8 +14,7 @@ imports neither torch nor TransformerLens and stays quick.
 
 from __future__ import annotations
 
-import importlib
-
+from .core.lazy import lazy_names
 from .core.version import __version__
 
 # public name -> module that defines it, imported on first access (PEP 562): `import mechinterp_arith`
@@ -72,17 +71,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        module = importlib.import_module(f".{_LAZY[name]}", __name__)
-        value = module if name in _MODULES else getattr(module, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, _MODULES)
 
 
 __all__ = ["__version__", *_LAZY]

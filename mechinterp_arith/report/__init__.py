@@ -13,7 +13,7 @@ page comparing the runs of a sweep directory (:mod:`mechinterp_arith.report.swee
 
 from __future__ import annotations
 
-import importlib
+from ..core.lazy import lazy_names
 
 # public name -> module, imported on first access (PEP 562): the command line reads
 # ``report.section_keys`` without importing plotly, torch or the analyses
@@ -30,16 +30,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
 
 
 __all__ = [
