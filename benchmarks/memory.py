@@ -32,10 +32,10 @@ with contextlib.redirect_stdout(io.StringIO()):
 print(code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, time.perf_counter() - start)
 """
 
-# command -> (small n, large n), both at least one batch (evaluate 4,096, match 2,048, patch 256 pairs)
-# so that the growth between them is what n adds, not a batch filling up
-SIZES = {"evaluate": (10_000, 200_000), "match": (4_096, 20_000), "patch": (256, 2_048)}
-QUICK = {"evaluate": (10_000, 100_000), "match": (2_048, 8_192), "patch": (256, 1_024)}
+# command -> (small n, large n), both several batches (evaluate 4,096, match 2,048, patch 256 pairs):
+# the allocator's high-water mark settles after a few batches, so the growth between them is what n adds
+SIZES = {"evaluate": (10_000, 200_000), "match": (8_192, 32_768), "patch": (1_024, 8_192)}
+QUICK = {"evaluate": (10_000, 100_000), "match": (8_192, 16_384), "patch": (1_024, 4_096)}
 
 
 def argv_of(command: str, n: int) -> list[str]:

@@ -118,15 +118,31 @@ def digit_sites(
     return df
 
 
+def mean_patterns(ckpt: Checkpoint, n: int, seed: int) -> list[Float[Tensor, "head dest src"]]:
+    """Each layer's attention pattern averaged over ``n`` random ID pairs (``data.random_pairs``),
+    cached :data:`PATCH_PAIRS` pairs at a time, only the pattern hooks."""
+    task, layers = ckpt.task, ckpt.model.cfg.n_layers
+    a, b = data.random_pairs(task, n, seed=seed)
+    names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(layers)]
+    sums = [0.0] * layers
+    for i in range(0, n, PATCH_PAIRS):
+        tokens = make_pairs(
+            task, a[i : i + PATCH_PAIRS], b[i : i + PATCH_PAIRS], a[i : i + PATCH_PAIRS], b[i : i + PATCH_PAIRS]
+        )
+        with torch.inference_mode():
+            _, cache = ckpt.model.run_with_cache(tokens.clean_tokens.to(ckpt.device), names_filter=names)
+        sums = [s + cache[name].double().sum(0) for s, name in zip(sums, names)]
+    return [(s / n).float() for s in sums]
+
+
 def attention_to_operands(ckpt: Checkpoint, k: int, n: int = 64, seed: int = 0) -> pd.DataFrame:
     """Mean attention from the position predicting answer digit ``k`` to every operand digit, per head."""
     task = ckpt.task
     q = answer_logit_pos(task, k)
-    a, b = data.random_pairs(task, n, seed=seed)
-    _, cache = _cache(ckpt.model, make_pairs(task, a, b, a, b).clean_tokens.to(ckpt.device))
+    patterns = mean_patterns(ckpt, n, seed)
     rows = []
     for layer in range(ckpt.model.cfg.n_layers):
-        pattern = cache[f"blocks.{layer}.attn.hook_pattern"][:, :, q].mean(0)  # [head, src]
+        pattern = patterns[layer][:, q]  # [head, src]
         for head in range(ckpt.model.cfg.n_heads):
             for op in OPERANDS:
                 for place in range(task.digits):
@@ -160,11 +176,7 @@ def head_operand_map(ckpt: Checkpoint, k: int, n: int = 64, seed: int = 0) -> pd
     q = answer_logit_pos(task, k)
     att = attention_to_operands(ckpt, k, n, seed)
     labels = position_labels(task)
-    a, b = data.random_pairs(task, n, seed=seed)
-    _, cache = _cache(ckpt.model, make_pairs(task, a, b, a, b).clean_tokens.to(ckpt.device))
-    patterns = [
-        cache[f"blocks.{l}.attn.hook_pattern"].mean(0).permute(1, 0, 2) for l in range(ckpt.model.cfg.n_layers)
-    ]  # [dest, head, src]
+    patterns = [p.permute(1, 0, 2) for p in mean_patterns(ckpt, n, seed)]  # [dest, head, src]
     effects = []
     for op in OPERANDS:
         for place in range(task.digits):

@@ -329,9 +329,11 @@ def test_analyses_stream_over_batches_with_the_figures_of_one_pass(add3, monkeyp
     small, whole = (match_activations(add3, a, b, batch_size=size) for size in (64, 4096))
     for name in ("cosine", "rel_l2", "baseline_cosine", "token_differs"):
         assert np.allclose(getattr(small, name), getattr(whole, name), atol=1e-5), name
-    one_pass = circuits.digit_sites(add3, 1, n=96)
+    one_pass, heads = circuits.digit_sites(add3, 1, n=96), circuits.head_operand_map(add3, 0, n=96)
     monkeypatch.setattr(circuits, "PATCH_PAIRS", 32)  # three chunks
-    chunked = circuits.digit_sites(add3, 1, n=96)
+    chunked, chunked_heads = circuits.digit_sites(add3, 1, n=96), circuits.head_operand_map(add3, 0, n=96)
+    for column in ("attention", "effect", "best_effect", "attention_at_best"):
+        assert np.allclose(chunked_heads[column], heads[column], atol=1e-4, equal_nan=True), column
     assert np.allclose(chunked["logit_diff"], one_pass["logit_diff"], atol=1e-4)
     assert (chunked["identical"] == one_pass["identical"]).all()
     assert abs(chunked.attrs["clean_logit_diff"] - one_pass.attrs["clean_logit_diff"]) < 1e-4
