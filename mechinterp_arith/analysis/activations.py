@@ -28,13 +28,11 @@ from ..core.decoding import generate
 from ..core.model import model_device
 from ..core.positions import require_fixed_length, resolve_position, write_answers
 from ..core.tasks import Task, as_operands
+from .choices import ANSWER_SOURCES, DEFAULT_HOOK
 
-DEFAULT_HOOK = "ln_final.hook_out"
 DEFAULT_BATCH = 2048
-# what fills the answer slots of the input: the true answer, the model's greedy answer, the answer of
-# the ID representative (a mod 10^n, b mod 10^n), or explicit integers
+# what fills the answer slots of the input: one of ANSWER_SOURCES (analysis/choices.py), or explicit integers
 Answers = str | Tensor | Sequence[int]
-ANSWER_SOURCES = ("true", "greedy", "representative")
 
 
 def resolve_hook(model: TransformerBridge, name: str) -> str:

@@ -18,6 +18,7 @@ objects.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable
 
@@ -54,6 +55,7 @@ from .prompt_pairs import (
 
 SITE_KINDS = ("resid_pre", "attn_out", "mlp_out")
 MIN_PAIRS = 4
+PATCH_PAIRS = 256  # pairs patched at a time: memory is bounded by this, not by n (the same figures)
 
 
 def _cache(model: TransformerBridge, tokens):
@@ -61,19 +63,48 @@ def _cache(model: TransformerBridge, tokens):
         return model.run_with_cache(tokens)
 
 
-def _site_frame(
-    ckpt: Checkpoint, pairs: PromptPairs, metric, kinds, clean_value: float, corr_value: float
-) -> pd.DataFrame:
+def streamed_sweeps(ckpt: Checkpoint, pairs: PromptPairs, k: int, kinds, by_pos: bool | None = None):
+    """``(sweeps by kind, clean value, corrupted value)`` of the logit difference of answer digit ``k``
+    over ``pairs``, patched :data:`PATCH_PAIRS` pairs at a time (a clean cache of all pairs took
+    0.74 MB per pair): the metric is a mean over pairs, so each value is the pair-weighted mean of
+    the chunks' (the same as one pass, to float rounding; one chunk when ``len(pairs) <= PATCH_PAIRS``)."""
+    sweeps, sums, total = {}, torch.zeros(2, dtype=torch.float64), len(pairs)
+    for i in range(0, total, PATCH_PAIRS):
+        part = slice(i, i + PATCH_PAIRS)
+        tensors = {f.name: getattr(pairs, f.name) for f in dataclasses.fields(pairs)}
+        chunk = dataclasses.replace(pairs, **{k: v[part] for k, v in tensors.items() if isinstance(v, Tensor)})
+        chunk = chunk.to(ckpt.device)
+        metric, weight = logit_diff_metric(chunk, k), len(chunk)
+        sums += weight * torch.tensor(_baselines(ckpt, chunk, metric), dtype=torch.float64)
+        _, clean_cache = _cache(ckpt.model, chunk.clean_tokens)
+        for kind in kinds:
+            options = {} if by_pos is None else {"by_pos": by_pos}
+            s = patch_each_site(ckpt.model, chunk.corrupted_tokens, clean_cache, metric, kind, **options)
+            if kind not in sweeps:
+                sweeps[kind] = (s, s.values.double() * weight)
+                continue
+            first, weighted = sweeps[kind]
+            first.identical &= s.identical
+            first.max_logit_change = torch.maximum(first.max_logit_change, s.max_logit_change)
+            sweeps[kind] = (first, weighted + s.values.double() * weight)
+        del clean_cache
+    for s, weighted in sweeps.values():
+        s.values = (weighted / total).to(s.values.dtype)
+    return {kind: s for kind, (s, _) in sweeps.items()}, float(sums[0] / total), float(sums[1] / total)
+
+
+def _site_frame(ckpt: Checkpoint, pairs: PromptPairs, k: int, kinds) -> tuple[pd.DataFrame, float, float]:
     labels = position_labels(ckpt.task)
-    _, clean_cache = _cache(ckpt.model, pairs.clean_tokens)
-    frames = []
-    for kind in kinds:
-        df = patch_each_site(ckpt.model, pairs.corrupted_tokens, clean_cache, metric, kind).frame()
-        frames.append(df)
+    sweeps, clean_value, corr_value = streamed_sweeps(ckpt, pairs, k, kinds)
+    frames = [sweeps[kind].frame() for kind in kinds]
     df = pd.concat(frames, ignore_index=True).rename(columns={"value": "logit_diff"})
     df["label"] = [labels[p] for p in df["pos"]]
     df["effect"] = normalised_effect(torch.tensor(df["logit_diff"].to_numpy()), clean_value, corr_value).numpy()
-    return df[["kind", "layer", "pos", "label", "logit_diff", "effect", "identical", "max_logit_change"]]
+    return (
+        df[["kind", "layer", "pos", "label", "logit_diff", "effect", "identical", "max_logit_change"]],
+        clean_value,
+        corr_value,
+    )
 
 
 def _baselines(ckpt: Checkpoint, pairs, metric) -> tuple[float, float]:
@@ -91,10 +122,8 @@ def digit_sites(
     One row per (kind, layer, pos); ``attrs`` hold the clean and corrupted metric values.
     """
     check_digit(ckpt.task, k)
-    pairs = differ_in_answer_digit(ckpt.task, k, n=n, seed=seed).to(ckpt.device)
-    metric = logit_diff_metric(pairs, k)
-    clean_value, corr_value = _baselines(ckpt, pairs, metric)
-    df = _site_frame(ckpt, pairs, metric, kinds, clean_value, corr_value)
+    pairs = differ_in_answer_digit(ckpt.task, k, n=n, seed=seed)
+    df, clean_value, corr_value = _site_frame(ckpt, pairs, k, kinds)
     df.attrs.update(digit=k, n_pairs=len(pairs), clean_logit_diff=clean_value, corrupted_logit_diff=corr_value)
     return df
 
@@ -154,12 +183,9 @@ def head_operand_map(ckpt: Checkpoint, k: int, n: int = 64, seed: int = 0) -> pd
                 continue
             pairs = make_pairs(
                 task, pairs.clean_a[keep], pairs.clean_b[keep], pairs.corrupted_a[keep], pairs.corrupted_b[keep]
-            ).to(ckpt.device)
-            metric = logit_diff_metric(pairs, k)
-            clean_value, corr_value = _baselines(ckpt, pairs, metric)
-            _, clean_cache = _cache(ckpt.model, pairs.clean_tokens)
-            sweep = patch_each_site(ckpt.model, pairs.corrupted_tokens, clean_cache, metric, "z", by_pos=True)
-            eff = normalised_effect(sweep.values, clean_value, corr_value)  # [layer, pos, head]
+            )
+            sweeps, clean_value, corr_value = streamed_sweeps(ckpt, pairs, k, ("z",), by_pos=True)
+            eff = normalised_effect(sweeps["z"].values, clean_value, corr_value)  # [layer, pos, head]
             src = operand_pos(task, op, place)
             for l in range(eff.shape[0]):
                 for h in range(eff.shape[2]):
@@ -227,16 +253,13 @@ def head_effects(ckpt: Checkpoint, digits: list[int] | None = None, n: int = 64,
     rows, skipped = [], {}
     for k in digits:
         try:
-            pairs = differ_in_answer_digit(task, k, n=n, seed=seed).to(ckpt.device)
+            pairs = differ_in_answer_digit(task, k, n=n, seed=seed)
         except NotApplicable as e:
             skipped[k] = str(e)
             values = torch.full((model.cfg.n_layers, model.cfg.n_heads), float("nan"))
         else:
-            metric = logit_diff_metric(pairs, k)
-            clean_value, corr_value = _baselines(ckpt, pairs, metric)
-            _, clean_cache = _cache(model, pairs.clean_tokens)
-            sweep = patch_each_site(model, pairs.corrupted_tokens, clean_cache, metric, "z", by_pos=False)
-            values = normalised_effect(sweep.values, clean_value, corr_value)
+            sweeps, clean_value, corr_value = streamed_sweeps(ckpt, pairs, k, ("z",), by_pos=False)
+            values = normalised_effect(sweeps["z"].values, clean_value, corr_value)
         rows += [
             {"digit": k, "layer": l, "head": h, "effect": float(values[l, h])}
             for l in range(values.shape[0])
@@ -424,10 +447,8 @@ def explain(
             f"explain digit {k}",
             clean_answer=torch.full((nrow,), pred),
             corrupted_answer=xp,
-        ).to(ckpt.device)
-        metric = logit_diff_metric(pairs, k)
-        clean_value, corr_value = _baselines(ckpt, pairs, metric)
-        df = _site_frame(ckpt, pairs, metric, kinds, clean_value, corr_value)
+        )
+        df, clean_value, corr_value = _site_frame(ckpt, pairs, k, kinds)
         best = df[~df.identical].nlargest(top, "effect")
         entry["clean_logit_diff"] = round(clean_value, 4)
         entry["corrupted_logit_diff"] = round(corr_value, 4)

@@ -41,6 +41,7 @@ import torch
 from jaxtyping import Int
 from scipy.stats import binomtest
 from torch import Tensor
+from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
 from ..core import data
@@ -48,8 +49,8 @@ from ..core.checkpoint import Checkpoint
 from ..core.decoding import generate
 from ..core.labels import label_values
 from ..core.tasks import Task, as_operands
+from .choices import FIT_THRESHOLD
 
-FIT_THRESHOLD = 0.5  # a relation must cover a majority of outputs (Wilson lower bound above this)
 KIND_ORDER = {"true": 2, "truncated": 1, "true_mod": 0}  # last tie-break, after the modulus
 
 
@@ -334,11 +335,13 @@ def analyse_checkpoint(
     seed: int = 0,
     one_longer: bool = True,
     threshold: float = FIT_THRESHOLD,
+    progress: bool = False,
 ) -> dict[str, dict[str, EquivalenceResult]]:
     """Analyse both-operands-m-digits sets (key ``"ood"``) and, with ``one_longer``, sets with one
     m-digit operand and one ID operand (key ``"one_longer"``), for each m in ``ood_digits``
     (default: n+1; :class:`~mechinterp_arith.core.errors.NotApplicable` when the format holds no
-    longer operand). Results keyed by ``str(m)``."""
+    longer operand). Results keyed by ``str(m)``. ``progress``: a bar of the sets done on stderr
+    (on a terminal)."""
     task = ckpt.task
     if ood_digits is None:
         ood_digits = [data.require_ood_digits(task)]
@@ -347,12 +350,20 @@ def analyse_checkpoint(
     out: dict[str, dict[str, EquivalenceResult]] = {"ood": {}}
     if one_longer:
         out["one_longer"] = {}
-    for m in ms:
-        a, b = data.ood_both(task, m, n, seed=seed)
-        out["ood"][str(m)] = analyse_set(ckpt.model, task, a, b, f"both {m}-digit", threshold)
-        if one_longer:
-            a, b = data.ood_one_longer(task, m, n, seed=seed)
-            out["one_longer"][str(m)] = analyse_set(ckpt.model, task, a, b, f"one {m}-digit", threshold)
+    bar = tqdm(
+        total=len(ms) * (2 if one_longer else 1), desc="equivalence", unit="set", disable=None if progress else True
+    )
+    with bar:
+        for m in ms:
+            bar.set_postfix_str(f"both {m}-digit")
+            a, b = data.ood_both(task, m, n, seed=seed)
+            out["ood"][str(m)] = analyse_set(ckpt.model, task, a, b, f"both {m}-digit", threshold)
+            bar.update(1)
+            if one_longer:
+                bar.set_postfix_str(f"one {m}-digit")
+                a, b = data.ood_one_longer(task, m, n, seed=seed)
+                out["one_longer"][str(m)] = analyse_set(ckpt.model, task, a, b, f"one {m}-digit", threshold)
+                bar.update(1)
     return out
 
 

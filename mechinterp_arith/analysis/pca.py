@@ -36,8 +36,8 @@ from ..core.labels import DEFAULT_LABEL, label_values, parse_label
 from ..core.positions import answer_positions, predicted_digit, resolve_position
 from ..core.tasks import as_operands
 from .activations import DEFAULT_HOOK, Answers, collect, residual_hooks
+from .choices import DEFAULT_K
 
-DEFAULT_K = 3
 SILHOUETTE_SAMPLE = 4000  # silhouette is O(n^2): scored on a fixed random subsample of this size
 
 

@@ -28,8 +28,8 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from .checkpoint_schema import FORMAT_VERSION, check_config, check_history, check_metrics, parse_json
 from .dirswap import leftovers, recover, replace_dir, staging_dir
-from .files import errors_naming, link_or_copy, strict_json
-from .locks import exclusive
+from .files import errors_naming, link_or_copy, require_regular_file, strict_json
+from .locks import exclusive, output_path
 from .model import ModelConfig, build_model, model_device, resolve_device
 from .tasks import Task, as_operands
 from .version import __version__
@@ -170,8 +170,9 @@ def save_checkpoint(
     dies (``core/dirswap.py``), under the lock of ``path`` (``core/locks.py``). ``snapshots``:
     step -> weights, or -> a snapshot file to link; nothing else is kept from the old directory.
     ``config.json`` and ``metrics.json`` are checked against their schema before anything is written.
+    A ``path`` reached through a symbolic link is written where the link points (the link stays).
     """
-    path = Path(path)
+    given, path = Path(path), output_path(path)
     config = {
         "format_version": FORMAT_VERSION,
         "package_version": __version__,
@@ -196,7 +197,7 @@ def save_checkpoint(
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-    return path
+    return given
 
 
 def _write_contents(folder: Path, model, config: dict, history: list[dict], snapshots: Mapping) -> None:
@@ -222,12 +223,18 @@ def recover_dir(path: Path) -> None:
 
 
 # ---- reading -------------------------------------------------------------------------------------
+CHECKPOINTS_ENV = "MECHINTERP_ARITH_CHECKPOINTS"  # a folder of checkpoint directories, searched first
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "checkpoints"  # package data: in every install
+
+
 def shipped_checkpoint_dirs() -> list[Path]:
-    """Where shipped checkpoints are looked up by name, in order."""
+    """Where checkpoints are looked up by name, in order: ``$MECHINTERP_ARITH_CHECKPOINTS`` (when
+    set), the shipped ones (``mechinterp_arith/checkpoints``, package data of every install: editable,
+    ``pip install CLONE`` or a wheel), then ``./checkpoints``."""
     dirs = []
-    if os.environ.get("MECHINTERP_ARITH_CHECKPOINTS"):
-        dirs.append(Path(os.environ["MECHINTERP_ARITH_CHECKPOINTS"]))
-    dirs.append(Path(__file__).resolve().parents[2] / "checkpoints")
+    if os.environ.get(CHECKPOINTS_ENV):
+        dirs.append(Path(os.environ[CHECKPOINTS_ENV]))
+    dirs.append(SHIPPED_DIR)
     dirs.append(Path.cwd() / "checkpoints")
     return dirs
 
@@ -273,13 +280,17 @@ def snapshot_files(path: Path) -> dict[int, Path]:
     return files
 
 
-def _read_json(file: Path):
+def read_json(file: Path):
+    """The parsed JSON of a checkpoint's file (NaN read as null); CheckpointError naming it when it
+    is not a regular file (a FIFO would block), not UTF-8 JSON, or nested too deeply to read."""
     try:
-        return parse_json(file.read_text())
+        return parse_json(require_regular_file(file).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{file} is not valid JSON ({e})") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{file} is a directory, not a file") from None
+    except RecursionError:
+        raise CheckpointError(f"{file} is not a checkpoint file: its JSON is nested too deeply to read") from None
+    except OSError as e:
+        raise CheckpointError(f"{file} {e.strerror}") from None
 
 
 def read_config(path: Path) -> dict:
@@ -293,7 +304,7 @@ def read_config(path: Path) -> dict:
         )
     if not f.exists():
         raise CheckpointError(f"{path} holds no {CONFIG}; is it a checkpoint directory?")
-    config = _read_json(f)
+    config = read_json(f)
     try:
         check_config(config)
     except ValueError as e:
@@ -307,7 +318,7 @@ def read_history(path: Path) -> list[dict]:
     if not f.exists():
         return []
     try:
-        return check_metrics(_read_json(f))
+        return check_metrics(read_json(f))
     except ValueError as e:
         raise CheckpointError(f"{f}: {e}") from None
 
@@ -320,8 +331,12 @@ def load_weights(model: torch.nn.Module, file: Path) -> None:
 def read_weights(file: Path, model: torch.nn.Module) -> dict[str, Tensor]:
     """The tensors of a safetensors file, checked against ``model``: names, shapes, dtypes, finite
     values; CheckpointError names the file and the first problem."""
-    if not file.is_file():
-        raise CheckpointError(f"{file} is missing")
+    try:
+        require_regular_file(file)
+    except OSError as e:
+        raise CheckpointError(
+            f"{file} is missing" if isinstance(e, FileNotFoundError) else f"{file} {e.strerror}"
+        ) from None
     try:
         tensors = load_file(str(file))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:

@@ -20,12 +20,12 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
+from .choices import MAX_SAMPLES
 from .errors import NotApplicable
 from .seeding import generator, rng
 from .tasks import Task, as_operands, digit_count
 
 Pairs = tuple[Int[Tensor, " n"], Int[Tensor, " n"]]
-MAX_SAMPLES = 100_000_000  # larger sets do not fit in memory on the machines this runs on
 
 
 @dataclass(frozen=True)

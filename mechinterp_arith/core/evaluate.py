@@ -15,8 +15,10 @@ checked without generating by :func:`~mechinterp_arith.core.decoding.greedy_matc
 from __future__ import annotations
 
 import pandas as pd
+import torch
 from jaxtyping import Int
 from torch import Tensor
+from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
 from . import data
@@ -30,23 +32,45 @@ Pairs = tuple[Int[Tensor, " n"], Int[Tensor, " n"]]
 
 def score(task: Task, predicted: Int[Tensor, " batch"], target: Int[Tensor, " batch"]) -> dict:
     """Exact match and per-digit accuracy (digit 0 = units) of integer answers."""
-    n = len(target)
-    if n == 0:
+    if len(target) == 0:
         return {"n": 0, "exact": float("nan"), "per_digit": []}
+    return scores_of(len(target), *correct_counts(task, predicted, target))
+
+
+def correct_counts(
+    task: Task, predicted: Int[Tensor, " batch"], target: Int[Tensor, " batch"]
+) -> tuple[int, Int[Tensor, " digit"]]:
+    """How many answers are exact, and how many are right in each answer digit (units first)."""
     pred_digits, true_digits = task.answer_digits(predicted), task.answer_digits(target)
-    correct = (pred_digits == true_digits) & (pred_digits >= 0)
-    return {
-        "n": n,
-        "exact": round((predicted == target).double().mean().item(), 6),
-        "per_digit": [round(x, 6) for x in correct.double().mean(0).tolist()],
-    }
+    return int((predicted == target).sum()), ((pred_digits == true_digits) & (pred_digits >= 0)).sum(0)
 
 
-def accuracy(model: TransformerBridge, task: Task, a, b, batch_size: int = DEFAULT_BATCH) -> dict:
-    """``{"n", "exact", "per_digit"}`` of the model's greedy answers against the true ones."""
+def scores_of(n: int, exact: int, correct: Int[Tensor, " digit"]) -> dict:
+    """``{"n", "exact", "per_digit"}`` from the counts of :func:`correct_counts` over ``n`` pairs."""
+    return {"n": n, "exact": round(exact / n, 6), "per_digit": [round(x / n, 6) for x in correct.tolist()]}
+
+
+def accuracy(
+    model: TransformerBridge, task: Task, a, b, batch_size: int = DEFAULT_BATCH, progress: tqdm | None = None
+) -> dict:
+    """``{"n", "exact", "per_digit"}`` of the model's greedy answers against the true ones.
+
+    Decoded and scored ``batch_size`` pairs at a time: memory is bounded by ``batch_size``, not by
+    the number of pairs (the same figures as scoring all at once). ``progress``: a tqdm bar the
+    pairs done are added to."""
     a, b = as_operands(a), as_operands(b)
-    predicted = generate(model, task, a, b, batch_size).answers
-    return score(task, predicted, task.apply(a, b))
+    if len(a) == 0:
+        return score(task, a, b)
+    exact, correct = 0, 0
+    for i in range(0, len(a), batch_size):
+        ca, cb = a[i : i + batch_size], b[i : i + batch_size]
+        chunk_exact, chunk_correct = correct_counts(
+            task, generate(model, task, ca, cb, batch_size).answers, task.apply(ca, cb)
+        )
+        exact, correct = exact + chunk_exact, correct + chunk_correct
+        if progress is not None:
+            progress.update(len(ca))
+    return scores_of(len(a), exact, correct)
 
 
 def answer_rates(model: TransformerBridge, task: Task, a, b, answers: Int[Tensor, " batch"] | None = None) -> dict:
@@ -80,9 +104,16 @@ def accuracy_by_length(
     model: TransformerBridge, task: Task, a, b, batch_size: int = DEFAULT_BATCH
 ) -> dict[tuple[int, int], dict]:
     """Per ``(digits of a, digits of b)`` cell present in the set: :func:`score` of the greedy answers
-    plus ``equivalent``, the share following the study's OOD rule (:func:`answer_rates`)."""
+    (decoded ``batch_size`` pairs at a time) plus ``equivalent``, the share following the study's OOD
+    rule (:func:`answer_rates`)."""
     a, b = as_operands(a), as_operands(b)
-    predicted = generate(model, task, a, b, batch_size).answers
+    predicted = torch.cat(
+        [
+            generate(model, task, a[i : i + batch_size], b[i : i + batch_size], batch_size).answers
+            for i in range(0, len(a), batch_size)
+        ]
+        or [torch.zeros(0, dtype=torch.long)]
+    )
     target = task.apply(a, b)
     la, lb = digit_count(a), digit_count(b)
     out = {}
@@ -152,26 +183,37 @@ def snapshot_scores(ckpt: Checkpoint, n: int = 1000, seed: int = 0, steps=None) 
 
 
 def evaluate_checkpoint(
-    ckpt: Checkpoint, ood_digits: list[int] = (), n: int | None = None, seed: int = 0, batch_size: int = DEFAULT_BATCH
+    ckpt: Checkpoint,
+    ood_digits: list[int] = (),
+    n: int | None = None,
+    seed: int = 0,
+    batch_size: int = DEFAULT_BATCH,
+    progress: bool = False,
 ) -> dict:
     """The ``mechinterp-arith evaluate --json`` object: ID and per-length OOD accuracy.
 
     ``n`` caps the ID set and sizes each OOD set (default 10,000); OOD key ``"m"`` means both
     operands have exactly m digits; each must be longer than the trained length (``data.check_ood_digits``).
+    Memory is bounded by ``batch_size`` (:func:`accuracy`). ``progress``: a progress bar of the
+    pairs scored on stderr (on a terminal).
     """
     if n is not None:
         data.check_count(n, "n")
     ms = data.check_ood_digits(ckpt.task, ood_digits) if ood_digits else []
     a, b, source = held_out_pairs(ckpt, n, seed)
-    result = {
-        "checkpoint": str(ckpt.path) if ckpt.path is not None else ckpt.name,
-        "task": ckpt.task.name,
-        "format": ckpt.task.format,
-        "train_digits": ckpt.task.digits,
-        "id": {**accuracy(ckpt.model, ckpt.task, a, b, batch_size), "source": source},
-        "ood": {},
-    }
-    for m in ms:
-        oa, ob = data.ood_both(ckpt.task, m, 10_000 if n is None else n, seed=seed)
-        result["ood"][str(m)] = accuracy(ckpt.model, ckpt.task, oa, ob, batch_size)
+    n_ood = 10_000 if n is None else n
+    with tqdm(
+        total=len(a) + n_ood * len(ms), desc=f"evaluate {ckpt.name}", unit="pair", disable=None if progress else True
+    ) as bar:
+        result = {
+            "checkpoint": str(ckpt.path) if ckpt.path is not None else ckpt.name,
+            "task": ckpt.task.name,
+            "format": ckpt.task.format,
+            "train_digits": ckpt.task.digits,
+            "id": {**accuracy(ckpt.model, ckpt.task, a, b, batch_size, bar), "source": source},
+            "ood": {},
+        }
+        for m in ms:
+            oa, ob = data.ood_both(ckpt.task, m, n_ood, seed=seed)
+            result["ood"][str(m)] = accuracy(ckpt.model, ckpt.task, oa, ob, batch_size, bar)
     return result

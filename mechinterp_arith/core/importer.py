@@ -28,7 +28,6 @@ Key mapping (minGPT and nanoGPT share names; all linear weights are ``nn.Linear`
 from __future__ import annotations
 
 import hashlib
-import json
 import pickle
 import re
 import shlex
@@ -39,13 +38,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .checkpoint import CONFIG, CheckpointError, recover_dir, save_checkpoint
+from .checkpoint import CONFIG, CheckpointError, read_json, recover_dir, save_checkpoint
+from .choices import DEFAULT_ACT, SOURCES
 from .locks import exclusive
 from .model import ACTIVATIONS, ModelConfig, build_model
 from .tasks import Task
 
-SOURCES: tuple[str, ...] = ("mingpt", "nanogpt")
-DEFAULT_ACT = {"mingpt": "gelu_new", "nanogpt": "gelu"}  # minGPT: tanh GELU; nanoGPT: nn.GELU() (exact)
 COMPILE_PREFIX = "_orig_mod."
 _LAYER = re.compile(r"^transformer\.h\.(\d+)\.")
 _MASK = re.compile(r"^transformer\.h\.\d+\.attn\.bias$")  # the causal-mask buffer, not c_attn.bias
@@ -363,8 +361,8 @@ def _check_out(out: Path) -> None:
     if not any(out.iterdir()):
         return
     try:
-        previous = json.loads((out / CONFIG).read_text()).get("source", {}).get("kind")
-    except (OSError, json.JSONDecodeError, AttributeError):
+        previous = read_json(out / CONFIG).get("source", {}).get("kind")
+    except (CheckpointError, AttributeError):
         previous = None
     if previous not in SOURCES:
         raise ValueError(

@@ -22,13 +22,15 @@ from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.model_bridge.generalized_components import NormalizationBridge
 
+from .choices import ACTIVATIONS
 from .position_schemes import SCHEMES, SCHEMES_WITH_RULE, PositionRule, attach, default_n_ctx
 from .tasks import Task
 from .typecheck import check_field_types, check_range
 
-ACTIVATIONS = ("gelu_new", "gelu", "relu", "silu")
 POSITIONS = SCHEMES  # see core/position_schemes.py
 MAX_DIM = 65_536  # upper bound of every size below: a typo such as d_model 3e11 is refused, not allocated
+MAX_LAYERS = 256  # building a bridge takes time per block: 65,536 blocks ran for minutes before failing
+MAX_PARAMS = 10**9  # far beyond an arithmetic model; larger configs are typos that would exhaust memory
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,13 @@ class ModelConfig:
         check_field_types(self)
         for name in ("n_layers", "n_heads", "d_model", "d_mlp", "n_ctx", "d_vocab"):
             check_range(name, getattr(self, name), 1, MAX_DIM)
+        check_range("n_layers", self.n_layers, 1, MAX_LAYERS)
         check_range("seed", self.seed, 0, None)
+        if self.n_params > MAX_PARAMS:
+            raise ValueError(
+                f"this model would have {self.n_params:,} parameters ({self.n_layers} layers, d_model "
+                f"{self.d_model}, d_mlp {self.d_mlp}); at most {MAX_PARAMS:,}"
+            )
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.act_fn not in ACTIVATIONS:
@@ -63,6 +71,13 @@ class ModelConfig:
     @property
     def d_head(self) -> int:
         return self.d_model // self.n_heads
+
+    @property
+    def n_params(self) -> int:
+        """Parameters of the model (weights and biases of attention, MLP and LayerNorms; embeddings)."""
+        d, m = self.d_model, self.d_mlp
+        block = 4 * d * d + 4 * d + 2 * d * m + m + d + 4 * d  # attention, MLP, two LayerNorms
+        return self.n_layers * block + (2 * self.d_vocab + self.n_ctx) * d + 2 * d
 
     @classmethod
     def for_task(cls, task: Task, **overrides) -> ModelConfig:

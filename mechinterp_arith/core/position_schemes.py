@@ -55,10 +55,10 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
+from .choices import SCHEMES
 from .positions import ANSWER_NUMBER, DigitLayout, digit_layout
 from .tasks import EQUALS, SYMBOLS, Task
 
-SCHEMES = ("learned", "rotary", "nope", "randomized", "abacus", "coupling")
 SCHEMES_WITH_RULE = ("randomized", "abacus", "coupling")  # schemes whose IDs are not the token index
 POSITION_IDS_HOOK = "pos_embed.hook_in"  # the IDs every ruled scheme feeds its table
 RANDOMIZED_TABLE_FACTOR = 4  # randomized: the table is this many times the example's length

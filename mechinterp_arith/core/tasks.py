@@ -32,11 +32,11 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from .choices import FORMATS, OPERATIONS
+
 Operation = Literal["add", "sub", "mul", "addmod", "mulmod"]
 Format = Literal["paper", "plain", "reversed"]
 
-OPERATIONS: tuple[str, ...] = ("add", "sub", "mul", "addmod", "mulmod")
-FORMATS: tuple[str, ...] = ("paper", "plain", "reversed")
 OPERATOR_SYMBOL = {"add": "+", "sub": "-", "mul": "*", "addmod": "+", "mulmod": "*"}
 SYMBOLS = "0123456789+-*=."  # token id = index; `paper` uses only the first 10
 EQUALS, END = SYMBOLS.index("="), SYMBOLS.index(".")

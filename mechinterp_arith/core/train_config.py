@@ -16,8 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, replace
 
-from .data import MAX_SAMPLES
-from .position_schemes import SCHEMES_WITH_RULE, scheme_defaults
+from .choices import MAX_SAMPLES
 from .typecheck import check_field_types, check_range
 
 BATCH_RNGS = ("seedsequence", "arithmetic")
@@ -153,6 +152,8 @@ def with_scheme_defaults(cfg: TrainConfig, positional: str) -> TrainConfig:
     """``cfg`` with the settings left None set to the position scheme's defaults
     (:func:`~mechinterp_arith.core.position_schemes.scheme_defaults`). ValueError for random
     positions under a scheme that numbers tokens 0, 1, 2, ... (learned, rotary, nope)."""
+    from .position_schemes import SCHEMES_WITH_RULE, scheme_defaults  # here: TrainConfig itself needs no torch
+
     defaults = scheme_defaults(positional)
     cfg = replace(cfg, **{k: defaults[k] for k in ("operand_lengths", "random_positions") if getattr(cfg, k) is None})
     if cfg.random_positions and positional not in SCHEMES_WITH_RULE:

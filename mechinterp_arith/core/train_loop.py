@@ -8,6 +8,10 @@ Evaluation stays cheap while training: every ``eval_every`` steps, ``eval_n`` he
 split (10,000 pairs for add3) is checked when a run's sample reaches ``target_accuracy`` (the
 run stops only when the whole split does too; the check gives up at the first chunk that
 rules it out) and scored at the run's last step: the history column ``held_out_exact``.
+
+Nothing non-finite is ever saved: before a state, a snapshot or an evaluation, a run whose loss or
+weights became NaN or infinite (e.g. a learning rate of 1e30) stops with :class:`Diverged`, and
+its directory keeps the last good state.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from .checkpoint import WEIGHTS, CheckpointError, load_weights, read_history, sa
 from .decoding import generate
 from .evaluate import accuracy
 from .files import atomic_save_tensors
+from .locks import output_path
 from .model import ModelConfig, build_model, resolve_device
 from .stacked_forward import StackedForward
 from .tasks import Task
@@ -40,6 +45,10 @@ from .train_step import TrainingData, choose_forward, train_step
 Pairs = tuple[Tensor, Tensor]
 HELD_OUT_CHUNK = 2000  # held-out pairs decoded at a time when checking the target on all of them
 Callback = Callable[[int, torch.nn.Module, dict], None]
+
+
+class Diverged(ValueError):
+    """A run's loss or weights became NaN or infinite; nothing of it was saved after the last good state."""
 
 
 class TrainResult(NamedTuple):
@@ -93,6 +102,7 @@ class TrainingRun:
     seconds: float = 0.0  # wall seconds trained so far (from the resumed state, then this process)
     saved: bool = False  # the final checkpoint is written (or was, before this process)
     pending: list[Tensor] = field(default_factory=list)  # resumed losses since the last evaluation
+    state_step: int | None = None  # the step of the resumable state last saved in ``out``
 
     @property
     def anneal_from(self) -> int | None:
@@ -139,12 +149,13 @@ def start_run(
     run = TrainingRun(task, cfg, model, make_optimizer(model, cfg), None, run_id, command)
     if out_dir is None:
         return run
-    run.out = Path(out_dir)  # everything above is checked before the directory is touched
+    run.out = output_path(out_dir)  # links resolved; everything above is checked before the directory is touched
     found = prepare_run_dir(run.out, run_id, resume, overwrite)
     if found == "resume":
         meta = restore_state(run.out, run_id, model, run.optimizer)
         run.step, run.history, run.seconds = meta["step"], meta["history"], meta["seconds"]
         run.pending = pending_losses(meta, device)
+        run.state_step = run.step
     elif found == "finished":  # trained to its end before: kept, not retrained
         load_weights(model, run.out / WEIGHTS)
         run.history, run.saved = read_history(run.out), True
@@ -191,12 +202,17 @@ def train_runs(
     while active:
         losses.append(train_step(active, training, forward))
         bar.update(1)
+        snapshot = any(m.cfg.snapshot_every and m.step % m.cfg.snapshot_every == 0 for m in active)
+        save = writes and time.monotonic() - last_save >= STATE_EVERY_S
+        evaluate = active[0].step % cfg.eval_every == 0 or active[0].step == cfg.steps
+        if snapshot or save or evaluate:
+            check_finite(active, losses)  # nothing NaN or infinite is ever written
         for m in active:
             _maybe_snapshot(m)
-        if writes and time.monotonic() - last_save >= STATE_EVERY_S:
+        if save:
             _save_states(active, losses, t0)  # between evaluations too, so a kill loses at most a minute
             last_save = time.monotonic()
-        if active[0].step % cfg.eval_every == 0 or active[0].step == cfg.steps:
+        if evaluate:
             _evaluate_all(active, sets, mean_losses(losses), t0, callback)
             bar.set_postfix_str(progress_text(runs))
             if any(m.finished for m in active):
@@ -211,6 +227,30 @@ def train_runs(
     for m in runs:
         if not m.saved:
             _finish(m, extra)
+
+
+def check_finite(runs: Sequence[TrainingRun], losses: list[Tensor]) -> None:
+    """:class:`Diverged` naming the runs whose losses since the last evaluation (``losses``: one [K]
+    tensor per step) or weights hold NaN or infinite values."""
+    bad = torch.zeros(len(runs), dtype=torch.bool)
+    if losses:
+        bad |= ~torch.isfinite(torch.stack(losses)).all(0).cpu()
+    for i, m in enumerate(runs):
+        bad[i] |= not all(bool(torch.isfinite(p).all()) for p in m.model.parameters())
+    if not bad.any():
+        return
+    m = runs[int(bad.nonzero()[0])]
+    who = "the loss" if len(runs) == 1 else f"the loss of seed(s) {[x.cfg.seed for x, b in zip(runs, bad) if b]}"
+    if m.out is None:
+        kept = ""
+    elif m.state_step is None:
+        kept = f"nothing was saved in {m.out}; "
+    else:
+        kept = f"{m.out} keeps the last good state (step {m.state_step}); "
+    raise Diverged(
+        f"training diverged at step {m.step}: {who} became NaN or infinite (learning rate {m.cfg.lr:g}); "
+        f"{kept}lower --lr (or lengthen --warmup) and train again with --no-resume"
+    )
 
 
 def resumed_losses(runs: Sequence[TrainingRun]) -> list[Tensor]:
@@ -230,6 +270,7 @@ def _save_states(runs: Sequence[TrainingRun], losses: list[Tensor], t0: float) -
     for m, pending in zip(runs, per_run):
         if m.out is not None:
             save_state(m.out, m.run_id, m.model, m.optimizer, m.step, m.history, pending, m.seconds + elapsed)
+            m.state_step = m.step
 
 
 def mean_losses(losses: list[Tensor]) -> list[float]:
@@ -279,6 +320,7 @@ def _evaluate_all(
         m.history.append(row)
         if m.out is not None:
             save_state(m.out, m.run_id, m.model, m.optimizer, m.step, m.history, seconds=m.seconds)
+            m.state_step = m.step
     for m, row in zip(runs, rows):
         if callback is not None:
             callback(m.step, m.model, row)

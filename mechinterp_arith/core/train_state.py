@@ -9,7 +9,8 @@ ends with the same weights (and history) as an uninterrupted run.
 :func:`prepare_run_dir` decides, before any training, what the directory may hold: nothing, an
 interrupted run of these settings (resumed), an interrupted run discarded by ``resume=False``,
 or a finished checkpoint: of this run, returned as it is (nothing is left to train); of another,
-replaced only with ``overwrite=True``. A fresh run never keeps another run's snapshots.
+replaced only with ``overwrite=True``, as is part of a checkpoint (weights or metrics without
+``config.json``: no writer of ours leaves that). A fresh run never keeps another run's snapshots.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from torch import Tensor
 
 from .checkpoint import (
     CONFIG,
+    METRICS,
     SNAPSHOTS,
     STATE_FILE,
+    WEIGHTS,
     CheckpointError,
     check_replaceable,
     read_config,
@@ -41,7 +44,7 @@ from .checkpoint import (
 )
 from .checkpoint_schema import check_history
 from .dirswap import replace_dir, staging_dir
-from .files import atomic_save_tensors, strict_json
+from .files import atomic_save_tensors, require_regular_file, strict_json
 from .locks import exclusive
 from .model import model_device
 from .tasks import Task
@@ -92,6 +95,11 @@ def prepare_run_dir(out: Path, run_id: dict, resume: bool, overwrite: bool) -> s
         replace_dir(staging_dir(out), out)  # atomically empty: the old checkpoint or nothing, never half
     elif resume and (out / STATE_FILE).exists():
         return "resume"
+    elif not (out / STATE_FILE).exists() and ((out / WEIGHTS).exists() or (out / METRICS).exists()) and not overwrite:
+        raise CheckpointError(  # no writer of ours leaves these without config.json (dirswap): not ours to delete
+            f"{out} holds part of a checkpoint ({WEIGHTS if (out / WEIGHTS).exists() else METRICS} without "
+            f"{CONFIG}); pass overwrite=True (CLI: --overwrite) to replace it, or choose another output"
+        )
     else:
         for name in (STATE_FILE, LEGACY_STATE):
             (out / name).unlink(missing_ok=True)
@@ -143,6 +151,10 @@ def _read_state(out: Path) -> tuple[dict, dict[str, Tensor]]:
             f"cannot resume from {out}: its training state was written by version 0.1.0; "
             f"start over with resume=False (CLI: --no-resume)"
         )
+    try:
+        require_regular_file(file)  # a FIFO would block safe_open forever
+    except OSError as e:
+        raise CheckpointError(f"cannot resume from {out}: {file} {e.strerror}") from None
     try:
         with safe_open(str(file), "pt") as f:
             meta = json.loads((f.metadata() or {})["state"])
