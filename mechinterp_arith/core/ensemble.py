@@ -125,7 +125,13 @@ def train_ensemble(
 
 
 def _member(
-    task: Task, model_config: ModelConfig, train_config: TrainConfig, seed: int, out_dir, resume: bool, overwrite: bool
+    task: Task,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    seed: int,
+    out_dir: str | Path | None,
+    resume: bool,
+    overwrite: bool,
 ) -> Member:
     mcfg, cfg = member_configs(model_config, train_config, seed)
     out = seed_dir(out_dir, seed) if out_dir is not None else None

@@ -12,6 +12,9 @@ Answers come from :func:`~mechinterp_arith.core.decoding.generate` (the fastest 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 from jaxtyping import Int
 from torch import Tensor
@@ -20,11 +23,11 @@ from transformer_lens.model_bridge import TransformerBridge
 from . import data
 from .checkpoint import Checkpoint
 from .decoding import DEFAULT_BATCH, generate
-from .tasks import Task, as_operands
+from .tasks import OperandsLike, Task, as_operands
 from .train_config import TrainConfig
 
 
-def score(task: Task, predicted: Int[Tensor, " batch"], target: Int[Tensor, " batch"]) -> dict:
+def score(task: Task, predicted: Int[Tensor, " batch"], target: Int[Tensor, " batch"]) -> dict[str, Any]:
     """Exact match and per-digit accuracy (digit 0 = units) of integer answers."""
     n = len(target)
     if n == 0:
@@ -38,7 +41,9 @@ def score(task: Task, predicted: Int[Tensor, " batch"], target: Int[Tensor, " ba
     }
 
 
-def accuracy(model: TransformerBridge, task: Task, a, b, batch_size: int = DEFAULT_BATCH) -> dict:
+def accuracy(
+    model: TransformerBridge, task: Task, a: OperandsLike, b: OperandsLike, batch_size: int = DEFAULT_BATCH
+) -> dict[str, Any]:
     """``{"n", "exact", "per_digit"}`` of the model's greedy answers against the true ones."""
     a, b = as_operands(a), as_operands(b)
     predicted = generate(model, task, a, b, batch_size).answers
@@ -51,8 +56,8 @@ def operand_length(x: Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:
 
 
 def accuracy_by_length(
-    model: TransformerBridge, task: Task, a, b, batch_size: int = DEFAULT_BATCH
-) -> dict[tuple[int, int], dict]:
+    model: TransformerBridge, task: Task, a: OperandsLike, b: OperandsLike, batch_size: int = DEFAULT_BATCH
+) -> dict[tuple[int, int], dict[str, Any]]:
     """Accuracy per (len(a), len(b)) cell present in the set."""
     a, b = as_operands(a), as_operands(b)
     predicted = generate(model, task, a, b, batch_size).answers
@@ -84,8 +89,12 @@ def held_out_pairs(
 
 
 def evaluate_checkpoint(
-    ckpt: Checkpoint, ood_digits: list[int] = (), n: int | None = None, seed: int = 0, batch_size: int = DEFAULT_BATCH
-) -> dict:
+    ckpt: Checkpoint,
+    ood_digits: Sequence[int] = (),
+    n: int | None = None,
+    seed: int = 0,
+    batch_size: int = DEFAULT_BATCH,
+) -> dict[str, Any]:
     """The ``mechinterp-arith evaluate --json`` object: ID and per-length OOD accuracy.
 
     ``n`` caps the ID set and sizes each OOD set (default 10,000); OOD key ``"m"`` means both
@@ -95,7 +104,7 @@ def evaluate_checkpoint(
         data.check_count(n, "n")
     ms = data.check_ood_digits(ckpt.task, ood_digits) if ood_digits else []
     a, b, source = held_out_pairs(ckpt, n, seed)
-    result = {
+    result: dict[str, Any] = {
         "checkpoint": str(ckpt.path) if ckpt.path is not None else ckpt.name,
         "task": ckpt.task.name,
         "format": ckpt.task.format,

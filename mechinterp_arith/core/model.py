@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from transformer_lens.config import TransformerBridgeConfig
@@ -65,17 +66,17 @@ class ModelConfig:
         return self.d_model // self.n_heads
 
     @classmethod
-    def for_task(cls, task: Task, **overrides) -> ModelConfig:
+    def for_task(cls, task: Task, **overrides: Any) -> ModelConfig:
         """A config whose context and vocabulary fit ``task`` (the context: the position scheme's
         default table size, :func:`~mechinterp_arith.core.position_schemes.default_n_ctx`)."""
         n_ctx = default_n_ctx(overrides.get("positional", cls.positional), task)
         return cls(**{"n_ctx": n_ctx, "d_vocab": task.d_vocab, **overrides})
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> ModelConfig:
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         fields = cls.__dataclass_fields__
         unknown = sorted(set(d) - set(fields))
         if unknown:
@@ -112,12 +113,14 @@ def build_model(
     """
     if cfg.positional in RULED and task is None:
         raise ValueError(f"the {cfg.positional!r} position scheme numbers the tokens of a task's layout: pass task=")
-    model = TransformerBridge.boot_native(cfg.bridge_config(), device=device)
+    # TL attaches boot_native with setattr (transformer_lens.model_bridge.sources.native), out of mypy's sight
+    model: TransformerBridge = TransformerBridge.boot_native(cfg.bridge_config(), device=device)  # type: ignore[attr-defined]
     if cfg.positional == "nope":
         with torch.no_grad():
             model.pos_embed.W_pos.zero_()
         model.pos_embed.W_pos.requires_grad_(False)
     elif cfg.positional in RULED:
+        assert task is not None  # checked above
         attach(model, PositionRule(cfg.positional, task, cfg.n_ctx))
     return model
 

@@ -24,9 +24,9 @@ Formats
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from jaxtyping import Int
@@ -114,6 +114,7 @@ class Task:
             return self.width
         if self.op == "mul":
             return 2 * self.width
+        assert self.modulus is not None  # __post_init__: the modular operations have one
         return len(str(self.modulus - 1))
 
     @property
@@ -147,11 +148,11 @@ class Task:
     def answer_lsb_first(self) -> bool:
         return self.format in ("paper", "reversed")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> Task:
+    def from_dict(cls, d: dict[str, Any]) -> Task:
         """The task of a ``to_dict()`` mapping; ValueError names an unknown key or a bad value."""
         if not isinstance(d, dict):
             raise ValueError(f"a task is a JSON object, got {type(d).__name__}")
@@ -170,6 +171,7 @@ class Task:
             return a - b
         if self.op == "mul":
             return a * b
+        assert self.modulus is not None  # __post_init__: the modular operations have one
         if self.op == "addmod":
             return (a + b) % self.modulus
         return (a * b) % self.modulus
@@ -273,15 +275,15 @@ class Task:
             if self.format == "paper":
                 tokens = torch.cat([digits_of(a, W), digits_of(b, W), ans], dim=1)
             else:
-                col = lambda t: torch.full((len(a), 1), t, dtype=torch.long)
+                col: Callable[[int], Tensor] = lambda t: torch.full((len(a), 1), t, dtype=torch.long)
                 op = col(SYMBOLS.index(self.symbol))
                 tokens = torch.cat([digits_of(a, W), op, digits_of(b, W), col(EQUALS), ans, col(END)], dim=1)
             return tokens, torch.full((len(a),), self.prompt_len, dtype=torch.long)
         # unpadded plain / reversed: variable length, one row at a time (text-sized inputs)
         rows, starts = [], []
         for x, y, z in zip(a.tolist(), b.tolist(), c.tolist()):
-            ans = str(z)[::-1] if self.answer_lsb_first else str(z)
-            text = f"{x}{self.symbol}{y}={ans}."
+            answer = str(z)[::-1] if self.answer_lsb_first else str(z)
+            text = f"{x}{self.symbol}{y}={answer}."
             rows.append([SYMBOLS.index(ch) for ch in text])
             starts.append(text.index("=") + 1)
         tokens = torch.full((len(rows), self.seq_len), END, dtype=torch.long)
@@ -333,7 +335,11 @@ def digits_of(x: Int[Tensor, " batch"], width: int) -> Int[Tensor, "batch width"
     return (x.long().unsqueeze(-1) // powers) % 10
 
 
-def as_operands(x: Sequence[int] | Tensor | int) -> Int[Tensor, " batch"]:
+# what every function that takes operands accepts (checked by as_operands)
+OperandsLike = Sequence[int] | Tensor | int
+
+
+def as_operands(x: OperandsLike) -> Int[Tensor, " batch"]:
     """Integers (a sequence, a tensor or one int) as a 1-D int64 tensor; ValueError for floats,
     bools or values far too wide for any format.
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from .data import MAX_SAMPLES
 from .position_schemes import RULED, scheme_defaults
@@ -102,13 +103,13 @@ class TrainConfig:
         if self.lr <= 0 or self.grad_clip <= 0:
             raise ValueError(f"lr and grad_clip must be > 0, got {self.lr} and {self.grad_clip}")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["betas"] = list(self.betas)
         return d
 
     @classmethod
-    def from_dict(cls, d: dict, written_before: bool = True) -> TrainConfig:
+    def from_dict(cls, d: dict[str, Any], written_before: bool = True) -> TrainConfig:
         """The config of a ``to_dict()`` mapping; ValueError names an unknown key or a bad value.
         ``written_before``: a key missing from ``d`` takes the value that config was trained with
         (:data:`BEFORE_THE_KEY`; e.g. a checkpoint's config from version 0.1.0); False: today's default."""
@@ -182,7 +183,7 @@ def _cosine(floor: float, progress: float) -> float:
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def anneal_start(cfg: TrainConfig, history: list[dict]) -> int | None:
+def anneal_start(cfg: TrainConfig, history: list[dict[str, Any]]) -> int | None:
     """The step from which a run's rate anneals: that of its first evaluation whose ID sample
     reached ``cfg.anneal_at`` (``history``: its rows so far, with ``step`` and ``id_exact``); None
     while none has, when ``anneal_at`` is None, or without a ``target_accuracy``. A pure function of
