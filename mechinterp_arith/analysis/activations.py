@@ -26,7 +26,7 @@ from transformer_lens.utilities import get_act_name
 from ..core.checkpoint import Checkpoint
 from ..core.decoding import generate
 from ..core.positions import require_fixed_length, resolve_position
-from ..core.tasks import Task, as_operands
+from ..core.tasks import OperandsLike, Task, as_operands
 
 DEFAULT_HOOK = "ln_final.hook_out"
 DEFAULT_BATCH = 2048
@@ -60,8 +60,8 @@ def residual_hooks(model: TransformerBridge) -> list[str]:
 
 def input_tokens(
     ckpt: Checkpoint,
-    a,
-    b,
+    a: OperandsLike,
+    b: OperandsLike,
     answers: Answers = "true",
     batch_size: int = DEFAULT_BATCH,
     model: TransformerBridge | None = None,
@@ -108,7 +108,7 @@ def collect(
     hooks: Sequence[str] = (DEFAULT_HOOK,),
     positions: Sequence[int | str] | None = None,
     answers: Answers = "true",
-    model=None,
+    model: TransformerBridge | None = None,
     batch_size: int = DEFAULT_BATCH,
 ) -> dict[str, Float[Tensor, "batch pos d"]]:
     """Activations ``{hook: [batch, len(positions), ...]}`` on the CPU (float32).

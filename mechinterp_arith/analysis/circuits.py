@@ -14,10 +14,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
+from transformer_lens import ActivationCache
 from transformer_lens.model_bridge import TransformerBridge
 
 from ..core import data
@@ -30,8 +33,8 @@ from ..core.positions import (
     operand_pos,
     position_labels,
 )
-from ..core.tasks import as_operands
-from .metrics import logit_diff_metric, normalised_effect
+from ..core.tasks import Task, as_operands
+from .metrics import Metric, logit_diff_metric, normalised_effect
 from .patching import patch_sweep
 from .prompt_pairs import (
     PromptPairs,
@@ -45,13 +48,18 @@ SITE_KINDS = ("resid_pre", "attn_out", "mlp_out")
 MIN_PAIRS = 4
 
 
-def _cache(model: TransformerBridge, tokens):
+def _cache(model: TransformerBridge, tokens: Tensor) -> tuple[Tensor, ActivationCache]:
     with torch.inference_mode():
         return model.run_with_cache(tokens)
 
 
 def _site_frame(
-    ckpt: Checkpoint, pairs: PromptPairs, metric, kinds, clean_value: float, corr_value: float
+    ckpt: Checkpoint,
+    pairs: PromptPairs,
+    metric: Metric,
+    kinds: tuple[str, ...],
+    clean_value: float,
+    corr_value: float,
 ) -> pd.DataFrame:
     labels = position_labels(ckpt.task)
     _, clean_cache = _cache(ckpt.model, pairs.clean_tokens)
@@ -65,7 +73,7 @@ def _site_frame(
     return df[["kind", "layer", "pos", "label", "logit_diff", "effect", "identical", "max_logit_change"]]
 
 
-def _baselines(ckpt: Checkpoint, pairs, metric) -> tuple[float, float]:
+def _baselines(ckpt: Checkpoint, pairs: PromptPairs, metric: Metric) -> tuple[float, float]:
     with torch.inference_mode():
         return float(metric(ckpt.model(pairs.clean_tokens))), float(metric(ckpt.model(pairs.corrupted_tokens)))
 
@@ -190,7 +198,7 @@ def head_operand_map(ckpt: Checkpoint, k: int, n: int = 64, seed: int = 0) -> pd
     return df
 
 
-def circuit_digits(task) -> list[int]:
+def circuit_digits(task: Task) -> list[int]:
     """The answer digits a circuit summary covers: 0..n (the carry digit included), within the answer."""
     return list(range(min(task.digits + 1, task.answer_width)))
 
@@ -253,14 +261,16 @@ def head_effects(ckpt: Checkpoint, digits: list[int] | None = None, n: int = 64,
 
 
 # ---- OOD vs ID representative ------------------------------------------------------------------------
-def _answer_metric(task, base_logits: Float[Tensor, "batch pos vocab"], true_digits) -> callable:
+def _answer_metric(
+    task: Task, base_logits: Float[Tensor, "batch pos vocab"], true_digits: Int[Tensor, "batch digit"]
+) -> Metric:
     positions = [answer_logit_pos(task, k) for k in range(task.answer_width)]
     base_pred = base_logits[:, positions].argmax(-1)
     # the digit where the extra operand digits would show first (the top digit for narrow answers,
     # e.g. a 2-digit modular result)
     dropped = min(task.digits, task.answer_width - 1)
 
-    def metric(logits):
+    def metric(logits: Tensor) -> Tensor:
         lg = logits[:, positions]
         pred = lg.argmax(-1)
         flips = (pred != base_pred).any(1).float().mean()
@@ -340,7 +350,7 @@ def ood_sites(
 
 
 # ---- one input ---------------------------------------------------------------------------------------
-def _candidate_edits(ckpt: Checkpoint, a: int, b: int):
+def _candidate_edits(ckpt: Checkpoint, a: int, b: int) -> tuple[Tensor, Tensor, Tensor]:
     """Single- and same-place double-digit edits of (a, b) at ID places, with the model's answers."""
     task = ckpt.task
     cand = []
@@ -363,7 +373,9 @@ def _candidate_edits(ckpt: Checkpoint, a: int, b: int):
     return ca, cb, ckpt.predict(ca, cb)
 
 
-def _corruptions_for_digit(task, candidates, pred: int, k: int):
+def _corruptions_for_digit(
+    task: Task, candidates: tuple[Tensor, Tensor, Tensor], pred: int, k: int
+) -> tuple[Tensor, Tensor, Tensor]:
     """The candidate edits whose predicted answer differs from ``pred`` in digit k and nowhere else."""
     ca, cb, preds = candidates
     diff = task.answer_digits(preds) != task.answer_digits(torch.tensor([pred]))
@@ -373,7 +385,7 @@ def _corruptions_for_digit(task, candidates, pred: int, k: int):
 
 def explain(
     ckpt: Checkpoint, a: int, b: int, top: int = 3, kinds: tuple[str, ...] = SITE_KINDS, max_pairs: int = 64
-) -> dict:
+) -> dict[str, Any]:
     """Prediction, ID representative and the top patching sites per answer digit for one input.
 
     For answer digit k, the corruptions are edits of the operands' ID digits after which the model's
@@ -422,13 +434,13 @@ def explain(
         entry["corrupted_logit_diff"] = round(corr_value, 4)
         entry["top_sites"] = [
             {
-                "kind": r.kind,
-                "layer": int(r.layer),
-                "pos": int(r.pos),
-                "label": labels[int(r.pos)],
-                "effect": round(float(r.effect), 4),
+                "kind": r["kind"],
+                "layer": int(r["layer"]),
+                "pos": int(r["pos"]),
+                "label": labels[int(r["pos"])],
+                "effect": round(float(r["effect"]), 4),
             }
-            for r in best.itertuples()
+            for r in best.to_dict("records")
         ]
         digits.append(entry)
     return {

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -85,7 +86,7 @@ class MatchResult:
                 )
         return pd.DataFrame(rows)
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         diff = [self.positions.index(p) for p in self.differing_positions]
         ans = [self.positions.index(p) for p in self.answer_positions if p in self.positions]
         per_state = {}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -73,7 +74,7 @@ class PCAResult:
     activations: Float[np.ndarray, "n d"] = field(repr=False)
     operands: tuple[Int[np.ndarray, " n"], Int[np.ndarray, " n"]] = field(repr=False)
 
-    def summary(self, n_ratios: int = 10) -> dict:
+    def summary(self, n_ratios: int = 10) -> dict[str, Any]:
         return {
             "hook": self.hook,
             "position": self.position,
@@ -101,7 +102,13 @@ class PCAResult:
 
 
 def scatter_figure(
-    coords, labels, ratios, dims: int = 2, max_points: int = 5000, title: str = "", operands=None
+    coords: Float[np.ndarray, "n k"],
+    labels: Sequence[Any] | np.ndarray,
+    ratios: Sequence[float] | np.ndarray,
+    dims: int = 2,
+    max_points: int = 5000,
+    title: str = "",
+    operands: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> go.Figure:
     """A 2-D or 3-D plotly scatter, one trace per label value (first ``max_points`` points)."""
     if dims not in (2, 3):
@@ -127,7 +134,9 @@ def scatter_figure(
     return fig
 
 
-def fit_pca(acts: Float[np.ndarray, "n d"], labels: Int[np.ndarray, " n"], k: int = DEFAULT_K, seed: int = 0):
+def fit_pca(
+    acts: Float[np.ndarray, "n d"], labels: Int[np.ndarray, " n"], k: int = DEFAULT_K, seed: int = 0
+) -> tuple[PCA, Float[np.ndarray, "n k"], float, float]:
     """``(pca, coords [n, max(k, 3)], accuracy, silhouette)``: PCA on all components, separability in the top k."""
     n, d = acts.shape
     if not 1 <= k <= min(n, d):

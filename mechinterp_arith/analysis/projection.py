@@ -19,6 +19,7 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -32,7 +33,7 @@ from ..core.checkpoint import Checkpoint
 from ..core.errors import NotApplicable
 from ..core.labels import DEFAULT_LABEL, label_values, parse_label
 from ..core.positions import resolve_position
-from ..core.tasks import as_operands
+from ..core.tasks import OperandsLike, Task, as_operands
 from .activations import DEFAULT_HOOK, Answers, collect, needs_answer_tokens
 from .pca import DEFAULT_K, PCAResult, fit_pca, flatten, residual_pca
 
@@ -70,7 +71,7 @@ class ProjectionResult:
     def differ(self) -> np.ndarray:
         return self.equivalent_labels != self.true_labels
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         d = self.differ
         nan = float("nan")
         return {
@@ -187,11 +188,11 @@ def ood_projection(
 
 
 def project(
-    task,
+    task: Task,
     id_acts: Float[np.ndarray, "n_id d"],
-    id_pairs,
+    id_pairs: tuple[OperandsLike, OperandsLike],
     ood_acts: Float[np.ndarray, "n_ood d"],
-    ood_pairs,
+    ood_pairs: tuple[OperandsLike, OperandsLike],
     hook: str,
     position: int,
     label: str,
@@ -204,6 +205,7 @@ def project(
     oa, ob = map(as_operands, ood_pairs)
     if len(oa) == 0:
         raise ValueError("no OOD pairs to project")
+    ra, rb = task.id_representative(oa, ob)
     y = label_values(task, ia, ib, label).numpy()
     if len(np.unique(y)) < 2:
         raise NotApplicable(
@@ -223,7 +225,7 @@ def project(
         y,
         ood_coords[:, : id_coords.shape[1]],
         assigned,
-        label_values(task, *task.id_representative(oa, ob), label).numpy(),
+        label_values(task, ra, rb, label).numpy(),
         label_values(task, oa, ob, label).numpy(),
         acc,
         sil,
@@ -253,7 +255,7 @@ def study_pca(
     label: str = DEFAULT_LABEL,
     k: int = DEFAULT_K,
     seed: int = 0,
-) -> tuple[PCAResult, dict]:
+) -> tuple[PCAResult, dict[str, Any]]:
     """The study's Fig. 4 setting in one call (what ``mechinterp-arith pca`` prints).
 
     PCA of ``hook`` at ``position`` over ``n`` random pairs with each operand in [0, 10^(n+1)),
