@@ -29,9 +29,8 @@ MEASURES = {
 
 def lab_rows(results: str | Path | dict) -> pd.DataFrame:
     """The rows of a results file (or its parsed JSON) as a DataFrame."""
-    if not isinstance(results, dict):
-        results = json.loads(Path(results).read_text())
-    rows = pd.DataFrame(results.get("rows", []))
+    parsed = results if isinstance(results, dict) else json.loads(Path(results).read_text())
+    rows = pd.DataFrame(parsed.get("rows", []))
     if rows.empty:
         raise ValueError("the results hold no rows: run analyses/length_generalisation.py first")
     return rows
@@ -84,18 +83,18 @@ def build_length_lab_page(results: str | Path | dict, out_dir: str | Path, thres
     ]
     body = [
         [
-            r.scheme,
-            r.m,
-            r.seeds,
-            f"{r.exact_mean:.3f}",
-            f"{r.exact_min:.3f}-{r.exact_max:.3f}",
-            r.seeds_reaching,
-            f"{r.relation} ({r.relation_seeds})",
-            f"{r.coverage_mean:.3f}",
-            f"{r.separability_units:.3f} / {r.separability_first_ood:.3f}",
-            f"{r.alignment_id:.3f} / " + ("-" if r.alignment_ood != r.alignment_ood else f"{r.alignment_ood:.3f}"),
+            r["scheme"],
+            r["m"],
+            r["seeds"],
+            f"{r['exact_mean']:.3f}",
+            f"{r['exact_min']:.3f}-{r['exact_max']:.3f}",
+            r["seeds_reaching"],
+            f"{r['relation']} ({r['relation_seeds']})",
+            f"{r['coverage_mean']:.3f}",
+            f"{r['separability_units']:.3f} / {r['separability_first_ood']:.3f}",
+            f"{r['alignment_id']:.3f} / " + ("-" if pd.isna(r["alignment_ood"]) else f"{r['alignment_ood']:.3f}"),
         ]
-        for r in summary.itertuples()
+        for r in summary.to_dict("records")
     ]
     figures = "\n".join(figure_html(measure_figure(rows, m), ids) for m in MEASURES)
     page = f"""<!DOCTYPE html>

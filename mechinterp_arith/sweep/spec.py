@@ -134,7 +134,8 @@ def _build(doc: dict, text: str, default_name: str) -> SweepSpec:
 
 
 def _expand(base: dict, grid: dict, entries: list[dict]) -> list[RunSettings]:
-    runs, seen = [], {}
+    runs: list[RunSettings] = []
+    seen: dict[str, str] = {}
     combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     for i, entry in enumerate(entries, 1):
         where = f"[[runs]] entry {i}"

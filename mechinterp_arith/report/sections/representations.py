@@ -27,7 +27,7 @@ def _f(x: float) -> str:
 def _projection_rows(task, ctx: ReportContext) -> tuple[list, list[str]]:
     """The OOD projection at the units digit and at digit n (where equivalent and true labels
     differ), and a note for each label the task cannot project on."""
-    n, seed, m = ctx.settings.n_samples, ctx.settings.seed, data.default_ood_digits(task)
+    n, seed, m = ctx.settings.n_samples, ctx.settings.seed, data.require_ood_digits(task)
     ida, idb = data.random_pairs(task, size(ctx, 1000, 150), seed=seed + 1)
     ooa, oob = data.ood_both(task, m, n, seed=seed)
     out, notes = [], []

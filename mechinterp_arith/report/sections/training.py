@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+from transformer_lens.model_bridge import TransformerBridge
 
 from ...core import data
 from ...core.decoding import greedy_matches
@@ -25,7 +26,7 @@ def snapshot_curve(ctx: ReportContext) -> list[dict]:
         ckpt, sets = ctx.ckpt, eval_sets(ctx)
         steps = ckpt.snapshot_steps()
         final_step = int(ckpt.history[-1]["step"]) if ckpt.history else None
-        models = [(s, None) for s in steps]
+        models: list[tuple[int, TransformerBridge | None]] = [(s, None) for s in steps]
         if final_step is not None and final_step not in steps:
             models.append((final_step, ckpt.model))
         rows = []
