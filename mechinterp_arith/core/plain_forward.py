@@ -76,9 +76,9 @@ PlainCache = dict[tuple[str, int], Tensor]
 """``patch(point, layer, activation)``: edits a plain-forward activation in place."""
 
 
-def unsupported_reasons(model: TransformerBridge) -> list[str]:
+def unsupported_reasons(model: torch.nn.Module) -> list[str]:
     """Why :class:`PlainGPT` cannot run this model (empty when it can)."""
-    cfg = model.cfg
+    cfg: Any = model.cfg
     sd_keys = set(model.state_dict().keys())
     reasons = []
     if getattr(cfg, "positional_embedding_type", "standard") != "standard" or "pos_embed.weight" not in sd_keys:
@@ -294,7 +294,7 @@ class PlainGPT:
         patch: Patch | None = None,
         cache: PlainCache | None = None,
         last_only: bool = False,
-    ) -> Float[Tensor, "rows q d_model"]:
+    ) -> Float[Tensor, "rows q_out d_model"]:
         """Run layers ``segment.layer..`` on the residual ``x`` of positions ``segment.start..``;
         earlier positions are attended through ``segment.past``.
 

@@ -245,6 +245,6 @@ def numbering_of(
     )
 
 
-def position_rule(model: TransformerBridge) -> PositionRule | None:
+def position_rule(model: torch.nn.Module) -> PositionRule | None:
     """The rule attached to ``model`` by :func:`attach`, or None (its IDs are 0, 1, 2, ...)."""
     return getattr(getattr(model, "original_model", None), "__dict__", {}).get("position_rule")

@@ -116,7 +116,10 @@ class TrainConfig:
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:
             raise ValueError(f"unknown training config keys: {', '.join(unknown)}")
-        return cls(**{**(BEFORE_THE_KEY if written_before else {}), **d})
+        values = {**(BEFORE_THE_KEY if written_before else {}), **d}
+        if isinstance(values.get("betas"), list):  # JSON has no tuples
+            values["betas"] = tuple(values["betas"])
+        return cls(**values)
 
 
 # what a config written before each of these keys existed was trained with: version 0.1.0 used the

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,7 @@ from .train_config import TrainConfig, lr_at
 PROBE_ROWS = 8  # training rows that check the stacked forward against each bridge
 
 
+@runtime_checkable  # the runtime shape checks (pytest --jaxtyping-packages) test isinstance
 class Stepped(Protocol):
     """What a step needs of a run (``train_loop.Member`` has it)."""
 
