@@ -1,3 +1,5 @@
+from support import HANG_TIMEOUT_S
+
 import mechinterp_arith as ma
 
 
@@ -33,5 +35,5 @@ def test_api_reference_is_generated_from_the_current_docstrings():
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[2] / "docs" / "build_api.py"
-    r = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=HANG_TIMEOUT_S)
     assert r.returncode == 0, r.stderr
