@@ -180,7 +180,9 @@ def ablated_logits(
     return torch.cat([pad[:, :, : runs.start], logits, pad[:, :, runs.end :]], dim=2)
 
 
-def _heads(plain: PlainGPT, l: int, x: Float[Tensor, "S pos 3H B D"], past: SharedPrefix | None, start: int) -> Tensor:
+def _heads(
+    plain: PlainGPT, l: int, x: Float[Tensor, "S pos qkv_readers B D"], past: SharedPrefix | None, start: int
+) -> Tensor:
     """Each head's output (through W_O, no bias) [S, pos, H, B, D] from its own q/k/v inputs."""
     S, P, _, B, D = x.shape
     H, dh = plain.H, plain.dh

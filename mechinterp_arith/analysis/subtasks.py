@@ -31,6 +31,8 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 import torch
 from torch import Tensor
@@ -116,7 +118,7 @@ def subtask_pairs(
 def node_necessity(
     ckpt: Checkpoint,
     digit: int,
-    nodes: list[Node],
+    nodes: Sequence[Node | tuple[Node, ...]],
     n: int = 64,
     seed: int = 0,
     subtasks: tuple[str, ...] = SUBTASKS,

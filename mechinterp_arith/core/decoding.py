@@ -105,7 +105,7 @@ def _plain_for(model: TransformerBridge, task: Task, a: Tensor, b: Tensor) -> Pl
 @torch.inference_mode()
 def greedy_tokens(
     model: TransformerBridge, prompt: Int[Tensor, "batch prompt"], n_new: int
-) -> Int[Tensor, "batch prompt+n_new"]:
+) -> Int[Tensor, "batch prompt_and_new"]:
     """Append ``n_new`` greedily chosen tokens to each prompt row through the bridge (no KV cache)."""
     tokens = prompt
     for _ in range(n_new):
@@ -193,7 +193,7 @@ def kv_greedy(
     return_logits: bool = False,
     plain: PlainGPT | None = None,
     rows: int = DECODE_ROWS,
-) -> tuple[Int[Tensor, "batch prompt+n_new"], Float[Tensor, "batch n_new vocab"] | None]:
+) -> tuple[Int[Tensor, "batch prompt_and_new"], Float[Tensor, "batch n_new vocab"] | None]:
     """Greedy continuation of each prompt row with a key/value cache.
 
     Returns ``(tokens, logits)``: the prompt with ``n_new`` tokens appended, and (when

@@ -19,7 +19,7 @@ import contextlib
 import dataclasses
 import json
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,17 +50,19 @@ def member_configs(model_config: ModelConfig, train_config: TrainConfig, seed: i
     return dataclasses.replace(model_config, seed=seed), dataclasses.replace(train_config, seed=seed)
 
 
-def check_seeds(seeds: Sequence[int]) -> list[int]:
-    """The seeds as a list; ValueError for none, a repeat, or a value that is not an int >= 0."""
-    seeds = list(seeds)
-    if not seeds:
+def check_seeds(seeds: Iterable[object]) -> list[int]:
+    """The seeds as a list; ValueError for none, a repeat, or a value that is not an int >= 0
+    (any values are accepted and checked here: they come from users)."""
+    given = list(seeds)
+    if not given:
         raise ValueError("seeds must name at least one seed")
-    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+    bad = [s for s in given if isinstance(s, bool) or not isinstance(s, int) or s < 0]
     if bad:
         raise ValueError(f"seeds are integers >= 0, got {bad[0]!r}")
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct, got {seeds}")
-    return seeds
+    checked = [s for s in given if isinstance(s, int)]
+    if len(set(checked)) != len(checked):
+        raise ValueError(f"seeds must be distinct, got {checked}")
+    return checked
 
 
 @dataclass

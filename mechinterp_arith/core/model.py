@@ -25,7 +25,7 @@ from transformer_lens.model_bridge.generalized_components import NormalizationBr
 
 from .position_schemes import RULED, SCHEMES, PositionRule, attach, default_n_ctx
 from .tasks import Task
-from .typecheck import check_field_types, check_range
+from .typecheck import check_field_types, check_range, check_values
 
 ACTIVATIONS = ("gelu_new", "gelu", "relu", "silu")
 POSITIONS = SCHEMES  # see core/position_schemes.py
@@ -81,6 +81,7 @@ class ModelConfig:
         unknown = sorted(set(d) - set(fields))
         if unknown:
             raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        check_values(cls, d)
         return cls(**d)
 
     def bridge_config(self) -> TransformerBridgeConfig:

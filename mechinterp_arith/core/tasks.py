@@ -32,6 +32,8 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from .typecheck import check_values
+
 Operation = Literal["add", "sub", "mul", "addmod", "mulmod"]
 Format = Literal["paper", "plain", "reversed"]
 
@@ -159,11 +161,14 @@ class Task:
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:
             raise ValueError(f"unknown task keys: {', '.join(unknown)}")
+        check_values(cls, d)
         return cls(**d)
 
     # ---- arithmetic --------------------------------------------------------------------------
-    def apply(self, a: Int[Tensor, "*batch"], b: Int[Tensor, "*batch"]) -> Int[Tensor, "*batch"]:
-        """The true answer of ``a op b`` elementwise (int64 tensors)."""
+    def apply(
+        self, a: Int[Tensor, "*batch"] | int | Sequence[int], b: Int[Tensor, "*batch"] | int | Sequence[int]
+    ) -> Int[Tensor, "*batch"]:
+        """The true answer of ``a op b`` elementwise (int64 tensors; ints and lists are read as tensors)."""
         a, b = torch.as_tensor(a, dtype=torch.long), torch.as_tensor(b, dtype=torch.long)
         if self.op == "add":
             return a + b
@@ -177,7 +182,7 @@ class Task:
         return (a * b) % self.modulus
 
     def id_representative(
-        self, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"]
+        self, a: Int[Tensor, " batch"] | OperandsLike, b: Int[Tensor, " batch"] | OperandsLike
     ) -> tuple[Int[Tensor, " batch"], Int[Tensor, " batch"]]:
         """The ID input an OOD pair is equivalent to: ``(a mod 10^n, b mod 10^n)`` (a >= b kept for sub).
 
@@ -190,7 +195,9 @@ class Task:
             ra, rb = torch.maximum(ra, rb), torch.minimum(ra, rb)
         return ra, rb
 
-    def equivalent_answer(self, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:
+    def equivalent_answer(
+        self, a: Int[Tensor, " batch"] | OperandsLike, b: Int[Tensor, " batch"] | OperandsLike
+    ) -> Int[Tensor, " batch"]:
         """The study's OOD rule: the true answer of the ID representative, e.g. 1349+705 -> 349+705.
 
         >>> Task("add", 3).equivalent_answer(torch.tensor([1349]), torch.tensor([705])).tolist()
@@ -255,7 +262,7 @@ class Task:
         return "".join(self.vocab[t] for t in self.encode(a, b))
 
     def encode_batch(
-        self, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"]
+        self, a: Int[Tensor, " batch"] | OperandsLike, b: Int[Tensor, " batch"] | OperandsLike
     ) -> tuple[Int[Tensor, "batch seq"], Int[Tensor, " batch"]]:
         """Encode operand pairs.
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from .data import MAX_SAMPLES
 from .position_schemes import RULED, scheme_defaults
-from .typecheck import check_field_types, check_range
+from .typecheck import check_field_types, check_range, check_values
 
 BATCH_RNGS = ("seedsequence", "arithmetic")
 OFF_WHEN_NONE = ("anneal_at",)  # settings whose default is a value: None, written OFF, turns them off
@@ -117,6 +117,7 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training config keys: {', '.join(unknown)}")
         values = {**(BEFORE_THE_KEY if written_before else {}), **d}
+        check_values(cls, values)
         if isinstance(values.get("betas"), list):  # JSON has no tuples
             values["betas"] = tuple(values["betas"])
         return cls(**values)

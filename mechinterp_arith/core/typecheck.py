@@ -25,6 +25,7 @@ import functools
 import math
 import types
 import typing
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -79,6 +80,16 @@ def check_field_types(obj: Any) -> None:  # any dataclass instance
         value = getattr(obj, f.name)
         if not _matches(value, hint):
             raise ValueError(f"{f.name} must be {_describe(hint)}, got {value!r}")
+
+
+def check_values(cls: type, values: Mapping[str, object]) -> None:
+    """The check of :func:`check_field_types` on ``values`` (field name -> value, e.g. parsed JSON)
+    before dataclass ``cls`` is built from them: the same ValueError naming the first bad field,
+    raised at the boundary where untrusted values come in rather than inside the constructor."""
+    hints = _hints(cls)
+    for name, value in values.items():
+        if name in hints and not _matches(value, hints[name]):
+            raise ValueError(f"{name} must be {_describe(hints[name])}, got {value!r}")
 
 
 def check_range(name: str, value: float, low: float | None, high: float | None) -> None:

@@ -18,6 +18,7 @@ import os
 import platform
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +49,7 @@ class WorkUnit:
 
 
 def train_group(
-    runs: list[RunSettings], out_dirs: list[Path], device: str = "auto", command: str | None = None
+    runs: Sequence[RunSettings], out_dirs: list[Path], device: str = "auto", command: str | None = None
 ) -> list[BaseException | None]:
     """Train runs that differ only in seed, each into its checkpoint directory, as one seed ensemble
     (an interrupted run resumes from its training state; runs saved at different steps train in

@@ -16,6 +16,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +51,7 @@ class SweepResult:
 
 
 def plan_units(
-    runs: list[RunSettings], slots: int, together: bool = SEEDS_TRAIN_TOGETHER
+    runs: Sequence[RunSettings], slots: int, together: bool = SEEDS_TRAIN_TOGETHER
 ) -> list[tuple[RunSettings, ...]]:
     """Work units: one per run while seeds train one by one; else each group's seeds together,
     a group split into as many units as it takes to give every slot work."""
