@@ -27,7 +27,7 @@ from ..core.checkpoint import Checkpoint
 from ..core.decoding import generate
 from ..core.model import model_device
 from ..core.positions import require_fixed_length, resolve_position, write_answers
-from ..core.tasks import Task, as_operands
+from ..core.tasks import OperandsLike, Task, as_operands
 from .choices import ANSWER_SOURCES, DEFAULT_HOOK
 
 DEFAULT_BATCH = 2048
@@ -59,8 +59,8 @@ def residual_hooks(model: TransformerBridge) -> list[str]:
 
 def input_tokens(
     ckpt: Checkpoint,
-    a,
-    b,
+    a: OperandsLike,
+    b: OperandsLike,
     answers: Answers = "true",
     batch_size: int = DEFAULT_BATCH,
     model: TransformerBridge | None = None,
@@ -101,7 +101,7 @@ def collect(
     hooks: Sequence[str] = (DEFAULT_HOOK,),
     positions: Sequence[int | str] | None = None,
     answers: Answers = "true",
-    model=None,
+    model: TransformerBridge | None = None,
     batch_size: int = DEFAULT_BATCH,
 ) -> dict[str, Float[Tensor, "batch pos d"]]:
     """Activations ``{hook: [batch, len(positions), ...]}`` on the CPU (float32).

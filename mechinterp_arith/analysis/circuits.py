@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
+from transformer_lens import ActivationCache
 from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.utilities import get_act_name
 
@@ -41,10 +42,10 @@ from ..core.positions import (
     operand_pos,
     position_labels,
 )
-from ..core.tasks import as_operands
+from ..core.tasks import Task, as_operands
 from .attention import mean_attention, operand_attention
-from .metrics import logit_diff_metric, normalised_effect
-from .patching import patch_each_site
+from .metrics import Metric, logit_diff_metric, normalised_effect
+from .patching import PatchResult, patch_each_site
 from .prompt_pairs import (
     PromptPairs,
     change_operand_digit,
@@ -58,27 +59,34 @@ MIN_PAIRS = 4
 PATCH_PAIRS = 256  # pairs patched at a time: memory is bounded by this, not by n (the same figures)
 
 
-def _cache(model: TransformerBridge, tokens):
+def _cache(model: TransformerBridge, tokens: Tensor) -> tuple[Tensor, ActivationCache]:
     with torch.inference_mode():
         return model.run_with_cache(tokens)
 
 
-def streamed_sweeps(ckpt: Checkpoint, pairs: PromptPairs, k: int, kinds, by_pos: bool | None = None):
+def streamed_sweeps(
+    ckpt: Checkpoint, pairs: PromptPairs, k: int, kinds: tuple[str, ...], by_pos: bool | None = None
+) -> tuple[dict[str, PatchResult], float, float]:
     """``(sweeps by kind, clean value, corrupted value)`` of the logit difference of answer digit ``k``
     over ``pairs``, patched :data:`PATCH_PAIRS` pairs at a time (a clean cache of all pairs took
     0.74 MB per pair): the metric is a mean over pairs, so each value is the pair-weighted mean of
     the chunks' (the same as one pass, to float rounding; one chunk when ``len(pairs) <= PATCH_PAIRS``)."""
-    sweeps, sums, total = {}, torch.zeros(2, dtype=torch.float64), len(pairs)
+    sweeps: dict[str, tuple[PatchResult, Tensor]] = {}
+    sums, total = torch.zeros(2, dtype=torch.float64), len(pairs)
     for i in range(0, total, PATCH_PAIRS):
         part = slice(i, i + PATCH_PAIRS)
-        tensors = {f.name: getattr(pairs, f.name) for f in dataclasses.fields(pairs)}
-        chunk = dataclasses.replace(pairs, **{k: v[part] for k, v in tensors.items() if isinstance(v, Tensor)})
+        tensors: dict[str, Any] = {
+            f.name: getattr(pairs, f.name)[part]
+            for f in dataclasses.fields(pairs)
+            if isinstance(getattr(pairs, f.name), Tensor)
+        }
+        chunk = dataclasses.replace(pairs, **tensors)
         chunk = chunk.to(ckpt.device)
         metric, weight = logit_diff_metric(chunk, k), len(chunk)
         sums += weight * torch.tensor(_baselines(ckpt, chunk, metric), dtype=torch.float64)
         _, clean_cache = _cache(ckpt.model, chunk.clean_tokens)
         for kind in kinds:
-            options = {} if by_pos is None else {"by_pos": by_pos}
+            options: dict[str, Any] = {} if by_pos is None else {"by_pos": by_pos}
             s = patch_each_site(ckpt.model, chunk.corrupted_tokens, clean_cache, metric, kind, **options)
             if kind not in sweeps:
                 sweeps[kind] = (s, s.values.double() * weight)
@@ -93,7 +101,9 @@ def streamed_sweeps(ckpt: Checkpoint, pairs: PromptPairs, k: int, kinds, by_pos:
     return {kind: s for kind, (s, _) in sweeps.items()}, float(sums[0] / total), float(sums[1] / total)
 
 
-def _site_frame(ckpt: Checkpoint, pairs: PromptPairs, k: int, kinds) -> tuple[pd.DataFrame, float, float]:
+def _site_frame(
+    ckpt: Checkpoint, pairs: PromptPairs, k: int, kinds: tuple[str, ...]
+) -> tuple[pd.DataFrame, float, float]:
     labels = position_labels(ckpt.task)
     sweeps, clean_value, corr_value = streamed_sweeps(ckpt, pairs, k, kinds)
     frames = [sweeps[kind].frame() for kind in kinds]
@@ -107,7 +117,7 @@ def _site_frame(ckpt: Checkpoint, pairs: PromptPairs, k: int, kinds) -> tuple[pd
     )
 
 
-def _baselines(ckpt: Checkpoint, pairs, metric) -> tuple[float, float]:
+def _baselines(ckpt: Checkpoint, pairs: PromptPairs, metric: Metric) -> tuple[float, float]:
     with torch.inference_mode():
         return float(metric(ckpt.model(pairs.clean_tokens))), float(metric(ckpt.model(pairs.corrupted_tokens)))
 
@@ -209,7 +219,7 @@ def head_operand_map(ckpt: Checkpoint, k: int, n: int = 64, seed: int = 0) -> pd
     return df
 
 
-def circuit_digits(task) -> list[int]:
+def circuit_digits(task: Task) -> list[int]:
     """The answer digits a circuit summary covers: 0..n (the carry digit included), within the answer."""
     return list(range(min(task.digits, task.answer_width - 1) + 1))
 
@@ -272,15 +282,15 @@ def head_effects(ckpt: Checkpoint, digits: list[int] | None = None, n: int = 64,
 
 # ---- OOD vs ID representative ------------------------------------------------------------------------
 def _answer_metric(
-    task, base_logits: Float[Tensor, "batch pos vocab"], true_digits
-) -> Callable[[Tensor], Float[Tensor, " 3"]]:
+    task: Task, base_logits: Float[Tensor, "batch pos vocab"], true_digits: Int[Tensor, "batch digit"]
+) -> Metric:
     positions = answer_positions(task)
     base_pred = base_logits[:, positions].argmax(-1)
     # the digit where the extra operand digits would show first (the top digit for narrow answers,
     # e.g. a 2-digit modular result)
     dropped = min(task.digits, task.answer_width - 1)
 
-    def metric(logits):
+    def metric(logits: Tensor) -> Tensor:
         lg = logits[:, positions]
         pred = lg.argmax(-1)
         flips = (pred != base_pred).any(1).float().mean()
@@ -363,7 +373,7 @@ def ood_sites(
     return out
 
 
-def circuit(*args, **kwargs) -> pd.DataFrame:
+def circuit(*args: Any, **kwargs: Any) -> pd.DataFrame:
     """Deprecated name of :func:`circuit_heads` (a DataFrame of heads, not a discovered ``Circuit``)."""
     warnings.warn(
         "circuit() is renamed circuit_heads(): it returns a DataFrame of heads, not a discovered Circuit",
@@ -374,7 +384,7 @@ def circuit(*args, **kwargs) -> pd.DataFrame:
 
 
 # ---- one input ---------------------------------------------------------------------------------------
-def _candidate_edits(ckpt: Checkpoint, a: int, b: int):
+def _candidate_edits(ckpt: Checkpoint, a: int, b: int) -> tuple[Tensor, Tensor, Tensor]:
     """Single- and same-place double-digit edits of (a, b) at ID places, with the model's answers."""
     task = ckpt.task
     cand = []
@@ -397,7 +407,9 @@ def _candidate_edits(ckpt: Checkpoint, a: int, b: int):
     return ca, cb, ckpt.predict(ca, cb)
 
 
-def _corruptions_for_digit(task, candidates, pred: int, k: int):
+def _corruptions_for_digit(
+    task: Task, candidates: tuple[Tensor, Tensor, Tensor], pred: int, k: int
+) -> tuple[Tensor, Tensor, Tensor]:
     """The candidate edits whose predicted answer differs from ``pred`` in digit k and nowhere else."""
     ca, cb, preds = candidates
     diff = task.answer_digits(preds) != task.answer_digits(torch.tensor([pred]))
@@ -407,7 +419,7 @@ def _corruptions_for_digit(task, candidates, pred: int, k: int):
 
 def explain(
     ckpt: Checkpoint, a: int, b: int, top: int = 3, kinds: tuple[str, ...] = SITE_KINDS, max_pairs: int = 64
-) -> dict:
+) -> dict[str, Any]:
     """Prediction, ID representative and the top patching sites per answer digit for one input.
 
     For answer digit k, the corruptions are edits of the operands' ID digits after which the model's
@@ -454,13 +466,13 @@ def explain(
         entry["corrupted_logit_diff"] = round(corr_value, 4)
         entry["top_sites"] = [
             {
-                "kind": r.kind,
-                "layer": int(r.layer),
-                "pos": int(r.pos),
-                "label": labels[int(r.pos)],
-                "effect": round(float(r.effect), 4),
+                "kind": r["kind"],
+                "layer": int(r["layer"]),
+                "pos": int(r["pos"]),
+                "label": labels[int(r["pos"])],
+                "effect": round(float(r["effect"]), 4),
             }
-            for r in best.itertuples()
+            for r in best.to_dict("records")
         ]
         digits.append(entry)
     return {

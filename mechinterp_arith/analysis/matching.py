@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,12 +39,11 @@ from ..core.positions import answer_positions, position_labels
 from ..core.tasks import as_operands
 from .activations import (
     DEFAULT_BATCH,
-    DEFAULT_HOOK,
     collect,
     input_tokens,
     residual_hooks,
 )
-from .choices import MATCH_ANSWERS
+from .choices import DEFAULT_HOOK, MATCH_ANSWERS
 
 
 @dataclass
@@ -84,7 +84,7 @@ class MatchResult:
                 )
         return pd.DataFrame(rows)
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         diff = [self.positions.index(p) for p in self.differing_positions]
         ans = [self.positions.index(p) for p in self.answer_positions if p in self.positions]
         per_state = {}
@@ -160,8 +160,10 @@ def match_activations(
     a, b = as_operands(a), as_operands(b)
     hooks = list(hooks) if hooks is not None else residual_hooks(ckpt.model) + [DEFAULT_HOOK]
     n, cosine = len(a), torch.nn.functional.cosine_similarity
-    cos_sum = rel_sum = base_sum = tok_sum = 0.0  # float64 sums over pairs: [state, pos] and [pos]
-    first, previous = None, None  # the first and the latest representative rows (the baseline's neighbours)
+    # float64 sums over pairs ([state, pos] and [pos] once a batch is added; a zero scalar before)
+    cos_sum = rel_sum = base_sum = tok_sum = torch.zeros((), dtype=torch.float64)
+    first: dict[str, Tensor] | None = None  # the first and the latest representative rows (the baseline's neighbours)
+    previous: dict[str, Tensor] | None = None
     for i in range(0, n, batch_size):  # one batch of pairs at a time: memory is bounded by batch_size, not n
         ca, cb = a[i : i + batch_size], b[i : i + batch_size]
         ra, rb = task.id_representative(ca, cb)
@@ -183,7 +185,7 @@ def match_activations(
         base_sum = base_sum + torch.stack([cosine(after[h], before[h], dim=-1).double().sum(0) for h in hooks])
         first = first if first is not None else {h: y[h][:1] for h in hooks}
         previous = {h: y[h][-1:] for h in hooks}
-    if n:
+    if first is not None and previous is not None:
         base_sum = base_sum + torch.stack([cosine(first[h], previous[h], dim=-1).double().sum(0) for h in hooks])
     cos, rel, base = ((t / max(n, 1)).float().numpy() for t in (cos_sum, rel_sum, base_sum))
     positions = list(range(task.n_ctx))

@@ -98,6 +98,6 @@ def run(args) -> int:
         )
         for w, r, s in c.edges()[: args.top]:
             print(f"  {node_label(w):<10} -> {node_label(r):<12} score {s:+.3f}")
-    for k, why in skipped.items():
-        print(f"\nanswer digit {k}: skipped ({why})")
+    for digit, why in skipped.items():
+        print(f"\nanswer digit {digit}: skipped ({why})")
     return 0

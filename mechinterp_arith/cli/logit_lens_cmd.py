@@ -49,7 +49,7 @@ def run(args) -> int:
         print_json({"checkpoint": ckpt.name, "task": ckpt.task.name, "n": args.n, **res.summary()})
         return 0
     print(f"{ckpt.name}: logit lens (final-state lens vs model logits: max |diff| {res.final_max_abs_diff:.2e})")
-    for (s, t), _ in res.frame.groupby(["set", "target"], sort=False):
+    for s, t in res.frame[["set", "target"]].drop_duplicates().itertuples(index=False):
         print(
             f"\n{s}, {t} digit (forced answers: {res.answers[s]}): mean probability; columns = answer digit, units first"
         )

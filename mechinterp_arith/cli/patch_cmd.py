@@ -68,13 +68,13 @@ def run(args) -> int:
             "n_identical_sites": int(sites.identical.sum()),
             "top_sites": [
                 {
-                    "kind": r.kind,
-                    "layer": int(r.layer),
-                    "pos": int(r.pos),
-                    "label": r.label,
-                    "effect": round(float(r.effect), 4),
+                    "kind": r["kind"],
+                    "layer": int(r["layer"]),
+                    "pos": int(r["pos"]),
+                    "label": r["label"],
+                    "effect": round(float(r["effect"]), 4),
                 }
-                for r in top.itertuples()
+                for r in top.to_dict("records")
             ],
             "heads": [
                 {

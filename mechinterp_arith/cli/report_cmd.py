@@ -45,7 +45,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..core.checkpoint import load
-    from ..report import ReportSettings, build_report
+    from ..report.build import build_report
+    from ..report.context import ReportSettings
     from ..sweep.results import is_sweep_dir
 
     if is_sweep_dir(args.checkpoint):

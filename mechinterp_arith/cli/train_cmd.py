@@ -138,6 +138,7 @@ def run(args) -> int:
     from ..core.model import ModelConfig
     from ..core.position_schemes import scheme_defaults
     from ..core.train import train
+    from ..core.train_loop import TrainResult
 
     if args.format is None:
         args.format = scheme_defaults(args.positional)["format"]
@@ -195,7 +196,7 @@ def run(args) -> int:
         overwrite=args.overwrite,
         threads=args.threads,
     )
-    if args.seeds is not None:
+    if seeds is not None:
         from ..core.ensemble import train_ensemble
 
         summary = train_ensemble(task, mcfg, tcfg, seeds, **options).summary()
@@ -210,7 +211,9 @@ def run(args) -> int:
             + (f" ({kept} of {args.seeds} were already finished there: kept, not retrained)" if kept else "")
         )
         return 0
-    last = train(task, mcfg, tcfg, **options).history.iloc[-1]
+    result = train(task, mcfg, tcfg, **options)
+    assert isinstance(result, TrainResult)  # one model: no seeds given
+    last = result.history.iloc[-1]
     if before[0] is not None and before[0] == written_at(outs[0]):
         verb = "nothing to train: kept the finished checkpoint in"
         hint = " (--overwrite trains it again)"

@@ -18,6 +18,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from jaxtyping import Int
@@ -61,8 +62,8 @@ class Checkpoint:
     model: TransformerBridge
     task: Task
     model_config: ModelConfig
-    config: dict = field(default_factory=dict)
-    history: list[dict] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
     path: Path | None = None
     _snapshots: dict[int, TransformerBridge] = field(default_factory=dict, repr=False, compare=False)
 
@@ -157,10 +158,10 @@ def save_checkpoint(
     model: torch.nn.Module,
     task: Task,
     model_config: ModelConfig,
-    train_config: dict | None = None,
-    history: list[dict] | None = None,
+    train_config: dict[str, Any] | None = None,
+    history: list[dict[str, Any]] | None = None,
     command: str | None = None,
-    extra: dict | None = None,
+    extra: dict[str, Any] | None = None,
     snapshots: Mapping[int, dict[str, Tensor] | Path] | None = None,
 ) -> Path:
     """Write a checkpoint directory and return its path.
@@ -200,7 +201,13 @@ def save_checkpoint(
     return given
 
 
-def _write_contents(folder: Path, model, config: dict, history: list[dict], snapshots: Mapping) -> None:
+def _write_contents(
+    folder: Path,
+    model: torch.nn.Module,
+    config: dict[str, Any],
+    history: list[dict[str, Any]],
+    snapshots: Mapping[int, dict[str, Tensor] | Path],
+) -> None:
     save_file({k: v.contiguous() for k, v in weights_of(model).items()}, folder / WEIGHTS)
     (folder / CONFIG).write_text(strict_json(config, indent=2) + "\n")
     (folder / METRICS).write_text(strict_json({"history": history}, indent=1) + "\n")
@@ -280,7 +287,7 @@ def snapshot_files(path: Path) -> dict[int, Path]:
     return files
 
 
-def read_json(file: Path):
+def read_json(file: Path) -> Any:
     """The parsed JSON of a checkpoint's file (NaN read as null); CheckpointError naming it when it
     is not a regular file (a FIFO would block), not UTF-8 JSON, or nested too deeply to read."""
     try:
@@ -293,7 +300,7 @@ def read_json(file: Path):
         raise CheckpointError(f"{file} {e.strerror}") from None
 
 
-def read_config(path: Path) -> dict:
+def read_config(path: Path) -> dict[str, Any]:
     """The parsed ``config.json`` of a checkpoint directory, checked against the schema
     (``core/checkpoint_schema.py``); CheckpointError names the file and the key."""
     f = path / CONFIG
@@ -312,7 +319,7 @@ def read_config(path: Path) -> dict:
     return config
 
 
-def read_history(path: Path) -> list[dict]:
+def read_history(path: Path) -> list[dict[str, Any]]:
     """The training history in ``metrics.json`` ([] when absent), checked against the schema."""
     f = path / METRICS
     if not f.exists():

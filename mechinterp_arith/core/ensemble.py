@@ -28,9 +28,10 @@ import dataclasses
 import json
 import re
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -63,23 +64,24 @@ def seed_configs(model_config: ModelConfig, train_config: TrainConfig, seed: int
     return dataclasses.replace(model_config, seed=seed), dataclasses.replace(train_config, seed=seed)
 
 
-def check_seeds(seeds: Sequence[int]) -> list[int]:
+def check_seeds(seeds: Iterable[object]) -> list[int]:
     """The seeds as a list; ValueError for none, more than :data:`MAX_SEEDS`, a repeat, or a value
-    that is not an int >= 0."""
-    seeds = list(seeds)
-    if not seeds:
+    that is not an int >= 0 (any values are accepted and checked here: they come from users)."""
+    given = list(seeds)
+    if not given:
         raise ValueError("seeds must name at least one seed")
-    if len(seeds) > MAX_SEEDS:
+    if len(given) > MAX_SEEDS:
         raise ValueError(
             f"at most {MAX_SEEDS} seeds train together (each holds a model, its optimizer and an open lock "
-            f"file), got {len(seeds):,}; train larger ensembles in parts (a sweep splits them for you)"
+            f"file), got {len(given):,}; train larger ensembles in parts (a sweep splits them for you)"
         )
-    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+    bad = [s for s in given if isinstance(s, bool) or not isinstance(s, int) or s < 0]
     if bad:
         raise ValueError(f"seeds are integers >= 0, got {bad[0]!r}")
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct, got {seeds}")
-    return seeds
+    checked = [s for s in given if isinstance(s, int)]
+    if len(set(checked)) != len(checked):
+        raise ValueError(f"seeds must be distinct, got {checked}")
+    return checked
 
 
 @dataclass
@@ -158,8 +160,9 @@ def train_ensemble(
         runs: dict[int, TrainingRun] = {}
         for s in seeds:
             try:
-                if dirs[s] is not None:
-                    locks.enter_context(exclusive(dirs[s]))
+                run_dir = dirs[s]
+                if run_dir is not None:
+                    locks.enter_context(exclusive(run_dir))
                 runs[s] = _seed_run(task, model_config, train_config, s, dirs[s], resume, overwrite)
             except Exception as e:
                 if not keep_going:
@@ -206,7 +209,7 @@ def _seed_run(
     return run
 
 
-def ensemble_settings(task: Task, model_config: ModelConfig, train_config: TrainConfig) -> dict:
+def ensemble_settings(task: Task, model_config: ModelConfig, train_config: TrainConfig) -> dict[str, Any]:
     """What ``ensemble.json`` records of the settings shared by its seeds (seeds left out)."""
     return {
         "task": task.to_dict(),
@@ -215,7 +218,7 @@ def ensemble_settings(task: Task, model_config: ModelConfig, train_config: Train
     }
 
 
-def prepare_ensemble_dir(out: Path, settings: dict, overwrite: bool) -> None:
+def prepare_ensemble_dir(out: Path, settings: dict[str, Any], overwrite: bool) -> None:
     """Make the ensemble directory ``out`` ready (hold its lock). Kept as it is: nothing, an ensemble
     of these ``settings``, or seed folders of an interrupted one (each seed's run then resumes, is kept
     when finished, or refuses other settings). Replaced only with ``overwrite``, atomically (the old
@@ -255,7 +258,7 @@ def prepare_ensemble_dir(out: Path, settings: dict, overwrite: bool) -> None:
     replace_dir(staging_dir(out), out)  # atomically empty: the old contents or nothing, never a mix
 
 
-def _recorded_settings(file: Path) -> dict | None:
+def _recorded_settings(file: Path) -> dict[str, Any] | None:
     try:
         doc = read_json(file)
         return {key: doc[key] for key in ("task", "model", "training")}

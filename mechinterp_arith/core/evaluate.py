@@ -14,6 +14,9 @@ checked without generating by :func:`~mechinterp_arith.core.decoding.greedy_matc
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 import pandas as pd
 import torch
 from jaxtyping import Int
@@ -24,13 +27,13 @@ from transformer_lens.model_bridge import TransformerBridge
 from . import data
 from .checkpoint import Checkpoint
 from .decoding import DEFAULT_BATCH, generate, greedy_matches
-from .tasks import Task, as_operands, digit_count
+from .tasks import OperandsLike, Task, as_operands, digit_count
 from .train_config import TrainConfig
 
 Pairs = tuple[Int[Tensor, " n"], Int[Tensor, " n"]]
 
 
-def score(task: Task, predicted: Int[Tensor, " batch"], target: Int[Tensor, " batch"]) -> dict:
+def score(task: Task, predicted: Int[Tensor, " batch"], target: Int[Tensor, " batch"]) -> dict[str, Any]:
     """Exact match and per-digit accuracy (digit 0 = units) of integer answers."""
     if len(target) == 0:
         return {"n": 0, "exact": float("nan"), "per_digit": []}
@@ -45,14 +48,19 @@ def correct_counts(
     return int((predicted == target).sum()), ((pred_digits == true_digits) & (pred_digits >= 0)).sum(0)
 
 
-def scores_of(n: int, exact: int, correct: Int[Tensor, " digit"]) -> dict:
+def scores_of(n: int, exact: int, correct: Int[Tensor, " digit"]) -> dict[str, Any]:
     """``{"n", "exact", "per_digit"}`` from the counts of :func:`correct_counts` over ``n`` pairs."""
     return {"n": n, "exact": round(exact / n, 6), "per_digit": [round(x / n, 6) for x in correct.tolist()]}
 
 
 def accuracy(
-    model: TransformerBridge, task: Task, a, b, batch_size: int = DEFAULT_BATCH, progress: tqdm | None = None
-) -> dict:
+    model: TransformerBridge,
+    task: Task,
+    a: OperandsLike,
+    b: OperandsLike,
+    batch_size: int = DEFAULT_BATCH,
+    progress: tqdm[Any] | None = None,
+) -> dict[str, Any]:
     """``{"n", "exact", "per_digit"}`` of the model's greedy answers against the true ones.
 
     Decoded and scored ``batch_size`` pairs at a time: memory is bounded by ``batch_size``, not by
@@ -61,7 +69,7 @@ def accuracy(
     a, b = as_operands(a), as_operands(b)
     if len(a) == 0:
         return score(task, a, b)
-    exact, correct = 0, 0
+    exact, correct = 0, torch.zeros(task.answer_width, dtype=torch.long)
     for i in range(0, len(a), batch_size):
         ca, cb = a[i : i + batch_size], b[i : i + batch_size]
         chunk_exact, chunk_correct = correct_counts(
@@ -73,11 +81,18 @@ def accuracy(
     return scores_of(len(a), exact, correct)
 
 
-def answer_rates(model: TransformerBridge, task: Task, a, b, answers: Int[Tensor, " batch"] | None = None) -> dict:
+def answer_rates(
+    model: TransformerBridge | None,
+    task: Task,
+    a: OperandsLike,
+    b: OperandsLike,
+    answers: Int[Tensor, " batch"] | None = None,
+) -> dict[str, Any]:
     """``{"n", "exact", "equivalent"}``: the share of greedy answers equal to the true answer and to the
     study's OOD rule (:meth:`~mechinterp_arith.core.tasks.Task.equivalent_answer`, e.g. (a mod 10^3) +
     (b mod 10^3)). ``answers``: the greedy answers when already decoded; else they are checked by
-    teacher forcing (:func:`~mechinterp_arith.core.decoding.greedy_matches`, no generation).
+    teacher forcing (:func:`~mechinterp_arith.core.decoding.greedy_matches`, no generation), and
+    ``model`` may be None only when ``answers`` is given.
 
     >>> from mechinterp_arith import load, data
     >>> ckpt = load("add3")
@@ -88,6 +103,8 @@ def answer_rates(model: TransformerBridge, task: Task, a, b, answers: Int[Tensor
     a, b = as_operands(a), as_operands(b)
     truth, rule = task.apply(a, b), task.equivalent_answer(a, b)
     if answers is None:
+        if model is None:
+            raise ValueError("answer_rates needs a model or the decoded answers")
         exact, equivalent = greedy_matches(model, task, a, b, [truth, rule])
     else:
         answers = as_operands(answers)
@@ -101,8 +118,8 @@ def answer_rates(model: TransformerBridge, task: Task, a, b, answers: Int[Tensor
 
 
 def accuracy_by_length(
-    model: TransformerBridge, task: Task, a, b, batch_size: int = DEFAULT_BATCH
-) -> dict[tuple[int, int], dict]:
+    model: TransformerBridge, task: Task, a: OperandsLike, b: OperandsLike, batch_size: int = DEFAULT_BATCH
+) -> dict[tuple[int, int], dict[str, Any]]:
     """Per ``(digits of a, digits of b)`` cell present in the set: :func:`score` of the greedy answers
     (decoded ``batch_size`` pairs at a time) plus ``equivalent``, the share following the study's OOD
     rule (:func:`answer_rates`)."""
@@ -154,7 +171,7 @@ def eval_sets(ckpt: Checkpoint, n: int, seed: int = 0) -> dict[str, Pairs]:
     return sets
 
 
-def snapshot_scores(ckpt: Checkpoint, n: int = 1000, seed: int = 0, steps=None) -> pd.DataFrame:
+def snapshot_scores(ckpt: Checkpoint, n: int = 1000, seed: int = 0, steps: Iterable[int] | None = None) -> pd.DataFrame:
     """Every training snapshot (``steps``, default all) and the final model (when its step is no
     snapshot) re-scored on :func:`eval_sets`: one row per step with ``id_exact``, and ``ood_exact``
     and ``ood_equivalent`` (the share of OOD answers following the study's rule) when the format
@@ -167,7 +184,7 @@ def snapshot_scores(ckpt: Checkpoint, n: int = 1000, seed: int = 0, steps=None) 
     sets = eval_sets(ckpt, n, seed)
     available = ckpt.snapshot_steps()
     steps = available if steps is None else list(steps)
-    models = [(s, None) for s in steps]
+    models: list[tuple[int, TransformerBridge | None]] = [(s, None) for s in steps]
     final_step = int(ckpt.history[-1]["step"]) if ckpt.history else None
     if steps == available and final_step is not None and final_step not in steps:
         models.append((final_step, ckpt.model))
@@ -184,12 +201,12 @@ def snapshot_scores(ckpt: Checkpoint, n: int = 1000, seed: int = 0, steps=None) 
 
 def evaluate_checkpoint(
     ckpt: Checkpoint,
-    ood_digits: list[int] = (),
+    ood_digits: Sequence[int] = (),
     n: int | None = None,
     seed: int = 0,
     batch_size: int = DEFAULT_BATCH,
     progress: bool = False,
-) -> dict:
+) -> dict[str, Any]:
     """The ``mechinterp-arith evaluate --json`` object: ID and per-length OOD accuracy.
 
     ``n`` caps the ID set and sizes each OOD set (default 10,000); OOD key ``"m"`` means both
@@ -205,7 +222,7 @@ def evaluate_checkpoint(
     with tqdm(
         total=len(a) + n_ood * len(ms), desc=f"evaluate {ckpt.name}", unit="pair", disable=None if progress else True
     ) as bar:
-        result = {
+        result: dict[str, Any] = {
             "checkpoint": str(ckpt.path) if ckpt.path is not None else ckpt.name,
             "task": ckpt.task.name,
             "format": ckpt.task.format,

@@ -21,6 +21,7 @@ import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from safetensors import SafetensorError
 from safetensors.torch import save_file
@@ -107,7 +108,7 @@ def link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def json_safe(obj):
+def json_safe(obj: Any) -> Any:
     """``obj`` with NaN and infinite floats replaced by None (strict JSON has neither)."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
@@ -118,6 +119,6 @@ def json_safe(obj):
     return obj
 
 
-def strict_json(obj, **dumps_kwargs) -> str:
+def strict_json(obj: Any, **dumps_kwargs: Any) -> str:
     """``json.dumps`` of ``obj`` with NaN and infinities written as ``null``: always valid JSON."""
     return json.dumps(json_safe(obj), allow_nan=False, **dumps_kwargs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Callable, Collection, Mapping
+from typing import Any
 
 
 def lazy_names(
@@ -20,7 +21,7 @@ def lazy_names(
     """``(__getattr__, __dir__)`` for ``package``: ``homes`` maps each public name to its module,
     relative to the package (``"core.checkpoint"``); a name in ``modules`` is that module itself."""
 
-    def __getattr__(name: str):
+    def __getattr__(name: str) -> Any:
         if name not in homes:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         module = importlib.import_module(f".{homes[name]}", package)

@@ -33,14 +33,14 @@ from pathlib import Path
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]  # checked before use (exclusive)
 
 
 class OutputLocked(ValueError):
     """The output is being written by another process or thread; the message names it."""
 
 
-_held: dict[str, list] = {}  # lock file -> [thread ident, depth, fd]
+_held: dict[str, list[int]] = {}  # lock file -> [thread ident, depth, fd]
 _guard = threading.Lock()
 
 

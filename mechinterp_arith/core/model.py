@@ -16,16 +16,18 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.model_bridge.generalized_components import NormalizationBridge
 
-from .choices import ACTIVATIONS
-from .position_schemes import SCHEMES, SCHEMES_WITH_RULE, PositionRule, attach, default_n_ctx
+from .choices import ACTIVATIONS as ACTIVATIONS  # re-exported: documented here
+from .choices import SCHEMES
+from .position_schemes import SCHEMES_WITH_RULE, PositionRule, attach, default_n_ctx
 from .tasks import Task
-from .typecheck import check_field_types, check_range
+from .typecheck import check_field_types, check_range, check_values
 
 POSITIONS = SCHEMES  # see core/position_schemes.py
 MAX_DIM = 65_536  # upper bound of every size below: a typo such as d_model 3e11 is refused, not allocated
@@ -80,21 +82,22 @@ class ModelConfig:
         return self.n_layers * block + (2 * self.d_vocab + self.n_ctx) * d + 2 * d
 
     @classmethod
-    def for_task(cls, task: Task, **overrides) -> ModelConfig:
+    def for_task(cls, task: Task, **overrides: Any) -> ModelConfig:
         """A config whose context and vocabulary fit ``task`` (the context: the position scheme's
         default table size, :func:`~mechinterp_arith.core.position_schemes.default_n_ctx`)."""
         n_ctx = default_n_ctx(overrides.get("positional", cls.positional), task)
         return cls(**{"n_ctx": n_ctx, "d_vocab": task.d_vocab, **overrides})
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> ModelConfig:
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         fields = cls.__dataclass_fields__
         unknown = sorted(set(d) - set(fields))
         if unknown:
             raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        check_values(cls, d)
         return cls(**d)
 
     def bridge_config(self) -> TransformerBridgeConfig:
@@ -127,12 +130,14 @@ def build_model(
     """
     if cfg.positional in SCHEMES_WITH_RULE and task is None:
         raise ValueError(f"the {cfg.positional!r} position scheme numbers the tokens of a task's layout: pass task=")
-    model = TransformerBridge.boot_native(cfg.bridge_config(), device=device)
+    # TL attaches boot_native with setattr (transformer_lens.model_bridge.sources.native), out of mypy's sight
+    model: TransformerBridge = TransformerBridge.boot_native(cfg.bridge_config(), device=device)  # type: ignore[attr-defined]
     if cfg.positional == "nope":
         with torch.no_grad():
             model.pos_embed.W_pos.zero_()
         model.pos_embed.W_pos.requires_grad_(False)
     elif cfg.positional in SCHEMES_WITH_RULE:
+        assert task is not None  # checked above
         attach(model, PositionRule(cfg.positional, task, cfg.n_ctx))
     return model
 

@@ -22,12 +22,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pandas as pd
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
+from transformer_lens.model_bridge import TransformerBridge
 
 from . import data
 from .checkpoint import WEIGHTS, CheckpointError, load_weights, read_history, save_checkpoint, snapshot_path, weights_of
@@ -44,7 +45,7 @@ from .train_step import TrainingData, choose_forward, train_step
 
 Pairs = tuple[Tensor, Tensor]
 HELD_OUT_CHUNK = 2000  # held-out pairs decoded at a time when checking the target on all of them
-Callback = Callable[[int, torch.nn.Module, dict], None]
+Callback = Callable[[int, TransformerBridge, dict[str, Any]], None]
 
 
 class Diverged(ValueError):
@@ -52,7 +53,7 @@ class Diverged(ValueError):
 
 
 class TrainResult(NamedTuple):
-    model: torch.nn.Module  # the hooked bridge, in eval mode
+    model: TransformerBridge  # the hooked bridge, in eval mode
     history: pd.DataFrame  # one row per evaluation
     snapshots: dict[int, dict[str, Tensor]]  # step -> weights (CPU)
 
@@ -81,6 +82,8 @@ class EvalSets:
 def prepare_data(task: Task, cfg: TrainConfig) -> tuple[TrainingData, EvalSets]:
     """The training rows (on ``cfg.device``) and evaluation sets of the split ``cfg.data_seed`` names
     (``cfg``: a run's, its scheme's defaults resolved: ``operand_lengths`` says which pairs)."""
+    if cfg.operand_lengths is None:
+        raise ValueError("prepare_data needs the scheme's defaults resolved (train_config.with_scheme_defaults)")
     split = data.id_split(task, cfg.n_train, cfg.n_test, seed=cfg.data_seed, lengths=cfg.operand_lengths)
     return TrainingData.build(task, split).to(resolve_device(cfg.device)), EvalSets.build(task, cfg, split)
 
@@ -91,13 +94,13 @@ class TrainingRun:
 
     task: Task
     cfg: TrainConfig
-    model: torch.nn.Module
+    model: TransformerBridge
     optimizer: torch.optim.Optimizer
     out: Path | None
-    run_id: dict
+    run_id: dict[str, Any]
     command: str | None = None
     step: int = 0
-    history: list[dict] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
     snapshots: dict[int, dict[str, Tensor]] = field(default_factory=dict)
     seconds: float = 0.0  # wall seconds trained so far (from the resumed state, then this process)
     saved: bool = False  # the final checkpoint is written (or was, before this process)
@@ -129,7 +132,7 @@ def start_run(
     task: Task,
     mcfg: ModelConfig,
     cfg: TrainConfig,
-    out_dir,
+    out_dir: str | Path | None,
     resume: bool,
     command: str | None = None,
     overwrite: bool = False,
@@ -173,7 +176,7 @@ def train_runs(
     callback: Callback | None = None,
     progress: bool = True,
     desc: str = "train",
-    extra: dict | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     """Train every run to its end (``steps``, or the target reached), writing each one's
     checkpoint as it finishes when it has an output directory. ``extra``: more ``config.json`` keys."""
@@ -326,7 +329,7 @@ def _evaluate_all(
             callback(m.step, m.model, row)
 
 
-def _score(m: TrainingRun, sets: EvalSets, loss: float) -> dict:
+def _score(m: TrainingRun, sets: EvalSets, loss: float) -> dict[str, Any]:
     """The history row of run ``m`` now: ID (and OOD) exact on the samples, and on all held-out
     pairs when the sample reached the target (kept only if they reach it too) or training ends here."""
     row = {"step": m.step, "loss": loss, "lr": lr_at(max(0, m.step - 1), m.cfg, m.anneal_from)}
@@ -344,7 +347,7 @@ def _score(m: TrainingRun, sets: EvalSets, loss: float) -> dict:
 
 
 def held_out_exact(
-    model: torch.nn.Module, task: Task, pairs: Pairs, target: float | None = None, chunk: int = HELD_OUT_CHUNK
+    model: TransformerBridge, task: Task, pairs: Pairs, target: float | None = None, chunk: int = HELD_OUT_CHUNK
 ) -> float | None:
     """Exact match on all ``pairs``, decoded ``chunk`` at a time; with ``target``, None as soon as
     more pairs are wrong than reaching it allows (a failed check costs one chunk, not the whole set)."""
@@ -359,7 +362,7 @@ def held_out_exact(
     return round((len(a) - wrong) / len(a), 6) if len(a) else float("nan")
 
 
-def _finish(m: TrainingRun, extra: dict) -> None:
+def _finish(m: TrainingRun, extra: dict[str, Any]) -> None:
     m.model.eval()
     if m.out is not None:
         save_checkpoint(

@@ -11,6 +11,7 @@ PosixPath('/tmp/lab/index.html')
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -69,7 +70,7 @@ def measure_figure(rows: pd.DataFrame, measure: str) -> go.Figure:
     colors = scheme_colors(rows["scheme"].unique())
     for scheme, part in rows.groupby("scheme", sort=False):
         mean = part.groupby("m")[measure].mean()
-        color = colors[scheme]
+        color = colors[str(scheme)]
         fig.add_trace(
             go.Scatter(
                 x=mean.index,
@@ -121,18 +122,18 @@ def comparison_section(rows: pd.DataFrame, threshold: float) -> dict:
     ]
     body = [
         [
-            r.scheme,
-            r.m,
-            r.seeds,
-            f"{r.exact_mean:.3f}",
-            f"{r.exact_min:.3f}-{r.exact_max:.3f}",
-            r.seeds_reaching,
-            f"{r.relation} ({r.relation_seeds})",
-            f"{r.coverage_mean:.3f}",
-            f"{r.separability_units:.3f} / {r.separability_first_ood:.3f}",
-            f"{r.alignment_id:.3f} / " + ("-" if r.alignment_ood != r.alignment_ood else f"{r.alignment_ood:.3f}"),
+            r["scheme"],
+            r["m"],
+            r["seeds"],
+            f"{r['exact_mean']:.3f}",
+            f"{r['exact_min']:.3f}-{r['exact_max']:.3f}",
+            r["seeds_reaching"],
+            f"{r['relation']} ({r['relation_seeds']})",
+            f"{r['coverage_mean']:.3f}",
+            f"{r['separability_units']:.3f} / {r['separability_first_ood']:.3f}",
+            f"{r['alignment_id']:.3f} / " + ("-" if pd.isna(r["alignment_ood"]) else f"{r['alignment_ood']:.3f}"),
         ]
-        for r in summary.itertuples()
+        for r in summary.to_dict("records")
     ]
     intro = (
         f"<p>Each row: operands of exactly m digits, {escape(rows['seed'].nunique())} seeds per scheme "
@@ -174,17 +175,16 @@ def build_length_lab_page(results: str | Path | dict, out_dir: str | Path, thres
     the reports' page (header, navigation, footer; offline)."""
     rows = lab_rows(results)
     ids = ElementIds()
-    parts = {
+
+    def measure_section(measure: str) -> Callable[[object], dict[str, str]]:
+        return lambda _: {
+            "title": MEASURES[measure].capitalize(),
+            "html": figure_html(measure_figure(rows, measure), ids),
+        }
+
+    parts: dict[str, Callable[[object], dict[str, str]]] = {
         "comparison": lambda _: comparison_section(rows, threshold),
-        **{
-            measure: (
-                lambda _, m=measure: {
-                    "title": MEASURES[m].capitalize(),
-                    "html": figure_html(measure_figure(rows, m), ids),
-                }
-            )
-            for measure in MEASURES
-        },
+        **{measure: measure_section(measure) for measure in MEASURES},
         "timing": lambda _: timing_section(rows),
     }
     sections = [run_section(key, None, fn) for key, fn in parts.items()]

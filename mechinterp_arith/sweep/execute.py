@@ -115,9 +115,8 @@ def new_record(
         "version": __version__,
     }
     if error is not None:
-        record["error"] = f"{type(error).__name__}: {error}"
-        if sweep_dir:
-            record["error"] = record["error"].replace(f"{Path(sweep_dir)}{os.sep}", "")
+        message = f"{type(error).__name__}: {error}"
+        record["error"] = message.replace(f"{Path(sweep_dir)}{os.sep}", "") if sweep_dir else message
         record["traceback"] = "".join(traceback.format_exception(error, limit=-4))
     return record
 

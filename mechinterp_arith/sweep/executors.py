@@ -192,8 +192,8 @@ def connect(address: str = "auto", workers: int | None = None) -> bool:
     runtime_env = {"env_vars": dict(SINGLE_THREAD_ENV)}
     source = f"--ray {address}"
     if address == "auto":
-        address, source = _auto_address()
-        if address is None:
+        found, source = _auto_address()
+        if found is None:
             ray.init(
                 address="local",
                 num_cpus=workers or os.cpu_count(),
@@ -202,6 +202,7 @@ def connect(address: str = "auto", workers: int | None = None) -> bool:
                 log_to_driver=False,
             )
             return True
+        address = found
     problem = unreachable(address)
     if problem:
         raise ValueError(f"cannot reach a Ray cluster at {address!r} ({source}): {problem}")
@@ -262,7 +263,8 @@ def unreachable(address: str) -> str | None:
 def _join_failure(address: str, source: str, error: BaseException) -> str:
     """The one line for a cluster that answers but could not be joined: authentication when Ray's
     errors (the chain under its generic "Failed to connect") say the token was refused."""
-    chain, seen = [], error
+    chain: list[str] = []
+    seen: BaseException | None = error
     while seen is not None and len(chain) < 8:
         chain.append(" ".join(str(seen).split()))
         seen = seen.__cause__ or seen.__context__

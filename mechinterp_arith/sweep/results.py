@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -87,7 +88,7 @@ def is_finished(sweep_dir: str | Path, run: RunSettings, analyses=None) -> bool:
     return analyses is None or record.get("analyses") == analyses_key(analyses)
 
 
-def results_frame(sweep_dir: str | Path, runs: list[RunSettings], records: dict | None = None) -> pd.DataFrame:
+def results_frame(sweep_dir: str | Path, runs: Sequence[RunSettings], records: dict | None = None) -> pd.DataFrame:
     """One row per run (spec order): id, group, status, every setting, then every figure and the error.
     ``records``: run id -> record already read (else read from the directory)."""
     rows = []
@@ -102,7 +103,7 @@ def results_frame(sweep_dir: str | Path, runs: list[RunSettings], records: dict 
     return pd.DataFrame(rows)
 
 
-def write_results(sweep_dir: str | Path, runs: list[RunSettings], records: dict | None = None) -> pd.DataFrame:
+def write_results(sweep_dir: str | Path, runs: Sequence[RunSettings], records: dict | None = None) -> pd.DataFrame:
     """Rewrite ``DIR/results.csv`` (atomically) and return it."""
     frame = results_frame(sweep_dir, runs, records)
     atomic_write_text(Path(sweep_dir) / RESULTS, frame.to_csv(index=False))

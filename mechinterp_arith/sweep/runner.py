@@ -18,6 +18,7 @@ import os
 import shutil
 import stat
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,7 @@ class SweepResult:
 
 
 def plan_units(
-    runs: list[RunSettings], slots: int, together: bool = SEEDS_TRAIN_TOGETHER
+    runs: Sequence[RunSettings], slots: int, together: bool = SEEDS_TRAIN_TOGETHER
 ) -> list[tuple[RunSettings, ...]]:
     """Work units: one per run while seeds train one by one; else each group's seeds together,
     a group split into as many units as it takes to give every slot work, and into units of at

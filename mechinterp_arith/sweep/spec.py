@@ -150,7 +150,8 @@ def _expand(base: dict, grid: dict, entries: list[dict]) -> list[RunSettings]:
             f"the spec makes {count:,} runs ({len(entries)} [[runs]] entries x {sizes or 'no grid'}); "
             f"a sweep holds at most {MAX_RUNS:,}: split it into several specs"
         )
-    runs, seen = [], {}
+    runs: list[RunSettings] = []
+    seen: dict[str, str] = {}
     combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     for i, entry in enumerate(entries, 1):
         where = f"[[runs]] entry {i}"

@@ -14,8 +14,8 @@ import sys
 
 import pytest
 import torch
-from fault_injection import DieAt
 from safetensors import SafetensorError
+from support.faults import DieAt
 
 import mechinterp_arith.core.checkpoint as checkpoint
 import mechinterp_arith.core.files as files
@@ -166,7 +166,7 @@ def test_deeply_nested_json_is_one_line(command, tmp_path, capsys, monkeypatch):
 
 # ---- 6 and 14. malformed sweep and lab files name the file (or are redone) ---------------------------------
 def test_malformed_records_are_redone_and_bad_results_files_are_named(tmp_path, capsys):
-    from sweep_fixture import tiny_sweep
+    from support.sweeps import tiny_sweep
 
     from mechinterp_arith.sweep import run_sweep
     from mechinterp_arith.sweep.results import record_path
@@ -287,7 +287,7 @@ def test_replacing_an_ensemble_killed_at_its_first_snapshot_never_mixes_two_runs
 
 # ---- 11. a finished run whose weights were lost is trained again -------------------------------------------
 def test_a_sweep_run_that_lost_its_weights_is_trained_again(tmp_path):
-    from sweep_fixture import tiny_sweep
+    from support.sweeps import tiny_sweep
 
     from mechinterp_arith.sweep import run_sweep
     from mechinterp_arith.sweep.results import run_dir

@@ -14,7 +14,7 @@ import sys
 
 import pandas as pd
 import pytest
-from sweep_fixture import figures, tiny_sweep
+from support.sweeps import figures, tiny_sweep
 
 import mechinterp_arith as ma
 from mechinterp_arith.sweep import run_sweep
