@@ -27,14 +27,12 @@ from ..core.checkpoint import Checkpoint
 from ..core.decoding import generate
 from ..core.model import model_device
 from ..core.positions import require_fixed_length, resolve_position, write_answers
-from ..core.tasks import Task, as_operands
+from ..core.tasks import OperandsLike, Task, as_operands
+from .choices import ANSWER_SOURCES, DEFAULT_HOOK
 
-DEFAULT_HOOK = "ln_final.hook_out"
 DEFAULT_BATCH = 2048
-# what fills the answer slots of the input: the true answer, the model's greedy answer, the answer of
-# the ID representative (a mod 10^n, b mod 10^n), or explicit integers
+# what fills the answer slots of the input: one of ANSWER_SOURCES (analysis/choices.py), or explicit integers
 Answers = str | Tensor | Sequence[int]
-ANSWER_SOURCES = ("true", "greedy", "representative")
 
 
 def resolve_hook(model: TransformerBridge, name: str) -> str:
@@ -61,8 +59,8 @@ def residual_hooks(model: TransformerBridge) -> list[str]:
 
 def input_tokens(
     ckpt: Checkpoint,
-    a,
-    b,
+    a: OperandsLike,
+    b: OperandsLike,
     answers: Answers = "true",
     batch_size: int = DEFAULT_BATCH,
     model: TransformerBridge | None = None,
@@ -103,7 +101,7 @@ def collect(
     hooks: Sequence[str] = (DEFAULT_HOOK,),
     positions: Sequence[int | str] | None = None,
     answers: Answers = "true",
-    model=None,
+    model: TransformerBridge | None = None,
     batch_size: int = DEFAULT_BATCH,
 ) -> dict[str, Float[Tensor, "batch pos d"]]:
     """Activations ``{hook: [batch, len(positions), ...]}`` on the CPU (float32).

@@ -41,7 +41,7 @@ from ..core.positions import (
     position_labels,
     require_fixed_length,
 )
-from ..core.tasks import Task, as_operands
+from ..core.tasks import OperandsLike, Task, as_operands
 from .activations import input_tokens
 
 BATCH = 512  # pairs per forward pass when averaging patterns
@@ -61,18 +61,23 @@ def attention_patterns(model: TransformerBridge, tokens: Int[Tensor, " pos"]) ->
 
 
 @torch.inference_mode()
-def mean_attention(ckpt: Checkpoint, a, b) -> Float[Tensor, "layer head dest src"]:
+def mean_attention(ckpt: Checkpoint, a: OperandsLike, b: OperandsLike) -> Float[Tensor, "layer head dest src"]:
     """Each head's attention pattern averaged over the pairs ``(a, b)`` (true answers teacher-forced)."""
     tokens = input_tokens(ckpt, a, b, answers="true")
     names = pattern_hooks(ckpt.model)
-    parts: list[Tensor] = []
+    total: Tensor | None = None  # a running sum: memory is bounded by BATCH, not by the number of pairs
     for i in range(0, len(tokens), BATCH):
         _, cache = ckpt.model.run_with_cache(tokens[i : i + BATCH].to(ckpt.device), names_filter=names)
-        parts.append(torch.stack([cache[n] for n in names], 1).float().cpu())  # [batch, layer, head, dest, src]
-    return torch.cat(parts).mean(0)
+        part = torch.stack([cache[n].double().sum(0) for n in names]).cpu()  # [layer, head, dest, src]
+        total = part if total is None else total + part
+    if total is None:
+        raise ValueError("mean_attention needs at least one pair")
+    return (total / len(tokens)).float()
 
 
-def operand_attention(ckpt: Checkpoint, a, b, digits: Sequence[int], places: Sequence[int]) -> pd.DataFrame:
+def operand_attention(
+    ckpt: Checkpoint, a: OperandsLike, b: OperandsLike, digits: Sequence[int], places: Sequence[int]
+) -> pd.DataFrame:
     """Mean attention over the pairs ``(a, b)`` from the position predicting answer digit k (each k of
     ``digits``) to every operand digit (a and b, each place of ``places``; 0 = units), per layer and head.
 

@@ -176,7 +176,8 @@ def attribution_sites(
                 name: normalised_effect(att.node_scores(family) + base, clean_value, base)
                 for name, att in methods.items()
             }
-            for idx in torch.nonzero(~(sweep.identical | sweep.after_read)).tolist():
+            no_op = sweep.identical if sweep.after_read is None else sweep.identical | sweep.after_read
+            for idx in torch.nonzero(~no_op).tolist():
                 site = tuple(idx)
                 rows.append(
                     {

@@ -18,13 +18,15 @@ objects.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
-from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
+from transformer_lens import ActivationCache
 from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.utilities import get_act_name
 
@@ -40,10 +42,10 @@ from ..core.positions import (
     operand_pos,
     position_labels,
 )
-from ..core.tasks import as_operands
+from ..core.tasks import Task, as_operands
 from .attention import mean_attention, operand_attention
-from .metrics import logit_diff_metric, normalised_effect
-from .patching import patch_each_site
+from .metrics import Metric, logit_diff_metric, normalised_effect
+from .patching import PatchResult, patch_each_site
 from .prompt_pairs import (
     PromptPairs,
     change_operand_digit,
@@ -54,29 +56,68 @@ from .prompt_pairs import (
 
 SITE_KINDS = ("resid_pre", "attn_out", "mlp_out")
 MIN_PAIRS = 4
+PATCH_PAIRS = 256  # pairs patched at a time: memory is bounded by this, not by n (the same figures)
 
 
-def _cache(model: TransformerBridge, tokens):
+def _cache(model: TransformerBridge, tokens: Tensor) -> tuple[Tensor, ActivationCache]:
     with torch.inference_mode():
         return model.run_with_cache(tokens)
 
 
+def streamed_sweeps(
+    ckpt: Checkpoint, pairs: PromptPairs, k: int, kinds: tuple[str, ...], by_pos: bool | None = None
+) -> tuple[dict[str, PatchResult], float, float]:
+    """``(sweeps by kind, clean value, corrupted value)`` of the logit difference of answer digit ``k``
+    over ``pairs``, patched :data:`PATCH_PAIRS` pairs at a time (a clean cache of all pairs took
+    0.74 MB per pair): the metric is a mean over pairs, so each value is the pair-weighted mean of
+    the chunks' (the same as one pass, to float rounding; one chunk when ``len(pairs) <= PATCH_PAIRS``)."""
+    sweeps: dict[str, tuple[PatchResult, Tensor]] = {}
+    sums, total = torch.zeros(2, dtype=torch.float64), len(pairs)
+    for i in range(0, total, PATCH_PAIRS):
+        part = slice(i, i + PATCH_PAIRS)
+        tensors: dict[str, Any] = {
+            f.name: getattr(pairs, f.name)[part]
+            for f in dataclasses.fields(pairs)
+            if isinstance(getattr(pairs, f.name), Tensor)
+        }
+        chunk = dataclasses.replace(pairs, **tensors)
+        chunk = chunk.to(ckpt.device)
+        metric, weight = logit_diff_metric(chunk, k), len(chunk)
+        sums += weight * torch.tensor(_baselines(ckpt, chunk, metric), dtype=torch.float64)
+        _, clean_cache = _cache(ckpt.model, chunk.clean_tokens)
+        for kind in kinds:
+            options: dict[str, Any] = {} if by_pos is None else {"by_pos": by_pos}
+            s = patch_each_site(ckpt.model, chunk.corrupted_tokens, clean_cache, metric, kind, **options)
+            if kind not in sweeps:
+                sweeps[kind] = (s, s.values.double() * weight)
+                continue
+            first, weighted = sweeps[kind]
+            first.identical &= s.identical
+            first.max_logit_change = torch.maximum(first.max_logit_change, s.max_logit_change)
+            sweeps[kind] = (first, weighted + s.values.double() * weight)
+        del clean_cache
+    for s, weighted in sweeps.values():
+        s.values = (weighted / total).to(s.values.dtype)
+    return {kind: s for kind, (s, _) in sweeps.items()}, float(sums[0] / total), float(sums[1] / total)
+
+
 def _site_frame(
-    ckpt: Checkpoint, pairs: PromptPairs, metric, kinds, clean_value: float, corr_value: float
-) -> pd.DataFrame:
+    ckpt: Checkpoint, pairs: PromptPairs, k: int, kinds: tuple[str, ...]
+) -> tuple[pd.DataFrame, float, float]:
     labels = position_labels(ckpt.task)
-    _, clean_cache = _cache(ckpt.model, pairs.clean_tokens)
-    frames = []
-    for kind in kinds:
-        df = patch_each_site(ckpt.model, pairs.corrupted_tokens, clean_cache, metric, kind).frame()
-        frames.append(df)
+    sweeps, clean_value, corr_value = streamed_sweeps(ckpt, pairs, k, kinds)
+    frames = [sweeps[kind].frame() for kind in kinds]
     df = pd.concat(frames, ignore_index=True).rename(columns={"value": "logit_diff"})
     df["label"] = [labels[p] for p in df["pos"]]
     df["effect"] = normalised_effect(torch.tensor(df["logit_diff"].to_numpy()), clean_value, corr_value).numpy()
-    return df[["kind", "layer", "pos", "label", "logit_diff", "effect", "identical", "max_logit_change"]]
+    return (
+        df[["kind", "layer", "pos", "label", "logit_diff", "effect", "identical", "max_logit_change"]],
+        clean_value,
+        corr_value,
+    )
 
 
-def _baselines(ckpt: Checkpoint, pairs, metric) -> tuple[float, float]:
+def _baselines(ckpt: Checkpoint, pairs: PromptPairs, metric: Metric) -> tuple[float, float]:
     with torch.inference_mode():
         return float(metric(ckpt.model(pairs.clean_tokens))), float(metric(ckpt.model(pairs.corrupted_tokens)))
 
@@ -91,10 +132,8 @@ def digit_sites(
     One row per (kind, layer, pos); ``attrs`` hold the clean and corrupted metric values.
     """
     check_digit(ckpt.task, k)
-    pairs = differ_in_answer_digit(ckpt.task, k, n=n, seed=seed).to(ckpt.device)
-    metric = logit_diff_metric(pairs, k)
-    clean_value, corr_value = _baselines(ckpt, pairs, metric)
-    df = _site_frame(ckpt, pairs, metric, kinds, clean_value, corr_value)
+    pairs = differ_in_answer_digit(ckpt.task, k, n=n, seed=seed)
+    df, clean_value, corr_value = _site_frame(ckpt, pairs, k, kinds)
     df.attrs.update(digit=k, n_pairs=len(pairs), clean_logit_diff=clean_value, corrupted_logit_diff=corr_value)
     return df
 
@@ -154,12 +193,9 @@ def head_operand_map(ckpt: Checkpoint, k: int, n: int = 64, seed: int = 0) -> pd
                 continue
             pairs = make_pairs(
                 task, pairs.clean_a[keep], pairs.clean_b[keep], pairs.corrupted_a[keep], pairs.corrupted_b[keep]
-            ).to(ckpt.device)
-            metric = logit_diff_metric(pairs, k)
-            clean_value, corr_value = _baselines(ckpt, pairs, metric)
-            _, clean_cache = _cache(ckpt.model, pairs.clean_tokens)
-            sweep = patch_each_site(ckpt.model, pairs.corrupted_tokens, clean_cache, metric, "z", by_pos=True)
-            eff = normalised_effect(sweep.values, clean_value, corr_value)  # [layer, pos, head]
+            )
+            sweeps, clean_value, corr_value = streamed_sweeps(ckpt, pairs, k, ("z",), by_pos=True)
+            eff = normalised_effect(sweeps["z"].values, clean_value, corr_value)  # [layer, pos, head]
             src = operand_pos(task, op, place)
             for l in range(eff.shape[0]):
                 for h in range(eff.shape[2]):
@@ -183,7 +219,7 @@ def head_operand_map(ckpt: Checkpoint, k: int, n: int = 64, seed: int = 0) -> pd
     return df
 
 
-def circuit_digits(task) -> list[int]:
+def circuit_digits(task: Task) -> list[int]:
     """The answer digits a circuit summary covers: 0..n (the carry digit included), within the answer."""
     return list(range(min(task.digits, task.answer_width - 1) + 1))
 
@@ -227,16 +263,13 @@ def head_effects(ckpt: Checkpoint, digits: list[int] | None = None, n: int = 64,
     rows, skipped = [], {}
     for k in digits:
         try:
-            pairs = differ_in_answer_digit(task, k, n=n, seed=seed).to(ckpt.device)
+            pairs = differ_in_answer_digit(task, k, n=n, seed=seed)
         except NotApplicable as e:
             skipped[k] = str(e)
             values = torch.full((model.cfg.n_layers, model.cfg.n_heads), float("nan"))
         else:
-            metric = logit_diff_metric(pairs, k)
-            clean_value, corr_value = _baselines(ckpt, pairs, metric)
-            _, clean_cache = _cache(model, pairs.clean_tokens)
-            sweep = patch_each_site(model, pairs.corrupted_tokens, clean_cache, metric, "z", by_pos=False)
-            values = normalised_effect(sweep.values, clean_value, corr_value)
+            sweeps, clean_value, corr_value = streamed_sweeps(ckpt, pairs, k, ("z",), by_pos=False)
+            values = normalised_effect(sweeps["z"].values, clean_value, corr_value)
         rows += [
             {"digit": k, "layer": l, "head": h, "effect": float(values[l, h])}
             for l in range(values.shape[0])
@@ -249,15 +282,15 @@ def head_effects(ckpt: Checkpoint, digits: list[int] | None = None, n: int = 64,
 
 # ---- OOD vs ID representative ------------------------------------------------------------------------
 def _answer_metric(
-    task, base_logits: Float[Tensor, "batch pos vocab"], true_digits
-) -> Callable[[Tensor], Float[Tensor, " 3"]]:
+    task: Task, base_logits: Float[Tensor, "batch pos vocab"], true_digits: Int[Tensor, "batch digit"]
+) -> Metric:
     positions = answer_positions(task)
     base_pred = base_logits[:, positions].argmax(-1)
     # the digit where the extra operand digits would show first (the top digit for narrow answers,
     # e.g. a 2-digit modular result)
     dropped = min(task.digits, task.answer_width - 1)
 
-    def metric(logits):
+    def metric(logits: Tensor) -> Tensor:
         lg = logits[:, positions]
         pred = lg.argmax(-1)
         flips = (pred != base_pred).any(1).float().mean()
@@ -340,7 +373,7 @@ def ood_sites(
     return out
 
 
-def circuit(*args, **kwargs) -> pd.DataFrame:
+def circuit(*args: Any, **kwargs: Any) -> pd.DataFrame:
     """Deprecated name of :func:`circuit_heads` (a DataFrame of heads, not a discovered ``Circuit``)."""
     warnings.warn(
         "circuit() is renamed circuit_heads(): it returns a DataFrame of heads, not a discovered Circuit",
@@ -351,7 +384,7 @@ def circuit(*args, **kwargs) -> pd.DataFrame:
 
 
 # ---- one input ---------------------------------------------------------------------------------------
-def _candidate_edits(ckpt: Checkpoint, a: int, b: int):
+def _candidate_edits(ckpt: Checkpoint, a: int, b: int) -> tuple[Tensor, Tensor, Tensor]:
     """Single- and same-place double-digit edits of (a, b) at ID places, with the model's answers."""
     task = ckpt.task
     cand = []
@@ -374,7 +407,9 @@ def _candidate_edits(ckpt: Checkpoint, a: int, b: int):
     return ca, cb, ckpt.predict(ca, cb)
 
 
-def _corruptions_for_digit(task, candidates, pred: int, k: int):
+def _corruptions_for_digit(
+    task: Task, candidates: tuple[Tensor, Tensor, Tensor], pred: int, k: int
+) -> tuple[Tensor, Tensor, Tensor]:
     """The candidate edits whose predicted answer differs from ``pred`` in digit k and nowhere else."""
     ca, cb, preds = candidates
     diff = task.answer_digits(preds) != task.answer_digits(torch.tensor([pred]))
@@ -384,7 +419,7 @@ def _corruptions_for_digit(task, candidates, pred: int, k: int):
 
 def explain(
     ckpt: Checkpoint, a: int, b: int, top: int = 3, kinds: tuple[str, ...] = SITE_KINDS, max_pairs: int = 64
-) -> dict:
+) -> dict[str, Any]:
     """Prediction, ID representative and the top patching sites per answer digit for one input.
 
     For answer digit k, the corruptions are edits of the operands' ID digits after which the model's
@@ -424,22 +459,20 @@ def explain(
             f"explain digit {k}",
             clean_answer=torch.full((nrow,), pred),
             corrupted_answer=xp,
-        ).to(ckpt.device)
-        metric = logit_diff_metric(pairs, k)
-        clean_value, corr_value = _baselines(ckpt, pairs, metric)
-        df = _site_frame(ckpt, pairs, metric, kinds, clean_value, corr_value)
+        )
+        df, clean_value, corr_value = _site_frame(ckpt, pairs, k, kinds)
         best = df[~df.identical].nlargest(top, "effect")
         entry["clean_logit_diff"] = round(clean_value, 4)
         entry["corrupted_logit_diff"] = round(corr_value, 4)
         entry["top_sites"] = [
             {
-                "kind": r.kind,
-                "layer": int(r.layer),
-                "pos": int(r.pos),
-                "label": labels[int(r.pos)],
-                "effect": round(float(r.effect), 4),
+                "kind": r["kind"],
+                "layer": int(r["layer"]),
+                "pos": int(r["pos"]),
+                "label": labels[int(r["pos"])],
+                "effect": round(float(r["effect"]), 4),
             }
-            for r in best.itertuples()
+            for r in best.to_dict("records")
         ]
         digits.append(entry)
     return {

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,6 +44,7 @@ from ..core.errors import NotApplicable
 from ..core.plain_forward import PlainGPT
 from ..core.positions import answer_logit_pos, check_digit
 from ..core.seeding import derive_seed, rng
+from ..core.tasks import Task
 from .attribution import attribute, plain_forward_of
 from .edge_forward import PairRuns, ablated_logits
 from .edge_graph import EdgeGraph
@@ -70,7 +72,7 @@ class Circuit:
     agreement_ci95: tuple[float, float]
     pairs: int
     seconds: float
-    search: dict = field(default_factory=dict)
+    search: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_edges(self) -> int:
@@ -96,14 +98,14 @@ class Circuit:
 
     def nodes(self) -> list[Node]:
         """Writer nodes with a kept outgoing edge, and the logits node, in graph order."""
-        seen = {}
+        seen: dict[Node, None] = {}
         for writer, reader, _ in self.edges():
             seen.setdefault(writer, None)
             if reader.kind == "logits":
                 seen.setdefault(reader, None)
         return list(seen)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """The JSON contract of ``mechinterp-arith discover --json`` (docs/circuits.md)."""
         return {
             "digit": self.digit,
@@ -169,7 +171,9 @@ def faithfulness_of(
     return point, (float(res.confidence_interval.low), float(res.confidence_interval.high))
 
 
-def _held_out_pairs(task, digit: int, n: int, seed: int, search: PromptPairs, operand_digits=None) -> PromptPairs:
+def _held_out_pairs(
+    task: Task, digit: int, n: int, seed: int, search: PromptPairs, operand_digits: int | None = None
+) -> PromptPairs:
     held_seed = derive_seed(seed, "discover-held-out")
     pairs = differ_in_answer_digit(task, digit, n=n + len(search), seed=held_seed, operand_digits=operand_digits)
     seen = {
@@ -220,12 +224,13 @@ def discover(
     graph, runs, plain = att.graph, att.runs, plain_forward_of(ckpt, search_pairs.corrupted_tokens)
     sinks = torch.zeros(graph.n_pos, dtype=torch.bool)
     sinks[answer_logit_pos(ckpt.task, digit)] = True
-    mask, curve = _threshold_search(plain, graph, runs, search_pairs, digit, att.edge_scores, sinks, target)
-    if mask is None:
+    found = _threshold_search(plain, graph, runs, search_pairs, digit, att.edge_scores, sinks, target)
+    if found[0] is None:
         raise NotApplicable(
             f"{ckpt.name} does not prefer the clean answer digit {digit} on the clean inputs (mean "
-            f"logit difference {curve:.3f} <= its corrupted value): there is no gap for a circuit to keep"
+            f"logit difference {found[1]:.3f} <= its corrupted value): there is no gap for a circuit to keep"
         )
+    mask, curve = found
 
     held = _held_out_pairs(ckpt.task, digit, n_heldout, seed, search_pairs, operand_digits).to(ckpt.device)
     held_runs = PairRuns.build(plain, held.clean_tokens, held.corrupted_tokens, end=runs.end)
@@ -259,8 +264,15 @@ def discover(
 
 
 def _threshold_search(
-    plain, graph, runs, pairs, digit, scores, sinks, target
-) -> tuple[Tensor, list] | tuple[None, float]:
+    plain: PlainGPT,
+    graph: EdgeGraph,
+    runs: PairRuns,
+    pairs: PromptPairs,
+    digit: int,
+    scores: Tensor,
+    sinks: Tensor,
+    target: float,
+) -> tuple[Tensor, list[list[float]]] | tuple[None, float]:
     """The smallest closed top-m circuit whose search-pair faithfulness reaches ``target`` and the
     curve of sizes tried; (None, mean gap) when the clean run does not beat the corrupted one."""
     order = torch.argsort(scores.abs().flatten(), descending=True)

@@ -41,7 +41,7 @@ kept edges (:attr:`PairRuns.rewired` marks those query positions).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -49,8 +49,11 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from ..core.plain_attention import Numbering, SharedPrefix, causal_attention
-from ..core.plain_forward import PlainGPT
+from ..core.plain_forward import PlainCache, PlainGPT
 from .edge_graph import EdgeGraph
+
+# the input of a group of readers: ("attn", layer) (its q/k/v), ("mlp", layer), or "final" (the logits)
+ReaderGroup = tuple[str, int] | str
 
 
 @dataclass
@@ -72,12 +75,12 @@ class PairRuns:
     n_total: int  # the pairs' token length (positions of the full logits)
     clean: Tensor
     corrupted: Tensor
-    resid: dict
-    keys: dict
-    values: dict
-    numbering: Numbering = field(default_factory=Numbering)
-    differing: Bool[Tensor, " n_total"] | None = None
-    rewired: Bool[Tensor, " n_total"] | None = None
+    resid: dict[ReaderGroup, Tensor]
+    keys: dict[int, Tensor]
+    values: dict[int, Tensor]
+    numbering: Numbering
+    differing: Bool[Tensor, " n_total"]
+    rewired: Bool[Tensor, " n_total"]
 
     @property
     def n_pos(self) -> int:
@@ -113,14 +116,14 @@ class PairRuns:
         start = int(changed[0])
         runs, contrib = [], []
         for tokens, numbering in zip((clean_tokens, corrupted_tokens), numberings):
-            cache: dict = {}
+            cache: PlainCache = {}
             with torch.no_grad():  # not inference mode: these tensors enter autograd graphs
                 embedded = plain.embed_tokens(tokens[:, :end], ids=numbering.ids_at(0, end, tokens.device))
                 plain.blocks(embedded, cache=cache, numbering=numbering)
             runs.append(cache)
             contrib.append(_contributions(plain, embedded, cache, start))
         cc = runs[1]
-        resid = {("attn", l): _pbd(cc[("resid_pre", l)], start) for l in range(plain.L)}
+        resid: dict[ReaderGroup, Tensor] = {("attn", l): _pbd(cc[("resid_pre", l)], start) for l in range(plain.L)}
         resid.update({("mlp", l): _pbd(cc[("resid_mid", l)], start) for l in range(plain.L)})
         resid["final"] = _pbd(cc[("resid_post", plain.L - 1)], start)
         keys = {l: cc[("k", l)][:, :, :start] for l in range(plain.L)}
@@ -135,7 +138,7 @@ def _pbd(t: Tensor, start: int) -> Tensor:
     return t[:, start:].transpose(0, 1).contiguous()
 
 
-def _contributions(plain: PlainGPT, embedded: Tensor, cache: dict, start: int) -> Float[Tensor, "pos W B D"]:
+def _contributions(plain: PlainGPT, embedded: Tensor, cache: PlainCache, start: int) -> Float[Tensor, "pos W B D"]:
     parts = [embedded[:, start:, None]]
     for l in range(plain.L):
         z = cache[("z", l)][:, start:]  # [B, pos, H, dh]
@@ -150,7 +153,7 @@ def ablated_logits(
     runs: PairRuns,
     keep: Float[Tensor, "S pos R W"] | None,
     embed_scale: Float[Tensor, " S"] | None = None,
-    leaves: dict | None = None,
+    leaves: dict[ReaderGroup, Tensor] | None = None,
 ) -> Float[Tensor, "S B n_total vocab"]:
     """Logits of the clean input with each reader rebuilt from its writers: ``keep`` [S, pos, R, W]
     weighs each writer's clean-minus-corrupted contribution (1 = edge kept, 0 = ablated to the
@@ -158,7 +161,12 @@ def ablated_logits(
     (the integrated-gradient path; default 1). ``leaves``: when a dict, a zero tensor that
     requires grad is added to every reader group's input and stored there (see
     :func:`reader_gradients`). Positions outside ``start..end-1`` hold NaN."""
-    S = keep.shape[0] if keep is not None else len(embed_scale)
+    if keep is not None:
+        S = keep.shape[0]
+    elif embed_scale is not None:
+        S = len(embed_scale)
+    else:
+        raise ValueError("give keep, embed_scale or both: they say how many variants S to run")
     P, B, D, H, W = runs.n_pos, runs.batch, plain.D, plain.H, graph.n_writers
     if keep is not None and tuple(keep.shape) != (S, P, graph.n_readers, W):
         raise ValueError(f"keep must be [S, {P}, {graph.n_readers}, {W}], got {tuple(keep.shape)}")
@@ -167,7 +175,7 @@ def ablated_logits(
     past = SharedPrefix(runs.keys, runs.values, variants=S) if runs.start else None
     numbering = runs.numbering.repeat(S)  # S copies of the clean rows (circuit-major)
 
-    def reader_input(group, readers, n_writers: int, base: Tensor) -> Tensor:
+    def reader_input(group: ReaderGroup, readers: list[int], n_writers: int, base: Tensor) -> Tensor:
         stacked = torch.stack(deltas[:n_writers], dim=2)  # [S, pos, w, B, D]
         if keep is None:
             x = (base + stacked.sum(2)).unsqueeze(2).expand(S, P, len(readers), B, D)
@@ -198,7 +206,7 @@ def ablated_logits(
 def _heads(
     plain: PlainGPT,
     l: int,
-    x: Float[Tensor, "S pos 3H B D"],
+    x: Float[Tensor, "S pos qkv_readers B D"],
     past: SharedPrefix | None,
     start: int,
     end: int,
@@ -238,11 +246,13 @@ def reader_gradients(
     """d(metric)/d(reader input) on the full graph, for each step of the input path: the token
     embeddings are ``corrupted + embed_scale[s] * (clean - corrupted)`` (0 = the corrupted run).
     ``metric`` maps logits [B, pos, vocab] to a scalar (a batch mean)."""
-    leaves: dict = {}
+    leaves: dict[ReaderGroup, Tensor] = {}
     with torch.enable_grad():
         logits = ablated_logits(plain, graph, runs, None, embed_scale=embed_scale, leaves=leaves)
-        total = sum(metric(logits[s]) for s in range(logits.shape[0]))
-        order = [("attn", l) for l in range(plain.L)] + [("mlp", l) for l in range(plain.L)] + ["final"]
+        total = torch.stack([metric(logits[s]) for s in range(logits.shape[0])]).sum()
+        order: list[ReaderGroup] = [("attn", l) for l in range(plain.L)]
+        order += [("mlp", l) for l in range(plain.L)]
+        order.append("final")
         grads = dict(zip(order, torch.autograd.grad(total, [leaves[g] for g in order])))
     S, P, B, D = len(embed_scale), runs.n_pos, runs.batch, plain.D
     out = torch.zeros(S, P, graph.n_readers, B, D)

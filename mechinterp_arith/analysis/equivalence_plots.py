@@ -34,7 +34,7 @@ from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.decoding import generate
 from ..core.positions import answer_positions
-from ..core.tasks import as_operands
+from ..core.tasks import OperandsLike, as_operands
 
 
 def relation_grid(ckpt: Checkpoint, hi: int | None = None, points: int = 100) -> dict[str, np.ndarray]:
@@ -116,7 +116,9 @@ class ClassDistributions:
 
 
 @torch.inference_mode()
-def answer_probabilities(ckpt: Checkpoint, a, b) -> tuple[Int[Tensor, " k"], Float[Tensor, "k answer digit"]]:
+def answer_probabilities(
+    ckpt: Checkpoint, a: OperandsLike, b: OperandsLike
+) -> tuple[Int[Tensor, " k"], Float[Tensor, "k answer digit"]]:
     """The greedy answers and, at each answer position, the softmax over digits that chose it
     (along each input's own greedy path; hooked bridge forward, fixed-length formats)."""
     task = ckpt.task
@@ -131,7 +133,12 @@ def answer_probabilities(ckpt: Checkpoint, a, b) -> tuple[Int[Tensor, " k"], Flo
 
 
 def class_distributions(
-    ckpt: Checkpoint, a: int, b: int, members=None, k: int = 3, seed: int = 0
+    ckpt: Checkpoint,
+    a: int,
+    b: int,
+    members: tuple[OperandsLike, OperandsLike] | None = None,
+    k: int = 3,
+    seed: int = 0,
 ) -> ClassDistributions:
     """Probabilities for the ID pair ``(a, b)`` and its OOD members (given as ``(ma, mb)`` or drawn
     with :func:`ood_class_members`), and each member's total-variation distance
@@ -156,7 +163,14 @@ def class_distributions(
     return ClassDistributions(all_a, all_b, outputs, probs, df)
 
 
-def class_probability_figure(ckpt: Checkpoint, a: int, b: int, members=None, k: int = 3, seed: int = 0) -> go.Figure:
+def class_probability_figure(
+    ckpt: Checkpoint,
+    a: int,
+    b: int,
+    members: tuple[OperandsLike, OperandsLike] | None = None,
+    k: int = 3,
+    seed: int = 0,
+) -> go.Figure:
     """(b) One digits x answer-positions heatmap per input (representative first), then the
     total-variation distance of each member from the representative, per answer position."""
     d = class_distributions(ckpt, a, b, members, k, seed)

@@ -24,6 +24,9 @@ Every scheme runs through it (the bridge computes each scheme's own position IDs
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import pandas as pd
 
 from ..core import data
@@ -56,7 +59,7 @@ def operand_alignment(ckpt: Checkpoint, m: int, n: int = ALIGNMENT_N, seed: int 
     return out
 
 
-def alignment_summary(alignment: pd.DataFrame, n_digits: int) -> dict:
+def alignment_summary(alignment: pd.DataFrame, n_digits: int) -> dict[str, Any]:
     """The best head's ``aligned`` attention per digit, averaged below ``n_digits`` and from it up."""
     best = alignment.groupby("digit")["aligned"].max()
     low, high = best[best.index < n_digits], best[best.index >= n_digits]
@@ -67,7 +70,9 @@ def alignment_summary(alignment: pd.DataFrame, n_digits: int) -> dict:
     }
 
 
-def length_profile(ckpt: Checkpoint, ood_digits=None, n: int = 2000, seed: int = 0) -> pd.DataFrame:
+def length_profile(
+    ckpt: Checkpoint, ood_digits: Sequence[int] | None = None, n: int = 2000, seed: int = 0
+) -> pd.DataFrame:
     """One row per operand length m (the trained n, then each of ``ood_digits``, default n+1..W):
     ``exact, relation, coverage, coverage_lo, coverage_hi, separability_units, separability_first_ood,
     alignment_id, alignment_ood, alignment_by_digit``, indexed by m."""

@@ -19,7 +19,7 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import plotly.graph_objects as go
@@ -34,9 +34,10 @@ from ..core.errors import NotApplicable
 from ..core.labels import DEFAULT_LABEL, label_values, parse_label
 from ..core.positions import resolve_position
 from ..core.seeding import derive_seed
-from ..core.tasks import as_operands
-from .activations import DEFAULT_HOOK, Answers, collect, needs_answer_tokens
-from .pca import DEFAULT_K, PCAResult, fit_pca, flatten, residual_pca
+from ..core.tasks import OperandsLike, Task, as_operands
+from .activations import Answers, collect, needs_answer_tokens
+from .choices import DEFAULT_HOOK, DEFAULT_K
+from .pca import PCAResult, fit_pca, flatten, residual_pca
 
 
 @dataclass
@@ -72,7 +73,7 @@ class ProjectionResult:
     def differ(self) -> np.ndarray:
         return self.equivalent_labels != self.true_labels
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         d = self.differ
         nan = float("nan")
         return {
@@ -189,11 +190,11 @@ def ood_projection(
 
 
 def project(
-    task,
+    task: Task,
     id_acts: Float[np.ndarray, "n_id d"],
-    id_pairs,
+    id_pairs: tuple[OperandsLike, OperandsLike],
     ood_acts: Float[np.ndarray, "n_ood d"],
-    ood_pairs,
+    ood_pairs: tuple[OperandsLike, OperandsLike],
     hook: str,
     position: int,
     label: str,
@@ -206,6 +207,7 @@ def project(
     oa, ob = map(as_operands, ood_pairs)
     if len(oa) == 0:
         raise ValueError("no OOD pairs to project")
+    ra, rb = task.id_representative(oa, ob)
     y = label_values(task, ia, ib, label).numpy()
     if len(np.unique(y)) < 2:
         raise NotApplicable(
@@ -225,7 +227,7 @@ def project(
         y,
         ood_coords[:, : id_coords.shape[1]],
         assigned,
-        label_values(task, *task.id_representative(oa, ob), label).numpy(),
+        label_values(task, ra, rb, label).numpy(),
         label_values(task, oa, ob, label).numpy(),
         acc,
         sil,
@@ -246,7 +248,9 @@ PROJECTION_KEYS = (
 )
 
 
-def study_sets(task, n: int = 10_000, n_id: int = 2000, seed: int = 0) -> tuple[data.Pairs, data.Pairs]:
+def study_sets(
+    task: Task, n: int = 10_000, n_id: int = 2000, seed: int = 0
+) -> tuple[tuple[Int[Tensor, " n"], Int[Tensor, " n"]], tuple[Int[Tensor, " n_id"], Int[Tensor, " n_id"]]]:
     """The operand pairs of :func:`study_pca`: ``n`` random pairs with each operand in [0, 10^(n+1))
     (n + 1 as far as the format holds it), and ``n_id`` random ID pairs the OOD projection is fitted
     on, from their own stream (``derive_seed(seed, "study_pca", "id")``)."""
@@ -263,7 +267,7 @@ class StudyPCA(NamedTuple):
 
     pca: PCAResult
     projection: ProjectionResult | None
-    summary: dict
+    summary: dict[str, Any]
 
 
 def study_pca(

@@ -28,7 +28,7 @@ from ..core import data
 from ..core.errors import NotApplicable
 from ..core.positions import OPERANDS, check_digit, require_fixed_length, write_answers
 from ..core.seeding import generator
-from ..core.tasks import Task, as_operands, digit_at, with_digit
+from ..core.tasks import OperandsLike, Task, as_operands, digit_at, with_digit
 
 MAX_ROUNDS = 200
 
@@ -55,7 +55,7 @@ class PromptPairs:
         """Input positions where any clean and corrupted row differ."""
         return torch.nonzero((self.clean_tokens != self.corrupted_tokens).any(0)).squeeze(1).tolist()
 
-    def to(self, device) -> PromptPairs:
+    def to(self, device: torch.device | str) -> PromptPairs:
         return PromptPairs(
             self.task,
             self.clean_a,
@@ -80,13 +80,13 @@ def _tokens(task: Task, a: Tensor, b: Tensor, answer: Tensor | None = None) -> T
 
 def make_pairs(
     task: Task,
-    clean_a,
-    clean_b,
-    corrupted_a,
-    corrupted_b,
+    clean_a: OperandsLike,
+    clean_b: OperandsLike,
+    corrupted_a: OperandsLike,
+    corrupted_b: OperandsLike,
     description: str = "",
-    clean_answer=None,
-    corrupted_answer=None,
+    clean_answer: OperandsLike | None = None,
+    corrupted_answer: OperandsLike | None = None,
 ) -> PromptPairs:
     """Pairs from explicit operands; answers default to the true ones (teacher forcing)."""
     require_fixed_length(task)
@@ -110,7 +110,13 @@ def make_pairs(
 
 
 def change_operand_digit(
-    task: Task, n: int = 64, operand: str = "b", place: int = 0, seed: int = 0, a=None, b=None
+    task: Task,
+    n: int = 64,
+    operand: str = "b",
+    place: int = 0,
+    seed: int = 0,
+    a: OperandsLike | None = None,
+    b: OperandsLike | None = None,
 ) -> PromptPairs:
     """Corrupt one operand digit to a different random digit (ID operands unless ``a``/``b`` given)."""
     require_fixed_length(task)

@@ -31,8 +31,12 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 import torch
+from torch import Tensor
+from transformer_lens.tools.analysis.attribution_patching import Node
 
 from ..core import data
 from ..core.checkpoint import Checkpoint
@@ -42,7 +46,7 @@ from ..core.positions import answer_logit_pos, check_digit, require_fixed_length
 from ..core.seeding import generator
 from ..core.tasks import Task, digit_at, with_digit
 from .attribution import plain_forward_of
-from .discovery import circuit_metric_values
+from .discovery import Circuit, circuit_metric_values
 from .edge_forward import PairRuns
 from .edge_graph import EdgeGraph, node_label
 from .prompt_pairs import PromptPairs, make_pairs
@@ -78,7 +82,10 @@ def subtask_pairs(
         raise ValueError(f"operand must be 'a', 'b' or None, got {operand!r}")
     g = generator(seed, "subtask_pairs", subtask, k, operand or "either")
     a, b = data.random_pairs(task, 64 * n, g=g)  # UseSum9 keeps ~4% of random pairs
-    s = lambda place, x=a, y=b: digit_at(x, place) + digit_at(y, place)
+
+    def s(place: int, x: Tensor = a, y: Tensor = b) -> Tensor:
+        return digit_at(x, place) + digit_at(y, place)
+
     use_a = torch.rand(len(a), generator=g) < 0.5 if operand is None else torch.full(a.shape, operand == "a")
     if subtask in ("BaseAdd", "UseCarry1"):  # change a_k or b_k
         ok = (label_values(task, a, b, f"carry{k}") == 0 if k else a >= 0) if subtask == "BaseAdd" else s(k - 1) >= 10
@@ -104,7 +111,7 @@ def subtask_pairs(
 def node_necessity(
     ckpt: Checkpoint,
     digit: int,
-    nodes: list,
+    nodes: Sequence[Node | tuple[Node, ...]],
     n: int = 64,
     seed: int = 0,
     subtasks: tuple[str, ...] = SUBTASKS,
@@ -156,7 +163,9 @@ def node_necessity(
     return df
 
 
-def subtask_tags(ckpt: Checkpoint, circuit, n: int = 64, seed: int = 0, threshold: float = NECESSARY) -> pd.DataFrame:
+def subtask_tags(
+    ckpt: Checkpoint, circuit: Circuit, n: int = 64, seed: int = 0, threshold: float = NECESSARY
+) -> pd.DataFrame:
     """For each writer node of a discovered :class:`~mechinterp_arith.analysis.discovery.Circuit`,
     its necessity for each sub-task of the circuit's digit (wide: one column per family) and
     ``tags``, the families it is necessary for (necessity >= ``threshold``), strongest first."""

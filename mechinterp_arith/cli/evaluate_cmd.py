@@ -6,6 +6,7 @@ from .common import (
     add_checkpoint_arg,
     add_device_arg,
     add_json_arg,
+    add_quiet_arg,
     fmt,
     print_json,
     require_positive,
@@ -28,12 +29,23 @@ def register(sub) -> None:
         metavar="M",
         help="OOD operand lengths (default: n+1 when the format holds it)",
     )
-    p.add_argument("--n", type=int, default=None, help="samples per set (default: all 10,000 held-out; 10,000 OOD)")
+    p.add_argument(
+        "--n",
+        type=int,
+        default=None,
+        help="pairs per set (default: the checkpoint's whole held-out split, e.g. 10,000 for add3; 10,000 OOD pairs)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the OOD (and random ID) sets")
-    p.add_argument("--batch-size", type=int, default=4096)
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=4096,
+        help="pairs decoded at a time: memory grows with it, not --n (default 4,096)",
+    )
     add_json_arg(p)
+    add_quiet_arg(p)
     add_device_arg(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, start="scoring {checkpoint}")
 
 
 def run(args) -> int:
@@ -47,7 +59,9 @@ def run(args) -> int:
     if ood is None:
         m = default_ood_digits(ckpt.task)
         ood = [m] if m is not None else []
-    result = evaluate_checkpoint(ckpt, ood, n=args.n, seed=args.seed, batch_size=args.batch_size)
+    result = evaluate_checkpoint(
+        ckpt, ood, n=args.n, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet
+    )
     if args.json:
         print_json(result)
         return 0

@@ -14,7 +14,7 @@ def register(sub) -> None:
     )
     add_checkpoint_arg(p)
     add_json_arg(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, start="reading {checkpoint}")
 
 
 def summary(ckpt) -> dict:
@@ -39,6 +39,11 @@ def summary(ckpt) -> dict:
     }
 
 
+def number(value) -> str:
+    """A metric as people read it: 6 significant digits (``loss 2.57791e-05``, ``lr 0.0003``), ints as they are."""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
 def run(args) -> int:
     from ..core.checkpoint import load
 
@@ -55,7 +60,7 @@ def run(args) -> int:
         f"{m['act_fn']}, {m['positional']} positions, context {m['n_ctx']}, {m['n_params']:,} parameters"
     )
     if s["last_metrics"]:
-        print("last eval   " + ", ".join(f"{k} {v}" for k, v in s["last_metrics"].items()))
+        print("last eval   " + ", ".join(f"{k} {number(v)}" for k, v in s["last_metrics"].items()))
     if s["snapshot_steps"]:
         print(f"snapshots   {len(s['snapshot_steps'])} at steps {s['snapshot_steps']}")
     if s["source"]:

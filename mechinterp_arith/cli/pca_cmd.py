@@ -7,9 +7,8 @@ the position predicting the units digit, over 10,000 random pairs with each oper
 
 from __future__ import annotations
 
-from ..analysis.activations import DEFAULT_HOOK
-from ..analysis.pca import DEFAULT_K
-from ..core.labels import DEFAULT_LABEL, LABEL_HELP
+from ..analysis.choices import DEFAULT_HOOK, DEFAULT_K
+from ..core.choices import DEFAULT_LABEL, LABEL_HELP
 from .common import (
     add_checkpoint_arg,
     add_device_arg,
@@ -56,7 +55,7 @@ def register(sub) -> None:
     add_html_arg(p)
     add_json_arg(p)
     add_device_arg(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, start="PCA of {checkpoint}")
 
 
 def run(args) -> int:

@@ -13,6 +13,7 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,12 +21,12 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
+from .choices import MAX_SAMPLES
 from .errors import NotApplicable
 from .seeding import generator, rng
 from .tasks import Task, as_operands, digit_count
 
 Pairs = tuple[Int[Tensor, " n"], Int[Tensor, " n"]]
-MAX_SAMPLES = 100_000_000  # larger sets do not fit in memory on the machines this runs on
 
 
 @dataclass(frozen=True)
@@ -123,15 +124,15 @@ def mixed_length_pairs(task: Task, n: int, seed: int = 0) -> Pairs:
         chosen = keys.topk(n).indices
         return a[chosen], b[chosen]
     N = 10**task.digits
-    keys = np.zeros(0, dtype=np.int64)
+    drawn = np.zeros(0, dtype=np.int64)
     for _ in range(MIXED_DRAW_ROUNDS):
         lengths = torch.randint(1, task.digits + 1, (2, 2 * n), generator=g)
         a, b = ordered(task, _values_with_lengths(lengths[0], g), _values_with_lengths(lengths[1], g))
-        keys = np.concatenate([keys, (a * N + b).numpy()])
-        _, first = np.unique(keys, return_index=True)
-        keys = keys[np.sort(first)]  # distinct pairs, in the order they were drawn
-        if len(keys) >= n:
-            chosen = torch.from_numpy(keys[:n])
+        drawn = np.concatenate([drawn, (a * N + b).numpy()])
+        _, first = np.unique(drawn, return_index=True)
+        drawn = drawn[np.sort(first)]  # distinct pairs, in the order they were drawn
+        if len(drawn) >= n:
+            chosen = torch.from_numpy(drawn[:n])
             return chosen // N, chosen % N
     raise ValueError(f"could not draw {n:,} distinct mixed-length pairs of {task.name}; ask for fewer")
 
@@ -218,7 +219,7 @@ def require_ood_digits(task: Task, m: int | None = None) -> int:
     return check_ood_digits(task, [m])[0]
 
 
-def check_ood_digits(task: Task, ood_digits) -> list[int]:
+def check_ood_digits(task: Task, ood_digits: Iterable[int]) -> list[int]:
     """Validate OOD operand lengths: each m must satisfy n < m <= W (ValueError naming the bad one)."""
     ms = [int(m) for m in ood_digits]
     if not ms:
@@ -284,7 +285,7 @@ def random_pairs(
     return ordered(task, a, b)
 
 
-def class_members(task, a: int, b: int, k: int = 3, seed: int = 0) -> tuple[Int[Tensor, " k"], Int[Tensor, " k"]]:
+def class_members(task: Task, a: int, b: int, k: int = 3, seed: int = 0) -> tuple[Int[Tensor, " k"], Int[Tensor, " k"]]:
     """``k`` random OOD members ``(a + i·10^n, b + j·10^n)`` of the class of the ID pair ``(a, b)``,
     each with both operands longer than n digits, within the format's width."""
     N, W = 10**task.digits, task.width

@@ -35,8 +35,8 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from .model import model_device
 from .plain_attention import KVBuffer, Numbering
-from .plain_forward import PlainGPT, Segment, checked_plain_forward
-from .tasks import END, Task, as_operands, digits_of
+from .plain_forward import PlainCache, PlainGPT, Segment, checked_plain_forward
+from .tasks import END, OperandsLike, Task, as_operands, digits_of
 
 DEFAULT_BATCH = 4096  # rows a bridge forward pass: memory is bounded by this, not by the set size
 PATHS = ("auto", "kv", "bridge")
@@ -53,7 +53,12 @@ class Generation:
 
 
 def generate(
-    model: TransformerBridge, task: Task, a, b, batch_size: int = DEFAULT_BATCH, path: str = "auto"
+    model: TransformerBridge,
+    task: Task,
+    a: OperandsLike,
+    b: OperandsLike,
+    batch_size: int = DEFAULT_BATCH,
+    path: str = "auto",
 ) -> Generation:
     """The model's greedy answers to ``a op b``; inputs on any device, outputs on the CPU.
 
@@ -101,7 +106,7 @@ def _plain_for(model: TransformerBridge, task: Task, a: Tensor, b: Tensor) -> Pl
 @torch.inference_mode()
 def greedy_tokens(
     model: TransformerBridge, prompt: Int[Tensor, "batch prompt"], n_new: int
-) -> Int[Tensor, "batch prompt+n_new"]:
+) -> Int[Tensor, "batch prompt_and_new"]:
     """Append ``n_new`` greedily chosen tokens to each prompt row through the bridge (no KV cache)."""
     tokens = prompt
     for _ in range(n_new):
@@ -110,7 +115,7 @@ def greedy_tokens(
     return tokens
 
 
-def _bridge_fixed(model: TransformerBridge, task: Task, a, b, batch_size: int) -> Generation:
+def _bridge_fixed(model: TransformerBridge, task: Task, a: Tensor, b: Tensor, batch_size: int) -> Generation:
     device = model_device(model)
     answers, rows = [], []
     for i in range(0, len(a), batch_size):
@@ -125,7 +130,7 @@ def _bridge_fixed(model: TransformerBridge, task: Task, a, b, batch_size: int) -
     return Generation(torch.cat(answers), torch.cat(rows))
 
 
-def _bridge_variable(model: TransformerBridge, task: Task, a, b, batch_size: int) -> Generation:
+def _bridge_variable(model: TransformerBridge, task: Task, a: Tensor, b: Tensor, batch_size: int) -> Generation:
     device = model_device(model)
     tokens, starts = task.encode_batch(a, b)
     answers = torch.full((len(a),), -1, dtype=torch.long)
@@ -166,7 +171,7 @@ def shared_prefix_split(
     """
     N, P = prompt.shape
     key = torch.zeros(N, dtype=torch.long, device=prompt.device)
-    best = (N * P, 0, None)
+    best: tuple[int, int, Tensor | None] = (N * P, 0, None)
     for s in range(1, P):
         if vocab**s >= _KEY_LIMIT:
             break
@@ -176,7 +181,7 @@ def shared_prefix_split(
         if cost < best[0]:
             best = (cost, s, inverse)
     _, s, inverse = best
-    if not s:
+    if not s or inverse is None:
         return 0, None, None
     first = torch.full((int(inverse.max()) + 1,), N, dtype=torch.long, device=prompt.device)
     first.scatter_reduce_(0, inverse, torch.arange(N, device=prompt.device), reduce="amin")
@@ -205,7 +210,7 @@ def kv_greedy(
     return_logits: bool = False,
     plain: PlainGPT | None = None,
     rows: int = DECODE_ROWS,
-) -> tuple[Int[Tensor, "batch prompt+n_new"], Float[Tensor, "batch n_new vocab"] | None]:
+) -> tuple[Int[Tensor, "batch prompt_and_new"], Float[Tensor, "batch n_new vocab"] | None]:
     """Greedy continuation of each prompt row with a key/value cache.
 
     Returns ``(tokens, logits)``: the prompt with ``n_new`` tokens appended, and (when
@@ -225,7 +230,8 @@ def kv_greedy(
     numbering = plain.numbering(torch.cat([prompt, prompt.new_zeros(N, n_new - 1)], 1))
     s, inverse, first = shared_prefix_split(*position_symbols(prompt, numbering, plain.embed.shape[0]))
     if s:  # keys/values of the shared prefix positions, once per distinct prefix
-        cache: dict = {}
+        assert first is not None  # s > 0: shared_prefix_split returned the groups
+        cache: PlainCache = {}
         shared = numbering.take(first)
         x = plain.embed_tokens(prompt[first, :s], ids=None if shared.ids is None else shared.ids[:, :s])
         plain.blocks(x, cache=cache, last_only=True, numbering=shared)
@@ -237,6 +243,7 @@ def kv_greedy(
         own = numbering.take(torch.arange(i, i + B, device=prompt.device))
         past = KVBuffer(plain.L, B, plain.H, T, plain.dh, prompt.device, plain.embed.dtype)
         if s:
+            assert inverse is not None  # s > 0: shared_prefix_split returned the groups
             idx = inverse[i : i + rows]
             for j, (k, v) in enumerate(prefix_kv):
                 past.keys[j][:, :, :s] = k[idx]
@@ -244,17 +251,17 @@ def kv_greedy(
         x = plain.embed_tokens(chunk[:, s:], s, ids=None if own.ids is None else own.ids[:, s:P])
         x = plain.blocks(x, Segment(start=s, past=past), last_only=True, numbering=own)
         new, kept = [], []
-        for k in range(n_new):
+        for step in range(n_new):
             last = plain.logits(x[:, -1])
             tok = last.argmax(-1)
             new.append(tok)
             if return_logits:
                 kept.append(last)
-            if k < n_new - 1:
+            if step < n_new - 1:
                 x = plain.embed_tokens(
-                    tok[:, None], P + k, ids=None if own.ids is None else own.ids[:, P + k : P + k + 1]
+                    tok[:, None], P + step, ids=None if own.ids is None else own.ids[:, P + step : P + step + 1]
                 )
-                x = plain.blocks(x, Segment(start=P + k, past=past), numbering=own)
+                x = plain.blocks(x, Segment(start=P + step, past=past), numbering=own)
         out_tokens.append(torch.cat([chunk, torch.stack(new, dim=1)], dim=1))
         if return_logits:
             out_logits.append(torch.stack(kept, dim=1))
@@ -267,7 +274,9 @@ def kv_greedy(
     return out, logits
 
 
-def _redo_renumbered(model, plain: PlainGPT, out: Tensor, logits: Tensor | None, numbering: Numbering, P: int) -> None:
+def _redo_renumbered(
+    model: TransformerBridge, plain: PlainGPT, out: Tensor, logits: Tensor | None, numbering: Numbering, P: int
+) -> None:
     """Rows whose decoded tokens changed their own position IDs (a digit-less answer token that the
     rule reads as a separator, from an untrained model) decoded again through the bridge, in place."""
     T = out.shape[1] - 1

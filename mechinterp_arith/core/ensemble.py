@@ -9,6 +9,11 @@ trains that seed alone. ``OUT/ensemble.json`` holds every seed's history and a s
 writes its seeds to their own directories, ``seed_dirs``, and records a seed that fails instead of
 raising, ``keep_going``.)
 
+``OUT`` follows the ownership rules of a single run's directory (:func:`prepare_ensemble_dir`):
+an ensemble of these settings is resumed, anything else that is ours (a single-model checkpoint,
+another ensemble, a partial one) is replaced only with ``overwrite`` and then atomically, and a
+folder of other things is never touched.
+
 >>> from mechinterp_arith import Task, ModelConfig, TrainConfig
 >>> task = Task("add", 3)
 >>> ens = train_ensemble(task, ModelConfig.for_task(task), TrainConfig(target_accuracy=1.0),
@@ -21,16 +26,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import re
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
 
-from .files import atomic_write_text
-from .locks import exclusive
+from .checkpoint import OWN_FILES, CheckpointError, read_json, recover_dir
+from .dirswap import replace_dir, staging_dir
+from .files import atomic_write_text, strict_json
+from .locks import exclusive, output_path
 from .model import ModelConfig
 from .tasks import Task
 from .threads import thread_limit
@@ -40,6 +49,8 @@ from .train_loop import Callback, TrainingRun, TrainResult, prepare_data, start_
 from .train_state import with_out_dir_lock
 
 ENSEMBLE_JSON = "ensemble.json"
+SEED_DIR = re.compile(r"seed_\d+")
+MAX_SEEDS = 256  # 100,000 seeds ran out of file descriptors (one lock file each)
 SCORES = ("id_exact", "ood_exact", "held_out_exact")
 
 
@@ -53,17 +64,24 @@ def seed_configs(model_config: ModelConfig, train_config: TrainConfig, seed: int
     return dataclasses.replace(model_config, seed=seed), dataclasses.replace(train_config, seed=seed)
 
 
-def check_seeds(seeds: Sequence[int]) -> list[int]:
-    """The seeds as a list; ValueError for none, a repeat, or a value that is not an int >= 0."""
-    seeds = list(seeds)
-    if not seeds:
+def check_seeds(seeds: Iterable[object]) -> list[int]:
+    """The seeds as a list; ValueError for none, more than :data:`MAX_SEEDS`, a repeat, or a value
+    that is not an int >= 0 (any values are accepted and checked here: they come from users)."""
+    given = list(seeds)
+    if not given:
         raise ValueError("seeds must name at least one seed")
-    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+    if len(given) > MAX_SEEDS:
+        raise ValueError(
+            f"at most {MAX_SEEDS} seeds train together (each holds a model, its optimizer and an open lock "
+            f"file), got {len(given):,}; train larger ensembles in parts (a sweep splits them for you)"
+        )
+    bad = [s for s in given if isinstance(s, bool) or not isinstance(s, int) or s < 0]
     if bad:
         raise ValueError(f"seeds are integers >= 0, got {bad[0]!r}")
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct, got {seeds}")
-    return seeds
+    checked = [s for s in given if isinstance(s, int)]
+    if len(set(checked)) != len(checked):
+        raise ValueError(f"seeds must be distinct, got {checked}")
+    return checked
 
 
 @dataclass
@@ -129,16 +147,22 @@ def train_ensemble(
             raise ValueError("give out_dir (OUT/seed_S) or seed_dirs (one directory per seed), not both")
         if len(seed_dirs) != len(seeds):
             raise ValueError(f"seed_dirs names {len(seed_dirs)} directories for {len(seeds)} seeds")
-        dirs = dict(zip(seeds, map(Path, seed_dirs)))
-    else:
-        dirs = {s: None if out_dir is None else seed_dir(out_dir, s) for s in seeds}
     errors: dict[int, BaseException] = {}
     with thread_limit(threads), contextlib.ExitStack() as locks:
+        if seed_dirs is not None:
+            dirs: dict[int, Path | None] = dict(zip(seeds, map(output_path, seed_dirs)))
+        elif out_dir is not None:
+            out_dir = output_path(out_dir)  # links resolved
+            prepare_ensemble_dir(out_dir, ensemble_settings(task, model_config, train_config), overwrite)
+            dirs = {s: seed_dir(out_dir, s) for s in seeds}
+        else:
+            dirs = dict.fromkeys(seeds)
         runs: dict[int, TrainingRun] = {}
         for s in seeds:
             try:
-                if dirs[s] is not None:
-                    locks.enter_context(exclusive(dirs[s]))
+                run_dir = dirs[s]
+                if run_dir is not None:
+                    locks.enter_context(exclusive(run_dir))
                 runs[s] = _seed_run(task, model_config, train_config, s, dirs[s], resume, overwrite)
             except Exception as e:
                 if not keep_going:
@@ -185,6 +209,63 @@ def _seed_run(
     return run
 
 
+def ensemble_settings(task: Task, model_config: ModelConfig, train_config: TrainConfig) -> dict[str, Any]:
+    """What ``ensemble.json`` records of the settings shared by its seeds (seeds left out)."""
+    return {
+        "task": task.to_dict(),
+        "model": {**model_config.to_dict(), "seed": None},
+        "training": {**train_config.to_dict(), "seed": None},
+    }
+
+
+def prepare_ensemble_dir(out: Path, settings: dict[str, Any], overwrite: bool) -> None:
+    """Make the ensemble directory ``out`` ready (hold its lock). Kept as it is: nothing, an ensemble
+    of these ``settings``, or seed folders of an interrupted one (each seed's run then resumes, is kept
+    when finished, or refuses other settings). Replaced only with ``overwrite``, atomically (the old
+    contents or none, never a mix): a single-model checkpoint or training run, an ensemble of other
+    settings; with ``overwrite`` an ensemble of these settings starts over too. Anything else is
+    refused (CheckpointError naming it)."""
+    recover_dir(out)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise CheckpointError(f"{out} is a file; an ensemble is a directory: choose another output")
+    names = {p.name for p in out.iterdir() if not p.name.startswith(".")}
+    seeds = {n for n in names if SEED_DIR.fullmatch(n)}
+    foreign = sorted(names - seeds - OWN_FILES - {ENSEMBLE_JSON})
+    if foreign:
+        raise CheckpointError(
+            f"{out} holds {foreign[0]!r}, which is not part of an ensemble; refusing to replace it: "
+            f"choose a new or empty directory"
+        )
+    if not names:
+        return
+    if names & OWN_FILES:
+        what = "a single-model checkpoint or training run (--seeds writes seed_S/ and ensemble.json)"
+    elif ENSEMBLE_JSON in names:
+        recorded = _recorded_settings(out / ENSEMBLE_JSON)
+        if recorded == json.loads(strict_json(settings)) and not overwrite:
+            return  # this ensemble: its members resume, or are kept when finished
+        what = "the ensemble of other settings" if recorded is not None else "an unreadable ensemble.json"
+    elif not overwrite:
+        return  # an interrupted ensemble: each member resumes (or refuses other settings)
+    else:
+        what = "an interrupted ensemble"
+    if not overwrite:
+        raise CheckpointError(
+            f"{out} holds {what}; pass overwrite=True (CLI: --overwrite) to replace it, or choose another output"
+        )
+    replace_dir(staging_dir(out), out)  # atomically empty: the old contents or nothing, never a mix
+
+
+def _recorded_settings(file: Path) -> dict[str, Any] | None:
+    try:
+        doc = read_json(file)
+        return {key: doc[key] for key in ("task", "model", "training")}
+    except (CheckpointError, KeyError, TypeError):
+        return None
+
+
 def write_ensemble_json(
     out_dir: Path,
     task: Task,
@@ -203,9 +284,7 @@ def write_ensemble_json(
             summary[key] = {"best": max(values), "median": statistics.median(values), "worst": min(values)}
     doc = {
         "format_version": 1,
-        "task": task.to_dict(),
-        "model": {**model_config.to_dict(), "seed": None},
-        "training": {**train_config.to_dict(), "seed": None},
+        **ensemble_settings(task, model_config, train_config),
         "seeds": [m.cfg.seed for m in runs],
         "command": command,
         "summary": summary,

@@ -14,46 +14,85 @@ checked without generating by :func:`~mechinterp_arith.core.decoding.greedy_matc
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 import pandas as pd
+import torch
 from jaxtyping import Int
 from torch import Tensor
+from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
 from . import data
 from .checkpoint import Checkpoint
 from .decoding import DEFAULT_BATCH, generate, greedy_matches
-from .tasks import Task, as_operands, digit_count
+from .tasks import OperandsLike, Task, as_operands, digit_count
 from .train_config import TrainConfig
 
 Pairs = tuple[Int[Tensor, " n"], Int[Tensor, " n"]]
 
 
-def score(task: Task, predicted: Int[Tensor, " batch"], target: Int[Tensor, " batch"]) -> dict:
+def score(task: Task, predicted: Int[Tensor, " batch"], target: Int[Tensor, " batch"]) -> dict[str, Any]:
     """Exact match and per-digit accuracy (digit 0 = units) of integer answers."""
-    n = len(target)
-    if n == 0:
+    if len(target) == 0:
         return {"n": 0, "exact": float("nan"), "per_digit": []}
+    return scores_of(len(target), *correct_counts(task, predicted, target))
+
+
+def correct_counts(
+    task: Task, predicted: Int[Tensor, " batch"], target: Int[Tensor, " batch"]
+) -> tuple[int, Int[Tensor, " digit"]]:
+    """How many answers are exact, and how many are right in each answer digit (units first)."""
     pred_digits, true_digits = task.answer_digits(predicted), task.answer_digits(target)
-    correct = (pred_digits == true_digits) & (pred_digits >= 0)
-    return {
-        "n": n,
-        "exact": round((predicted == target).double().mean().item(), 6),
-        "per_digit": [round(x, 6) for x in correct.double().mean(0).tolist()],
-    }
+    return int((predicted == target).sum()), ((pred_digits == true_digits) & (pred_digits >= 0)).sum(0)
 
 
-def accuracy(model: TransformerBridge, task: Task, a, b, batch_size: int = DEFAULT_BATCH) -> dict:
-    """``{"n", "exact", "per_digit"}`` of the model's greedy answers against the true ones."""
+def scores_of(n: int, exact: int, correct: Int[Tensor, " digit"]) -> dict[str, Any]:
+    """``{"n", "exact", "per_digit"}`` from the counts of :func:`correct_counts` over ``n`` pairs."""
+    return {"n": n, "exact": round(exact / n, 6), "per_digit": [round(x / n, 6) for x in correct.tolist()]}
+
+
+def accuracy(
+    model: TransformerBridge,
+    task: Task,
+    a: OperandsLike,
+    b: OperandsLike,
+    batch_size: int = DEFAULT_BATCH,
+    progress: tqdm[Any] | None = None,
+) -> dict[str, Any]:
+    """``{"n", "exact", "per_digit"}`` of the model's greedy answers against the true ones.
+
+    Decoded and scored ``batch_size`` pairs at a time: memory is bounded by ``batch_size``, not by
+    the number of pairs (the same figures as scoring all at once). ``progress``: a tqdm bar the
+    pairs done are added to."""
     a, b = as_operands(a), as_operands(b)
-    predicted = generate(model, task, a, b, batch_size).answers
-    return score(task, predicted, task.apply(a, b))
+    if len(a) == 0:
+        return score(task, a, b)
+    exact, correct = 0, torch.zeros(task.answer_width, dtype=torch.long)
+    for i in range(0, len(a), batch_size):
+        ca, cb = a[i : i + batch_size], b[i : i + batch_size]
+        chunk_exact, chunk_correct = correct_counts(
+            task, generate(model, task, ca, cb, batch_size).answers, task.apply(ca, cb)
+        )
+        exact, correct = exact + chunk_exact, correct + chunk_correct
+        if progress is not None:
+            progress.update(len(ca))
+    return scores_of(len(a), exact, correct)
 
 
-def answer_rates(model: TransformerBridge, task: Task, a, b, answers: Int[Tensor, " batch"] | None = None) -> dict:
+def answer_rates(
+    model: TransformerBridge | None,
+    task: Task,
+    a: OperandsLike,
+    b: OperandsLike,
+    answers: Int[Tensor, " batch"] | None = None,
+) -> dict[str, Any]:
     """``{"n", "exact", "equivalent"}``: the share of greedy answers equal to the true answer and to the
     study's OOD rule (:meth:`~mechinterp_arith.core.tasks.Task.equivalent_answer`, e.g. (a mod 10^3) +
     (b mod 10^3)). ``answers``: the greedy answers when already decoded; else they are checked by
-    teacher forcing (:func:`~mechinterp_arith.core.decoding.greedy_matches`, no generation).
+    teacher forcing (:func:`~mechinterp_arith.core.decoding.greedy_matches`, no generation), and
+    ``model`` may be None only when ``answers`` is given.
 
     >>> from mechinterp_arith import load, data
     >>> ckpt = load("add3")
@@ -64,6 +103,8 @@ def answer_rates(model: TransformerBridge, task: Task, a, b, answers: Int[Tensor
     a, b = as_operands(a), as_operands(b)
     truth, rule = task.apply(a, b), task.equivalent_answer(a, b)
     if answers is None:
+        if model is None:
+            raise ValueError("answer_rates needs a model or the decoded answers")
         exact, equivalent = greedy_matches(model, task, a, b, [truth, rule])
     else:
         answers = as_operands(answers)
@@ -77,12 +118,19 @@ def answer_rates(model: TransformerBridge, task: Task, a, b, answers: Int[Tensor
 
 
 def accuracy_by_length(
-    model: TransformerBridge, task: Task, a, b, batch_size: int = DEFAULT_BATCH
-) -> dict[tuple[int, int], dict]:
+    model: TransformerBridge, task: Task, a: OperandsLike, b: OperandsLike, batch_size: int = DEFAULT_BATCH
+) -> dict[tuple[int, int], dict[str, Any]]:
     """Per ``(digits of a, digits of b)`` cell present in the set: :func:`score` of the greedy answers
-    plus ``equivalent``, the share following the study's OOD rule (:func:`answer_rates`)."""
+    (decoded ``batch_size`` pairs at a time) plus ``equivalent``, the share following the study's OOD
+    rule (:func:`answer_rates`)."""
     a, b = as_operands(a), as_operands(b)
-    predicted = generate(model, task, a, b, batch_size).answers
+    predicted = torch.cat(
+        [
+            generate(model, task, a[i : i + batch_size], b[i : i + batch_size], batch_size).answers
+            for i in range(0, len(a), batch_size)
+        ]
+        or [torch.zeros(0, dtype=torch.long)]
+    )
     target = task.apply(a, b)
     la, lb = digit_count(a), digit_count(b)
     out = {}
@@ -123,7 +171,7 @@ def eval_sets(ckpt: Checkpoint, n: int, seed: int = 0) -> dict[str, Pairs]:
     return sets
 
 
-def snapshot_scores(ckpt: Checkpoint, n: int = 1000, seed: int = 0, steps=None) -> pd.DataFrame:
+def snapshot_scores(ckpt: Checkpoint, n: int = 1000, seed: int = 0, steps: Iterable[int] | None = None) -> pd.DataFrame:
     """Every training snapshot (``steps``, default all) and the final model (when its step is no
     snapshot) re-scored on :func:`eval_sets`: one row per step with ``id_exact``, and ``ood_exact``
     and ``ood_equivalent`` (the share of OOD answers following the study's rule) when the format
@@ -136,7 +184,7 @@ def snapshot_scores(ckpt: Checkpoint, n: int = 1000, seed: int = 0, steps=None) 
     sets = eval_sets(ckpt, n, seed)
     available = ckpt.snapshot_steps()
     steps = available if steps is None else list(steps)
-    models = [(s, None) for s in steps]
+    models: list[tuple[int, TransformerBridge | None]] = [(s, None) for s in steps]
     final_step = int(ckpt.history[-1]["step"]) if ckpt.history else None
     if steps == available and final_step is not None and final_step not in steps:
         models.append((final_step, ckpt.model))
@@ -152,26 +200,37 @@ def snapshot_scores(ckpt: Checkpoint, n: int = 1000, seed: int = 0, steps=None) 
 
 
 def evaluate_checkpoint(
-    ckpt: Checkpoint, ood_digits: list[int] = (), n: int | None = None, seed: int = 0, batch_size: int = DEFAULT_BATCH
-) -> dict:
+    ckpt: Checkpoint,
+    ood_digits: Sequence[int] = (),
+    n: int | None = None,
+    seed: int = 0,
+    batch_size: int = DEFAULT_BATCH,
+    progress: bool = False,
+) -> dict[str, Any]:
     """The ``mechinterp-arith evaluate --json`` object: ID and per-length OOD accuracy.
 
     ``n`` caps the ID set and sizes each OOD set (default 10,000); OOD key ``"m"`` means both
     operands have exactly m digits; each must be longer than the trained length (``data.check_ood_digits``).
+    Memory is bounded by ``batch_size`` (:func:`accuracy`). ``progress``: a progress bar of the
+    pairs scored on stderr (on a terminal).
     """
     if n is not None:
         data.check_count(n, "n")
     ms = data.check_ood_digits(ckpt.task, ood_digits) if ood_digits else []
     a, b, source = held_out_pairs(ckpt, n, seed)
-    result = {
-        "checkpoint": str(ckpt.path) if ckpt.path is not None else ckpt.name,
-        "task": ckpt.task.name,
-        "format": ckpt.task.format,
-        "train_digits": ckpt.task.digits,
-        "id": {**accuracy(ckpt.model, ckpt.task, a, b, batch_size), "source": source},
-        "ood": {},
-    }
-    for m in ms:
-        oa, ob = data.ood_both(ckpt.task, m, 10_000 if n is None else n, seed=seed)
-        result["ood"][str(m)] = accuracy(ckpt.model, ckpt.task, oa, ob, batch_size)
+    n_ood = 10_000 if n is None else n
+    with tqdm(
+        total=len(a) + n_ood * len(ms), desc=f"evaluate {ckpt.name}", unit="pair", disable=None if progress else True
+    ) as bar:
+        result: dict[str, Any] = {
+            "checkpoint": str(ckpt.path) if ckpt.path is not None else ckpt.name,
+            "task": ckpt.task.name,
+            "format": ckpt.task.format,
+            "train_digits": ckpt.task.digits,
+            "id": {**accuracy(ckpt.model, ckpt.task, a, b, batch_size, bar), "source": source},
+            "ood": {},
+        }
+        for m in ms:
+            oa, ob = data.ood_both(ckpt.task, m, n_ood, seed=seed)
+            result["ood"][str(m)] = accuracy(ckpt.model, ckpt.task, oa, ob, batch_size, bar)
     return result

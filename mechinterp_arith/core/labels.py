@@ -24,12 +24,9 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from .choices import DEFAULT_LABEL as DEFAULT_LABEL  # re-exported: labels are documented here
+from .choices import LABEL_HELP
 from .tasks import Task, as_operands, digit_at
-
-DEFAULT_LABEL = "units"
-LABEL_HELP = (
-    "a<i>, b<i> (operand digit, 0 = units), ans<k> or units (result digit), carry<k> (k >= 1), mod<j> (result mod 10^j)"
-)
 
 
 def parse_label(task: Task, spec: str) -> tuple[str, int]:

@@ -58,7 +58,9 @@ class Numbering:
         (i1, v1), (i2, v2) = self._dense(other, n_pos), other._dense(self, n_pos)
         return (i1 != i2).any(1) | (v1 != v2).any(1)
 
-    def differences(self, other: Numbering, n_pos: int, device) -> tuple[Bool[Tensor, " pos"], Bool[Tensor, " pos"]]:
+    def differences(
+        self, other: Numbering, n_pos: int, device: torch.device
+    ) -> tuple[Bool[Tensor, " pos"], Bool[Tensor, " pos"]]:
         """Per position ``0..n_pos-1``: whether some row gives it another ID, and whether some row
         hides it in one numbering and not in the other (``other`` numbers the same rows)."""
         if self.trivial and other.trivial:
@@ -82,7 +84,7 @@ class Numbering:
         """``n`` copies of every row, copy-major (rows ``s*B .. s*B+B-1`` are copy ``s``)."""
         return Numbering(*(None if t is None else t.repeat(n, 1) for t in (self.ids, self.visible)))
 
-    def ids_at(self, start: int, stop: int, device) -> Int[Tensor, "rows_or_1 q"]:
+    def ids_at(self, start: int, stop: int, device: torch.device) -> Int[Tensor, "rows_or_1 q"]:
         """The IDs of positions ``start..stop-1`` ([1, q] when they are the positions themselves)."""
         if self.ids is None:
             return torch.arange(start, stop, device=device).unsqueeze(0)
@@ -97,11 +99,11 @@ class Rotary:
     """Rotary position embedding with the bridge's tables: rotates the first ``rotary_dim`` features
     of each head by the angles of each token's position ID (adjacent pairs rotate together)."""
 
-    def __init__(self, cos: Float[Tensor, "n_ctx rd"], sin: Float[Tensor, "n_ctx rd"]):
+    def __init__(self, cos: Float[Tensor, "n_ctx rd"], sin: Float[Tensor, "n_ctx rd"]) -> None:
         self.cos, self.sin, self.dim = cos, sin, cos.shape[-1]
 
     @classmethod
-    def of(cls, model) -> Rotary | None:
+    def of(cls, model: torch.nn.Module) -> Rotary | None:
         """The rotary tables of a bridge built with ``boot_native`` (None when it has none)."""
         native = getattr(getattr(model, "original_model", None), "rotary", None)
         if native is None:
@@ -139,13 +141,13 @@ def softmax_(scores: Float[Tensor, "... keys"]) -> Float[Tensor, "... keys"]:
     return scores.div_(total)
 
 
-def future(n_q: int, n_k: int, device, offset: int = 0) -> Bool[Tensor, "q k"]:
+def future(n_q: int, n_k: int, device: torch.device, offset: int = 0) -> Bool[Tensor, "q k"]:
     """[n_q, n_k] True where key position > query position (query i sits at ``offset + i``)."""
     return torch.ones(n_q, n_k, dtype=torch.bool, device=device).triu(offset + 1)
 
 
 def hidden_keys(
-    n_q: int, visible: Bool[Tensor, "rows keys"] | None, n_k: int, device, offset: int = 0
+    n_q: int, visible: Bool[Tensor, "rows keys"] | None, n_k: int, device: torch.device, offset: int = 0
 ) -> Bool[Tensor, "rows_or_1 1 q keys"]:
     """Keys a query may not read: later positions, and keys ``visible`` hides (per row)."""
     hide = future(n_q, n_k, device, offset)[None, None]
@@ -174,10 +176,10 @@ def masked_pattern(
 
 def causal_attention(
     q: Float[Tensor, "rows head q d_head"],
-    k: Float[Tensor, "rows head q d_head"],
-    v: Float[Tensor, "rows head q d_head"],
+    k: Float[Tensor, "rows head keys d_head"],
+    v: Float[Tensor, "rows head keys d_head"],
     scale: float,
-    visible: Bool[Tensor, "rows q"] | None = None,
+    visible: Bool[Tensor, "rows keys"] | None = None,
 ) -> Float[Tensor, "rows head q d_head"]:
     """Causal attention over the keys of positions ``0..k-1`` of queries at the last ``q`` of them
     (usually all), keys hidden where ``visible`` is False."""
@@ -199,7 +201,7 @@ class SharedPrefix:
         values: dict[int, Tensor],
         variants: int = 1,
         rows: Int[Tensor, " stacked"] | None = None,
-    ):
+    ) -> None:
         self.keys, self.values, self.variants, self.rows = keys, values, variants, rows
 
     def attend(
@@ -245,7 +247,16 @@ class SharedPrefix:
 class KVBuffer:
     """Per-row key/value buffers ``[B, H, T, dh]`` per layer; each call writes its new positions."""
 
-    def __init__(self, n_layers: int, batch: int, n_heads: int, length: int, d_head: int, device, dtype):
+    def __init__(
+        self,
+        n_layers: int,
+        batch: int,
+        n_heads: int,
+        length: int,
+        d_head: int,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> None:
         shape = (batch, n_heads, length, d_head)
         self.keys = [torch.empty(shape, device=device, dtype=dtype) for _ in range(n_layers)]
         self.values = [torch.empty(shape, device=device, dtype=dtype) for _ in range(n_layers)]

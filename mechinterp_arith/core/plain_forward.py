@@ -33,10 +33,11 @@ import math
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
@@ -71,13 +72,16 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "silu": F.silu,
 }
 
-Patch = Callable[[str, int, Tensor], None]
+# ``patch(point, layer, t)``: t is the activation, or (attn_out, z) for the point "result"
+Patch = Callable[[str, int, Any], None]
+# activations collected by a forward, keyed (point, layer)
+PlainCache = dict[tuple[str, int], Tensor]
 """``patch(point, layer, activation)``: edits a plain-forward activation in place."""
 
 
-def unsupported_reasons(model: TransformerBridge) -> list[str]:
+def unsupported_reasons(model: torch.nn.Module) -> list[str]:
     """Why :class:`PlainGPT` cannot run this model (empty when it can)."""
-    cfg = model.cfg
+    cfg: Any = model.cfg
     sd_keys = set(model.state_dict().keys())
     reasons = []
     positional = getattr(cfg, "positional_embedding_type", "standard")
@@ -123,7 +127,7 @@ class PlainGPT:
     cannot run (see :func:`unsupported_reasons`).
     """
 
-    def __init__(self, model):
+    def __init__(self, model: TransformerBridge) -> None:
         reasons = unsupported_reasons(model)
         if reasons:
             raise NotImplementedError(", ".join(reasons))
@@ -131,7 +135,7 @@ class PlainGPT:
         with torch.inference_mode(False), torch.no_grad():
             self._read_weights(model)
 
-    def _read_weights(self, model) -> None:
+    def _read_weights(self, model: TransformerBridge) -> None:
         cfg = model.cfg
         sd = {k: v.detach() for k, v in model.state_dict().items()}
         self.L, self.H, self.dh, self.D = cfg.n_layers, cfg.n_heads, cfg.d_head, cfg.d_model
@@ -147,12 +151,15 @@ class PlainGPT:
         self.embed, self.pos = sd["embed.weight"], sd.get("pos_embed.weight")  # no table: rotary
         self.rotary = Rotary.of(model) if cfg.positional_embedding_type == "rotary" else None
         self.rule = position_rule(model)
-        self._numbered: tuple | None = None
+        self._numbered: tuple[Tensor, Numbering] | None = None
         self.n_ctx = int(cfg.n_ctx)
         self.layers = []
         for l in range(cfg.n_layers):
             p = f"blocks.{l}."
-            w = lambda name, p=p: sd[p + name]
+
+            def w(name: str, p: str = p) -> Tensor:
+                return sd[p + name]
+
             qkv = [w(f"attn.{x}.weight") for x in "qkv"]
             self.layers.append(
                 {
@@ -185,16 +192,16 @@ class PlainGPT:
             return Numbering()
         last = self._numbered
         same = last is not None and last[0].shape == tokens.shape and last[0].device == tokens.device
-        if not (same and torch.equal(last[0], tokens)):
+        if last is None or not (same and torch.equal(last[0], tokens)):
             with torch.inference_mode(False):  # normal tensors: gradients may be taken through their uses
                 self._numbered = last = (tokens.clone(), Numbering.of(*self.rule.numbering(tokens)))
         return last[1]  # the last tokens' again (the sweeps of a patching session share their inputs)
 
     def embed_tokens(
-        self, tokens: Int[Tensor, "batch pos"], start: int = 0, ids: Int[Tensor, "batch pos"] | None = None
+        self, tokens: Int[Tensor, "batch pos"], start: int = 0, ids: Int[Tensor, "#batch pos"] | None = None
     ) -> Float[Tensor, "batch pos d_model"]:
         """Token plus positional embedding of ``tokens`` placed at positions ``start..``, with
-        position IDs ``ids`` (default: the positions themselves); rotary models add no table."""
+        position IDs ``ids`` ([batch or 1, pos]; default: the positions themselves); rotary models add no table."""
         end = start + tokens.shape[1]
         if end > self.context:
             raise ValueError(f"input length {end} exceeds the model's context of {self.context} positions")
@@ -203,11 +210,11 @@ class PlainGPT:
         return self.embed[tokens] + (self.pos[start:end] if ids is None else self.pos[ids])
 
     @torch.inference_mode()
-    def run(self, tokens: Int[Tensor, "batch pos"]) -> tuple[Float[Tensor, "batch pos vocab"], dict]:
+    def run(self, tokens: Int[Tensor, "batch pos"]) -> tuple[Float[Tensor, "batch pos vocab"], PlainCache]:
         """Full forward; returns logits and a cache keyed ``(point, layer)`` with points resid_pre,
         k, v ([B, H, pos, dh], k after any rotary rotation), z ([B, pos, H, dh]), attn_out,
         resid_mid, mlp_out, resid_post."""
-        cache: dict = {}
+        cache: PlainCache = {}
         numbering = self.numbering(tokens)
         x = self.blocks(self.embed_tokens(tokens, ids=numbering.ids), cache=cache, numbering=numbering)
         return self.logits(x), cache
@@ -218,10 +225,10 @@ class PlainGPT:
         segment: Segment = Segment(),
         *,
         patch: Patch | None = None,
-        cache: dict | None = None,
+        cache: PlainCache | None = None,
         last_only: bool = False,
         numbering: Numbering | None = None,
-    ) -> Float[Tensor, "rows q d_model"]:
+    ) -> Float[Tensor, "rows q_out d_model"]:
         """Run layers ``segment.layer..`` on the residual ``x`` of positions ``segment.start..``;
         earlier positions are attended through ``segment.past``.
 
@@ -244,7 +251,7 @@ class PlainGPT:
                 cache[("resid_pre", j)] = x
             h = F.layer_norm(x, (D,), *w["ln1"], self.eps)
             q, k, v = (t.view(N, Q, H, dh).transpose(1, 2) for t in F.linear(h, *w["qkv"]).split(D, dim=-1))
-            if ids is not None:
+            if self.rotary is not None and ids is not None:
                 q, k = self.rotary(q, ids), self.rotary(k, ids)
             if cache is not None:
                 cache[("k", j)], cache[("v", j)] = k, v
@@ -260,7 +267,14 @@ class PlainGPT:
         return x
 
     def _attend(
-        self, j: int, q: Tensor, k: Tensor, v: Tensor, segment: Segment, visible, last_query: bool = False
+        self,
+        j: int,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        segment: Segment,
+        visible: Bool[Tensor, "rows keys"] | None,
+        last_query: bool = False,
     ) -> Tensor:
         past, start = segment.past, segment.start
         q = q[:, :, -1:] if last_query else q
@@ -279,7 +293,7 @@ class PlainGPT:
         z: Float[Tensor, "rows q head d_head"],
         *,
         patch: Patch | None = None,
-        cache: dict | None = None,
+        cache: PlainCache | None = None,
     ) -> Tensor:
         """Layer ``j`` from its heads' z onwards: W_O, residual, MLP; returns resid_post."""
         N, Q, D = x.shape
@@ -317,10 +331,13 @@ class PlainGPT:
         return F.linear(h, self.unembed, self.unembed_b)
 
 
-_CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_CHECKED: weakref.WeakKeyDictionary[TransformerBridge, tuple[WeightsVersion, PlainGPT | None]] = (
+    weakref.WeakKeyDictionary()
+)
+WeightsVersion = tuple[tuple[int, int, float], ...]
 
 
-def weights_version(model: TransformerBridge) -> tuple:
+def weights_version(model: TransformerBridge) -> WeightsVersion:
     """Changes whenever a parameter is replaced or modified in place: its storage, version counter
     and sum (fused optimizers, such as the training loop's AdamW, update parameters in place without
     bumping their version counters). One host sync."""

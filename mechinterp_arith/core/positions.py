@@ -197,7 +197,7 @@ def digit_layout(task: Task, tokens: Int[Tensor, "batch pos"]) -> DigitLayout:
     return DigitLayout(number, place, length)
 
 
-def _fixed_layout(task: Task, seq: int, device) -> tuple[Tensor, Tensor]:
+def _fixed_layout(task: Task, seq: int, device: torch.device) -> tuple[Tensor, Tensor]:
     number = torch.full((max(seq, task.seq_len),), -1, dtype=torch.long)
     place = torch.full_like(number, -1)
     for n, op in ((A_NUMBER, "a"), (B_NUMBER, "b")):

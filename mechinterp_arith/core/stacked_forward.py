@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +38,13 @@ from .plain_forward import unsupported_reasons
 from .position_schemes import numbering_of, position_rule
 
 _gelu_tanh = functools.partial(F.gelu, approximate="tanh")
-ACTIVATIONS = {"gelu_new": _gelu_tanh, "gelu_pytorch_tanh": _gelu_tanh, "gelu": F.gelu, "relu": F.relu, "silu": F.silu}
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "gelu_new": _gelu_tanh,
+    "gelu_pytorch_tanh": _gelu_tanh,
+    "gelu": F.gelu,
+    "relu": F.relu,
+    "silu": F.silu,
+}
 LAYER_WEIGHTS = (
     "ln1.weight",
     "ln1.bias",
@@ -135,7 +141,7 @@ class StackedForward:
                 raise ValueError(f"{name} must be [{K}, {B}, {T}] like the tokens, got {tuple(t.shape)}")
         x = self._embed(tokens, position_ids)
         ids = None if position_ids is None else position_ids.reshape(K * B, T)
-        masks = {}
+        masks: dict[int, tuple[Tensor, Tensor | None]] = {}
         for j in range(self.n_layers):
             first = first_position if j == self.n_layers - 1 else 0
             if first not in masks:
@@ -175,7 +181,14 @@ class StackedForward:
         return torch.baddbmm(bias.unsqueeze(1), x_hat, (w * g.unsqueeze(1)).transpose(1, 2))
 
     def _layer(
-        self, j: int, x: Float[Tensor, "K rows d_model"], B: int, T: int, first: int, ids, masks: tuple
+        self,
+        j: int,
+        x: Float[Tensor, "K rows d_model"],
+        B: int,
+        T: int,
+        first: int,
+        ids: Int[Tensor, "model_rows pos"] | None,  # [K*B, T]
+        masks: tuple[Tensor, Tensor | None],
     ) -> Tensor:
         """Layer ``j`` on the residual of all T positions; returns the residual of positions ``first..``."""
         p = f"blocks.{j}."

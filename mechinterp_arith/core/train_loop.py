@@ -8,6 +8,10 @@ Evaluation stays cheap while training: every ``eval_every`` steps, ``eval_n`` he
 split (10,000 pairs for add3) is checked when a run's sample reaches ``target_accuracy`` (the
 run stops only when the whole split does too; the check gives up at the first chunk that
 rules it out) and scored at the run's last step: the history column ``held_out_exact``.
+
+Nothing non-finite is ever saved: before a state, a snapshot or an evaluation, a run whose loss or
+weights became NaN or infinite (e.g. a learning rate of 1e30) stops with :class:`Diverged`, and
+its directory keeps the last good state.
 """
 
 from __future__ import annotations
@@ -18,18 +22,20 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pandas as pd
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
+from transformer_lens.model_bridge import TransformerBridge
 
 from . import data
 from .checkpoint import WEIGHTS, CheckpointError, load_weights, read_history, save_checkpoint, snapshot_path, weights_of
 from .decoding import generate
 from .evaluate import accuracy
 from .files import atomic_save_tensors
+from .locks import output_path
 from .model import ModelConfig, build_model, resolve_device
 from .stacked_forward import StackedForward
 from .tasks import Task
@@ -39,11 +45,15 @@ from .train_step import TrainingData, choose_forward, train_step
 
 Pairs = tuple[Tensor, Tensor]
 HELD_OUT_CHUNK = 2000  # held-out pairs decoded at a time when checking the target on all of them
-Callback = Callable[[int, torch.nn.Module, dict], None]
+Callback = Callable[[int, TransformerBridge, dict[str, Any]], None]
+
+
+class Diverged(ValueError):
+    """A run's loss or weights became NaN or infinite; nothing of it was saved after the last good state."""
 
 
 class TrainResult(NamedTuple):
-    model: torch.nn.Module  # the hooked bridge, in eval mode
+    model: TransformerBridge  # the hooked bridge, in eval mode
     history: pd.DataFrame  # one row per evaluation
     snapshots: dict[int, dict[str, Tensor]]  # step -> weights (CPU)
 
@@ -72,6 +82,8 @@ class EvalSets:
 def prepare_data(task: Task, cfg: TrainConfig) -> tuple[TrainingData, EvalSets]:
     """The training rows (on ``cfg.device``) and evaluation sets of the split ``cfg.data_seed`` names
     (``cfg``: a run's, its scheme's defaults resolved: ``operand_lengths`` says which pairs)."""
+    if cfg.operand_lengths is None:
+        raise ValueError("prepare_data needs the scheme's defaults resolved (train_config.with_scheme_defaults)")
     split = data.id_split(task, cfg.n_train, cfg.n_test, seed=cfg.data_seed, lengths=cfg.operand_lengths)
     return TrainingData.build(task, split).to(resolve_device(cfg.device)), EvalSets.build(task, cfg, split)
 
@@ -82,17 +94,18 @@ class TrainingRun:
 
     task: Task
     cfg: TrainConfig
-    model: torch.nn.Module
+    model: TransformerBridge
     optimizer: torch.optim.Optimizer
     out: Path | None
-    run_id: dict
+    run_id: dict[str, Any]
     command: str | None = None
     step: int = 0
-    history: list[dict] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
     snapshots: dict[int, dict[str, Tensor]] = field(default_factory=dict)
     seconds: float = 0.0  # wall seconds trained so far (from the resumed state, then this process)
     saved: bool = False  # the final checkpoint is written (or was, before this process)
     pending: list[Tensor] = field(default_factory=list)  # resumed losses since the last evaluation
+    state_step: int | None = None  # the step of the resumable state last saved in ``out``
 
     @property
     def anneal_from(self) -> int | None:
@@ -119,7 +132,7 @@ def start_run(
     task: Task,
     mcfg: ModelConfig,
     cfg: TrainConfig,
-    out_dir,
+    out_dir: str | Path | None,
     resume: bool,
     command: str | None = None,
     overwrite: bool = False,
@@ -139,12 +152,13 @@ def start_run(
     run = TrainingRun(task, cfg, model, make_optimizer(model, cfg), None, run_id, command)
     if out_dir is None:
         return run
-    run.out = Path(out_dir)  # everything above is checked before the directory is touched
+    run.out = output_path(out_dir)  # links resolved; everything above is checked before the directory is touched
     found = prepare_run_dir(run.out, run_id, resume, overwrite)
     if found == "resume":
         meta = restore_state(run.out, run_id, model, run.optimizer)
         run.step, run.history, run.seconds = meta["step"], meta["history"], meta["seconds"]
         run.pending = pending_losses(meta, device)
+        run.state_step = run.step
     elif found == "finished":  # trained to its end before: kept, not retrained
         load_weights(model, run.out / WEIGHTS)
         run.history, run.saved = read_history(run.out), True
@@ -162,7 +176,7 @@ def train_runs(
     callback: Callback | None = None,
     progress: bool = True,
     desc: str = "train",
-    extra: dict | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     """Train every run to its end (``steps``, or the target reached), writing each one's
     checkpoint as it finishes when it has an output directory. ``extra``: more ``config.json`` keys."""
@@ -191,12 +205,17 @@ def train_runs(
     while active:
         losses.append(train_step(active, training, forward))
         bar.update(1)
+        snapshot = any(m.cfg.snapshot_every and m.step % m.cfg.snapshot_every == 0 for m in active)
+        save = writes and time.monotonic() - last_save >= STATE_EVERY_S
+        evaluate = active[0].step % cfg.eval_every == 0 or active[0].step == cfg.steps
+        if snapshot or save or evaluate:
+            check_finite(active, losses)  # nothing NaN or infinite is ever written
         for m in active:
             _maybe_snapshot(m)
-        if writes and time.monotonic() - last_save >= STATE_EVERY_S:
+        if save:
             _save_states(active, losses, t0)  # between evaluations too, so a kill loses at most a minute
             last_save = time.monotonic()
-        if active[0].step % cfg.eval_every == 0 or active[0].step == cfg.steps:
+        if evaluate:
             _evaluate_all(active, sets, mean_losses(losses), t0, callback)
             bar.set_postfix_str(progress_text(runs))
             if any(m.finished for m in active):
@@ -211,6 +230,30 @@ def train_runs(
     for m in runs:
         if not m.saved:
             _finish(m, extra)
+
+
+def check_finite(runs: Sequence[TrainingRun], losses: list[Tensor]) -> None:
+    """:class:`Diverged` naming the runs whose losses since the last evaluation (``losses``: one [K]
+    tensor per step) or weights hold NaN or infinite values."""
+    bad = torch.zeros(len(runs), dtype=torch.bool)
+    if losses:
+        bad |= ~torch.isfinite(torch.stack(losses)).all(0).cpu()
+    for i, m in enumerate(runs):
+        bad[i] |= not all(bool(torch.isfinite(p).all()) for p in m.model.parameters())
+    if not bad.any():
+        return
+    m = runs[int(bad.nonzero()[0])]
+    who = "the loss" if len(runs) == 1 else f"the loss of seed(s) {[x.cfg.seed for x, b in zip(runs, bad) if b]}"
+    if m.out is None:
+        kept = ""
+    elif m.state_step is None:
+        kept = f"nothing was saved in {m.out}; "
+    else:
+        kept = f"{m.out} keeps the last good state (step {m.state_step}); "
+    raise Diverged(
+        f"training diverged at step {m.step}: {who} became NaN or infinite (learning rate {m.cfg.lr:g}); "
+        f"{kept}lower --lr (or lengthen --warmup) and train again with --no-resume"
+    )
 
 
 def resumed_losses(runs: Sequence[TrainingRun]) -> list[Tensor]:
@@ -230,6 +273,7 @@ def _save_states(runs: Sequence[TrainingRun], losses: list[Tensor], t0: float) -
     for m, pending in zip(runs, per_run):
         if m.out is not None:
             save_state(m.out, m.run_id, m.model, m.optimizer, m.step, m.history, pending, m.seconds + elapsed)
+            m.state_step = m.step
 
 
 def mean_losses(losses: list[Tensor]) -> list[float]:
@@ -279,12 +323,13 @@ def _evaluate_all(
         m.history.append(row)
         if m.out is not None:
             save_state(m.out, m.run_id, m.model, m.optimizer, m.step, m.history, seconds=m.seconds)
+            m.state_step = m.step
     for m, row in zip(runs, rows):
         if callback is not None:
             callback(m.step, m.model, row)
 
 
-def _score(m: TrainingRun, sets: EvalSets, loss: float) -> dict:
+def _score(m: TrainingRun, sets: EvalSets, loss: float) -> dict[str, Any]:
     """The history row of run ``m`` now: ID (and OOD) exact on the samples, and on all held-out
     pairs when the sample reached the target (kept only if they reach it too) or training ends here."""
     row = {"step": m.step, "loss": loss, "lr": lr_at(max(0, m.step - 1), m.cfg, m.anneal_from)}
@@ -302,7 +347,7 @@ def _score(m: TrainingRun, sets: EvalSets, loss: float) -> dict:
 
 
 def held_out_exact(
-    model: torch.nn.Module, task: Task, pairs: Pairs, target: float | None = None, chunk: int = HELD_OUT_CHUNK
+    model: TransformerBridge, task: Task, pairs: Pairs, target: float | None = None, chunk: int = HELD_OUT_CHUNK
 ) -> float | None:
     """Exact match on all ``pairs``, decoded ``chunk`` at a time; with ``target``, None as soon as
     more pairs are wrong than reaching it allows (a failed check costs one chunk, not the whole set)."""
@@ -317,7 +362,7 @@ def held_out_exact(
     return round((len(a) - wrong) / len(a), 6) if len(a) else float("nan")
 
 
-def _finish(m: TrainingRun, extra: dict) -> None:
+def _finish(m: TrainingRun, extra: dict[str, Any]) -> None:
     m.model.eval()
     if m.out is not None:
         save_checkpoint(

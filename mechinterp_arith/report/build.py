@@ -22,7 +22,7 @@ from ..core.checkpoint import Checkpoint
 from ..core.files import atomic_write_text
 from ..core.locks import exclusive
 from ..core.version import __version__
-from .assets import circuitsvis_js, plotly_js
+from .assets import circuitsvis_js, plotly_js, plotly_js_version
 from .context import ReportContext, ReportSettings, escape
 from .sections import SECTIONS
 
@@ -143,7 +143,8 @@ def render_sections(
             sections=[{**asdict(s), "html": Markup(s.html)} for s in sections],
             plotly_js=Markup(plotly_js()),
             circuitsvis_js=Markup(circuitsvis_js()),
-            plotly_version=plotly.__version__,
+            plotly_version=plotly_js_version(),
+            plotly_py_version=plotly.__version__,
             circuitsvis_version=getattr(circuitsvis, "__version__", "?"),
             settings=settings,
         )

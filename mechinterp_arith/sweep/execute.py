@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from ..core.ensemble import train_ensemble
 from ..core.threads import set_threads
 from ..core.version import __version__
 from .analyses import analyse_run
-from .results import DONE, FAILED, RUNS, analyses_key, write_record
+from .results import DONE, FAILED, RUNS, analyses_key, has_checkpoint, write_record
 from .settings import RunSettings
 from .spec import AnalysesSpec
 
@@ -44,8 +45,9 @@ class WorkUnit:
 
 
 def trained(out: Path, run: RunSettings) -> bool:
-    """Whether ``out`` holds this run's finished checkpoint (CheckpointError if it holds another's)."""
-    if not (out / "config.json").is_file():
+    """Whether ``out`` holds this run's finished checkpoint, weights included (CheckpointError if it
+    holds another's)."""
+    if not has_checkpoint(out):
         return False
     config = read_config(out)
     training = {k: v for k, v in (config.get("training") or {}).items() if k != "device"}
@@ -78,6 +80,9 @@ def run_unit(unit: WorkUnit) -> list[dict]:
             command=unit.command,
             progress=False,
             threads=unit.threads,
+            # the sweep owns its run directories; one reaching here holds no finished checkpoint of
+            # this run (`trained`), e.g. one whose weights were lost
+            overwrite=True,
             seed_dirs=[dirs[i] for i in todo],
             keep_going=True,
         )
@@ -106,14 +111,22 @@ def new_record(
         "seconds": round(seconds, 3),
         "host": platform.node(),
         "pid": os.getpid(),
+        "ray_node": ray_node(),  # the Ray node it ran on (None outside Ray)
         "version": __version__,
     }
     if error is not None:
-        record["error"] = f"{type(error).__name__}: {error}"
-        if sweep_dir:
-            record["error"] = record["error"].replace(f"{Path(sweep_dir)}{os.sep}", "")
+        message = f"{type(error).__name__}: {error}"
+        record["error"] = message.replace(f"{Path(sweep_dir)}{os.sep}", "") if sweep_dir else message
         record["traceback"] = "".join(traceback.format_exception(error, limit=-4))
     return record
+
+
+def ray_node() -> str | None:
+    """The Ray node id of this process when it is a Ray worker, else None."""
+    ray = sys.modules.get("ray")  # never imported here: a local sweep has no Ray
+    if ray is None or not ray.is_initialized():
+        return None
+    return ray.get_runtime_context().get_node_id()
 
 
 def analysed_record(run: RunSettings, unit: WorkUnit, out: Path, error: BaseException | None, seconds: float) -> dict:

@@ -9,15 +9,15 @@ are skipped with a stated reason; the report exits 0 with no section in error.
 
 from __future__ import annotations
 
-import json
-
 import pytest
+import support.cli
 import torch
+from support import reference
 
 import mechinterp_arith as ma
-from mechinterp_arith.analysis.equivalence import analyse_set
 from mechinterp_arith.cli import main
 from mechinterp_arith.core import data
+from mechinterp_arith.core.decoding import generate
 from mechinterp_arith.core.errors import NotApplicable
 from mechinterp_arith.core.positions import position_labels
 from mechinterp_arith.report import ReportSettings, build_report
@@ -52,9 +52,19 @@ def trained(tmp_path_factory):
     return train_tiny(tmp_path_factory.mktemp("acceptance"), MATRIX, 2, 300)
 
 
+def reference_pca(ckpt, out: dict, n: int, seed: int = 0) -> tuple[list[float], float]:
+    """The PCA printed by ``pca`` (``out``) recomputed from its definition: the same ``n`` random
+    pairs (operands below 10^(n+1)), TL's cache at its hook and position, SVD, nearest centroid."""
+    task = ckpt.task
+    a, b = data.random_pairs(task, n, seed=seed, max_value=10 ** min(task.digits + 1, task.width))
+    tokens = generate(ckpt.model, task, a, b).tokens[:, : task.n_ctx]  # greedy answers fill the answer slots
+    x = reference.activations(ckpt.model, tokens, out["hook"], out["position"])
+    units = reference.true_answer(task.op, a, b, task.modulus) % 10  # the label: the answer's units digit
+    return reference.pca_reference(x, units, out["k"])
+
+
 def cli_json(capsys, *args) -> dict:
-    assert main([*map(str, args), "--json", "--device", "cpu"]) == 0
-    return json.loads(capsys.readouterr().out)
+    return support.cli.cli_json(capsys, *args, "--json", "--device", "cpu")
 
 
 @pytest.mark.parametrize("op, fmt", MATRIX)
@@ -69,15 +79,16 @@ def test_every_analysis_runs_on_every_task(trained, capsys, op, fmt):
 
     eq = cli_json(capsys, "equivalence", path, "--n", 300, "--no-one-longer")["ood"]["3"]
     oa, ob = data.ood_both(task, 3, 300)
-    res = analyse_set(ckpt.model, task, oa, ob)
-    assert eq["best_coverage"] == pytest.approx(res.search.top.coverage, abs=1e-6)
-    top = next(c for c in res.search.relations if c.name == res.search.top.name)
-    assert top.hits == eq["relations"][0]["hits"]  # the coverage is the share of outputs equal to the relation
-    assert eq["consistency"] == pytest.approx(float((res.output == res.rep_output).float().mean()), abs=1e-6)
+    outputs = ckpt.predict(oa, ob)
+    for rel in eq["relations"]:  # each relation's hits recounted from its definition on the model's answers
+        assert rel["hits"] == reference.relation_hits(rel, op, oa, ob, outputs, MODULUS.get(op)), rel["name"]
+    assert eq["best_coverage"] == pytest.approx(eq["relations"][0]["hits"] / 300, abs=1e-6)
     assert (task.equivalent_answer(oa, ob) >= 0).all()  # e.g. sub: the representative keeps a >= b
 
     pca = cli_json(capsys, "pca", path, "--n", 300, "--n-id", 200)
-    assert sum(pca["explained_variance_ratio"]) <= 1 + 1e-6 and 0 <= pca["nearest_centroid_accuracy"] <= 1
+    ratios, accuracy = reference_pca(ckpt, pca, n=300)
+    assert pca["explained_variance_ratio"] == pytest.approx(ratios[: len(pca["explained_variance_ratio"])], abs=1e-5)
+    assert pca["nearest_centroid_accuracy"] == pytest.approx(accuracy, abs=1e-6)
     assert pca["n_ood"] > 0 and 0 <= pca["ood_on_equivalent_cluster"] <= 1
 
     lens = cli_json(capsys, "logit-lens", path, "--n", 100)
@@ -94,7 +105,11 @@ def test_every_analysis_runs_on_every_task(trained, capsys, op, fmt):
     assert done, f"no answer digit could be patched: {patch['digits']}"
     for k, d in patch["digits"].items():
         assert d["logit_pos"] == ma.core.positions.answer_logit_pos(task, int(k))
-        assert "skipped" in d or all(-10 < s["effect"] < 10 for s in d["top_sites"])
+    for k, d in done.items():  # the best site's effect, patched again through TL's hooks
+        best = d["top_sites"][0]
+        effect, clean, corr = reference.digit_site_effect(ckpt.model, task, int(k), 16, 0, best, d["logit_pos"])
+        assert (d["clean_logit_diff"], d["corrupted_logit_diff"]) == pytest.approx((clean, corr), abs=1e-3)
+        assert best["effect"] == pytest.approx(effect, abs=1e-3)
 
     x, y = 213, 121  # an OOD input (a >= b, as subtraction needs)
     ex = cli_json(capsys, "explain", path, x, y)

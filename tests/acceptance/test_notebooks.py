@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import HANG_TIMEOUT_S
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -25,7 +26,7 @@ from jupyter_client.manager import KernelManager  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 ANALYSES = ROOT / "analyses"
 NOTEBOOKS = sorted(p.stem for p in ANALYSES.glob("*.ipynb"))
-CELL_TIMEOUT = 300
+CELL_TIMEOUT = HANG_TIMEOUT_S
 
 # References that would make a browser fetch something: script/img/iframe src, link href, ES-module
 # imports (circuitsvis' default display: import ... from "https://unpkg.com/..."), require.js paths.

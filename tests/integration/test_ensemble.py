@@ -4,7 +4,7 @@ import dataclasses
 import json
 
 import pytest
-import torch
+from support.models import interrupt_at, same_weights
 
 from mechinterp_arith import ModelConfig, Task, TrainConfig, load, train
 from mechinterp_arith.cli import build_parser
@@ -29,11 +29,6 @@ EARLY = TrainConfig(
 
 def alone(seed: int, cfg: TrainConfig = EARLY, **kw):
     return train(TASK, dataclasses.replace(MODEL, seed=seed), dataclasses.replace(cfg, seed=seed), progress=False, **kw)
-
-
-def same_weights(m1, m2) -> bool:
-    a, b = m1.state_dict(), m2.state_dict()
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.fixture(scope="module")
@@ -83,10 +78,7 @@ def test_members_are_checkpoints_that_record_the_command_training_them_alone(ens
 def test_an_interrupted_ensemble_resumes_to_the_same_weights(ensemble, tmp_path):
     ens, _ = ensemble
 
-    def interrupt(step, model, row):
-        if step == 30:
-            raise KeyboardInterrupt
-
+    interrupt = interrupt_at(30)
     with pytest.raises(KeyboardInterrupt):
         train_ensemble(TASK, MODEL, EARLY, [0, 1, 3], out_dir=tmp_path, callback=interrupt, progress=False)
     assert (tmp_path / "seed_0" / "model.safetensors").is_file()  # finished at step 10
@@ -117,10 +109,7 @@ def test_members_anneal_from_their_own_steps_like_separate_runs_and_resume_there
     assert starts == {0: 10, 1: None, 3: 40}  # seeds 0 and 3 anneal from their own steps, seed 1 never
     assert ens.histories[0]["lr"].iloc[2] < fixed[2] / 5 and ens.histories[1]["lr"].tolist() == pytest.approx(fixed)
 
-    def interrupt(step, model, row):
-        if step == 30:
-            raise KeyboardInterrupt
-
+    interrupt = interrupt_at(30)
     with pytest.raises(KeyboardInterrupt):  # after seed 0's annealing began (step 10)
         train_ensemble(TASK, MODEL, ANNEAL, [0, 1, 3], out_dir=tmp_path, callback=interrupt, progress=False)
     resumed = train_ensemble(TASK, MODEL, ANNEAL, [0, 1, 3], out_dir=tmp_path, progress=False)

@@ -14,7 +14,7 @@ from mechinterp_arith import ModelConfig, Task, build_model, data
 from mechinterp_arith.analysis.edge_forward import PairRuns, ablated_logits, reader_gradients
 from mechinterp_arith.analysis.edge_graph import EdgeGraph
 from mechinterp_arith.analysis.metrics import logit_diff_metric
-from mechinterp_arith.analysis.patching import patch_sweep
+from mechinterp_arith.analysis.patching import patch_each_site
 from mechinterp_arith.analysis.prompt_pairs import differ_in_answer_digit, make_pairs
 from mechinterp_arith.core.decoding import generate, kv_greedy
 from mechinterp_arith.core.plain_forward import LOGIT_RTOL, MAX_LOGIT_DIFF, PlainGPT
@@ -206,8 +206,8 @@ def test_fast_patching_is_the_hook_path(scheme):
         with torch.inference_mode():
             _, cache = model.run_with_cache(pairs.clean_tokens)
         for site, by_pos in (("resid_pre", True), ("z", True), ("z", False)):  # the fast path's three modes
-            fast = patch_sweep(model, pairs.corrupted_tokens, cache, metric, site, by_pos)
-            hooks = patch_sweep(model, pairs.corrupted_tokens, cache, metric, site, by_pos, method="hooks")
+            fast = patch_each_site(model, pairs.corrupted_tokens, cache, metric, site, by_pos)
+            hooks = patch_each_site(model, pairs.corrupted_tokens, cache, metric, site, by_pos, method="hooks")
             assert fast.method == "fast" and hooks.method == "hooks"
             assert (fast.values - hooks.values).abs().max() < 1e-5, (kind, site)
             assert (fast.values - fast.baseline).abs().max() > 1e-3  # patches move the metric

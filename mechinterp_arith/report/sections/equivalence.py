@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ...analysis import equivalence as eq
 from ...analysis import equivalence_plots as plots
+from ...analysis.choices import FIT_THRESHOLD
 from ...core import data
 from ..context import ReportContext, escape, table
 from .helpers import ci, not_applicable, size
@@ -102,7 +103,7 @@ def section(ctx: ReportContext) -> dict:
     html = [
         f"<p>Each candidate relation is scored by the share of model outputs exactly equal to it "
         f"(coverage, with a 95% Wilson interval); a relation fits when the interval's lower end exceeds "
-        f"{eq.FIT_THRESHOLD}. <em>Consistency</em>: the share of OOD inputs answered exactly as the model "
+        f"{FIT_THRESHOLD}. <em>Consistency</em>: the share of OOD inputs answered exactly as the model "
         f"answers their ID representative (a mod 10^{task.digits}, b mod 10^{task.digits}). "
         f"{ctx.settings.n_samples} pairs per set, seed {ctx.settings.seed}.</p>",
         _summary_table(results),

@@ -138,8 +138,11 @@ def pca_section(ctx: ReportContext) -> dict:
         curve.update_layout(title=None)
         html.append(ctx.figure(curve, height=340))
         panels = svg_only(dyn.scatter_figure(max_points=n_dyn))
-        panels.update_layout(title=None)
-        html.append(ctx.figure(panels, height=360))
+        # the legend (one entry per label value) below the panels: at the right it was clipped
+        panels.update_layout(
+            title=None, legend={"orientation": "h", "x": 0, "y": -0.12, "yanchor": "top"}, margin={"b": 90}
+        )
+        html.append(ctx.figure(panels, height=420))
     else:
         html.append("<p>This checkpoint holds no training snapshots: no training dynamics.</p>")
     return {"title": PCA_TITLE, "html": "\n".join(html)}
