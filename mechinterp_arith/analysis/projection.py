@@ -248,7 +248,9 @@ PROJECTION_KEYS = (
 )
 
 
-def study_sets(task: Task, n: int = 10_000, n_id: int = 2000, seed: int = 0) -> tuple[data.Pairs, data.Pairs]:
+def study_sets(
+    task: Task, n: int = 10_000, n_id: int = 2000, seed: int = 0
+) -> tuple[tuple[Int[Tensor, " n"], Int[Tensor, " n"]], tuple[Int[Tensor, " n_id"], Int[Tensor, " n_id"]]]:
     """The operand pairs of :func:`study_pca`: ``n`` random pairs with each operand in [0, 10^(n+1))
     (n + 1 as far as the format holds it), and ``n_id`` random ID pairs the OOD projection is fitted
     on, from their own stream (``derive_seed(seed, "study_pca", "id")``)."""
