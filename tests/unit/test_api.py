@@ -41,9 +41,8 @@ def test_api_reference_is_generated_from_the_current_docstrings():
 
 def test_renamed_names_still_work_with_a_deprecation_warning(monkeypatch):
     """ma.circuit, ma.patch_sweep and ma.pca_sweep (names notebooks may use) warn and call their new names."""
-    import pytest
-
     import pandas as pd
+    import pytest
 
     from mechinterp_arith.analysis import circuits, patching, pca
 
