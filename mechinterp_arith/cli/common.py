@@ -76,18 +76,24 @@ def fmt(x: float) -> str:
 
 
 def add_task_args(group) -> None:
-    """The options that describe a Task (``--task --digits --format --width --modulus --no-pad``)."""
+    """The options that describe a Task (``--task --digits --format --width --modulus --no-pad --bos``)."""
     group.add_argument("--task", dest="op", choices=OPERATIONS, default="add")
     group.add_argument("--digits", type=int, default=3, help="n: operand digits trained on")
     group.add_argument("--format", choices=FORMATS, default="paper")
     group.add_argument("--width", type=int, default=5, help="W: widest operand the format holds")
     group.add_argument("--modulus", type=int, default=None, help="p for addmod/mulmod")
     group.add_argument("--no-pad", action="store_true", help="no zero padding (plain/reversed formats)")
+    group.add_argument(
+        "--bos",
+        action="store_true",
+        help="start every example with a BOS token (plain/reversed formats; with reversed: the follow-up's "
+        "format, docs/follow_up.md)",
+    )
 
 
 def task_from_args(args) -> Task:
     """The Task named by :func:`add_task_args` options."""
-    return Task(args.op, args.digits, args.format, args.width, args.modulus, pad=not args.no_pad)
+    return Task(args.op, args.digits, args.format, args.width, args.modulus, pad=not args.no_pad, bos=args.bos)
 
 
 def command_line(args) -> str:

@@ -9,7 +9,7 @@ from ..core.ensemble import EnsembleResult
 from ..core.model import ACTIVATIONS, POSITIONS, ModelConfig
 from ..core.position_schemes import scheme_defaults
 from ..core.train import train
-from ..core.train_config import BATCH_RNGS, FORWARDS, OFF, OPERAND_LENGTHS, TrainConfig
+from ..core.train_config import BATCH_RNGS, FORWARDS, OFF, TrainConfig
 from .common import add_device_arg, add_task_args, fmt, require_positive, task_from_args
 
 
@@ -72,9 +72,12 @@ def register(sub) -> None:
     o.add_argument("--n-test", type=int, default=None)
     o.add_argument(
         "--operand-lengths",
-        choices=OPERAND_LENGTHS,
         default=None,
-        help="mixed: each operand's digit count uniform in 1..n (default: mixed for abacus and coupling, else uniform)",
+        metavar="SET",
+        help="uniform: pairs below 10^n; mixed: each operand's digit count uniform in 1..n; the follow-up's "
+        "sets (docs/follow_up.md): either: the longer operand has exactly n digits; both: both have n; "
+        "either:L-N, both:L-N: equal shares of lengths L..N, N = --digits (default: mixed for abacus and "
+        "coupling, else uniform)",
     )
     o.add_argument(
         "--random-positions",

@@ -52,9 +52,10 @@ def id_pair_count(task: Task) -> int:
     return N * (N + 1) // 2 if task.op == "sub" else N * N
 
 
-def default_split_sizes(task: Task) -> tuple[int, int]:
-    """The study's 10,000 + 10,000, shrunk to half of the pairs each when fewer exist."""
-    total = id_pair_count(task)
+def default_split_sizes(task: Task, total: int | None = None) -> tuple[int, int]:
+    """The study's 10,000 + 10,000, shrunk to 80% / 20% of the pairs when fewer than 20,000 exist
+    (``total``: how many the training set draws from; default all n-digit pairs)."""
+    total = id_pair_count(task) if total is None else total
     if total >= 20_000:
         return 10_000, 10_000
     n_train = int(total * 0.8)
@@ -64,24 +65,28 @@ def default_split_sizes(task: Task) -> tuple[int, int]:
 def id_split(
     task: Task, n_train: int | None = None, n_test: int | None = None, seed: int = 0, lengths: str = "uniform"
 ) -> Split:
-    """Train and test pairs drawn without replacement from all n-digit pairs: disjoint by construction.
+    """Train and test pairs drawn without replacement from the ID pairs: disjoint by construction.
 
-    ``lengths``: "uniform" draws pairs uniformly (most operands then have n digits); "mixed" draws
-    each operand's digit count uniformly from 1..n first (:func:`mixed_length_pairs`).
+    ``lengths`` (:func:`check_operand_lengths`): "uniform" draws from all n-digit pairs uniformly
+    (most operands then have n digits); "mixed" draws each operand's digit count uniformly from
+    1..n first (:func:`mixed_length_pairs`); "either", "both" and their ranges ("either:4-5") draw
+    the follow-up's sets (:func:`length_set_pairs`).
     """
-    d_train, d_test = default_split_sizes(task)
+    kind, shortest = operand_length_set(task, lengths)
+    total = id_pair_count(task) if shortest is None else length_set_size(task, kind, range(shortest, task.digits + 1))
+    d_train, d_test = default_split_sizes(task, total)
     n_train = d_train if n_train is None else n_train
     n_test = d_test if n_test is None else n_test
-    total = id_pair_count(task)
     if n_train < 1 or n_test < 0:
         raise ValueError(f"need n_train >= 1 and n_test >= 0, got {n_train} and {n_test}")
     if n_train + n_test > total:
         raise ValueError(f"{task.name} has only {total} operand pairs; asked for {n_train} + {n_test}")
-    if lengths == "mixed":
-        a, b = mixed_length_pairs(task, n_train + n_test, seed)
+    if kind != "uniform":
+        if kind == "mixed":
+            a, b = mixed_length_pairs(task, n_train + n_test, seed)
+        else:
+            a, b = length_set_pairs(task, kind, range(shortest, task.digits + 1), n_train + n_test, seed)
         return Split(a[:n_train], b[:n_train], a[n_train:], b[n_train:])
-    if lengths != "uniform":
-        raise ValueError(f"unknown operand lengths {lengths!r}; choose uniform or mixed")
     rng = np.random.default_rng(seed)  # the split of the shipped checkpoints: kept as it was
     index = rng.choice(total, size=n_train + n_test, replace=False)
     a, b = _pair_from_index(task, torch.from_numpy(index.astype(np.int64)))
@@ -262,3 +267,155 @@ def class_members(task, a: int, b: int, k: int = 3, seed: int = 0) -> tuple[Int[
     i = torch.randint(1, 10**W // N, (k,), generator=g)
     j = torch.randint(1, 10**W // N, (k,), generator=g)
     return ordered(task, a + i * N, b + j * N)
+
+
+# ---- the follow-up's operand-length sets (docs/follow_up.md) ------------------------------------------
+OPERAND_LENGTH_KINDS = ("uniform", "mixed", "either", "both")
+
+
+def check_operand_lengths(spec: str) -> str:
+    """``spec`` if it names operand lengths, else a ValueError: ``uniform``, ``mixed``, ``either``,
+    ``both``, or ``either:L-N`` / ``both:L-N`` (lengths L..N, N the trained length; ``either:N``).
+
+    >>> check_operand_lengths("either:4-5")
+    'either:4-5'
+    """
+    kind, _, lengths = spec.partition(":") if isinstance(spec, str) else ("", "", "")
+    if kind not in OPERAND_LENGTH_KINDS or (lengths and kind in ("uniform", "mixed")):
+        raise ValueError(
+            f"unknown operand lengths {spec!r}; choose uniform, mixed, either, both, or either:L-N / both:L-N "
+            f"(e.g. either:4-5: lengths 4 and 5)"
+        )
+    if lengths:
+        _length_range(spec, lengths)
+    return spec
+
+
+def _length_range(spec: str, lengths: str) -> tuple[int, int]:
+    low, _, high = lengths.partition("-")
+    if not (low.isdigit() and (high.isdigit() or not high)):
+        raise ValueError(f"malformed operand lengths {spec!r}: expected KIND:L-N, e.g. either:4-5")
+    low_, high_ = int(low), int(high or low)
+    if not 1 <= low_ <= high_:
+        raise ValueError(f"operand lengths {spec!r}: need 1 <= L <= N, got L={low_}, N={high_}")
+    return low_, high_
+
+
+def operand_length_set(task: Task, spec: str) -> tuple[str, int | None]:
+    """``(kind, shortest)`` of an operand-lengths spec for ``task``: the shortest length of an
+    ``either``/``both`` set (its longest is ``task.digits``), None for ``uniform`` and ``mixed``.
+    ValueError when the range does not end at the task's trained length."""
+    check_operand_lengths(spec)
+    kind, _, lengths = spec.partition(":")
+    if kind in ("uniform", "mixed"):
+        return kind, None
+    low, high = _length_range(spec, lengths) if lengths else (task.digits, task.digits)
+    if high != task.digits:
+        raise ValueError(
+            f"operand lengths {spec!r} reach {high} digits but {task.name} is trained on digits={task.digits}: "
+            f"the longest length must be the task's (--digits {high})"
+        )
+    return kind, low
+
+
+def length_set_size(task: Task, kind: str, lengths) -> int:
+    """How many distinct pairs the ``kind`` sets of these lengths hold: ``either``, the longer operand
+    has exactly L digits (the other any below 10^L); ``both``, both have exactly L (0-9 count as one
+    digit); a >= b for subtraction.
+
+    >>> length_set_size(Task("add", 2), "either", [2]), length_set_size(Task("add", 2), "both", [1, 2])
+    (9900, 8200)
+    """
+    pairs = (lambda x: x * (x + 1) // 2) if task.op == "sub" else (lambda x: x * x)
+    total = 0
+    for L in lengths:
+        low = 0 if L == 1 else 10 ** (L - 1)
+        total += pairs(10**L) - pairs(low) if kind == "either" else pairs(10**L - low)
+    return total
+
+
+def _draw_length_set(task: Task, kind: str, L: int, k: int, g: torch.Generator) -> Pairs:
+    """``k`` draws of the follow-up's generator of the length-L set (with repeats)."""
+    long_ = operands_with_digits(L, k, g)
+    if kind == "both":
+        return ordered(task, long_, operands_with_digits(L, k, g))
+    other = torch.randint(0, 10**L, (k,), generator=g)
+    first = torch.rand(k, generator=g) < 0.5  # which operand has exactly L digits: a coin flip
+    return ordered(task, torch.where(first, long_, other), torch.where(first, other, long_))
+
+
+def _all_of_length_set(task: Task, kind: str, L: int) -> Pairs:
+    axis = torch.arange(10**L)
+    a, b = axis.repeat_interleave(len(axis)), axis.repeat(len(axis))
+    low = 0 if L == 1 else 10 ** (L - 1)
+    keep = ((a >= low) | (b >= low)) if kind == "either" else ((a >= low) & (b >= low))
+    if task.op == "sub":
+        keep &= a >= b
+    return a[keep], b[keep]
+
+
+def length_set_pairs(task: Task, kind: str, lengths, n: int, seed: int = 0) -> Pairs:
+    """``n`` distinct pairs from the ``kind`` sets of these operand lengths in equal shares, shuffled
+    (the follow-up's training sets: ``either`` L is its "either a or b is an L-digit number", each
+    draw giving one operand, by a coin flip, exactly L digits and the other any below 10^L; ``both``
+    its "both a and b are L-digit numbers"). A share larger than its set takes the whole set and
+    passes the rest to the other lengths. Within a set, pairs are drawn with repeats dropped (in
+    draw order), as their files de-duplicate lines.
+
+    >>> a, b = length_set_pairs(Task("add", 4), "either", [4], 1000)
+    >>> bool((torch.maximum(a, b) >= 1000).all()), round(float(((a >= 1000) & (b >= 1000)).float().mean()), 1)
+    (True, 0.9)
+    """
+    check_count(n)
+    lengths = sorted(set(lengths))
+    if kind not in ("either", "both") or not lengths or not 1 <= lengths[0] <= lengths[-1] <= task.width:
+        raise ValueError(f"need kind either or both and lengths within 1..{task.width}, got {kind!r}, {lengths}")
+    sizes = {L: length_set_size(task, kind, [L]) for L in lengths}
+    if n > sum(sizes.values()):
+        raise ValueError(f"the {kind} sets of lengths {lengths} hold {sum(sizes.values()):,} pairs; asked for {n:,}")
+    g = generator(seed, "length_sets", kind, *lengths)
+    parts, left = [], n
+    for i, L in enumerate(sorted(lengths, key=lambda x: sizes[x])):  # small sets first: they pass on the rest
+        share = min(sizes[L], left // (len(lengths) - i))
+        whole = share == sizes[L] <= ENUMERATE_LIMIT
+        parts.append(_all_of_length_set(task, kind, L) if whole else _distinct_draws(task, kind, L, share, g))
+        left -= share
+    a, b = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    order = torch.randperm(len(a), generator=g)
+    return a[order], b[order]
+
+
+def _distinct_draws(task: Task, kind: str, L: int, k: int, g: torch.Generator) -> Pairs:
+    kept = np.zeros((0, 2), dtype=np.int64)
+    for _ in range(MIXED_DRAW_ROUNDS):
+        a, b = _draw_length_set(task, kind, L, 2 * (k - len(kept)) + 16, g)
+        kept = np.concatenate([kept, np.stack([a.numpy(), b.numpy()], 1)])
+        _, first = np.unique(kept, axis=0, return_index=True)
+        kept = kept[np.sort(first)]  # distinct pairs, in the order they were drawn
+        if len(kept) >= k:
+            pairs = torch.from_numpy(kept[:k])
+            return pairs[:, 0].contiguous(), pairs[:, 1].contiguous()
+    raise ValueError(f"could not draw {k:,} distinct {kind} pairs of length {L}; ask for fewer")
+
+
+def length_pairs(task: Task, m: int, n: int, seed: int = 0, operands: str = "both") -> tuple[Pairs, bool]:
+    """An evaluation set of operand length ``m``: ``((a, b), exhaustive)``. ``operands`` "both": both
+    have exactly m digits (:func:`ood_lengths`; 0-9 count as one digit); "either": the longer has
+    exactly m (the follow-up's addition and multiplication test sets). Every pair of the set, in
+    order, when it holds at most ``n`` (``exhaustive`` True: e.g. all 100 one-digit pairs, 55 for
+    subtraction); else ``n`` draws with repeats.
+
+    >>> (a, b), exhaustive = length_pairs(Task("add", 2), 1, 1000)
+    >>> len(a), exhaustive
+    (100, True)
+    """
+    if operands not in ("both", "either"):
+        raise ValueError(f"operands must be 'both' or 'either', got {operands!r}")
+    if not 1 <= m <= task.width:
+        raise ValueError(f"length m={m} does not fit the format (1..{task.width} digits)")
+    check_count(n)
+    if length_set_size(task, operands, [m]) <= min(n, ENUMERATE_LIMIT):
+        return _all_of_length_set(task, operands, m), True
+    if operands == "both":
+        return ood_lengths(task, m, m, n, seed), False
+    return _draw_length_set(task, "either", m, n, generator(seed, "length_pairs", "either", m)), False

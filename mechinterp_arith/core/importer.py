@@ -349,6 +349,8 @@ def import_command(path, source: str, n_heads: int | None, task: Task, out, act_
         args += ["--modulus", str(task.modulus)]
     if not task.pad:
         args.append("--no-pad")
+    if task.bos:
+        args.append("--bos")
     if act_fn is not None:
         args += ["--act", act_fn]
     return "mechinterp-arith " + shlex.join(args + ["--out", str(out)])

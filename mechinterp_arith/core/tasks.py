@@ -10,6 +10,8 @@ encodes operand pairs into token sequences and decodes them back.
 (349, 705, 1054)
 >>> Task("add", digits=3, format="plain", pad=False).to_text(349, 705)
 '349+705=1054.'
+>>> Task("add", digits=4, format="reversed", width=9, bos=True).to_text(1349, 705)   # the follow-up's
+'^000001349+000000705=4502000000.'
 
 Formats
 -------
@@ -19,6 +21,9 @@ Formats
 ``plain``    ``a+b=c.``: operator and ``=`` tokens, answer most-significant digit first, ``.`` ends it.
 ``reversed`` as ``plain`` with the answer's digits reversed.
 ``plain`` and ``reversed`` zero-pad operands and answer when ``pad=True`` (fixed length).
+
+``bos=True`` (``plain``, ``reversed``) starts every example with a BOS token, written ``^``: with
+``reversed`` and padding it is the follow-up's format (Xu et al., arXiv 2407.17963; docs/follow_up.md).
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ FORMATS: tuple[str, ...] = ("paper", "plain", "reversed")
 OPERATOR_SYMBOL = {"add": "+", "sub": "-", "mul": "*", "addmod": "+", "mulmod": "*"}
 SYMBOLS = "0123456789+-*=."  # token id = index; `paper` uses only the first 10
 EQUALS, END = SYMBOLS.index("="), SYMBOLS.index(".")
+BOS_SYMBOL = "^"  # the BOS token of ``bos=True`` tasks: token id len(SYMBOLS)
+BOS = len(SYMBOLS)
 MAX_PRODUCT_WIDTH = 9  # 2 * width digits must fit in int64
 MAX_MODULUS = 10**17  # (a op b) mod p is computed in int64
 
@@ -55,6 +62,7 @@ class Task:
         width: W, the widest operand the format holds (default 5, as in the study).
         modulus: p for the modular operations.
         pad: zero-pad operands and answer in "plain"/"reversed" (always on for "paper").
+        bos: start every example with a BOS token ("plain"/"reversed"; the follow-up's format).
     """
 
     op: str = "add"
@@ -63,14 +71,16 @@ class Task:
     width: int = 5
     modulus: int | None = None
     pad: bool = True
+    bos: bool = False
 
     def __post_init__(self) -> None:
         for name in ("digits", "width") + (("modulus",) if self.modulus is not None else ()):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"{name} must be an integer, got {value!r}")
-        if not isinstance(self.pad, bool):
-            raise ValueError(f"pad must be true or false, got {self.pad!r}")
+        for name in ("pad", "bos"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.op not in OPERATIONS:
             raise ValueError(f"unknown operation {self.op!r}; choose one of {', '.join(OPERATIONS)}")
         if self.format not in FORMATS:
@@ -88,6 +98,8 @@ class Task:
             raise ValueError(f"operation {self.op!r} takes no modulus (got {self.modulus})")
         if self.format == "paper" and not self.pad:
             raise ValueError("the 'paper' format is always zero-padded; pad=False needs 'plain' or 'reversed'")
+        if self.format == "paper" and self.bos:
+            raise ValueError("the 'paper' format is digits only; bos=True needs 'plain' or 'reversed'")
 
     # ---- description -------------------------------------------------------------------------
     @property
@@ -118,7 +130,8 @@ class Task:
 
     @property
     def vocab(self) -> str:
-        return SYMBOLS[:10] if self.format == "paper" else SYMBOLS
+        """The token symbols, token id = index: digits, ``+-*=.``, then ``^`` (BOS) when ``bos``."""
+        return SYMBOLS[:10] if self.format == "paper" else SYMBOLS + (BOS_SYMBOL if self.bos else "")
 
     @property
     def d_vocab(self) -> int:
@@ -131,7 +144,7 @@ class Task:
     @property
     def prompt_len(self) -> int:
         """Tokens before the first answer token (fixed-length formats; the longest otherwise)."""
-        return 2 * self.width if self.format == "paper" else 2 * self.width + 2
+        return 2 * self.width if self.format == "paper" else 2 * self.width + 2 + self.bos
 
     @property
     def seq_len(self) -> int:
@@ -276,13 +289,15 @@ class Task:
                 col = lambda t: torch.full((len(a), 1), t, dtype=torch.long)
                 op = col(SYMBOLS.index(self.symbol))
                 tokens = torch.cat([digits_of(a, W), op, digits_of(b, W), col(EQUALS), ans, col(END)], dim=1)
+                if self.bos:
+                    tokens = torch.cat([col(BOS), tokens], dim=1)
             return tokens, torch.full((len(a),), self.prompt_len, dtype=torch.long)
         # unpadded plain / reversed: variable length, one row at a time (text-sized inputs)
         rows, starts = [], []
         for x, y, z in zip(a.tolist(), b.tolist(), c.tolist()):
             ans = str(z)[::-1] if self.answer_lsb_first else str(z)
-            text = f"{x}{self.symbol}{y}={ans}."
-            rows.append([SYMBOLS.index(ch) for ch in text])
+            text = f"{BOS_SYMBOL if self.bos else ''}{x}{self.symbol}{y}={ans}."
+            rows.append([self.vocab.index(ch) for ch in text])
             starts.append(text.index("=") + 1)
         tokens = torch.full((len(rows), self.seq_len), END, dtype=torch.long)
         for i, r in enumerate(rows):
@@ -309,10 +324,11 @@ class Task:
                 raise ValueError(f"malformed 'paper' example {text!r}: expected {2 * W + A} digits, got {len(text)}")
             a, b, ans = int(text[:W]), int(text[W : 2 * W]), text[2 * W :][::-1]
             return a, b, int(ans)
-        sym = re.escape(self.symbol)
-        m = re.fullmatch(rf"(\d+){sym}(\d+)=(\d+)\.", text)
+        sym, bos = re.escape(self.symbol), re.escape(BOS_SYMBOL) if self.bos else ""
+        m = re.fullmatch(rf"{bos}(\d+){sym}(\d+)=(\d+)\.", text)
         if not m:
-            raise ValueError(f"malformed {self.format!r} example {text!r}: expected a{self.symbol}b=c.")
+            start = f"{BOS_SYMBOL} (the BOS token) then " if self.bos else ""
+            raise ValueError(f"malformed {self.format!r} example {text!r}: expected {start}a{self.symbol}b=c.")
         a_s, b_s, c_s = m.groups()
         for name, s, w in (("a", a_s, W), ("b", b_s, W), ("answer", c_s, A)):
             if len(s) > w:

@@ -132,6 +132,8 @@ def start_member(
             f"model (vocab {mcfg.d_vocab}, n_ctx {mcfg.n_ctx}) does not fit {task.name} "
             f"(vocab {task.d_vocab}, n_ctx {task.n_ctx})"
         )
+    if cfg.operand_lengths is not None:
+        data.operand_length_set(task, cfg.operand_lengths)  # a range must end at the task's digits
     device = resolve_device(cfg.device)
     cfg = with_scheme_defaults(cfg, mcfg.positional)  # recorded resolved
     model = build_model(mcfg, device=device, task=task)

@@ -22,8 +22,10 @@ from mechinterp_arith.core.errors import NotApplicable
 from mechinterp_arith.core.positions import position_labels
 from mechinterp_arith.report import ReportSettings, build_report
 
-MATRIX = [(op, fmt) for op in ("add", "sub", "mul", "addmod") for fmt in ("paper", "plain")]
+MATRIX = [(op, fmt) for op in ("add", "sub", "mul", "addmod") for fmt in ("paper", "plain")] + [("add", "follow_up")]
 MODULUS = {"addmod": 37}
+# the follow-up's format (docs/follow_up.md): a BOS token, operands zero-padded, the answer reversed
+FORMATS = {"follow_up": {"format": "reversed", "bos": True}}
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +37,7 @@ def trained(tmp_path_factory):
     out = {}
     try:
         for op, fmt in MATRIX:
-            task = ma.Task(op, 2, format=fmt, width=3, modulus=MODULUS.get(op))
+            task = ma.Task(op, 2, width=3, modulus=MODULUS.get(op), **FORMATS.get(fmt, {"format": fmt}))
             mcfg = ma.ModelConfig.for_task(task, n_layers=2, n_heads=2, d_model=32, d_mlp=128)
             tcfg = ma.TrainConfig(steps=300, batch_size=128, warmup=50, eval_every=150, eval_n=300, device="cpu")
             out[(op, fmt)] = root / f"{op}_{fmt}"

@@ -14,16 +14,20 @@ from mechinterp_arith.core.model import build_model
 from mechinterp_arith.core.position_schemes import SCHEMES
 
 TASK = Task("add", 2, format="reversed", width=3)
+FOLLOW_UP = Task("add", 2, format="reversed", width=3, bos=True)  # the follow-up's format: a BOS token first
 
 
 @pytest.fixture(scope="module")
 def scheme_checkpoints(tmp_path_factory):
-    """A tiny untrained checkpoint per scheme (the analyses' plumbing, not their findings, is tested)."""
+    """A tiny untrained checkpoint per scheme (the analyses' plumbing, not their findings, is tested);
+    ``(scheme, "follow_up")``: the same on the follow-up's format."""
     root = tmp_path_factory.mktemp("schemes")
     out = {}
     for scheme in SCHEMES:
-        cfg = ModelConfig.for_task(TASK, n_layers=1, n_heads=2, d_model=16, d_mlp=32, positional=scheme, seed=5)
-        out[scheme] = save_checkpoint(root / scheme, build_model(cfg, task=TASK), TASK, cfg)
+        for key, task in ((scheme, TASK), ((scheme, "follow_up"), FOLLOW_UP)):
+            cfg = ModelConfig.for_task(task, n_layers=1, n_heads=2, d_model=16, d_mlp=32, positional=scheme, seed=5)
+            name = scheme if task is TASK else f"{scheme}_follow_up"
+            out[key] = save_checkpoint(root / name, build_model(cfg, task=task), task, cfg)
     return out
 
 
@@ -33,8 +37,9 @@ def _json(capsys, *args):
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
-def test_every_analysis_command_runs_on_the_scheme(scheme, scheme_checkpoints, capsys, tmp_path):
-    ckpt = str(scheme_checkpoints[scheme])
+@pytest.mark.parametrize("fmt", ["reversed", "follow_up"])
+def test_every_analysis_command_runs_on_the_scheme(scheme, fmt, scheme_checkpoints, capsys, tmp_path):
+    ckpt = str(scheme_checkpoints[scheme if fmt == "reversed" else (scheme, fmt)])
     eq = _json(capsys, "equivalence", ckpt, "--ood-digits", "3", "--n", "40", "--json")
     assert eq["ood"]["3"]["n"] == 40
     assert "nearest_centroid_accuracy" in json.dumps(_json(capsys, "pca", ckpt, "--n", "60", "--n-id", "40", "--json"))
