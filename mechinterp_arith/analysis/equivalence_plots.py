@@ -201,3 +201,35 @@ def class_probability_figure(ckpt: Checkpoint, a: int, b: int, members=None, k: 
         barmode="group",
     )
     return fig
+
+
+def relation_by_length_figure(table: pd.DataFrame) -> go.Figure:
+    """Exact match, the truncated relation's coverage and the best relation's coverage against the
+    operand length m, with 95% Wilson intervals as error bars (``table``: a
+    :func:`~mechinterp_arith.analysis.relation_by_length.relations_by_length` table)."""
+    fig = go.Figure()
+    m = [int(x) for x in table.index]
+    truncated = table.attrs.get("truncated_relation", "truncated relation")
+    for key, name in (("exact", "exact"), ("truncated", f"= {truncated}"), ("best_coverage", "best relation")):
+        y = table[key].to_numpy()
+        fig.add_trace(
+            go.Scatter(
+                x=m,
+                y=y,
+                name=name,
+                mode="lines+markers",
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": table[f"{key}_hi"].to_numpy() - y,
+                    "arrayminus": y - table[f"{key}_lo"].to_numpy(),
+                },
+                text=table["best"] if key == "best_coverage" else None,
+            )
+        )
+    fig.update_layout(
+        xaxis={"title": "operand length m (digits)", "dtick": 1},
+        yaxis={"title": "share of answers", "range": [-0.02, 1.02]},
+        legend={"orientation": "h", "y": -0.25},
+    )
+    return fig

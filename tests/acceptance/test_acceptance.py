@@ -71,6 +71,14 @@ def test_every_analysis_runs_on_every_task(trained, capsys, op, fmt):
     assert eq["consistency"] == pytest.approx(float((res.output == res.rep_output).float().mean()), abs=1e-6)
     assert (task.equivalent_answer(oa, ob) >= 0).all()  # e.g. sub: the representative keeps a >= b
 
+    by_length = cli_json(capsys, "equivalence", path, "--lengths", "1-3", "--n", 200)["lengths"]
+    (la, lb), _ = data.length_pairs(task, 3, 200)
+    answers = ckpt.predict(la, lb)
+    assert [r["m"] for r in by_length] == [1, 2, 3] and by_length[0]["exhaustive"]
+    assert by_length[2]["exact"] == pytest.approx(float((answers == task.apply(la, lb)).float().mean()), abs=1e-6)
+    truncated = float((answers == task.equivalent_answer(la, lb)).float().mean())
+    assert by_length[2]["truncated"] == pytest.approx(truncated, abs=1e-6)
+
     pca = cli_json(capsys, "pca", path, "--n", 300, "--n-id", 200)
     assert sum(pca["explained_variance_ratio"]) <= 1 + 1e-6 and 0 <= pca["nearest_centroid_accuracy"] <= 1
     assert pca["n_ood"] > 0 and 0 <= pca["ood_on_equivalent_cluster"] <= 1

@@ -21,7 +21,7 @@ PLOTS = {
     "training": 1,
     "accuracy": 1,
     "positions": 1,
-    "equivalence": 2,
+    "equivalence": 3,  # by length, grid maps, probability heatmaps
     "pca": 4,
     "logit_lens": 1,
     "matching": 1,

@@ -42,6 +42,8 @@ def test_every_analysis_command_runs_on_the_scheme(scheme, fmt, scheme_checkpoin
     ckpt = str(scheme_checkpoints[scheme if fmt == "reversed" else (scheme, fmt)])
     eq = _json(capsys, "equivalence", ckpt, "--ood-digits", "3", "--n", "40", "--json")
     assert eq["ood"]["3"]["n"] == 40
+    by_length = _json(capsys, "equivalence", ckpt, "--lengths", "1-3", "--n", "40", "--json")["lengths"]
+    assert [(r["m"], r["n"]) for r in by_length] == [(1, 40), (2, 40), (3, 40)]
     assert "nearest_centroid_accuracy" in json.dumps(_json(capsys, "pca", ckpt, "--n", "60", "--n-id", "40", "--json"))
     assert _json(capsys, "logit-lens", ckpt, "--n", "20", "--json")
     assert _json(capsys, "match", ckpt, "--n", "20", "--json")
