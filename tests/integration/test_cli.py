@@ -97,32 +97,8 @@ def test_train_cli_writes_a_checkpoint_that_evaluates(tmp_path):
 def test_train_cli_in_the_follow_ups_format_records_it(tmp_path, capsys):
     """--bos and --operand-lengths either:L-N (docs/follow_up.md) reach the checkpoint and its command."""
     out = tmp_path / "follow_up"
-    args = [
-        "train",
-        "--digits",
-        "2",
-        "--format",
-        "reversed",
-        "--bos",
-        "--width",
-        "4",
-        "--operand-lengths",
-        "either:1-2",
-    ]
-    args += [
-        "--layers",
-        "1",
-        "--heads",
-        "2",
-        "--d-model",
-        "16",
-        "--steps",
-        "20",
-        "--eval-every",
-        "10",
-        "--eval-n",
-        "20",
-    ]
+    args = "train --digits 2 --format reversed --bos --width 4 --operand-lengths either:1-2".split()
+    args += "--layers 1 --heads 2 --d-model 16 --steps 20 --eval-every 10 --eval-n 20".split()
     assert main([*args, "--n-train", "500", "--n-test", "100", "--out", str(out), "--quiet", "--device", "cpu"]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["task"]["bos"] is True and config["training"]["operand_lengths"] == "either:1-2"
