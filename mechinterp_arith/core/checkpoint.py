@@ -31,7 +31,8 @@ from .dirswap import leftovers, recover, replace_dir, staging_dir
 from .files import errors_naming, link_or_copy, strict_json
 from .locks import exclusive
 from .model import ModelConfig, build_model, resolve_device
-from .tasks import Task, as_operands
+from .numbers import Values, as_operands
+from .tasks import Task
 from .version import __version__
 
 CONFIG, WEIGHTS, METRICS, SNAPSHOTS = "config.json", "model.safetensors", "metrics.json", "snapshots"
@@ -81,8 +82,9 @@ class Checkpoint:
         tokens, _ = self.task.encode_batch(as_operands(a), as_operands(b))
         return tokens[:, : self.task.prompt_len].to(self.device)
 
-    def predict(self, a: Sequence[int] | Tensor, b: Sequence[int] | Tensor) -> Int[Tensor, " batch"]:
-        """The model's greedy answers as integers."""
+    def predict(self, a: Sequence[int] | Tensor, b: Sequence[int] | Tensor) -> Values:
+        """The model's greedy answers: a numpy array of Python ints (any size; -1 when unreadable), so
+        ``ckpt.predict([a], [b])[0] == a + b`` compares with Python's own answer."""
         from .decoding import generate
 
         return generate(self.model, self.task, as_operands(a), as_operands(b)).answers

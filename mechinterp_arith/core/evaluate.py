@@ -12,20 +12,19 @@ Answers come from :func:`~mechinterp_arith.core.decoding.generate` (the fastest 
 
 from __future__ import annotations
 
-import torch
-from jaxtyping import Int
-from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from . import data
 from .checkpoint import Checkpoint
 from .decoding import DEFAULT_BATCH, generate
-from .tasks import Task, as_operands
+from .numbers import Values, as_operands, digit_count
+from .tasks import Task
 from .train_config import TrainConfig
 
 
-def score(task: Task, predicted: Int[Tensor, " batch"], target: Int[Tensor, " batch"]) -> dict:
+def score(task: Task, predicted: Values, target: Values) -> dict:
     """Exact match and per-digit accuracy (digit 0 = units) of integer answers."""
+    predicted, target = as_operands(predicted, "predicted"), as_operands(target, "target")
     n = len(target)
     if n == 0:
         return {"n": 0, "exact": float("nan"), "per_digit": []}
@@ -33,7 +32,7 @@ def score(task: Task, predicted: Int[Tensor, " batch"], target: Int[Tensor, " ba
     correct = (pred_digits == true_digits) & (pred_digits >= 0)
     return {
         "n": n,
-        "exact": round((predicted == target).double().mean().item(), 6),
+        "exact": round(float((predicted == target).mean()), 6),
         "per_digit": [round(x, 6) for x in correct.double().mean(0).tolist()],
     }
 
@@ -45,11 +44,6 @@ def accuracy(model: TransformerBridge, task: Task, a, b, batch_size: int = DEFAU
     return score(task, predicted, task.apply(a, b))
 
 
-def operand_length(x: Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:
-    """Number of decimal digits (0 has one)."""
-    return torch.where(x > 0, torch.floor(torch.log10(x.clamp(min=1).double())).long() + 1, torch.ones_like(x))
-
-
 def accuracy_by_length(
     model: TransformerBridge, task: Task, a, b, batch_size: int = DEFAULT_BATCH
 ) -> dict[tuple[int, int], dict]:
@@ -57,17 +51,15 @@ def accuracy_by_length(
     a, b = as_operands(a), as_operands(b)
     predicted = generate(model, task, a, b, batch_size).answers
     target = task.apply(a, b)
-    la, lb = operand_length(a), operand_length(b)
+    la, lb = digit_count(a), digit_count(b)
     out = {}
     for i, j in sorted(set(zip(la.tolist(), lb.tolist()))):
-        mask = (la == i) & (lb == j)
+        mask = ((la == i) & (lb == j)).numpy()
         out[(i, j)] = score(task, predicted[mask], target[mask])
     return out
 
 
-def held_out_pairs(
-    ckpt: Checkpoint, n: int | None = None, seed: int = 0
-) -> tuple[Int[Tensor, " n"], Int[Tensor, " n"], str]:
+def held_out_pairs(ckpt: Checkpoint, n: int | None = None, seed: int = 0) -> tuple[Values, Values, str]:
     """ID pairs to score a checkpoint on: its own held-out test split when its training recorded one
     (first ``n`` of it), else ``n`` (default 10,000) random n-digit pairs. Returns ``(a, b, source)``."""
     training = ckpt.config.get("training") or {}
