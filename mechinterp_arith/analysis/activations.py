@@ -25,8 +25,9 @@ from transformer_lens.utilities import get_act_name
 
 from ..core.checkpoint import Checkpoint
 from ..core.decoding import generate
+from ..core.numbers import Values, as_operands
 from ..core.positions import require_fixed_length, resolve_position
-from ..core.tasks import Task, as_operands
+from ..core.tasks import Task
 
 DEFAULT_HOOK = "ln_final.hook_out"
 DEFAULT_BATCH = 2048
@@ -83,7 +84,7 @@ def input_tokens(
         if answers == "greedy":
             return generate(ckpt.model if model is None else model, task, a, b, batch_size).tokens[:, : task.n_ctx]
         answers = task.equivalent_answer(a, b)
-    values = as_operands(answers)
+    values = as_operands(answers, "answers")
     if values.shape != a.shape:
         raise ValueError(f"need one answer per pair: got {tuple(values.shape)} for {len(a)} pairs")
     if (task.answer_digits(values) < 0).any():
@@ -103,8 +104,8 @@ def needs_answer_tokens(task: Task, positions: Sequence[int]) -> bool:
 @torch.inference_mode()
 def collect(
     ckpt: Checkpoint,
-    a: Int[Tensor, " batch"],
-    b: Int[Tensor, " batch"],
+    a: Values,
+    b: Values,
     hooks: Sequence[str] = (DEFAULT_HOOK,),
     positions: Sequence[int | str] | None = None,
     answers: Answers = "true",

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import torch
 from jaxtyping import Float
@@ -23,6 +24,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.errors import NotApplicable
+from ..core.numbers import as_operands
 from ..core.positions import (
     OPERANDS,
     answer_logit_pos,
@@ -30,7 +32,6 @@ from ..core.positions import (
     operand_pos,
     position_labels,
 )
-from ..core.tasks import as_operands
 from .metrics import logit_diff_metric, normalised_effect
 from .patching import patch_sweep
 from .prompt_pairs import (
@@ -333,8 +334,8 @@ def ood_sites(
     out.attrs.update(
         n_pairs=len(pairs),
         m=m or task.digits + 1,
-        ood_answers_equal_representative=float((ood_pred == rep_answer).float().mean()),
-        ood_exact=float((ood_pred == task.apply(pairs.corrupted_a, pairs.corrupted_b)).float().mean()),
+        ood_answers_equal_representative=float((ood_pred == rep_answer).mean()),
+        ood_exact=float((ood_pred == task.apply(pairs.corrupted_a, pairs.corrupted_b)).mean()),
     )
     return out
 
@@ -355,8 +356,8 @@ def _candidate_edits(ckpt: Checkpoint, a: int, b: int):
             for y in range(10):
                 if x != da and y != db:
                     cand.append((a + (x - da) * p, b + (y - db) * p))
-    ca = torch.tensor([c[0] for c in cand])
-    cb = torch.tensor([c[1] for c in cand])
+    ca = as_operands([c[0] for c in cand])
+    cb = as_operands([c[1] for c in cand])
     if task.op == "sub":
         ok = ca >= cb
         ca, cb = ca[ok], cb[ok]
@@ -366,8 +367,8 @@ def _candidate_edits(ckpt: Checkpoint, a: int, b: int):
 def _corruptions_for_digit(task, candidates, pred: int, k: int):
     """The candidate edits whose predicted answer differs from ``pred`` in digit k and nowhere else."""
     ca, cb, preds = candidates
-    diff = task.answer_digits(preds) != task.answer_digits(torch.tensor([pred]))
-    only = diff[:, k] & (diff.sum(1) == 1) & (preds >= 0)
+    diff = task.answer_digits(preds) != task.answer_digits([pred])
+    only = (diff[:, k] & (diff.sum(1) == 1)).numpy() & (preds >= 0)
     return ca[only], cb[only], preds[only]
 
 
@@ -390,8 +391,8 @@ def explain(
     rep_pred = int(ckpt.predict(ra, rb)[0])
     labels = position_labels(task)
     digits = []
-    pred_digits = task.answer_digits(torch.tensor([pred]))[0].tolist()
-    true_digits = task.answer_digits(torch.tensor([truth]))[0].tolist()
+    pred_digits = task.answer_digits([pred])[0].tolist()
+    true_digits = task.answer_digits([truth])[0].tolist()
     candidates = _candidate_edits(ckpt, a, b)
     for k in range(task.answer_width):
         entry = {"k": k, "predicted": pred_digits[k], "true": true_digits[k], "logit_pos": answer_logit_pos(task, k)}
@@ -406,12 +407,12 @@ def explain(
         nrow = len(xa)
         pairs = make_pairs(
             task,
-            a_t.repeat(nrow),
-            b_t.repeat(nrow),
+            np.repeat(a_t, nrow),
+            np.repeat(b_t, nrow),
             xa,
             xb,
             f"explain digit {k}",
-            clean_answer=torch.full((nrow,), pred),
+            clean_answer=np.repeat(as_operands([pred]), nrow),
             corrupted_answer=xp,
         ).to(ckpt.device)
         metric = logit_diff_metric(pairs, k)

@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import plotly.graph_objects as go
-from jaxtyping import Int
 from plotly.subplots import make_subplots
-from torch import Tensor
 
 from ..core.checkpoint import Checkpoint, CheckpointError
 from ..core.labels import DEFAULT_LABEL
+from ..core.numbers import Values
 from .activations import DEFAULT_HOOK
 from .pca import DEFAULT_K, PCAResult, residual_pca
 from .projection import ood_projection
@@ -69,8 +68,8 @@ class DynamicsResult:
 
 def pca_dynamics(
     ckpt: Checkpoint,
-    a: Int[Tensor, " n"],
-    b: Int[Tensor, " n"],
+    a: Values,
+    b: Values,
     steps: Sequence[int] | None = None,
     hook: str = DEFAULT_HOOK,
     position: int | str | None = None,

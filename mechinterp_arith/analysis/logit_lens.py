@@ -28,15 +28,14 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
-from jaxtyping import Int
 from plotly.subplots import make_subplots
 from torch import Tensor
 from transformer_lens.tools.analysis import logit_lens as tl_logit_lens
 
 from ..core import data
 from ..core.checkpoint import Checkpoint
+from ..core.numbers import Values, as_operands
 from ..core.positions import answer_positions
-from ..core.tasks import as_operands
 from .activations import DEFAULT_BATCH, Answers, input_tokens, residual_hooks
 
 
@@ -104,9 +103,9 @@ class LogitLensResult:
 @torch.inference_mode()
 def logit_lens(
     ckpt: Checkpoint,
-    a: Int[Tensor, " n"],
-    b: Int[Tensor, " n"],
-    targets: dict[str, Int[Tensor, " n"]] | None = None,
+    a: Values,
+    b: Values,
+    targets: dict[str, Values] | None = None,
     answers: Answers = "true",
     set_name: str = "id",
     batch_size: int = DEFAULT_BATCH,
@@ -115,7 +114,11 @@ def logit_lens(
     scored (default ``{"true": a op b}``); ``answers`` fills the answer slots (teacher forcing)."""
     task, model = ckpt.task, ckpt.model
     a, b = as_operands(a), as_operands(b)
-    targets = {"true": task.apply(a, b)} if targets is None else {k: as_operands(v) for k, v in targets.items()}
+    targets = (
+        {"true": task.apply(a, b)}
+        if targets is None
+        else {k: as_operands(v, f"target {k}") for k, v in targets.items()}
+    )
     tokens = input_tokens(ckpt, a, b, answers, batch_size)
     pos = answer_positions(task)
     A = task.answer_width

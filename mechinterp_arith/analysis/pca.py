@@ -32,8 +32,8 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from ..core.checkpoint import Checkpoint
 from ..core.labels import DEFAULT_LABEL, label_values, parse_label
+from ..core.numbers import Values, as_operands
 from ..core.positions import answer_positions, predicted_digit, resolve_position
-from ..core.tasks import as_operands
 from .activations import DEFAULT_HOOK, Answers, collect, residual_hooks
 
 DEFAULT_K = 3
@@ -71,7 +71,7 @@ class PCAResult:
     silhouette: float
     pca: PCA = field(repr=False)
     activations: Float[np.ndarray, "n d"] = field(repr=False)
-    operands: tuple[Int[np.ndarray, " n"], Int[np.ndarray, " n"]] = field(repr=False)
+    operands: tuple[Values, Values] = field(repr=False)  # the pairs (Python ints)
 
     def summary(self, n_ratios: int = 10) -> dict:
         return {
@@ -145,8 +145,8 @@ def flatten(x: Tensor) -> np.ndarray:
 
 def residual_pca(
     ckpt: Checkpoint,
-    a: Int[Tensor, " n"],
-    b: Int[Tensor, " n"],
+    a: Values,
+    b: Values,
     hook: str = DEFAULT_HOOK,
     position: int | str | None = None,
     label: str = DEFAULT_LABEL,
@@ -165,9 +165,7 @@ def residual_pca(
     y = label_values(ckpt.task, a, b, label).numpy()
     x = flatten(acts)
     pca, coords, acc, sil = fit_pca(x, y, k, seed)
-    return PCAResult(
-        hook, pos, label, k, coords, y, pca.explained_variance_ratio_, acc, sil, pca, x, (a.numpy(), b.numpy())
-    )
+    return PCAResult(hook, pos, label, k, coords, y, pca.explained_variance_ratio_, acc, sil, pca, x, (a, b))
 
 
 # ---- all layers x answer positions ----------------------------------------------------------------
@@ -205,8 +203,8 @@ class SweepResult:
 
 def pca_sweep(
     ckpt: Checkpoint,
-    a: Int[Tensor, " n"],
-    b: Int[Tensor, " n"],
+    a: Values,
+    b: Values,
     hooks: Sequence[str] | None = None,
     positions: Sequence[int | str] | None = None,
     label: str | None = None,

@@ -24,15 +24,14 @@ import numpy as np
 import plotly.graph_objects as go
 from jaxtyping import Float, Int
 from sklearn.neighbors import NearestCentroid
-from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.errors import NotApplicable
 from ..core.labels import DEFAULT_LABEL, label_values, parse_label
+from ..core.numbers import Values, as_operands
 from ..core.positions import resolve_position
-from ..core.tasks import as_operands
 from .activations import DEFAULT_HOOK, Answers, collect, needs_answer_tokens
 from .pca import DEFAULT_K, PCAResult, fit_pca, flatten, residual_pca
 
@@ -148,8 +147,8 @@ class ProjectionResult:
 
 def ood_projection(
     ckpt: Checkpoint,
-    id_pairs: tuple[Int[Tensor, " n_id"], Int[Tensor, " n_id"]],
-    ood_pairs: tuple[Int[Tensor, " n_ood"], Int[Tensor, " n_ood"]],
+    id_pairs: tuple[Values, Values],
+    ood_pairs: tuple[Values, Values],
     hook: str = DEFAULT_HOOK,
     position: int | str | None = None,
     label: str = DEFAULT_LABEL,
@@ -278,7 +277,7 @@ def study_pca(
         ia, ib = data.random_pairs(task, n_id, seed=seed + 1)
         id_acts = flatten(collect(ckpt, ia, ib, [hook], [pos], answers="true")[hook])
         proj = project(
-            task, id_acts, (ia, ib), res.activations[ood.numpy()], (a[ood], b[ood]), hook, pos, label, k, answers, seed
+            task, id_acts, (ia, ib), res.activations[ood], (a[ood], b[ood]), hook, pos, label, k, answers, seed
         )
         s = proj.summary()
         out.update({key: s[key] for key in PROJECTION_KEYS})

@@ -20,15 +20,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from jaxtyping import Int
 from torch import Tensor
 
 from ..core import data
 from ..core.errors import NotApplicable
+from ..core.numbers import Values, as_operands, digit_at, with_digit
 from ..core.positions import OPERANDS, check_digit, require_fixed_length
 from ..core.seeding import generator
-from ..core.tasks import Task, as_operands
+from ..core.tasks import Task
 
 MAX_ROUNDS = 200
 
@@ -38,10 +40,10 @@ class PromptPairs:
     """Clean and corrupted inputs of the same shape, with their teacher-forced answer digits."""
 
     task: Task
-    clean_a: Int[Tensor, " n"]
-    clean_b: Int[Tensor, " n"]
-    corrupted_a: Int[Tensor, " n"]
-    corrupted_b: Int[Tensor, " n"]
+    clean_a: Values  # [n]
+    clean_b: Values
+    corrupted_a: Values
+    corrupted_b: Values
     clean_tokens: Int[Tensor, "n ctx"]  # full example minus its last token
     corrupted_tokens: Int[Tensor, "n ctx"]
     clean_digits: Int[Tensor, "n answer"]  # teacher-forced answer digits, digit 0 = units
@@ -71,7 +73,7 @@ class PromptPairs:
 
 
 # ---- building pairs ---------------------------------------------------------------------------------
-def _tokens(task: Task, a: Tensor, b: Tensor, answer: Tensor | None = None) -> Tensor:
+def _tokens(task: Task, a: Values, b: Values, answer: Values | None = None) -> Int[Tensor, "n ctx"]:
     tokens, _ = task.encode_batch(a, b)
     if answer is not None:  # teacher-force another answer (e.g. the ID representative's)
         digits = task.answer_digits(answer)
@@ -114,11 +116,6 @@ def make_pairs(
     )
 
 
-def _set_digit(x: Tensor, place: int | Tensor, digit: Tensor) -> Tensor:
-    p = 10 ** torch.as_tensor(place, dtype=torch.long)
-    return x - ((x // p) % 10) * p + digit * p
-
-
 def change_operand_digit(
     task: Task, n: int = 64, operand: str = "b", place: int = 0, seed: int = 0, a=None, b=None
 ) -> PromptPairs:
@@ -133,9 +130,9 @@ def change_operand_digit(
         a, b = data.random_pairs(task, n, g=g)
     a, b = as_operands(a), as_operands(b)
     x = a if operand == "a" else b
-    old = (x // 10**place) % 10
+    old = digit_at(x, place)
     new = (old + torch.randint(1, 10, old.shape, generator=g)) % 10
-    xa, xb = (_set_digit(a, place, new), b) if operand == "a" else (a, _set_digit(b, place, new))
+    xa, xb = (with_digit(a, place, new), b) if operand == "a" else (a, with_digit(b, place, new))
     if task.op == "sub" and (xa < xb).any():
         keep = xa >= xb
         a, b, xa, xb = a[keep], b[keep], xa[keep], xb[keep]
@@ -151,7 +148,7 @@ def differ_in_answer_digit(task: Task, k: int, n: int = 64, seed: int = 0) -> Pr
     require_fixed_length(task)
     check_digit(task, k)
     g = generator(seed, "differ_in_answer_digit", k)
-    got: list[tuple[Tensor, ...]] = []
+    got: list[tuple[Values, ...]] = []
     have = 0
     for _ in range(MAX_ROUNDS):
         m = 4 * n
@@ -160,12 +157,12 @@ def differ_in_answer_digit(task: Task, k: int, n: int = 64, seed: int = 0) -> Pr
         which = torch.randint(0, 3, (m,), generator=g)  # 0: a, 1: b, 2: both
         da = torch.randint(0, 10, (m,), generator=g)
         db = torch.randint(0, 10, (m,), generator=g)
-        xa = torch.where(which != 1, _set_digit(a, place, da), a)
-        xb = torch.where(which != 0, _set_digit(b, place, db), b)
-        ok = torch.ones(m, dtype=torch.bool) if task.op != "sub" else xa >= xb
+        xa = np.where((which != 1).numpy(), with_digit(a, place, da), a)
+        xb = np.where((which != 0).numpy(), with_digit(b, place, db), b)
+        ok = torch.from_numpy(np.ones(m, dtype=bool) if task.op != "sub" else xa >= xb)
         diff = task.answer_digits(task.apply(a, b)) != task.answer_digits(task.apply(xa, xb))
         only_k = diff[:, k] & (diff.sum(1) == 1) & ok
-        idx = torch.nonzero(only_k).squeeze(1)[: n - have]
+        idx = torch.nonzero(only_k).squeeze(1)[: n - have].numpy()
         got.append((a[idx], b[idx], xa[idx], xb[idx]))
         have += len(idx)
         if have >= n:
@@ -177,7 +174,7 @@ def differ_in_answer_digit(task: Task, k: int, n: int = 64, seed: int = 0) -> Pr
             f"answer digit {k} of {task.name} cannot be changed alone by edits of the "
             f"{task.digits}-digit ID operands (found {have} of {n} pairs): {why}"
         )
-    a, b, xa, xb = (torch.cat(t) for t in zip(*got))
+    a, b, xa, xb = (np.concatenate(t) for t in zip(*got))
     return make_pairs(task, a, b, xa, xb, f"answers differ only in digit {k}")
 
 
@@ -196,16 +193,16 @@ def carry_pairs(task: Task, k: int, n: int = 64, seed: int = 0) -> PromptPairs:
     got, have = [], 0
     for _ in range(MAX_ROUNDS):
         a, b = data.random_pairs(task, 4 * n, g=g)
-        xa = _set_digit(a, k - 1, torch.randint(0, 10, a.shape, generator=g))
+        xa = with_digit(a, k - 1, torch.randint(0, 10, a.shape, generator=g))
         P = 10**k
         carry = (a % P + b % P) >= P
         carry_x = (xa % P + b % P) >= P
-        idx = torch.nonzero(carry & ~carry_x).squeeze(1)[: n - have]
+        idx = np.nonzero(carry & ~carry_x)[0][: n - have]
         got.append((a[idx], b[idx], xa[idx], b[idx]))
         have += len(idx)
         if have >= n:
             break
-    a, b, xa, xb = (torch.cat(t) for t in zip(*got))
+    a, b, xa, xb = (np.concatenate(t) for t in zip(*got))
     return make_pairs(task, a, b, xa, xb, f"carry into digit {k} (clean) vs none (corrupted)")
 
 

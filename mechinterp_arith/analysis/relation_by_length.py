@@ -32,18 +32,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import pandas as pd
-from jaxtyping import Int
-from torch import Tensor
 
 from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.decoding import DEFAULT_BATCH, generate
 from ..core.evaluate import score
-from ..core.tasks import Task, as_operands
+from ..core.numbers import Values, as_operands
+from ..core.tasks import Task
 from .equivalence import find_relation, wilson_interval
 
-Answers = Callable[[Int[Tensor, " n"], Int[Tensor, " n"]], Int[Tensor, " n"]]
-MAX_LENGTHS = 9  # the follow-up's table (and what int64 products hold)
+Answers = Callable[[Values, Values], Values]
+MAX_LENGTHS = 9  # the default lengths stop at the follow-up's table; any length the format holds can be asked for
 
 
 def default_lengths(task: Task) -> list[int]:
@@ -75,7 +74,7 @@ def relations_by_length(
     rows = []
     for m in ms:
         (a, b), exhaustive = data.length_pairs(task, m, n, seed=seed, operands=operands)
-        output = as_operands(answers(a, b))
+        output = as_operands(answers(a, b), "answers")
         search = find_relation(task, a, b, output, max_counterexamples=0)
         true_fit = next(r for r in search.relations if r.kind == "true")
         truncated_hits = int((output == task.equivalent_answer(a, b)).sum())

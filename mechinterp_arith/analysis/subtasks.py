@@ -31,13 +31,14 @@ True
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor
 
 from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.errors import NotApplicable
+from ..core.numbers import digit_at, with_digit
 from ..core.positions import answer_logit_pos, check_digit, require_fixed_length
 from ..core.seeding import generator
 from ..core.tasks import Task
@@ -49,14 +50,6 @@ from .prompt_pairs import PromptPairs, make_pairs
 
 SUBTASKS = ("BaseAdd", "MakeCarry1", "UseCarry1", "UseSum9")
 NECESSARY = 0.2  # a node is tagged with a sub-task when at least this share of its gap is lost without it
-
-
-def _digit(x: Tensor, place: int) -> Tensor:
-    return (x // 10**place) % 10
-
-
-def _with_digit(x: Tensor, place: int, d: Tensor) -> Tensor:
-    return x + (d - _digit(x, place)) * 10**place
 
 
 def subtask_pairs(
@@ -86,22 +79,22 @@ def subtask_pairs(
         raise ValueError(f"operand must be 'a', 'b' or None, got {operand!r}")
     g = generator(seed, "subtask_pairs", subtask, k, operand or "either")
     a, b = data.random_pairs(task, 64 * n, g=g)  # UseSum9 keeps ~4% of random pairs
-    s = lambda place, x=a, y=b: _digit(x, place) + _digit(y, place)
+    s = lambda place, x=a, y=b: digit_at(x, place) + digit_at(y, place)
     use_a = torch.rand(len(a), generator=g) < 0.5 if operand is None else torch.full(a.shape, operand == "a")
     if subtask in ("BaseAdd", "UseCarry1"):  # change a_k or b_k
-        ok = (a % 10**k + b % 10**k < 10**k) if subtask == "BaseAdd" else s(k - 1) >= 10
+        ok = torch.from_numpy(a % 10**k + b % 10**k < 10**k) if subtask == "BaseAdd" else s(k - 1) >= 10
         shift = torch.randint(1, 10, a.shape, generator=g)
-        xa = torch.where(use_a, _with_digit(a, k, (_digit(a, k) + shift) % 10), a)
-        xb = torch.where(use_a, b, _with_digit(b, k, (_digit(b, k) + shift) % 10))
+        xa = np.where(use_a.numpy(), with_digit(a, k, (digit_at(a, k) + shift) % 10), a)
+        xb = np.where(use_a.numpy(), b, with_digit(b, k, (digit_at(b, k) + shift) % 10))
     else:  # flip the carry made at place p: its sum >= 10 (clean) becomes <= 8 (corrupted)
         p = k - 1 if subtask == "MakeCarry1" else k - 2
         ok = s(p) >= 10 if subtask == "MakeCarry1" else (s(p) >= 10) & (s(k - 1) == 9)
-        other = torch.where(use_a, _digit(b, p), _digit(a, p))
+        other = torch.where(use_a, digit_at(b, p), digit_at(a, p))
         ok &= other <= 8
         new = (torch.rand(len(a), generator=g) * (9 - other).clamp_min(1)).long()  # new + other <= 8
-        xa = torch.where(use_a, _with_digit(a, p, new), a)
-        xb = torch.where(use_a, b, _with_digit(b, p, new))
-    idx = torch.nonzero(ok).squeeze(1)[:n]
+        xa = np.where(use_a.numpy(), with_digit(a, p, new), a)
+        xb = np.where(use_a.numpy(), b, with_digit(b, p, new))
+    idx = torch.nonzero(ok).squeeze(1)[:n].numpy()
     if len(idx) < n:
         raise NotApplicable(f"only {len(idx)} of {n} {subtask} pairs found for digit {k} of {task.name}")
     pairs = make_pairs(task, a[idx], b[idx], xa[idx], xb[idx], f"{subtask} pairs for answer digit {k}")

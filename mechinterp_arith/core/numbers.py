@@ -166,6 +166,32 @@ def from_digits(digits: Int[Tensor, "batch k"]) -> Values:
     return value
 
 
+def digit_at(x: Values, place: int | Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:
+    """The decimal digit of each integer >= 0 at ``place`` (0 = units; one place, or one per integer).
+
+    >>> digit_at(as_operands([349, 705]), 1).tolist(), digit_at(as_operands([349, 10**30]), torch.tensor([0, 30])).tolist()
+    ([4, 0], [9, 1])
+    """
+    return as_int64(as_operands(x) // _powers(place) % 10)
+
+
+def with_digit(x: Values, place: int | Int[Tensor, " batch"], digit: Int[Tensor, " batch"]) -> Values:
+    """Each integer >= 0 with its digit at ``place`` replaced by ``digit`` (per integer).
+
+    >>> with_digit(as_operands([349, 705]), 2, torch.tensor([1, 9])).tolist()
+    [149, 905]
+    """
+    x = as_operands(x)
+    p = _powers(place)
+    return x - (x // p % 10) * p + as_operands(digit, "digits") * p
+
+
+def _powers(place: int | Int[Tensor, " batch"]) -> int | Values:
+    if isinstance(place, Tensor) and place.ndim:
+        return as_operands([10**p for p in place.tolist()], "places")
+    return 10 ** int(place)
+
+
 def as_int64(x: Values, name: str = "values") -> Int[Tensor, " batch"]:
     """Integers that fit int64 as a tensor (labels, counts); ValueError naming the first that does not.
 
