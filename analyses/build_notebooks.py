@@ -139,8 +139,8 @@ for step in add3.snapshot_steps():
     ood_out = generate(snap, t3, ood_a, ood_b).answers
     rows.append({"step": step, "loss": float("nan"),
                  "id_exact": accuracy(snap, t3, id_a, id_b)["exact"],
-                 "ood_exact": float((ood_out == t3.apply(ood_a, ood_b)).float().mean()),
-                 "ood_equals_mod_rule": float((ood_out == rule).float().mean())})
+                 "ood_exact": float((ood_out == t3.apply(ood_a, ood_b)).mean()),
+                 "ood_equals_mod_rule": float((ood_out == rule).mean())})
 snapshots = pd.DataFrame(rows)
 last = snapshots.iloc[-1]
 print(f"final snapshot (step {int(last.step)}): ID exact {last.id_exact:.3f}, OOD exact {last.ood_exact:.3f}, "

@@ -78,13 +78,14 @@ def alignment_summary(alignment: pd.DataFrame, n_digits: int) -> dict:
 
 
 def length_profile(ckpt: Checkpoint, ood_digits=None, n: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """One row per operand length m (the trained n, then each of ``ood_digits``, default n+1..W):
+    """One row per operand length m (the trained n, then each of ``ood_digits``, default n+1..W, at most
+    ``data.MAX_SPREAD`` of them evenly spaced):
     ``exact, relation, coverage, coverage_lo, coverage_hi, separability_units, separability_first_ood,
     alignment_id, alignment_ood, alignment_by_digit``, indexed by m."""
     task = ckpt.task
     require_fixed_length(task)
     if ood_digits is None:
-        ood_digits = list(range(task.digits + 1, task.width + 1))
+        ood_digits = data.spread_lengths(task.digits + 1, task.width)
         if not ood_digits:
             raise NotApplicable(f"the format holds no operand longer than the trained {task.digits} digits")
     lengths = [task.digits, *data.check_ood_digits(task, ood_digits)]

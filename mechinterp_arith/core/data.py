@@ -222,6 +222,22 @@ def check_ood_digits(task: Task, ood_digits) -> list[int]:
     return ms
 
 
+MAX_SPREAD = 10  # lengths scored by default on wide formats (the report's grid, length profiles)
+
+
+def spread_lengths(first: int, last: int, most: int = MAX_SPREAD) -> list[int]:
+    """The operand lengths ``first..last``, or ``most`` of them evenly spaced (both ends kept) when
+    there are more: what the report and :func:`~mechinterp_arith.analysis.length_generalisation.length_profile`
+    score by default, so a 100-digit format costs 10 lengths, not 100.
+
+    >>> spread_lengths(4, 6), spread_lengths(1, 100, most=5)
+    ([4, 5, 6], [1, 26, 50, 75, 100])
+    """
+    if last - first < most:
+        return list(range(first, last + 1))
+    return sorted({first + round(i * (last - first) / (most - 1)) for i in range(most)})
+
+
 def ood_lengths(task: Task, len_a: int, len_b: int, n: int, seed: int = 0) -> Pairs:
     """``n`` pairs with a of exactly ``len_a`` digits and b of exactly ``len_b`` digits.
 

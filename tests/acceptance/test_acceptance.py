@@ -60,7 +60,7 @@ def test_every_analysis_runs_on_every_task(trained, capsys, op, fmt):
 
     ev = cli_json(capsys, "evaluate", path, "--n", 200)
     a, b, _ = ma.core.evaluate.held_out_pairs(ckpt, 200)
-    assert ev["id"]["exact"] == pytest.approx(float((ckpt.predict(a, b) == task.apply(a, b)).float().mean()), abs=1e-6)
+    assert ev["id"]["exact"] == pytest.approx(float((ckpt.predict(a, b) == task.apply(a, b)).mean()), abs=1e-6)
 
     eq = cli_json(capsys, "equivalence", path, "--n", 300, "--no-one-longer")["ood"]["3"]
     oa, ob = data.ood_both(task, 3, 300)
@@ -68,15 +68,15 @@ def test_every_analysis_runs_on_every_task(trained, capsys, op, fmt):
     assert eq["best_coverage"] == pytest.approx(res.search.top.coverage, abs=1e-6)
     top = next(c for c in res.search.relations if c.name == res.search.top.name)
     assert top.hits == eq["relations"][0]["hits"]  # the coverage is the share of outputs equal to the relation
-    assert eq["consistency"] == pytest.approx(float((res.output == res.rep_output).float().mean()), abs=1e-6)
+    assert eq["consistency"] == pytest.approx(float((res.output == res.rep_output).mean()), abs=1e-6)
     assert (task.equivalent_answer(oa, ob) >= 0).all()  # e.g. sub: the representative keeps a >= b
 
     by_length = cli_json(capsys, "equivalence", path, "--lengths", "1-3", "--n", 200)["lengths"]
     (la, lb), _ = data.length_pairs(task, 3, 200)
     answers = ckpt.predict(la, lb)
     assert [r["m"] for r in by_length] == [1, 2, 3] and by_length[0]["exhaustive"]
-    assert by_length[2]["exact"] == pytest.approx(float((answers == task.apply(la, lb)).float().mean()), abs=1e-6)
-    truncated = float((answers == task.equivalent_answer(la, lb)).float().mean())
+    assert by_length[2]["exact"] == pytest.approx(float((answers == task.apply(la, lb)).mean()), abs=1e-6)
+    truncated = float((answers == task.equivalent_answer(la, lb)).mean())
     assert by_length[2]["truncated"] == pytest.approx(truncated, abs=1e-6)
 
     pca = cli_json(capsys, "pca", path, "--n", 300, "--n-id", 200)
@@ -127,7 +127,7 @@ def test_sub_representatives_are_answered_like_ood_inputs(trained):
     a, b = data.ood_both(task, 3, 500)
     ra, rb = task.id_representative(a, b)
     assert (ra >= rb).all() and (task.equivalent_answer(a, b) >= 0).all()
-    assert float((ckpt.predict(ra, rb) == task.apply(ra, rb)).float().mean()) >= 0.9
+    assert float((ckpt.predict(ra, rb) == task.apply(ra, rb)).mean()) >= 0.9
 
 
 def test_what_a_task_cannot_support_is_skipped_with_a_reason(trained, capsys):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
-import torch
 from plotly.subplots import make_subplots
 
 from ...core import data
 from ...core.decoding import generate, greedy_matches
-from ...core.evaluate import operand_length, score
+from ...core.evaluate import score
+from ...core.numbers import digit_count
 from ..context import ReportContext, escape, table
 from .common import eval_sets
 
@@ -17,16 +17,17 @@ TITLE = "Accuracy by operand length"
 
 
 def length_grid_rates(ctx: ReportContext) -> dict:
-    """``{"lengths", "exact" [la, lb], "mod_rule" [la, lb], "n"}`` over lengths 1..width."""
+    """``{"lengths", "exact" [la, lb], "mod_rule" [la, lb], "n"}`` over lengths 1..width (at most
+    ``data.MAX_SPREAD`` of them, evenly spaced, on wide formats)."""
 
     def compute():
         task, n, seed = ctx.ckpt.task, ctx.settings.n_samples, ctx.settings.seed
-        lengths = list(range(1, task.width + 1))
+        lengths = data.spread_lengths(1, task.width)
         grid = data.length_grid(task, lengths, n, seed=seed)
-        a = torch.cat([p[0] for p in grid.values()])
-        b = torch.cat([p[1] for p in grid.values()])
+        a = np.concatenate([p[0] for p in grid.values()])
+        b = np.concatenate([p[1] for p in grid.values()])
         exact, rule = greedy_matches(ctx.ckpt.model, task, a, b, [task.apply(a, b), task.equivalent_answer(a, b)])
-        la, lb = operand_length(a), operand_length(b)
+        la, lb = digit_count(a), digit_count(b)
         E = np.full((len(lengths), len(lengths)), np.nan)
         R = np.full_like(E, np.nan)
         for i, x in enumerate(lengths):
@@ -82,7 +83,7 @@ def section(ctx: ReportContext) -> dict:
                 label,
                 s["n"],
                 f"{s['exact']:.4f}",
-                f"{(predicted == task.equivalent_answer(a, b)).float().mean().item():.4f}",
+                f"{(predicted == task.equivalent_answer(a, b)).mean():.4f}",
                 " ".join(f"{x:.3f}" for x in s["per_digit"]),
             ]
         )

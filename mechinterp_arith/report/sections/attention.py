@@ -16,6 +16,7 @@ from ...core import data
 from ...core.data import require_ood_digits
 from ...core.decoding import generate
 from ...core.errors import NotApplicable
+from ...core.numbers import as_operands
 from ...core.positions import position_labels, require_fixed_length
 from ..context import ReportContext, escape, table
 from .helpers import skipped
@@ -27,7 +28,7 @@ ID_EXAMPLES = ((349, 705), (567, 489))
 def class_members(task, a: int, b: int, seed: int = 0) -> list[tuple[int, int]]:
     """The ID representative of ``(a, b)`` and two random OOD members of its class
     (:func:`~mechinterp_arith.core.data.class_members`), e.g. 349+705, 41349+90705, ..."""
-    ra, rb = (int(x) for x in task.id_representative(torch.tensor([a]), torch.tensor([b])))
+    ra, rb = (int(x[0]) for x in task.id_representative([a], [b]))
     ma, mb = data.class_members(task, ra, rb, k=2, seed=seed)
     return [(ra, rb)] + list(zip(ma.tolist(), mb.tolist()))
 
@@ -61,8 +62,7 @@ def section(ctx: ReportContext) -> dict:
     ]
     for a0, b0 in ID_EXAMPLES:
         members = class_members(task, a0, b0, seed=ctx.settings.seed)
-        a = torch.tensor([m[0] for m in members])
-        b = torch.tensor([m[1] for m in members])
+        a, b = as_operands([m[0] for m in members]), as_operands([m[1] for m in members])
         gen = generate(model, task, a, b)
         rule, truth = task.equivalent_answer(a, b), task.apply(a, b)
         columns, patterns = [], []

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from jaxtyping import Int
-from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from ...core import data
 from ...core.decoding import greedy_matches
 from ...core.evaluate import held_out_pairs
+from ...core.numbers import Values
 from ..context import ReportContext
 
 
-def rates(model: TransformerBridge, task, a: Int[Tensor, " n"], b: Int[Tensor, " n"]) -> dict[str, float]:
+def rates(model: TransformerBridge, task, a: Values, b: Values) -> dict[str, float]:
     """Exact-match rate and the rate of greedy answers equal to the equivalent answer
     (the study's rule, ``task.equivalent_answer``)."""
     exact, rule = greedy_matches(model, task, a, b, [task.apply(a, b), task.equivalent_answer(a, b)])
@@ -24,7 +23,7 @@ def snapshot_model(ctx: ReportContext, step: int):
     return ctx.ckpt.load_snapshot(step)
 
 
-def eval_sets(ctx: ReportContext) -> dict[str, tuple[Int[Tensor, " n"], Int[Tensor, " n"]]]:
+def eval_sets(ctx: ReportContext) -> dict[str, tuple[Values, Values]]:
     """``{"id": (a, b), "ood": (a, b)}``: held-out ID pairs and both-operands-(n+1)-digit pairs."""
 
     def compute():
