@@ -27,8 +27,8 @@ from torch import Tensor
 
 from ..core import data
 from ..core.errors import NotApplicable
-from ..core.numbers import Values, as_operands, digit_at, with_digit
-from ..core.positions import OPERANDS, check_digit, require_fixed_length
+from ..core.numbers import OperandsLike, Values, as_operands, digit_at, with_digit
+from ..core.positions import OPERANDS, check_digit, require_fixed_length, write_answers
 from ..core.seeding import generator
 from ..core.tasks import Task
 
@@ -57,7 +57,7 @@ class PromptPairs:
         """Input positions where any clean and corrupted row differ."""
         return torch.nonzero((self.clean_tokens != self.corrupted_tokens).any(0)).squeeze(1).tolist()
 
-    def to(self, device) -> PromptPairs:
+    def to(self, device: torch.device | str) -> PromptPairs:
         return PromptPairs(
             self.task,
             self.clean_a,
@@ -76,24 +76,19 @@ class PromptPairs:
 def _tokens(task: Task, a: Values, b: Values, answer: Values | None = None) -> Int[Tensor, "n ctx"]:
     tokens, _ = task.encode_batch(a, b)
     if answer is not None:  # teacher-force another answer (e.g. the ID representative's)
-        digits = task.answer_digits(answer)
-        if (digits < 0).any():
-            raise ValueError(f"answers must lie in [0, 10^{task.answer_width}) to fit the format")
-        if not task.answer_lsb_first:
-            digits = digits.flip(-1)
-        tokens[:, task.prompt_len : task.prompt_len + task.answer_width] = digits
+        tokens = write_answers(task, tokens, answer)
     return tokens[:, :-1]
 
 
 def make_pairs(
     task: Task,
-    clean_a,
-    clean_b,
-    corrupted_a,
-    corrupted_b,
+    clean_a: OperandsLike,
+    clean_b: OperandsLike,
+    corrupted_a: OperandsLike,
+    corrupted_b: OperandsLike,
     description: str = "",
-    clean_answer=None,
-    corrupted_answer=None,
+    clean_answer: OperandsLike | None = None,
+    corrupted_answer: OperandsLike | None = None,
 ) -> PromptPairs:
     """Pairs from explicit operands; answers default to the true ones (teacher forcing)."""
     require_fixed_length(task)
@@ -117,7 +112,13 @@ def make_pairs(
 
 
 def change_operand_digit(
-    task: Task, n: int = 64, operand: str = "b", place: int = 0, seed: int = 0, a=None, b=None
+    task: Task,
+    n: int = 64,
+    operand: str = "b",
+    place: int = 0,
+    seed: int = 0,
+    a: OperandsLike | None = None,
+    b: OperandsLike | None = None,
 ) -> PromptPairs:
     """Corrupt one operand digit to a different random digit (ID operands unless ``a``/``b`` given)."""
     require_fixed_length(task)

@@ -29,7 +29,8 @@ operand pairs to answers (a planted relation in the tests).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -62,7 +63,12 @@ def check_lengths(task: Task, lengths: Sequence[int]) -> list[int]:
 
 
 def relations_by_length(
-    task: Task, answers: Answers, lengths: Sequence[int] | None = None, n: int = 10_000, seed: int = 0, operands="both"
+    task: Task,
+    answers: Answers,
+    lengths: Sequence[int] | None = None,
+    n: int = 10_000,
+    seed: int = 0,
+    operands: str = "both",
 ) -> pd.DataFrame:
     """One row per length m (the index) of the answers ``answers(a, b)`` gives: ``n`` (pairs),
     ``exhaustive`` (the whole set), ``exact``, ``truncated``, ``best`` (the top relation's name),
@@ -77,9 +83,10 @@ def relations_by_length(
         output = as_operands(answers(a, b), "answers")
         search = find_relation(task, a, b, output, max_counterexamples=0)
         true_fit = next(r for r in search.relations if r.kind == "true")
-        truncated_hits = int((output == task.equivalent_answer(a, b)).sum())
-        row = {"m": m, "n": len(a), "exhaustive": exhaustive}
-        for key, hits in (("exact", true_fit.hits), ("truncated", truncated_hits), ("best_coverage", search.top.hits)):
+        # the search's candidate f(a mod 10^n, b mod 10^n) is Task.equivalent_answer(a, b, n): the truncated relation
+        truncated = next(r for r in search.relations if r.kind == "truncated" and r.j == task.digits)
+        row: dict[str, Any] = {"m": m, "n": len(a), "exhaustive": exhaustive}
+        for key, hits in (("exact", true_fit.hits), ("truncated", truncated.hits), ("best_coverage", search.top.hits)):
             lo, hi = wilson_interval(hits, len(a))
             row.update({key: hits / len(a), f"{key}_lo": lo, f"{key}_hi": hi})
         row.update(
@@ -108,14 +115,14 @@ def relation_by_length(
     )
 
 
-def by_length_dict(ckpt: Checkpoint, table: pd.DataFrame) -> dict:
+def by_length_dict(ckpt: Checkpoint, table: pd.DataFrame) -> dict[str, Any]:
     """The ``mechinterp-arith equivalence CKPT --lengths ... --json`` object."""
 
-    def ci(r, key: str) -> list[float]:
+    def ci(r: dict[Hashable, Any], key: str) -> list[float]:
         return [round(r[f"{key}_lo"], 6), round(r[f"{key}_hi"], 6)]
 
     rows = []
-    for m, r in table.iterrows():
+    for m, r in zip(table.index.tolist(), table.to_dict("records")):
         rows.append(
             {
                 "m": int(m),

@@ -20,20 +20,21 @@ True
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from jaxtyping import Int
+from jaxtyping import Bool, Int
 from torch import Tensor
 
+from .choices import MAX_SAMPLES
 from .errors import NotApplicable
-from .numbers import Values, as_operands, digit_count, uniform_in, with_digits
-from .seeding import generator
+from .numbers import OperandsLike, Values, as_operands, digit_count, uniform_in, with_digits
+from .seeding import generator, rng
 from .tasks import Task
 
 Pairs = tuple[Values, Values]
-MAX_SAMPLES = 100_000_000  # larger sets do not fit in memory on the machines this runs on
 
 
 @dataclass(frozen=True)
@@ -93,22 +94,25 @@ def id_split(
         if kind == "mixed":
             a, b = mixed_length_pairs(task, n_train + n_test, seed)
         else:
+            assert shortest is not None  # operand_length_set: either/both sets have a shortest length
             a, b = length_set_pairs(task, kind, range(shortest, task.digits + 1), n_train + n_test, seed)
         return Split(a[:n_train], b[:n_train], a[n_train:], b[n_train:])
     if total < 2**63:
-        rng = np.random.default_rng(seed)  # the split of the shipped checkpoints: kept as it was
-        index = rng.choice(total, size=n_train + n_test, replace=False)
+        # rng(seed) is numpy's default_rng(seed): the split of the shipped checkpoints, kept as it was
+        index = rng(seed).choice(total, size=n_train + n_test, replace=False)
         a, b = map(as_operands, _pair_from_index(task, torch.from_numpy(index.astype(np.int64))))
     else:  # more pairs than int64 indexes (n >= 10 digits): uniform draws, repeats dropped
-        draw = lambda missing, g: random_pairs(task, 2 * missing + 16, g=g)
+        draw: Callable[[int, torch.Generator], Pairs] = lambda missing, g: random_pairs(task, 2 * missing + 16, g=g)
         a, b = _distinct_pairs(n_train + n_test, draw, generator(seed, "id_pairs"))
     return Split(a[:n_train], b[:n_train], a[n_train:], b[n_train:])
 
 
-def _distinct_pairs(n: int, draw, g: torch.Generator, what: str = "pairs") -> Pairs:
+def _distinct_pairs(
+    n: int, draw: Callable[[int, torch.Generator], Pairs], g: torch.Generator, what: str = "pairs"
+) -> Pairs:
     """The first ``n`` distinct pairs of rounds of ``draw(missing, g)`` (``missing``: how many are still
     needed), in the order drawn."""
-    seen: dict = {}
+    seen: dict[tuple[int, int], None] = {}
     for _ in range(MIXED_DRAW_ROUNDS):
         a, b = draw(n - len(seen), g)
         seen.update(dict.fromkeys(zip(a.tolist(), b.tolist())))
@@ -178,8 +182,9 @@ def _values_with_lengths(lengths: Int[Tensor, " n"], g: torch.Generator) -> Valu
     return out
 
 
-def ordered(task: Task, a: Values, b: Values) -> Pairs:
+def ordered(task: Task, a: OperandsLike, b: OperandsLike) -> Pairs:
     """The pairs the task admits from raw draws: ``a >= b`` (swapped where needed) for subtraction."""
+    a, b = as_operands(a), as_operands(b)
     if task.op == "sub":
         return np.maximum(a, b), np.minimum(a, b)
     return a, b
@@ -197,6 +202,46 @@ def default_ood_digits(task: Task) -> int | None:
     return task.digits + 1 if task.digits < task.width else None
 
 
+def in_distribution(task: Task, a: OperandsLike, b: OperandsLike) -> Bool[np.ndarray, " batch"]:
+    """Whether each pair is in distribution: both operands below 10^n (at most the trained n digits).
+
+    >>> in_distribution(Task("add", 3), torch.tensor([349, 1349]), torch.tensor([705, 705])).tolist()
+    [True, False]
+    """
+    N = 10**task.digits
+    return (as_operands(a) < N) & (as_operands(b) < N)
+
+
+def ood_digits_range(task: Task, count: int | None = None) -> list[int]:
+    """The OOD operand lengths n + 1, n + 2, ... the format holds (at most ``count`` of them);
+    [] when it holds none.
+
+    >>> ood_digits_range(Task("add", 3)), ood_digits_range(Task("add", 3), count=1), ood_digits_range(Task("add", 5))
+    ([4, 5], [4], [])
+    """
+    top = task.width if count is None else min(task.width, task.digits + count)
+    return list(range(task.digits + 1, top + 1))
+
+
+EXAMPLE = (349, 705)  # the study's running example: 349 + 705 = 1054, and 1349 + 705 answered as it
+
+
+def example_pair(task: Task, m: int | None = None) -> tuple[int, int]:
+    """One operand pair to show ``task`` with, valid for every operation and width: the ID
+    representative of the study's 349 + 705 (``Task.id_representative``: a mod 10^n, b mod 10^n,
+    a >= b for subtraction); with ``m``, a pair of ``m``-digit operands (99..94 and 11..1).
+
+    >>> example_pair(Task("add", 3)), example_pair(Task("sub", 3)), example_pair(Task("add", 2)), example_pair(Task("add", 3), m=5)
+    ((349, 705), (705, 349), (49, 5), (99994, 11111))
+    """
+    if m is None:
+        a, b = task.id_representative(as_operands(EXAMPLE[0]), as_operands(EXAMPLE[1]))
+        return int(a[0]), int(b[0])
+    if isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= task.width:
+        raise ValueError(f"m={m!r} does not fit the format (1..{task.width} digits)")
+    return int("9" * (m - 1) + "4"), int("1" * m)
+
+
 def require_ood_digits(task: Task, m: int | None = None) -> int:
     """``m`` (default n + 1) checked as an OOD operand length; :class:`NotApplicable` when the
     format holds no operand longer than the trained length."""
@@ -209,7 +254,7 @@ def require_ood_digits(task: Task, m: int | None = None) -> int:
     return check_ood_digits(task, [m])[0]
 
 
-def check_ood_digits(task: Task, ood_digits) -> list[int]:
+def check_ood_digits(task: Task, ood_digits: Iterable[int]) -> list[int]:
     """Validate OOD operand lengths: each m must satisfy n < m <= W (ValueError naming the bad one)."""
     ms = [int(m) for m in ood_digits]
     if not ms:
@@ -291,7 +336,7 @@ def random_pairs(
     return ordered(task, a, b)
 
 
-def class_members(task, a: int, b: int, k: int = 3, seed: int = 0) -> Pairs:
+def class_members(task: Task, a: int, b: int, k: int = 3, seed: int = 0) -> Pairs:
     """``k`` random OOD members ``(a + i·10^n, b + j·10^n)`` of the class of the ID pair ``(a, b)``,
     each with both operands longer than n digits, within the format's width."""
     N, W = 10**task.digits, task.width
@@ -353,7 +398,7 @@ def operand_length_set(task: Task, spec: str) -> tuple[str, int | None]:
     return kind, low
 
 
-def length_set_size(task: Task, kind: str, lengths) -> int:
+def length_set_size(task: Task, kind: str, lengths: Iterable[int]) -> int:
     """How many distinct pairs the ``kind`` sets of these lengths hold: ``either``, the longer operand
     has exactly L digits (the other any below 10^L); ``both``, both have exactly L (0-9 count as one
     digit); a >= b for subtraction.
@@ -361,7 +406,10 @@ def length_set_size(task: Task, kind: str, lengths) -> int:
     >>> length_set_size(Task("add", 2), "either", [2]), length_set_size(Task("add", 2), "both", [1, 2])
     (9900, 8200)
     """
-    pairs = (lambda x: x * (x + 1) // 2) if task.op == "sub" else (lambda x: x * x)
+
+    def pairs(x: int) -> int:  # ordered pairs below x (a >= b for subtraction)
+        return x * (x + 1) // 2 if task.op == "sub" else x * x
+
     total = 0
     for L in lengths:
         low = 0 if L == 1 else 10 ** (L - 1)
@@ -389,7 +437,7 @@ def _all_of_length_set(task: Task, kind: str, L: int) -> Pairs:
     return as_operands(a[keep]), as_operands(b[keep])
 
 
-def length_set_pairs(task: Task, kind: str, lengths, n: int, seed: int = 0) -> Pairs:
+def length_set_pairs(task: Task, kind: str, lengths: Iterable[int], n: int, seed: int = 0) -> Pairs:
     """``n`` distinct pairs from the ``kind`` sets of these operand lengths in equal shares, shuffled
     (the follow-up's training sets: ``either`` L is its "either a or b is an L-digit number", each
     draw giving one operand, by a coin flip, exactly L digits and the other any below 10^L; ``both``

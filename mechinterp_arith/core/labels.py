@@ -23,13 +23,10 @@ import numpy as np
 from jaxtyping import Int
 from torch import Tensor
 
-from .numbers import LIMB, Values, as_int64, as_operands
+from .choices import DEFAULT_LABEL as DEFAULT_LABEL  # re-exported: labels are documented here
+from .choices import LABEL_HELP
+from .numbers import LIMB, OperandsLike, Values, as_int64, as_operands, digit_at, low_digits
 from .tasks import Task
-
-DEFAULT_LABEL = "units"
-LABEL_HELP = (
-    "a<i>, b<i> (operand digit, 0 = units), ans<k> or units (result digit), carry<k> (k >= 1), mod<j> (result mod 10^j)"
-)
 
 
 def parse_label(task: Task, spec: str) -> tuple[str, int]:
@@ -53,24 +50,23 @@ def parse_label(task: Task, spec: str) -> tuple[str, int]:
     return kind, i
 
 
-def label_values(task: Task, a: Values, b: Values, spec: str) -> Int[Tensor, " batch"]:
+def label_values(task: Task, a: OperandsLike, b: OperandsLike, spec: str) -> Int[Tensor, " batch"]:
     """The label of each pair (an int64 tensor; operands of any size)."""
     return as_int64(_label(task, as_operands(a), as_operands(b), *parse_label(task, spec)), f"label {spec}")
 
 
-def _label(task: Task, a: Values, b: Values, kind: str, i: int) -> Values:
-    p = 10**i
+def _label(task: Task, a: Values, b: Values, kind: str, i: int) -> Values | Int[Tensor, " _n"]:
     if kind == "a":
-        return a // p % 10
+        return digit_at(a, i)
     if kind == "b":
-        return b // p % 10
+        return digit_at(b, i)
     c = task.apply(a, b)
     if kind == "ans":
-        return c // p % 10
+        return digit_at(c, i)
     if kind == "mod":
-        return c % p
+        return low_digits(c, i)
     # carry into place i
-    la, lb = a % p, b % p
+    p, la, lb = 10**i, low_digits(a, i), low_digits(b, i)
     if task.op == "add":
         return (la + lb) // p
     if task.op == "sub":
@@ -78,5 +74,5 @@ def _label(task: Task, a: Values, b: Values, kind: str, i: int) -> Values:
     low = np.zeros(len(a), dtype=object)  # mul: the partial products a_s b_t 10^(s+t) with s + t < i
     for s in range(i):
         for t in range(i - s):
-            low += (a // 10**s % 10) * (b // 10**t % 10) * 10 ** (s + t)
+            low = low + as_operands(digit_at(a, s) * digit_at(b, t)) * 10 ** (s + t)  # exact past int64
     return low // p

@@ -26,23 +26,31 @@ size; the conversions to and from digits go through int64 tensors 18 digits (a *
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
 from jaxtyping import Int, Shaped
 from torch import Tensor
 
-Values = Shaped[np.ndarray, " batch"]  # 1-D numpy array (dtype object) of Python ints
+# The one annotation of operand and answer values: a 1-D numpy array (dtype object) of Python ints. Its
+# length is named ``_n``: jaxtyping checks one dimension but does not tie lengths across a signature (a
+# filter or a concatenation returns a different length than it takes; equal lengths of a and b are
+# checked where they must hold, by Task.encode_batch).
+Values = Shaped[np.ndarray, " _n"]
+# what every function that takes operands accepts (as_operands reads them): Values, ints, integer tensors
+OperandsLike = Values | Sequence[int] | Tensor | int
 LIMB = 18  # decimal digits per int64 limb: 10^18 < 2^63
 LIMB_BASE = 10**LIMB
 MAX_DIGITS = 4000  # Python converts ints of at most 4,300 digits to text (sys.get_int_max_str_digits)
 
 
-def as_operands(x: Sequence[int] | Tensor | np.ndarray | int, name: str = "operands") -> Values:
-    """Integers (one int, a sequence, a tensor or a numpy array) as a :data:`Values` array of Python
-    ints; ValueError naming ``name`` for floats, bools, text or values of more than ``MAX_DIGITS``
-    digits. An object array of Python ints is returned as it is (no copy).
+def as_operands(x: object, name: str = "operands") -> Values:
+    """Integers (:data:`OperandsLike`: one int, a sequence, a tensor or a numpy array) as a 1-D
+    :data:`Values` array of Python ints; ValueError naming ``name`` for anything else (floats, bools,
+    text, arrays of more than one dimension) or values of more than ``MAX_DIGITS`` digits. An object
+    array of Python ints is returned as it is (no copy). It takes any object because it is where
+    untrusted input is checked (the annotation would otherwise refuse it before the clear message).
 
     >>> as_operands(7).tolist(), as_operands(torch.tensor([349, 705])).tolist()
     ([7], [349, 705])
@@ -52,26 +60,33 @@ def as_operands(x: Sequence[int] | Tensor | np.ndarray | int, name: str = "opera
             raise ValueError(f"{name} must be integers, got a tensor of {x.dtype}")
         x = x.detach().cpu().numpy()
     if isinstance(x, np.ndarray):
+        if x.ndim > 1:
+            raise ValueError(f"{name} must be one-dimensional, got an array of shape {x.shape}")
         if x.dtype.kind in "iu":
             return (x.reshape(-1) if x.ndim == 0 else x).astype(object)
         if x.dtype != object:
             raise ValueError(f"{name} must be integers, got an array of {x.dtype}")
         values = x.reshape(-1) if x.ndim == 0 else x
-        items = values.ravel().tolist()
-        if all(type(v) is int for v in items):
-            _check_size(items, name)
+        flat = values.ravel().tolist()
+        if all(type(v) is int for v in flat):
+            _check_size(flat, name)
             return values
-        return np.array([_integer(v, name) for v in items], dtype=object).reshape(values.shape)
+        return np.array([_integer(v, name) for v in flat], dtype=object).reshape(values.shape)
     if isinstance(x, str):
         raise ValueError(f"{name} must be integers, got the text {x!r}")
-    items = [x] if not isinstance(x, Sequence) and hasattr(x, "__index__") else list(x)
+    if not isinstance(x, Sequence) and hasattr(x, "__index__"):
+        items: list[object] = [x]
+    elif isinstance(x, Iterable):
+        items = list(x)
+    else:
+        raise ValueError(f"{name} must be integers, got {x!r}")
     out = np.empty(len(items), dtype=object)
     out[:] = [_integer(v, name) for v in items]
     _check_size(out.tolist(), name)
     return out
 
 
-def _integer(v, name: str) -> int:
+def _integer(v: object, name: str) -> int:
     if isinstance(v, (bool, np.bool_)) or not hasattr(v, "__index__"):
         raise ValueError(f"{name} must be integers, got {v!r}")
     return operator.index(v)
@@ -107,7 +122,7 @@ def count_digits(v: int) -> int:
     return n
 
 
-def digit_count(x: Values) -> Int[Tensor, " batch"]:
+def digit_count(x: OperandsLike) -> Int[Tensor, " batch"]:
     """Decimal digits of each integer (0 has one; the sign is not counted).
 
     >>> digit_count(as_operands([0, 9, 10, 10**25])).tolist()
@@ -128,7 +143,7 @@ def digit_count(x: Values) -> Int[Tensor, " batch"]:
     return count
 
 
-def digits_of(x: Values, width: int) -> Int[Tensor, "batch width"]:
+def digits_of(x: OperandsLike, width: int) -> Int[Tensor, "batch width"]:
     """The low ``width`` decimal digits of each integer, most significant first, zero-padded
     (``x mod 10^width``; a negative value gives the digits of ``x mod 10^width`` as well).
 
@@ -166,7 +181,7 @@ def from_digits(digits: Int[Tensor, "batch k"]) -> Values:
     return value
 
 
-def digit_at(x: Values, place: int | Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:
+def digit_at(x: OperandsLike, place: int | Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:
     """The decimal digit of each integer >= 0 at ``place`` (0 = units; one place, or one per integer).
 
     >>> digit_at(as_operands([349, 705]), 1).tolist(), digit_at(as_operands([349, 10**30]), torch.tensor([0, 30])).tolist()
@@ -175,7 +190,18 @@ def digit_at(x: Values, place: int | Int[Tensor, " batch"]) -> Int[Tensor, " bat
     return as_int64(as_operands(x) // _powers(place) % 10)
 
 
-def with_digit(x: Values, place: int | Int[Tensor, " batch"], digit: Int[Tensor, " batch"]) -> Values:
+def low_digits(x: OperandsLike, j: int) -> Values:
+    """Each integer mod 10^j: its low ``j`` decimal digits, at any size.
+
+    >>> low_digits(as_operands([1349, 10**30 + 705]), 3).tolist()
+    [349, 705]
+    """
+    return as_operands(x) % 10**j
+
+
+def with_digit(
+    x: OperandsLike, place: int | Int[Tensor, " batch"], digit: Int[Tensor, " batch"] | OperandsLike
+) -> Values:
     """Each integer >= 0 with its digit at ``place`` replaced by ``digit`` (per integer).
 
     >>> with_digit(as_operands([349, 705]), 2, torch.tensor([1, 9])).tolist()
@@ -192,7 +218,7 @@ def _powers(place: int | Int[Tensor, " batch"]) -> int | Values:
     return 10 ** int(place)
 
 
-def as_int64(x: Values, name: str = "values") -> Int[Tensor, " batch"]:
+def as_int64(x: OperandsLike, name: str = "values") -> Int[Tensor, " batch"]:
     """Integers that fit int64 as a tensor (labels, counts); ValueError naming the first that does not.
 
     >>> as_int64(as_operands([3, 4])).tolist()

@@ -36,21 +36,22 @@ True
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from jaxtyping import Int
+from jaxtyping import Int, Shaped
 from torch import Tensor
 
-from .numbers import MAX_DIGITS, Values, as_operands, count_digits, digits_of, from_digits, show
+from .choices import FORMATS, OPERATIONS
+from .numbers import MAX_DIGITS, OperandsLike, Values, as_operands, count_digits, digits_of, from_digits, show
+from .typecheck import check_values
 
 Operation = Literal["add", "sub", "mul", "addmod", "mulmod"]
 Format = Literal["paper", "plain", "reversed"]
 
-OPERATIONS: tuple[str, ...] = ("add", "sub", "mul", "addmod", "mulmod")
-FORMATS: tuple[str, ...] = ("paper", "plain", "reversed")
 OPERATOR_SYMBOL = {"add": "+", "sub": "-", "mul": "*", "addmod": "+", "mulmod": "*"}
 SYMBOLS = "0123456789+-*=."  # token id = index; `paper` uses only the first 10
 EQUALS, END = SYMBOLS.index("="), SYMBOLS.index(".")
@@ -133,6 +134,7 @@ class Task:
             return self.width
         if self.op == "mul":
             return 2 * self.width
+        assert self.modulus is not None  # __post_init__: the modular operations have one
         return count_digits(self.modulus - 1)
 
     @property
@@ -167,21 +169,22 @@ class Task:
     def answer_lsb_first(self) -> bool:
         return self.format in ("paper", "reversed")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> Task:
+    def from_dict(cls, d: dict[str, Any]) -> Task:
         """The task of a ``to_dict()`` mapping; ValueError names an unknown key or a bad value."""
         if not isinstance(d, dict):
             raise ValueError(f"a task is a JSON object, got {type(d).__name__}")
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:
             raise ValueError(f"unknown task keys: {', '.join(unknown)}")
+        check_values(cls, d)
         return cls(**d)
 
     # ---- arithmetic --------------------------------------------------------------------------
-    def apply(self, a: Values, b: Values) -> Values:
+    def apply(self, a: OperandsLike, b: OperandsLike) -> Values | Shaped[np.ndarray, ""]:
         """The true answer of ``a op b`` elementwise, exact at any size (:data:`~.numbers.Values`: numpy
         arrays of Python ints; ints, sequences and integer tensors are converted; two scalars give a
         0-d array, as two 0-d tensors gave a 0-d tensor)."""
@@ -197,27 +200,29 @@ class Task:
             c = c % self.modulus
         return c.reshape(()) if scalar else c
 
-    def id_representative(self, a: Values, b: Values) -> tuple[Values, Values]:
-        """The ID input an OOD pair is equivalent to: ``(a mod 10^n, b mod 10^n)`` (a >= b kept for sub).
+    def id_representative(self, a: OperandsLike, b: OperandsLike, j: int | None = None) -> tuple[Values, Values]:
+        """The ID input an OOD pair is equivalent to: ``(a mod 10^n, b mod 10^n)`` (a >= b kept for sub);
+        with ``j``, the truncation at 10^j instead (the relation candidates of other places).
 
         >>> [x.tolist() for x in Task("add", 3).id_representative([1349], [705])]
         [[349], [705]]
         """
-        N = 10**self.digits
+        N = 10 ** (self.digits if j is None else j)
         ra, rb = as_operands(a) % N, as_operands(b) % N
         if self.op == "sub":
             ra, rb = np.maximum(ra, rb), np.minimum(ra, rb)
         return ra, rb
 
-    def equivalent_answer(self, a: Values, b: Values) -> Values:
-        """The study's OOD rule: the true answer of the ID representative, e.g. 1349+705 -> 349+705.
+    def equivalent_answer(self, a: OperandsLike, b: OperandsLike, j: int | None = None) -> Values:
+        """The study's OOD rule: the true answer of the ID representative, e.g. 1349+705 -> 349+705
+        (with ``j``: of the truncation at 10^j, the relation :meth:`equivalent_description` ``(j)`` names).
 
         >>> Task("add", 3).equivalent_answer([1349], [705]).tolist()
         [1054]
         >>> Task("sub", 3).equivalent_answer([1300], [1200]).tolist()   # 300 - 200
         [100]
         """
-        return self.apply(*self.id_representative(a, b))
+        return self.apply(*self.id_representative(a, b, j))
 
     def equivalent_description(self, j: int | None = None) -> str:
         """The OOD rule as text: ``(a mod 10^3) + (b mod 10^3)``, or with ``j`` the truncation at 10^j.
@@ -228,7 +233,7 @@ class Task:
         j = self.digits if j is None else j
         return self.describe(f"(a mod 10^{j})", f"(b mod 10^{j})")
 
-    def answer_digits(self, values: Values) -> Int[Tensor, "batch answer_width"]:
+    def answer_digits(self, values: OperandsLike) -> Int[Tensor, "batch answer_width"]:
         """Digits of integer answers, units first, ``answer_width`` of them; a row of -1 for a value no
         answer can hold (negative, e.g. an unreadable output, or too wide), so it matches no digit.
 
@@ -241,7 +246,7 @@ class Task:
         d = digits_of(np.where(ok, values, 0), A).flip(-1)
         return torch.where(torch.from_numpy(ok).unsqueeze(1), d, torch.full_like(d, -1))
 
-    def check_operands(self, a: Values, b: Values) -> None:
+    def check_operands(self, a: OperandsLike, b: OperandsLike) -> None:
         """Raise ValueError naming the first operand the format cannot hold."""
         a, b = as_operands(a), as_operands(b)
         limit = 10**self.width
@@ -274,7 +279,7 @@ class Task:
         """The example as text, e.g. ``'0034900705450100'`` or ``'349+705=1054.'``."""
         return "".join(self.vocab[t] for t in self.encode(a, b))
 
-    def encode_batch(self, a: Values, b: Values) -> tuple[Int[Tensor, "batch seq"], Int[Tensor, " batch"]]:
+    def encode_batch(self, a: OperandsLike, b: OperandsLike) -> tuple[Int[Tensor, "batch seq"], Int[Tensor, " batch"]]:
         """Encode operand pairs.
 
         Returns ``(tokens, answer_start)``: tokens [batch, seq] (unpadded formats are right-filled
@@ -293,7 +298,7 @@ class Task:
             if self.format == "paper":
                 tokens = torch.cat([digits_of(a, W), digits_of(b, W), ans], dim=1)
             else:
-                col = lambda t: torch.full((len(a), 1), t, dtype=torch.long)
+                col: Callable[[int], Tensor] = lambda t: torch.full((len(a), 1), t, dtype=torch.long)
                 op = col(SYMBOLS.index(self.symbol))
                 tokens = torch.cat([digits_of(a, W), op, digits_of(b, W), col(EQUALS), ans, col(END)], dim=1)
                 if self.bos:
@@ -302,8 +307,8 @@ class Task:
         # unpadded plain / reversed: variable length, one row at a time (text-sized inputs)
         rows, starts = [], []
         for x, y, z in zip(a.tolist(), b.tolist(), c.tolist()):
-            ans = str(z)[::-1] if self.answer_lsb_first else str(z)
-            text = f"{BOS_SYMBOL if self.bos else ''}{x}{self.symbol}{y}={ans}."
+            answer = str(z)[::-1] if self.answer_lsb_first else str(z)
+            text = f"{BOS_SYMBOL if self.bos else ''}{x}{self.symbol}{y}={answer}."
             rows.append([self.vocab.index(ch) for ch in text])
             starts.append(text.index("=") + 1)
         tokens = torch.full((len(rows), self.seq_len), END, dtype=torch.long)
