@@ -40,6 +40,7 @@ from .plain_forward import KVBuffer, PlainCache, PlainGPT, Segment, checked_plai
 from .tasks import END, Task
 
 DEFAULT_BATCH = 4096  # rows a bridge forward pass: memory is bounded by this, not by the set size
+SCORE_BUDGET = 2**26  # attention scores one forward pass may hold (256 MB of float32): fewer rows for long inputs
 PATHS = ("auto", "kv", "bridge")
 PROBE_ROWS = 8  # rows that check the plain forward against the bridge
 
@@ -72,6 +73,7 @@ def generate(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     a, b = as_operands(a), as_operands(b)
     task.check_operands(a, b)
+    batch_size = rows_within(batch_size, model.cfg.n_heads, task.seq_len)
     plain = _plain_for(model, task, a, b) if path != "bridge" else None
     if path == "kv" and plain is None:
         raise ValueError(
@@ -94,6 +96,16 @@ def generate(
     finally:
         if was_training:
             model.train()
+
+
+def rows_within(limit: int, heads: int, seq: int) -> int:
+    """At most ``limit`` rows a forward pass, fewer when their attention scores ``[rows, heads, seq, seq]``
+    would pass :data:`SCORE_BUDGET` (100-digit operands: a few hundred rows; 3-digit ones: ``limit``).
+
+    >>> rows_within(4096, 3, 16), rows_within(4096, 3, 301)
+    (4096, 246)
+    """
+    return max(1, min(limit, SCORE_BUDGET // (heads * seq * seq)))
 
 
 def _plain_for(model: TransformerBridge, task: Task, a: Values, b: Values) -> PlainGPT | None:
@@ -206,6 +218,7 @@ def kv_greedy(
     N, P = prompt.shape
     if P + n_new - 1 > plain.context:
         raise ValueError(f"prompt of {P} + {n_new} new tokens exceeds the model's context {plain.context}")
+    rows = rows_within(rows, plain.H, P + n_new)  # the prompt pass of a chunk holds [rows, H, P, P] scores
     s, inverse, first = shared_prefix_split(prompt, plain.embed.shape[0])
     if s:  # keys/values of the shared prefix positions, once per distinct prefix
         cache: PlainCache = {}
