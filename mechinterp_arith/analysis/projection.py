@@ -25,16 +25,16 @@ import numpy as np
 import plotly.graph_objects as go
 from jaxtyping import Float, Int
 from sklearn.neighbors import NearestCentroid
-from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.errors import NotApplicable
 from ..core.labels import DEFAULT_LABEL, label_values, parse_label
+from ..core.numbers import OperandsLike, as_operands
 from ..core.positions import resolve_position
 from ..core.seeding import derive_seed
-from ..core.tasks import OperandsLike, Task, as_operands
+from ..core.tasks import Task
 from .activations import Answers, collect, needs_answer_tokens
 from .choices import DEFAULT_HOOK, DEFAULT_K
 from .pca import PCAResult, fit_pca, flatten, residual_pca
@@ -151,8 +151,8 @@ class ProjectionResult:
 
 def ood_projection(
     ckpt: Checkpoint,
-    id_pairs: tuple[Int[Tensor, " n_id"], Int[Tensor, " n_id"]],
-    ood_pairs: tuple[Int[Tensor, " n_ood"], Int[Tensor, " n_ood"]],
+    id_pairs: tuple[OperandsLike, OperandsLike],
+    ood_pairs: tuple[OperandsLike, OperandsLike],
     hook: str = DEFAULT_HOOK,
     position: int | str | None = None,
     label: str = DEFAULT_LABEL,
@@ -248,9 +248,7 @@ PROJECTION_KEYS = (
 )
 
 
-def study_sets(
-    task: Task, n: int = 10_000, n_id: int = 2000, seed: int = 0
-) -> tuple[tuple[Int[Tensor, " n"], Int[Tensor, " n"]], tuple[Int[Tensor, " n_id"], Int[Tensor, " n_id"]]]:
+def study_sets(task: Task, n: int = 10_000, n_id: int = 2000, seed: int = 0) -> tuple[data.Pairs, data.Pairs]:
     """The operand pairs of :func:`study_pca`: ``n`` random pairs with each operand in [0, 10^(n+1))
     (n + 1 as far as the format holds it), and ``n_id`` random ID pairs the OOD projection is fitted
     on, from their own stream (``derive_seed(seed, "study_pca", "id")``)."""
@@ -304,7 +302,7 @@ def study_pca(
     if ood.any():
         id_acts = flatten(collect(ckpt, ia, ib, [hook], [pos], answers="true")[hook])
         proj = project(
-            task, id_acts, (ia, ib), res.activations[ood.numpy()], (a[ood], b[ood]), hook, pos, label, k, answers, seed
+            task, id_acts, (ia, ib), res.activations[ood], (a[ood], b[ood]), hook, pos, label, k, answers, seed
         )
         s = proj.summary()
         out.update({key: s[key] for key in PROJECTION_KEYS})

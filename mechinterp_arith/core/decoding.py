@@ -20,25 +20,28 @@ Two paths produce the same greedy answers (tested on add3 and mul3, ID and OOD):
 >>> ckpt = load("add3")
 >>> a, b = data.ood_both(ckpt.task, m=4, n=1000)
 >>> gen = generate(ckpt.model, ckpt.task, a, b)
->>> gen.path, gen.answers.shape
-('kv', torch.Size([1000]))
+>>> gen.path, gen.answers.shape, type(gen.answers[0])        # answers: Python ints, any size
+('kv', (1000,), <class 'int'>)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from .model import model_device
+from .numbers import OperandsLike, Values, as_operands, digits_of
 from .plain_attention import KVBuffer, Numbering
 from .plain_forward import PlainCache, PlainGPT, Segment, checked_plain_forward
-from .tasks import END, OperandsLike, Task, as_operands, digits_of
+from .tasks import END, Task
 
 DEFAULT_BATCH = 4096  # rows a bridge forward pass: memory is bounded by this, not by the set size
+SCORE_BUDGET = 2**26  # attention scores one forward pass may hold (256 MB of float32): fewer rows for long inputs
 PATHS = ("auto", "kv", "bridge")
 PROBE_ROWS = 8  # rows that check the plain forward against the bridge
 
@@ -47,7 +50,7 @@ PROBE_ROWS = 8  # rows that check the plain forward against the bridge
 class Generation:
     """Greedy outputs for a batch of operand pairs."""
 
-    answers: Int[Tensor, " batch"]  # the model's answers as integers (-1 when unreadable)
+    answers: Values  # [batch] the model's answers as Python ints (-1 when unreadable)
     tokens: Int[Tensor, "batch seq"]  # prompt + generated answer tokens (fixed-length formats)
     path: str = "bridge"  # which decoder ran: "kv" or "bridge"
 
@@ -71,6 +74,7 @@ def generate(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     a, b = as_operands(a), as_operands(b)
     task.check_operands(a, b)
+    batch_size = rows_within(batch_size, model.cfg.n_heads, task.seq_len)
     plain = _plain_for(model, task, a, b) if path != "bridge" else None
     if path == "kv" and plain is None:
         raise ValueError(
@@ -95,7 +99,17 @@ def generate(
             model.train()
 
 
-def _plain_for(model: TransformerBridge, task: Task, a: Tensor, b: Tensor) -> PlainGPT | None:
+def rows_within(limit: int, heads: int, seq: int) -> int:
+    """At most ``limit`` rows a forward pass, fewer when their attention scores ``[rows, heads, seq, seq]``
+    would pass :data:`SCORE_BUDGET` (100-digit operands: a few hundred rows; 3-digit ones: ``limit``).
+
+    >>> rows_within(4096, 3, 16), rows_within(4096, 3, 301)
+    (4096, 246)
+    """
+    return max(1, min(limit, SCORE_BUDGET // (heads * seq * seq)))
+
+
+def _plain_for(model: TransformerBridge, task: Task, a: Values, b: Values) -> PlainGPT | None:
     if not task.fixed_length or not len(a):
         return None
     probe, _ = task.encode_batch(a[:PROBE_ROWS], b[:PROBE_ROWS])
@@ -115,7 +129,7 @@ def greedy_tokens(
     return tokens
 
 
-def _bridge_fixed(model: TransformerBridge, task: Task, a: Tensor, b: Tensor, batch_size: int) -> Generation:
+def _bridge_fixed(model: TransformerBridge, task: Task, a: Values, b: Values, batch_size: int) -> Generation:
     device = model_device(model)
     answers, rows = [], []
     for i in range(0, len(a), batch_size):
@@ -125,25 +139,25 @@ def _bridge_fixed(model: TransformerBridge, task: Task, a: Tensor, b: Tensor, ba
         answers.append(task.decode_answer(out[:, task.prompt_len :]))
     if not rows:
         return Generation(
-            torch.zeros(0, dtype=torch.long), torch.zeros(0, task.prompt_len + task.answer_width, dtype=torch.long)
+            np.zeros(0, dtype=object), torch.zeros(0, task.prompt_len + task.answer_width, dtype=torch.long)
         )
-    return Generation(torch.cat(answers), torch.cat(rows))
+    return Generation(np.concatenate(answers), torch.cat(rows))
 
 
-def _bridge_variable(model: TransformerBridge, task: Task, a: Tensor, b: Tensor, batch_size: int) -> Generation:
+def _bridge_variable(model: TransformerBridge, task: Task, a: Values, b: Values, batch_size: int) -> Generation:
     device = model_device(model)
     tokens, starts = task.encode_batch(a, b)
-    answers = torch.full((len(a),), -1, dtype=torch.long)
+    answers = np.full(len(a), -1, dtype=object)
     for start in starts.unique().tolist():
         idx = torch.nonzero(starts == start).squeeze(1)
         for j in range(0, len(idx), batch_size):
             rows = idx[j : j + batch_size]
             out = greedy_tokens(model, tokens[rows, :start].to(device), task.answer_width + 1).cpu()
-            answers[rows] = _read_until_end(out[:, start:], task)
+            answers[rows.numpy()] = _read_until_end(out[:, start:], task)
     return Generation(answers, tokens)
 
 
-def _read_until_end(generated: Int[Tensor, "batch n"], task: Task) -> Int[Tensor, " batch"]:
+def _read_until_end(generated: Int[Tensor, "batch n"], task: Task) -> Values:
     values = []
     for row in generated.tolist():
         if END not in row or row.index(END) == 0 or any(t > 9 for t in row[: row.index(END)]):
@@ -151,7 +165,7 @@ def _read_until_end(generated: Int[Tensor, "batch n"], task: Task) -> Int[Tensor
             continue
         digits = "".join(str(t) for t in row[: row.index(END)])
         values.append(int(digits[::-1] if task.answer_lsb_first else digits))
-    return torch.tensor(values, dtype=torch.long)
+    return as_operands(values)
 
 
 # ---- the key/value-cached path ------------------------------------------------------------------------
@@ -227,6 +241,7 @@ def kv_greedy(
     T = P + n_new - 1
     if T > plain.context:
         raise ValueError(f"prompt of {P} + {n_new} new tokens exceeds the model's context {plain.context}")
+    rows = rows_within(rows, plain.H, P + n_new)  # the prompt pass of a chunk holds [rows, H, P, P] scores
     numbering = plain.numbering(torch.cat([prompt, prompt.new_zeros(N, n_new - 1)], 1))
     s, inverse, first = shared_prefix_split(*position_symbols(prompt, numbering, plain.embed.shape[0]))
     if s:  # keys/values of the shared prefix positions, once per distinct prefix
@@ -297,9 +312,9 @@ MATCH_BATCH = 1024  # rows a forward pass (faster than larger batches on a CPU)
 def greedy_matches(
     model: TransformerBridge,
     task: Task,
-    a: Int[Tensor, " batch"],
-    b: Int[Tensor, " batch"],
-    targets: list[Int[Tensor, " batch"]],
+    a: OperandsLike,
+    b: OperandsLike,
+    targets: list[Values],
 ) -> list[Bool[Tensor, " batch"]]:
     """For each target, whether the model's greedy answer equals it, with one forward pass per target.
 
@@ -311,9 +326,10 @@ def greedy_matches(
     >>> exact, = greedy_matches(model, task, a, b, [task.apply(a, b)])      # doctest: +SKIP
     """
     a, b = as_operands(a), as_operands(b)
+    targets = [as_operands(c, "targets") for c in targets]
     if not task.fixed_length:
         answers = generate(model, task, a, b).answers
-        return [answers == c for c in targets]
+        return [torch.from_numpy(answers == c) for c in targets]
     A, P = task.answer_width, task.prompt_len
     prompt = task.encode_batch(a, b)[0][:, :P]
     device = model_device(model)
@@ -322,11 +338,11 @@ def greedy_matches(
         hit = torch.zeros(len(c), dtype=torch.bool)
         todo = torch.ones(len(c), dtype=torch.bool)
         for earlier, earlier_hit in zip(targets[:k], out):  # rows already decided for the same answer
-            same = todo & (c == earlier)
+            same = todo & torch.from_numpy(c == earlier)
             hit[same], todo = earlier_hit[same], todo & ~same
-        todo &= (c >= 0) & (c < 10**A)
+        todo &= torch.from_numpy((c >= 0) & (c < 10**A))
         rows = torch.nonzero(todo).squeeze(1)
-        ans = digits_of(c[rows], A)
+        ans = digits_of(c[rows.numpy()], A)
         if task.answer_lsb_first:
             ans = ans.flip(-1)
         tokens = torch.cat([prompt[rows], ans], dim=1)[:, : P + A - 1]

@@ -17,6 +17,7 @@ from mechinterp_arith.analysis.metrics import logit_diff_metric
 from mechinterp_arith.analysis.patching import patch_each_site
 from mechinterp_arith.analysis.prompt_pairs import differ_in_answer_digit, make_pairs
 from mechinterp_arith.core.decoding import generate, kv_greedy
+from mechinterp_arith.core.numbers import with_digits
 from mechinterp_arith.core.plain_forward import LOGIT_RTOL, MAX_LOGIT_DIFF, PlainGPT
 from mechinterp_arith.core.position_schemes import SCHEMES, position_rule
 from mechinterp_arith.core.seeding import generator
@@ -129,10 +130,10 @@ def _pairs(task: Task, kind: str, n: int = 32):
         return differ_in_answer_digit(task, 1, n=n, seed=0)
     g = torch.Generator().manual_seed(1)
     if kind == "OOD":
-        a, b, x, y = (data.operands_with_digits(4, n, g) for _ in range(4))
+        a, b, x, y = (with_digits(4, n, g) for _ in range(4))
         return make_pairs(task, a, b, x, y)
-    a, b = data.operands_with_digits(1, n, g), data.operands_with_digits(2, n, g)
-    return make_pairs(task, a, b, a + 100 * torch.randint(1, 10, (n,), generator=g), b)
+    a, b = with_digits(1, n, g), with_digits(2, n, g)
+    return make_pairs(task, a, b, a + 100 * torch.randint(1, 10, (n,), generator=g).numpy(), b)
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
