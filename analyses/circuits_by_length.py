@@ -6,7 +6,8 @@ models (docs/length_generalisation.md), at 3-digit and at 6-digit operands, comp
 ``--lab`` holds the lab's trained models (``SCHEME_sSEED``, as ``analyses/length_generalisation.py
 --out`` writes them; nothing is trained here). For each model, operand length M in ``--lengths`` and
 answer digit k in 0..M, ``discover(ckpt, k, operand_digits=M)`` (one thread); a digit whose clean run
-does not prefer the clean answer has no circuit (``no_gap``). Writes ``--results`` (default
+does not prefer the clean answer has no circuit (``no_circuit``); a model that is not a finished
+checkpoint is listed in ``models_missing``. Writes ``--results`` (default
 analyses/results/circuits_by_length.json): the headline numbers (reuse of the ID circuits by the
 6-digit circuits of digits 3..6, coupled vs learned, over seeds; seed similarity), the table of
 :func:`mechinterp_arith.analysis.circuit_comparison.compare_circuits` and every circuit's JSON
@@ -25,6 +26,7 @@ from pathlib import Path
 from mechinterp_arith import load
 from mechinterp_arith.analysis.circuit_comparison import compare_circuits, seed_similarity
 from mechinterp_arith.analysis.discovery import Circuit, discover
+from mechinterp_arith.core.checkpoint import CheckpointError
 from mechinterp_arith.core.errors import NotApplicable
 from mechinterp_arith.core.files import atomic_write_text
 from mechinterp_arith.core.threads import set_threads
@@ -76,10 +78,16 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     circuits: dict[tuple, Circuit] = {}
     no_gap: list[dict] = []
+    missing: list[dict] = []
     task = None
     for scheme in args.schemes:
         for seed in args.seeds:
-            ckpt = load(args.lab / f"{scheme}_s{seed}", device="cpu")
+            try:
+                ckpt = load(args.lab / f"{scheme}_s{seed}", device="cpu")
+            except CheckpointError as e:  # e.g. a lab run that never finished: recorded, not retrained
+                missing.append({"scheme": scheme, "seed": seed, "why": str(e)})
+                print(f"{scheme} s{seed}: skipped ({e})", flush=True)
+                continue
             task = ckpt.task
             for m in args.lengths:
                 for k in range(min(m, task.answer_width - 1) + 1):
@@ -134,6 +142,7 @@ def main(argv=None) -> int:
         "weighted = weighted Jaccard of |score| shares; reuse_* against the 3-digit circuit of digit 2",
         "headline": headline,
         "no_circuit": no_gap,
+        "models_missing": missing,
         "table": [{k: _clean(v) for k, v in r.items()} for r in table.to_dict("records")],
         "circuits": [
             {"scheme": s, "seed": seed, "operand_digits": m, "digit": k, "circuit": c.to_json()}
