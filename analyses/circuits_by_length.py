@@ -72,6 +72,13 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--lengths", nargs="+", type=int, default=[3, 6])
     p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument(
+        "--circuits-from",
+        type=Path,
+        default=None,
+        help="recompute the comparison from the circuits of an earlier results file (Circuit.from_json) "
+        "instead of discovering them again",
+    )
     args = p.parse_args(argv)
     os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     set_threads(1)
@@ -80,7 +87,14 @@ def main(argv=None) -> int:
     no_gap: list[dict] = []
     missing: list[dict] = []
     task = None
-    for scheme in args.schemes:
+    earlier = None if args.circuits_from is None else json.loads(args.circuits_from.read_text())
+    if earlier is not None:
+        for entry in earlier["circuits"]:
+            key = (entry["scheme"], entry["seed"], entry["operand_digits"], entry["digit"])
+            circuits[key] = Circuit.from_json(entry["circuit"])
+        no_gap, missing = earlier["no_circuit"], earlier.get("models_missing", [])
+        task = load(args.lab / f"{earlier['circuits'][0]['scheme']}_s{earlier['circuits'][0]['seed']}").task
+    for scheme in args.schemes if earlier is None else []:
         for seed in args.seeds:
             try:
                 ckpt = load(args.lab / f"{scheme}_s{seed}", device="cpu")
@@ -110,11 +124,19 @@ def main(argv=None) -> int:
     for scheme in args.schemes:
         rows = ood[ood.scheme == scheme]
         headline[scheme] = {
-            "reuse_weighted_vs_id_digit_2": _mean_sd(rows.get("reuse_weighted", []).tolist()),
-            "reuse_jaccard_vs_id_digit_2": _mean_sd(rows.get("reuse_jaccard", []).tolist()),
-            "reuse_containment_vs_id_digit_2": _mean_sd(rows.get("reuse_containment", []).tolist()),
+            "reuse_weighted_vs_id_analogue": _mean_sd(rows.get("reuse_weighted", []).tolist()),
+            "reuse_jaccard_vs_id_analogue": _mean_sd(rows.get("reuse_jaccard", []).tolist()),
+            "reuse_containment_vs_id_analogue": _mean_sd(rows.get("reuse_containment", []).tolist()),
             "best_reuse_weighted": _mean_sd(rows.get("best_reuse_weighted", []).tolist()),
             "ood_faithfulness": _mean_sd(rows.faithfulness.tolist()),
+            "ood_clean_logit_diff": _mean_sd(rows.clean_logit_diff.tolist()),
+            "ood_score_total": _mean_sd(rows.score_total.tolist()),
+            "id_clean_logit_diff": _mean_sd(
+                table[(table.scheme == scheme) & (table.operand_digits == min(args.lengths))].clean_logit_diff.tolist()
+            ),
+            "id_score_total": _mean_sd(
+                table[(table.scheme == scheme) & (table.operand_digits == min(args.lengths))].score_total.tolist()
+            ),
             "ood_agreement": _mean_sd(rows.agreement.tolist()),
             "ood_digits_without_circuit": sum(
                 1 for r in no_gap if r["scheme"] == scheme and r["operand_digits"] == max(args.lengths)
@@ -136,10 +158,11 @@ def main(argv=None) -> int:
         + str(args.lab)
         + f" --schemes {' '.join(args.schemes)} --seeds {' '.join(map(str, args.seeds))}"
         + f" --lengths {' '.join(map(str, args.lengths))}",
-        "seconds": round(time.perf_counter() - t0, 1),
-        "load_average": os.getloadavg(),
+        "seconds": round(time.perf_counter() - t0, 1) if earlier is None else earlier["seconds"],
+        "load_average": os.getloadavg() if earlier is None else earlier["load_average"],
         "matching": "edges matched by role relative to the predicted digit k (a_{i} -> a{i-k}, '=' -> ans{-1-k}); "
-        "weighted = weighted Jaccard of |score| shares; reuse_* against the 3-digit circuit of digit 2",
+        "weighted = weighted Jaccard of |score| shares; reuse_* against the 3-digit circuit of the analogue digit "
+        "(digit 2 for digits 3..5, digit 3, the carry out, for digit 6)",
         "headline": headline,
         "no_circuit": no_gap,
         "models_missing": missing,

@@ -88,13 +88,14 @@ def operand_readers(circuit: Circuit, task: Task) -> list[str]:
 
 
 def compare_circuits(circuits: Mapping[Key, Circuit], task: Task, id_digits: int | None = None) -> pd.DataFrame:
-    """One row per circuit ``(scheme, seed, operand_digits, digit)``: size, faithfulness, MIB's
-    cpr/cmd (and the random ranking's), the heads reading a_k/b_k and, for digits k >= ``id_digits``
-    (default: the task's trained length) at longer operands, how much the circuit reuses the ID
-    circuits of the same scheme and seed: ``reuse_*`` against the ID circuit of digit
-    ``id_digits - 1`` (the highest ID digit with a carry in) and ``best_reuse_weighted`` (with
-    ``best_id_digit``) over every ID digit < ``id_digits``. ID circuits are those at
-    ``operand_digits == id_digits``."""
+    """One row per circuit ``(scheme, seed, operand_digits, digit)``: size, total ``|score|`` of its
+    edges, faithfulness, the held-out clean and corrupted logit differences, MIB's cpr/cmd (and the
+    random ranking's), the heads reading a_k/b_k and, for digits k >= n = ``id_digits`` (default:
+    the task's trained length) at longer operands M, how much the circuit reuses the ID circuits of
+    the same scheme and seed: ``reuse_*`` against its ID analogue ``analogue_digit`` (digit n-1, the
+    highest ID digit with a carry in, for k < M; digit n, the carry out, for k = M) and
+    ``best_reuse_weighted`` (with ``best_id_digit``) over every ID digit 0..n. ID circuits are those
+    at ``operand_digits == n``."""
     n = task.digits if id_digits is None else id_digits
     roles = {key: role_edges(c, task) for key, c in circuits.items()}
     rows = []
@@ -105,6 +106,7 @@ def compare_circuits(circuits: Mapping[Key, Circuit], task: Task, id_digits: int
             "operand_digits": m,
             "digit": k,
             "n_edges": c.n_edges,
+            "score_total": float(sum(abs(x) for _, _, x in c.edges())),
             "edge_share": c.n_edges / c.n_edges_total,
             "faithfulness": c.faithfulness,
             "agreement": c.agreement,
@@ -116,10 +118,11 @@ def compare_circuits(circuits: Mapping[Key, Circuit], task: Task, id_digits: int
             "random_cmd": c.metrics.get("random", {}).get("cmd", float("nan")),
             "operand_readers": ", ".join(operand_readers(c, task)),
         }
-        ids = {j: roles[(scheme, seed, n, j)] for j in range(n) if (scheme, seed, n, j) in roles}
+        ids = {j: roles[(scheme, seed, n, j)] for j in range(n + 1) if (scheme, seed, n, j) in roles}
         if m is not None and m > n and k >= n and ids:
-            last = ids.get(n - 1)
-            ov = overlap(roles[(scheme, seed, m, k)], last) if last is not None else {}
+            analogue = n if k == m else n - 1
+            row["analogue_digit"] = analogue
+            ov = overlap(roles[(scheme, seed, m, k)], ids[analogue]) if analogue in ids else {}
             row.update({f"reuse_{name}": v for name, v in ov.items()})
             best = max(ids, key=lambda j: overlap(roles[(scheme, seed, m, k)], ids[j])["weighted"])
             row["best_id_digit"] = best

@@ -52,8 +52,8 @@ def circuits_section(data: dict[str, Any], ids: ElementIds, seed: int = 0) -> di
         body.append(
             [
                 scheme,
-                _fmt(h["reuse_weighted_vs_id_digit_2"]["median"]),
-                _fmt(h["reuse_jaccard_vs_id_digit_2"]["median"]),
+                _fmt(h["reuse_weighted_vs_id_analogue"]["median"]),
+                _fmt(h["reuse_jaccard_vs_id_analogue"]["median"]),
                 _fmt(h["best_reuse_weighted"]["median"]),
                 _fmt(h["ood_faithfulness"]["median"]),
                 _fmt(h["ood_agreement"]["median"]),
@@ -63,7 +63,7 @@ def circuits_section(data: dict[str, Any], ids: ElementIds, seed: int = 0) -> di
         )
     header = [
         "scheme",
-        "reuse of ID digit 2 (weighted, median)",
+        "reuse of the ID analogue (weighted, median)",
         "reuse (Jaccard, median)",
         "best reuse of any ID digit",
         "6-digit faithfulness (median)",
@@ -72,7 +72,7 @@ def circuits_section(data: dict[str, Any], ids: ElementIds, seed: int = 0) -> di
         "seed similarity, digit 4 at 6 digits",
     ]
     ood = rows[(rows.operand_digits == 6) & (rows.digit >= 3)]
-    cols = ["scheme", "seed", "digit", "n_edges", "faithfulness", "agreement", "clean_logit_diff", "cmd"]
+    cols = ["scheme", "seed", "digit", "n_edges", "score_total", "faithfulness", "agreement", "clean_logit_diff", "cmd"]
     cols += [c for c in ("reuse_weighted", "reuse_jaccard", "operand_readers") if c in ood]
     detail = [[_fmt(v) for v in r] for r in ood[cols].itertuples(index=False)]
     panels = {}
@@ -91,7 +91,9 @@ def circuits_section(data: dict[str, Any], ids: ElementIds, seed: int = 0) -> di
         "<p>Edges are matched by role: an edge's position relative to the predicted digit k (a<sub>k</sub> is a+0, "
         "the position predicting digit k is ans-1), its writer and reader kept. Reuse: weighted Jaccard of "
         "|score| shares and unweighted Jaccard between a 6-digit circuit of digit k >= 3 and the same seed's "
-        f"3-digit circuit of digit 2. Command: <code>{escape(data.get('command', ''))}</code>.</p>"
+        "3-digit circuit of its analogue (digit 2 for digits 3-5; digit 3, the carry out, for digit 6). Faithfulness "
+        "divides by the clean-corrupted gap, so it means nothing where that gap (clean_logit_diff) is near 0. "
+        f"Command: <code>{escape(data.get('command', ''))}</code>.</p>"
     )
     html = intro + table(body, header=header, cls="grid") + figure
     html += "<h3>6-digit circuits of digits 3 and up</h3>" + table(detail, header=cols, cls="grid")

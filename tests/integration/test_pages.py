@@ -50,7 +50,7 @@ def test_the_lab_page_shows_the_circuits_by_length(tmp_path):
     page = build_length_lab_page(LAB, tmp_path / "lab").read_text()
     part = page.split('data-key="circuits"', 1)[1].split("</section>", 1)[0]
     for scheme, head in data["headline"].items():
-        median = head["reuse_weighted_vs_id_digit_2"]["median"]
+        median = head["reuse_weighted_vs_id_analogue"]["median"]
         assert f"<td>{scheme}</td>" in part and f"<td>{median:.3f}</td>" in part
     # the side-by-side figure: learned and coupled, 3-digit digit 2 and 6-digit digit 4 (seed 0)
     for scheme in data["headline"]:

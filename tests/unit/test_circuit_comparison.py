@@ -53,7 +53,8 @@ def test_reuse_of_the_id_circuit_at_a_longer_length():
     row = table[table.digit == 4].iloc[0]
     assert row.reuse_jaccard == pytest.approx(2 / 3) and row.reuse_containment == pytest.approx(2 / 3)
     # weights: id2 0.75 / 0.25; ood4 0.25 / 0.25 / 0.5 -> min 0.25 + 0.25, max 0.75 + 0.25 + 0.5
-    assert row.reuse_weighted == pytest.approx(0.5 / 1.5) and row.best_id_digit == 2
+    assert row.reuse_weighted == pytest.approx(0.5 / 1.5) and row.best_id_digit == 2 and row.analogue_digit == 2
+    assert row.score_total == pytest.approx(4.0)
     assert row.operand_readers == "L0H1.v@a+0, L0H2.v@b+0"
     assert pd_isnan(table[table.digit == 2].iloc[0].get("reuse_weighted"))
 
