@@ -305,7 +305,9 @@ def score_edges(
     )
 
 
-def select_circuit(scored: EdgeScores, target: float = TARGET) -> tuple[Bool[Tensor, "pos reader writer"], list]:
+def select_circuit(
+    scored: EdgeScores, target: float = TARGET
+) -> tuple[Bool[Tensor, "pos reader writer"], list[list[float]]]:
     """Step 2: the smallest closed top-m circuit of ``scored``'s ranking whose faithfulness on the
     search pairs reaches ``target``, and the curve ``[[m, edges, faithfulness], ...]`` of the sizes
     tried. Raises NotApplicable when the clean run does not beat the corrupted one."""
