@@ -33,8 +33,9 @@ def relation_values(op: str, kind: str, j: int | None, a: torch.Tensor, b: torch
         return true_answer(op, a, b, modulus)
     if kind == "true_mod":
         return true_answer(op, a, b, modulus) % 10**j
-    if kind == "truncated":
-        return true_answer(op, a % 10**j, b % 10**j, modulus)
+    if kind == "truncated":  # for sub the ID pair keeps a >= b (docs/equivalence.md): |a' - b'|
+        ra, rb = a % 10**j, b % 10**j
+        return (ra - rb).abs() if op == "sub" else true_answer(op, ra, rb, modulus)
     raise ValueError(kind)
 
 
