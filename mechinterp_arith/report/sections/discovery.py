@@ -95,8 +95,8 @@ def longer_operands(ctx: ReportContext, id_circuits: dict, n: int, heldout: int)
     notes = []
     for k in range(min(m, task.answer_width - 1) + 1):
         circuit, error = attempt(discover, ckpt, k, n=n, n_heldout=heldout, seed=seed, operand_digits=m)
-        if circuit is None:
-            notes.append(skipped(f"Answer digit {k} at {m} digits", error))
+        if circuit is None:  # a finding at this length (the model does not compute the digit), not a skip
+            notes.append(f'<p class="note">Answer digit {k} at {m} digits: no circuit ({escape(error)})</p>')
             continue
         circuits[("model", seed, m, k)] = circuit
     table_rows = compare_circuits(circuits, task)
