@@ -7,8 +7,8 @@ width 6; seed 0). The model is read from ``--checkpoint``; when that directory h
 trained there first by the lab's own command (``analyses/length_generalisation.py``, one thread,
 several minutes; not timed). Each digit is timed alone, in this process after the imports: wall
 seconds and this process's CPU seconds (on a shared machine wall time also counts waiting), with
-the load average before and after. ``operand_digits`` is ``discover``'s internal parameter (the
-public ``--operand-digits`` option comes with issue 23's circuits at any operand length).
+the load average before and after. ``operand_digits`` is ``discover``'s parameter (the CLI's
+``--operand-digits``).
 
     python benchmarks/discovery_coupled.py --checkpoint /tmp/lab/coupling_s0 [--operand-digits 6] [--digits 0 4]
 """

@@ -149,3 +149,23 @@ def test_circuit_discovery_runs_on_the_scheme(scheme, scheme_checkpoints, capsys
     assert all("does not prefer the clean answer digit" in why for why in out["skipped"].values())
     for circuit in out["circuits"]:
         assert circuit["n_edges_total"] == 156 and circuit["pairs"] == 8 and circuit["edges"]
+    # at 3-digit operands, longer than the trained 2 (the format's width is 3): still no position reason
+    ood = cli_json(
+        capsys,
+        "discover",
+        str(scheme_checkpoints[scheme]),
+        "--operand-digits",
+        "3",
+        "--n",
+        "8",
+        "--heldout",
+        "8",
+        "--json",
+    )
+    assert ood["operand_digits"] == 3 and {str(c["digit"]) for c in ood["circuits"]} | set(ood["skipped"]) == {
+        "0",
+        "1",
+        "2",
+    }
+    assert all("does not prefer the clean answer digit" in why for why in ood["skipped"].values())
+    assert all(c["operand_digits"] == 3 and c["cmd"] >= 0 for c in ood["circuits"])
