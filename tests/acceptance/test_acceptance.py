@@ -131,7 +131,7 @@ def test_every_analysis_runs_on_every_task(trained, capsys, op, fmt):
     ex = cli_json(capsys, "explain", path, x, y)
     assert ex["prediction"] == int(ckpt.predict([x], [y])[0])
     ra, rb = task.id_representative(torch.tensor([x]), torch.tensor([y]))
-    assert (ex["id_representative"]["a"], ex["id_representative"]["b"]) == (int(ra), int(rb))
+    assert (ex["id_representative"]["a"], ex["id_representative"]["b"]) == (int(ra[0]), int(rb[0]))
 
 
 @pytest.mark.parametrize("op, fmt", MATRIX)
