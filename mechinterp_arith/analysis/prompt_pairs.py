@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ..core import data
 from ..core.errors import NotApplicable
-from ..core.numbers import OperandsLike, Values, as_operands, digit_at, with_digit
+from ..core.numbers import OperandsLike, Values, as_operands, digit_at, with_digit, with_digits
 from ..core.positions import OPERANDS, check_digit, require_fixed_length, write_answers
 from ..core.seeding import generator
 from ..core.tasks import Task
@@ -140,24 +140,38 @@ def change_operand_digit(
     return make_pairs(task, a, b, xa, xb, f"{operand} digit {place} changed")
 
 
-def differ_in_answer_digit(task: Task, k: int, n: int = 64, seed: int = 0) -> PromptPairs:
+def differ_in_answer_digit(
+    task: Task, k: int, n: int = 64, seed: int = 0, operand_digits: int | None = None
+) -> PromptPairs:
     """ID pairs whose (true) answers differ in exactly answer digit ``k``.
 
     Corruptions change one operand digit, or the same place of both operands (needed for the
-    carry digit of a sum); candidates are drawn until ``n`` qualify.
+    carry digit of a sum); candidates are drawn until ``n`` qualify. ``operand_digits`` M: both
+    operands of exactly M digits instead (M may exceed the trained length), corrupted at a place
+    below M with a non-zero leading digit, so every input keeps its operands' lengths.
     """
     require_fixed_length(task)
     check_digit(task, k)
+    if operand_digits is not None and not 1 <= operand_digits <= task.width:
+        raise ValueError(f"operand_digits must be in 1..{task.width} (the format's width), got {operand_digits}")
     g = generator(seed, "differ_in_answer_digit", k)
     got: list[tuple[Values, ...]] = []
     have = 0
     for _ in range(MAX_ROUNDS):
         m = 4 * n
-        a, b = data.random_pairs(task, m, g=g)
-        place = torch.randint(0, task.digits, (m,), generator=g)
+        if operand_digits is None:
+            a, b = data.random_pairs(task, m, g=g)
+            place = torch.randint(0, task.digits, (m,), generator=g)
+        else:
+            M = operand_digits
+            a, b = data.ordered(task, *(with_digits(M, m, g) for _ in range(2)))
+            place = torch.randint(0, M, (m,), generator=g)
         which = torch.randint(0, 3, (m,), generator=g)  # 0: a, 1: b, 2: both
         da = torch.randint(0, 10, (m,), generator=g)
         db = torch.randint(0, 10, (m,), generator=g)
+        if operand_digits is not None and operand_digits > 1:  # the leading digit stays non-zero
+            lead = place == operand_digits - 1
+            da, db = torch.where(lead, 1 + da % 9, da), torch.where(lead, 1 + db % 9, db)
         xa = np.where((which != 1).numpy(), with_digit(a, place, da), a)
         xb = np.where((which != 0).numpy(), with_digit(b, place, db), b)
         ok = torch.from_numpy(np.ones(m, dtype=bool) if task.op != "sub" else xa >= xb)
@@ -171,12 +185,14 @@ def differ_in_answer_digit(task: Task, k: int, n: int = 64, seed: int = 0) -> Pr
     if have < n:
         values = task.answer_digits(task.apply(a, b))[:, k].unique().tolist()  # over the last draw of ID pairs
         why = f"it is always {values[0]} in distribution" if len(values) == 1 else "it rarely changes alone"
+        operands = f"{task.digits}-digit ID" if operand_digits is None else f"{operand_digits}-digit"
         raise NotApplicable(
             f"answer digit {k} of {task.name} cannot be changed alone by edits of the "
-            f"{task.digits}-digit ID operands (found {have} of {n} pairs): {why}"
+            f"{operands} operands (found {have} of {n} pairs): {why}"
         )
     a, b, xa, xb = (np.concatenate(t) for t in zip(*got))
-    return make_pairs(task, a, b, xa, xb, f"answers differ only in digit {k}")
+    lengths = "" if operand_digits is None else f" ({operand_digits}-digit operands)"
+    return make_pairs(task, a, b, xa, xb, f"answers differ only in digit {k}{lengths}")
 
 
 def carry_pairs(task: Task, k: int, n: int = 64, seed: int = 0) -> PromptPairs:

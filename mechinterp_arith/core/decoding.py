@@ -36,7 +36,8 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from .model import model_device
 from .numbers import OperandsLike, Values, as_operands, digits_of
-from .plain_forward import KVBuffer, PlainCache, PlainGPT, Segment, checked_plain_forward
+from .plain_attention import KVBuffer, Numbering
+from .plain_forward import PlainCache, PlainGPT, Segment, checked_plain_forward
 from .tasks import END, Task
 
 DEFAULT_BATCH = 4096  # rows a bridge forward pass: memory is bounded by this, not by the set size
@@ -78,7 +79,7 @@ def generate(
     if path == "kv" and plain is None:
         raise ValueError(
             "path='kv' needs a padded format and a model whose plain forward matches the bridge "
-            "(learned positions, no hooks attached); use path='bridge'"
+            "(the pre-LN GPT build_model makes, no hooks attached); use path='bridge'"
         )
     was_training = model.training
     if was_training:  # a bridge's train()/eval() walks ~500 modules (~15 ms): only when needed
@@ -177,8 +178,10 @@ def shared_prefix_split(
 ) -> tuple[int, Int[Tensor, " batch"] | None, Int[Tensor, " unique"] | None]:
     """The prefix length ``s`` that minimises positions computed, ``U(s)*s + batch*(prompt-s)``.
 
-    Returns ``(s, inverse, first)``: row ``i``'s prefix is distinct prefix ``inverse[i]``, whose
-    first row is ``first[u]``; ``(0, None, None)`` when sharing saves nothing.
+    ``prompt`` holds symbols below ``vocab`` (tokens, or :func:`position_symbols` where position IDs
+    and visibility vary by row). Returns ``(s, inverse, first)``: row ``i``'s prefix is distinct
+    prefix ``inverse[i]``, whose first row is ``first[u]``; ``(0, None, None)`` when sharing saves
+    nothing.
     """
     N, P = prompt.shape
     key = torch.zeros(N, dtype=torch.long, device=prompt.device)
@@ -199,6 +202,20 @@ def shared_prefix_split(
     return s, inverse, first
 
 
+def position_symbols(
+    tokens: Int[Tensor, "batch pos"], numbering: Numbering, vocab: int
+) -> tuple[Int[Tensor, "batch pos"], int]:
+    """``(symbols, n_symbols)``: one integer per token that is equal exactly where the token, its
+    position ID and its visibility are (a prefix's keys/values depend on all three)."""
+    if numbering.trivial:
+        return tokens, vocab
+    n_pos = tokens.shape[1]
+    ids = numbering.ids_at(0, n_pos, tokens.device).expand_as(tokens)
+    visible = torch.ones_like(tokens) if numbering.visible is None else numbering.visible[:, :n_pos].long()
+    n_ids = int(ids.max()) + 1
+    return tokens + vocab * (ids * 2 + visible), vocab * 2 * n_ids
+
+
 @torch.inference_mode()
 def kv_greedy(
     model: TransformerBridge,
@@ -213,29 +230,41 @@ def kv_greedy(
     Returns ``(tokens, logits)``: the prompt with ``n_new`` tokens appended, and (when
     ``return_logits``) the logits that chose each new token (``logits[:, k]`` chose token
     ``prompt_len + k``), else None. ``plain`` defaults to ``PlainGPT(model)`` (unchecked).
+
+    Position IDs and visibility are those of the whole row (:meth:`PlainGPT.numbering`), read
+    before the answer is known (its tokens as 0): the fixed-length formats this path serves place
+    every digit by position, so a row numbers its tokens the same way whatever digits the answer
+    holds; rows whose answer holds a token that renumbers the row are decoded again by the bridge.
     """
     plain = plain if plain is not None else PlainGPT(model)
     N, P = prompt.shape
-    if P + n_new - 1 > plain.context:
+    T = P + n_new - 1
+    if T > plain.context:
         raise ValueError(f"prompt of {P} + {n_new} new tokens exceeds the model's context {plain.context}")
     rows = rows_within(rows, plain.H, P + n_new)  # the prompt pass of a chunk holds [rows, H, P, P] scores
-    s, inverse, first = shared_prefix_split(prompt, plain.embed.shape[0])
+    numbering = plain.numbering(torch.cat([prompt, prompt.new_zeros(N, n_new - 1)], 1))
+    s, inverse, first = shared_prefix_split(*position_symbols(prompt, numbering, plain.embed.shape[0]))
     if s:  # keys/values of the shared prefix positions, once per distinct prefix
+        assert first is not None  # s > 0: shared_prefix_split returned the groups
         cache: PlainCache = {}
-        plain.blocks(plain.embed_tokens(prompt[first, :s]), cache=cache, last_only=True)
+        shared = numbering.take(first)
+        x = plain.embed_tokens(prompt[first, :s], ids=None if shared.ids is None else shared.ids[:, :s])
+        plain.blocks(x, cache=cache, last_only=True, numbering=shared)
         prefix_kv = [(cache[("k", j)], cache[("v", j)]) for j in range(plain.L)]
     out_tokens, out_logits = [], []
     for i in range(0, N, rows):
         chunk = prompt[i : i + rows]
         B = chunk.shape[0]
-        past = KVBuffer(plain.L, B, plain.H, P + n_new - 1, plain.dh, prompt.device, plain.embed.dtype)
+        own = numbering.take(torch.arange(i, i + B, device=prompt.device))
+        past = KVBuffer(plain.L, B, plain.H, T, plain.dh, prompt.device, plain.embed.dtype)
         if s:
             assert inverse is not None  # s > 0: shared_prefix_split returned the groups
             idx = inverse[i : i + rows]
             for j, (k, v) in enumerate(prefix_kv):
                 past.keys[j][:, :, :s] = k[idx]
                 past.values[j][:, :, :s] = v[idx]
-        x = plain.blocks(plain.embed_tokens(chunk[:, s:], s), Segment(start=s, past=past), last_only=True)
+        x = plain.embed_tokens(chunk[:, s:], s, ids=None if own.ids is None else own.ids[:, s:P])
+        x = plain.blocks(x, Segment(start=s, past=past), last_only=True, numbering=own)
         new, kept = [], []
         for step in range(n_new):
             last = plain.logits(x[:, -1])
@@ -244,13 +273,35 @@ def kv_greedy(
             if return_logits:
                 kept.append(last)
             if step < n_new - 1:
-                x = plain.blocks(plain.embed_tokens(tok[:, None], P + step), Segment(start=P + step, past=past))
+                x = plain.embed_tokens(
+                    tok[:, None], P + step, ids=None if own.ids is None else own.ids[:, P + step : P + step + 1]
+                )
+                x = plain.blocks(x, Segment(start=P + step, past=past), numbering=own)
         out_tokens.append(torch.cat([chunk, torch.stack(new, dim=1)], dim=1))
         if return_logits:
             out_logits.append(torch.stack(kept, dim=1))
     if not out_tokens:
         return prompt.new_zeros(0, P + n_new), None
-    return torch.cat(out_tokens), (torch.cat(out_logits) if return_logits else None)
+    out = torch.cat(out_tokens)
+    logits = torch.cat(out_logits) if return_logits else None
+    if not numbering.trivial:
+        _redo_renumbered(model, plain, out, logits, numbering, P)
+    return out, logits
+
+
+def _redo_renumbered(
+    model: TransformerBridge, plain: PlainGPT, out: Tensor, logits: Tensor | None, numbering: Numbering, P: int
+) -> None:
+    """Rows whose decoded tokens changed their own position IDs (a digit-less answer token that the
+    rule reads as a separator, from an untrained model) decoded again through the bridge, in place."""
+    T = out.shape[1] - 1
+    changed = plain.numbering(out[:, :T]).differs(numbering, T)
+    rows = torch.nonzero(changed).squeeze(1) if changed is not None else changed
+    if rows is None or not len(rows):
+        return
+    out[rows] = greedy_tokens(model, out[rows, :P], T + 1 - P)
+    if logits is not None:
+        logits[rows] = model(out[rows, :T])[:, P - 1 :]
 
 
 # ---- teacher-forced checks ------------------------------------------------------------------------------

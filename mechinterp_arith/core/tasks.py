@@ -229,8 +229,12 @@ class Task:
 
         >>> Task("addmod", 2, modulus=101).equivalent_description()
         '((a mod 10^2) + (b mod 10^2)) mod 101'
+        >>> Task("sub", 3).equivalent_description(2)
+        '|(a mod 10^2) - (b mod 10^2)|'
         """
         j = self.digits if j is None else j
+        if self.op == "sub":  # the representative keeps a >= b: the larger residue minus the smaller
+            return f"|(a mod 10^{j}) - (b mod 10^{j})|"
         return self.describe(f"(a mod 10^{j})", f"(b mod 10^{j})")
 
     def answer_digits(self, values: OperandsLike) -> Int[Tensor, "batch answer_width"]:

@@ -139,13 +139,33 @@ def test_length_profile_needs_a_longer_operand_and_fixed_positions():
         length_profile(Checkpoint(build_model(cfg, task=unpadded), unpadded, cfg), n=10)
 
 
-@pytest.mark.parametrize("scheme", ["rotary", "randomized", "abacus", "coupling"])
-def test_circuit_discovery_is_skipped_with_its_reason_where_the_plain_forward_cannot_run(
-    scheme, scheme_checkpoints, capsys
-):
-    """Edge-level attribution runs on the plain forward (tokens numbered 0, 1, 2, ...): schemes
-    that rotate or renumber positions are skipped, digit by digit, with that reason."""
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_circuit_discovery_runs_on_the_scheme(scheme, scheme_checkpoints, capsys):
+    """Edge-level attribution and exact ablation run on the plain forward, which numbers tokens as
+    each scheme does: no digit is skipped for a position reason. (These untrained models prefer the
+    clean digit only on some digits; the others are skipped with that reason.)"""
     out = cli_json(capsys, "discover", str(scheme_checkpoints[scheme]), "--n", "8", "--heldout", "8", "--json")
-    assert out["circuits"] == [] and set(out["skipped"]) == {"0", "1", "2"}
-    assert all("plain forward, which does not support" in why for why in out["skipped"].values())
-    assert (scheme if scheme != "rotary" else "rotary") in out["skipped"]["0"]
+    assert out["circuits"] and {str(c["digit"]) for c in out["circuits"]} | set(out["skipped"]) == {"0", "1", "2"}
+    assert all("does not prefer the clean answer digit" in why for why in out["skipped"].values())
+    for circuit in out["circuits"]:
+        assert circuit["n_edges_total"] == 156 and circuit["pairs"] == 8 and circuit["edges"]
+    # at 3-digit operands, longer than the trained 2 (the format's width is 3): still no position reason
+    ood = cli_json(
+        capsys,
+        "discover",
+        str(scheme_checkpoints[scheme]),
+        "--operand-digits",
+        "3",
+        "--n",
+        "8",
+        "--heldout",
+        "8",
+        "--json",
+    )
+    assert ood["operand_digits"] == 3 and {str(c["digit"]) for c in ood["circuits"]} | set(ood["skipped"]) == {
+        "0",
+        "1",
+        "2",
+    }
+    assert all("does not prefer the clean answer digit" in why for why in ood["skipped"].values())
+    assert all(c["operand_digits"] == 3 and c["cmd"] >= 0 for c in ood["circuits"])

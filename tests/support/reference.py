@@ -38,8 +38,11 @@ def relation_values(op: str, kind: str, j: int | None, a: torch.Tensor, b: torch
         return true_answer(op, a, b, modulus)
     if kind == "true_mod":
         return true_answer(op, a, b, modulus) % 10**j
-    if kind == "truncated":
-        return true_answer(op, [x % 10**j for x in python_ints(a)], [y % 10**j for y in python_ints(b)], modulus)
+    if kind == "truncated":  # for sub the ID pair keeps a >= b (docs/equivalence.md): |a' - b'|
+        ra, rb = [x % 10**j for x in python_ints(a)], [y % 10**j for y in python_ints(b)]
+        if op == "sub":
+            return true_answer(op, [max(x, y) for x, y in zip(ra, rb)], [min(x, y) for x, y in zip(ra, rb)])
+        return true_answer(op, ra, rb, modulus)
     raise ValueError(kind)
 
 
