@@ -276,7 +276,7 @@ def spread_lengths(first: int, last: int, most: int = MAX_SPREAD) -> list[int]:
     score by default, so a 100-digit format costs 10 lengths, not 100.
 
     >>> spread_lengths(4, 6), spread_lengths(1, 100, most=5)
-    ([4, 5, 6], [1, 26, 50, 75, 100])
+    ([4, 5, 6], [1, 26, 51, 75, 100])
     """
     if last - first < most:
         return list(range(first, last + 1))

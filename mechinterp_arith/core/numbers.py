@@ -68,7 +68,7 @@ def as_operands(x: object, name: str = "operands") -> Values:
             raise ValueError(f"{name} must be integers, got an array of {x.dtype}")
         values = x.reshape(-1) if x.ndim == 0 else x
         flat = values.ravel().tolist()
-        if all(type(v) is int for v in flat):
+        if set(map(type, flat)) <= {int}:  # Python ints only (not bools); map and set run in C
             _check_size(flat, name)
             return values
         return np.array([_integer(v, name) for v in flat], dtype=object).reshape(values.shape)
