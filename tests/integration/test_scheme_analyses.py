@@ -5,38 +5,30 @@ import json
 
 import pytest
 import torch
-from support import reference
+from support import models, reference
 from support.cli import cli_json
 
-from mechinterp_arith import ModelConfig, Task, data, load, save_checkpoint
+from mechinterp_arith import ModelConfig, Task, data, load
 from mechinterp_arith.analysis.length_generalisation import compare_schemes, length_profile, operand_alignment
 from mechinterp_arith.core.decoding import generate
 from mechinterp_arith.core.errors import NotApplicable
 from mechinterp_arith.core.model import build_model
 from mechinterp_arith.core.position_schemes import SCHEMES
 
-TASK = Task("add", 2, format="reversed", width=3)
-FOLLOW_UP = Task("add", 2, format="reversed", width=3, bos=True)  # the follow-up's format: a BOS token first
+TASK, FOLLOW_UP = models.SCHEME_TASKS["reversed"], models.SCHEME_TASKS["follow_up"]
 
 
 @pytest.fixture(scope="module")
 def scheme_checkpoints(tmp_path_factory):
-    """A tiny untrained checkpoint per scheme (the analyses' plumbing, not their findings, is tested);
-    ``(scheme, "follow_up")``: the same on the follow-up's format."""
-    root = tmp_path_factory.mktemp("schemes")
-    out = {}
-    for scheme in SCHEMES:
-        for key, task in ((scheme, TASK), ((scheme, "follow_up"), FOLLOW_UP)):
-            cfg = ModelConfig.for_task(task, n_layers=1, n_heads=2, d_model=16, d_mlp=32, positional=scheme, seed=5)
-            name = scheme if task is TASK else f"{scheme}_follow_up"
-            out[key] = save_checkpoint(root / name, build_model(cfg, task=task), task, cfg)
-    return out
+    """``(scheme, fmt) -> checkpoint``: a tiny untrained checkpoint per scheme, on TASK ("reversed") and
+    on the follow-up's format ("follow_up")."""
+    return models.scheme_checkpoints(tmp_path_factory.mktemp("schemes"))
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("fmt", ["reversed", "follow_up"])
 def test_every_analysis_command_runs_on_the_scheme(scheme, fmt, scheme_checkpoints, capsys, tmp_path):
-    ckpt = str(scheme_checkpoints[scheme if fmt == "reversed" else (scheme, fmt)])
+    ckpt = str(scheme_checkpoints[scheme, fmt])
     task = TASK if fmt == "reversed" else FOLLOW_UP
     model = load(ckpt, device="cpu")
     eq = cli_json(capsys, "equivalence", ckpt, "--ood-digits", "3", "--n", "40", "--json")["ood"]["3"]
@@ -93,7 +85,7 @@ def test_every_analysis_command_runs_on_the_scheme(scheme, fmt, scheme_checkpoin
 def test_length_profile_reads_each_schemes_ids(scheme_checkpoints, tmp_path, capsys):
     rows = []
     for scheme in ("learned", "coupling"):
-        ckpt = load(scheme_checkpoints[scheme], device="cpu")
+        ckpt = load(scheme_checkpoints[scheme, "reversed"], device="cpu")
         profile = length_profile(ckpt, n=30)
         assert list(profile.index) == [2, 3] and profile["alignment_by_digit"].map(len).tolist() == [2, 3]
         for m in (2, 3):  # exact match and the best relation's coverage, recounted from their definitions
@@ -119,7 +111,7 @@ def test_length_profile_reads_each_schemes_ids(scheme_checkpoints, tmp_path, cap
     assert page["path"].endswith("index.html") and "<td>coupling</td>" in html
     assert f"<td>{first.exact_mean:.3f}</td>" in html and "https://" not in html.split("<script>")[0]
     # coupling hides the zero padding: at 2 digits no head reads the hidden a2/b2 (pos 0, 4)
-    ckpt = load(scheme_checkpoints["coupling"], device="cpu")
+    ckpt = load(scheme_checkpoints["coupling", "reversed"], device="cpu")
     tokens = TASK.encode_batch(torch.tensor([12]), torch.tensor([34]))[0][:, : TASK.n_ctx]
     _, cache = ckpt.model.run_with_cache(tokens)
     assert cache["blocks.0.attn.hook_pattern"][0, :, :, [0, 4]].abs().max() == 0
@@ -144,7 +136,9 @@ def test_circuit_discovery_runs_on_the_scheme(scheme, scheme_checkpoints, capsys
     """Edge-level attribution and exact ablation run on the plain forward, which numbers tokens as
     each scheme does: no digit is skipped for a position reason. (These untrained models prefer the
     clean digit only on some digits; the others are skipped with that reason.)"""
-    out = cli_json(capsys, "discover", str(scheme_checkpoints[scheme]), "--n", "8", "--heldout", "8", "--json")
+    out = cli_json(
+        capsys, "discover", str(scheme_checkpoints[scheme, "reversed"]), "--n", "8", "--heldout", "8", "--json"
+    )
     assert out["circuits"] and {str(c["digit"]) for c in out["circuits"]} | set(out["skipped"]) == {"0", "1", "2"}
     assert all("does not prefer the clean answer digit" in why for why in out["skipped"].values())
     for circuit in out["circuits"]:
@@ -153,7 +147,7 @@ def test_circuit_discovery_runs_on_the_scheme(scheme, scheme_checkpoints, capsys
     ood = cli_json(
         capsys,
         "discover",
-        str(scheme_checkpoints[scheme]),
+        str(scheme_checkpoints[scheme, "reversed"]),
         "--operand-digits",
         "3",
         "--n",

@@ -1,4 +1,5 @@
-"""Weights compared bit for bit, training interrupted at a step, shipped checkpoints."""
+"""Weights compared bit for bit, training interrupted at a step, shipped checkpoints, a tiny checkpoint
+per position scheme."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from collections.abc import Callable, Mapping
 
 import pytest
 import torch
+
+from mechinterp_arith import Task
 
 
 def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -41,3 +44,25 @@ def shipped(name: str):
     except CheckpointError:
         pytest.skip(f"checkpoint {name} is not shipped")
     return load(path, device="cpu")
+
+
+SCHEME_TASKS = {  # 2-digit addition, width 3 (one longer operand fits)
+    "reversed": Task("add", 2, format="reversed", width=3),
+    "follow_up": Task("add", 2, format="reversed", width=3, bos=True),  # the follow-up's format: a BOS token first
+}
+
+
+def scheme_checkpoints(root) -> dict:
+    """A tiny untrained checkpoint per position scheme and format (the analyses' plumbing, not their
+    findings, is tested), saved under ``root``: ``(scheme, fmt) -> path``, ``fmt`` a key of :data:`SCHEME_TASKS`."""
+    from mechinterp_arith import ModelConfig, save_checkpoint
+    from mechinterp_arith.core.model import build_model
+    from mechinterp_arith.core.position_schemes import SCHEMES
+
+    out = {}
+    for scheme in SCHEMES:
+        for fmt, task in SCHEME_TASKS.items():
+            cfg = ModelConfig.for_task(task, n_layers=1, n_heads=2, d_model=16, d_mlp=32, positional=scheme, seed=5)
+            name = scheme if fmt == "reversed" else f"{scheme}_{fmt}"
+            out[(scheme, fmt)] = save_checkpoint(root / name, build_model(cfg, task=task), task, cfg)
+    return out
