@@ -1,7 +1,8 @@
 """Batched patching vs ``transformer_lens.patching`` on add3 (or ``--checkpoint``): prints one JSON object.
 
 The five TL functions (resid_pre, attn_out, mlp_out, head out all_pos, head out by_pos) against
-the drop-ins of ``mechinterp_arith.analysis.patching``, on ``--n`` pairs (default 64) whose answers
+the drop-ins of ``mechinterp_arith.analysis.patching``, on ``--n`` pairs (default 64; several counts,
+e.g. ``--n 64 256``, are timed in turn, one entry of ``runs`` each) whose answers
 differ only in digit ``--digit`` (default 1), metric: logit difference at that answer position
 (``metrics.logit_diff_metric``, which declares the one position it reads, so the drop-ins skip
 positions after it). Also timed: the same metric wrapped in a lambda that declares nothing, as a
@@ -10,11 +11,12 @@ gets the same corrupted tokens, as the sweeps of one session do: after the first
 drop-ins reuse the corrupted run (TL recomputes it each time). Both sides are timed on the same
 thread count (best of ``--repeats``, process CPU seconds); results are compared (max abs difference).
 ``fast_vs_hooks`` is the drop-ins' fast path against their own hook path (``method="hooks"``: the
-bridge with one hook per patched activation), the speed-up issue 23 asks of coupled models (>= 10x):
-e.g. on the length-generalisation lab's coupled model (docs/length_generalisation.md) with pairs of
-6-digit operands, ``--checkpoint DIR/coupling_s0 --operand-digits 6``.
+bridge with one hook per patched activation), the speed-up issue 23 asks of coupled models (>= 10x;
+printed per pair count, as it grows with the pairs on small models): e.g. on the length-generalisation
+lab's coupled model (docs/length_generalisation.md) with pairs of 6-digit operands,
+``--checkpoint DIR/coupling_s0 --operand-digits 6 --digit 4 --n 64 256``.
 
-    python benchmarks/patching.py [--n 64] [--digit 1] [--threads 1] [--repeats 5] [--checkpoint C] [--operand-digits M]
+    python benchmarks/patching.py [--n 64 [256 ...]] [--digit 1] [--threads 1] [--repeats 5] [--checkpoint C] [--operand-digits M]
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ FUNCTIONS = (
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--n", type=int, nargs="+", default=[64], help="pair counts, each timed in turn (e.g. 64 256)")
     p.add_argument("--digit", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5, help="best of this many runs per side")
@@ -51,19 +53,47 @@ def main() -> None:
     set_threads(args.threads)
     warnings.simplefilter("ignore")
 
+    from mechinterp_arith import load
+
+    ckpt = load(args.checkpoint, device="cpu")
+    runs = [one_size(ckpt, n, args) for n in args.n]
+    print(
+        json.dumps(
+            {
+                "benchmark": "activation patching, five TL functions vs batched drop-ins",
+                "checkpoint": args.checkpoint,
+                "positional": ckpt.model_config.positional,
+                "operand_digits": args.operand_digits,
+                "load_average": [round(x, 2) for x in os.getloadavg()],
+                "answer_digit": args.digit,
+                "threads": args.threads,
+                "torch": torch.__version__,
+                "cpu": platform.processor() or platform.machine(),
+                "timing": "process CPU seconds, best of --repeats",
+                "fast_vs_hooks": {str(r["n_pairs"]): r["fast_vs_hooks"] for r in runs},
+                "speedup_vs_tl": {str(r["n_pairs"]): r["speedup"] for r in runs},
+                "runs": runs,
+            },
+            indent=2,
+        )
+    )
+
+
+def one_size(ckpt, n: int, args: argparse.Namespace) -> dict:
+    """The five functions timed on ``n`` pairs: TL, the drop-ins (declared and undeclared metric) and
+    the drop-ins' hook path; totals, speed-ups and the largest difference from TL."""
     from transformer_lens import patching as tl_patching
 
-    from mechinterp_arith import load
     from mechinterp_arith.analysis import patching as fast
     from mechinterp_arith.analysis.metrics import logit_diff_metric
     from mechinterp_arith.analysis.prompt_pairs import differ_in_answer_digit
 
-    ckpt = load(args.checkpoint, device="cpu")
     model = ckpt.model
-    pairs = differ_in_answer_digit(ckpt.task, args.digit, n=args.n, seed=0, operand_digits=args.operand_digits)
+    pairs = differ_in_answer_digit(ckpt.task, args.digit, n=n, seed=0, operand_digits=args.operand_digits)
     metric = logit_diff_metric(pairs, args.digit)
     with torch.inference_mode():
         _, clean_cache = model.run_with_cache(pairs.clean_tokens)
+    wall = [0.0]
 
     def timed(module, name, patching_metric=metric, **kw):
         """Best-of-repeats CPU time of this process (the machine is shared, so wall time is noisy;
@@ -76,9 +106,7 @@ def main() -> None:
             wall[0] += time.perf_counter() - w0
         return best, out
 
-    wall = [0.0]
-
-    timed(fast, FUNCTIONS[0])  # warm-up (builds and checks the plain forward)
+    timed(fast, FUNCTIONS[0])  # warm-up (builds and checks the plain forward, runs the corrupted batch)
     undeclared = lambda logits: metric(logits)
     rows, tl_total, ours_total, hooks_total, undeclared_total, worst = {}, 0.0, 0.0, 0.0, 0.0, 0.0
     for name in FUNCTIONS:
@@ -102,36 +130,22 @@ def main() -> None:
         ours_total += t_ours
         hooks_total += t_hooks
         undeclared_total += t_und
-    print(
-        json.dumps(
-            {
-                "benchmark": "activation patching, five TL functions vs batched drop-ins",
-                "checkpoint": args.checkpoint,
-                "positional": ckpt.model_config.positional,
-                "operand_digits": args.operand_digits,
-                "load_average": [round(x, 2) for x in os.getloadavg()],
-                "n_pairs": args.n,
-                "answer_digit": args.digit,
-                "pairs": pairs.description,
-                "threads": args.threads,
-                "torch": torch.__version__,
-                "cpu": platform.processor() or platform.machine(),
-                "timing": "process CPU seconds, best of --repeats",
-                "wall_s_all_runs": round(wall[0], 1),
-                "tl_total_s": round(tl_total, 3),
-                "ours_total_s": round(ours_total, 3),
-                "speedup": round(tl_total / ours_total, 1),
-                "undeclared_metric_total_s": round(undeclared_total, 3),
-                "speedup_undeclared_metric": round(tl_total / undeclared_total, 1),
-                "hooks_path_total_s": round(hooks_total, 3),
-                "hooks_path_speedup": round(tl_total / hooks_total, 1),
-                "fast_vs_hooks": round(hooks_total / ours_total, 1),
-                "max_abs_diff_vs_tl": worst,
-                "functions": rows,
-            },
-            indent=2,
-        )
-    )
+    return {
+        "n_pairs": n,
+        "pairs": pairs.description,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "wall_s_all_runs": round(wall[0], 1),
+        "tl_total_s": round(tl_total, 3),
+        "ours_total_s": round(ours_total, 3),
+        "speedup": round(tl_total / ours_total, 1),
+        "undeclared_metric_total_s": round(undeclared_total, 3),
+        "speedup_undeclared_metric": round(tl_total / undeclared_total, 1),
+        "hooks_path_total_s": round(hooks_total, 3),
+        "hooks_path_speedup": round(tl_total / hooks_total, 1),
+        "fast_vs_hooks": round(hooks_total / ours_total, 1),
+        "max_abs_diff_vs_tl": worst,
+        "functions": rows,
+    }
 
 
 if __name__ == "__main__":
