@@ -1,7 +1,9 @@
 """The sweep report: one offline page comparing the runs of a sweep directory.
 
 Sections: the runs (settings that vary, status, figures, errors); exact match by operand length
-per setting (lines: the mean over seeds, bars: the seeds' range, dots: each seed); equivalence
+per setting (lines: the mean over seeds, bars: the seeds' range, dots: each seed); with
+``[analyses] by_length``, the by-length rows beside the follow-up's published table
+(:mod:`~mechinterp_arith.report.follow_up_table`); equivalence
 coverage against OOD exact match (one dot per run); held-out ID exact match over training (one
 line per run). Same page, template and embedded assets as the checkpoint report.
 
@@ -27,6 +29,7 @@ from ..sweep.settings import SETTING_KEYS
 from .assets import ElementIds, figure_html
 from .build import INDEX, ReportResult, render_sections, run_section
 from .context import escape, table
+from .follow_up_table import follow_up_section
 
 COLORS = qualitative.Plotly
 
@@ -218,6 +221,7 @@ def training_section(ctx: SweepContext) -> dict:
 SWEEP_SECTIONS = {
     "runs": runs_section,
     "by_length": length_section,
+    "follow_up": follow_up_section,
     "equivalence": equivalence_section,
     "training": training_section,
 }
