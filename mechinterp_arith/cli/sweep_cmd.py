@@ -39,6 +39,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..sweep import load_spec, run_sweep
+    from ..sweep.spec import ANALYSES
     from .common import command_line, require_positive
 
     require_positive(args, "workers")
@@ -50,7 +51,7 @@ def run(args) -> int:
             print(f"{run_settings.run_id}  group {run_settings.group_id}")
         print(
             f"{len(spec.runs)} runs in {len({r.group_id for r in spec.runs})} groups; analyses: "
-            f"{', '.join(k for k in ('evaluate', 'equivalence', 'pca') if getattr(spec.analyses, k)) or 'none'}"
+            f"{', '.join(k for k in ANALYSES if getattr(spec.analyses, k)) or 'none'}"
         )
         return 0
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the workers too, like Ctrl-C
