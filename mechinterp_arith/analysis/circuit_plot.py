@@ -11,10 +11,13 @@ later position of the circuit (attention moves information across positions).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
 import plotly.graph_objects as go
 from transformer_lens.tools.analysis.attribution_patching import Node
 
+from .discovery import Circuit
 from .edge_graph import node_label
 
 COLOURS = {
@@ -34,9 +37,11 @@ def _xy(node: Node, n_heads: int, n_layers: int) -> tuple[float, float]:
         return node.position, 0.0
     if node.kind == "logits":
         return node.position, 2.0 * n_layers + 1
+    layer = node.layer if node.layer is not None else 0  # set on every node but embed and logits
     if node.kind in ("mlp_out", "mlp_in"):
-        return node.position, 2.0 * node.layer + 2
-    return node.position + (node.head - (n_heads - 1) / 2) * HEAD_SPREAD, 2.0 * node.layer + 1
+        return node.position, 2.0 * layer + 2
+    head = node.head if node.head is not None else 0  # set on head nodes
+    return node.position + (head - (n_heads - 1) / 2) * HEAD_SPREAD, 2.0 * layer + 1
 
 
 def main_tag(tags: list[str]) -> str | None:
@@ -62,7 +67,7 @@ def _component(reader: Node) -> Node:
 
 
 def circuit_figure(
-    circuit, tags: pd.DataFrame | None = None, labels: list[str] | None = None, title: str | None = None
+    circuit: Circuit, tags: pd.DataFrame | None = None, labels: list[str] | None = None, title: str | None = None
 ) -> go.Figure:
     """Plotly figure of a :class:`~mechinterp_arith.analysis.discovery.Circuit` (see module doc);
     ``tags`` from :func:`~mechinterp_arith.analysis.subtasks.subtask_tags` colour the nodes."""
@@ -70,11 +75,10 @@ def circuit_figure(
     H, L = graph.n_heads, graph.n_layers
     edges = circuit.edges()
     top = max((abs(s) for _, _, s in edges), default=1.0) or 1.0
-    tag_of = {} if tags is None else {r.node: main_tag(list(r.tags)) for r in tags.itertuples()}
+    tag_of = {} if tags is None else dict(zip(tags["node"], (main_tag(list(t)) for t in tags["tags"])))
     fig = go.Figure()
     nodes: dict[Node, None] = {}
     for kind, dash in (("q", "solid"), ("kv", "dash"), ("other", "solid")):
-        _xs, _ys = [], []
         for w, r, s in edges:
             group = "q" if r.kind == "q_input" else "kv" if r.kind in ("k_input", "v_input") else "other"
             if group != kind:
@@ -98,7 +102,7 @@ def circuit_figure(
                     },
                 )
             )
-    heads_at = {}
+    heads_at: dict[tuple[int | None, int | None], list[int]] = {}
     for nd in nodes:
         if nd.kind == "attn_head_out":
             heads_at.setdefault((nd.layer, nd.head), []).append(nd.position)
@@ -153,4 +157,38 @@ def circuit_figure(
         legend_title="necessary for",
         plot_bgcolor="white",
     )
+    return fig
+
+
+def circuits_side_by_side(
+    panels: Mapping[str, Circuit], labels: list[str] | None = None, cols: int = 2, title: str | None = None
+) -> go.Figure:
+    """Several circuits in a grid of :func:`circuit_figure` panels (``cols`` per row), each titled
+    by its key, e.g. ``{"learned, 3 digits, digit 2": c1, "coupled, 6 digits, digit 4": c2, ...}``:
+    the side-by-side view of ID vs OOD length, one scheme against another."""
+    from plotly.subplots import make_subplots
+
+    names = list(panels)
+    rows = max(1, -(-len(names) // cols))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.06, vertical_spacing=0.12)
+    seen: set[str] = set()
+    n_rows = 0
+    for i, name in enumerate(names):
+        single = circuit_figure(panels[name], labels=labels)
+        row, col = i // cols + 1, i % cols + 1
+        for trace in single.data:
+            if trace.showlegend is not False:
+                trace.showlegend = trace.name not in seen
+                seen.add(trace.name)
+            fig.add_trace(trace, row=row, col=col)
+        fig.update_xaxes(tickvals=single.layout.xaxis.tickvals, ticktext=single.layout.xaxis.ticktext, row=row, col=col)
+        fig.update_yaxes(
+            tickvals=single.layout.yaxis.tickvals,
+            ticktext=single.layout.yaxis.ticktext,
+            range=single.layout.yaxis.range,
+            row=row,
+            col=col,
+        )
+        n_rows = max(n_rows, len(single.layout.yaxis.tickvals))
+    fig.update_layout(title=title, height=rows * (100 + 55 * n_rows), plot_bgcolor="white", margin={"t": 70, "b": 40})
     return fig

@@ -26,14 +26,15 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from plotly.subplots import make_subplots
 from torch import Tensor
 
 from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.decoding import generate
-from ..core.tasks import as_operands
+from ..core.numbers import OperandsLike, Values, as_operands
+from ..core.positions import answer_positions
 
 
 def relation_grid(ckpt: Checkpoint, hi: int | None = None, points: int = 100) -> dict[str, np.ndarray]:
@@ -46,17 +47,19 @@ def relation_grid(ckpt: Checkpoint, hi: int | None = None, points: int = 100) ->
         raise ValueError(f"points must be between 2 and 1000, got {points}")
     if not 1 < hi <= 10**task.width:
         raise ValueError(f"hi={hi} must be in (1, 10^W={10**task.width}]")
-    axis = torch.unique(torch.linspace(0, hi - 1, points).round().long())
-    A, B = torch.meshgrid(axis, axis, indexing="xy")  # rows: b, columns: a
-    a, b = A.reshape(-1), B.reshape(-1)
-    a, b = data.ordered(task, a, b)
+    if hi <= 2**24:  # float32 holds every integer below 2^24: the grid the figures were drawn on
+        axis = as_operands(torch.unique(torch.linspace(0, hi - 1, points).round().long()))
+    else:  # wider: the same spacing in exact integers
+        axis = as_operands(sorted({(hi - 1) * i // (points - 1) for i in range(points)}))
+    A, B = np.meshgrid(axis, axis, indexing="xy")  # rows: b, columns: a
+    a, b = data.ordered(task, A.reshape(-1), B.reshape(-1))
     shape = A.shape
     return {
-        "a": axis.numpy(),
-        "b": axis.numpy(),
-        "true": task.apply(a, b).reshape(shape).numpy(),
-        "equivalent": task.equivalent_answer(a, b).reshape(shape).numpy(),
-        "model": generate(ckpt.model, task, a, b).answers.reshape(shape).numpy(),
+        "a": axis,
+        "b": axis,
+        "true": task.apply(a, b).reshape(shape),
+        "equivalent": task.equivalent_answer(a, b).reshape(shape),
+        "model": generate(ckpt.model, task, a, b).answers.reshape(shape),
     }
 
 
@@ -107,15 +110,17 @@ def relation_maps(ckpt: Checkpoint, hi: int | None = None, points: int = 100, co
 class ClassDistributions:
     """Answer-digit distributions of an ID representative and members of its OOD class."""
 
-    a: Int[Tensor, " k"]  # row 0 is the representative
-    b: Int[Tensor, " k"]
-    outputs: Int[Tensor, " k"]
+    a: Values  # [k] row 0 is the representative
+    b: Values
+    outputs: Values
     probs: Float[Tensor, "k answer digit"]  # softmax over the 10 digits, answer position (units first)
     tv: pd.DataFrame  # one row per member: a, b, output, tv per answer position, tv_mean
 
 
 @torch.inference_mode()
-def answer_probabilities(ckpt: Checkpoint, a, b) -> tuple[Int[Tensor, " k"], Float[Tensor, "k answer digit"]]:
+def answer_probabilities(
+    ckpt: Checkpoint, a: OperandsLike, b: OperandsLike
+) -> tuple[Values, Float[Tensor, "k answer digit"]]:
     """The greedy answers and, at each answer position, the softmax over digits that chose it
     (along each input's own greedy path; hooked bridge forward, fixed-length formats)."""
     task = ckpt.task
@@ -125,15 +130,17 @@ def answer_probabilities(ckpt: Checkpoint, a, b) -> tuple[Int[Tensor, " k"], Flo
     gen = generate(ckpt.model, task, a, b)
     tokens = gen.tokens.to(ckpt.device)
     logits = ckpt.model(tokens[:, :-1])
-    P, A = task.prompt_len, task.answer_width
-    probs = logits[:, P - 1 : P - 1 + A, :10].float().softmax(-1).cpu()
-    if not task.answer_lsb_first:
-        probs = probs.flip(1)
+    probs = logits[:, answer_positions(task), :10].float().softmax(-1).cpu()  # answer digit k at k
     return gen.answers, probs
 
 
 def class_distributions(
-    ckpt: Checkpoint, a: int, b: int, members=None, k: int = 3, seed: int = 0
+    ckpt: Checkpoint,
+    a: int,
+    b: int,
+    members: tuple[OperandsLike, OperandsLike] | None = None,
+    k: int = 3,
+    seed: int = 0,
 ) -> ClassDistributions:
     """Probabilities for the ID pair ``(a, b)`` and its OOD members (given as ``(ma, mb)`` or drawn
     with :func:`ood_class_members`), and each member's total-variation distance
@@ -144,20 +151,28 @@ def class_distributions(
         if members is None
         else (as_operands(members[0]), as_operands(members[1]))
     )
-    N = 10**task.digits
-    if members is not None and not bool(((ma % N == a) & (mb % N == b)).all()):
-        raise ValueError(f"every member must reduce to ({a}, {b}) mod 10^{task.digits}")
-    all_a, all_b = torch.cat([torch.tensor([a]), ma]), torch.cat([torch.tensor([b]), mb])
+    if members is not None:
+        ra, rb = task.id_representative(ma, mb)
+        if not bool(((ra == a) & (rb == b)).all()):
+            raise ValueError(f"every member must have the ID representative ({a}, {b}) (operands mod 10^{task.digits})")
+    all_a, all_b = np.concatenate([as_operands(a), ma]), np.concatenate([as_operands(b), mb])
     outputs, probs = answer_probabilities(ckpt, all_a, all_b)
     tv = 0.5 * (probs[1:] - probs[:1]).abs().sum(-1)  # [members, answer]
-    df = pd.DataFrame({"a": ma.numpy(), "b": mb.numpy(), "output": outputs[1:].numpy()})
+    df = pd.DataFrame({"a": ma, "b": mb, "output": outputs[1:]})
     for pos in range(task.answer_width):
         df[f"tv_{pos}"] = tv[:, pos].numpy()
     df["tv_mean"] = tv.mean(1).numpy()
     return ClassDistributions(all_a, all_b, outputs, probs, df)
 
 
-def class_probability_figure(ckpt: Checkpoint, a: int, b: int, members=None, k: int = 3, seed: int = 0) -> go.Figure:
+def class_probability_figure(
+    ckpt: Checkpoint,
+    a: int,
+    b: int,
+    members: tuple[OperandsLike, OperandsLike] | None = None,
+    k: int = 3,
+    seed: int = 0,
+) -> go.Figure:
     """(b) One digits x answer-positions heatmap per input (representative first), then the
     total-variation distance of each member from the representative, per answer position."""
     d = class_distributions(ckpt, a, b, members, k, seed)

@@ -23,28 +23,31 @@ are the digit of the equivalent relation ``(a mod 10^n) op (b mod 10^n)`` and th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
-from jaxtyping import Int
 from plotly.subplots import make_subplots
 from torch import Tensor
 from transformer_lens.tools.analysis import logit_lens as tl_logit_lens
+from transformer_lens.utilities import get_act_name
 
 from ..core import data
 from ..core.checkpoint import Checkpoint
+from ..core.model import model_device
+from ..core.numbers import OperandsLike, Values, as_operands
 from ..core.positions import answer_positions
-from ..core.tasks import as_operands
 from .activations import DEFAULT_BATCH, Answers, input_tokens, residual_hooks
 
 
 def _state_name(label: str, n_layers: int) -> str:
+    """The hook of a state TL's ``accumulated_resid`` labels ``0_pre``, ``1_mid``, ... or ``final_post``."""
     if label == "final_post":
-        return f"blocks.{n_layers - 1}.hook_resid_post"
+        return get_act_name("resid_post", n_layers - 1)
     layer, kind = label.split("_")
-    return f"blocks.{layer}.hook_resid_{kind}"
+    return get_act_name(f"resid_{kind}", int(layer))
 
 
 @dataclass
@@ -53,7 +56,7 @@ class LogitLensResult:
 
     frame: pd.DataFrame
     final_max_abs_diff: float  # |P_lens(target) at the last state - P_model(target)|, max over everything scored
-    answers: dict  # which answer tokens were teacher-forced, per set
+    answers: dict[str, Any]  # which answer tokens were teacher-forced, per set
 
     def table(self, value: str = "mean_prob", set_: str = "id", target: str = "true") -> pd.DataFrame:
         """States x answer digits for one set and target."""
@@ -63,12 +66,12 @@ class LogitLensResult:
         t = f.pivot(index="state", columns="digit", values=value)
         return t.loc[list(dict.fromkeys(f["state"]))]
 
-    def summary(self) -> dict:
-        out: dict = {"final_max_abs_diff": self.final_max_abs_diff, "teacher_forced_answers": self.answers}
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"final_max_abs_diff": self.final_max_abs_diff, "teacher_forced_answers": self.answers}
         for (s, t), _ in self.frame.groupby(["set", "target"], sort=False):
             key = f"{s}_{t}"
             out[key] = {
-                v: {state: [round(float(x), 4) for x in row] for state, row in self.table(v, s, t).iterrows()}
+                v: {state: [round(float(x), 4) for x in row] for state, row in self.table(v, str(s), str(t)).iterrows()}
                 for v in ("mean_prob", "mean_rank")
             }
         return out
@@ -104,9 +107,9 @@ class LogitLensResult:
 @torch.inference_mode()
 def logit_lens(
     ckpt: Checkpoint,
-    a: Int[Tensor, " n"],
-    b: Int[Tensor, " n"],
-    targets: dict[str, Int[Tensor, " n"]] | None = None,
+    a: OperandsLike,
+    b: OperandsLike,
+    targets: dict[str, OperandsLike] | None = None,
     answers: Answers = "true",
     set_name: str = "id",
     batch_size: int = DEFAULT_BATCH,
@@ -115,11 +118,15 @@ def logit_lens(
     scored (default ``{"true": a op b}``); ``answers`` fills the answer slots (teacher forcing)."""
     task, model = ckpt.task, ckpt.model
     a, b = as_operands(a), as_operands(b)
-    targets = {"true": task.apply(a, b)} if targets is None else {k: as_operands(v) for k, v in targets.items()}
+    target_values: dict[str, Values] = (
+        {"true": task.apply(a, b)}
+        if targets is None
+        else {k: as_operands(v, f"target {k}") for k, v in targets.items()}
+    )
     tokens = input_tokens(ckpt, a, b, answers, batch_size)
     pos = answer_positions(task)
     A = task.answer_width
-    device = next(model.parameters()).device
+    device = model_device(model)
     hooks = residual_hooks(model)
     sums: dict[str, Tensor] = {}
     labels: list[str] = []
@@ -128,12 +135,14 @@ def logit_lens(
     for i in range(0, len(tokens), batch_size):
         logits, cache = model.run_with_cache(tokens[i : i + batch_size].to(device), names_filter=hooks)
         model_probs = logits[:, pos].softmax(-1)  # [batch, digit, vocab]
-        for name, values in targets.items():
+        for name, values in target_values.items():
             digit = task.answer_digits(values[i : i + batch_size]).clamp(min=0).to(device)  # [batch, digit]
             # TL's lens: every residual state through the real ln_final and unembedding, per-row targets
             read = tl_logit_lens(cache, incl_mid=True, positions=pos, targets=digit, return_type="probs")
             labels = read.labels
-            p, rank = read.values[..., 0].float(), read.readout.target_ranks[..., 0].float()  # [state, batch, digit]
+            ranks = read.readout.target_ranks
+            assert ranks is not None  # targets were given
+            p, rank = read.values[..., 0].float(), ranks[..., 0].float()  # [state, batch, digit]
             max_diff = max(
                 max_diff, (p[-1] - model_probs.gather(-1, digit.unsqueeze(-1)).squeeze(-1)).abs().max().item()
             )

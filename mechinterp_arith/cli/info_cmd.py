@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..core.checkpoint import load
 from .common import add_checkpoint_arg, add_json_arg, print_json
 
 
@@ -15,20 +14,22 @@ def register(sub) -> None:
     )
     add_checkpoint_arg(p)
     add_json_arg(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, start="reading {checkpoint}")
 
 
 def summary(ckpt) -> dict:
-    n_params = sum(p.numel() for p in ckpt.model.parameters())
+    from ..core.data import example_pair
+    from ..core.model import n_params
+
     return {
         "checkpoint": str(ckpt.path),
         "task": {
             **ckpt.task.to_dict(),
             "name": ckpt.task.name,
             "formula": ckpt.task.describe(),
-            "example": ckpt.task.to_text(349 % 10**ckpt.task.digits, 205 % 10**ckpt.task.digits),
+            "example": ckpt.task.to_text(*example_pair(ckpt.task)),
         },
-        "model": {**ckpt.model_config.to_dict(), "n_params": n_params},
+        "model": {**ckpt.model_config.to_dict(), "n_params": n_params(ckpt.model)},
         "training": ckpt.config.get("training", {}),
         "last_metrics": ckpt.history[-1] if ckpt.history else None,
         "snapshot_steps": ckpt.snapshot_steps(),
@@ -38,7 +39,14 @@ def summary(ckpt) -> dict:
     }
 
 
+def number(value) -> str:
+    """A metric as people read it: 6 significant digits (``loss 2.57791e-05``, ``lr 0.0003``), ints as they are."""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
 def run(args) -> int:
+    from ..core.checkpoint import load
+
     ckpt = load(args.checkpoint, device="cpu")
     s = summary(ckpt)
     if args.json:
@@ -52,7 +60,7 @@ def run(args) -> int:
         f"{m['act_fn']}, {m['positional']} positions, context {m['n_ctx']}, {m['n_params']:,} parameters"
     )
     if s["last_metrics"]:
-        print("last eval   " + ", ".join(f"{k} {v}" for k, v in s["last_metrics"].items()))
+        print("last eval   " + ", ".join(f"{k} {number(v)}" for k, v in s["last_metrics"].items()))
     if s["snapshot_steps"]:
         print(f"snapshots   {len(s['snapshot_steps'])} at steps {s['snapshot_steps']}")
     if s["source"]:

@@ -34,7 +34,7 @@ def register(sub) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when a worker sees one), cpu, cuda")
     p.add_argument("--dry-run", action="store_true", help="check the spec and list its runs; run nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, start="sweep {spec} into {out}")
 
 
 def run(args) -> int:
@@ -65,6 +65,7 @@ def run(args) -> int:
         device=args.device,
         progress=not args.quiet,
         command=command,
+        threads=args.threads,
     )
     print(
         f"{args.out}: {len(result.frame)} runs ({result.skipped} already finished, {result.ran} run now, "

@@ -1,6 +1,9 @@
 """Operand sets: in-distribution train/test splits and out-of-distribution sets.
 
-Every set is a pair of int64 tensors ``(a, b)`` and is a pure function of its arguments and seed.
+Every set is a pair of :data:`~mechinterp_arith.core.numbers.Values` ``(a, b)`` (numpy arrays of Python
+ints: operands of any length) and is a pure function of its arguments and seed. Draws use the same
+random streams at every size: a set of operands that fit int64 is what it was when operands were int64
+tensors (the shipped checkpoints' splits are kept), wider operands are drawn 18 digits at a time.
 
 >>> from mechinterp_arith import Task
 >>> split = id_split(Task("add", digits=3), seed=0)      # 10,000 train + 10,000 test pairs
@@ -9,33 +12,39 @@ Every set is a pair of int64 tensors ``(a, b)`` and is a pure function of its ar
 >>> a, b = ood_both(Task("add", digits=3), m=4, n=1000, seed=0)   # both operands exactly 4 digits
 >>> bool(((a >= 1000) & (a < 10000)).all())
 True
+>>> a, b = ood_both(Task("add", digits=3, width=100), m=100, n=10)   # 100-digit operands
+>>> {len(str(x)) for x in a}
+{100}
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from jaxtyping import Int
+from jaxtyping import Bool, Int
 from torch import Tensor
 
+from .choices import MAX_SAMPLES
 from .errors import NotApplicable
-from .seeding import generator
+from .numbers import OperandsLike, Values, as_operands, digit_count, uniform_in, with_digits
+from .seeding import generator, rng
 from .tasks import Task
 
-Pairs = tuple[Int[Tensor, " n"], Int[Tensor, " n"]]
-MAX_SAMPLES = 100_000_000  # larger sets do not fit in memory on the machines this runs on
+Pairs = tuple[Values, Values]
 
 
 @dataclass(frozen=True)
 class Split:
     """Disjoint ID train and test operand pairs."""
 
-    train_a: Int[Tensor, " n_train"]
-    train_b: Int[Tensor, " n_train"]
-    test_a: Int[Tensor, " n_test"]
-    test_b: Int[Tensor, " n_test"]
+    train_a: Values  # [n_train]
+    train_b: Values
+    test_a: Values  # [n_test]
+    test_b: Values
 
     @property
     def train(self) -> Pairs:
@@ -85,15 +94,35 @@ def id_split(
         if kind == "mixed":
             a, b = mixed_length_pairs(task, n_train + n_test, seed)
         else:
+            assert shortest is not None  # operand_length_set: either/both sets have a shortest length
             a, b = length_set_pairs(task, kind, range(shortest, task.digits + 1), n_train + n_test, seed)
         return Split(a[:n_train], b[:n_train], a[n_train:], b[n_train:])
-    rng = np.random.default_rng(seed)  # the split of the shipped checkpoints: kept as it was
-    index = rng.choice(total, size=n_train + n_test, replace=False)
-    a, b = _pair_from_index(task, torch.from_numpy(index.astype(np.int64)))
+    if total < 2**63:
+        # rng(seed) is numpy's default_rng(seed): the split of the shipped checkpoints, kept as it was
+        index = rng(seed).choice(total, size=n_train + n_test, replace=False)
+        a, b = map(as_operands, _pair_from_index(task, torch.from_numpy(index.astype(np.int64))))
+    else:  # more pairs than int64 indexes (n >= 10 digits): uniform draws, repeats dropped
+        draw: Callable[[int, torch.Generator], Pairs] = lambda missing, g: random_pairs(task, 2 * missing + 16, g=g)
+        a, b = _distinct_pairs(n_train + n_test, draw, generator(seed, "id_pairs"))
     return Split(a[:n_train], b[:n_train], a[n_train:], b[n_train:])
 
 
-def _pair_from_index(task: Task, index: Int[Tensor, " n"]) -> Pairs:
+def _distinct_pairs(
+    n: int, draw: Callable[[int, torch.Generator], Pairs], g: torch.Generator, what: str = "pairs"
+) -> Pairs:
+    """The first ``n`` distinct pairs of rounds of ``draw(missing, g)`` (``missing``: how many are still
+    needed), in the order drawn."""
+    seen: dict[tuple[int, int], None] = {}
+    for _ in range(MIXED_DRAW_ROUNDS):
+        a, b = draw(n - len(seen), g)
+        seen.update(dict.fromkeys(zip(a.tolist(), b.tolist())))
+        if len(seen) >= n:
+            pairs = list(itertools.islice(seen, n))
+            return as_operands([p[0] for p in pairs]), as_operands([p[1] for p in pairs])
+    raise ValueError(f"could not draw {n:,} distinct {what}; ask for fewer")
+
+
+def _pair_from_index(task: Task, index: Int[Tensor, " n"]) -> tuple[Int[Tensor, " n"], Int[Tensor, " n"]]:
     N = 10**task.digits
     if task.op != "sub":
         return index // N, index % N
@@ -121,48 +150,43 @@ def mixed_length_pairs(task: Task, n: int, seed: int = 0) -> Pairs:
         raise ValueError(f"{task.name} has only {total:,} operand pairs; asked for {n:,}")
     g = generator(seed, "mixed_lengths")
     if total <= ENUMERATE_LIMIT:
-        a, b = _pair_from_index(task, torch.arange(total))
-        cell = _digit_count(a) * (task.digits + 1) + _digit_count(b)
+        a, b = map(as_operands, _pair_from_index(task, torch.arange(total)))
+        cell = digit_count(a) * (task.digits + 1) + digit_count(b)
         cell_size = torch.bincount(cell)[cell].double()
         keys = torch.rand(total, generator=g, dtype=torch.float64).log() * cell_size  # log(U) / weight
-        chosen = keys.topk(n).indices
+        chosen = keys.topk(n).indices.numpy()
         return a[chosen], b[chosen]
-    N = 10**task.digits
-    keys = np.zeros(0, dtype=np.int64)
-    for _ in range(MIXED_DRAW_ROUNDS):
+
+    def draw(missing: int, g: torch.Generator) -> Pairs:  # 2n draws a round, whatever is missing
         lengths = torch.randint(1, task.digits + 1, (2, 2 * n), generator=g)
-        a, b = ordered(task, _values_with_lengths(lengths[0], g), _values_with_lengths(lengths[1], g))
-        keys = np.concatenate([keys, (a * N + b).numpy()])
-        _, first = np.unique(keys, return_index=True)
-        keys = keys[np.sort(first)]  # distinct pairs, in the order they were drawn
-        if len(keys) >= n:
-            chosen = torch.from_numpy(keys[:n])
-            return chosen // N, chosen % N
-    raise ValueError(f"could not draw {n:,} distinct mixed-length pairs of {task.name}; ask for fewer")
+        return ordered(task, _values_with_lengths(lengths[0], g), _values_with_lengths(lengths[1], g))
+
+    return _distinct_pairs(n, draw, g, f"mixed-length pairs of {task.name}")
 
 
-def _digit_count(x: Int[Tensor, " n"]) -> Int[Tensor, " n"]:
-    count = torch.ones_like(x)
-    for k in range(1, 18):
-        count += (x >= 10**k).long()
-    return count
+FLOAT_DRAW_DIGITS = 15  # a float64 in [0, 1) scales to operands of at most 15 digits without gaps
 
 
-def _values_with_lengths(lengths: Int[Tensor, " n"], g: torch.Generator) -> Int[Tensor, " n"]:
-    lo = torch.where(lengths == 1, 0, 10 ** (lengths - 1))
-    return lo + (torch.rand(len(lengths), generator=g, dtype=torch.float64) * (10**lengths - lo)).long()
+def _values_with_lengths(lengths: Int[Tensor, " n"], g: torch.Generator) -> Values:
+    """An operand of exactly ``lengths[i]`` digits for each i: scaled float64 draws up to
+    ``FLOAT_DRAW_DIGITS`` digits (the sets trained on so far), else :func:`with_digits` per length."""
+    if int(lengths.max()) <= FLOAT_DRAW_DIGITS:
+        lo = torch.where(lengths == 1, 0, 10 ** (lengths - 1))
+        return as_operands(
+            lo + (torch.rand(len(lengths), generator=g, dtype=torch.float64) * (10**lengths - lo)).long()
+        )
+    out = np.zeros(len(lengths), dtype=object)
+    for length in lengths.unique().tolist():
+        rows = torch.nonzero(lengths == length).squeeze(1).numpy()
+        out[rows] = with_digits(length, len(rows), g)
+    return out
 
 
-def operands_with_digits(length: int, n: int, g: torch.Generator) -> Int[Tensor, " n"]:
-    """``n`` integers with exactly ``length`` digits (0-9 count as one digit)."""
-    lo = 0 if length == 1 else 10 ** (length - 1)
-    return torch.randint(lo, 10**length, (n,), generator=g)
-
-
-def ordered(task: Task, a: Int[Tensor, " n"], b: Int[Tensor, " n"]) -> Pairs:
+def ordered(task: Task, a: OperandsLike, b: OperandsLike) -> Pairs:
     """The pairs the task admits from raw draws: ``a >= b`` (swapped where needed) for subtraction."""
+    a, b = as_operands(a), as_operands(b)
     if task.op == "sub":
-        return torch.maximum(a, b), torch.minimum(a, b)
+        return np.maximum(a, b), np.minimum(a, b)
     return a, b
 
 
@@ -178,6 +202,46 @@ def default_ood_digits(task: Task) -> int | None:
     return task.digits + 1 if task.digits < task.width else None
 
 
+def in_distribution(task: Task, a: OperandsLike, b: OperandsLike) -> Bool[np.ndarray, " batch"]:
+    """Whether each pair is in distribution: both operands below 10^n (at most the trained n digits).
+
+    >>> in_distribution(Task("add", 3), torch.tensor([349, 1349]), torch.tensor([705, 705])).tolist()
+    [True, False]
+    """
+    N = 10**task.digits
+    return (as_operands(a) < N) & (as_operands(b) < N)
+
+
+def ood_digits_range(task: Task, count: int | None = None) -> list[int]:
+    """The OOD operand lengths n + 1, n + 2, ... the format holds (at most ``count`` of them);
+    [] when it holds none.
+
+    >>> ood_digits_range(Task("add", 3)), ood_digits_range(Task("add", 3), count=1), ood_digits_range(Task("add", 5))
+    ([4, 5], [4], [])
+    """
+    top = task.width if count is None else min(task.width, task.digits + count)
+    return list(range(task.digits + 1, top + 1))
+
+
+EXAMPLE = (349, 705)  # the study's running example: 349 + 705 = 1054, and 1349 + 705 answered as it
+
+
+def example_pair(task: Task, m: int | None = None) -> tuple[int, int]:
+    """One operand pair to show ``task`` with, valid for every operation and width: the ID
+    representative of the study's 349 + 705 (``Task.id_representative``: a mod 10^n, b mod 10^n,
+    a >= b for subtraction); with ``m``, a pair of ``m``-digit operands (99..94 and 11..1).
+
+    >>> example_pair(Task("add", 3)), example_pair(Task("sub", 3)), example_pair(Task("add", 2)), example_pair(Task("add", 3), m=5)
+    ((349, 705), (705, 349), (49, 5), (99994, 11111))
+    """
+    if m is None:
+        a, b = task.id_representative(as_operands(EXAMPLE[0]), as_operands(EXAMPLE[1]))
+        return int(a[0]), int(b[0])
+    if isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= task.width:
+        raise ValueError(f"m={m!r} does not fit the format (1..{task.width} digits)")
+    return int("9" * (m - 1) + "4"), int("1" * m)
+
+
 def require_ood_digits(task: Task, m: int | None = None) -> int:
     """``m`` (default n + 1) checked as an OOD operand length; :class:`NotApplicable` when the
     format holds no operand longer than the trained length."""
@@ -190,7 +254,7 @@ def require_ood_digits(task: Task, m: int | None = None) -> int:
     return check_ood_digits(task, [m])[0]
 
 
-def check_ood_digits(task: Task, ood_digits) -> list[int]:
+def check_ood_digits(task: Task, ood_digits: Iterable[int]) -> list[int]:
     """Validate OOD operand lengths: each m must satisfy n < m <= W (ValueError naming the bad one)."""
     ms = [int(m) for m in ood_digits]
     if not ms:
@@ -201,6 +265,22 @@ def check_ood_digits(task: Task, ood_digits) -> list[int]:
         if m > task.width:
             raise ValueError(f"OOD length m={m} does not fit the format: width W={task.width} digits at most")
     return ms
+
+
+MAX_SPREAD = 10  # lengths scored by default on wide formats (the report's grid, length profiles)
+
+
+def spread_lengths(first: int, last: int, most: int = MAX_SPREAD) -> list[int]:
+    """The operand lengths ``first..last``, or ``most`` of them evenly spaced (both ends kept) when
+    there are more: what the report and :func:`~mechinterp_arith.analysis.length_generalisation.length_profile`
+    score by default, so a 100-digit format costs 10 lengths, not 100.
+
+    >>> spread_lengths(4, 6), spread_lengths(1, 100, most=5)
+    ([4, 5, 6], [1, 26, 51, 75, 100])
+    """
+    if last - first < most:
+        return list(range(first, last + 1))
+    return sorted({first + round(i * (last - first) / (most - 1)) for i in range(most)})
 
 
 def ood_lengths(task: Task, len_a: int, len_b: int, n: int, seed: int = 0) -> Pairs:
@@ -214,8 +294,8 @@ def ood_lengths(task: Task, len_a: int, len_b: int, n: int, seed: int = 0) -> Pa
             raise ValueError(f"{name}={length} does not fit the format (1..{task.width} digits)")
     check_count(n)
     g = generator(seed, "lengths", len_a, len_b)
-    a = operands_with_digits(len_a, n, g)
-    b = operands_with_digits(len_b, n, g)
+    a = with_digits(len_a, n, g)
+    b = with_digits(len_b, n, g)
     return ordered(task, a, b)
 
 
@@ -230,10 +310,10 @@ def ood_one_longer(task: Task, m: int, n: int = 10_000, seed: int = 0) -> Pairs:
         raise ValueError(f"m={m} does not fit the format (1..{task.width} digits)")
     check_count(n)
     g = generator(seed, "one_longer", m)
-    long_ = operands_with_digits(m, n, g)
-    short = torch.randint(0, 10**task.digits, (n,), generator=g)
-    first = torch.rand(n, generator=g) < 0.5
-    return ordered(task, torch.where(first, long_, short), torch.where(first, short, long_))
+    long_ = with_digits(m, n, g)
+    short = uniform_in(0, 10**task.digits, n, g)
+    first = (torch.rand(n, generator=g) < 0.5).numpy()
+    return ordered(task, np.where(first, long_, short), np.where(first, short, long_))
 
 
 def length_grid(task: Task, lengths: list[int], n_per_cell: int, seed: int = 0) -> dict[tuple[int, int], Pairs]:
@@ -252,11 +332,11 @@ def random_pairs(
     if not 1 <= hi <= 10**task.width:
         raise ValueError(f"max_value={hi} does not fit the format (operands below 10^{task.width})")
     g = generator(seed, "random_pairs") if g is None else g
-    a, b = torch.randint(0, hi, (n,), generator=g), torch.randint(0, hi, (n,), generator=g)
+    a, b = uniform_in(0, hi, n, g), uniform_in(0, hi, n, g)
     return ordered(task, a, b)
 
 
-def class_members(task, a: int, b: int, k: int = 3, seed: int = 0) -> tuple[Int[Tensor, " k"], Int[Tensor, " k"]]:
+def class_members(task: Task, a: int, b: int, k: int = 3, seed: int = 0) -> Pairs:
     """``k`` random OOD members ``(a + i·10^n, b + j·10^n)`` of the class of the ID pair ``(a, b)``,
     each with both operands longer than n digits, within the format's width."""
     N, W = 10**task.digits, task.width
@@ -264,8 +344,8 @@ def class_members(task, a: int, b: int, k: int = 3, seed: int = 0) -> tuple[Int[
         raise ValueError(f"({a}, {b}) is not an ID pair: both operands must be below 10^{task.digits}")
     require_ood_digits(task)
     g = generator(seed, "ood_class_members", a, b)
-    i = torch.randint(1, 10**W // N, (k,), generator=g)
-    j = torch.randint(1, 10**W // N, (k,), generator=g)
+    i = uniform_in(1, 10**W // N, k, g)
+    j = uniform_in(1, 10**W // N, k, g)
     return ordered(task, a + i * N, b + j * N)
 
 
@@ -318,7 +398,7 @@ def operand_length_set(task: Task, spec: str) -> tuple[str, int | None]:
     return kind, low
 
 
-def length_set_size(task: Task, kind: str, lengths) -> int:
+def length_set_size(task: Task, kind: str, lengths: Iterable[int]) -> int:
     """How many distinct pairs the ``kind`` sets of these lengths hold: ``either``, the longer operand
     has exactly L digits (the other any below 10^L); ``both``, both have exactly L (0-9 count as one
     digit); a >= b for subtraction.
@@ -326,7 +406,10 @@ def length_set_size(task: Task, kind: str, lengths) -> int:
     >>> length_set_size(Task("add", 2), "either", [2]), length_set_size(Task("add", 2), "both", [1, 2])
     (9900, 8200)
     """
-    pairs = (lambda x: x * (x + 1) // 2) if task.op == "sub" else (lambda x: x * x)
+
+    def pairs(x: int) -> int:  # ordered pairs below x (a >= b for subtraction)
+        return x * (x + 1) // 2 if task.op == "sub" else x * x
+
     total = 0
     for L in lengths:
         low = 0 if L == 1 else 10 ** (L - 1)
@@ -336,12 +419,12 @@ def length_set_size(task: Task, kind: str, lengths) -> int:
 
 def _draw_length_set(task: Task, kind: str, L: int, k: int, g: torch.Generator) -> Pairs:
     """``k`` draws of the follow-up's generator of the length-L set (with repeats)."""
-    long_ = operands_with_digits(L, k, g)
+    long_ = with_digits(L, k, g)
     if kind == "both":
-        return ordered(task, long_, operands_with_digits(L, k, g))
-    other = torch.randint(0, 10**L, (k,), generator=g)
-    first = torch.rand(k, generator=g) < 0.5  # which operand has exactly L digits: a coin flip
-    return ordered(task, torch.where(first, long_, other), torch.where(first, other, long_))
+        return ordered(task, long_, with_digits(L, k, g))
+    other = uniform_in(0, 10**L, k, g)
+    first = (torch.rand(k, generator=g) < 0.5).numpy()  # which operand has exactly L digits: a coin flip
+    return ordered(task, np.where(first, long_, other), np.where(first, other, long_))
 
 
 def _all_of_length_set(task: Task, kind: str, L: int) -> Pairs:
@@ -351,10 +434,10 @@ def _all_of_length_set(task: Task, kind: str, L: int) -> Pairs:
     keep = ((a >= low) | (b >= low)) if kind == "either" else ((a >= low) & (b >= low))
     if task.op == "sub":
         keep &= a >= b
-    return a[keep], b[keep]
+    return as_operands(a[keep]), as_operands(b[keep])
 
 
-def length_set_pairs(task: Task, kind: str, lengths, n: int, seed: int = 0) -> Pairs:
+def length_set_pairs(task: Task, kind: str, lengths: Iterable[int], n: int, seed: int = 0) -> Pairs:
     """``n`` distinct pairs from the ``kind`` sets of these operand lengths in equal shares, shuffled
     (the follow-up's training sets: ``either`` L is its "either a or b is an L-digit number", each
     draw giving one operand, by a coin flip, exactly L digits and the other any below 10^L; ``both``
@@ -363,7 +446,7 @@ def length_set_pairs(task: Task, kind: str, lengths, n: int, seed: int = 0) -> P
     draw order), as their files de-duplicate lines.
 
     >>> a, b = length_set_pairs(Task("add", 4), "either", [4], 1000)
-    >>> bool((torch.maximum(a, b) >= 1000).all()), round(float(((a >= 1000) & (b >= 1000)).float().mean()), 1)
+    >>> bool((np.maximum(a, b) >= 1000).all()), round(float(((a >= 1000) & (b >= 1000)).mean()), 1)
     (True, 0.9)
     """
     check_count(n)
@@ -378,24 +461,15 @@ def length_set_pairs(task: Task, kind: str, lengths, n: int, seed: int = 0) -> P
     for i, L in enumerate(sorted(lengths, key=lambda x: sizes[x])):  # small sets first: they pass on the rest
         share = min(sizes[L], left // (len(lengths) - i))
         whole = share == sizes[L] <= ENUMERATE_LIMIT
-        parts.append(_all_of_length_set(task, kind, L) if whole else _distinct_draws(task, kind, L, share, g))
+        if whole:
+            parts.append(_all_of_length_set(task, kind, L))
+        else:
+            draw = lambda missing, g, L=L: _draw_length_set(task, kind, L, 2 * missing + 16, g)
+            parts.append(_distinct_pairs(share, draw, g, f"{kind} pairs of length {L}"))
         left -= share
-    a, b = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-    order = torch.randperm(len(a), generator=g)
+    a, b = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    order = torch.randperm(len(a), generator=g).numpy()
     return a[order], b[order]
-
-
-def _distinct_draws(task: Task, kind: str, L: int, k: int, g: torch.Generator) -> Pairs:
-    kept = np.zeros((0, 2), dtype=np.int64)
-    for _ in range(MIXED_DRAW_ROUNDS):
-        a, b = _draw_length_set(task, kind, L, 2 * (k - len(kept)) + 16, g)
-        kept = np.concatenate([kept, np.stack([a.numpy(), b.numpy()], 1)])
-        _, first = np.unique(kept, axis=0, return_index=True)
-        kept = kept[np.sort(first)]  # distinct pairs, in the order they were drawn
-        if len(kept) >= k:
-            pairs = torch.from_numpy(kept[:k])
-            return pairs[:, 0].contiguous(), pairs[:, 1].contiguous()
-    raise ValueError(f"could not draw {k:,} distinct {kind} pairs of length {L}; ask for fewer")
 
 
 def length_pairs(task: Task, m: int, n: int, seed: int = 0, operands: str = "both") -> tuple[Pairs, bool]:

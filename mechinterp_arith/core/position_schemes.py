@@ -49,22 +49,23 @@ analysis of a checkpoint is deterministic.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
+from .choices import SCHEMES
 from .positions import ANSWER_NUMBER, DigitLayout, digit_layout
 from .tasks import EQUALS, SYMBOLS, Task
 
-SCHEMES = ("learned", "rotary", "nope", "randomized", "abacus", "coupling")
-RULED = ("randomized", "abacus", "coupling")  # schemes whose IDs are not the token index
+SCHEMES_WITH_RULE = ("randomized", "abacus", "coupling")  # schemes whose IDs are not the token index
 POSITION_IDS_HOOK = "pos_embed.hook_in"  # the IDs every ruled scheme feeds its table
 RANDOMIZED_TABLE_FACTOR = 4  # randomized: the table is this many times the example's length
 
 
-def scheme_defaults(scheme: str) -> dict:
+def scheme_defaults(scheme: str) -> dict[str, Any]:
     """The data a scheme trains on unless told otherwise: ``format`` (the CLI's default task
     format), ``operand_lengths`` and ``random_positions`` (TrainConfig settings left None).
 
@@ -81,7 +82,7 @@ def scheme_defaults(scheme: str) -> dict:
     return {
         "format": "reversed" if papers else "paper",
         "operand_lengths": "mixed" if papers else "uniform",
-        "random_positions": scheme in RULED,
+        "random_positions": scheme in SCHEMES_WITH_RULE,
     }
 
 
@@ -115,8 +116,10 @@ class PositionRule:
     n_positions: int
 
     def __post_init__(self) -> None:
-        if self.scheme not in RULED:
-            raise ValueError(f"scheme {self.scheme!r} has no position rule; ruled schemes: {', '.join(RULED)}")
+        if self.scheme not in SCHEMES_WITH_RULE:
+            raise ValueError(
+                f"scheme {self.scheme!r} has no position rule; schemes with a rule: {', '.join(SCHEMES_WITH_RULE)}"
+            )
         if self.n_positions < self.task.n_ctx:
             raise ValueError(
                 f"a table of {self.n_positions} positions is shorter than the {self.task.n_ctx} "
@@ -181,7 +184,9 @@ class PositionRule:
         """The ``position_ids`` of :meth:`training_inputs`."""
         return self.training_inputs(tokens, g)["position_ids"]
 
-    def __call__(self, module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    def __call__(
+        self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Forward pre-hook of the wrapped model: fill ``position_ids`` from the input tokens."""
         tokens = args[0] if args else kwargs.get("input_ids")
         if tokens is None or tokens.is_floating_point():
@@ -224,7 +229,7 @@ def attach(model: TransformerBridge, rule: PositionRule) -> TransformerBridge:
     native = model.original_model
     if position_rule(model) is not None:
         raise ValueError("this model already has a position rule")
-    native.position_rule = rule
+    native.position_rule = rule  # type: ignore[assignment]  # nn.Module.__setattr__ is typed for tensors and modules only
     native.register_forward_pre_hook(rule, with_kwargs=True)
     return model
 
@@ -242,6 +247,6 @@ def numbering_of(
     )
 
 
-def position_rule(model: TransformerBridge) -> PositionRule | None:
+def position_rule(model: torch.nn.Module) -> PositionRule | None:
     """The rule attached to ``model`` by :func:`attach`, or None (its IDs are 0, 1, 2, ...)."""
     return getattr(getattr(model, "original_model", None), "__dict__", {}).get("position_rule")

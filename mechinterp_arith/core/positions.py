@@ -33,6 +33,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from .errors import NotApplicable
+from .numbers import OperandsLike
 from .tasks import Task
 
 OPERANDS = ("a", "b")
@@ -90,6 +91,25 @@ def predicted_digit(task: Task, position: int) -> int | None:
     """Which answer digit ``position`` predicts, or None for a position that predicts none."""
     positions = answer_positions(task)
     return positions.index(position) if position in positions else None
+
+
+def write_answers(task: Task, tokens: Int[Tensor, "batch seq"], answers: OperandsLike) -> Int[Tensor, "batch seq"]:
+    """A copy of full examples ``tokens`` whose answer tokens spell ``answers`` instead (teacher forcing
+    another answer, e.g. the ID representative's); ValueError for an answer the format cannot hold.
+
+    >>> task = Task("add", 3)
+    >>> tokens, _ = task.encode_batch(torch.tensor([349]), torch.tensor([705]))
+    >>> write_answers(task, tokens, torch.tensor([2054]))[0, task.prompt_len :].tolist()   # units first
+    [4, 5, 0, 2, 0, 0]
+    """
+    require_fixed_length(task)
+    digits = task.answer_digits(answers)  # units first
+    if (digits < 0).any():
+        raise ValueError(f"answers must lie in [0, 10^{task.answer_width}) to fit the format")
+    out = tokens.clone()
+    for k in range(task.answer_width):
+        out[:, answer_token_pos(task, k)] = digits[:, k]
+    return out
 
 
 def position_labels(task: Task) -> list[str]:
@@ -183,7 +203,7 @@ def digit_layout(task: Task, tokens: Int[Tensor, "batch pos"]) -> DigitLayout:
     return DigitLayout(number, place, length)
 
 
-def _fixed_layout(task: Task, seq: int, device) -> tuple[Tensor, Tensor]:
+def _fixed_layout(task: Task, seq: int, device: torch.device) -> tuple[Tensor, Tensor]:
     number = torch.full((max(seq, task.seq_len),), -1, dtype=torch.long)
     place = torch.full_like(number, -1)
     for n, op in ((A_NUMBER, "a"), (B_NUMBER, "b")):

@@ -1,10 +1,11 @@
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mechinterp_arith import Task
-from mechinterp_arith.core.tasks import digits_of
+from mechinterp_arith.core.numbers import digits_of
 
 TASKS = [
     Task("add", 3),
@@ -47,7 +48,7 @@ def test_batch_encoding_decodes_to_true_answers(task, a):
     assert tokens.shape == (len(a), task.seq_len)
     assert (starts == task.prompt_len).all()
     answer = tokens[:, task.prompt_len : task.prompt_len + task.answer_width]
-    assert torch.equal(task.decode_answer(answer), task.apply(a, b))
+    assert np.array_equal(task.decode_answer(answer), task.apply(a, b))
 
 
 def test_paper_layout_matches_the_study():
@@ -120,12 +121,16 @@ def test_malformed_text_raises_naming_the_problem(task, text, message):
         (dict(op="add", digits=6), "between 1 and width"),
         (dict(op="add", format="paper", pad=False), "always zero-padded"),
         (dict(op="add", format="paper", bos=True), "bos=True needs 'plain' or 'reversed'"),
-        (dict(op="add", format="reversed", bos=1), "bos must be true or false"),
     ],
 )
 def test_bad_task_raises(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Task(**kwargs)
+
+
+def test_a_task_read_from_json_takes_bos_as_true_or_false():
+    with pytest.raises(ValueError, match="bos must be true or false"):
+        Task.from_dict({"op": "add", "format": "reversed", "bos": 1})
 
 
 def test_digits_of():

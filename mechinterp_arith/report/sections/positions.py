@@ -5,9 +5,9 @@ separability, operand alignment)."""
 from __future__ import annotations
 
 import plotly.graph_objects as go
-import torch
 
 from ...analysis.length_generalisation import length_profile
+from ...core.data import example_pair
 from ...core.position_schemes import numbering_of
 from ..context import ReportContext, escape, table
 from .helpers import attempt, not_applicable, size, skipped
@@ -26,7 +26,7 @@ SCHEME_NOTES = {
 def example_rows(ctx: ReportContext, a: int, b: int) -> list[list]:
     """One row per input token of ``a op b``: index, token, position ID, read by attention."""
     task, model = ctx.ckpt.task, ctx.ckpt.model
-    tokens = task.encode_batch(torch.tensor([a]), torch.tensor([b]))[0][:, : task.n_ctx].to(ctx.ckpt.device)
+    tokens = task.encode_batch([a], [b])[0][:, : task.n_ctx].to(ctx.ckpt.device)
     ids, visible = numbering_of(model, tokens)
     return [
         [i, task.vocab[t], int(p), "yes" if v else "no (padding)"]
@@ -41,8 +41,8 @@ def section(ctx: ReportContext) -> dict:
     ckpt, task = ctx.ckpt, ctx.ckpt.task
     scheme = ckpt.model_config.positional
     longest = task.width
-    a_id, b_id = sorted((349 % 10**task.digits, 705 % 10**task.digits), reverse=True)  # a >= b for sub
-    a_ood, b_ood = int("9" * (longest - 1) + "4"), int("1" * longest)
+    a_id, b_id = example_pair(task)
+    a_ood, b_ood = example_pair(task, m=longest)
     html = [
         f"<p><strong>{escape(scheme)}</strong>: {escape(SCHEME_NOTES.get(scheme, ''))}; "
         f"context {ckpt.model_config.n_ctx}.</p>"
