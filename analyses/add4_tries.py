@@ -50,7 +50,7 @@ def run_summary(name: str, run: Path, curves: list[dict]) -> dict:
         "command": settings.get("command"),
         "trained_on": settings.get("trained_on"),
         "evaluations": [{k: e.get(k) for k in ("step", "loss", "id_exact", "elapsed_s")} for e in history],
-        "curve": [{k: r[k] for k in ("step", "n", "operands", "exact", "truncated", "best")} for r in rows],
+        "curve": [{k: r.get(k) for k in ("step", "n", "operands", "exact", "truncated", "best")} for r in rows],
     }
 
 

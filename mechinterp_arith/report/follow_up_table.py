@@ -231,6 +231,7 @@ def follow_up_table(frame: pd.DataFrame) -> pd.DataFrame:
             "digits": int(first["digits"]),
             "operand_lengths": first["operand_lengths"],
             "model": f"{int(first['n_layers'])}L {int(first['n_heads'])}H d{int(first['d_model'])}",
+            "width": int(first["width"]),
             "steps": int(first["steps"]),
             "seeds": ", ".join(str(int(s)) for s in runs["seed"]),
             "n_seeds": len(runs),
@@ -367,6 +368,7 @@ def follow_up_section(ctx) -> dict:
         text = "No finished run has by-length figures ([analyses] by_length = true)."
         return {"title": title, "html": f'<p class="placeholder">{escape(text)}</p>', "status": "skipped"}
     header = ["training set; model, steps, seeds", "row", *(f"m={m}" for m in LENGTHS)]
+    widths = " or ".join(str(w) for w in sorted(set(frame["width"])))
     intro = (
         "<p>Percent of answers, operands of m digits (the follow-up's sets: the longer operand m digits for "
         "addition and multiplication, both operands for the modular tasks). <em>Ours</em>: the mean over seeds "
@@ -375,10 +377,10 @@ def follow_up_section(ctx) -> dict:
         "for the modular tasks, n the longest trained length. <em>Truncated = true on</em>: the share of the set "
         "where that relation gives the true answer (no model involved), the exact match of a model that "
         "follows it perfectly. <em>Best relation</em>: the equivalence search's top relation, the seeds naming "
-        "it and its mean coverage. Differences: our models are 0.8M-parameter (4 layers, 4 heads, d_model 128) "
-        "trained for the steps shown on one CPU thread, operands zero-padded to 9 digits (theirs: 20), no "
-        "dropout; theirs are 10.73M (0.82M for the two-digit multiplication rows) trained for an unrecorded "
-        "number of steps, one seed each.</p>"
+        "it and its mean coverage. Differences: our models have the size in the first column (layers, heads, "
+        f"d_model) and were trained for at most the steps shown, operands zero-padded to {escape(widths)} digits "
+        "(theirs: 20), no dropout; theirs are 10.73M (0.82M for the two-digit multiplication rows) trained for "
+        "an unrecorded number of steps, one seed each.</p>"
     )
     notes = [
         f"<li>{escape(row['theirs'])}: {escape(row['their_note'])}</li>"

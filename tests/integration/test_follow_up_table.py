@@ -97,7 +97,7 @@ def test_the_table_puts_seed_means_beside_the_published_row():
     assert len(table) == 1
     row = table.iloc[0]
     assert (row["task"], row["digits"], row["operand_lengths"], row["n_seeds"]) == ("mul", 2, "either", 2)
-    assert row["theirs"] == "mul D_2" and row["their_params"] == "0.82M"
+    assert row["theirs"] == "mul D_2" and row["their_params"] == "0.82M" and row["width"] == 4
     assert row["their_exact_2"] == 0.993939 and row["their_truncated_9"] == 0.8870  # the notebook's cell 46
     for m in (1, 2, 3, 4):
         values = frame[f"len{m}_truncated"]
@@ -112,6 +112,7 @@ def test_the_sweep_page_shows_ours_beside_theirs(tmp_path):
     html = page.path.read_text(encoding="utf-8")
     assert "By operand length, beside the follow-up" in html and 'data-key="follow_up" data-status="ok"' in html
     assert "theirs (mul D_2, 0.82M): exact" in html and "truncated = true on" in html
+    assert "zero-padded to 4 digits" in html  # the runs' width, not a fixed one
     assert html.count('class="plotly-graph-div"') == 4  # by length, follow-up exact and truncated, training
 
 
