@@ -21,7 +21,14 @@ from pathlib import Path
 import pandas as pd
 
 from mechinterp_arith.core.files import atomic_write_text, strict_json
-from mechinterp_arith.report.follow_up_table import LENGTHS, describe_set, follow_up_table
+from mechinterp_arith.report.follow_up_table import (
+    LENGTHS,
+    best_text,
+    describe_set,
+    follow_up_table,
+    has_published,
+    steps_text,
+)
 from mechinterp_arith.sweep import load_spec, load_sweep
 from mechinterp_arith.sweep.results import SPEC, read_record
 
@@ -63,17 +70,18 @@ def markdown(table: pd.DataFrame) -> str:
         return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
 
     for _, r in table.iterrows():
-        what = f"{describe_set(r)}; {r['model']}, {r['steps']:,} steps, seeds {r['seeds']}"
+        what = f"{describe_set(r)}; {r['model']}, {steps_text(r)}, seeds {r['seeds']}"
         cells = {
             "ours: exact": [pct(r.get(f"exact_{m}")) for m in LENGTHS],
             f"theirs ({r['theirs']}): exact": [pct(r.get(f"their_exact_{m}")) for m in LENGTHS],
             "ours: truncated": [pct(r.get(f"truncated_{m}")) for m in LENGTHS],
             "theirs: truncated": [pct(r.get(f"their_truncated_{m}")) for m in LENGTHS],
             "truncated = true on": [pct(r.get(f"truncated_true_{m}")) for m in LENGTHS],
+            "best relation (seeds, coverage)": [best_text(r, m) for m in LENGTHS],
         }
         first = True
         for label, values in cells.items():
-            if label.startswith("theirs") and not r["theirs"]:
+            if label.startswith("theirs") and not has_published(r):
                 continue
             lines.append(f"| {what if first else ''} | {label} | " + " | ".join(values) + " |")
             first = False

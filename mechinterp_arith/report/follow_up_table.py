@@ -233,6 +233,8 @@ def follow_up_table(frame: pd.DataFrame) -> pd.DataFrame:
             "model": f"{int(first['n_layers'])}L {int(first['n_heads'])}H d{int(first['d_model'])}",
             "width": int(first["width"]),
             "steps": int(first["steps"]),
+            "steps_min": float(runs["train_steps"].min()) if "train_steps" in runs else math.nan,
+            "steps_max": float(runs["train_steps"].max()) if "train_steps" in runs else math.nan,
             "seeds": ", ".join(str(int(s)) for s in runs["seed"]),
             "n_seeds": len(runs),
             "seconds": float(runs["seconds"].mean()) if "seconds" in runs else math.nan,
@@ -275,9 +277,23 @@ def _ours(row, key: str, m: int) -> str:
     return _pct(row[f"{key}_{m}"]) + spread
 
 
+def has_published(row) -> bool:
+    """Whether a table row has the follow-up's published row beside it (``theirs`` is its name)."""
+    return isinstance(row.get("theirs"), str)
+
+
+def steps_text(row) -> str:
+    """``1,250-2,500 of 4,000 steps``: the steps the seeds trained (a target accuracy stops them early)."""
+    lo, hi = row.get("steps_min"), row.get("steps_max")
+    if lo is None or pd.isna(lo):
+        return f"{row['steps']:,} steps"
+    done = f"{int(lo):,}" if lo == hi else f"{int(lo):,}-{int(hi):,}"
+    return f"{done} of {row['steps']:,} steps"
+
+
 def describe_set(row) -> str:
     """``addmod p=101, 4 digits (either)``: the training set of a table row."""
-    p = f" p={row['modulus']}" if row["modulus"] is not None and not pd.isna(row["modulus"]) else ""
+    p = f" p={int(row['modulus'])}" if row["modulus"] is not None and not pd.isna(row["modulus"]) else ""
     return f"{row['task']}{p}, {row['digits']} digits ({row['operand_lengths']})"
 
 
@@ -285,9 +301,9 @@ def comparison_rows(table_frame: pd.DataFrame) -> list[list[str]]:
     """The section's table body: per group, ours and theirs for exact and truncated, then our best relation."""
     rows = []
     for _, row in table_frame.iterrows():
-        what = f"{describe_set(row)}; {row['model']}, {row['steps']} steps, seeds {row['seeds']}"
+        what = f"{describe_set(row)}; {row['model']}, {steps_text(row)}, seeds {row['seeds']}"
         rows.append([what, "ours: exact", *(_ours(row, "exact", m) for m in LENGTHS)])
-        if row["theirs"]:
+        if has_published(row):
             rows.append(
                 [
                     "",
@@ -296,14 +312,15 @@ def comparison_rows(table_frame: pd.DataFrame) -> list[list[str]]:
                 ]
             )
         rows.append(["", "ours: truncated", *(_ours(row, "truncated", m) for m in LENGTHS)])
-        if row["theirs"]:
+        if has_published(row):
             rows.append(["", "theirs: truncated", *(_pct(row[f"their_truncated_{m}"]) for m in LENGTHS)])
         rows.append(["", "truncated = true on", *(_pct(row.get(f"truncated_true_{m}")) for m in LENGTHS)])
-        rows.append(["", "best relation (seeds)", *(_best(row, m) for m in LENGTHS)])
+        rows.append(["", "best relation (seeds)", *(best_text(row, m) for m in LENGTHS)])
     return rows
 
 
-def _best(row, m: int) -> str:
+def best_text(row, m: int) -> str:
+    """The best relation at length m, the seeds naming it and its mean coverage (percent)."""
     if f"best_{m}" not in row or pd.isna(row[f"best_{m}"]):
         return ""
     return f"{row[f'best_{m}']} ({int(row[f'best_{m}_seeds'])}/{row['n_seeds']}, {_pct(row[f'best_{m}_coverage'])})"
@@ -335,7 +352,7 @@ def follow_up_figure(table_frame: pd.DataFrame, key: str, colors) -> go.Figure:
                 ),
             )
         )
-        if row["theirs"]:
+        if has_published(row):
             theirs = [row[f"their_{key}_{m}"] for m in LENGTHS]
             fig.add_trace(
                 go.Scatter(
@@ -385,7 +402,7 @@ def follow_up_section(ctx) -> dict:
     notes = [
         f"<li>{escape(row['theirs'])}: {escape(row['their_note'])}</li>"
         for _, row in frame.iterrows()
-        if row["theirs"] and row["their_note"]
+        if has_published(row) and isinstance(row.get("their_note"), str) and row["their_note"]
     ]
     colors = qualitative.Plotly
     html = (
