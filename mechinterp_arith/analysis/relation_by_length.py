@@ -39,13 +39,12 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.decoding import DEFAULT_BATCH, generate
-from ..core.evaluate import score
+from ..core.evaluate import answer_rates, score
 from ..core.numbers import Values, as_operands
 from ..core.tasks import Task
 from .equivalence import find_relation, wilson_interval
@@ -114,7 +113,7 @@ def relations_by_length(
             fits=search.fits,
             tied_with=search.tied_with,
             per_digit=score(task, output, task.apply(a, b))["per_digit"],
-            truncated_true=float(np.mean(task.equivalent_answer(a, b) == task.apply(a, b))),
+            truncated_true=answer_rates(None, task, a, b, answers=task.apply(a, b))["equivalent"],
         )
         rows.append(row)
     table = pd.DataFrame(rows).set_index("m")
