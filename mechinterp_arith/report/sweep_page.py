@@ -86,7 +86,7 @@ def runs_section(ctx: SweepContext) -> dict:
     rows = [
         [
             r["run_id"],
-            *(r[k] for k in ctx.varying),
+            *(setting_text(r[k]) for k in ctx.varying),
             r["seed"],
             r["status"],
             *(_fmt(r[c]) for c in figure_cols),
@@ -251,6 +251,18 @@ def _ood_exact(row) -> float:
     key = f"exact_len{int(row['equiv_digits'])}" if not pd.isna(row.get("equiv_digits")) else ""
     value = row.get(key, math.nan)
     return row.get("train_ood_exact", math.nan) if pd.isna(value) else value
+
+
+def setting_text(value) -> str:
+    """A setting read back from results.csv as it was written: empty for a run without it (NaN), ``100``
+    for a modulus pandas read as ``100.0``.
+
+    >>> [setting_text(v) for v in (float("nan"), 100.0, 0.5, "learned")]
+    ['', '100', '0.5', 'learned']
+    """
+    if isinstance(value, float):
+        return "" if math.isnan(value) else (str(int(value)) if value.is_integer() else str(value))
+    return str(value)
 
 
 def _fmt(value) -> str:

@@ -5,6 +5,7 @@ import math
 import pandas as pd
 
 from mechinterp_arith.report.follow_up_table import describe_set, has_published, steps_text
+from mechinterp_arith.report.sweep_page import setting_text
 
 
 def test_a_row_read_back_from_csv_names_its_modulus_steps_and_missing_published_row():
@@ -18,3 +19,15 @@ def test_a_row_read_back_from_csv_names_its_modulus_steps_and_missing_published_
     assert steps_text(row) == "1,250-2,500 of 4,000 steps"
     assert steps_text({"steps": 4000, "steps_min": 4000.0, "steps_max": 4000.0}) == "4,000 of 4,000 steps"
     assert steps_text({"steps": 4000, "steps_min": math.nan}) == "4,000 steps"  # not recorded
+
+
+def test_the_sweep_pages_run_table_prints_settings_as_written():
+    # a sweep of addition and modular rows: pandas reads the modulus column as floats with NaN
+    assert [setting_text(v) for v in (math.nan, 100.0, 101.0, 0.5, "either:4-5", 4)] == [
+        "",
+        "100",
+        "101",
+        "0.5",
+        "either:4-5",
+        "4",
+    ]
