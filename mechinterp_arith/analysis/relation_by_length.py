@@ -9,13 +9,20 @@ For each operand length m, on a set whose operands have exactly m digits
   trained length; the follow-up's "accuracy with respect to the equivalence class");
 - ``best``: the relation the equivalence search finds on those answers, with its coverage
   (:func:`~mechinterp_arith.analysis.equivalence.find_relation`: the truncated relations at every
-  power of ten, the true answer mod 10^j, the true answer) and whether it fits.
+  power of ten, the true answer mod 10^j, the true answer) and whether it fits;
+- ``truncated_true``: the share of the set on which the truncated relation *is* the true answer (no
+  model involved): what exact match a model that follows the relation perfectly reaches. It is 1 at
+  every length when p divides 10^n (then ``(a mod 10^n) op (b mod 10^n)`` is congruent to ``a op b``
+  mod p), and about gcd(p, 10^n) / p for modular addition otherwise (the follow-up's notebook works
+  this out: the truncated sum is off by a multiple of 10^n, zero mod p only when the high parts'
+  sum is a multiple of p / gcd(p, 10^n)).
 
 Every share comes with its 95% Wilson interval. Sets: ``operands="both"`` (default) gives both
 operands exactly m digits (the follow-up's modular test sets); ``"either"`` the longer one (their
 addition and multiplication test sets). m = 1 means both operands in 0..9 (0 counts as one digit);
 a set with at most ``n`` pairs is used whole (all 100 one-digit pairs; 8,100 two-digit pairs with
-``n`` >= 8,100), larger ones are ``n`` random draws. Subtraction keeps a >= b, and its truncated
+``n`` >= 8,100), larger ones are ``n`` random draws. :func:`follow_up_operands` picks the follow-up's
+set for a task (``either`` for addition and multiplication, ``both`` for the modular tasks). Subtraction keeps a >= b, and its truncated
 relation is the answer of the ID representative ordered the same way, |a mod 10^n - b mod 10^n|
 (the search's ``f(a mod 10^j, b mod 10^j)`` is negative when a mod 10^j < b mod 10^j).
 
@@ -37,13 +44,24 @@ import pandas as pd
 from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.decoding import DEFAULT_BATCH, generate
-from ..core.evaluate import score
+from ..core.evaluate import answer_rates, score
 from ..core.numbers import Values, as_operands
 from ..core.tasks import Task
 from .equivalence import find_relation, wilson_interval
 
 Answers = Callable[[Values, Values], Values]
 MAX_LENGTHS = 9  # the default lengths stop at the follow-up's table; any length the format holds can be asked for
+OPERAND_SETS = ("both", "either")
+
+
+def follow_up_operands(task: Task) -> str:
+    """The follow-up's test set for ``task``: ``both`` operands m digits for the modular tasks, ``either``
+    (the longer one m digits) for the others (docs/follow_up.md, "The tables").
+
+    >>> follow_up_operands(Task("addmod", 4, modulus=101)), follow_up_operands(Task("mul", 2))
+    ('both', 'either')
+    """
+    return "both" if task.modulus is not None else "either"
 
 
 def default_lengths(task: Task) -> list[int]:
@@ -73,8 +91,9 @@ def relations_by_length(
     """One row per length m (the index) of the answers ``answers(a, b)`` gives: ``n`` (pairs),
     ``exhaustive`` (the whole set), ``exact``, ``truncated``, ``best`` (the top relation's name),
     ``best_coverage``, each share with ``_lo``/``_hi`` (95% Wilson), ``fits`` (the top relation's
-    interval lies above the fit threshold), ``tied_with`` (relations covering exactly as many answers)
-    and ``per_digit`` (exact per answer digit, units first). ``attrs``: ``truncated_relation``, ``operands``."""
+    interval lies above the fit threshold), ``tied_with`` (relations covering exactly as many answers),
+    ``per_digit`` (exact per answer digit, units first) and ``truncated_true`` (the share of pairs
+    whose truncated answer is the true one). ``attrs``: ``truncated_relation``, ``operands``."""
     ms = check_lengths(task, default_lengths(task) if lengths is None else lengths)
     data.check_count(n, "n")
     rows = []
@@ -94,6 +113,7 @@ def relations_by_length(
             fits=search.fits,
             tied_with=search.tied_with,
             per_digit=score(task, output, task.apply(a, b))["per_digit"],
+            truncated_true=answer_rates(None, task, a, b, answers=task.apply(a, b))["equivalent"],
         )
         rows.append(row)
     table = pd.DataFrame(rows).set_index("m")
@@ -140,6 +160,7 @@ def by_length_dict(ckpt: Checkpoint, table: pd.DataFrame) -> dict[str, Any]:
                     "tied_with": list(r["tied_with"]),
                 },
                 "per_digit": list(r["per_digit"]),
+                "truncated_true": round(r["truncated_true"], 6),
             }
         )
     return {

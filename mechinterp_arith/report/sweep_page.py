@@ -1,7 +1,9 @@
 """The sweep report: one offline page comparing the runs of a sweep directory.
 
 Sections: the runs (settings that vary, status, figures, errors); exact match by operand length
-per setting (lines: the mean over seeds, bars: the seeds' range, dots: each seed); equivalence
+per setting (lines: the mean over seeds, bars: the seeds' range, dots: each seed); with
+``[analyses] by_length``, the by-length rows beside the follow-up's published table
+(:mod:`~mechinterp_arith.report.follow_up_table`); equivalence
 coverage against OOD exact match (one dot per run); held-out ID exact match over training (one
 line per run). Same page, template and embedded assets as the checkpoint report.
 
@@ -27,6 +29,7 @@ from ..sweep.settings import SETTING_KEYS
 from .assets import ElementIds, figure_html
 from .build import INDEX, ReportResult, render_sections, run_section
 from .context import escape, table
+from .follow_up_table import follow_up_section
 
 COLORS = qualitative.Plotly
 
@@ -83,7 +86,7 @@ def runs_section(ctx: SweepContext) -> dict:
     rows = [
         [
             r["run_id"],
-            *(r[k] for k in ctx.varying),
+            *(setting_text(r[k]) for k in ctx.varying),
             r["seed"],
             r["status"],
             *(_fmt(r[c]) for c in figure_cols),
@@ -218,6 +221,7 @@ def training_section(ctx: SweepContext) -> dict:
 SWEEP_SECTIONS = {
     "runs": runs_section,
     "by_length": length_section,
+    "follow_up": follow_up_section,
     "equivalence": equivalence_section,
     "training": training_section,
 }
@@ -247,6 +251,18 @@ def _ood_exact(row) -> float:
     key = f"exact_len{int(row['equiv_digits'])}" if not pd.isna(row.get("equiv_digits")) else ""
     value = row.get(key, math.nan)
     return row.get("train_ood_exact", math.nan) if pd.isna(value) else value
+
+
+def setting_text(value) -> str:
+    """A setting read back from results.csv as it was written: empty for a run without it (NaN), ``100``
+    for a modulus pandas read as ``100.0``.
+
+    >>> [setting_text(v) for v in (float("nan"), 100.0, 0.5, "learned")]
+    ['', '100', '0.5', 'learned']
+    """
+    if isinstance(value, float):
+        return "" if math.isnan(value) else (str(int(value)) if value.is_integer() else str(value))
+    return str(value)
 
 
 def _fmt(value) -> str:

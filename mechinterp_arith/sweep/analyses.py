@@ -15,6 +15,7 @@ import math
 
 from ..analysis.equivalence import analyse_checkpoint
 from ..analysis.projection import study_pca
+from ..analysis.relation_by_length import follow_up_operands, relation_by_length
 from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.errors import NotApplicable
@@ -79,7 +80,35 @@ def pca_figures(ckpt: Checkpoint, spec: AnalysesSpec) -> dict:
     return out
 
 
-ANALYSIS_FUNCTIONS = {"evaluate": evaluate_figures, "equivalence": equivalence_figures, "pca": pca_figures}
+def by_length_figures(ckpt: Checkpoint, spec: AnalysesSpec) -> dict:
+    """Relation by operand length m = 1..min(W, max_length) (the follow-up's table): ``len<m>_exact``,
+    ``len<m>_truncated`` (the share following ``(a mod 10^n) op (b mod 10^n)``), ``len<m>_best`` and
+    ``len<m>_best_coverage`` (the equivalence search's top relation), ``len<m>_truncated_true`` (the
+    share of the set whose truncated answer is the true one), and ``len_operands`` (the sets used)."""
+    task = ckpt.task
+    operands = follow_up_operands(task) if spec.operands == "follow-up" else spec.operands
+    lengths = list(range(1, min(task.width, spec.max_length) + 1))
+    table = relation_by_length(ckpt, lengths, n=spec.n, seed=spec.seed, operands=operands)
+    out: dict = {"len_operands": operands}
+    for m, r in table.iterrows():
+        out.update(
+            {
+                f"len{m}_exact": round(r["exact"], 6),
+                f"len{m}_truncated": round(r["truncated"], 6),
+                f"len{m}_best": r["best"] if r["fits"] else f"none fits (top: {r['best']})",
+                f"len{m}_best_coverage": round(r["best_coverage"], 6),
+                f"len{m}_truncated_true": round(r["truncated_true"], 6),
+            }
+        )
+    return out
+
+
+ANALYSIS_FUNCTIONS = {
+    "evaluate": evaluate_figures,
+    "equivalence": equivalence_figures,
+    "pca": pca_figures,
+    "by_length": by_length_figures,
+}
 
 
 def analyse_run(ckpt: Checkpoint, spec: AnalysesSpec) -> dict:

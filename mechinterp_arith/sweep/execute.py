@@ -23,6 +23,7 @@ from pathlib import Path
 from ..core.checkpoint import CheckpointError, load, read_config
 from ..core.ensemble import train_ensemble
 from ..core.threads import set_threads
+from ..core.train_command import train_command
 from ..core.version import __version__
 from .analyses import analyse_run
 from .results import DONE, FAILED, RUNS, analyses_key, has_checkpoint, write_record
@@ -100,7 +101,9 @@ def new_record(
     run: RunSettings, error: BaseException | None = None, seconds: float = math.nan, sweep_dir: str | None = None
 ) -> dict:
     """A run's record: ``failed`` with ``error`` when one is given (the figures come later otherwise).
-    Paths inside ``sweep_dir`` are written relative to it in the error, the same wherever the run ran."""
+    Paths inside ``sweep_dir`` are written relative to it in the error, the same wherever the run ran.
+    ``train_command``: the ``mechinterp-arith train`` line that trains the run alone (into
+    ``runs/RUN_ID``); ``load_average``: the host's 1, 5 and 15-minute load when the record is written."""
     record = {
         "run_id": run.run_id,
         "group": run.group_id,
@@ -110,6 +113,8 @@ def new_record(
         "error": None,
         "seconds": round(seconds, 3),
         "host": platform.node(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "train_command": train_command(run.task, run.model, run.train_config("cpu"), Path(RUNS) / run.run_id),
         "pid": os.getpid(),
         "ray_node": ray_node(),  # the Ray node it ran on (None outside Ray)
         "version": __version__,

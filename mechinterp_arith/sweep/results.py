@@ -67,9 +67,15 @@ def read_record(sweep_dir: str | Path, run_id: str) -> dict | None:
     return record
 
 
+# analyses options added after sweeps were first run: left out of the key at these values, so runs
+# analysed before they existed stay finished
+KEY_NEUTRAL = {"by_length": False, "max_length": 9, "operands": "follow-up"}
+
+
 def analyses_key(analyses) -> dict:
     """The analyses settings as a record stores them (JSON types)."""
-    return json.loads(json.dumps(dataclasses.asdict(analyses)))
+    key = json.loads(json.dumps(dataclasses.asdict(analyses)))
+    return {k: v for k, v in key.items() if not (k in KEY_NEUTRAL and v == KEY_NEUTRAL[k])}
 
 
 def has_checkpoint(out: Path) -> bool:

@@ -99,6 +99,8 @@ def check_value(key: str, value, where: str) -> None:
     hints = _types()
     if key not in hints:
         raise SettingsError(unknown_key_message(key, SETTING_KEYS, where))
+    if key in OFF_WHEN_NONE and value == OFF:
+        return
     if not type_matches(value, hints[key]):
         off = f' or "{OFF}"' if key in OFF_WHEN_NONE else ""
         raise SettingsError(f"{where} {key} = {value!r}: expected {describe_type(hints[key])}{off}")

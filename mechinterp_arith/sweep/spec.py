@@ -18,6 +18,9 @@
     evaluate = true                      # exact match, ID and by OOD operand length
     equivalence = true                   # which ID relation explains the OOD answers
     pca = false                          # separability of the units digit (study Fig. 4)
+    by_length = false                    # relation by operand length 1..max_length (the follow-up's table)
+    max_length = 9
+    operands = "follow-up"               # by-length sets: both, either, follow-up (theirs for each task)
     n = 1000                             # operand pairs per set
     ood_digits = [3, 4, 5]               # default: n+1 .. n+3 within the format's width
     seed = 0
@@ -44,7 +47,8 @@ from ..core.files import require_regular_file
 from .settings import RunSettings, SettingsError, check_value, resolve, unknown_key_message
 
 SECTIONS = ("sweep", "settings", "grid", "runs", "analyses")
-ANALYSES = ("evaluate", "equivalence", "pca")
+ANALYSES = ("evaluate", "equivalence", "pca", "by_length")
+BY_LENGTH_OPERANDS = ("follow-up", "both", "either")
 MAX_EXTRA_OOD = 3  # default OOD lengths: n+1 .. n+3 (within the width)
 MAX_RUNS = 100_000  # runs in one spec: a 10^8-run grid was expanded until memory ran out
 
@@ -60,6 +64,9 @@ class AnalysesSpec:
     evaluate: bool = True
     equivalence: bool = True
     pca: bool = False
+    by_length: bool = False  # relation by operand length (analysis.relation_by_length), m = 1..max_length
+    max_length: int = 9  # longest operand of the by-length sets (within each task's width)
+    operands: str = "follow-up"  # by-length sets: both, either, or follow-up (either; both for modular tasks)
     n: int = 1000
     ood_digits: tuple[int, ...] | None = None  # None: n+1 .. n+3 within each task's width
     seed: int = 0
@@ -174,11 +181,21 @@ def _analyses(table: dict, runs: list[RunSettings]) -> AnalysesSpec:
     for key, value in table.items():
         if key not in known:
             raise SettingsError(unknown_key_message(key, tuple(known), "[analyses]"))
-        ok = {"n": _is_int, "seed": _is_int, "ood_digits": lambda v: isinstance(v, list) and all(map(_is_int, v))}
+        ok = {
+            "n": _is_int,
+            "seed": _is_int,
+            "max_length": _is_int,
+            "ood_digits": lambda v: isinstance(v, list) and all(map(_is_int, v)),
+            "operands": lambda v: v in BY_LENGTH_OPERANDS,
+        }
         if not ok.get(key, lambda v: isinstance(v, bool))(value):
-            wanted = {"n": "an integer", "seed": "an integer", "ood_digits": "a list of integers"}.get(
-                key, "true or false"
-            )
+            wanted = {
+                "n": "an integer",
+                "seed": "an integer",
+                "max_length": "an integer",
+                "ood_digits": "a list of integers",
+                "operands": " or ".join(map(repr, BY_LENGTH_OPERANDS)),
+            }.get(key, "true or false")
             raise SettingsError(f"[analyses] {key} = {value!r}: expected {wanted}")
     if "ood_digits" in table:
         table = {**table, "ood_digits": tuple(table["ood_digits"])}
@@ -187,6 +204,8 @@ def _analyses(table: dict, runs: list[RunSettings]) -> AnalysesSpec:
         data.check_count(spec.n, "[analyses] n")
         if spec.seed < 0:
             raise ValueError(f"[analyses] seed must be >= 0, got {spec.seed}")
+        if spec.max_length < 1:
+            raise ValueError(f"[analyses] max_length must be >= 1, got {spec.max_length}")
         for run in runs:
             spec.lengths(run.task)
     except ValueError as e:

@@ -55,7 +55,7 @@ def test_the_wheel_holds_the_shipped_checkpoints(installed):
 
     _, _, wheel = installed
     names = zipfile.ZipFile(wheel).namelist()
-    for name in ("add3", "mul3", "addmod2_p100", "addmod2_p101"):
+    for name in ("add3", "mul3", "addmod2_p100", "addmod2_p101", "add4", "mul2"):
         for f in ("config.json", "metrics.json", "model.safetensors"):
             assert f"mechinterp_arith/checkpoints/{name}/{f}" in names
     assert sum("checkpoints/add3/snapshots/" in n for n in names) == 10

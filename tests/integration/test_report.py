@@ -169,3 +169,13 @@ def test_cli_subset_and_bad_input(tmp_path, capsys):
     assert main(["report", "add3", "--out", str(tmp_path), "--sections", "nope"]) == 2
     assert "unknown report section(s) nope" in capsys.readouterr().err
     assert main(["report", "add3", "--out", str(tmp_path), "--n", "0"]) == 2
+
+
+def test_model_card_says_where_a_shipped_model_was_trained_and_how_to_reproduce_it():
+    from mechinterp_arith import load
+
+    mul2 = load("mul2", device="cpu")
+    out = run_section("model", ReportContext(mul2))
+    assert out.status == "ok" and "trained on" in out.html and "13,288 s of wall time" in out.html
+    assert "--task mul --digits 2 --format reversed --bos --width 9" in out.html
+    assert "trained on" not in run_section("model", ReportContext(load("add3", device="cpu"))).html  # none recorded

@@ -54,6 +54,7 @@ def section(ctx: ReportContext) -> dict:
             ),
             ("snapshots", f"{len(steps)} (steps {steps[0]}..{steps[-1]})" if steps else "none"),
             ("source", ckpt.config.get("source") or "trained with this toolkit"),
+            *([("trained on", ckpt.config["trained_on"])] if ckpt.config.get("trained_on") else []),
             ("made by version", ckpt.config.get("package_version") or "?"),
             ("report by version", __version__),
         ]
