@@ -22,7 +22,7 @@ from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.model_bridge.generalized_components import NormalizationBridge
 
-from .position_schemes import RULED, SCHEMES, PositionRule, attach, default_n_ctx
+from .position_schemes import RULED, SCHEMES, PositionRule, attach, default_n_ctx, scheme_defaults
 from .tasks import Task
 from .typecheck import check_field_types, check_range
 
@@ -66,10 +66,20 @@ class ModelConfig:
 
     @classmethod
     def for_task(cls, task: Task, **overrides) -> ModelConfig:
-        """A config whose context and vocabulary fit ``task`` (the context: the position scheme's
-        default table size, :func:`~mechinterp_arith.core.position_schemes.default_n_ctx`)."""
-        n_ctx = default_n_ctx(overrides.get("positional", cls.positional), task)
-        return cls(**{"n_ctx": n_ctx, "d_vocab": task.d_vocab, **overrides})
+        """A config whose context and vocabulary fit ``task``, with the architecture of its position
+        scheme for every field ``overrides`` leaves out (:func:`~mechinterp_arith.core.position_schemes.
+        scheme_defaults`: gpt-nano for learned; e.g. 1 layer, 4 heads, d_model 64 for coupling) and the
+        scheme's default table size (:func:`~mechinterp_arith.core.position_schemes.default_n_ctx`).
+
+        >>> task = Task("add", 4, format="reversed", width=8)
+        >>> cfg = ModelConfig.for_task(task, positional="coupling")
+        >>> (cfg.n_layers, cfg.n_heads, cfg.d_model), ModelConfig.for_task(task, positional="coupling", n_layers=2).n_layers
+        ((1, 4, 64), 2)
+        """
+        positional = overrides.get("positional", cls.positional)
+        architecture = scheme_defaults(positional)["model"] if positional in SCHEMES else {}
+        n_ctx = default_n_ctx(positional, task)
+        return cls(**{**architecture, "n_ctx": n_ctx, "d_vocab": task.d_vocab, **overrides})
 
     def to_dict(self) -> dict:
         return asdict(self)

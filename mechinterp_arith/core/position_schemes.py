@@ -64,25 +64,49 @@ POSITION_IDS_HOOK = "pos_embed.hook_in"  # the IDs every ruled scheme feeds its 
 RANDOMIZED_TABLE_FACTOR = 4  # randomized: the table is this many times the example's length
 
 
+# What each scheme trains with unless told otherwise: the one home of the per-scheme defaults.
+# "model": ModelConfig fields (architecture), "training": TrainConfig fields (data and optimisation),
+# "format": the task format of the command line. A field a scheme does not name keeps the dataclass
+# default (ModelConfig: minGPT gpt-nano; TrainConfig: docs/training.md's recipe), so ``learned``,
+# ``rotary``, ``nope`` and ``randomized`` train the study's setting. abacus and coupling follow
+# their papers: numbers written with ``+`` and ``=`` and the answer reversed (the separators tell a,
+# b and the answer apart, which coupled IDs do not), operand lengths mixed, random offsets; their
+# model and budget were chosen by measurement (docs/length_generalisation.md, "Defaults that reach
+# 5x"; analyses/results/scheme_defaults.json).
+STUDY_DATA = {"operand_lengths": "uniform", "random_positions": False}
+PAPERS_DATA = {"operand_lengths": "mixed", "random_positions": True}
+SCHEME_DEFAULTS: dict[str, dict] = {
+    "learned": {"format": "paper", "model": {}, "training": STUDY_DATA},
+    "rotary": {"format": "paper", "model": {}, "training": STUDY_DATA},
+    "nope": {"format": "paper", "model": {}, "training": STUDY_DATA},
+    "randomized": {"format": "paper", "model": {}, "training": {**STUDY_DATA, "random_positions": True}},
+    "abacus": {
+        "format": "reversed",
+        "model": {"n_layers": 1, "n_heads": 4, "d_model": 64, "d_mlp": 256},
+        "training": {**PAPERS_DATA, "steps": 2000, "batch_size": 256, "warmup": 200, "eval_every": 250},
+    },
+    "coupling": {
+        "format": "reversed",
+        "model": {"n_layers": 1, "n_heads": 4, "d_model": 64, "d_mlp": 256},
+        "training": {**PAPERS_DATA, "steps": 2000, "batch_size": 256, "warmup": 200, "eval_every": 250},
+    },
+}
+
+
 def scheme_defaults(scheme: str) -> dict:
-    """The data a scheme trains on unless told otherwise: ``format`` (the CLI's default task
-    format), ``operand_lengths`` and ``random_positions`` (TrainConfig settings left None).
+    """What ``scheme`` trains with unless told otherwise: ``{"format": ..., "model": {ModelConfig
+    fields}, "training": {TrainConfig fields}}`` (copies; fields not named keep the dataclass defaults).
 
-    abacus and coupling follow their papers: numbers written with ``+`` and ``=`` and the answer
-    reversed (``reversed`` format: the separators tell a, b and the answer apart, which coupled IDs
-    do not), operand lengths mixed, random offsets. The others keep the study's setting.
-
-    >>> scheme_defaults("coupling")
-    {'format': 'reversed', 'operand_lengths': 'mixed', 'random_positions': True}
+    >>> scheme_defaults("learned")
+    {'format': 'paper', 'model': {}, 'training': {'operand_lengths': 'uniform', 'random_positions': False}}
+    >>> d = scheme_defaults("coupling")
+    >>> d["format"], d["model"]["n_layers"], d["training"]["operand_lengths"]
+    ('reversed', 1, 'mixed')
     """
     if scheme not in SCHEMES:
         raise ValueError(f"unknown position scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
-    papers = scheme in ("abacus", "coupling")
-    return {
-        "format": "reversed" if papers else "paper",
-        "operand_lengths": "mixed" if papers else "uniform",
-        "random_positions": scheme in RULED,
-    }
+    d = SCHEME_DEFAULTS[scheme]
+    return {"format": d["format"], "model": dict(d["model"]), "training": dict(d["training"])}
 
 
 def default_n_ctx(scheme: str, task: Task) -> int:

@@ -66,8 +66,10 @@ def train(
     seed in one batched computation and return an :class:`EnsembleResult` (see
     :func:`~mechinterp_arith.core.ensemble.train_ensemble`). ``threads``: torch CPU threads while
     training (default ``$MECHINTERP_ARITH_THREADS`` or 1; see :mod:`~mechinterp_arith.core.threads`).
+    Without ``train_config`` the position scheme's recipe trains (:meth:`TrainConfig.for_scheme`).
     """
-    mcfg, cfg = model_config or ModelConfig.for_task(task), train_config or TrainConfig()
+    mcfg = model_config or ModelConfig.for_task(task)
+    cfg = train_config or TrainConfig.for_scheme(mcfg.positional)
     if seeds is not None:
         return train_ensemble(
             task,

@@ -108,6 +108,18 @@ class TrainConfig:
         return d
 
     @classmethod
+    def for_scheme(cls, positional: str, **settings) -> TrainConfig:
+        """The config a position scheme trains with: ``settings`` as given, the others the scheme's
+        defaults (:func:`~mechinterp_arith.core.position_schemes.scheme_defaults`), then the class's.
+
+        >>> TrainConfig.for_scheme("learned") == TrainConfig(operand_lengths="uniform", random_positions=False)
+        True
+        >>> TrainConfig.for_scheme("coupling", steps=500).steps, TrainConfig.for_scheme("coupling").operand_lengths
+        (500, 'mixed')
+        """
+        return with_scheme_defaults(cls(**{**scheme_defaults(positional)["training"], **settings}), positional)
+
+    @classmethod
     def from_dict(cls, d: dict, written_before: bool = True) -> TrainConfig:
         """The config of a ``to_dict()`` mapping; ValueError names an unknown key or a bad value.
         ``written_before``: a key missing from ``d`` takes the value that config was trained with
@@ -153,7 +165,7 @@ def with_scheme_defaults(cfg: TrainConfig, positional: str) -> TrainConfig:
     """``cfg`` with the settings left None set to the position scheme's defaults
     (:func:`~mechinterp_arith.core.position_schemes.scheme_defaults`). ValueError for random
     positions under a scheme that numbers tokens 0, 1, 2, ... (learned, rotary, nope)."""
-    defaults = scheme_defaults(positional)
+    defaults = scheme_defaults(positional)["training"]
     cfg = replace(cfg, **{k: defaults[k] for k in ("operand_lengths", "random_positions") if getattr(cfg, k) is None})
     if cfg.random_positions and positional not in RULED:
         raise ValueError(

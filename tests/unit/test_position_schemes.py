@@ -150,7 +150,7 @@ def test_scheme_defaults_resolve_into_the_recorded_training_config(tmp_path):
     )
     recorded = load(tmp_path / "abacus", device="cpu").config["training"]
     assert recorded["operand_lengths"] == "mixed" and recorded["random_positions"] is True
-    assert scheme_defaults("learned") == {"format": "paper", "operand_lengths": "uniform", "random_positions": False}
+    assert scheme_defaults("learned")["training"] == {"operand_lengths": "uniform", "random_positions": False}
     with pytest.raises(ValueError, match="random positions need"):
         train(
             task,
