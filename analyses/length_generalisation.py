@@ -21,12 +21,11 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from mechinterp_arith import load
 from mechinterp_arith.analysis.length_generalisation import length_profile
 from mechinterp_arith.core.files import atomic_write_text
 from mechinterp_arith.core.position_schemes import SCHEMES
+from mechinterp_arith.core.threads import set_threads
 
 RESULTS = Path(__file__).resolve().parent / "results" / "length_generalisation.json"
 # the same data, model and optimisation for every scheme (Cho et al.'s 1-layer, 4-head decoder, scaled down)
@@ -119,7 +118,7 @@ def main(argv=None) -> int:
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--steps", type=int, default=None, help="training steps instead of the recipe's 2,000")
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
+    set_threads(1)
     rows = json.loads(args.results.read_text())["rows"] if args.results.is_file() else []
     done = {(r["scheme"], r["seed"]) for r in rows}
     for scheme in args.schemes:

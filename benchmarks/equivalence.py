@@ -21,6 +21,7 @@ import torch
 from mechinterp_arith import data
 from mechinterp_arith.analysis.equivalence import analyse_set
 from mechinterp_arith.core.checkpoint import load
+from mechinterp_arith.core.threads import set_threads
 
 
 def main() -> None:
@@ -31,7 +32,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = p.parse_args()
     if args.threads:
-        torch.set_num_threads(args.threads)
+        set_threads(args.threads)
     ckpt = load(args.ckpt, device="cpu")
     a, b = data.ood_both(ckpt.task, args.m, args.n, seed=0)
     analyse_set(ckpt.model, ckpt.task, a[:256], b[:256])  # warm-up

@@ -40,7 +40,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5, help="best of this many runs per side")
     p.add_argument("--checkpoint", default="add3")
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
+    from mechinterp_arith.core.threads import set_threads
+
+    set_threads(args.threads)
     warnings.simplefilter("ignore")
 
     from transformer_lens import patching as tl_patching

@@ -42,10 +42,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_gpt import ReferenceGPT
 
-from mechinterp_arith import ModelConfig, Task, TrainConfig, build_model, data, train
+from mechinterp_arith import ModelConfig, Task, TrainConfig, build_model, data, train, train_ensemble
 from mechinterp_arith.core.model import resolve_device
 from mechinterp_arith.core.threads import set_threads
-from mechinterp_arith.core.train_loop import Member, make_optimizer
+from mechinterp_arith.core.train_loop import TrainingRun, make_optimizer
 from mechinterp_arith.core.train_step import TrainingData, answer_loss, batch_indices, choose_forward, train_step
 
 TASK = Task("add", 3)
@@ -60,10 +60,10 @@ def sync(device) -> None:
 def toolkit_stepper(device, forward: str, cfg: TrainConfig, td: TrainingData):
     """The toolkit's step (core/train_step.py) on a fresh gpt-nano bridge."""
     model = build_model(ModelConfig.for_task(TASK), device=device)
-    member = Member(TASK, dataclasses.replace(cfg, forward=forward), model, make_optimizer(model, cfg), None, {})
+    run = TrainingRun(TASK, dataclasses.replace(cfg, forward=forward), model, make_optimizer(model, cfg), None, {})
     fwd = choose_forward([model], td, forward)
     model.train()
-    return lambda: train_step([member], td, fwd)
+    return lambda: train_step([run], td, fwd)
 
 
 def reference_stepper(device, cfg: TrainConfig, td: TrainingData):
@@ -166,11 +166,11 @@ def ensemble_seconds(device, steps: int, k: int = 8) -> dict:
     out = {}
     for size in (1, k):
         t = time.perf_counter()
-        train(
+        train_ensemble(
             TASK,
             ModelConfig.for_task(TASK),
             cfg,
-            seeds=list(range(size)),
+            list(range(size)),
             progress=False,
             threads=torch.get_num_threads(),
         )

@@ -7,42 +7,54 @@
 
 Layers (docs/architecture.md): ``core`` (tasks, positions, data, model, decoding, evaluation,
 checkpoints, training, import) <- ``analysis`` (representations, equivalence, causal) <- ``sweep``
-(grids of training runs) <- ``report`` and ``cli``. The core is imported eagerly; analysis entry points load their module on first use,
-so ``import mechinterp_arith`` stays quick.
+(grids of training runs) <- ``report`` and ``cli``. Every public name loads its module on first use
+(``ma.load`` imports the core, ``ma.residual_pca`` the PCA module), so ``import mechinterp_arith``
+imports neither torch nor TransformerLens and stays quick.
 """
 
 from __future__ import annotations
 
-import importlib
-
-from .core import data
-from .core.checkpoint import Checkpoint, CheckpointError, load, save_checkpoint
-from .core.decoding import generate
-from .core.ensemble import EnsembleResult, train_ensemble
-from .core.evaluate import accuracy, accuracy_by_length
-from .core.model import ModelConfig, build_model
-from .core.tasks import Task
-from .core.train import train
-from .core.train_config import TrainConfig
+from .core.lazy import lazy_names
 from .core.version import __version__
 
-# public name -> module that defines it (imported on first access)
+# public name -> module that defines it, imported on first access (PEP 562): `import mechinterp_arith`
+# and the command line's `--help` import neither torch nor TransformerLens
+_MODULES = {"data": "core.data"}  # public modules
 _LAZY = {
+    **_MODULES,
+    "Checkpoint": "core.checkpoint",
+    "CheckpointError": "core.checkpoint",
+    "load": "core.checkpoint",
+    "save_checkpoint": "core.checkpoint",
+    "generate": "core.decoding",
+    "EnsembleResult": "core.ensemble",
+    "train_ensemble": "core.ensemble",
+    "accuracy": "core.evaluate",
+    "accuracy_by_length": "core.evaluate",
+    "ModelConfig": "core.model",
+    "build_model": "core.model",
+    "Task": "core.tasks",
+    "train": "core.train",
+    "TrainConfig": "core.train_config",
     "import_checkpoint": "core.importer",
+    "answer_rates": "core.evaluate",
+    "snapshot_scores": "core.evaluate",
     "analyse_checkpoint": "analysis.equivalence",
     "find_relation": "analysis.equivalence",
     "relation_maps": "analysis.equivalence_plots",
     "class_probability_figure": "analysis.equivalence_plots",
     "residual_pca": "analysis.pca",
-    "pca_sweep": "analysis.pca",
+    "pca_each_site": "analysis.pca",
     "ood_projection": "analysis.projection",
+    "study_pca": "analysis.projection",
     "pca_dynamics": "analysis.dynamics",
     "logit_lens": "analysis.logit_lens",
     "id_ood_logit_lens": "analysis.logit_lens",
     "match_activations": "analysis.matching",
     "match_ood": "analysis.matching",
-    "patch_sweep": "analysis.patching",
-    "circuit": "analysis.circuits",
+    "patch_each_site": "analysis.patching",
+    "circuit_heads": "analysis.circuits",
+    "class_attention": "analysis.attention",
     "digit_sites": "analysis.circuits",
     "head_operand_map": "analysis.circuits",
     "ood_sites": "analysis.circuits",
@@ -60,37 +72,14 @@ _LAZY = {
     "units_digit_das": "analysis.interchange",
     "build_report": "report",
     "build_sweep_report": "report",
+    # deprecated names, kept for notebooks that use them (each warns and calls its new name)
+    "circuit": "analysis.circuits",  # -> circuit_heads
+    "patch_sweep": "analysis.patching",  # -> patch_each_site
+    "pca_sweep": "analysis.pca",  # -> pca_each_site
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, _MODULES)
 
 
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
-
-
-__all__ = [
-    "__version__",
-    "Checkpoint",
-    "CheckpointError",
-    "EnsembleResult",
-    "ModelConfig",
-    "Task",
-    "TrainConfig",
-    "accuracy",
-    "accuracy_by_length",
-    "build_model",
-    "data",
-    "generate",
-    "load",
-    "save_checkpoint",
-    "train",
-    "train_ensemble",
-    *_LAZY,
-]
+__all__ = ["__version__", *_LAZY]

@@ -25,15 +25,14 @@ from transformer_lens.utilities import get_act_name
 
 from ..core.checkpoint import Checkpoint
 from ..core.decoding import generate
-from ..core.positions import require_fixed_length, resolve_position
-from ..core.tasks import Task, as_operands
+from ..core.model import model_device
+from ..core.positions import require_fixed_length, resolve_position, write_answers
+from ..core.tasks import OperandsLike, Task, as_operands
+from .choices import ANSWER_SOURCES, DEFAULT_HOOK
 
-DEFAULT_HOOK = "ln_final.hook_out"
 DEFAULT_BATCH = 2048
-# what fills the answer slots of the input: the true answer, the model's greedy answer, the answer of
-# the ID representative (a mod 10^n, b mod 10^n), or explicit integers
+# what fills the answer slots of the input: one of ANSWER_SOURCES (analysis/choices.py), or explicit integers
 Answers = str | Tensor | Sequence[int]
-ANSWER_SOURCES = ("true", "greedy", "representative")
 
 
 def resolve_hook(model: TransformerBridge, name: str) -> str:
@@ -60,8 +59,8 @@ def residual_hooks(model: TransformerBridge) -> list[str]:
 
 def input_tokens(
     ckpt: Checkpoint,
-    a,
-    b,
+    a: OperandsLike,
+    b: OperandsLike,
     answers: Answers = "true",
     batch_size: int = DEFAULT_BATCH,
     model: TransformerBridge | None = None,
@@ -86,13 +85,7 @@ def input_tokens(
     values = as_operands(answers)
     if values.shape != a.shape:
         raise ValueError(f"need one answer per pair: got {tuple(values.shape)} for {len(a)} pairs")
-    if (task.answer_digits(values) < 0).any():
-        raise ValueError(f"answers must lie in [0, 10^{task.answer_width}) to fit the format")
-    digits = task.answer_digits(values)  # units first
-    if not task.answer_lsb_first:
-        digits = digits.flip(-1)
-    tokens[:, task.prompt_len : task.prompt_len + task.answer_width] = digits
-    return tokens[:, : task.n_ctx]
+    return write_answers(task, tokens, values)[:, : task.n_ctx]
 
 
 def needs_answer_tokens(task: Task, positions: Sequence[int]) -> bool:
@@ -108,7 +101,7 @@ def collect(
     hooks: Sequence[str] = (DEFAULT_HOOK,),
     positions: Sequence[int | str] | None = None,
     answers: Answers = "true",
-    model=None,
+    model: TransformerBridge | None = None,
     batch_size: int = DEFAULT_BATCH,
 ) -> dict[str, Float[Tensor, "batch pos d"]]:
     """Activations ``{hook: [batch, len(positions), ...]}`` on the CPU (float32).
@@ -134,7 +127,7 @@ def collect(
         tokens, _ = task.encode_batch(a, b)
         width = max(pos) + 1  # causal: later tokens cannot change these positions
     tokens = tokens[:, :width]
-    device = next(model.parameters()).device
+    device = model_device(model)
     index = torch.tensor(pos)
     out: dict[str, list[Tensor]] = {h: [] for h in hooks}
     was_training = model.training

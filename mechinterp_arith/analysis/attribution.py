@@ -26,7 +26,7 @@ the sites where the linear estimate misses most.
 >>> att = attribute(ckpt, pairs, logit_diff_metric(pairs, 1), ig_steps=5)
 >>> att.edge_scores.shape                              # [pos, reader, writer]: TL's graph
 torch.Size([15, 31, 13])
->>> att.node_scores("z").shape                         # [layer, pos, head], as patch_sweep's
+>>> att.node_scores("z").shape                         # [layer, pos, head], as patch_each_site's
 torch.Size([3, 15, 3])
 """
 
@@ -47,10 +47,10 @@ from ..core.plain_forward import PlainGPT, checked_plain_forward, has_hooks, uns
 from .edge_forward import PairRuns, reader_gradients
 from .edge_graph import EdgeGraph
 from .metrics import logit_diff_metric, normalised_effect
-from .patching import patch_sweep
+from .patching import patch_each_site
 from .prompt_pairs import PromptPairs, differ_in_answer_digit
 
-FAMILIES = ("resid_pre", "attn_out", "z", "mlp_out")  # patch_sweep kinds; z = one head's output
+FAMILIES = ("resid_pre", "attn_out", "z", "mlp_out")  # patch_each_site kinds; z = one head's output
 MIN_EFFECT = 0.01  # sites compared: exact or estimated normalised effect at least this
 
 
@@ -91,7 +91,7 @@ class Attribution:
     edge_scores: Float[Tensor, "pos reader writer"]
 
     def node_scores(self, family: str) -> Tensor:
-        """Estimated patching effect (patched minus corrupted metric) per site of a patch_sweep
+        """Estimated patching effect (patched minus corrupted metric) per site of a patch_each_site
         kind: resid_pre/attn_out/mlp_out [layer, pos], z [layer, pos, head]."""
         g, runs, graph = self.graph, self.runs, self.graph
         L, H = g.n_layers, g.n_heads
@@ -169,14 +169,15 @@ def attribution_sites(
             _, clean_cache = ckpt.model.run_with_cache(pairs.clean_tokens)
         methods = {"EAP": attribute(ckpt, pairs, metric, 1), "EAP-IG": attribute(ckpt, pairs, metric, ig_steps)}
         for family in families:
-            sweep = patch_sweep(ckpt.model, pairs.corrupted_tokens, clean_cache, metric, family, by_pos=True)
+            sweep = patch_each_site(ckpt.model, pairs.corrupted_tokens, clean_cache, metric, family, by_pos=True)
             base = float(sweep.baseline)
             exact = normalised_effect(sweep.values, clean_value, base)
             est = {
                 name: normalised_effect(att.node_scores(family) + base, clean_value, base)
                 for name, att in methods.items()
             }
-            for idx in torch.nonzero(~(sweep.identical | sweep.after_read)).tolist():
+            no_op = sweep.identical if sweep.after_read is None else sweep.identical | sweep.after_read
+            for idx in torch.nonzero(~no_op).tolist():
                 site = tuple(idx)
                 rows.append(
                     {

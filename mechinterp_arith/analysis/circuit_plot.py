@@ -15,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from transformer_lens.tools.analysis.attribution_patching import Node
 
+from .discovery import Circuit
 from .edge_graph import node_label
 
 COLOURS = {
@@ -34,9 +35,11 @@ def _xy(node: Node, n_heads: int, n_layers: int) -> tuple[float, float]:
         return node.position, 0.0
     if node.kind == "logits":
         return node.position, 2.0 * n_layers + 1
+    layer = node.layer if node.layer is not None else 0  # set on every node but embed and logits
     if node.kind in ("mlp_out", "mlp_in"):
-        return node.position, 2.0 * node.layer + 2
-    return node.position + (node.head - (n_heads - 1) / 2) * HEAD_SPREAD, 2.0 * node.layer + 1
+        return node.position, 2.0 * layer + 2
+    head = node.head if node.head is not None else 0  # set on head nodes
+    return node.position + (head - (n_heads - 1) / 2) * HEAD_SPREAD, 2.0 * layer + 1
 
 
 def main_tag(tags: list[str]) -> str | None:
@@ -62,7 +65,7 @@ def _component(reader: Node) -> Node:
 
 
 def circuit_figure(
-    circuit, tags: pd.DataFrame | None = None, labels: list[str] | None = None, title: str | None = None
+    circuit: Circuit, tags: pd.DataFrame | None = None, labels: list[str] | None = None, title: str | None = None
 ) -> go.Figure:
     """Plotly figure of a :class:`~mechinterp_arith.analysis.discovery.Circuit` (see module doc);
     ``tags`` from :func:`~mechinterp_arith.analysis.subtasks.subtask_tags` colour the nodes."""
@@ -70,11 +73,10 @@ def circuit_figure(
     H, L = graph.n_heads, graph.n_layers
     edges = circuit.edges()
     top = max((abs(s) for _, _, s in edges), default=1.0) or 1.0
-    tag_of = {} if tags is None else {r.node: main_tag(list(r.tags)) for r in tags.itertuples()}
+    tag_of = {} if tags is None else dict(zip(tags["node"], (main_tag(list(t)) for t in tags["tags"])))
     fig = go.Figure()
     nodes: dict[Node, None] = {}
     for kind, dash in (("q", "solid"), ("kv", "dash"), ("other", "solid")):
-        _xs, _ys = [], []
         for w, r, s in edges:
             group = "q" if r.kind == "q_input" else "kv" if r.kind in ("k_input", "v_input") else "other"
             if group != kind:
@@ -98,7 +100,7 @@ def circuit_figure(
                     },
                 )
             )
-    heads_at = {}
+    heads_at: dict[tuple[int | None, int | None], list[int]] = {}
     for nd in nodes:
         if nd.kind == "attn_head_out":
             heads_at.setdefault((nd.layer, nd.head), []).append(nd.position)

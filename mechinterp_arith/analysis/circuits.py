@@ -10,29 +10,42 @@
 [[0, 2], [2, 1]]
 >>> explain(ckpt, 1349, 705)["id_representative"]          # an OOD input answered as its representative
 {'a': 349, 'b': 705, 'prediction': 1054}
+
+:func:`circuit_heads` (``ma.circuit_heads``) is a DataFrame of heads; the edge circuits that
+:func:`~mechinterp_arith.analysis.discovery.discover` finds are :class:`~mechinterp_arith.analysis.discovery.Circuit`
+objects.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
+from typing import Any
+
 import pandas as pd
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
+from transformer_lens import ActivationCache
 from transformer_lens.model_bridge import TransformerBridge
+from transformer_lens.utilities import get_act_name
 
 from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.errors import NotApplicable
+from ..core.evaluate import answer_rates
 from ..core.positions import (
     OPERANDS,
     answer_logit_pos,
+    answer_positions,
     check_digit,
     operand_pos,
     position_labels,
 )
-from ..core.tasks import as_operands
-from .metrics import logit_diff_metric, normalised_effect
-from .patching import patch_sweep
+from ..core.tasks import Task, as_operands
+from .attention import mean_attention, operand_attention
+from .metrics import Metric, logit_diff_metric, normalised_effect
+from .patching import PatchResult, patch_each_site
 from .prompt_pairs import (
     PromptPairs,
     change_operand_digit,
@@ -43,29 +56,68 @@ from .prompt_pairs import (
 
 SITE_KINDS = ("resid_pre", "attn_out", "mlp_out")
 MIN_PAIRS = 4
+PATCH_PAIRS = 256  # pairs patched at a time: memory is bounded by this, not by n (the same figures)
 
 
-def _cache(model: TransformerBridge, tokens):
+def _cache(model: TransformerBridge, tokens: Tensor) -> tuple[Tensor, ActivationCache]:
     with torch.inference_mode():
         return model.run_with_cache(tokens)
 
 
+def streamed_sweeps(
+    ckpt: Checkpoint, pairs: PromptPairs, k: int, kinds: tuple[str, ...], by_pos: bool | None = None
+) -> tuple[dict[str, PatchResult], float, float]:
+    """``(sweeps by kind, clean value, corrupted value)`` of the logit difference of answer digit ``k``
+    over ``pairs``, patched :data:`PATCH_PAIRS` pairs at a time (a clean cache of all pairs took
+    0.74 MB per pair): the metric is a mean over pairs, so each value is the pair-weighted mean of
+    the chunks' (the same as one pass, to float rounding; one chunk when ``len(pairs) <= PATCH_PAIRS``)."""
+    sweeps: dict[str, tuple[PatchResult, Tensor]] = {}
+    sums, total = torch.zeros(2, dtype=torch.float64), len(pairs)
+    for i in range(0, total, PATCH_PAIRS):
+        part = slice(i, i + PATCH_PAIRS)
+        tensors: dict[str, Any] = {
+            f.name: getattr(pairs, f.name)[part]
+            for f in dataclasses.fields(pairs)
+            if isinstance(getattr(pairs, f.name), Tensor)
+        }
+        chunk = dataclasses.replace(pairs, **tensors)
+        chunk = chunk.to(ckpt.device)
+        metric, weight = logit_diff_metric(chunk, k), len(chunk)
+        sums += weight * torch.tensor(_baselines(ckpt, chunk, metric), dtype=torch.float64)
+        _, clean_cache = _cache(ckpt.model, chunk.clean_tokens)
+        for kind in kinds:
+            options: dict[str, Any] = {} if by_pos is None else {"by_pos": by_pos}
+            s = patch_each_site(ckpt.model, chunk.corrupted_tokens, clean_cache, metric, kind, **options)
+            if kind not in sweeps:
+                sweeps[kind] = (s, s.values.double() * weight)
+                continue
+            first, weighted = sweeps[kind]
+            first.identical &= s.identical
+            first.max_logit_change = torch.maximum(first.max_logit_change, s.max_logit_change)
+            sweeps[kind] = (first, weighted + s.values.double() * weight)
+        del clean_cache
+    for s, weighted in sweeps.values():
+        s.values = (weighted / total).to(s.values.dtype)
+    return {kind: s for kind, (s, _) in sweeps.items()}, float(sums[0] / total), float(sums[1] / total)
+
+
 def _site_frame(
-    ckpt: Checkpoint, pairs: PromptPairs, metric, kinds, clean_value: float, corr_value: float
-) -> pd.DataFrame:
+    ckpt: Checkpoint, pairs: PromptPairs, k: int, kinds: tuple[str, ...]
+) -> tuple[pd.DataFrame, float, float]:
     labels = position_labels(ckpt.task)
-    _, clean_cache = _cache(ckpt.model, pairs.clean_tokens)
-    frames = []
-    for kind in kinds:
-        df = patch_sweep(ckpt.model, pairs.corrupted_tokens, clean_cache, metric, kind).frame()
-        frames.append(df)
+    sweeps, clean_value, corr_value = streamed_sweeps(ckpt, pairs, k, kinds)
+    frames = [sweeps[kind].frame() for kind in kinds]
     df = pd.concat(frames, ignore_index=True).rename(columns={"value": "logit_diff"})
     df["label"] = [labels[p] for p in df["pos"]]
     df["effect"] = normalised_effect(torch.tensor(df["logit_diff"].to_numpy()), clean_value, corr_value).numpy()
-    return df[["kind", "layer", "pos", "label", "logit_diff", "effect", "identical", "max_logit_change"]]
+    return (
+        df[["kind", "layer", "pos", "label", "logit_diff", "effect", "identical", "max_logit_change"]],
+        clean_value,
+        corr_value,
+    )
 
 
-def _baselines(ckpt: Checkpoint, pairs, metric) -> tuple[float, float]:
+def _baselines(ckpt: Checkpoint, pairs: PromptPairs, metric: Metric) -> tuple[float, float]:
     with torch.inference_mode():
         return float(metric(ckpt.model(pairs.clean_tokens))), float(metric(ckpt.model(pairs.corrupted_tokens)))
 
@@ -80,38 +132,20 @@ def digit_sites(
     One row per (kind, layer, pos); ``attrs`` hold the clean and corrupted metric values.
     """
     check_digit(ckpt.task, k)
-    pairs = differ_in_answer_digit(ckpt.task, k, n=n, seed=seed).to(ckpt.device)
-    metric = logit_diff_metric(pairs, k)
-    clean_value, corr_value = _baselines(ckpt, pairs, metric)
-    df = _site_frame(ckpt, pairs, metric, kinds, clean_value, corr_value)
+    pairs = differ_in_answer_digit(ckpt.task, k, n=n, seed=seed)
+    df, clean_value, corr_value = _site_frame(ckpt, pairs, k, kinds)
     df.attrs.update(digit=k, n_pairs=len(pairs), clean_logit_diff=clean_value, corrupted_logit_diff=corr_value)
     return df
 
 
 def attention_to_operands(ckpt: Checkpoint, k: int, n: int = 64, seed: int = 0) -> pd.DataFrame:
-    """Mean attention from the position predicting answer digit ``k`` to every operand digit, per head."""
+    """Mean attention from the position predicting answer digit ``k`` to every ID operand digit, per
+    head, over ``n`` random ID pairs (:func:`~mechinterp_arith.analysis.attention.operand_attention`).
+    Columns: ``layer, head, operand, place, src_pos, attention``."""
     task = ckpt.task
-    q = answer_logit_pos(task, k)
+    check_digit(task, k)
     a, b = data.random_pairs(task, n, seed=seed)
-    _, cache = _cache(ckpt.model, make_pairs(task, a, b, a, b).clean_tokens.to(ckpt.device))
-    rows = []
-    for layer in range(ckpt.model.cfg.n_layers):
-        pattern = cache[f"blocks.{layer}.attn.hook_pattern"][:, :, q].mean(0)  # [head, src]
-        for head in range(ckpt.model.cfg.n_heads):
-            for op in OPERANDS:
-                for place in range(task.digits):
-                    src = operand_pos(task, op, place)
-                    rows.append(
-                        {
-                            "layer": layer,
-                            "head": head,
-                            "operand": op,
-                            "place": place,
-                            "src_pos": src,
-                            "attention": float(pattern[head, src]),
-                        }
-                    )
-    return pd.DataFrame(rows)
+    return operand_attention(ckpt, a, b, [k], range(task.digits)).drop(columns="digit")
 
 
 def head_operand_map(ckpt: Checkpoint, k: int, n: int = 64, seed: int = 0) -> pd.DataFrame:
@@ -130,11 +164,9 @@ def head_operand_map(ckpt: Checkpoint, k: int, n: int = 64, seed: int = 0) -> pd
     q = answer_logit_pos(task, k)
     att = attention_to_operands(ckpt, k, n, seed)
     labels = position_labels(task)
-    a, b = data.random_pairs(task, n, seed=seed)
-    _, cache = _cache(ckpt.model, make_pairs(task, a, b, a, b).clean_tokens.to(ckpt.device))
-    patterns = [
-        cache[f"blocks.{l}.attn.hook_pattern"].mean(0).permute(1, 0, 2) for l in range(ckpt.model.cfg.n_layers)
-    ]  # [dest, head, src]
+    patterns = mean_attention(ckpt, *data.random_pairs(task, n, seed=seed)).permute(
+        0, 2, 1, 3
+    )  # [layer, dest, head, src]
     effects = []
     for op in OPERANDS:
         for place in range(task.digits):
@@ -161,12 +193,9 @@ def head_operand_map(ckpt: Checkpoint, k: int, n: int = 64, seed: int = 0) -> pd
                 continue
             pairs = make_pairs(
                 task, pairs.clean_a[keep], pairs.clean_b[keep], pairs.corrupted_a[keep], pairs.corrupted_b[keep]
-            ).to(ckpt.device)
-            metric = logit_diff_metric(pairs, k)
-            clean_value, corr_value = _baselines(ckpt, pairs, metric)
-            _, clean_cache = _cache(ckpt.model, pairs.clean_tokens)
-            sweep = patch_sweep(ckpt.model, pairs.corrupted_tokens, clean_cache, metric, "z", by_pos=True)
-            eff = normalised_effect(sweep.values, clean_value, corr_value)  # [layer, pos, head]
+            )
+            sweeps, clean_value, corr_value = streamed_sweeps(ckpt, pairs, k, ("z",), by_pos=True)
+            eff = normalised_effect(sweeps["z"].values, clean_value, corr_value)  # [layer, pos, head]
             src = operand_pos(task, op, place)
             for l in range(eff.shape[0]):
                 for h in range(eff.shape[2]):
@@ -190,16 +219,18 @@ def head_operand_map(ckpt: Checkpoint, k: int, n: int = 64, seed: int = 0) -> pd
     return df
 
 
-def circuit_digits(task) -> list[int]:
+def circuit_digits(task: Task) -> list[int]:
     """The answer digits a circuit summary covers: 0..n (the carry digit included), within the answer."""
-    return list(range(min(task.digits + 1, task.answer_width)))
+    return list(range(min(task.digits, task.answer_width - 1) + 1))
 
 
-def circuit(
+def circuit_heads(
     ckpt: Checkpoint, n: int = 64, seed: int = 0, min_attention: float = 0.2, min_effect: float = 0.1
 ) -> pd.DataFrame:
-    """Summary over answer digits 0..n: for each digit, the heads that attend to an operand digit
-    (attention >= ``min_attention``) and whose patching moves it (effect >= ``min_effect``).
+    """The head-level circuit summary over answer digits 0..n: for each digit, the heads that attend to
+    an operand digit (attention >= ``min_attention``) and whose patching moves it (effect >=
+    ``min_effect``); rows of :func:`head_operand_map`. (A discovered edge circuit is
+    :func:`~mechinterp_arith.analysis.discovery.discover`'s ``Circuit``.)
 
     ``attrs["skipped"]`` maps each digit the task cannot isolate to the reason (e.g. the units
     digit of a product changes with every operand edit); those digits have no rows.
@@ -232,16 +263,13 @@ def head_effects(ckpt: Checkpoint, digits: list[int] | None = None, n: int = 64,
     rows, skipped = [], {}
     for k in digits:
         try:
-            pairs = differ_in_answer_digit(task, k, n=n, seed=seed).to(ckpt.device)
+            pairs = differ_in_answer_digit(task, k, n=n, seed=seed)
         except NotApplicable as e:
             skipped[k] = str(e)
             values = torch.full((model.cfg.n_layers, model.cfg.n_heads), float("nan"))
         else:
-            metric = logit_diff_metric(pairs, k)
-            clean_value, corr_value = _baselines(ckpt, pairs, metric)
-            _, clean_cache = _cache(model, pairs.clean_tokens)
-            sweep = patch_sweep(model, pairs.corrupted_tokens, clean_cache, metric, "z", by_pos=False)
-            values = normalised_effect(sweep.values, clean_value, corr_value)
+            sweeps, clean_value, corr_value = streamed_sweeps(ckpt, pairs, k, ("z",), by_pos=False)
+            values = normalised_effect(sweeps["z"].values, clean_value, corr_value)
         rows += [
             {"digit": k, "layer": l, "head": h, "effect": float(values[l, h])}
             for l in range(values.shape[0])
@@ -253,14 +281,16 @@ def head_effects(ckpt: Checkpoint, digits: list[int] | None = None, n: int = 64,
 
 
 # ---- OOD vs ID representative ------------------------------------------------------------------------
-def _answer_metric(task, base_logits: Float[Tensor, "batch pos vocab"], true_digits) -> callable:
-    positions = [answer_logit_pos(task, k) for k in range(task.answer_width)]
+def _answer_metric(
+    task: Task, base_logits: Float[Tensor, "batch pos vocab"], true_digits: Int[Tensor, "batch digit"]
+) -> Metric:
+    positions = answer_positions(task)
     base_pred = base_logits[:, positions].argmax(-1)
     # the digit where the extra operand digits would show first (the top digit for narrow answers,
     # e.g. a 2-digit modular result)
     dropped = min(task.digits, task.answer_width - 1)
 
-    def metric(logits):
+    def metric(logits: Tensor) -> Tensor:
         lg = logits[:, positions]
         pred = lg.argmax(-1)
         flips = (pred != base_pred).any(1).float().mean()
@@ -279,10 +309,14 @@ def ood_sites(
     Both runs are teacher-forced with the representative's answer, so inputs differ only at the
     extra operand digits. Per (direction, kind, layer, pos): ``act_diff`` (relative size of the
     activation difference between the two runs), ``flip_rate`` (rows whose greedy answer digits
-    change), ``max_logit_change`` (mean over rows of the largest answer-logit change) and
-    ``true_digit_rate`` (rows predicting the true OOD answer's digit n, e.g. the 2 of 1349+705=2054).
+    change), ``answer_logit_change`` (mean over rows of the largest answer-logit change),
+    ``true_digit_rate`` (rows predicting the true OOD answer's digit n, e.g. the 2 of 1349+705=2054)
+    and ``identical``. ``attrs``: ``n_pairs``, ``m`` (default n + 1; :class:`NotApplicable` when the
+    format holds no longer operand), ``ood_answers_equal_representative`` (the share of OOD answers
+    following the study's rule) and ``ood_exact``.
     """
     task = ckpt.task
+    m = data.require_ood_digits(task, m)
     pairs = ood_id_pairs(task, n=n, m=m, seed=seed).to(ckpt.device)
     true_ood = task.answer_digits(task.apply(pairs.corrupted_a, pairs.corrupted_b)).to(ckpt.device)
     labels = position_labels(task)
@@ -298,13 +332,13 @@ def ood_sites(
         metric = _answer_metric(task, base, true_ood)
         base_vals = metric(base)
         for kind in kinds:
-            sweep = patch_sweep(ckpt.model, receiver, donor_cache, metric, kind)
+            sweep = patch_each_site(ckpt.model, receiver, donor_cache, metric, kind)
             df = sweep.frame().rename(
                 columns={"value_0": "flip_rate", "value_1": "answer_logit_change", "value_2": "true_digit_rate"}
             )
             diffs = []
             for layer, pos in zip(df.layer, df.pos):
-                name = f"blocks.{layer}.hook_{kind}"
+                name = get_act_name(kind, layer)
                 d, r = donor_cache[name][:, pos], recv_cache[name][:, pos]
                 diffs.append(float(((d - r).norm(dim=-1) / r.norm(dim=-1).clamp_min(1e-9)).mean()))
             df["act_diff"] = diffs
@@ -329,18 +363,28 @@ def ood_sites(
     ]
     with torch.inference_mode():
         ood_pred = ckpt.predict(pairs.corrupted_a, pairs.corrupted_b)
-    rep_answer = task.apply(pairs.clean_a, pairs.clean_b)
+    rates = answer_rates(ckpt.model, task, pairs.corrupted_a, pairs.corrupted_b, answers=ood_pred)
     out.attrs.update(
         n_pairs=len(pairs),
-        m=m or task.digits + 1,
-        ood_answers_equal_representative=float((ood_pred == rep_answer).float().mean()),
-        ood_exact=float((ood_pred == task.apply(pairs.corrupted_a, pairs.corrupted_b)).float().mean()),
+        m=m,
+        ood_answers_equal_representative=rates["equivalent"],
+        ood_exact=rates["exact"],
     )
     return out
 
 
+def circuit(*args: Any, **kwargs: Any) -> pd.DataFrame:
+    """Deprecated name of :func:`circuit_heads` (a DataFrame of heads, not a discovered ``Circuit``)."""
+    warnings.warn(
+        "circuit() is renamed circuit_heads(): it returns a DataFrame of heads, not a discovered Circuit",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return circuit_heads(*args, **kwargs)
+
+
 # ---- one input ---------------------------------------------------------------------------------------
-def _candidate_edits(ckpt: Checkpoint, a: int, b: int):
+def _candidate_edits(ckpt: Checkpoint, a: int, b: int) -> tuple[Tensor, Tensor, Tensor]:
     """Single- and same-place double-digit edits of (a, b) at ID places, with the model's answers."""
     task = ckpt.task
     cand = []
@@ -363,7 +407,9 @@ def _candidate_edits(ckpt: Checkpoint, a: int, b: int):
     return ca, cb, ckpt.predict(ca, cb)
 
 
-def _corruptions_for_digit(task, candidates, pred: int, k: int):
+def _corruptions_for_digit(
+    task: Task, candidates: tuple[Tensor, Tensor, Tensor], pred: int, k: int
+) -> tuple[Tensor, Tensor, Tensor]:
     """The candidate edits whose predicted answer differs from ``pred`` in digit k and nowhere else."""
     ca, cb, preds = candidates
     diff = task.answer_digits(preds) != task.answer_digits(torch.tensor([pred]))
@@ -373,7 +419,7 @@ def _corruptions_for_digit(task, candidates, pred: int, k: int):
 
 def explain(
     ckpt: Checkpoint, a: int, b: int, top: int = 3, kinds: tuple[str, ...] = SITE_KINDS, max_pairs: int = 64
-) -> dict:
+) -> dict[str, Any]:
     """Prediction, ID representative and the top patching sites per answer digit for one input.
 
     For answer digit k, the corruptions are edits of the operands' ID digits after which the model's
@@ -413,22 +459,20 @@ def explain(
             f"explain digit {k}",
             clean_answer=torch.full((nrow,), pred),
             corrupted_answer=xp,
-        ).to(ckpt.device)
-        metric = logit_diff_metric(pairs, k)
-        clean_value, corr_value = _baselines(ckpt, pairs, metric)
-        df = _site_frame(ckpt, pairs, metric, kinds, clean_value, corr_value)
+        )
+        df, clean_value, corr_value = _site_frame(ckpt, pairs, k, kinds)
         best = df[~df.identical].nlargest(top, "effect")
         entry["clean_logit_diff"] = round(clean_value, 4)
         entry["corrupted_logit_diff"] = round(corr_value, 4)
         entry["top_sites"] = [
             {
-                "kind": r.kind,
-                "layer": int(r.layer),
-                "pos": int(r.pos),
-                "label": labels[int(r.pos)],
-                "effect": round(float(r.effect), 4),
+                "kind": r["kind"],
+                "layer": int(r["layer"]),
+                "pos": int(r["pos"]),
+                "label": labels[int(r["pos"])],
+                "effect": round(float(r["effect"]), 4),
             }
-            for r in best.itertuples()
+            for r in best.to_dict("records")
         ]
         digits.append(entry)
     return {
@@ -438,7 +482,7 @@ def explain(
         "prediction": pred,
         "true_answer": truth,
         "correct": pred == truth,
-        "in_distribution": bool(a < 10**task.digits and b < 10**task.digits),
+        "in_distribution": bool(data.in_distribution(task, a_t, b_t)[0]),
         "id_representative": {"a": int(ra[0]), "b": int(rb[0]), "prediction": rep_pred},
         "prediction_equals_representative": pred == rep_pred,
         "digits": digits,

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,7 +43,8 @@ from ..core.checkpoint import Checkpoint
 from ..core.errors import NotApplicable
 from ..core.plain_forward import PlainGPT
 from ..core.positions import answer_logit_pos, check_digit
-from ..core.seeding import derive_seed
+from ..core.seeding import derive_seed, rng
+from ..core.tasks import Task
 from .attribution import attribute, plain_forward_of
 from .edge_forward import PairRuns, ablated_logits
 from .edge_graph import EdgeGraph
@@ -70,7 +72,7 @@ class Circuit:
     agreement_ci95: tuple[float, float]
     pairs: int
     seconds: float
-    search: dict = field(default_factory=dict)
+    search: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_edges(self) -> int:
@@ -96,14 +98,14 @@ class Circuit:
 
     def nodes(self) -> list[Node]:
         """Writer nodes with a kept outgoing edge, and the logits node, in graph order."""
-        seen = {}
+        seen: dict[Node, None] = {}
         for writer, reader, _ in self.edges():
             seen.setdefault(writer, None)
             if reader.kind == "logits":
                 seen.setdefault(reader, None)
         return list(seen)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """The JSON contract of ``mechinterp-arith discover --json`` (docs/circuits.md)."""
         return {
             "digit": self.digit,
@@ -164,12 +166,12 @@ def faithfulness_of(
         vectorized=True,
         n_resamples=n_resamples,
         method="percentile",
-        rng=np.random.default_rng(seed),
+        rng=rng(seed),
     )
     return point, (float(res.confidence_interval.low), float(res.confidence_interval.high))
 
 
-def _held_out_pairs(task, digit: int, n: int, seed: int, search: PromptPairs) -> PromptPairs:
+def _held_out_pairs(task: Task, digit: int, n: int, seed: int, search: PromptPairs) -> PromptPairs:
     pairs = differ_in_answer_digit(task, digit, n=n + len(search), seed=derive_seed(seed, "discover-held-out"))
     seen = {
         (int(a), int(b), int(x), int(y))
@@ -217,12 +219,13 @@ def discover(
     sources[search_pairs.differing_positions()] = True
     sinks = torch.zeros(graph.n_pos, dtype=torch.bool)
     sinks[answer_logit_pos(ckpt.task, digit)] = True
-    mask, curve = _threshold_search(plain, graph, runs, search_pairs, digit, att.edge_scores, sources, sinks, target)
-    if mask is None:
+    found = _threshold_search(plain, graph, runs, search_pairs, digit, att.edge_scores, sources, sinks, target)
+    if found[0] is None:
         raise NotApplicable(
             f"{ckpt.name} does not prefer the clean answer digit {digit} on the clean inputs (mean "
-            f"logit difference {curve:.3f} <= its corrupted value): there is no gap for a circuit to keep"
+            f"logit difference {found[1]:.3f} <= its corrupted value): there is no gap for a circuit to keep"
         )
+    mask, curve = found
 
     held = _held_out_pairs(ckpt.task, digit, n_heldout, seed, search_pairs).to(ckpt.device)
     held_runs = PairRuns.build(plain, held.clean_tokens, held.corrupted_tokens, end=runs.end)
@@ -255,7 +258,17 @@ def discover(
     )
 
 
-def _threshold_search(plain, graph, runs, pairs, digit, scores, sources, sinks, target) -> tuple[Tensor | None, list]:
+def _threshold_search(
+    plain: PlainGPT,
+    graph: EdgeGraph,
+    runs: PairRuns,
+    pairs: PromptPairs,
+    digit: int,
+    scores: Tensor,
+    sources: Tensor,
+    sinks: Tensor,
+    target: float,
+) -> tuple[Tensor, list[list[float]]] | tuple[None, float]:
     """The smallest closed top-m circuit whose search-pair faithfulness reaches ``target`` and the
     curve of sizes tried; (None, mean gap) when the clean run does not beat the corrupted one."""
     order = torch.argsort(scores.abs().flatten(), descending=True)

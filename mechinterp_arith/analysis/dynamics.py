@@ -25,8 +25,8 @@ from torch import Tensor
 
 from ..core.checkpoint import Checkpoint, CheckpointError
 from ..core.labels import DEFAULT_LABEL
-from .activations import DEFAULT_HOOK
-from .pca import DEFAULT_K, PCAResult, residual_pca
+from .choices import DEFAULT_HOOK, DEFAULT_K
+from .pca import PCAResult, residual_pca
 from .projection import ood_projection
 
 
@@ -76,8 +76,8 @@ def pca_dynamics(
     position: int | str | None = None,
     label: str = DEFAULT_LABEL,
     k: int = DEFAULT_K,
-    id_pairs=None,
-    ood_pairs=None,
+    id_pairs: tuple[Int[Tensor, " n_id"], Int[Tensor, " n_id"]] | None = None,
+    ood_pairs: tuple[Int[Tensor, " n_ood"], Int[Tensor, " n_ood"]] | None = None,
 ) -> DynamicsResult:
     """:func:`~mechinterp_arith.analysis.pca.residual_pca` on each snapshot (default: all of them); with
     ``id_pairs`` and ``ood_pairs`` also the OOD projection shares per step."""

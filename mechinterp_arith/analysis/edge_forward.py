@@ -38,8 +38,11 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ..core.plain_forward import PlainGPT, SharedPrefix
+from ..core.plain_forward import PlainCache, PlainGPT, SharedPrefix
 from .edge_graph import EdgeGraph
+
+# the input of a group of readers: ("attn", layer) (its q/k/v), ("mlp", layer), or "final" (the logits)
+ReaderGroup = tuple[str, int] | str
 
 
 @dataclass
@@ -58,9 +61,9 @@ class PairRuns:
     n_total: int  # the pairs' token length (positions of the full logits)
     clean: Tensor
     corrupted: Tensor
-    resid: dict
-    keys: dict
-    values: dict
+    resid: dict[ReaderGroup, Tensor]
+    keys: dict[int, Tensor]
+    values: dict[int, Tensor]
 
     @property
     def n_pos(self) -> int:
@@ -91,7 +94,7 @@ class PairRuns:
         start = int(differ[0])
         runs = []
         for tokens in (clean_tokens, corrupted_tokens):
-            cache: dict = {}
+            cache: PlainCache = {}
             with torch.no_grad():  # not inference mode: these tensors enter autograd graphs
                 plain.blocks(plain.embed_tokens(tokens[:, :end]), cache=cache)
             runs.append(cache)
@@ -100,7 +103,7 @@ class PairRuns:
             for tokens, cache in zip((clean_tokens, corrupted_tokens), runs)
         ]
         cc = runs[1]
-        resid = {("attn", l): _pbd(cc[("resid_pre", l)], start) for l in range(plain.L)}
+        resid: dict[ReaderGroup, Tensor] = {("attn", l): _pbd(cc[("resid_pre", l)], start) for l in range(plain.L)}
         resid.update({("mlp", l): _pbd(cc[("resid_mid", l)], start) for l in range(plain.L)})
         resid["final"] = _pbd(cc[("resid_post", plain.L - 1)], start)
         keys = {l: cc[("k", l)][:, :, :start] for l in range(plain.L)}
@@ -113,7 +116,7 @@ def _pbd(t: Tensor, start: int) -> Tensor:
     return t[:, start:].transpose(0, 1).contiguous()
 
 
-def _contributions(plain: PlainGPT, tokens: Tensor, cache: dict, start: int) -> Float[Tensor, "pos W B D"]:
+def _contributions(plain: PlainGPT, tokens: Tensor, cache: PlainCache, start: int) -> Float[Tensor, "pos W B D"]:
     parts = [plain.embed[tokens][:, start:, None]]
     for l in range(plain.L):
         z = cache[("z", l)][:, start:]  # [B, pos, H, dh]
@@ -128,7 +131,7 @@ def ablated_logits(
     runs: PairRuns,
     keep: Float[Tensor, "S pos R W"] | None,
     embed_scale: Float[Tensor, " S"] | None = None,
-    leaves: dict | None = None,
+    leaves: dict[ReaderGroup, Tensor] | None = None,
 ) -> Float[Tensor, "S B n_total vocab"]:
     """Logits of the clean input with each reader rebuilt from its writers: ``keep`` [S, pos, R, W]
     weighs each writer's clean-minus-corrupted contribution (1 = edge kept, 0 = ablated to the
@@ -136,7 +139,12 @@ def ablated_logits(
     (the integrated-gradient path; default 1). ``leaves``: when a dict, a zero tensor that
     requires grad is added to every reader group's input and stored there (see
     :func:`reader_gradients`). Positions outside ``start..end-1`` hold NaN."""
-    S = keep.shape[0] if keep is not None else len(embed_scale)
+    if keep is not None:
+        S = keep.shape[0]
+    elif embed_scale is not None:
+        S = len(embed_scale)
+    else:
+        raise ValueError("give keep, embed_scale or both: they say how many variants S to run")
     P, B, D, H, W = runs.n_pos, runs.batch, plain.D, plain.H, graph.n_writers
     if keep is not None and tuple(keep.shape) != (S, P, graph.n_readers, W):
         raise ValueError(f"keep must be [S, {P}, {graph.n_readers}, {W}], got {tuple(keep.shape)}")
@@ -144,7 +152,7 @@ def ablated_logits(
     deltas = [scale.view(S, 1, 1, 1) * (runs.clean[:, 0] - runs.corrupted[:, 0])]  # per writer [S, pos, B, D]
     past = SharedPrefix(runs.keys, runs.values, variants=S) if runs.start else None
 
-    def reader_input(group, readers, n_writers: int, base: Tensor) -> Tensor:
+    def reader_input(group: ReaderGroup, readers: list[int], n_writers: int, base: Tensor) -> Tensor:
         stacked = torch.stack(deltas[:n_writers], dim=2)  # [S, pos, w, B, D]
         if keep is None:
             x = (base + stacked.sum(2)).unsqueeze(2).expand(S, P, len(readers), B, D)
@@ -172,7 +180,9 @@ def ablated_logits(
     return torch.cat([pad[:, :, : runs.start], logits, pad[:, :, runs.end :]], dim=2)
 
 
-def _heads(plain: PlainGPT, l: int, x: Float[Tensor, "S pos 3H B D"], past: SharedPrefix | None, start: int) -> Tensor:
+def _heads(
+    plain: PlainGPT, l: int, x: Float[Tensor, "S pos qkv_readers B D"], past: SharedPrefix | None, start: int
+) -> Tensor:
     """Each head's output (through W_O, no bias) [S, pos, H, B, D] from its own q/k/v inputs."""
     S, P, _, B, D = x.shape
     H, dh = plain.H, plain.dh
@@ -200,11 +210,13 @@ def reader_gradients(
     """d(metric)/d(reader input) on the full graph, for each step of the input path: the token
     embeddings are ``corrupted + embed_scale[s] * (clean - corrupted)`` (0 = the corrupted run).
     ``metric`` maps logits [B, pos, vocab] to a scalar (a batch mean)."""
-    leaves: dict = {}
+    leaves: dict[ReaderGroup, Tensor] = {}
     with torch.enable_grad():
         logits = ablated_logits(plain, graph, runs, None, embed_scale=embed_scale, leaves=leaves)
-        total = sum(metric(logits[s]) for s in range(logits.shape[0]))
-        order = [("attn", l) for l in range(plain.L)] + [("mlp", l) for l in range(plain.L)] + ["final"]
+        total = torch.stack([metric(logits[s]) for s in range(logits.shape[0])]).sum()
+        order: list[ReaderGroup] = [("attn", l) for l in range(plain.L)]
+        order += [("mlp", l) for l in range(plain.L)]
+        order.append("final")
         grads = dict(zip(order, torch.autograd.grad(total, [leaves[g] for g in order])))
     S, P, B, D = len(embed_scale), runs.n_pos, runs.batch, plain.D
     out = torch.zeros(S, P, graph.n_readers, B, D)

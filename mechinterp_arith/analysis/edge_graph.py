@@ -18,14 +18,16 @@ Node(kind='attn_head_out', position=9, layer=1, head=0)
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from jaxtyping import Bool
 from torch import Tensor
-from transformer_lens.tools.analysis.attribution_patching import Node
+from transformer_lens.tools.analysis.attribution_patching import Node, NodeKind
 
-QKV = ("q_input", "k_input", "v_input")
+QKV: tuple[NodeKind, ...] = ("q_input", "k_input", "v_input")
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class EdgeGraph:
     n_pos: int
     feeds: Bool[Tensor, "reader writer"] = field(init=False, repr=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         L, H = self.n_layers, self.n_heads
         feeds = torch.zeros(self.n_readers, self.n_writers, dtype=torch.bool)
         for l in range(L):
@@ -71,10 +73,6 @@ class EdgeGraph:
 
     def mlp_writer(self, layer: int) -> int:
         return 1 + layer * (self.n_heads + 1) + self.n_heads
-
-    def layer_writers(self, layer: int) -> slice:
-        """The writers layer ``layer`` adds (its heads, then its MLP)."""
-        return slice(self.head_writer(layer, 0), self.mlp_writer(layer) + 1)
 
     def attn_readers(self, layer: int) -> slice:
         """The 3H q/k/v readers of layer ``layer`` (q of every head, then k, then v)."""
@@ -112,18 +110,18 @@ class EdgeGraph:
         if node.kind == "embed":
             return 0
         if node.kind == "attn_head_out":
-            return self.head_writer(node.layer, node.head)
+            return self.head_writer(_layer(node), _head(node))
         if node.kind == "mlp_out":
-            return self.mlp_writer(node.layer)
+            return self.mlp_writer(_layer(node))
         raise ValueError(f"{node.kind} nodes are readers, not writers")
 
     def reader_index(self, node: Node) -> int:
         if node.kind == "logits":
             return self.logits_reader
         if node.kind == "mlp_in":
-            return self.mlp_reader(node.layer)
+            return self.mlp_reader(_layer(node))
         if node.kind in QKV:
-            return self.attn_readers(node.layer).start + QKV.index(node.kind) * self.n_heads + node.head
+            return self.attn_readers(_layer(node)).start + QKV.index(node.kind) * self.n_heads + _head(node)
         raise ValueError(f"{node.kind} nodes are writers, not readers")
 
     def edges(self, mask: Bool[Tensor, "pos reader writer"] | None = None) -> list[tuple[Node, Node]]:
@@ -137,7 +135,7 @@ class EdgeGraph:
         layer by layer (q/k/v readers, the MLP reader), the logits last, writers in order."""
         return torch.nonzero(mask & self.feeds)  # row-major over (pos, reader, writer) is TL's order
 
-    def mask_of(self, edges) -> Bool[Tensor, "pos reader writer"]:
+    def mask_of(self, edges: Iterable[Sequence[Any]]) -> Bool[Tensor, "pos reader writer"]:
         """The mask of (writer, reader) Node pairs (extra elements of each tuple, e.g. scores, ignored)."""
         mask = torch.zeros(self.n_pos, self.n_readers, self.n_writers, dtype=torch.bool)
         for edge in edges:
@@ -215,3 +213,15 @@ def node_label(node: Node) -> str:
     if node.kind == "mlp_in":
         return f"MLP{node.layer}.in{at}"
     return f"{node.kind}{at}"
+
+
+def _layer(node: Node) -> int:
+    if node.layer is None:
+        raise ValueError(f"a {node.kind} node has no layer")
+    return node.layer
+
+
+def _head(node: Node) -> int:
+    if node.head is None:
+        raise ValueError(f"a {node.kind} node has no head")
+    return node.head

@@ -34,21 +34,25 @@ otherwise the result says "no relation fits" and gives the best coverage found.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 import torch
 from jaxtyping import Int
 from scipy.stats import binomtest
 from torch import Tensor
+from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
 from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.decoding import generate
-from ..core.tasks import Task, as_operands
+from ..core.labels import label_values
+from ..core.tasks import OperandsLike, Task, as_operands
+from .choices import FIT_THRESHOLD
 
-FIT_THRESHOLD = 0.5  # a relation must cover a majority of outputs (Wilson lower bound above this)
 KIND_ORDER = {"true": 2, "truncated": 1, "true_mod": 0}  # last tie-break, after the modulus
 
 
@@ -87,11 +91,10 @@ def candidate_relations(task: Task, a: Int[Tensor, " batch"], b: Int[Tensor, " b
     """Every candidate relation's value on each pair (see the module docstring)."""
     a, b = as_operands(a), as_operands(b)
     out = [Candidate(task.describe(), "true", None, task.apply(a, b))]
-    true = out[0].values
     for j in range(1, task.width + 1):
-        out.append(Candidate(task.equivalent_description(j), "truncated", j, task.apply(a % 10**j, b % 10**j)))
+        out.append(Candidate(task.equivalent_description(j), "truncated", j, task.equivalent_answer(a, b, j)))
     for j in range(1, task.answer_width + 1):
-        out.append(Candidate(f"({task.describe()}) mod 10^{j}", "true_mod", j, true % 10**j))
+        out.append(Candidate(f"({task.describe()}) mod 10^{j}", "true_mod", j, label_values(task, a, b, f"mod{j}")))
     return out
 
 
@@ -127,10 +130,10 @@ class RelationFit:
     def ci95(self) -> tuple[float, float]:
         return wilson_interval(self.hits, self.n)
 
-    def sort_key(self) -> tuple:
+    def sort_key(self) -> tuple[int, float, int]:
         return (self.hits, math.inf if self.j is None else self.j, KIND_ORDER[self.kind])
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         lo, hi = self.ci95
         return {
             "name": self.name,
@@ -172,7 +175,7 @@ class RelationSearch:
             return f"{self.top.name} covers {self.top.coverage:.4f} of outputs"
         return f"no relation fits (best coverage {self.top.coverage:.4f}, by {self.top.name})"
 
-    def best_dict(self) -> dict | None:
+    def best_dict(self) -> dict[str, Any] | None:
         if not self.fits:
             return None
         lo, hi = self.top.ci95
@@ -254,7 +257,7 @@ class EquivalenceResult:
     output: Int[Tensor, " batch"]
     rep_output: Int[Tensor, " batch"]  # the model's output on the ID representative
     search: RelationSearch
-    per_digit: dict = field(default_factory=dict)
+    per_digit: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -278,7 +281,7 @@ class EquivalenceResult:
         """Inputs the top relation misses: a, b, output, true, equivalent, representative_output."""
         return self.search.counterexamples
 
-    def to_dict(self, max_relations: int | None = None) -> dict:
+    def to_dict(self, max_relations: int | None = None) -> dict[str, Any]:
         hits = int((self.output == self.task.apply(self.a, self.b)).sum())
         consistent = int((self.output == self.rep_output).sum())
         rels = self.search.relations if max_relations is None else self.search.relations[:max_relations]
@@ -302,8 +305,8 @@ class EquivalenceResult:
 def analyse_set(
     model: TransformerBridge,
     task: Task,
-    a,
-    b,
+    a: OperandsLike,
+    b: OperandsLike,
     label: str = "",
     threshold: float = FIT_THRESHOLD,
     max_counterexamples: int = 10_000,
@@ -329,35 +332,46 @@ def analyse_set(
 
 def analyse_checkpoint(
     ckpt: Checkpoint,
-    ood_digits=None,
+    ood_digits: Sequence[int] | None = None,
     n: int = 10_000,
     seed: int = 0,
     one_longer: bool = True,
     threshold: float = FIT_THRESHOLD,
+    progress: bool = False,
 ) -> dict[str, dict[str, EquivalenceResult]]:
     """Analyse both-operands-m-digits sets (key ``"ood"``) and, with ``one_longer``, sets with one
     m-digit operand and one ID operand (key ``"one_longer"``), for each m in ``ood_digits``
-    (default: n+1). Results keyed by ``str(m)``."""
+    (default: n+1; :class:`~mechinterp_arith.core.errors.NotApplicable` when the format holds no
+    longer operand). Results keyed by ``str(m)``. ``progress``: a bar of the sets done on stderr
+    (on a terminal)."""
     task = ckpt.task
     if ood_digits is None:
-        ood_digits = [data.default_ood_digits(task) or task.digits + 1]
+        ood_digits = [data.require_ood_digits(task)]
     ms = data.check_ood_digits(task, ood_digits)
     data.check_count(n, "n")
     out: dict[str, dict[str, EquivalenceResult]] = {"ood": {}}
     if one_longer:
         out["one_longer"] = {}
-    for m in ms:
-        a, b = data.ood_both(task, m, n, seed=seed)
-        out["ood"][str(m)] = analyse_set(ckpt.model, task, a, b, f"both {m}-digit", threshold)
-        if one_longer:
-            a, b = data.ood_one_longer(task, m, n, seed=seed)
-            out["one_longer"][str(m)] = analyse_set(ckpt.model, task, a, b, f"one {m}-digit", threshold)
+    bar = tqdm(
+        total=len(ms) * (2 if one_longer else 1), desc="equivalence", unit="set", disable=None if progress else True
+    )
+    with bar:
+        for m in ms:
+            bar.set_postfix_str(f"both {m}-digit")
+            a, b = data.ood_both(task, m, n, seed=seed)
+            out["ood"][str(m)] = analyse_set(ckpt.model, task, a, b, f"both {m}-digit", threshold)
+            bar.update(1)
+            if one_longer:
+                bar.set_postfix_str(f"one {m}-digit")
+                a, b = data.ood_one_longer(task, m, n, seed=seed)
+                out["one_longer"][str(m)] = analyse_set(ckpt.model, task, a, b, f"one {m}-digit", threshold)
+                bar.update(1)
     return out
 
 
 def report_dict(
     ckpt: Checkpoint, results: dict[str, dict[str, EquivalenceResult]], max_relations: int | None = None
-) -> dict:
+) -> dict[str, Any]:
     """The ``mechinterp-arith equivalence --json`` object."""
     return {
         "checkpoint": str(ckpt.path) if getattr(ckpt, "path", None) is not None else ckpt.task.name,

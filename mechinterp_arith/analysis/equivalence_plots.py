@@ -33,7 +33,8 @@ from torch import Tensor
 from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.decoding import generate
-from ..core.tasks import as_operands
+from ..core.positions import answer_positions
+from ..core.tasks import OperandsLike, as_operands
 
 
 def relation_grid(ckpt: Checkpoint, hi: int | None = None, points: int = 100) -> dict[str, np.ndarray]:
@@ -115,7 +116,9 @@ class ClassDistributions:
 
 
 @torch.inference_mode()
-def answer_probabilities(ckpt: Checkpoint, a, b) -> tuple[Int[Tensor, " k"], Float[Tensor, "k answer digit"]]:
+def answer_probabilities(
+    ckpt: Checkpoint, a: OperandsLike, b: OperandsLike
+) -> tuple[Int[Tensor, " k"], Float[Tensor, "k answer digit"]]:
     """The greedy answers and, at each answer position, the softmax over digits that chose it
     (along each input's own greedy path; hooked bridge forward, fixed-length formats)."""
     task = ckpt.task
@@ -125,15 +128,17 @@ def answer_probabilities(ckpt: Checkpoint, a, b) -> tuple[Int[Tensor, " k"], Flo
     gen = generate(ckpt.model, task, a, b)
     tokens = gen.tokens.to(ckpt.device)
     logits = ckpt.model(tokens[:, :-1])
-    P, A = task.prompt_len, task.answer_width
-    probs = logits[:, P - 1 : P - 1 + A, :10].float().softmax(-1).cpu()
-    if not task.answer_lsb_first:
-        probs = probs.flip(1)
+    probs = logits[:, answer_positions(task), :10].float().softmax(-1).cpu()  # answer digit k at k
     return gen.answers, probs
 
 
 def class_distributions(
-    ckpt: Checkpoint, a: int, b: int, members=None, k: int = 3, seed: int = 0
+    ckpt: Checkpoint,
+    a: int,
+    b: int,
+    members: tuple[OperandsLike, OperandsLike] | None = None,
+    k: int = 3,
+    seed: int = 0,
 ) -> ClassDistributions:
     """Probabilities for the ID pair ``(a, b)`` and its OOD members (given as ``(ma, mb)`` or drawn
     with :func:`ood_class_members`), and each member's total-variation distance
@@ -144,9 +149,10 @@ def class_distributions(
         if members is None
         else (as_operands(members[0]), as_operands(members[1]))
     )
-    N = 10**task.digits
-    if members is not None and not bool(((ma % N == a) & (mb % N == b)).all()):
-        raise ValueError(f"every member must reduce to ({a}, {b}) mod 10^{task.digits}")
+    if members is not None:
+        ra, rb = task.id_representative(ma, mb)
+        if not bool(((ra == a) & (rb == b)).all()):
+            raise ValueError(f"every member must have the ID representative ({a}, {b}) (operands mod 10^{task.digits})")
     all_a, all_b = torch.cat([torch.tensor([a]), ma]), torch.cat([torch.tensor([b]), mb])
     outputs, probs = answer_probabilities(ckpt, all_a, all_b)
     tv = 0.5 * (probs[1:] - probs[:1]).abs().sum(-1)  # [members, answer]
@@ -157,7 +163,14 @@ def class_distributions(
     return ClassDistributions(all_a, all_b, outputs, probs, df)
 
 
-def class_probability_figure(ckpt: Checkpoint, a: int, b: int, members=None, k: int = 3, seed: int = 0) -> go.Figure:
+def class_probability_figure(
+    ckpt: Checkpoint,
+    a: int,
+    b: int,
+    members: tuple[OperandsLike, OperandsLike] | None = None,
+    k: int = 3,
+    seed: int = 0,
+) -> go.Figure:
     """(b) One digits x answer-positions heatmap per input (representative first), then the
     total-variation distance of each member from the representative, per answer position."""
     d = class_distributions(ckpt, a, b, members, k, seed)

@@ -26,21 +26,25 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
+from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.tools.analysis import interchange as tl_interchange
+from transformer_lens.utilities import get_act_name
 
 from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.errors import NotApplicable
+from ..core.evaluate import answer_rates
 from ..core.positions import answer_logit_pos, answer_positions, operand_pos, require_fixed_length
 from ..core.seeding import derive_seed
 from ..core.tasks import Task
-from .activations import DEFAULT_HOOK
+from .choices import DEFAULT_HOOK
 from .pca import fit_pca, separability
 from .prompt_pairs import make_pairs
 
@@ -50,13 +54,18 @@ def _teacher_forced(task: Task, a: Tensor, b: Tensor, answer: Tensor) -> Tensor:
     return make_pairs(task, a, b, a, b, clean_answer=answer, corrupted_answer=answer).clean_tokens
 
 
-def _answer_digits_logits(model, task: Task):
+def _answer_digits_logits(model: TransformerBridge, task: Task) -> Callable[[Tensor], Tensor]:
     pos = answer_positions(task)
     return lambda tokens: model(tokens)[:, pos]  # [B, answer digits, vocab]
 
 
 def _interchanged_matches(
-    ckpt: Checkpoint, hook: str, positions: list[int], base: tuple, source: tuple, answer: Tensor
+    ckpt: Checkpoint,
+    hook: str,
+    positions: list[int],
+    base: tuple[Tensor, Tensor],
+    source: tuple[Tensor, Tensor],
+    answer: Tensor,
 ) -> Tensor:
     """Whether the base's greedy answer is ``answer`` with the residual at ``positions`` set to the source's."""
     task, model = ckpt.task, ckpt.model
@@ -69,7 +78,9 @@ def _interchanged_matches(
     at = [torch.full((n,), p) for p in positions]
     sources = [tl_interchange.collect_activations(model, hook, src_tokens, logits_fn, positions=p) for p in at]
 
-    def run(toks, i=0):  # one TL intervention per position, nested: each hook fires once per pass
+    def run(
+        toks: Tensor, i: int = 0
+    ) -> Tensor:  # one TL intervention per position, nested: each hook fires once per pass
         if i == len(at):
             return logits_fn(toks)
         return tl_interchange.run_with_intervention(
@@ -109,12 +120,11 @@ def extra_digit_interchange(ckpt: Checkpoint, n: int = 256, seed: int = 0, m: in
         raise NotApplicable(
             f"no {m}-digit pair separates the model's answer from true arithmetic within the answer width"
         )
-    truncation = task.apply(*task.id_representative(a, b))
-    a, b, sa, sb, own, true_cf, truncation = (t[fits] for t in (a, b, sa, sb, own, true_cf, truncation))
+    a, b, sa, sb, own, true_cf = (t[fits] for t in (a, b, sa, sb, own, true_cf))
     extra = [operand_pos(task, op, place) for op in ("a", "b") for place in range(task.digits, m)]
     L = ckpt.model.cfg.n_layers
     rows = []
-    for hook in [f"blocks.{l}.hook_resid_pre" for l in range(L)] + [f"blocks.{L - 1}.hook_resid_post"]:
+    for hook in [get_act_name("resid_pre", l) for l in range(L)] + [get_act_name("resid_post", L - 1)]:
         stays = _interchanged_matches(ckpt, hook, extra, (a, b), (sa, sb), own)
         follows = _interchanged_matches(ckpt, hook, extra, (a, b), (sa, sb), true_cf)
         rows.append(
@@ -126,7 +136,8 @@ def extra_digit_interchange(ckpt: Checkpoint, n: int = 256, seed: int = 0, m: in
             }
         )
     df = pd.DataFrame(rows)
-    df.attrs.update(m=m, positions=extra, baseline_truncation=float((own == truncation).float().mean()))
+    truncation = answer_rates(ckpt.model, task, a, b, answers=own)["equivalent"]
+    df.attrs.update(m=m, positions=extra, baseline_truncation=truncation)
     return df
 
 
@@ -195,7 +206,7 @@ def units_digit_das(
     (base, src, target, _), (tb, ts, tt, t_own) = sets
     p_train, p_test = torch.full((n,), pos), torch.full((n_test,), pos)
 
-    def fit(targets):
+    def fit(targets: Tensor) -> tl_interchange.DASResult:
         return tl_interchange.fit_das(
             model,
             hook,
@@ -210,7 +221,7 @@ def units_digit_das(
             seed=seed,
         )
 
-    def iia(basis, targets) -> float:
+    def iia(basis: Tensor, targets: Tensor) -> float:
         acts = tl_interchange.collect_activations(model, hook, ts, logits_fn, positions=p_test)
         out = tl_interchange.intervened_logits(
             model, hook, tl_interchange.SubspaceInterchange(basis), tb, acts, logits_fn, positions=p_test

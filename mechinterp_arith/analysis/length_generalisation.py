@@ -24,14 +24,15 @@ Every scheme runs through it (the bridge computes each scheme's own position IDs
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import pandas as pd
-import torch
 
 from ..core import data
 from ..core.checkpoint import Checkpoint
-from ..core.errors import NotApplicable
-from ..core.positions import answer_logit_pos, operand_pos, require_fixed_length
-from .activations import input_tokens
+from ..core.positions import require_fixed_length
+from .attention import operand_attention
 from .equivalence import analyse_set
 from .pca import residual_pca
 
@@ -49,24 +50,16 @@ def operand_alignment(ckpt: Checkpoint, m: int, n: int = ALIGNMENT_N, seed: int 
     if not 1 <= m <= task.width:
         raise ValueError(f"m={m} does not fit the format (1..{task.width} digits)")
     a, b = data.ood_lengths(task, m, m, n, seed=seed)
-    tokens = input_tokens(ckpt, a, b, answers="true").to(ckpt.device)
-    names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(ckpt.model.cfg.n_layers)]
-    with torch.inference_mode():
-        _, cache = ckpt.model.run_with_cache(tokens, names_filter=lambda name: name in names)
-    rows = []
-    for layer, name in enumerate(names):
-        pattern = cache[name].mean(0)  # [head, dest, src]
-        for k in range(min(m, task.answer_width)):  # a modular answer may have fewer digits than the operands
-            q, src_a, src_b = answer_logit_pos(task, k), operand_pos(task, "a", k), operand_pos(task, "b", k)
-            for head in range(pattern.shape[0]):
-                to_a, to_b = float(pattern[head, q, src_a]), float(pattern[head, q, src_b])
-                rows.append(
-                    {"layer": layer, "head": head, "digit": k, "to_a": to_a, "to_b": to_b, "aligned": to_a + to_b}
-                )
-    return pd.DataFrame(rows)
+    digits = range(min(m, task.answer_width))  # a modular answer may have fewer digits than the operands
+    att = operand_attention(ckpt, a, b, digits, digits)
+    att = att[att.place == att.digit].pivot(index=["layer", "digit", "head"], columns="operand", values="attention")
+    out = att.rename(columns={"a": "to_a", "b": "to_b"}).reset_index()[["layer", "head", "digit", "to_a", "to_b"]]
+    out["aligned"] = out.to_a + out.to_b
+    out.columns.name = None
+    return out
 
 
-def alignment_summary(alignment: pd.DataFrame, n_digits: int) -> dict:
+def alignment_summary(alignment: pd.DataFrame, n_digits: int) -> dict[str, Any]:
     """The best head's ``aligned`` attention per digit, averaged below ``n_digits`` and from it up."""
     best = alignment.groupby("digit")["aligned"].max()
     low, high = best[best.index < n_digits], best[best.index >= n_digits]
@@ -77,16 +70,17 @@ def alignment_summary(alignment: pd.DataFrame, n_digits: int) -> dict:
     }
 
 
-def length_profile(ckpt: Checkpoint, ood_digits=None, n: int = 2000, seed: int = 0) -> pd.DataFrame:
+def length_profile(
+    ckpt: Checkpoint, ood_digits: Sequence[int] | None = None, n: int = 2000, seed: int = 0
+) -> pd.DataFrame:
     """One row per operand length m (the trained n, then each of ``ood_digits``, default n+1..W):
     ``exact, relation, coverage, coverage_lo, coverage_hi, separability_units, separability_first_ood,
     alignment_id, alignment_ood, alignment_by_digit``, indexed by m."""
     task = ckpt.task
     require_fixed_length(task)
     if ood_digits is None:
-        ood_digits = list(range(task.digits + 1, task.width + 1))
-        if not ood_digits:
-            raise NotApplicable(f"the format holds no operand longer than the trained {task.digits} digits")
+        data.require_ood_digits(task)  # NotApplicable: the format holds no longer operand
+        ood_digits = data.ood_digits_range(task)
     lengths = [task.digits, *data.check_ood_digits(task, ood_digits)]
     data.check_count(n, "n")
     rows = []

@@ -23,6 +23,7 @@ are the digit of the equivalent relation ``(a mod 10^n) op (b mod 10^n)`` and th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,19 +33,22 @@ from jaxtyping import Int
 from plotly.subplots import make_subplots
 from torch import Tensor
 from transformer_lens.tools.analysis import logit_lens as tl_logit_lens
+from transformer_lens.utilities import get_act_name
 
 from ..core import data
 from ..core.checkpoint import Checkpoint
+from ..core.model import model_device
 from ..core.positions import answer_positions
 from ..core.tasks import as_operands
 from .activations import DEFAULT_BATCH, Answers, input_tokens, residual_hooks
 
 
 def _state_name(label: str, n_layers: int) -> str:
+    """The hook of a state TL's ``accumulated_resid`` labels ``0_pre``, ``1_mid``, ... or ``final_post``."""
     if label == "final_post":
-        return f"blocks.{n_layers - 1}.hook_resid_post"
+        return get_act_name("resid_post", n_layers - 1)
     layer, kind = label.split("_")
-    return f"blocks.{layer}.hook_resid_{kind}"
+    return get_act_name(f"resid_{kind}", int(layer))
 
 
 @dataclass
@@ -53,7 +57,7 @@ class LogitLensResult:
 
     frame: pd.DataFrame
     final_max_abs_diff: float  # |P_lens(target) at the last state - P_model(target)|, max over everything scored
-    answers: dict  # which answer tokens were teacher-forced, per set
+    answers: dict[str, Any]  # which answer tokens were teacher-forced, per set
 
     def table(self, value: str = "mean_prob", set_: str = "id", target: str = "true") -> pd.DataFrame:
         """States x answer digits for one set and target."""
@@ -63,12 +67,12 @@ class LogitLensResult:
         t = f.pivot(index="state", columns="digit", values=value)
         return t.loc[list(dict.fromkeys(f["state"]))]
 
-    def summary(self) -> dict:
-        out: dict = {"final_max_abs_diff": self.final_max_abs_diff, "teacher_forced_answers": self.answers}
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"final_max_abs_diff": self.final_max_abs_diff, "teacher_forced_answers": self.answers}
         for (s, t), _ in self.frame.groupby(["set", "target"], sort=False):
             key = f"{s}_{t}"
             out[key] = {
-                v: {state: [round(float(x), 4) for x in row] for state, row in self.table(v, s, t).iterrows()}
+                v: {state: [round(float(x), 4) for x in row] for state, row in self.table(v, str(s), str(t)).iterrows()}
                 for v in ("mean_prob", "mean_rank")
             }
         return out
@@ -119,7 +123,7 @@ def logit_lens(
     tokens = input_tokens(ckpt, a, b, answers, batch_size)
     pos = answer_positions(task)
     A = task.answer_width
-    device = next(model.parameters()).device
+    device = model_device(model)
     hooks = residual_hooks(model)
     sums: dict[str, Tensor] = {}
     labels: list[str] = []
@@ -133,7 +137,9 @@ def logit_lens(
             # TL's lens: every residual state through the real ln_final and unembedding, per-row targets
             read = tl_logit_lens(cache, incl_mid=True, positions=pos, targets=digit, return_type="probs")
             labels = read.labels
-            p, rank = read.values[..., 0].float(), read.readout.target_ranks[..., 0].float()  # [state, batch, digit]
+            ranks = read.readout.target_ranks
+            assert ranks is not None  # targets were given
+            p, rank = read.values[..., 0].float(), ranks[..., 0].float()  # [state, batch, digit]
             max_diff = max(
                 max_diff, (p[-1] - model_probs.gather(-1, digit.unsqueeze(-1)).squeeze(-1)).abs().max().item()
             )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,13 +39,11 @@ from ..core.positions import answer_positions, position_labels
 from ..core.tasks import as_operands
 from .activations import (
     DEFAULT_BATCH,
-    DEFAULT_HOOK,
     collect,
     input_tokens,
     residual_hooks,
 )
-
-MATCH_ANSWERS = ("representative", "greedy")
+from .choices import DEFAULT_HOOK, MATCH_ANSWERS
 
 
 @dataclass
@@ -85,7 +84,7 @@ class MatchResult:
                 )
         return pd.DataFrame(rows)
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         diff = [self.positions.index(p) for p in self.differing_positions]
         ans = [self.positions.index(p) for p in self.answer_positions if p in self.positions]
         per_state = {}
@@ -148,7 +147,8 @@ def match_activations(
     answers: str = "representative",
     batch_size: int = DEFAULT_BATCH,
 ) -> MatchResult:
-    """Compare each pair's activations with those of its representative at every position.
+    """Compare each pair's activations with those of its representative at every position, one
+    batch of ``batch_size`` pairs at a time (memory is bounded by ``batch_size``, not ``len(a)``).
 
     ``hooks`` default: every residual-stream state then ``ln_final.hook_out``. ``answers``:
     "representative" (both runs read the representative's true answer) or "greedy" (each run
@@ -158,20 +158,36 @@ def match_activations(
     if answers not in MATCH_ANSWERS:
         raise ValueError(f"unknown answers {answers!r} for matching; choose one of {', '.join(MATCH_ANSWERS)}")
     a, b = as_operands(a), as_operands(b)
-    ra, rb = task.id_representative(a, b)
     hooks = list(hooks) if hooks is not None else residual_hooks(ckpt.model) + [DEFAULT_HOOK]
-    if answers == "representative":
-        ans_x = ans_y = task.apply(ra, rb)
-    else:
-        ans_x = generate(ckpt.model, task, a, b, batch_size).answers
-        ans_y = generate(ckpt.model, task, ra, rb, batch_size).answers
-    x = collect(ckpt, a, b, hooks, None, answers=ans_x, batch_size=batch_size)
-    y = collect(ckpt, ra, rb, hooks, None, answers=ans_y, batch_size=batch_size)
-    tok_x, tok_y = input_tokens(ckpt, a, b, ans_x), input_tokens(ckpt, ra, rb, ans_y)
-    cos = np.stack([torch.nn.functional.cosine_similarity(x[h], y[h], dim=-1).mean(0).numpy() for h in hooks])
-    rel = np.stack([((x[h] - y[h]).norm(dim=-1) / y[h].norm(dim=-1).clamp(min=1e-12)).mean(0).numpy() for h in hooks])
-    perm = torch.roll(torch.arange(len(a)), 1)  # unrelated ID inputs: how similar are any two streams?
-    base = np.stack([torch.nn.functional.cosine_similarity(y[h], y[h][perm], dim=-1).mean(0).numpy() for h in hooks])
+    n, cosine = len(a), torch.nn.functional.cosine_similarity
+    # float64 sums over pairs ([state, pos] and [pos] once a batch is added; a zero scalar before)
+    cos_sum = rel_sum = base_sum = tok_sum = torch.zeros((), dtype=torch.float64)
+    first: dict[str, Tensor] | None = None  # the first and the latest representative rows (the baseline's neighbours)
+    previous: dict[str, Tensor] | None = None
+    for i in range(0, n, batch_size):  # one batch of pairs at a time: memory is bounded by batch_size, not n
+        ca, cb = a[i : i + batch_size], b[i : i + batch_size]
+        ra, rb = task.id_representative(ca, cb)
+        if answers == "representative":
+            ans_x = ans_y = task.apply(ra, rb)
+        else:
+            ans_x = generate(ckpt.model, task, ca, cb, batch_size).answers
+            ans_y = generate(ckpt.model, task, ra, rb, batch_size).answers
+        x = collect(ckpt, ca, cb, hooks, None, answers=ans_x, batch_size=batch_size)
+        y = collect(ckpt, ra, rb, hooks, None, answers=ans_y, batch_size=batch_size)
+        tok_sum = tok_sum + (input_tokens(ckpt, ca, cb, ans_x) != input_tokens(ckpt, ra, rb, ans_y)).double().sum(0)
+        # baseline: each representative against the one before it (the first against the last, below)
+        before = {h: y[h][:-1] if previous is None else torch.cat([previous[h], y[h][:-1]]) for h in hooks}
+        after = {h: y[h][1:] if previous is None else y[h] for h in hooks}
+        cos_sum = cos_sum + torch.stack([cosine(x[h], y[h], dim=-1).double().sum(0) for h in hooks])
+        rel_sum = rel_sum + torch.stack(
+            [((x[h] - y[h]).norm(dim=-1) / y[h].norm(dim=-1).clamp(min=1e-12)).double().sum(0) for h in hooks]
+        )
+        base_sum = base_sum + torch.stack([cosine(after[h], before[h], dim=-1).double().sum(0) for h in hooks])
+        first = first if first is not None else {h: y[h][:1] for h in hooks}
+        previous = {h: y[h][-1:] for h in hooks}
+    if first is not None and previous is not None:
+        base_sum = base_sum + torch.stack([cosine(first[h], previous[h], dim=-1).double().sum(0) for h in hooks])
+    cos, rel, base = ((t / max(n, 1)).float().numpy() for t in (cos_sum, rel_sum, base_sum))
     positions = list(range(task.n_ctx))
     return MatchResult(
         hooks,
@@ -179,7 +195,7 @@ def match_activations(
         position_labels(task),
         cos,
         rel,
-        (tok_x != tok_y).float().mean(0).numpy(),
+        (tok_sum / max(n, 1)).float().numpy(),
         base,
         answer_positions(task),
         answers,
@@ -191,14 +207,11 @@ def match_activations(
 def match_ood(
     ckpt: Checkpoint, n: int = 1000, ood_digits: int | None = None, answers: str = "representative", seed: int = 0
 ) -> MatchResult:
-    """:func:`match_activations` on ``n`` pairs with both operands ``ood_digits`` (default n+1) digits long."""
+    """:func:`match_activations` on ``n`` pairs with both operands ``ood_digits`` (default n+1) digits long;
+    :class:`~mechinterp_arith.core.errors.NotApplicable` when the format holds no longer operand,
+    ValueError for a length that is not out of distribution or does not fit."""
     task = ckpt.task
-    m = task.digits + 1 if ood_digits is None else ood_digits
-    if m <= task.digits:
-        raise ValueError(
-            f"ood_digits={m} is not out of distribution: {task.name} is trained on {task.digits}-digit operands"
-        )
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    oa, ob = data.ood_both(task, m, n, seed=seed)  # ValueError when the format cannot hold m digits
+    m = data.require_ood_digits(task, ood_digits)
+    data.check_count(n, "n")
+    oa, ob = data.ood_both(task, m, n, seed=seed)
     return match_activations(ckpt, oa, ob, answers=answers)

@@ -17,6 +17,7 @@ A metric maps logits ``[batch, pos, vocab]`` to a scalar (TransformerLens conven
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -25,23 +26,26 @@ from torch import Tensor
 from ..core.positions import answer_logit_pos
 from .prompt_pairs import PromptPairs
 
+# a patching metric: logits [batch, pos, vocab] -> a number or one per row
+Metric = Callable[[Tensor], Any]
 
-def reads_positions(metric: Callable, positions: Sequence[int]) -> Callable:
+
+def reads_positions(metric: Metric, positions: Sequence[int]) -> Metric:
     """Declare the logit positions ``metric`` reads; returns the metric.
 
     A sweep then recomputes positions only up to the last of them, does not run sites after it
-    (causally they cannot change the metric: value = baseline, ``Sweep.after_read``) and passes
+    (causally they cannot change the metric: value = baseline, ``PatchResult.after_read``) and passes
     NaN logits at the positions not read, so a wrong declaration shows. It is also checked once
     per sweep: the metric of the corrupted logits must not change when the other positions are
     NaN. The metrics of :mod:`mechinterp_arith.analysis.prompt_pairs` declare theirs.
 
     >>> metric = reads_positions(lambda logits: logits[:, 10, 3].mean(), [10])
     """
-    metric.reads_positions = tuple(sorted({int(p) for p in positions}))
+    metric.reads_positions = tuple(sorted({int(p) for p in positions}))  # type: ignore[attr-defined]  # a declared attribute on any callable
     return metric
 
 
-def infer_read_positions(metric: Callable, logits: Float[Tensor, "batch pos vocab"]) -> tuple[int, ...] | None:
+def infer_read_positions(metric: Metric, logits: Float[Tensor, "batch pos vocab"]) -> tuple[int, ...] | None:
     """The logit positions ``metric`` reads on ``logits``, found by poisoning one position at a time.
 
     A position counts as unread when the metric's value on ``logits`` stays exactly the same with
@@ -53,12 +57,21 @@ def infer_read_positions(metric: Callable, logits: Float[Tensor, "batch pos voca
     inference off (``infer_reads=False``).
     """
     V = logits.shape[-1]
-    poisons = [lambda t: t.fill_(float("nan")), lambda t: t.add_(1e4), lambda t: t.copy_(t.flip(-1))]
-    poisons += [lambda t, v=v: t.fill_(-1e4).select(-1, v).fill_(1e4) for v in range(V)]
+    poisons: list[Callable[[Tensor], object]] = [
+        lambda t: t.fill_(float("nan")),
+        lambda t: t.add_(1e4),
+        lambda t: t.copy_(t.flip(-1)),
+    ]
+    for v in range(V):
+
+        def on_top(t: Tensor, v: int = v) -> object:
+            return t.fill_(-1e4).select(-1, v).fill_(1e4)
+
+        poisons.append(on_top)
     with torch.inference_mode():
         base = torch.as_tensor(metric(logits)).detach()
 
-        def unchanged(positions: list[int], poison) -> bool:
+        def unchanged(positions: list[int], poison: Callable[[Tensor], object]) -> bool:
             probe = logits.clone()
             for p in positions:
                 poison(probe[:, p])

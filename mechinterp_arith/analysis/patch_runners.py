@@ -4,14 +4,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from ..core.plain_forward import PlainGPT, Segment, SharedPrefix
+from ..core.plain_forward import Patch, PlainCache, PlainGPT, Segment, SharedPrefix
 from .patch_sites import Site, Variant, hook_name
 
 SLACK = 1.0  # see _chunks_by_start
@@ -54,12 +55,12 @@ class Scoring:
         logits = logits if masked else mask_unread(logits, self.read)
         cols = slice(None) if self.read is None else list(self.read)
         change = (logits[:, cols] - self.base_logits[:, cols].repeat(len(variants), 1, 1)).abs()
-        change = change.view(len(variants), -1).amax(1).tolist()
+        largest = change.view(len(variants), -1).amax(1).tolist()
         for s, var in enumerate(variants):
             self.values[var.site.index] = (
                 torch.as_tensor(self.metric(logits[s * B : (s + 1) * B])).detach().float().cpu()
             )
-            self.max_change[var.site.index] = change[s]
+            self.max_change[var.site.index] = largest[s]
 
     def stacked_logits(self, plain: PlainGPT, x: Tensor, S: int, rows: Tensor) -> Tensor:
         """The logits [S*B, pos, vocab] of S stacked variants: the unpatched logits, except at the
@@ -77,11 +78,11 @@ class Scoring:
         return logits
 
 
-def _chunks_by_start(variants: list, per_chunk: int, P: int, slack: float = SLACK):
+def _chunks_by_start(variants: list[Variant], per_chunk: int, P: int, slack: float = SLACK) -> Iterator[list[Variant]]:
     """Chunks of variants sorted by start position (descending); a chunk grows while it holds
     fewer than ``per_chunk`` and its smallest start recomputes at most ``slack`` x the positions
     its first variant needs."""
-    chunk: list = []
+    chunk: list[Variant] = []
     for v in variants:
         if chunk and (len(chunk) >= per_chunk or (P - v.p0) > slack * (P - chunk[0].p0)):
             yield chunk
@@ -91,12 +92,12 @@ def _chunks_by_start(variants: list, per_chunk: int, P: int, slack: float = SLAC
         yield chunk
 
 
-def _chunks(items: list, per_chunk: int):
+def _chunks(items: list[Variant], per_chunk: int) -> Iterator[list[Variant]]:
     for i in range(0, len(items), per_chunk):
         yield items[i : i + per_chunk]
 
 
-def run_fast(plain: PlainGPT, tokens: Tensor, variants: list[Variant], corrupted: dict, scoring: Scoring) -> int:
+def run_fast(plain: PlainGPT, tokens: Tensor, variants: list[Variant], corrupted: PlainCache, scoring: Scoring) -> int:
     """Run ``variants`` through the plain forward, restarting from the corrupted run's cache
     (``corrupted``: :meth:`PlainGPT.run`'s cache); returns the number of rows run.
 
@@ -148,7 +149,7 @@ class _Stack:
 
 
 def _run_chunk(
-    plain: PlainGPT, chunk: list[Variant], stack: _Stack, mode: str, layer: int, cc: dict, scoring: Scoring
+    plain: PlainGPT, chunk: list[Variant], stack: _Stack, mode: str, layer: int, cc: PlainCache, scoring: Scoring
 ) -> Tensor:
     """The final residual [rows, positions p0..end-1 (or end-1 alone), d_model] of a chunk of
     variants that share a group (mode, layer)."""
@@ -170,7 +171,7 @@ def _run_chunk(
         x = stack.take(cc[("resid_pre", layer)][:, p0:end])
         x = plain.blocks(x, Segment(layer, p0, past), patch=patch, last_only=last_only)
     else:
-        stop = max(v.site.pos for v in chunk) + 1 if mode == "point" else end
+        stop = max(v.site.pos or 0 for v in chunk) + 1 if mode == "point" else end  # "point": one position each
         x = stack.take(cc[("resid_pre", layer)][:, p0:stop])
         x = plain.finish_layer(layer, x, stack.take(cc[("z", layer)][:, p0:stop]), patch=patch)
         if stop < end:
@@ -180,12 +181,14 @@ def _run_chunk(
     return x
 
 
-def _make_fast_patch(plain, chunk, stack: _Stack, layer, p0, fired):
+def _make_fast_patch(
+    plain: PlainGPT, chunk: list[Variant], stack: _Stack, layer: int, p0: int, fired: list[bool]
+) -> Patch:
     by_point: dict[str, list[tuple[int, Variant]]] = {}
     for s, v in enumerate(chunk):
         by_point.setdefault(v.site.kind, []).append((s, v))
 
-    def patch(point, j, t):
+    def patch(point: str, j: int, t: Any) -> None:
         if j != layer or point not in by_point:
             return
         for s, v in by_point[point]:
@@ -217,7 +220,7 @@ def _check_changed(before: Tensor, after: Tensor, site: Site) -> None:
         )
 
 
-def _require_fired(fired, chunk):
+def _require_fired(fired: list[bool], chunk: list[Variant]) -> None:
     for ok, v in zip(fired, chunk):
         if not ok:
             s = v.site
@@ -244,7 +247,9 @@ def run_hooks(model: TransformerBridge, tokens: Tensor, variants: list[Variant],
     return rows
 
 
-def _make_hooks(model: TransformerBridge, chunk, S, B, fired):
+def _make_hooks(
+    model: TransformerBridge, chunk: list[Variant], S: int, B: int, fired: list[bool]
+) -> list[tuple[str | Callable[..., Any], Callable[..., Any]]]:
     by_name: dict[str, list[tuple[int, Variant]]] = {}
     for s, v in enumerate(chunk):
         site = v.site
@@ -253,10 +258,10 @@ def _make_hooks(model: TransformerBridge, chunk, S, B, fired):
         name = hook_name("attn_out" if site.kind in ("result", "resid_mid") else site.kind, site.layer)
         by_name.setdefault(name, []).append((s, v))
     z_seen: dict[int, Tensor] = {}
-    hooks = []
+    hooks: list[tuple[str | Callable[..., Any], Callable[..., Any]]] = []
     for name, items in by_name.items():
 
-        def hook(act, hook, items=items):
+        def hook(act: Tensor, hook: object, items: list[tuple[int, Variant]] = items) -> Tensor:
             act = act.clone()
             av = act.view(S, B, *act.shape[1:])
             for s, v in items:
@@ -287,7 +292,7 @@ def _make_hooks(model: TransformerBridge, chunk, S, B, fired):
         hooks.append((name, hook))
     for layer in sorted({v.site.layer for v in chunk if v.site.kind == "result"}):
 
-        def save_z(z, hook, layer=layer):
+        def save_z(z: Tensor, hook: object, layer: int = layer) -> Tensor:
             z_seen[layer] = z
             return z
 

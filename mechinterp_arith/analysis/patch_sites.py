@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Bool
 from torch import Tensor
+from transformer_lens import ActivationCache
+from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.utilities import get_act_name
 
 KINDS: tuple[str, ...] = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "z", "result")
@@ -32,12 +34,12 @@ class Site:
     layer: int
     pos: int | None  # None: every position (head sites "all_pos")
     head: int | None
-    index: tuple  # where the value goes in the result grid
+    index: tuple[int, ...]  # where the value goes in the result grid
 
 
 def site_grid(
     kind: str, by_pos: bool, n_layers: int, n_pos: int, n_heads: int
-) -> tuple[list[Site], tuple[str, ...], tuple]:
+) -> tuple[list[Site], tuple[str, ...], tuple[int, ...]]:
     if kind not in KINDS:
         raise ValueError(f"unknown activation kind {kind!r}; choose one of {', '.join(KINDS)}")
     if kind in HEAD_KINDS:
@@ -54,7 +56,11 @@ def site_grid(
     return sites, ("layer", "pos"), (n_layers, n_pos)
 
 
-def activation(cache, kind: str, layer: int, model) -> Tensor:
+# a cache of activations by TL hook name: TL's ActivationCache or a plain dict
+CacheLike = ActivationCache | dict[str, Tensor]
+
+
+def activation(cache: CacheLike, kind: str, layer: int, model: TransformerBridge) -> Tensor:
     """An activation from a TL cache; ``result`` is computed from ``z`` and W_O when not cached."""
     if kind == "result":
         name = hook_name("result", layer)

@@ -18,10 +18,10 @@ variant ``s``) and run in chunks of at most ``chunk_size`` rows. Two paths run t
 
 No silent no-ops: a site whose clean and corrupted activations are identical for every row, to
 float rounding (``SAME_RTOL``; e.g. positions before the first differing token), is not run: its
-value is the metric on the unpatched corrupted logits, and the sweep reports it
-(``Sweep.identical``; the drop-ins warn with :class:`IdenticalSitesWarning`). Every other patch
+value is the metric on the unpatched corrupted logits, and the result reports it
+(``PatchResult.identical``; the drop-ins warn with :class:`IdenticalSitesWarning`). Every other patch
 checks that its write changed the activation and that its hook fired (RuntimeError otherwise),
-and the sweep records how far each patch moved the logits (``Sweep.max_logit_change``).
+and the result records how far each patch moved the logits (``PatchResult.max_logit_change``).
 
 >>> from mechinterp_arith import load
 >>> from mechinterp_arith.analysis.metrics import logit_diff_metric
@@ -32,8 +32,8 @@ and the sweep records how far each patch moved the logits (``Sweep.max_logit_cha
 >>> metric = logit_diff_metric(pairs, k=0)
 >>> get_act_patch_resid_pre(ckpt.model, pairs.corrupted_tokens, clean_cache, metric).shape
 torch.Size([3, 15])
->>> sweep = patch_sweep(ckpt.model, pairs.corrupted_tokens, clean_cache, metric, "z", by_pos=True)
->>> sweep.values.shape, sweep.axis_names                  # [layer, pos, head] as in TL
+>>> result = patch_each_site(ckpt.model, pairs.corrupted_tokens, clean_cache, metric, "z", by_pos=True)
+>>> result.values.shape, result.axis_names                 # [layer, pos, head] as in TL
 (torch.Size([3, 15, 3]), ('layer', 'pos', 'head'))
 """
 
@@ -42,20 +42,24 @@ from __future__ import annotations
 import math
 import warnings
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
+from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 
-from ..core.plain_forward import PlainGPT, checked_plain_forward
-from .metrics import infer_read_positions, reads_positions  # noqa: F401 - part of this module's API (patching.reads_positions)
+from ..core.model import model_device
+from ..core.plain_forward import PlainCache, PlainGPT, checked_plain_forward
+from .metrics import Metric, infer_read_positions, reads_positions  # noqa: F401 - part of this module's API (patching.reads_positions)
 from .patch_runners import Scoring, mask_unread, run_fast, run_hooks
 from .patch_sites import (
     HEAD_KINDS,
+    CacheLike,
     Site,
     Variant,
     activation,
@@ -77,7 +81,7 @@ class IdenticalSitesWarning(UserWarning):
 
 
 @dataclass
-class Sweep:
+class PatchResult:
     """Results of patching every site of one kind.
 
     ``values`` is ``[*site_axes, *metric_shape]`` (site axes as TL orders them: ``layer, pos`` for
@@ -124,7 +128,7 @@ class Sweep:
         return df[df.identical].reset_index(drop=True)
 
 
-def _ndindex(shape):
+def _ndindex(shape: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
     import itertools
 
     return itertools.product(*[range(n) for n in shape])
@@ -134,7 +138,9 @@ def _ndindex(shape):
 _PLAIN_POINTS = ("resid_pre", "z", "attn_out", "resid_mid", "mlp_out", "resid_post")
 
 
-def _plain_run(model: TransformerBridge, tokens) -> tuple[PlainGPT | None, Tensor | None, dict | None, dict | None]:
+def _plain_run(
+    model: TransformerBridge, tokens: Tensor
+) -> tuple[PlainGPT | None, Tensor | None, PlainCache | None, dict[str, Tensor] | None]:
     """The corrupted run through the checked plain forward: (plain, logits, its cache, the same
     activations under TL hook names), or Nones when the plain forward must not be used."""
     plain = checked_plain_forward(model, tokens[:PROBE_ROWS])
@@ -153,16 +159,18 @@ def _plain_run(model: TransformerBridge, tokens) -> tuple[PlainGPT | None, Tenso
 # the last corrupted run per plain forward, reused by the next sweep of the same tokens (sweeps of
 # several kinds usually share their inputs); the engine never writes its tensors (patches write
 # copies) and the metric gets a copy of its logits
-_LAST_RUN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LAST_RUN: weakref.WeakKeyDictionary[PlainGPT, tuple[Tensor, Tensor, PlainCache, dict[str, Tensor]]] = (
+    weakref.WeakKeyDictionary()
+)
 KEEP_RUN_FLOATS = 2**24  # larger runs (64 MiB of activations) are not kept
 
 
 # ---- the engine -------------------------------------------------------------------------------------
-def patch_sweep(
+def patch_each_site(
     model: TransformerBridge,
     corrupted_tokens: Int[Tensor, "batch pos"],
-    clean_cache,
-    patching_metric: Callable[[Float[Tensor, "batch pos vocab"]], Tensor],
+    clean_cache: CacheLike,
+    patching_metric: Metric,
     kind: str,
     by_pos: bool = True,
     *,
@@ -171,7 +179,7 @@ def patch_sweep(
     layers: Sequence[int] | None = None,
     positions: Sequence[int] | None = None,
     infer_reads: bool = True,
-) -> Sweep:
+) -> PatchResult:
     """Patch every site of ``kind`` from ``clean_cache`` into the corrupted run.
 
     Args:
@@ -187,11 +195,11 @@ def patch_sweep(
             (:func:`~mechinterp_arith.analysis.metrics.infer_read_positions`) and treat them as
             declared; False recomputes every position.
 
-    Returns a :class:`Sweep`; e.g. ``values`` [3, 15] for resid_pre on add3.
+    Returns a :class:`PatchResult`; e.g. ``values`` [3, 15] for resid_pre on add3.
     """
     _check_arguments(model, corrupted_tokens, method, chunk_size)
     cfg = model.cfg
-    device = next(model.parameters()).device
+    device = model_device(model)
     tokens = corrupted_tokens.to(device)
     B, P = tokens.shape
     sites, axis_names, grid = _selected_sites(kind, by_pos, cfg, P, layers, positions)
@@ -217,12 +225,12 @@ def patch_sweep(
             max_change[s.index] = 0.0
 
     scoring = Scoring(patching_metric, base_logits, read, values, max_change, chunk_size)
-    rows = 0
-    if plain is not None:
-        rows = run_fast(plain, tokens, variants, plain_cache, scoring)
+    n_rows = 0
+    if plain is not None and plain_cache is not None:
+        n_rows = run_fast(plain, tokens, variants, plain_cache, scoring)
     elif variants:
-        rows = run_hooks(model, tokens, variants, scoring)
-    return Sweep(
+        n_rows = run_hooks(model, tokens, variants, scoring)
+    return PatchResult(
         kind,
         axis_names,
         values,
@@ -230,18 +238,20 @@ def patch_sweep(
         max_change,
         baseline,
         "fast" if plain is not None else "hooks",
-        rows,
+        n_rows,
         after_read,
     )
 
 
 def _variant(
-    s: Site, clean: Tensor, corr: Tensor, rows: Tensor | None, stop: int, read, n_layers: int
+    s: Site, clean: Tensor, corr: Tensor, rows: Tensor | None, stop: int, read: tuple[int, ...] | None, n_layers: int
 ) -> Variant | str:
     """The patch to run at site ``s``, or why none is run: "identical" or "after_read"."""
     if rows is not None and len(rows) == 0:
         return "identical"
     p0 = first_diff_pos(clean, corr) if s.pos is None else s.pos  # all-position heads: first difference
+    if p0 is None:
+        return "identical"
     if p0 >= stop or _unreachable(s, read, n_layers):
         return "after_read"
     if s.pos is None:
@@ -261,8 +271,13 @@ def _check_arguments(model: TransformerBridge, corrupted_tokens: Tensor, method:
 
 
 def _selected_sites(
-    kind: str, by_pos: bool, cfg, P: int, layers, positions
-) -> tuple[list[Site], tuple[str, ...], tuple]:
+    kind: str,
+    by_pos: bool,
+    cfg: TransformerBridgeConfig,
+    P: int,
+    layers: Sequence[int] | None,
+    positions: Sequence[int] | None,
+) -> tuple[list[Site], tuple[str, ...], tuple[int, ...]]:
     sites, axis_names, grid = site_grid(kind, by_pos, cfg.n_layers, P, cfg.n_heads)
     for name, sel, hi in (("layer", layers, cfg.n_layers), ("position", positions, P)):
         for v in sel or []:
@@ -275,13 +290,16 @@ def _selected_sites(
     return sites, axis_names, grid
 
 
-def _corrupted_run(model: TransformerBridge, tokens: Tensor, method: str, kind: str, sites: list[Site]):
+def _corrupted_run(
+    model: TransformerBridge, tokens: Tensor, method: str, kind: str, sites: list[Site]
+) -> tuple[PlainGPT | None, Tensor, PlainCache | None, CacheLike]:
     """(plain, logits, plain cache, TL-named cache) of the corrupted run: through the plain forward
     when ``method`` allows and it is accepted, else through the bridge (plain and its cache None)."""
     if method in ("auto", "fast") and sites:
-        plain, base_logits, plain_cache, corr_cache = _plain_run(model, tokens)
+        plain, logits, plain_cache, named = _plain_run(model, tokens)
         if plain is not None:
-            return plain, base_logits, plain_cache, corr_cache
+            assert logits is not None and plain_cache is not None and named is not None  # set together
+            return plain, logits, plain_cache, named
         if method == "fast":
             raise ValueError(
                 "method='fast' needs a pre-LN GPT with learned positions, no hooks attached, whose "
@@ -292,11 +310,18 @@ def _corrupted_run(model: TransformerBridge, tokens: Tensor, method: str, kind: 
     return None, base_logits, None, corr_cache
 
 
-def _site_activations(model, kind: str, sites: list[Site], clean_cache, corr_cache, device):
+def _site_activations(
+    model: TransformerBridge,
+    kind: str,
+    sites: list[Site],
+    clean_cache: CacheLike,
+    corr_cache: CacheLike,
+    device: torch.device,
+) -> Iterator[tuple[Site, Tensor, Tensor, Tensor | None]]:
     """For each site: (site, clean slice, corrupted slice, the rows where they differ beyond float
     rounding: None for every row, empty for none); per-position sites are compared a whole layer
     at a time."""
-    by_layer: dict[int, tuple] = {}
+    by_layer: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
     for s in sites:
         if s.layer not in by_layer:
             clean = activation(clean_cache, kind, s.layer, model).to(device)
@@ -323,16 +348,15 @@ def _unreachable(site: Site, read: tuple[int, ...] | None, n_layers: int) -> boo
 
 
 def _checked_read_positions(
-    metric, P: int, base_logits: Tensor, baseline: Tensor, infer: bool
+    metric: Metric, P: int, base_logits: Tensor, baseline: Tensor, infer: bool
 ) -> tuple[int, ...] | None:
     """The positions the metric reads: declared (checked), else inferred (None when unknown)."""
-    read = getattr(metric, "reads_positions", None)
-    declared = read is not None
-    if not declared:
-        read = infer_read_positions(metric, base_logits) if infer else None
-        if read is None:
-            return None
-    read = tuple(sorted({int(p) for p in read}))
+    declared_read = getattr(metric, "reads_positions", None)
+    declared = declared_read is not None
+    found = declared_read if declared else infer_read_positions(metric, base_logits) if infer else None
+    if found is None:
+        return None
+    read = tuple(sorted({int(p) for p in found}))
     if not read or read[0] < 0 or read[-1] >= P:
         raise ValueError(f"patching_metric.reads_positions must name positions in 0..{P - 1}, got {read}")
     check = torch.as_tensor(metric(mask_unread(base_logits.clone(), read))).detach()
@@ -346,7 +370,9 @@ def _checked_read_positions(
     return read
 
 
-def _check_clean_cache(clean_cache, kind, sites, model, B, P):
+def _check_clean_cache(
+    clean_cache: CacheLike, kind: str, sites: list[Site], model: TransformerBridge, B: int, P: int
+) -> None:
     for s in sites[:1]:
         t = activation(clean_cache, kind, s.layer, model)
         if t.shape[0] != B or t.shape[1] != P:
@@ -357,12 +383,12 @@ def _check_clean_cache(clean_cache, kind, sites, model, B, P):
 
 
 # ---- TL drop-ins ----------------------------------------------------------------------------------
-def _drop_in(kind: str, by_pos: bool, doc: str):
+def _drop_in(kind: str, by_pos: bool, doc: str) -> Callable[..., Any]:
     def fn(
         model: TransformerBridge,
-        corrupted_tokens,
-        clean_cache,
-        patching_metric,
+        corrupted_tokens: Int[Tensor, "batch pos"],
+        clean_cache: CacheLike,
+        patching_metric: Metric,
         *,
         reduce: str = "scalar",
         return_index_df: bool = False,
@@ -370,10 +396,10 @@ def _drop_in(kind: str, by_pos: bool, doc: str):
         method: str = "auto",
         warn_identical: bool = True,
         infer_reads: bool = True,
-    ):
+    ) -> Tensor | tuple[Tensor, pd.DataFrame]:
         if reduce not in ("scalar", "mean"):
             raise ValueError(f"reduce must be 'scalar' or 'mean' here, got {reduce!r}")
-        sweep = patch_sweep(
+        sweep = patch_each_site(
             model,
             corrupted_tokens,
             clean_cache,
@@ -392,7 +418,7 @@ def _drop_in(kind: str, by_pos: bool, doc: str):
             )
         if reduce == "mean":
             out = out.mean(dim=-1) if extra else out
-        out = out.to(next(model.parameters()).device)
+        out = out.to(model_device(model))
         if warn_identical and bool(sweep.identical.any()):
             n, total = int(sweep.identical.sum()), sweep.identical.numel()
             listed = ", ".join(str(tuple(i.tolist())) for i in torch.nonzero(sweep.identical)[:8])
@@ -418,7 +444,7 @@ def _drop_in(kind: str, by_pos: bool, doc: str):
 
     Same arguments and return value as the ``transformer_lens.patching`` function of the same name
     (``reduce`` "scalar"/"mean" and ``return_index_df`` as there), computed with batched patched
-    variants (:func:`patch_sweep`). Extra keywords: ``chunk_size``, ``method``, ``warn_identical``,
+    variants (:func:`patch_each_site`). Extra keywords: ``chunk_size``, ``method``, ``warn_identical``,
     ``infer_reads``.
     """
     )
@@ -450,3 +476,9 @@ for _f, _n in [
     (get_act_patch_attn_head_out_all_pos, "get_act_patch_attn_head_out_all_pos"),
 ]:
     _f.__name__ = _f.__qualname__ = _n
+
+
+def patch_sweep(*args: Any, **kwargs: Any) -> PatchResult:
+    """Deprecated name of :func:`patch_each_site` ("sweep" names the sweep package's grids of training runs)."""
+    warnings.warn("patch_sweep() is renamed patch_each_site()", DeprecationWarning, stacklevel=2)
+    return patch_each_site(*args, **kwargs)

@@ -17,8 +17,10 @@ no folding) at the position that predicts the units digit, coloured by the units
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,9 +36,9 @@ from ..core.checkpoint import Checkpoint
 from ..core.labels import DEFAULT_LABEL, label_values, parse_label
 from ..core.positions import answer_positions, predicted_digit, resolve_position
 from ..core.tasks import as_operands
-from .activations import DEFAULT_HOOK, Answers, collect, residual_hooks
+from .activations import Answers, collect, residual_hooks
+from .choices import DEFAULT_HOOK, DEFAULT_K
 
-DEFAULT_K = 3
 SILHOUETTE_SAMPLE = 4000  # silhouette is O(n^2): scored on a fixed random subsample of this size
 
 
@@ -73,7 +75,7 @@ class PCAResult:
     activations: Float[np.ndarray, "n d"] = field(repr=False)
     operands: tuple[Int[np.ndarray, " n"], Int[np.ndarray, " n"]] = field(repr=False)
 
-    def summary(self, n_ratios: int = 10) -> dict:
+    def summary(self, n_ratios: int = 10) -> dict[str, Any]:
         return {
             "hook": self.hook,
             "position": self.position,
@@ -101,7 +103,13 @@ class PCAResult:
 
 
 def scatter_figure(
-    coords, labels, ratios, dims: int = 2, max_points: int = 5000, title: str = "", operands=None
+    coords: Float[np.ndarray, "n k"],
+    labels: Sequence[Any] | np.ndarray,
+    ratios: Sequence[float] | np.ndarray,
+    dims: int = 2,
+    max_points: int = 5000,
+    title: str = "",
+    operands: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> go.Figure:
     """A 2-D or 3-D plotly scatter, one trace per label value (first ``max_points`` points)."""
     if dims not in (2, 3):
@@ -127,7 +135,9 @@ def scatter_figure(
     return fig
 
 
-def fit_pca(acts: Float[np.ndarray, "n d"], labels: Int[np.ndarray, " n"], k: int = DEFAULT_K, seed: int = 0):
+def fit_pca(
+    acts: Float[np.ndarray, "n d"], labels: Int[np.ndarray, " n"], k: int = DEFAULT_K, seed: int = 0
+) -> tuple[PCA, Float[np.ndarray, "n k"], float, float]:
     """``(pca, coords [n, max(k, 3)], accuracy, silhouette)``: PCA on all components, separability in the top k."""
     n, d = acts.shape
     if not 1 <= k <= min(n, d):
@@ -172,7 +182,7 @@ def residual_pca(
 
 # ---- all layers x answer positions ----------------------------------------------------------------
 @dataclass
-class SweepResult:
+class SitePCA:
     """Separability per hook x position: ``frame`` has one row per cell."""
 
     frame: pd.DataFrame
@@ -203,7 +213,7 @@ class SweepResult:
         return fig
 
 
-def pca_sweep(
+def pca_each_site(
     ckpt: Checkpoint,
     a: Int[Tensor, " n"],
     b: Int[Tensor, " n"],
@@ -213,7 +223,7 @@ def pca_sweep(
     k: int = DEFAULT_K,
     answers: Answers = "true",
     seed: int = 0,
-) -> SweepResult:
+) -> SitePCA:
     """Every hook x position in one forward pass per batch.
 
     Defaults: every residual-stream state plus ``ln_final.hook_out``; every answer-predicting
@@ -248,4 +258,10 @@ def pca_sweep(
                     f"explained_variance_top{k}": float(pca.explained_variance_ratio_[:k].sum()),
                 }
             )
-    return SweepResult(pd.DataFrame(rows))
+    return SitePCA(pd.DataFrame(rows))
+
+
+def pca_sweep(*args: Any, **kwargs: Any) -> SitePCA:
+    """Deprecated name of :func:`pca_each_site` ("sweep" names the sweep package's grids of training runs)."""
+    warnings.warn("pca_sweep() is renamed pca_each_site()", DeprecationWarning, stacklevel=2)
+    return pca_each_site(*args, **kwargs)

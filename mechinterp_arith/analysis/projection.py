@@ -19,6 +19,7 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 import plotly.graph_objects as go
@@ -32,9 +33,11 @@ from ..core.checkpoint import Checkpoint
 from ..core.errors import NotApplicable
 from ..core.labels import DEFAULT_LABEL, label_values, parse_label
 from ..core.positions import resolve_position
-from ..core.tasks import as_operands
-from .activations import DEFAULT_HOOK, Answers, collect, needs_answer_tokens
-from .pca import DEFAULT_K, PCAResult, fit_pca, flatten, residual_pca
+from ..core.seeding import derive_seed
+from ..core.tasks import OperandsLike, Task, as_operands
+from .activations import Answers, collect, needs_answer_tokens
+from .choices import DEFAULT_HOOK, DEFAULT_K
+from .pca import PCAResult, fit_pca, flatten, residual_pca
 
 
 @dataclass
@@ -70,7 +73,7 @@ class ProjectionResult:
     def differ(self) -> np.ndarray:
         return self.equivalent_labels != self.true_labels
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         d = self.differ
         nan = float("nan")
         return {
@@ -187,11 +190,11 @@ def ood_projection(
 
 
 def project(
-    task,
+    task: Task,
     id_acts: Float[np.ndarray, "n_id d"],
-    id_pairs,
+    id_pairs: tuple[OperandsLike, OperandsLike],
     ood_acts: Float[np.ndarray, "n_ood d"],
-    ood_pairs,
+    ood_pairs: tuple[OperandsLike, OperandsLike],
     hook: str,
     position: int,
     label: str,
@@ -204,6 +207,7 @@ def project(
     oa, ob = map(as_operands, ood_pairs)
     if len(oa) == 0:
         raise ValueError("no OOD pairs to project")
+    ra, rb = task.id_representative(oa, ob)
     y = label_values(task, ia, ib, label).numpy()
     if len(np.unique(y)) < 2:
         raise NotApplicable(
@@ -223,7 +227,7 @@ def project(
         y,
         ood_coords[:, : id_coords.shape[1]],
         assigned,
-        label_values(task, *task.id_representative(oa, ob), label).numpy(),
+        label_values(task, ra, rb, label).numpy(),
         label_values(task, oa, ob, label).numpy(),
         acc,
         sil,
@@ -244,6 +248,26 @@ PROJECTION_KEYS = (
 )
 
 
+def study_sets(task: Task, n: int = 10_000, n_id: int = 2000, seed: int = 0) -> tuple[data.Pairs, data.Pairs]:
+    """The operand pairs of :func:`study_pca`: ``n`` random pairs with each operand in [0, 10^(n+1))
+    (n + 1 as far as the format holds it), and ``n_id`` random ID pairs the OOD projection is fitted
+    on, from their own stream (``derive_seed(seed, "study_pca", "id")``)."""
+    data.check_count(n, "n")
+    data.check_count(n_id, "n_id")
+    top = data.default_ood_digits(task) or task.digits
+    fig4 = data.random_pairs(task, n, seed=seed, max_value=10**top)
+    return fig4, data.random_pairs(task, n_id, seed=derive_seed(seed, "study_pca", "id"))
+
+
+class StudyPCA(NamedTuple):
+    """:func:`study_pca`'s result: the PCA, the OOD projection (None when no pair is OOD) and the
+    summary ``mechinterp-arith pca --json`` prints."""
+
+    pca: PCAResult
+    projection: ProjectionResult | None
+    summary: dict[str, Any]
+
+
 def study_pca(
     ckpt: Checkpoint,
     n: int = 10_000,
@@ -253,33 +277,33 @@ def study_pca(
     label: str = DEFAULT_LABEL,
     k: int = DEFAULT_K,
     seed: int = 0,
-) -> tuple[PCAResult, dict]:
-    """The study's Fig. 4 setting in one call (what ``mechinterp-arith pca`` prints).
+) -> StudyPCA:
+    """The study's Fig. 4 setting in one call: what ``mechinterp-arith pca`` prints, the report's PCA
+    section shows and a sweep's ``pca_*`` columns hold.
 
-    PCA of ``hook`` at ``position`` over ``n`` random pairs with each operand in [0, 10^(n+1)),
+    PCA of ``hook`` at ``position`` over ``n`` random pairs with each operand in [0, 10^(n+1)) (n + 1
+    as far as the format holds it: :func:`~mechinterp_arith.core.data.default_ood_digits`),
     separability of ``label``; the pairs among them with an operand longer than n digits are then
-    projected on the PCA and label centroids of ``n_id`` random ID pairs (:func:`project`).
-    Answer slots past the prompt hold the model's greedy answers. Returns the PCA and a summary
-    dict (the PCA's summary, plus the projection's shares when any pair is OOD).
+    projected on the PCA and label centroids of ``n_id`` random ID pairs (:func:`project`; their
+    own random stream, ``derive_seed(seed, "study_pca", "id")``). Answer slots past the prompt hold
+    the model's greedy answers.
     """
     task = ckpt.task
-    data.check_count(n, "n")
-    data.check_count(n_id, "n_id")
     pos = resolve_position(task, position)
-    top = min(task.digits + 1, task.width)
-    a, b = data.random_pairs(task, n, seed=seed, max_value=10**top)
+    (a, b), (ia, ib) = study_sets(task, n, n_id, seed)
     answers = "greedy" if needs_answer_tokens(task, [pos]) else "true"
     res = residual_pca(ckpt, a, b, hook, pos, label, k, answers=answers, seed=seed)
+    top = data.default_ood_digits(task) or task.digits
     out = {"inputs": f"{n} random pairs, each operand in [0, 10^{top})", **res.summary()}
     if answers == "greedy":
         out["teacher_forced_answers"] = "greedy"
-    ood = (a >= 10**task.digits) | (b >= 10**task.digits)
+    ood = ~data.in_distribution(task, a, b)
+    proj = None
     if ood.any():
-        ia, ib = data.random_pairs(task, n_id, seed=seed + 1)
         id_acts = flatten(collect(ckpt, ia, ib, [hook], [pos], answers="true")[hook])
         proj = project(
             task, id_acts, (ia, ib), res.activations[ood.numpy()], (a[ood], b[ood]), hook, pos, label, k, answers, seed
         )
         s = proj.summary()
         out.update({key: s[key] for key in PROJECTION_KEYS})
-    return res, out
+    return StudyPCA(res, proj, out)

@@ -26,9 +26,9 @@ from torch import Tensor
 
 from ..core import data
 from ..core.errors import NotApplicable
-from ..core.positions import OPERANDS, check_digit, require_fixed_length
+from ..core.positions import OPERANDS, check_digit, require_fixed_length, write_answers
 from ..core.seeding import generator
-from ..core.tasks import Task, as_operands
+from ..core.tasks import OperandsLike, Task, as_operands, digit_at, with_digit
 
 MAX_ROUNDS = 200
 
@@ -55,7 +55,7 @@ class PromptPairs:
         """Input positions where any clean and corrupted row differ."""
         return torch.nonzero((self.clean_tokens != self.corrupted_tokens).any(0)).squeeze(1).tolist()
 
-    def to(self, device) -> PromptPairs:
+    def to(self, device: torch.device | str) -> PromptPairs:
         return PromptPairs(
             self.task,
             self.clean_a,
@@ -74,24 +74,19 @@ class PromptPairs:
 def _tokens(task: Task, a: Tensor, b: Tensor, answer: Tensor | None = None) -> Tensor:
     tokens, _ = task.encode_batch(a, b)
     if answer is not None:  # teacher-force another answer (e.g. the ID representative's)
-        digits = task.answer_digits(answer)
-        if (digits < 0).any():
-            raise ValueError(f"answers must lie in [0, 10^{task.answer_width}) to fit the format")
-        if not task.answer_lsb_first:
-            digits = digits.flip(-1)
-        tokens[:, task.prompt_len : task.prompt_len + task.answer_width] = digits
+        tokens = write_answers(task, tokens, answer)
     return tokens[:, :-1]
 
 
 def make_pairs(
     task: Task,
-    clean_a,
-    clean_b,
-    corrupted_a,
-    corrupted_b,
+    clean_a: OperandsLike,
+    clean_b: OperandsLike,
+    corrupted_a: OperandsLike,
+    corrupted_b: OperandsLike,
     description: str = "",
-    clean_answer=None,
-    corrupted_answer=None,
+    clean_answer: OperandsLike | None = None,
+    corrupted_answer: OperandsLike | None = None,
 ) -> PromptPairs:
     """Pairs from explicit operands; answers default to the true ones (teacher forcing)."""
     require_fixed_length(task)
@@ -114,13 +109,14 @@ def make_pairs(
     )
 
 
-def _set_digit(x: Tensor, place: int | Tensor, digit: Tensor) -> Tensor:
-    p = 10 ** torch.as_tensor(place, dtype=torch.long)
-    return x - ((x // p) % 10) * p + digit * p
-
-
 def change_operand_digit(
-    task: Task, n: int = 64, operand: str = "b", place: int = 0, seed: int = 0, a=None, b=None
+    task: Task,
+    n: int = 64,
+    operand: str = "b",
+    place: int = 0,
+    seed: int = 0,
+    a: OperandsLike | None = None,
+    b: OperandsLike | None = None,
 ) -> PromptPairs:
     """Corrupt one operand digit to a different random digit (ID operands unless ``a``/``b`` given)."""
     require_fixed_length(task)
@@ -133,9 +129,9 @@ def change_operand_digit(
         a, b = data.random_pairs(task, n, g=g)
     a, b = as_operands(a), as_operands(b)
     x = a if operand == "a" else b
-    old = (x // 10**place) % 10
+    old = digit_at(x, place)
     new = (old + torch.randint(1, 10, old.shape, generator=g)) % 10
-    xa, xb = (_set_digit(a, place, new), b) if operand == "a" else (a, _set_digit(b, place, new))
+    xa, xb = (with_digit(a, place, new), b) if operand == "a" else (a, with_digit(b, place, new))
     if task.op == "sub" and (xa < xb).any():
         keep = xa >= xb
         a, b, xa, xb = a[keep], b[keep], xa[keep], xb[keep]
@@ -160,8 +156,8 @@ def differ_in_answer_digit(task: Task, k: int, n: int = 64, seed: int = 0) -> Pr
         which = torch.randint(0, 3, (m,), generator=g)  # 0: a, 1: b, 2: both
         da = torch.randint(0, 10, (m,), generator=g)
         db = torch.randint(0, 10, (m,), generator=g)
-        xa = torch.where(which != 1, _set_digit(a, place, da), a)
-        xb = torch.where(which != 0, _set_digit(b, place, db), b)
+        xa = torch.where(which != 1, with_digit(a, place, da), a)
+        xb = torch.where(which != 0, with_digit(b, place, db), b)
         ok = torch.ones(m, dtype=torch.bool) if task.op != "sub" else xa >= xb
         diff = task.answer_digits(task.apply(a, b)) != task.answer_digits(task.apply(xa, xb))
         only_k = diff[:, k] & (diff.sum(1) == 1) & ok
@@ -196,7 +192,7 @@ def carry_pairs(task: Task, k: int, n: int = 64, seed: int = 0) -> PromptPairs:
     got, have = [], 0
     for _ in range(MAX_ROUNDS):
         a, b = data.random_pairs(task, 4 * n, g=g)
-        xa = _set_digit(a, k - 1, torch.randint(0, 10, a.shape, generator=g))
+        xa = with_digit(a, k - 1, torch.randint(0, 10, a.shape, generator=g))
         P = 10**k
         carry = (a % P + b % P) >= P
         carry_x = (xa % P + b % P) >= P

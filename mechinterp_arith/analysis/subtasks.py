@@ -31,32 +31,28 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 import torch
 from torch import Tensor
+from transformer_lens.tools.analysis.attribution_patching import Node
 
 from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.errors import NotApplicable
+from ..core.labels import label_values
 from ..core.positions import answer_logit_pos, check_digit, require_fixed_length
 from ..core.seeding import generator
-from ..core.tasks import Task
+from ..core.tasks import Task, digit_at, with_digit
 from .attribution import plain_forward_of
-from .discovery import circuit_metric_values
+from .discovery import Circuit, circuit_metric_values
 from .edge_forward import PairRuns
 from .edge_graph import EdgeGraph, node_label
 from .prompt_pairs import PromptPairs, make_pairs
 
 SUBTASKS = ("BaseAdd", "MakeCarry1", "UseCarry1", "UseSum9")
 NECESSARY = 0.2  # a node is tagged with a sub-task when at least this share of its gap is lost without it
-
-
-def _digit(x: Tensor, place: int) -> Tensor:
-    return (x // 10**place) % 10
-
-
-def _with_digit(x: Tensor, place: int, d: Tensor) -> Tensor:
-    return x + (d - _digit(x, place)) * 10**place
 
 
 def subtask_pairs(
@@ -86,21 +82,24 @@ def subtask_pairs(
         raise ValueError(f"operand must be 'a', 'b' or None, got {operand!r}")
     g = generator(seed, "subtask_pairs", subtask, k, operand or "either")
     a, b = data.random_pairs(task, 64 * n, g=g)  # UseSum9 keeps ~4% of random pairs
-    s = lambda place, x=a, y=b: _digit(x, place) + _digit(y, place)
+
+    def s(place: int, x: Tensor = a, y: Tensor = b) -> Tensor:
+        return digit_at(x, place) + digit_at(y, place)
+
     use_a = torch.rand(len(a), generator=g) < 0.5 if operand is None else torch.full(a.shape, operand == "a")
     if subtask in ("BaseAdd", "UseCarry1"):  # change a_k or b_k
-        ok = (a % 10**k + b % 10**k < 10**k) if subtask == "BaseAdd" else s(k - 1) >= 10
+        ok = (label_values(task, a, b, f"carry{k}") == 0 if k else a >= 0) if subtask == "BaseAdd" else s(k - 1) >= 10
         shift = torch.randint(1, 10, a.shape, generator=g)
-        xa = torch.where(use_a, _with_digit(a, k, (_digit(a, k) + shift) % 10), a)
-        xb = torch.where(use_a, b, _with_digit(b, k, (_digit(b, k) + shift) % 10))
+        xa = torch.where(use_a, with_digit(a, k, (digit_at(a, k) + shift) % 10), a)
+        xb = torch.where(use_a, b, with_digit(b, k, (digit_at(b, k) + shift) % 10))
     else:  # flip the carry made at place p: its sum >= 10 (clean) becomes <= 8 (corrupted)
         p = k - 1 if subtask == "MakeCarry1" else k - 2
         ok = s(p) >= 10 if subtask == "MakeCarry1" else (s(p) >= 10) & (s(k - 1) == 9)
-        other = torch.where(use_a, _digit(b, p), _digit(a, p))
+        other = torch.where(use_a, digit_at(b, p), digit_at(a, p))
         ok &= other <= 8
         new = (torch.rand(len(a), generator=g) * (9 - other).clamp_min(1)).long()  # new + other <= 8
-        xa = torch.where(use_a, _with_digit(a, p, new), a)
-        xb = torch.where(use_a, b, _with_digit(b, p, new))
+        xa = torch.where(use_a, with_digit(a, p, new), a)
+        xb = torch.where(use_a, b, with_digit(b, p, new))
     idx = torch.nonzero(ok).squeeze(1)[:n]
     if len(idx) < n:
         raise NotApplicable(f"only {len(idx)} of {n} {subtask} pairs found for digit {k} of {task.name}")
@@ -112,7 +111,7 @@ def subtask_pairs(
 def node_necessity(
     ckpt: Checkpoint,
     digit: int,
-    nodes: list,
+    nodes: Sequence[Node | tuple[Node, ...]],
     n: int = 64,
     seed: int = 0,
     subtasks: tuple[str, ...] = SUBTASKS,
@@ -164,7 +163,9 @@ def node_necessity(
     return df
 
 
-def subtask_tags(ckpt: Checkpoint, circuit, n: int = 64, seed: int = 0, threshold: float = NECESSARY) -> pd.DataFrame:
+def subtask_tags(
+    ckpt: Checkpoint, circuit: Circuit, n: int = 64, seed: int = 0, threshold: float = NECESSARY
+) -> pd.DataFrame:
     """For each writer node of a discovered :class:`~mechinterp_arith.analysis.discovery.Circuit`,
     its necessity for each sub-task of the circuit's digit (wide: one column per family) and
     ``tags``, the families it is necessary for (necessity >= ``threshold``), strongest first."""

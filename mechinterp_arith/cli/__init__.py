@@ -5,6 +5,12 @@ parser and sets ``func(args) -> int``; adding a command is adding such a file. E
 ``--threads N`` here and runs under the thread policy of :mod:`mechinterp_arith.core.threads`
 (one torch thread unless asked). Shared options are checked before any command runs, and errors
 are one line on stderr with exit status 2, never a traceback (``cli/checks.py``).
+
+Building the parser imports nothing heavy (``--help``, ``--version`` and argument errors answer in
+a fraction of a second; ``benchmarks/cli_startup.py``): a command module's top level and
+``register`` use torch-free names only (``core/choices.py``, ``analysis/choices.py``), and ``run``
+imports what it needs. On a terminal a command first says on stderr what it is starting, then
+shows progress there (never on stdout, so ``--json`` output stays clean).
 """
 
 from __future__ import annotations
@@ -14,10 +20,9 @@ import importlib
 import sys
 from pathlib import Path
 
-from ..core.threads import set_threads
 from .checks import CliError as CliError  # CliError: re-exported for commands
-from .checks import check_args, one_line
-from .common import add_threads_arg
+from .checks import check_args, check_device, one_line
+from .common import DefaultsFormatter, add_threads_arg, starting
 
 # train, evaluate, info first; the rest alphabetically
 _FIRST = ["train_cmd", "evaluate_cmd", "info_cmd"]
@@ -39,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(name).register(sub)
     for command_parser in sub.choices.values():
         add_threads_arg(command_parser)
+        command_parser.formatter_class = DefaultsFormatter
     return parser
 
 
@@ -49,7 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     try:
         check_args(args)
+        starting(args)  # within a second, before torch and TransformerLens load
+        from ..core.threads import set_threads
+
         set_threads(args.threads)
+        check_device(args)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("mechinterp-arith: interrupted", file=sys.stderr)

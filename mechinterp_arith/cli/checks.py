@@ -1,8 +1,9 @@
 """What every command checks before it starts, and the one line it prints when something fails.
 
-:func:`check_args` runs before any command: sizes (``--n``, ``--batch-size``, ``--steps``, ...)
-within their ranges, ``--device`` usable on this machine, ``--out`` a directory that can be made,
-``--html`` a file whose folder exists. :func:`one_line` turns an expected failure (bad input,
+:func:`check_args` runs before any command, before torch is imported: sizes (``--n``,
+``--batch-size``, ``--steps``, ...) within their ranges, ``--threads`` (and
+``$MECHINTERP_ARITH_THREADS``) within the machine's bound, ``--out`` a directory that can be made,
+``--html`` a file whose folder exists; :func:`check_device` then checks ``--device``. :func:`one_line` turns an expected failure (bad input,
 a file problem, memory or device exhausted) into one line that says what to change; anything
 else is a bug and keeps its traceback.
 """
@@ -13,8 +14,7 @@ import os
 import re
 from pathlib import Path
 
-from ..core.data import MAX_SAMPLES
-from ..core.model import resolve_device
+from ..core.choices import MAX_SAMPLES
 
 # options that count something: each must be between 1 and MAX_SAMPLES when given
 COUNT_OPTIONS = (
@@ -81,14 +81,27 @@ def check_output_file(path: Path, option: str) -> None:
 
 
 def check_args(args) -> None:
-    """Check the options every command shares before the command does any work."""
+    """Check the options every command shares before the command does any work (no torch import:
+    a bad value is reported at once)."""
+    from ..core.threads import resolve_threads
+
     check_count_options(args)
-    if getattr(args, "device", None) is not None:
-        resolve_device(args.device)
+    try:
+        resolve_threads(getattr(args, "threads", None))
+    except ValueError as e:
+        raise CliError(str(e).replace("threads must", "--threads must", 1)) from None
     if getattr(args, "out", None) is not None:
         check_output_dir(Path(args.out))
     if getattr(args, "html", None) is not None:
         check_output_file(Path(args.html), "--html")
+
+
+def check_device(args) -> None:
+    """``--device`` usable on this machine (imports torch: run after :func:`check_args`)."""
+    if getattr(args, "device", None) is not None:
+        from ..core.model import resolve_device
+
+        resolve_device(args.device)
 
 
 def _is_out_of_memory(e: BaseException) -> bool:
@@ -101,11 +114,19 @@ def _is_out_of_memory(e: BaseException) -> bool:
     )
 
 
+def _size(n_bytes: int) -> str:
+    """A byte count as people read it: ``512 bytes``, ``3.4 MiB``, ``37,252.9 GiB``."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:,.1f} {unit}"
+    return f"{n_bytes} bytes"
+
+
 def _allocation(text: str) -> str:
     """How much the failed allocation asked for, from torch's message ('' when it does not say)."""
     found = re.search(r"allocate (\d+) bytes", text)
     if found:
-        return f": it needed {int(found.group(1)) / 2**30:,.1f} GiB more"
+        return f": it needed {_size(int(found.group(1)))} more"
     found = re.search(r"Tried to allocate ([\d.]+ [KMGT]i?B)", text)  # CUDA
     return f": it needed {found.group(1)} more" if found else ""
 

@@ -6,8 +6,42 @@ import argparse
 import json
 import sys
 
-from ..core.files import json_safe
-from ..core.tasks import FORMATS, OPERATIONS, Task
+from ..core.choices import FORMATS, OPERATIONS
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Help that ends each option with its default, once: ``(default: 2,000)``, unless the help
+    already says what the default is or there is none (None, a flag)."""
+
+    def _get_help_string(self, action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "default" in text or default is None or default is False or default == argparse.SUPPRESS:
+            return text
+        if isinstance(default, int) and not isinstance(default, bool):
+            shown = f"{default:,}"
+        elif isinstance(default, (tuple, list)):
+            shown = " ".join(str(x) for x in default)
+        else:
+            shown = str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
+def starting(args) -> None:
+    """One line on stderr saying what the command starts (its ``start`` default, formatted with
+    its arguments), printed before torch and TransformerLens load (seconds): on a terminal only,
+    and not with ``--quiet``."""
+    if getattr(args, "quiet", False) or not sys.stderr.isatty():
+        return
+    what = getattr(args, "start", None)
+    what = what.format(**vars(args)) if what else "starting"
+    print(f"mechinterp-arith {args.command}: {what} (loading PyTorch and TransformerLens) ...", file=sys.stderr)
+    sys.stderr.flush()
+
+
+def add_quiet_arg(parser: argparse.ArgumentParser) -> None:
+    """``--quiet``: no start line and no progress bar on stderr (shown on a terminal otherwise)."""
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
 def add_checkpoint_arg(parser: argparse.ArgumentParser, default: str | None = None) -> None:
@@ -34,7 +68,7 @@ def add_threads_arg(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="torch CPU threads (default: $MECHINTERP_ARITH_THREADS, else 1: the models are tiny, "
         "and extra threads on a busy machine slow them down several-fold); 0: torch's "
-        "default, one per core",
+        "default, one per core; at most 4 per core",
     )
 
 
@@ -44,9 +78,9 @@ def add_device_arg(parser: argparse.ArgumentParser) -> None:
 
 def add_ood_sample_args(parser: argparse.ArgumentParser, n_help: str) -> None:
     """``--n`` (default 1,000), ``--ood-digits`` (default n+1) and ``--seed``: an ID/OOD sample."""
-    parser.add_argument("--n", type=int, default=1000, help=f"{n_help} (default 1,000)")
-    parser.add_argument("--ood-digits", type=int, default=None, help="OOD operand length (default n+1)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n", type=int, default=1000, help=n_help)
+    parser.add_argument("--ood-digits", type=int, default=None, help="OOD operand length (default: n+1)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampled pairs")
 
 
 def require_positive(args, *names: str) -> None:
@@ -59,6 +93,8 @@ def require_positive(args, *names: str) -> None:
 
 def print_json(obj) -> None:
     """Strict JSON on stdout (NaN written as null)."""
+    from ..core.files import json_safe
+
     json.dump(json_safe(obj), sys.stdout, indent=2, default=_jsonable, allow_nan=False)
     sys.stdout.write("\n")
 
@@ -75,18 +111,21 @@ def fmt(x: float) -> str:
     return "nan" if x != x else f"{x:.4f}"
 
 
-def add_task_args(group) -> None:
-    """The options that describe a Task (``--task --digits --format --width --modulus --no-pad``)."""
-    group.add_argument("--task", dest="op", choices=OPERATIONS, default="add")
+def add_task_args(group, format_help: str | None = None) -> None:
+    """The options that describe a Task (``--task --digits --format --width --modulus --no-pad``).
+    ``format_help``: the help of ``--format`` where its default is not ``paper``."""
+    group.add_argument("--task", dest="op", choices=OPERATIONS, default="add", help="operation")
     group.add_argument("--digits", type=int, default=3, help="n: operand digits trained on")
-    group.add_argument("--format", choices=FORMATS, default="paper")
+    group.add_argument("--format", choices=FORMATS, default="paper", help=format_help or "token format")
     group.add_argument("--width", type=int, default=5, help="W: widest operand the format holds")
-    group.add_argument("--modulus", type=int, default=None, help="p for addmod/mulmod")
+    group.add_argument("--modulus", type=int, default=None, help="p for addmod/mulmod (required by them)")
     group.add_argument("--no-pad", action="store_true", help="no zero padding (plain/reversed formats)")
 
 
-def task_from_args(args) -> Task:
+def task_from_args(args):
     """The Task named by :func:`add_task_args` options."""
+    from ..core.tasks import Task
+
     return Task(args.op, args.digits, args.format, args.width, args.modulus, pad=not args.no_pad)
 
 

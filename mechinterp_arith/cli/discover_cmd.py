@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import time
 
-from ..core.checkpoint import load
-from .common import add_checkpoint_arg, add_device_arg, add_json_arg, print_json, require_positive
+from .common import add_checkpoint_arg, add_device_arg, add_json_arg, add_quiet_arg, print_json, require_positive
 
 
 def register(sub) -> None:
@@ -35,14 +34,18 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--top", type=int, default=10, help="edges to print per digit without --json (default 10)")
     add_json_arg(p)
+    add_quiet_arg(p)
     add_device_arg(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, start="discovering the circuits of {checkpoint}")
 
 
 def run(args) -> int:
+    from tqdm.auto import tqdm
+
     from ..analysis.circuits import circuit_digits
     from ..analysis.discovery import discover
     from ..analysis.edge_graph import node_label
+    from ..core.checkpoint import load
     from ..core.errors import NotApplicable
     from ..core.positions import check_digit
 
@@ -54,7 +57,7 @@ def run(args) -> int:
     task = ckpt.task
     digits = circuit_digits(task) if args.digit is None else [check_digit(task, args.digit)]
     circuits, skipped = [], {}
-    for k in digits:
+    for k in tqdm(digits, desc=f"discover {ckpt.name}", unit="digit", disable=True if args.quiet else None):
         try:
             circuits.append(
                 discover(
@@ -95,6 +98,6 @@ def run(args) -> int:
         )
         for w, r, s in c.edges()[: args.top]:
             print(f"  {node_label(w):<10} -> {node_label(r):<12} score {s:+.3f}")
-    for k, why in skipped.items():
-        print(f"\nanswer digit {k}: skipped ({why})")
+    for digit, why in skipped.items():
+        print(f"\nanswer digit {digit}: skipped ({why})")
     return 0

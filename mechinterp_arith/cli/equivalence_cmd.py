@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from ..analysis.equivalence import FIT_THRESHOLD, analyse_checkpoint, report_dict
-from ..core.checkpoint import load
+from ..analysis.choices import FIT_THRESHOLD
 from .common import (
     add_checkpoint_arg,
     add_device_arg,
     add_json_arg,
+    add_quiet_arg,
     fmt,
     print_json,
     require_positive,
@@ -20,7 +20,7 @@ def register(sub) -> None:
         help="find the ID relation (e.g. (a mod 10^3) + (b mod 10^3)) behind OOD answers",
         description="For OOD sets (both operands m digits; one operand m digits, the other ID) test candidate "
         "relations output == f(a mod 10^j, b mod 10^j), output == true answer mod 10^j and the true "
-        "answer; report each one's coverage (share of outputs exactly equal) with a 95%% Wilson "
+        "answer; report each one's coverage (share of outputs exactly equal) with a 95% Wilson "
         f"interval, the best one (it fits only if its interval lies above {FIT_THRESHOLD}), "
         "consistency with the ID representative (a mod 10^n, b mod 10^n) and per-digit accuracy.",
     )
@@ -33,7 +33,7 @@ def register(sub) -> None:
         metavar="M",
         help="OOD operand lengths m, n < m <= W (default: n+1)",
     )
-    p.add_argument("--n", type=int, default=10_000, help="samples per OOD set")
+    p.add_argument("--n", type=int, default=10_000, help="pairs per OOD set (default 10,000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the OOD sets")
     p.add_argument("--no-one-longer", action="store_true", help="skip the one-operand-longer sets")
     p.add_argument(
@@ -44,14 +44,20 @@ def register(sub) -> None:
         help="list only the K best relations per set in --json (default: all)",
     )
     add_json_arg(p)
+    add_quiet_arg(p)
     add_device_arg(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, start="testing relations on {checkpoint}")
 
 
 def run(args) -> int:
+    from ..analysis.equivalence import analyse_checkpoint, report_dict
+    from ..core.checkpoint import load
+
     require_positive(args, "n")
     ckpt = load(args.checkpoint, device=args.device)
-    results = analyse_checkpoint(ckpt, args.ood_digits, n=args.n, seed=args.seed, one_longer=not args.no_one_longer)
+    results = analyse_checkpoint(
+        ckpt, args.ood_digits, n=args.n, seed=args.seed, one_longer=not args.no_one_longer, progress=not args.quiet
+    )
     if args.json:
         print_json(report_dict(ckpt, results, args.relations))
         return 0

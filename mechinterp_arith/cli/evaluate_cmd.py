@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from ..core.checkpoint import load
-from ..core.evaluate import evaluate_checkpoint
 from .common import (
     add_checkpoint_arg,
     add_device_arg,
     add_json_arg,
+    add_quiet_arg,
     fmt,
     print_json,
     require_positive,
@@ -30,21 +29,39 @@ def register(sub) -> None:
         metavar="M",
         help="OOD operand lengths (default: n+1 when the format holds it)",
     )
-    p.add_argument("--n", type=int, default=None, help="samples per set (default: all 10,000 held-out; 10,000 OOD)")
+    p.add_argument(
+        "--n",
+        type=int,
+        default=None,
+        help="pairs per set (default: the checkpoint's whole held-out split, e.g. 10,000 for add3; 10,000 OOD pairs)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the OOD (and random ID) sets")
-    p.add_argument("--batch-size", type=int, default=4096)
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=4096,
+        help="pairs decoded at a time: memory grows with it, not --n (default 4,096)",
+    )
     add_json_arg(p)
+    add_quiet_arg(p)
     add_device_arg(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, start="scoring {checkpoint}")
 
 
 def run(args) -> int:
+    from ..core.checkpoint import load
+    from ..core.data import default_ood_digits
+    from ..core.evaluate import evaluate_checkpoint
+
     ckpt = load(args.checkpoint, device=args.device)
     require_positive(args, "n")
     ood = args.ood_digits
     if ood is None:
-        ood = [ckpt.task.digits + 1] if ckpt.task.digits < ckpt.task.width else []
-    result = evaluate_checkpoint(ckpt, ood, n=args.n, seed=args.seed, batch_size=args.batch_size)
+        m = default_ood_digits(ckpt.task)
+        ood = [m] if m is not None else []
+    result = evaluate_checkpoint(
+        ckpt, ood, n=args.n, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet
+    )
     if args.json:
         print_json(result)
         return 0

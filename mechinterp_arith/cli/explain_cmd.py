@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..core.checkpoint import load
 from .common import (
     add_checkpoint_arg,
     add_device_arg,
@@ -25,11 +24,12 @@ def register(sub) -> None:
     p.add_argument("--top", type=int, default=3, help="sites per digit (default 3)")
     add_json_arg(p)
     add_device_arg(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, start="explaining {a} and {b} on {checkpoint}")
 
 
 def run(args) -> int:
     from ..analysis.circuits import explain
+    from ..core.checkpoint import load
 
     ckpt = load(args.checkpoint, device=args.device)
     require_positive(args, "top")

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import shlex
 
-from ..core.checkpoint import load
-from ..core.importer import DEFAULT_ACT, SOURCES, import_checkpoint
-from ..core.model import ACTIVATIONS
+from ..core.choices import ACTIVATIONS, DEFAULT_ACT, SOURCES
 from .common import add_json_arg, add_task_args, print_json, task_from_args
 
 
@@ -19,7 +16,6 @@ def register(sub) -> None:
         "checkpoint directory that every other command reads. Layers, widths, "
         "vocabulary and context come from the tensor shapes; heads from --n-heads "
         "(or nanoGPT's model_args).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
         "path", metavar="PATH", help="the .pt file: a state dict, or nanoGPT's {'model': ..., 'model_args': ...}"
@@ -38,10 +34,13 @@ def register(sub) -> None:
     add_task_args(t)
     p.add_argument("--out", required=True, help="checkpoint directory to write (an earlier import there is replaced)")
     add_json_arg(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, start="importing {path}")
 
 
 def run(args) -> int:
+    from ..core.checkpoint import load
+    from ..core.importer import import_checkpoint
+
     task = task_from_args(args)
     out = import_checkpoint(
         args.path,

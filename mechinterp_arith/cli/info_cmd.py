@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from ..core.checkpoint import load
-from ..core.data import default_split_sizes
-from ..core.train_config import BEFORE_THE_KEY
 from .common import add_checkpoint_arg, add_json_arg, print_json
 
 
@@ -17,20 +14,22 @@ def register(sub) -> None:
     )
     add_checkpoint_arg(p)
     add_json_arg(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, start="reading {checkpoint}")
 
 
 def summary(ckpt) -> dict:
-    n_params = sum(p.numel() for p in ckpt.model.parameters())
+    from ..core.data import example_pair
+    from ..core.model import n_params
+
     return {
         "checkpoint": str(ckpt.path),
         "task": {
             **ckpt.task.to_dict(),
             "name": ckpt.task.name,
             "formula": ckpt.task.describe(),
-            "example": ckpt.task.to_text(349 % 10**ckpt.task.digits, 205 % 10**ckpt.task.digits),
+            "example": ckpt.task.to_text(*example_pair(ckpt.task)),
         },
-        "model": {**ckpt.model_config.to_dict(), "n_params": n_params},
+        "model": {**ckpt.model_config.to_dict(), "n_params": n_params(ckpt.model)},
         "training": ckpt.config.get("training", {}),
         "last_metrics": ckpt.history[-1] if ckpt.history else None,
         "snapshot_steps": ckpt.snapshot_steps(),
@@ -40,9 +39,17 @@ def summary(ckpt) -> dict:
     }
 
 
+def number(value) -> str:
+    """A metric as people read it: 6 significant digits (``loss 2.57791e-05``, ``lr 0.0003``), ints as they are."""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
 def training_line(tr: dict, task) -> str:
     """The recipe a checkpoint was trained with (its config's resolved ``training``), in one line:
-    budget, optimisation, then data (configs written before a key read as :data:`BEFORE_THE_KEY`)."""
+    budget, optimisation, then data (configs written before a key read as ``BEFORE_THE_KEY``)."""
+    from ..core.data import default_split_sizes
+    from ..core.train_config import BEFORE_THE_KEY
+
     tr = {**BEFORE_THE_KEY, **tr}
     parts = [
         f"{tr.get('steps')} steps of batch {tr.get('batch_size')}, lr {tr.get('lr')} "
@@ -58,6 +65,8 @@ def training_line(tr: dict, task) -> str:
 
 
 def run(args) -> int:
+    from ..core.checkpoint import load
+
     ckpt = load(args.checkpoint, device="cpu")
     s = summary(ckpt)
     if args.json:
@@ -73,7 +82,7 @@ def run(args) -> int:
     if s["training"]:
         print(f"training    {training_line(s['training'], ckpt.task)}")
     if s["last_metrics"]:
-        print("last eval   " + ", ".join(f"{k} {v}" for k, v in s["last_metrics"].items()))
+        print("last eval   " + ", ".join(f"{k} {number(v)}" for k, v in s["last_metrics"].items()))
     if s["snapshot_steps"]:
         print(f"snapshots   {len(s['snapshot_steps'])} at steps {s['snapshot_steps']}")
     if s["source"]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from ..analysis.activations import ANSWER_SOURCES
-from ..analysis.logit_lens import id_ood_logit_lens
-from ..core.checkpoint import load
+from ..analysis.choices import ANSWER_SOURCES
 from .common import (
     add_checkpoint_arg,
     add_device_arg,
@@ -36,10 +34,13 @@ def register(sub) -> None:
     add_html_arg(p, "the heatmaps")
     add_json_arg(p)
     add_device_arg(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, start="logit lens of {checkpoint}")
 
 
 def run(args) -> int:
+    from ..analysis.logit_lens import id_ood_logit_lens
+    from ..core.checkpoint import load
+
     ckpt = load(args.checkpoint, device=args.device)
     res = id_ood_logit_lens(ckpt, n=args.n, ood_digits=args.ood_digits, ood_answers=args.ood_answers, seed=args.seed)
     if args.html:
@@ -48,7 +49,7 @@ def run(args) -> int:
         print_json({"checkpoint": ckpt.name, "task": ckpt.task.name, "n": args.n, **res.summary()})
         return 0
     print(f"{ckpt.name}: logit lens (final-state lens vs model logits: max |diff| {res.final_max_abs_diff:.2e})")
-    for (s, t), _ in res.frame.groupby(["set", "target"], sort=False):
+    for s, t in res.frame[["set", "target"]].drop_duplicates().itertuples(index=False):
         print(
             f"\n{s}, {t} digit (forced answers: {res.answers[s]}): mean probability; columns = answer digit, units first"
         )

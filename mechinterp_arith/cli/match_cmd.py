@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ..analysis.matching import MATCH_ANSWERS, match_ood
-from ..core.checkpoint import load
+from ..analysis.choices import MATCH_ANSWERS
 from .common import (
     add_checkpoint_arg,
     add_device_arg,
@@ -36,10 +35,13 @@ def register(sub) -> None:
     add_html_arg(p, "the heatmaps")
     add_json_arg(p)
     add_device_arg(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, start="matching OOD and ID activations of {checkpoint}")
 
 
 def run(args) -> int:
+    from ..analysis.matching import match_ood
+    from ..core.checkpoint import load
+
     ckpt = load(args.checkpoint, device=args.device)
     res = match_ood(ckpt, n=args.n, ood_digits=args.ood_digits, answers=args.answers, seed=args.seed)
     if args.html:

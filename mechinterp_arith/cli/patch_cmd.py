@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..core.checkpoint import load
 from .common import (
     add_checkpoint_arg,
     add_device_arg,
@@ -31,11 +30,12 @@ def register(sub) -> None:
     p.add_argument("--min-effect", type=float, default=0.1, help="heads reported when best effect >= this")
     add_json_arg(p)
     add_device_arg(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, start="patching {checkpoint}")
 
 
 def run(args) -> int:
     from ..analysis.circuits import circuit_digits, digit_sites, head_operand_map
+    from ..core.checkpoint import load
     from ..core.errors import NotApplicable
     from ..core.positions import answer_logit_pos, check_digit
 
@@ -68,13 +68,13 @@ def run(args) -> int:
             "n_identical_sites": int(sites.identical.sum()),
             "top_sites": [
                 {
-                    "kind": r.kind,
-                    "layer": int(r.layer),
-                    "pos": int(r.pos),
-                    "label": r.label,
-                    "effect": round(float(r.effect), 4),
+                    "kind": r["kind"],
+                    "layer": int(r["layer"]),
+                    "pos": int(r["pos"]),
+                    "label": r["label"],
+                    "effect": round(float(r["effect"]), 4),
                 }
-                for r in top.itertuples()
+                for r in top.to_dict("records")
             ],
             "heads": [
                 {

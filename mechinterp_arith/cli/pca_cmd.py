@@ -7,13 +7,8 @@ the position predicting the units digit, over 10,000 random pairs with each oper
 
 from __future__ import annotations
 
-from ..analysis.activations import DEFAULT_HOOK, resolve_hook
-from ..analysis.pca import DEFAULT_K, pca_sweep
-from ..analysis.projection import study_pca
-from ..core import data
-from ..core.checkpoint import load
-from ..core.labels import DEFAULT_LABEL, LABEL_HELP, parse_label
-from ..core.positions import resolve_position
+from ..analysis.choices import DEFAULT_HOOK, DEFAULT_K
+from ..core.choices import DEFAULT_LABEL, LABEL_HELP
 from .common import (
     add_checkpoint_arg,
     add_device_arg,
@@ -51,28 +46,38 @@ def register(sub) -> None:
     p.add_argument("--k", type=int, default=DEFAULT_K, help="components for separability (default 3)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--sweep",
+        "--each-site",
+        "--sweep",  # its former name, kept: "sweep" now names only the sweep command's grids of training runs
+        dest="each_site",
         action="store_true",
         help="instead: every residual state x answer position on --n ID pairs, label = the digit each position predicts",
     )
     add_html_arg(p)
     add_json_arg(p)
     add_device_arg(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, start="PCA of {checkpoint}")
 
 
 def run(args) -> int:
+    from ..analysis.activations import resolve_hook
+    from ..analysis.pca import pca_each_site
+    from ..analysis.projection import study_pca
+    from ..core import data
+    from ..core.checkpoint import load
+    from ..core.labels import parse_label
+    from ..core.positions import resolve_position
+
     ckpt = load(args.checkpoint, device=args.device)
     task = ckpt.task
     require_positive(args, "n", "n_id", "k")
     hook = resolve_hook(ckpt.model, args.hook)
     pos = resolve_position(task, args.position)
     parse_label(task, args.label)
-    if args.sweep:
+    if args.each_site:
         a, b = data.random_pairs(task, args.n, seed=args.seed)
-        sweep = pca_sweep(ckpt, a, b, k=args.k)
+        sites = pca_each_site(ckpt, a, b, k=args.k)
         if args.html:
-            write_figure_html(args.html, sweep.figure())
+            write_figure_html(args.html, sites.figure())
         if args.json:
             print_json(
                 {
@@ -80,17 +85,17 @@ def run(args) -> int:
                     "task": task.name,
                     "n": args.n,
                     "k": args.k,
-                    "rows": sweep.frame.to_dict(orient="records"),
+                    "rows": sites.frame.to_dict(orient="records"),
                 }
             )
         else:
             print(
-                sweep.frame.pivot(index="hook", columns="position", values="nearest_centroid_accuracy")
+                sites.frame.pivot(index="hook", columns="position", values="nearest_centroid_accuracy")
                 .round(3)
                 .to_string()
             )
         return 0
-    res, out = study_pca(ckpt, args.n, args.n_id, hook, pos, args.label, args.k, seed=args.seed)
+    res, _, out = study_pca(ckpt, args.n, args.n_id, hook, pos, args.label, args.k, seed=args.seed)
     out = {"checkpoint": ckpt.name, "task": task.name, **out}
     if args.html:
         write_figure_html(args.html, res.figure(dims=3))

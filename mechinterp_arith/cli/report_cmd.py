@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from ..core.checkpoint import load
+from ..report.section_keys import SECTION_KEYS
+from .checks import CliError
 from .common import add_checkpoint_arg, add_device_arg, command_line, print_json
 
 
 def register(sub) -> None:
-    from ..report.sections import SECTIONS
-
     p = sub.add_parser(
         "report",
         help="write a self-contained, offline HTML report (DIR/index.html)",
@@ -31,16 +31,22 @@ def register(sub) -> None:
     p.add_argument("--quick", action="store_true", help="small sample sizes (a fast preview)")
     p.add_argument("--seed", type=int, default=0, help="seed of every sampled set")
     p.add_argument(
-        "--sections", nargs="+", default=None, metavar="KEY", help=f"only these sections, from: {' '.join(SECTIONS)}"
+        "--sections",
+        nargs="+",
+        default=None,
+        metavar="KEY",
+        help=f"only these sections, from: {' '.join(SECTION_KEYS)}",
     )
     p.add_argument("--json", action="store_true", help="print a JSON summary (path, size, per-section timing)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_device_arg(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, start="building the report of {checkpoint} into {out}")
 
 
 def run(args) -> int:
-    from ..report import ReportSettings, build_report
+    from ..core.checkpoint import load
+    from ..report.build import build_report
+    from ..report.context import ReportSettings
     from ..sweep.results import is_sweep_dir
 
     if is_sweep_dir(args.checkpoint):
@@ -52,6 +58,7 @@ def run(args) -> int:
     )
     settings.n_samples  # noqa: B018 - reject a bad --n before loading anything
     ckpt = load(args.checkpoint, device=args.device)
+    check_not_a_checkpoint(Path(args.out), ckpt.path)
     command = command_line(args)
     result = build_report(ckpt, args.out, settings, progress=not (args.quiet or args.json), command=command)
     print_result(result, args.json)
@@ -63,6 +70,15 @@ def run(args) -> int:
         )
         return 1
     return 0
+
+
+def check_not_a_checkpoint(out: Path, checkpoint: Path | None) -> None:
+    """CliError when ``--out`` is the checkpoint reported on, or another checkpoint directory: the
+    report writes index.html there, and a checkpoint directory holds the model's files only."""
+    if checkpoint is not None and out.resolve() == checkpoint.resolve():
+        raise CliError(f"--out {out} is the checkpoint itself; write the report elsewhere, e.g. --out {out}-report")
+    if (out / "config.json").is_file() and (out / "model.safetensors").is_file():
+        raise CliError(f"--out {out} is a checkpoint directory; write the report elsewhere, e.g. --out {out}-report")
 
 
 def run_sweep_report(args) -> int:
@@ -96,8 +112,9 @@ def print_result(result, as_json: bool) -> None:
     if as_json:
         print_json(result.summary())
         return
+    width = max((len(s.title) for s in result.sections), default=0) + 2  # the longest title, then a gap
     for s in result.sections:
-        print(f"  {s.title:<58} {s.status:<12} {s.seconds:6.1f} s" + (f"  {s.error}" if s.error else ""))
+        print(f"  {s.title:<{width}}{s.status:<9}{s.seconds:6.1f} s" + (f"  {s.error}" if s.error else ""))
     print(
         f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB) in {result.seconds:.1f} s; "
         f"open it in a browser (file://{result.path.resolve()})"

@@ -34,11 +34,12 @@ def register(sub) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when a worker sees one), cpu, cuda")
     p.add_argument("--dry-run", action="store_true", help="check the spec and list its runs; run nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, start="sweep {spec} into {out}")
 
 
 def run(args) -> int:
     from ..sweep import load_spec, run_sweep
+    from ..sweep.spec import ANALYSES
     from .common import command_line, require_positive
 
     require_positive(args, "workers")
@@ -50,7 +51,7 @@ def run(args) -> int:
             print(f"{run_settings.run_id}  group {run_settings.group_id}")
         print(
             f"{len(spec.runs)} runs in {len({r.group_id for r in spec.runs})} groups; analyses: "
-            f"{', '.join(k for k in ('evaluate', 'equivalence', 'pca') if getattr(spec.analyses, k)) or 'none'}"
+            f"{', '.join(k for k in ANALYSES if getattr(spec.analyses, k)) or 'none'}"
         )
         return 0
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the workers too, like Ctrl-C
@@ -64,6 +65,7 @@ def run(args) -> int:
         device=args.device,
         progress=not args.quiet,
         command=command,
+        threads=args.threads,
     )
     print(
         f"{args.out}: {len(result.frame)} runs ({result.skipped} already finished, {result.ran} run now, "

@@ -18,6 +18,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from jaxtyping import Int
@@ -28,9 +29,9 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from .checkpoint_schema import FORMAT_VERSION, check_config, check_history, check_metrics, parse_json
 from .dirswap import leftovers, recover, replace_dir, staging_dir
-from .files import errors_naming, link_or_copy, strict_json
-from .locks import exclusive
-from .model import ModelConfig, build_model, resolve_device
+from .files import errors_naming, link_or_copy, require_regular_file, strict_json
+from .locks import exclusive, output_path
+from .model import ModelConfig, build_model, model_device, resolve_device
 from .tasks import Task, as_operands
 from .version import __version__
 
@@ -61,8 +62,8 @@ class Checkpoint:
     model: TransformerBridge
     task: Task
     model_config: ModelConfig
-    config: dict = field(default_factory=dict)
-    history: list[dict] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
     path: Path | None = None
     _snapshots: dict[int, TransformerBridge] = field(default_factory=dict, repr=False, compare=False)
 
@@ -72,7 +73,7 @@ class Checkpoint:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        return model_device(self.model)
 
     def prompt_tokens(self, a: Sequence[int] | Tensor, b: Sequence[int] | Tensor) -> Int[Tensor, "batch pos"]:
         """Everything before the first answer token, on the model's device: [batch, prompt_len]."""
@@ -157,10 +158,10 @@ def save_checkpoint(
     model: torch.nn.Module,
     task: Task,
     model_config: ModelConfig,
-    train_config: dict | None = None,
-    history: list[dict] | None = None,
+    train_config: dict[str, Any] | None = None,
+    history: list[dict[str, Any]] | None = None,
     command: str | None = None,
-    extra: dict | None = None,
+    extra: dict[str, Any] | None = None,
     snapshots: Mapping[int, dict[str, Tensor] | Path] | None = None,
 ) -> Path:
     """Write a checkpoint directory and return its path.
@@ -170,8 +171,9 @@ def save_checkpoint(
     dies (``core/dirswap.py``), under the lock of ``path`` (``core/locks.py``). ``snapshots``:
     step -> weights, or -> a snapshot file to link; nothing else is kept from the old directory.
     ``config.json`` and ``metrics.json`` are checked against their schema before anything is written.
+    A ``path`` reached through a symbolic link is written where the link points (the link stays).
     """
-    path = Path(path)
+    given, path = Path(path), output_path(path)
     config = {
         "format_version": FORMAT_VERSION,
         "package_version": __version__,
@@ -196,10 +198,16 @@ def save_checkpoint(
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-    return path
+    return given
 
 
-def _write_contents(folder: Path, model, config: dict, history: list[dict], snapshots: Mapping) -> None:
+def _write_contents(
+    folder: Path,
+    model: torch.nn.Module,
+    config: dict[str, Any],
+    history: list[dict[str, Any]],
+    snapshots: Mapping[int, dict[str, Tensor] | Path],
+) -> None:
     save_file({k: v.contiguous() for k, v in weights_of(model).items()}, folder / WEIGHTS)
     (folder / CONFIG).write_text(strict_json(config, indent=2) + "\n")
     (folder / METRICS).write_text(strict_json({"history": history}, indent=1) + "\n")
@@ -222,12 +230,18 @@ def recover_dir(path: Path) -> None:
 
 
 # ---- reading -------------------------------------------------------------------------------------
+CHECKPOINTS_ENV = "MECHINTERP_ARITH_CHECKPOINTS"  # a folder of checkpoint directories, searched first
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "checkpoints"  # package data: in every install
+
+
 def shipped_checkpoint_dirs() -> list[Path]:
-    """Where shipped checkpoints are looked up by name, in order."""
+    """Where checkpoints are looked up by name, in order: ``$MECHINTERP_ARITH_CHECKPOINTS`` (when
+    set), the shipped ones (``mechinterp_arith/checkpoints``, package data of every install: editable,
+    ``pip install CLONE`` or a wheel), then ``./checkpoints``."""
     dirs = []
-    if os.environ.get("MECHINTERP_ARITH_CHECKPOINTS"):
-        dirs.append(Path(os.environ["MECHINTERP_ARITH_CHECKPOINTS"]))
-    dirs.append(Path(__file__).resolve().parents[2] / "checkpoints")
+    if os.environ.get(CHECKPOINTS_ENV):
+        dirs.append(Path(os.environ[CHECKPOINTS_ENV]))
+    dirs.append(SHIPPED_DIR)
     dirs.append(Path.cwd() / "checkpoints")
     return dirs
 
@@ -273,16 +287,20 @@ def snapshot_files(path: Path) -> dict[int, Path]:
     return files
 
 
-def _read_json(file: Path):
+def read_json(file: Path) -> Any:
+    """The parsed JSON of a checkpoint's file (NaN read as null); CheckpointError naming it when it
+    is not a regular file (a FIFO would block), not UTF-8 JSON, or nested too deeply to read."""
     try:
-        return parse_json(file.read_text())
+        return parse_json(require_regular_file(file).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{file} is not valid JSON ({e})") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{file} is a directory, not a file") from None
+    except RecursionError:
+        raise CheckpointError(f"{file} is not a checkpoint file: its JSON is nested too deeply to read") from None
+    except OSError as e:
+        raise CheckpointError(f"{file} {e.strerror}") from None
 
 
-def read_config(path: Path) -> dict:
+def read_config(path: Path) -> dict[str, Any]:
     """The parsed ``config.json`` of a checkpoint directory, checked against the schema
     (``core/checkpoint_schema.py``); CheckpointError names the file and the key."""
     f = path / CONFIG
@@ -293,7 +311,7 @@ def read_config(path: Path) -> dict:
         )
     if not f.exists():
         raise CheckpointError(f"{path} holds no {CONFIG}; is it a checkpoint directory?")
-    config = _read_json(f)
+    config = read_json(f)
     try:
         check_config(config)
     except ValueError as e:
@@ -301,13 +319,13 @@ def read_config(path: Path) -> dict:
     return config
 
 
-def read_history(path: Path) -> list[dict]:
+def read_history(path: Path) -> list[dict[str, Any]]:
     """The training history in ``metrics.json`` ([] when absent), checked against the schema."""
     f = path / METRICS
     if not f.exists():
         return []
     try:
-        return check_metrics(_read_json(f))
+        return check_metrics(read_json(f))
     except ValueError as e:
         raise CheckpointError(f"{f}: {e}") from None
 
@@ -320,8 +338,12 @@ def load_weights(model: torch.nn.Module, file: Path) -> None:
 def read_weights(file: Path, model: torch.nn.Module) -> dict[str, Tensor]:
     """The tensors of a safetensors file, checked against ``model``: names, shapes, dtypes, finite
     values; CheckpointError names the file and the first problem."""
-    if not file.is_file():
-        raise CheckpointError(f"{file} is missing")
+    try:
+        require_regular_file(file)
+    except OSError as e:
+        raise CheckpointError(
+            f"{file} is missing" if isinstance(e, FileNotFoundError) else f"{file} {e.strerror}"
+        ) from None
     try:
         tensors = load_file(str(file))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:

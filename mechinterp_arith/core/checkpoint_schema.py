@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from .model import ModelConfig
 from .tasks import Task
@@ -60,23 +62,25 @@ _JSON_TYPES = {
 }
 _METRIC_RANGES = {"loss": (0, None), "lr": (0, None), "elapsed_s": (0, None), "id_exact": (0, 1), "ood_exact": (0, 1)}
 
+T = TypeVar("T")
 
-def parse_json(text: str):
+
+def parse_json(text: str) -> Any:
     """``json.loads`` that reads NaN and infinities (written by version 0.1.0) as null."""
     return json.loads(text, parse_constant=lambda name: None)
 
 
-def _kind(value) -> str:
+def _kind(value: object) -> str:
     return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
-def _require(value, types: tuple[type, ...], where: str) -> None:
+def _require(value: object, types: tuple[type, ...], where: str) -> None:
     if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
         wanted = " or ".join(_JSON_TYPES[t] for t in types)
         raise ValueError(f"{where} must be {wanted}, got {_kind(value)} {value!r}"[:300])
 
 
-def _section(config: dict, key: str, build):
+def _section(config: dict[str, Any], key: str, build: Callable[[dict[str, Any]], T]) -> T:
     _require(config[key], (dict,), key)
     try:
         return build(config[key])
@@ -84,7 +88,7 @@ def _section(config: dict, key: str, build):
         raise ValueError(f"{key}: {e}") from None
 
 
-def check_config(config) -> tuple[Task, ModelConfig, TrainConfig | None]:
+def check_config(config: Any) -> tuple[Task, ModelConfig, TrainConfig | None]:
     """The task, model config and training config (None for an import) of a ``config.json`` object."""
     _require(config, (dict,), "the file")
     unknown = sorted(set(config) - set(CONFIG_KEYS))
@@ -118,7 +122,7 @@ def check_config(config) -> tuple[Task, ModelConfig, TrainConfig | None]:
     return task, model, training
 
 
-def check_history(rows, where: str = "history") -> list[dict]:
+def check_history(rows: Any, where: str = "history") -> list[dict[str, Any]]:
     """``rows`` if it is a list of metric rows (see the module docstring), else a ValueError naming the row."""
     _require(rows, (list,), where)
     last = -1
@@ -141,7 +145,7 @@ def check_history(rows, where: str = "history") -> list[dict]:
     return rows
 
 
-def check_metrics(metrics) -> list[dict]:
+def check_metrics(metrics: Any) -> list[dict[str, Any]]:
     """The history of a ``metrics.json`` object."""
     _require(metrics, (dict,), "the file")
     unknown = sorted(set(metrics) - {"history"})

@@ -13,19 +13,20 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from jaxtyping import Int
+from jaxtyping import Bool, Int
 from torch import Tensor
 
+from .choices import MAX_SAMPLES
 from .errors import NotApplicable
-from .seeding import generator
-from .tasks import Task
+from .seeding import generator, rng
+from .tasks import Task, as_operands, digit_count
 
 Pairs = tuple[Int[Tensor, " n"], Int[Tensor, " n"]]
-MAX_SAMPLES = 100_000_000  # larger sets do not fit in memory on the machines this runs on
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,8 @@ def id_split(
         return Split(a[:n_train], b[:n_train], a[n_train:], b[n_train:])
     if lengths != "uniform":
         raise ValueError(f"unknown operand lengths {lengths!r}; choose uniform or mixed")
-    rng = np.random.default_rng(seed)  # the split of the shipped checkpoints: kept as it was
-    index = rng.choice(total, size=n_train + n_test, replace=False)
+    # rng(seed) is numpy's default_rng(seed): the split of the shipped checkpoints, kept as it was
+    index = rng(seed).choice(total, size=n_train + n_test, replace=False)
     a, b = _pair_from_index(task, torch.from_numpy(index.astype(np.int64)))
     return Split(a[:n_train], b[:n_train], a[n_train:], b[n_train:])
 
@@ -117,30 +118,23 @@ def mixed_length_pairs(task: Task, n: int, seed: int = 0) -> Pairs:
     g = generator(seed, "mixed_lengths")
     if total <= ENUMERATE_LIMIT:
         a, b = _pair_from_index(task, torch.arange(total))
-        cell = _digit_count(a) * (task.digits + 1) + _digit_count(b)
+        cell = digit_count(a) * (task.digits + 1) + digit_count(b)
         cell_size = torch.bincount(cell)[cell].double()
         keys = torch.rand(total, generator=g, dtype=torch.float64).log() * cell_size  # log(U) / weight
         chosen = keys.topk(n).indices
         return a[chosen], b[chosen]
     N = 10**task.digits
-    keys = np.zeros(0, dtype=np.int64)
+    drawn = np.zeros(0, dtype=np.int64)
     for _ in range(MIXED_DRAW_ROUNDS):
         lengths = torch.randint(1, task.digits + 1, (2, 2 * n), generator=g)
         a, b = ordered(task, _values_with_lengths(lengths[0], g), _values_with_lengths(lengths[1], g))
-        keys = np.concatenate([keys, (a * N + b).numpy()])
-        _, first = np.unique(keys, return_index=True)
-        keys = keys[np.sort(first)]  # distinct pairs, in the order they were drawn
-        if len(keys) >= n:
-            chosen = torch.from_numpy(keys[:n])
+        drawn = np.concatenate([drawn, (a * N + b).numpy()])
+        _, first = np.unique(drawn, return_index=True)
+        drawn = drawn[np.sort(first)]  # distinct pairs, in the order they were drawn
+        if len(drawn) >= n:
+            chosen = torch.from_numpy(drawn[:n])
             return chosen // N, chosen % N
     raise ValueError(f"could not draw {n:,} distinct mixed-length pairs of {task.name}; ask for fewer")
-
-
-def _digit_count(x: Int[Tensor, " n"]) -> Int[Tensor, " n"]:
-    count = torch.ones_like(x)
-    for k in range(1, 18):
-        count += (x >= 10**k).long()
-    return count
 
 
 def _values_with_lengths(lengths: Int[Tensor, " n"], g: torch.Generator) -> Int[Tensor, " n"]:
@@ -173,6 +167,46 @@ def default_ood_digits(task: Task) -> int | None:
     return task.digits + 1 if task.digits < task.width else None
 
 
+def in_distribution(task: Task, a: Int[Tensor, " n"], b: Int[Tensor, " n"]) -> Bool[Tensor, " n"]:
+    """Whether each pair is in distribution: both operands below 10^n (at most the trained n digits).
+
+    >>> in_distribution(Task("add", 3), torch.tensor([349, 1349]), torch.tensor([705, 705])).tolist()
+    [True, False]
+    """
+    N = 10**task.digits
+    return (as_operands(a) < N) & (as_operands(b) < N)
+
+
+def ood_digits_range(task: Task, count: int | None = None) -> list[int]:
+    """The OOD operand lengths n + 1, n + 2, ... the format holds (at most ``count`` of them);
+    [] when it holds none.
+
+    >>> ood_digits_range(Task("add", 3)), ood_digits_range(Task("add", 3), count=1), ood_digits_range(Task("add", 5))
+    ([4, 5], [4], [])
+    """
+    top = task.width if count is None else min(task.width, task.digits + count)
+    return list(range(task.digits + 1, top + 1))
+
+
+EXAMPLE = (349, 705)  # the study's running example: 349 + 705 = 1054, and 1349 + 705 answered as it
+
+
+def example_pair(task: Task, m: int | None = None) -> tuple[int, int]:
+    """One operand pair to show ``task`` with, valid for every operation and width: the ID
+    representative of the study's 349 + 705 (``Task.id_representative``: a mod 10^n, b mod 10^n,
+    a >= b for subtraction); with ``m``, a pair of ``m``-digit operands (99..94 and 11..1).
+
+    >>> example_pair(Task("add", 3)), example_pair(Task("sub", 3)), example_pair(Task("add", 2)), example_pair(Task("add", 3), m=5)
+    ((349, 705), (705, 349), (49, 5), (99994, 11111))
+    """
+    if m is None:
+        a, b = task.id_representative(as_operands(EXAMPLE[0]), as_operands(EXAMPLE[1]))
+        return int(a[0]), int(b[0])
+    if isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= task.width:
+        raise ValueError(f"m={m!r} does not fit the format (1..{task.width} digits)")
+    return int("9" * (m - 1) + "4"), int("1" * m)
+
+
 def require_ood_digits(task: Task, m: int | None = None) -> int:
     """``m`` (default n + 1) checked as an OOD operand length; :class:`NotApplicable` when the
     format holds no operand longer than the trained length."""
@@ -185,7 +219,7 @@ def require_ood_digits(task: Task, m: int | None = None) -> int:
     return check_ood_digits(task, [m])[0]
 
 
-def check_ood_digits(task: Task, ood_digits) -> list[int]:
+def check_ood_digits(task: Task, ood_digits: Iterable[int]) -> list[int]:
     """Validate OOD operand lengths: each m must satisfy n < m <= W (ValueError naming the bad one)."""
     ms = [int(m) for m in ood_digits]
     if not ms:
@@ -251,7 +285,7 @@ def random_pairs(
     return ordered(task, a, b)
 
 
-def class_members(task, a: int, b: int, k: int = 3, seed: int = 0) -> tuple[Int[Tensor, " k"], Int[Tensor, " k"]]:
+def class_members(task: Task, a: int, b: int, k: int = 3, seed: int = 0) -> tuple[Int[Tensor, " k"], Int[Tensor, " k"]]:
     """``k`` random OOD members ``(a + i·10^n, b + j·10^n)`` of the class of the ID pair ``(a, b)``,
     each with both operands longer than n digits, within the format's width."""
     N, W = 10**task.digits, task.width

@@ -34,8 +34,8 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from .model import model_device
-from .plain_forward import KVBuffer, PlainGPT, Segment, checked_plain_forward
-from .tasks import END, Task, as_operands, digits_of
+from .plain_forward import KVBuffer, PlainCache, PlainGPT, Segment, checked_plain_forward
+from .tasks import END, OperandsLike, Task, as_operands, digits_of
 
 DEFAULT_BATCH = 4096  # rows a bridge forward pass: memory is bounded by this, not by the set size
 PATHS = ("auto", "kv", "bridge")
@@ -52,7 +52,12 @@ class Generation:
 
 
 def generate(
-    model: TransformerBridge, task: Task, a, b, batch_size: int = DEFAULT_BATCH, path: str = "auto"
+    model: TransformerBridge,
+    task: Task,
+    a: OperandsLike,
+    b: OperandsLike,
+    batch_size: int = DEFAULT_BATCH,
+    path: str = "auto",
 ) -> Generation:
     """The model's greedy answers to ``a op b``; inputs on any device, outputs on the CPU.
 
@@ -100,7 +105,7 @@ def _plain_for(model: TransformerBridge, task: Task, a: Tensor, b: Tensor) -> Pl
 @torch.inference_mode()
 def greedy_tokens(
     model: TransformerBridge, prompt: Int[Tensor, "batch prompt"], n_new: int
-) -> Int[Tensor, "batch prompt+n_new"]:
+) -> Int[Tensor, "batch prompt_and_new"]:
     """Append ``n_new`` greedily chosen tokens to each prompt row through the bridge (no KV cache)."""
     tokens = prompt
     for _ in range(n_new):
@@ -109,7 +114,7 @@ def greedy_tokens(
     return tokens
 
 
-def _bridge_fixed(model: TransformerBridge, task: Task, a, b, batch_size: int) -> Generation:
+def _bridge_fixed(model: TransformerBridge, task: Task, a: Tensor, b: Tensor, batch_size: int) -> Generation:
     device = model_device(model)
     answers, rows = [], []
     for i in range(0, len(a), batch_size):
@@ -124,7 +129,7 @@ def _bridge_fixed(model: TransformerBridge, task: Task, a, b, batch_size: int) -
     return Generation(torch.cat(answers), torch.cat(rows))
 
 
-def _bridge_variable(model: TransformerBridge, task: Task, a, b, batch_size: int) -> Generation:
+def _bridge_variable(model: TransformerBridge, task: Task, a: Tensor, b: Tensor, batch_size: int) -> Generation:
     device = model_device(model)
     tokens, starts = task.encode_batch(a, b)
     answers = torch.full((len(a),), -1, dtype=torch.long)
@@ -163,7 +168,7 @@ def shared_prefix_split(
     """
     N, P = prompt.shape
     key = torch.zeros(N, dtype=torch.long, device=prompt.device)
-    best = (N * P, 0, None)
+    best: tuple[int, int, Tensor | None] = (N * P, 0, None)
     for s in range(1, P):
         if vocab**s >= _KEY_LIMIT:
             break
@@ -173,7 +178,7 @@ def shared_prefix_split(
         if cost < best[0]:
             best = (cost, s, inverse)
     _, s, inverse = best
-    if not s:
+    if not s or inverse is None:
         return 0, None, None
     first = torch.full((int(inverse.max()) + 1,), N, dtype=torch.long, device=prompt.device)
     first.scatter_reduce_(0, inverse, torch.arange(N, device=prompt.device), reduce="amin")
@@ -188,7 +193,7 @@ def kv_greedy(
     return_logits: bool = False,
     plain: PlainGPT | None = None,
     rows: int = DECODE_ROWS,
-) -> tuple[Int[Tensor, "batch prompt+n_new"], Float[Tensor, "batch n_new vocab"] | None]:
+) -> tuple[Int[Tensor, "batch prompt_and_new"], Float[Tensor, "batch n_new vocab"] | None]:
     """Greedy continuation of each prompt row with a key/value cache.
 
     Returns ``(tokens, logits)``: the prompt with ``n_new`` tokens appended, and (when
@@ -201,7 +206,7 @@ def kv_greedy(
         raise ValueError(f"prompt of {P} + {n_new} new tokens exceeds the model's context {plain.context}")
     s, inverse, first = shared_prefix_split(prompt, plain.embed.shape[0])
     if s:  # keys/values of the shared prefix positions, once per distinct prefix
-        cache: dict = {}
+        cache: PlainCache = {}
         plain.blocks(plain.embed_tokens(prompt[first, :s]), cache=cache, last_only=True)
         prefix_kv = [(cache[("k", j)], cache[("v", j)]) for j in range(plain.L)]
     out_tokens, out_logits = [], []
@@ -210,20 +215,21 @@ def kv_greedy(
         B = chunk.shape[0]
         past = KVBuffer(plain.L, B, plain.H, P + n_new - 1, plain.dh, prompt.device, plain.embed.dtype)
         if s:
+            assert inverse is not None  # s > 0: shared_prefix_split returned the groups
             idx = inverse[i : i + rows]
             for j, (k, v) in enumerate(prefix_kv):
                 past.keys[j][:, :, :s] = k[idx]
                 past.values[j][:, :, :s] = v[idx]
         x = plain.blocks(plain.embed_tokens(chunk[:, s:], s), Segment(start=s, past=past), last_only=True)
         new, kept = [], []
-        for k in range(n_new):
+        for step in range(n_new):
             last = plain.logits(x[:, -1])
             tok = last.argmax(-1)
             new.append(tok)
             if return_logits:
                 kept.append(last)
-            if k < n_new - 1:
-                x = plain.blocks(plain.embed_tokens(tok[:, None], P + k), Segment(start=P + k, past=past))
+            if step < n_new - 1:
+                x = plain.blocks(plain.embed_tokens(tok[:, None], P + step), Segment(start=P + step, past=past))
         out_tokens.append(torch.cat([chunk, torch.stack(new, dim=1)], dim=1))
         if return_logits:
             out_logits.append(torch.stack(kept, dim=1))

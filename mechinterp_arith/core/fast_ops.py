@@ -13,6 +13,8 @@ True
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from jaxtyping import Float
 from torch import Tensor
@@ -23,7 +25,7 @@ class _MaskedSoftmax(torch.autograd.Function):
     """Softmax over the last dimension of ``scores + additive_mask`` (mask: 0 or -inf)."""
 
     @staticmethod
-    def forward(ctx, scores: Tensor, additive_mask: Tensor) -> Tensor:
+    def forward(ctx: Any, scores: Tensor, additive_mask: Tensor) -> Tensor:
         p = scores + additive_mask
         p.sub_(p.amax(-1, keepdim=True)).exp_()
         p.div_(p.sum(-1, keepdim=True))
@@ -32,14 +34,16 @@ class _MaskedSoftmax(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad: Tensor):
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         (p,) = ctx.saved_tensors
         g = grad * p
         g.sub_(p * g.sum(-1, keepdim=True))
         return g, None
 
 
-def causal_mask(n_queries: int, n_keys: int, device=None, dtype=torch.float32) -> Float[Tensor, "q k"]:
+def causal_mask(
+    n_queries: int, n_keys: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+) -> Float[Tensor, "q k"]:
     """Additive mask: 0 where key position <= query position, -inf after; the queries are the last
     ``n_queries`` of the ``n_keys`` positions."""
     future = torch.ones(n_queries, n_keys, dtype=torch.bool, device=device).triu(n_keys - n_queries + 1)
@@ -49,4 +53,4 @@ def causal_mask(n_queries: int, n_keys: int, device=None, dtype=torch.float32) -
 def masked_softmax(scores: Float[Tensor, "... q k"], additive_mask: Float[Tensor, "q k"]) -> Float[Tensor, "... q k"]:
     """``softmax(scores + additive_mask, -1)``, differentiable in ``scores``; every query row must
     keep at least one key (a causal mask does)."""
-    return _MaskedSoftmax.apply(scores, additive_mask)
+    return _MaskedSoftmax.apply(scores, additive_mask)  # type: ignore[no-untyped-call]  # torch.autograd.Function.apply is unannotated

@@ -1,7 +1,9 @@
 """Files written so that a reader never sees half of one: a temporary sibling, then a rename.
 
-Errors name the file being written, never the hidden temporary. Strict JSON (:func:`strict_json`)
-writes NaN and infinities as ``null``.
+Errors name the file being written, never the hidden temporary (a full disk while safetensors
+writes is an ``OSError`` naming the target too). Strict JSON (:func:`strict_json`) writes NaN and
+infinities as ``null``. :func:`require_regular_file` refuses, before reading, what is not a regular
+file: a FIFO would block a reader forever.
 
 >>> atomic_write_text(Path("/tmp/example.txt"), "hello")        # doctest: +SKIP
 """
@@ -13,26 +15,53 @@ import errno
 import json
 import math
 import os
+import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 from torch import Tensor
 
 
 @contextlib.contextmanager
 def errors_naming(path: Path) -> Iterator[None]:
-    """Re-raise an OSError from inside the block as one naming ``path`` (the target, not a temporary)."""
+    """Re-raise an OSError from inside the block as one naming ``path`` (the target, not a temporary);
+    a safetensors write that failed on the file system (e.g. a full disk) becomes such an OSError."""
     try:
         yield
+    except SafetensorError as e:
+        found = re.search(r"code: (\d+)", str(e))
+        if found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code), str(path)) from None
     except OSError as e:
         if e.filename == str(path):
             raise
         if e.errno is None:
             raise type(e)(f"cannot write {path}: {e}") from None
         raise type(e)(e.errno, e.strerror, str(path)) from None
+
+
+def require_regular_file(path: Path, what: str = "file") -> Path:
+    """``path`` when it is a regular file (symbolic links followed); else OSError naming it: missing,
+    a directory, or a FIFO, socket or device (reading a FIFO blocks forever)."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, f"no such {what}", str(path)) from None
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, f"is a directory, not a {what}", str(path))
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise OSError(errno.EINVAL, f"is {kind}, not a regular {what}; replace it with the real file", str(path))
+    return path
 
 
 def _temporary(path: Path) -> tuple[int, str]:
@@ -79,7 +108,7 @@ def link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def json_safe(obj):
+def json_safe(obj: Any) -> Any:
     """``obj`` with NaN and infinite floats replaced by None (strict JSON has neither)."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
@@ -90,6 +119,6 @@ def json_safe(obj):
     return obj
 
 
-def strict_json(obj, **dumps_kwargs) -> str:
+def strict_json(obj: Any, **dumps_kwargs: Any) -> str:
     """``json.dumps`` of ``obj`` with NaN and infinities written as ``null``: always valid JSON."""
     return json.dumps(json_safe(obj), allow_nan=False, **dumps_kwargs)

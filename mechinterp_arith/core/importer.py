@@ -28,24 +28,23 @@ Key mapping (minGPT and nanoGPT share names; all linear weights are ``nn.Linear`
 from __future__ import annotations
 
 import hashlib
-import json
 import pickle
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from .checkpoint import CONFIG, CheckpointError, recover_dir, save_checkpoint
+from .checkpoint import CONFIG, CheckpointError, read_json, recover_dir, save_checkpoint
+from .choices import ACTIVATIONS, DEFAULT_ACT, SOURCES
 from .locks import exclusive
-from .model import ACTIVATIONS, ModelConfig, build_model
+from .model import ModelConfig, build_model
 from .tasks import Task
 
-SOURCES: tuple[str, ...] = ("mingpt", "nanogpt")
-DEFAULT_ACT = {"mingpt": "gelu_new", "nanogpt": "gelu"}  # minGPT: tanh GELU; nanoGPT: nn.GELU() (exact)
 COMPILE_PREFIX = "_orig_mod."
 _LAYER = re.compile(r"^transformer\.h\.(\d+)\.")
 _MASK = re.compile(r"^transformer\.h\.\d+\.attn\.bias$")  # the causal-mask buffer, not c_attn.bias
@@ -53,7 +52,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _REFUSED = re.compile(r"(unsupported GLOBAL|Unsupported global|Unsupported operand)[^\n]*", re.IGNORECASE)
 
 
-def read_foreign(path: str | Path) -> tuple[dict[str, Tensor], dict]:
+def read_foreign(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Read a minGPT/nanoGPT file safely: ``(state_dict, model_args)``.
 
     Accepts a plain state dict or nanoGPT's ``{"model": state_dict, "model_args": {...}, ...}``
@@ -75,7 +74,7 @@ def read_foreign(path: str | Path) -> tuple[dict[str, Tensor], dict]:
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         first = _plain(str(e)).splitlines()[0] if _plain(str(e)) else type(e).__name__
         raise CheckpointError(f"{path} is not a readable PyTorch file ({first})") from None
-    model_args: dict = {}
+    model_args: dict[str, Any] = {}
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
         model_args = obj.get("model_args") or {}
         if not isinstance(model_args, Mapping):
@@ -114,16 +113,16 @@ def _strip_compile_prefix(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
-def _listing(keys) -> str:
+def _listing(keys: Iterable[str]) -> str:
     keys = sorted(keys, key=_natural)
     return ", ".join(keys[:6]) + (f" ... ({len(keys)} in all)" if len(keys) > 6 else "")
 
 
-def _natural(key: str):
+def _natural(key: str) -> list[int | str]:
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", key)]
 
 
-def _model_arg(model_args: Mapping, name: str) -> int | None:
+def _model_arg(model_args: Mapping[str, Any], name: str) -> int | None:
     """``model_args[name]`` checked as a positive integer (None when absent)."""
     value = model_args.get(name)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -131,7 +130,7 @@ def _model_arg(model_args: Mapping, name: str) -> int | None:
     return value
 
 
-def _resolve_heads(n_heads: int | None, model_args: Mapping) -> int:
+def _resolve_heads(n_heads: int | None, model_args: Mapping[str, Any]) -> int:
     from_args = _model_arg(model_args, "n_head")
     if n_heads is not None and (isinstance(n_heads, bool) or not isinstance(n_heads, int) or n_heads < 1):
         raise ValueError(f"n_heads (--n-heads) must be a positive integer, got {n_heads!r}")
@@ -139,7 +138,10 @@ def _resolve_heads(n_heads: int | None, model_args: Mapping) -> int:
         raise ValueError("the number of attention heads is not stored in the weights: pass n_heads (--n-heads H)")
     if n_heads is not None and from_args is not None and from_args != n_heads:
         raise ValueError(f"n_heads={n_heads} contradicts the checkpoint's model_args n_head={from_args}")
-    return n_heads if n_heads is not None else from_args
+    if n_heads is not None:
+        return n_heads
+    assert from_args is not None  # both None raised above
+    return from_args
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,7 @@ def convert_state_dict(
     state: Mapping[str, Tensor],
     source: str = "mingpt",
     n_heads: int | None = None,
-    model_args: Mapping | None = None,
+    model_args: Mapping[str, Any] | None = None,
     act_fn: str | None = None,
 ) -> tuple[dict[str, Tensor], ModelConfig]:
     """Map a minGPT/nanoGPT state dict onto the bridge's TL-named state dict, and infer its config.
@@ -208,7 +210,7 @@ def convert_state_dict(
     return _to_bridge_names(state, shapes), cfg
 
 
-def _read_shapes(state: Mapping[str, Tensor], source: str, model_args: Mapping) -> _Shapes:
+def _read_shapes(state: Mapping[str, Tensor], source: str, model_args: Mapping[str, Any]) -> _Shapes:
     anchors = ["transformer.wte.weight", "transformer.wpe.weight", "transformer.h.0.mlp.c_fc.weight"]
     missing_anchors = [k for k in anchors if k not in state]
     if missing_anchors:
@@ -259,7 +261,7 @@ def _expected_shapes(s: _Shapes) -> dict[str, tuple[int, ...]]:
     return expected
 
 
-def _check_keys_and_tensors(state: Mapping[str, Tensor], source: str, s: _Shapes, expected: dict) -> None:
+def _check_keys_and_tensors(state: Mapping[str, Tensor], source: str, s: _Shapes, expected: dict[str, Any]) -> None:
     nano = source == "nanogpt"
     masks = {f"transformer.h.{i}.attn.bias" for i in range(s.n_layers)}  # causal-mask buffers, not weights
     unknown = set(state) - set(expected) - masks
@@ -339,7 +341,9 @@ def sha256_of(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def import_command(path, source: str, n_heads: int | None, task: Task, out, act_fn: str | None = None) -> str:
+def import_command(
+    path: str | Path, source: str, n_heads: int | None, task: Task, out: str | Path, act_fn: str | None = None
+) -> str:
     """The ``mechinterp-arith import ...`` command line equivalent to an API call."""
     args = ["import", str(path), "--from", source]
     if n_heads is not None:
@@ -363,8 +367,8 @@ def _check_out(out: Path) -> None:
     if not any(out.iterdir()):
         return
     try:
-        previous = json.loads((out / CONFIG).read_text()).get("source", {}).get("kind")
-    except (OSError, json.JSONDecodeError, AttributeError):
+        previous = read_json(out / CONFIG).get("source", {}).get("kind")
+    except (CheckpointError, AttributeError):
         previous = None
     if previous not in SOURCES:
         raise ValueError(

@@ -24,12 +24,9 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from .tasks import Task, as_operands
-
-DEFAULT_LABEL = "units"
-LABEL_HELP = (
-    "a<i>, b<i> (operand digit, 0 = units), ans<k> or units (result digit), carry<k> (k >= 1), mod<j> (result mod 10^j)"
-)
+from .choices import DEFAULT_LABEL as DEFAULT_LABEL  # re-exported: labels are documented here
+from .choices import LABEL_HELP
+from .tasks import Task, as_operands, digit_at
 
 
 def parse_label(task: Task, spec: str) -> tuple[str, int]:
@@ -57,12 +54,12 @@ def label_values(task: Task, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"],
     a, b = as_operands(a), as_operands(b)
     p = 10**i
     if kind == "a":
-        return a // p % 10
+        return digit_at(a, i)
     if kind == "b":
-        return b // p % 10
+        return digit_at(b, i)
     c = task.apply(a, b)
     if kind == "ans":
-        return c // p % 10
+        return digit_at(c, i)
     if kind == "mod":
         return c % p
     # carry into place i
@@ -74,5 +71,5 @@ def label_values(task: Task, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"],
     low = torch.zeros_like(a)  # mul: the partial products a_s b_t 10^(s+t) with s + t < i
     for s in range(i):
         for t in range(i - s):
-            low += (a // 10**s % 10) * (b // 10**t % 10) * 10 ** (s + t)
+            low += digit_at(a, s) * digit_at(b, t) * 10 ** (s + t)
     return low // p

@@ -7,6 +7,11 @@ naming the owner at once, before any work. The lock is ``fcntl.flock`` on ``.NAM
 process is simply taken over. The file is removed on release. Re-entrant within one thread (train
 holds it and calls ``save_checkpoint``, which takes it too).
 
+A path reached through a symbolic link is locked (and written) as the path it resolves to
+(:func:`output_path`), so ``--out real`` and ``--out alias`` (``alias -> real``) are one output.
+The lock file itself is opened without following links and must be a regular file: a symbolic
+link planted as ``.NAME.lock`` is refused, never written through.
+
 Hand-written rather than ``filelock``: its ``FileLock`` truncates the lock file on every attempt,
 so the owner's pid could not be reported. POSIX only (Linux, macOS); where ``fcntl`` is missing
 the lock is a no-op. Advisory: it binds this package's writers, not ``rm`` or ``cp``.
@@ -18,7 +23,9 @@ the lock is a no-op. Advisory: it binds this package's writers, not ``rm`` or ``
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,21 +33,44 @@ from pathlib import Path
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]  # checked before use (exclusive)
 
 
 class OutputLocked(ValueError):
     """The output is being written by another process or thread; the message names it."""
 
 
-_held: dict[str, list] = {}  # lock file -> [thread ident, depth, fd]
+_held: dict[str, list[int]] = {}  # lock file -> [thread ident, depth, fd]
 _guard = threading.Lock()
 
 
+def output_path(path: str | Path) -> Path:
+    """The absolute path an output really is: symbolic links (of the path and its folders) resolved,
+    so that two names of one directory share one lock and a link is never replaced by a directory."""
+    return Path(path).resolve()
+
+
 def lock_file(path: str | Path) -> Path:
-    """The lock file guarding ``path``: ``.NAME.lock`` in the same folder."""
-    path = Path(path)
+    """The lock file guarding ``path``: ``.NAME.lock`` in the folder of the resolved path."""
+    path = output_path(path)
     return path.parent / f".{path.name}.lock"
+
+
+def _open_lock_file(lock: Path) -> int:
+    """A read-write descriptor of the lock file (created if absent), never through a symbolic link
+    and never of anything but a regular file (a FIFO would block, a link would be written through)."""
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise OutputLocked(
+                f"the lock file {lock} is a symbolic link; refusing to write through it: remove it"
+            ) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OutputLocked(f"the lock file {lock} is not a regular file; remove it")
+    return fd
 
 
 def _owner(fd: int) -> str:
@@ -52,7 +82,7 @@ def _owner(fd: int) -> str:
 def _open_locked(lock: Path, target: Path) -> int:
     """A descriptor holding the flock of ``lock`` (the file still at that path), or OutputLocked."""
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock_file(lock)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -77,13 +107,13 @@ def exclusive(path: str | Path) -> Iterator[Path]:
     Raises :class:`OutputLocked` naming the owner when another process or thread holds it. The
     folder that will hold ``path`` is created if needed. Yields the lock file's path.
     """
-    path = Path(path).absolute()
+    path = output_path(path)
     lock = lock_file(path)
     if fcntl is None:  # pragma: no cover
         yield lock
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = str(lock.resolve())
+    key = str(lock)
     with _guard:
         entry = _held.get(key)
         if entry is not None and entry[0] != threading.get_ident():

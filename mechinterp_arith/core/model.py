@@ -16,19 +16,24 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.model_bridge.generalized_components import NormalizationBridge
 
-from .position_schemes import RULED, SCHEMES, PositionRule, attach, default_n_ctx, scheme_defaults
+from .choices import ACTIVATIONS as ACTIVATIONS  # re-exported: documented here
+from .choices import SCHEMES
+from .position_schemes import SCHEMES_WITH_RULE, PositionRule, attach, default_n_ctx
+from .scheme_defaults import GPT_NANO, scheme_defaults
 from .tasks import Task
-from .typecheck import check_field_types, check_range
+from .typecheck import check_field_types, check_range, check_values
 
-ACTIVATIONS = ("gelu_new", "gelu", "relu", "silu")
 POSITIONS = SCHEMES  # see core/position_schemes.py
 MAX_DIM = 65_536  # upper bound of every size below: a typo such as d_model 3e11 is refused, not allocated
+MAX_LAYERS = 256  # building a bridge takes time per block: 65,536 blocks ran for minutes before failing
+MAX_PARAMS = 10**9  # far beyond an arithmetic model; larger configs are typos that would exhaust memory
 
 
 @dataclass(frozen=True)
@@ -38,10 +43,10 @@ class ModelConfig:
     As in minGPT, the unembedding has no bias (the bridge keeps ``unembed.bias`` as a zero buffer).
     """
 
-    n_layers: int = 3
-    n_heads: int = 3
-    d_model: int = 48
-    d_mlp: int = 192
+    n_layers: int = GPT_NANO["n_layers"]
+    n_heads: int = GPT_NANO["n_heads"]
+    d_model: int = GPT_NANO["d_model"]
+    d_mlp: int = GPT_NANO["d_mlp"]
     act_fn: str = "gelu_new"  # GELU, tanh form, as in minGPT
     positional: str = "learned"  # a scheme of core/position_schemes.py
     n_ctx: int = 15  # context, and rows of the position table
@@ -52,7 +57,13 @@ class ModelConfig:
         check_field_types(self)
         for name in ("n_layers", "n_heads", "d_model", "d_mlp", "n_ctx", "d_vocab"):
             check_range(name, getattr(self, name), 1, MAX_DIM)
+        check_range("n_layers", self.n_layers, 1, MAX_LAYERS)
         check_range("seed", self.seed, 0, None)
+        if self.n_params > MAX_PARAMS:
+            raise ValueError(
+                f"this model would have {self.n_params:,} parameters ({self.n_layers} layers, d_model "
+                f"{self.d_model}, d_mlp {self.d_mlp}); at most {MAX_PARAMS:,}"
+            )
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.act_fn not in ACTIVATIONS:
@@ -64,10 +75,17 @@ class ModelConfig:
     def d_head(self) -> int:
         return self.d_model // self.n_heads
 
+    @property
+    def n_params(self) -> int:
+        """Parameters of the model (weights and biases of attention, MLP and LayerNorms; embeddings)."""
+        d, m = self.d_model, self.d_mlp
+        block = 4 * d * d + 4 * d + 2 * d * m + m + d + 4 * d  # attention, MLP, two LayerNorms
+        return self.n_layers * block + (2 * self.d_vocab + self.n_ctx) * d + 2 * d
+
     @classmethod
-    def for_task(cls, task: Task, **overrides) -> ModelConfig:
+    def for_task(cls, task: Task, **overrides: Any) -> ModelConfig:
         """A config whose context and vocabulary fit ``task``, with the architecture of its position
-        scheme for every field ``overrides`` leaves out (:func:`~mechinterp_arith.core.position_schemes.
+        scheme for every field ``overrides`` leaves out (:func:`~mechinterp_arith.core.scheme_defaults.
         scheme_defaults`: gpt-nano for learned; e.g. 1 layer, 4 heads, d_model 64 for coupling) and the
         scheme's default table size (:func:`~mechinterp_arith.core.position_schemes.default_n_ctx`).
 
@@ -81,15 +99,16 @@ class ModelConfig:
         n_ctx = default_n_ctx(positional, task)
         return cls(**{**architecture, "n_ctx": n_ctx, "d_vocab": task.d_vocab, **overrides})
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> ModelConfig:
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         fields = cls.__dataclass_fields__
         unknown = sorted(set(d) - set(fields))
         if unknown:
             raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        check_values(cls, d)
         return cls(**d)
 
     def bridge_config(self) -> TransformerBridgeConfig:
@@ -120,14 +139,16 @@ def build_model(
     (randomized, abacus, coupling: see :mod:`~mechinterp_arith.core.position_schemes`).
     ``nope`` zeroes the position table and freezes it.
     """
-    if cfg.positional in RULED and task is None:
+    if cfg.positional in SCHEMES_WITH_RULE and task is None:
         raise ValueError(f"the {cfg.positional!r} position scheme numbers the tokens of a task's layout: pass task=")
-    model = TransformerBridge.boot_native(cfg.bridge_config(), device=device)
+    # TL attaches boot_native with setattr (transformer_lens.model_bridge.sources.native), out of mypy's sight
+    model: TransformerBridge = TransformerBridge.boot_native(cfg.bridge_config(), device=device)  # type: ignore[attr-defined]
     if cfg.positional == "nope":
         with torch.no_grad():
             model.pos_embed.W_pos.zero_()
         model.pos_embed.W_pos.requires_grad_(False)
-    elif cfg.positional in RULED:
+    elif cfg.positional in SCHEMES_WITH_RULE:
+        assert task is not None  # checked above
         attach(model, PositionRule(cfg.positional, task, cfg.n_ctx))
     return model
 
@@ -155,6 +176,11 @@ def resolve_device(device: str | None = "auto") -> torch.device:
 def model_device(model: torch.nn.Module) -> torch.device:
     """The device holding the model's parameters."""
     return next(model.parameters()).device
+
+
+def n_params(model: torch.nn.Module) -> int:
+    """How many parameters the model has (86,592 for the shipped add3)."""
+    return sum(p.numel() for p in model.parameters())
 
 
 @contextlib.contextmanager

@@ -31,6 +31,7 @@ import math
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -68,13 +69,16 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "silu": F.silu,
 }
 
-Patch = Callable[[str, int, Tensor], None]
+# ``patch(point, layer, t)``: t is the activation, or (attn_out, z) for the point "result"
+Patch = Callable[[str, int, Any], None]
+# activations collected by a forward, keyed (point, layer)
+PlainCache = dict[tuple[str, int], Tensor]
 """``patch(point, layer, activation)``: edits a plain-forward activation in place."""
 
 
-def unsupported_reasons(model: TransformerBridge) -> list[str]:
+def unsupported_reasons(model: torch.nn.Module) -> list[str]:
     """Why :class:`PlainGPT` cannot run this model (empty when it can)."""
-    cfg = model.cfg
+    cfg: Any = model.cfg
     sd_keys = set(model.state_dict().keys())
     reasons = []
     if getattr(cfg, "positional_embedding_type", "standard") != "standard" or "pos_embed.weight" not in sd_keys:
@@ -157,7 +161,16 @@ class SharedPrefix:
 class KVBuffer:
     """Per-row key/value buffers ``[B, H, T, dh]`` per layer; each call writes its new positions."""
 
-    def __init__(self, n_layers: int, batch: int, n_heads: int, length: int, d_head: int, device, dtype):
+    def __init__(
+        self,
+        n_layers: int,
+        batch: int,
+        n_heads: int,
+        length: int,
+        d_head: int,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> None:
         shape = (batch, n_heads, length, d_head)
         self.keys = [torch.empty(shape, device=device, dtype=dtype) for _ in range(n_layers)]
         self.values = [torch.empty(shape, device=device, dtype=dtype) for _ in range(n_layers)]
@@ -192,7 +205,7 @@ class Segment:
     past: Past = None
 
 
-def _future(n_q: int, n_k: int, device, offset: int = 0) -> Tensor:
+def _future(n_q: int, n_k: int, device: torch.device, offset: int = 0) -> Tensor:
     """[n_q, n_k] True where key position > query position (query i sits at ``offset + i``)."""
     return torch.ones(n_q, n_k, dtype=torch.bool, device=device).triu(offset + 1)
 
@@ -205,7 +218,7 @@ class PlainGPT:
     cannot run (see :func:`unsupported_reasons`).
     """
 
-    def __init__(self, model):
+    def __init__(self, model: TransformerBridge) -> None:
         reasons = unsupported_reasons(model)
         if reasons:
             raise NotImplementedError(", ".join(reasons))
@@ -213,7 +226,7 @@ class PlainGPT:
         with torch.inference_mode(False), torch.no_grad():
             self._read_weights(model)
 
-    def _read_weights(self, model) -> None:
+    def _read_weights(self, model: TransformerBridge) -> None:
         cfg = model.cfg
         sd = {k: v.detach() for k, v in model.state_dict().items()}
         self.L, self.H, self.dh, self.D = cfg.n_layers, cfg.n_heads, cfg.d_head, cfg.d_model
@@ -230,7 +243,10 @@ class PlainGPT:
         self.layers = []
         for l in range(cfg.n_layers):
             p = f"blocks.{l}."
-            w = lambda name, p=p: sd[p + name]
+
+            def w(name: str, p: str = p) -> Tensor:
+                return sd[p + name]
+
             qkv = [w(f"attn.{x}.weight") for x in "qkv"]
             self.layers.append(
                 {
@@ -263,10 +279,10 @@ class PlainGPT:
         return self.embed[tokens] + self.pos[start:end]
 
     @torch.inference_mode()
-    def run(self, tokens: Int[Tensor, "batch pos"]) -> tuple[Float[Tensor, "batch pos vocab"], dict]:
+    def run(self, tokens: Int[Tensor, "batch pos"]) -> tuple[Float[Tensor, "batch pos vocab"], PlainCache]:
         """Full forward; returns logits and a cache keyed ``(point, layer)`` with points resid_pre,
         k, v ([B, H, pos, dh]), z ([B, pos, H, dh]), attn_out, resid_mid, mlp_out, resid_post."""
-        cache: dict = {}
+        cache: PlainCache = {}
         x = self.blocks(self.embed_tokens(tokens), cache=cache)
         return self.logits(x), cache
 
@@ -276,9 +292,9 @@ class PlainGPT:
         segment: Segment = Segment(),
         *,
         patch: Patch | None = None,
-        cache: dict | None = None,
+        cache: PlainCache | None = None,
         last_only: bool = False,
-    ) -> Float[Tensor, "rows q d_model"]:
+    ) -> Float[Tensor, "rows q_out d_model"]:
         """Run layers ``segment.layer..`` on the residual ``x`` of positions ``segment.start..``;
         earlier positions are attended through ``segment.past``.
 
@@ -330,7 +346,7 @@ class PlainGPT:
         z: Float[Tensor, "rows q head d_head"],
         *,
         patch: Patch | None = None,
-        cache: dict | None = None,
+        cache: PlainCache | None = None,
     ) -> Tensor:
         """Layer ``j`` from its heads' z onwards: W_O, residual, MLP; returns resid_post."""
         N, Q, D = x.shape
@@ -368,10 +384,13 @@ class PlainGPT:
         return F.linear(h, self.unembed, self.unembed_b)
 
 
-_CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_CHECKED: weakref.WeakKeyDictionary[TransformerBridge, tuple[WeightsVersion, PlainGPT | None]] = (
+    weakref.WeakKeyDictionary()
+)
+WeightsVersion = tuple[tuple[int, int, float], ...]
 
 
-def weights_version(model: TransformerBridge) -> tuple:
+def weights_version(model: TransformerBridge) -> WeightsVersion:
     """Changes whenever a parameter is replaced or modified in place: its storage, version counter
     and sum (fused optimizers, such as the training loop's AdamW, update parameters in place without
     bumping their version counters). One host sync."""

@@ -49,64 +49,21 @@ analysis of a checkpoint is deterministic.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
+from .choices import SCHEMES as SCHEMES  # re-exported: documented here
 from .positions import ANSWER_NUMBER, DigitLayout, digit_layout
+from .scheme_defaults import scheme_defaults as scheme_defaults  # re-exported: each scheme's defaults
 from .tasks import EQUALS, SYMBOLS, Task
 
-SCHEMES = ("learned", "rotary", "nope", "randomized", "abacus", "coupling")
-RULED = ("randomized", "abacus", "coupling")  # schemes whose IDs are not the token index
+SCHEMES_WITH_RULE = ("randomized", "abacus", "coupling")  # schemes whose IDs are not the token index
 POSITION_IDS_HOOK = "pos_embed.hook_in"  # the IDs every ruled scheme feeds its table
 RANDOMIZED_TABLE_FACTOR = 4  # randomized: the table is this many times the example's length
-
-
-# What each scheme trains with unless told otherwise: the one home of the per-scheme defaults.
-# "model": ModelConfig fields (architecture), "training": TrainConfig fields (data and optimisation),
-# "format": the task format of the command line. A field a scheme does not name keeps the dataclass
-# default (ModelConfig: minGPT gpt-nano; TrainConfig: docs/training.md's recipe), so ``learned``,
-# ``rotary``, ``nope`` and ``randomized`` train the study's setting. abacus and coupling follow
-# their papers: numbers written with ``+`` and ``=`` and the answer reversed (the separators tell a,
-# b and the answer apart, which coupled IDs do not), operand lengths mixed, random offsets; their
-# model and budget were chosen by measurement (docs/length_generalisation.md, "Defaults that reach
-# 5x"; analyses/results/scheme_defaults.json).
-STUDY_DATA = {"operand_lengths": "uniform", "random_positions": False}
-PAPERS_DATA = {"operand_lengths": "mixed", "random_positions": True}
-SCHEME_DEFAULTS: dict[str, dict] = {
-    "learned": {"format": "paper", "model": {}, "training": STUDY_DATA},
-    "rotary": {"format": "paper", "model": {}, "training": STUDY_DATA},
-    "nope": {"format": "paper", "model": {}, "training": STUDY_DATA},
-    "randomized": {"format": "paper", "model": {}, "training": {**STUDY_DATA, "random_positions": True}},
-    "abacus": {
-        "format": "reversed",
-        "model": {"n_layers": 1, "n_heads": 4, "d_model": 64, "d_mlp": 256},
-        "training": {**PAPERS_DATA, "steps": 2000, "batch_size": 256, "warmup": 200, "eval_every": 250},
-    },
-    "coupling": {
-        "format": "reversed",
-        "model": {"n_layers": 1, "n_heads": 4, "d_model": 64, "d_mlp": 256},
-        "training": {**PAPERS_DATA, "steps": 2000, "batch_size": 256, "warmup": 200, "eval_every": 250},
-    },
-}
-
-
-def scheme_defaults(scheme: str) -> dict:
-    """What ``scheme`` trains with unless told otherwise: ``{"format": ..., "model": {ModelConfig
-    fields}, "training": {TrainConfig fields}}`` (copies; fields not named keep the dataclass defaults).
-
-    >>> scheme_defaults("learned")
-    {'format': 'paper', 'model': {}, 'training': {'operand_lengths': 'uniform', 'random_positions': False}}
-    >>> d = scheme_defaults("coupling")
-    >>> d["format"], d["model"]["n_layers"], d["training"]["operand_lengths"]
-    ('reversed', 1, 'mixed')
-    """
-    if scheme not in SCHEMES:
-        raise ValueError(f"unknown position scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
-    d = SCHEME_DEFAULTS[scheme]
-    return {"format": d["format"], "model": dict(d["model"]), "training": dict(d["training"])}
 
 
 def default_n_ctx(scheme: str, task: Task) -> int:
@@ -139,8 +96,10 @@ class PositionRule:
     n_positions: int
 
     def __post_init__(self) -> None:
-        if self.scheme not in RULED:
-            raise ValueError(f"scheme {self.scheme!r} has no position rule; ruled schemes: {', '.join(RULED)}")
+        if self.scheme not in SCHEMES_WITH_RULE:
+            raise ValueError(
+                f"scheme {self.scheme!r} has no position rule; schemes with a rule: {', '.join(SCHEMES_WITH_RULE)}"
+            )
         if self.n_positions < self.task.n_ctx:
             raise ValueError(
                 f"a table of {self.n_positions} positions is shorter than the {self.task.n_ctx} "
@@ -205,7 +164,9 @@ class PositionRule:
         """The ``position_ids`` of :meth:`training_inputs`."""
         return self.training_inputs(tokens, g)["position_ids"]
 
-    def __call__(self, module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    def __call__(
+        self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Forward pre-hook of the wrapped model: fill ``position_ids`` from the input tokens."""
         tokens = args[0] if args else kwargs.get("input_ids")
         if tokens is None or tokens.is_floating_point():
@@ -248,7 +209,7 @@ def attach(model: TransformerBridge, rule: PositionRule) -> TransformerBridge:
     native = model.original_model
     if position_rule(model) is not None:
         raise ValueError("this model already has a position rule")
-    native.position_rule = rule
+    native.position_rule = rule  # type: ignore[assignment]  # nn.Module.__setattr__ is typed for tensors and modules only
     native.register_forward_pre_hook(rule, with_kwargs=True)
     return model
 
@@ -266,6 +227,6 @@ def numbering_of(
     )
 
 
-def position_rule(model: TransformerBridge) -> PositionRule | None:
+def position_rule(model: torch.nn.Module) -> PositionRule | None:
     """The rule attached to ``model`` by :func:`attach`, or None (its IDs are 0, 1, 2, ...)."""
     return getattr(getattr(model, "original_model", None), "__dict__", {}).get("position_rule")

@@ -88,6 +88,27 @@ def predicted_digit(task: Task, position: int) -> int | None:
     return positions.index(position) if position in positions else None
 
 
+def write_answers(
+    task: Task, tokens: Int[Tensor, "batch seq"], answers: Int[Tensor, " batch"]
+) -> Int[Tensor, "batch seq"]:
+    """A copy of full examples ``tokens`` whose answer tokens spell ``answers`` instead (teacher forcing
+    another answer, e.g. the ID representative's); ValueError for an answer the format cannot hold.
+
+    >>> task = Task("add", 3)
+    >>> tokens, _ = task.encode_batch(torch.tensor([349]), torch.tensor([705]))
+    >>> write_answers(task, tokens, torch.tensor([2054]))[0, task.prompt_len :].tolist()   # units first
+    [4, 5, 0, 2, 0, 0]
+    """
+    require_fixed_length(task)
+    digits = task.answer_digits(answers)  # units first
+    if (digits < 0).any():
+        raise ValueError(f"answers must lie in [0, 10^{task.answer_width}) to fit the format")
+    out = tokens.clone()
+    for k in range(task.answer_width):
+        out[:, answer_token_pos(task, k)] = digits[:, k]
+    return out
+
+
 def position_labels(task: Task) -> list[str]:
     """A name per input position: ``a2`` (a's hundreds), ``b0``, ``+``, ``=``, ``ans1`` (answer digit 1)."""
     require_fixed_length(task)
@@ -176,7 +197,7 @@ def digit_layout(task: Task, tokens: Int[Tensor, "batch pos"]) -> DigitLayout:
     return DigitLayout(number, place, length)
 
 
-def _fixed_layout(task: Task, seq: int, device) -> tuple[Tensor, Tensor]:
+def _fixed_layout(task: Task, seq: int, device: torch.device) -> tuple[Tensor, Tensor]:
     number = torch.full((max(seq, task.seq_len),), -1, dtype=torch.long)
     place = torch.full_like(number, -1)
     for n, op in ((A_NUMBER, "a"), (B_NUMBER, "b")):

@@ -40,6 +40,12 @@ def generator(seed: int, *keys: int | str) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seed(seed, *keys))
 
 
+def arithmetic_generator(seed: int, step: int) -> torch.Generator:
+    """Version 0.1.0's batch stream, ``seed * 1_000_003 + step`` (``TrainConfig.batch_rng="arithmetic"``):
+    kept to reproduce the shipped checkpoints; everything else derives its streams by SeedSequence."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
 def rng(seed: int, *keys: int | str) -> np.random.Generator:
     """A numpy ``Generator`` on the SeedSequence of ``(seed, *keys)``."""
     return np.random.default_rng(np.random.SeedSequence([_key(seed), *(_key(k) for k in keys)]))

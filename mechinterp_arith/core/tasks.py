@@ -24,19 +24,20 @@ Formats
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from .choices import FORMATS, OPERATIONS
+from .typecheck import check_values
+
 Operation = Literal["add", "sub", "mul", "addmod", "mulmod"]
 Format = Literal["paper", "plain", "reversed"]
 
-OPERATIONS: tuple[str, ...] = ("add", "sub", "mul", "addmod", "mulmod")
-FORMATS: tuple[str, ...] = ("paper", "plain", "reversed")
 OPERATOR_SYMBOL = {"add": "+", "sub": "-", "mul": "*", "addmod": "+", "mulmod": "*"}
 SYMBOLS = "0123456789+-*=."  # token id = index; `paper` uses only the first 10
 EQUALS, END = SYMBOLS.index("="), SYMBOLS.index(".")
@@ -114,6 +115,7 @@ class Task:
             return self.width
         if self.op == "mul":
             return 2 * self.width
+        assert self.modulus is not None  # __post_init__: the modular operations have one
         return len(str(self.modulus - 1))
 
     @property
@@ -147,22 +149,25 @@ class Task:
     def answer_lsb_first(self) -> bool:
         return self.format in ("paper", "reversed")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> Task:
+    def from_dict(cls, d: dict[str, Any]) -> Task:
         """The task of a ``to_dict()`` mapping; ValueError names an unknown key or a bad value."""
         if not isinstance(d, dict):
             raise ValueError(f"a task is a JSON object, got {type(d).__name__}")
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:
             raise ValueError(f"unknown task keys: {', '.join(unknown)}")
+        check_values(cls, d)
         return cls(**d)
 
     # ---- arithmetic --------------------------------------------------------------------------
-    def apply(self, a: Int[Tensor, "*batch"], b: Int[Tensor, "*batch"]) -> Int[Tensor, "*batch"]:
-        """The true answer of ``a op b`` elementwise (int64 tensors)."""
+    def apply(
+        self, a: Int[Tensor, "*batch"] | int | Sequence[int], b: Int[Tensor, "*batch"] | int | Sequence[int]
+    ) -> Int[Tensor, "*batch"]:
+        """The true answer of ``a op b`` elementwise (int64 tensors; ints and lists are read as tensors)."""
         a, b = torch.as_tensor(a, dtype=torch.long), torch.as_tensor(b, dtype=torch.long)
         if self.op == "add":
             return a + b
@@ -170,33 +175,38 @@ class Task:
             return a - b
         if self.op == "mul":
             return a * b
+        assert self.modulus is not None  # __post_init__: the modular operations have one
         if self.op == "addmod":
             return (a + b) % self.modulus
         return (a * b) % self.modulus
 
     def id_representative(
-        self, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"]
+        self, a: Int[Tensor, " batch"] | OperandsLike, b: Int[Tensor, " batch"] | OperandsLike, j: int | None = None
     ) -> tuple[Int[Tensor, " batch"], Int[Tensor, " batch"]]:
-        """The ID input an OOD pair is equivalent to: ``(a mod 10^n, b mod 10^n)`` (a >= b kept for sub).
+        """The ID input an OOD pair is equivalent to: ``(a mod 10^n, b mod 10^n)`` (a >= b kept for sub);
+        with ``j``, the truncation at 10^j instead (the relation candidates of other places).
 
         >>> Task("add", 3).id_representative(torch.tensor([1349]), torch.tensor([705]))
         (tensor([349]), tensor([705]))
         """
-        N = 10**self.digits
+        N = 10 ** (self.digits if j is None else j)
         ra, rb = as_operands(a) % N, as_operands(b) % N
         if self.op == "sub":
             ra, rb = torch.maximum(ra, rb), torch.minimum(ra, rb)
         return ra, rb
 
-    def equivalent_answer(self, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:
-        """The study's OOD rule: the true answer of the ID representative, e.g. 1349+705 -> 349+705.
+    def equivalent_answer(
+        self, a: Int[Tensor, " batch"] | OperandsLike, b: Int[Tensor, " batch"] | OperandsLike, j: int | None = None
+    ) -> Int[Tensor, " batch"]:
+        """The study's OOD rule: the true answer of the ID representative, e.g. 1349+705 -> 349+705
+        (with ``j``: of the truncation at 10^j, the relation :meth:`equivalent_description` ``(j)`` names).
 
         >>> Task("add", 3).equivalent_answer(torch.tensor([1349]), torch.tensor([705])).tolist()
         [1054]
         >>> Task("sub", 3).equivalent_answer(torch.tensor([1300]), torch.tensor([1200])).tolist()   # 300 - 200
         [100]
         """
-        return self.apply(*self.id_representative(a, b))
+        return self.apply(*self.id_representative(a, b, j))
 
     def equivalent_description(self, j: int | None = None) -> str:
         """The OOD rule as text: ``(a mod 10^3) + (b mod 10^3)``, or with ``j`` the truncation at 10^j.
@@ -253,7 +263,7 @@ class Task:
         return "".join(self.vocab[t] for t in self.encode(a, b))
 
     def encode_batch(
-        self, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"]
+        self, a: Int[Tensor, " batch"] | OperandsLike, b: Int[Tensor, " batch"] | OperandsLike
     ) -> tuple[Int[Tensor, "batch seq"], Int[Tensor, " batch"]]:
         """Encode operand pairs.
 
@@ -273,15 +283,15 @@ class Task:
             if self.format == "paper":
                 tokens = torch.cat([digits_of(a, W), digits_of(b, W), ans], dim=1)
             else:
-                col = lambda t: torch.full((len(a), 1), t, dtype=torch.long)
+                col: Callable[[int], Tensor] = lambda t: torch.full((len(a), 1), t, dtype=torch.long)
                 op = col(SYMBOLS.index(self.symbol))
                 tokens = torch.cat([digits_of(a, W), op, digits_of(b, W), col(EQUALS), ans, col(END)], dim=1)
             return tokens, torch.full((len(a),), self.prompt_len, dtype=torch.long)
         # unpadded plain / reversed: variable length, one row at a time (text-sized inputs)
         rows, starts = [], []
         for x, y, z in zip(a.tolist(), b.tolist(), c.tolist()):
-            ans = str(z)[::-1] if self.answer_lsb_first else str(z)
-            text = f"{x}{self.symbol}{y}={ans}."
+            answer = str(z)[::-1] if self.answer_lsb_first else str(z)
+            text = f"{x}{self.symbol}{y}={answer}."
             rows.append([SYMBOLS.index(ch) for ch in text])
             starts.append(text.index("=") + 1)
         tokens = torch.full((len(rows), self.seq_len), END, dtype=torch.long)
@@ -333,7 +343,43 @@ def digits_of(x: Int[Tensor, " batch"], width: int) -> Int[Tensor, "batch width"
     return (x.long().unsqueeze(-1) // powers) % 10
 
 
-def as_operands(x: Sequence[int] | Tensor | int) -> Int[Tensor, " batch"]:
+def digit_at(x: Int[Tensor, " batch"], place: int | Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:
+    """The decimal digit of each integer >= 0 at ``place`` (0 = units; one place, or one per integer).
+
+    >>> digit_at(torch.tensor([349, 705]), 1).tolist(), digit_at(torch.tensor([349, 705]), torch.tensor([0, 2])).tolist()
+    ([4, 0], [9, 7])
+    """
+    return x // 10 ** torch.as_tensor(place, dtype=torch.long) % 10
+
+
+def with_digit(
+    x: Int[Tensor, " batch"], place: int | Int[Tensor, " batch"], digit: Int[Tensor, " batch"]
+) -> Int[Tensor, " batch"]:
+    """Each integer with its digit at ``place`` replaced by ``digit``.
+
+    >>> with_digit(torch.tensor([349, 705]), 1, torch.tensor([0, 9])).tolist()
+    [309, 795]
+    """
+    return x + (digit - digit_at(x, place)) * 10 ** torch.as_tensor(place, dtype=torch.long)
+
+
+def digit_count(x: Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:
+    """Decimal digits of each integer >= 0 (0 has one), by comparison (exact for every int64).
+
+    >>> digit_count(torch.tensor([0, 7, 10, 349, 99999])).tolist()
+    [1, 1, 2, 3, 5]
+    """
+    count = torch.ones_like(x)
+    for k in range(1, 19):
+        count += (x >= 10**k).long()
+    return count
+
+
+# what every function that takes operands accepts (checked by as_operands)
+OperandsLike = Sequence[int] | Tensor | int
+
+
+def as_operands(x: OperandsLike) -> Int[Tensor, " batch"]:
     """Integers (a sequence, a tensor or one int) as a 1-D int64 tensor; ValueError for floats,
     bools or values far too wide for any format.
 

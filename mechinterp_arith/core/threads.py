@@ -9,10 +9,15 @@ tiny matmul.
 
 The thread count is, in order: an explicit ``threads`` argument (CLI: ``--threads N`` on every
 command), the environment variable ``MECHINTERP_ARITH_THREADS``, else 1. ``0`` keeps torch's own
-default (one thread per core).
+default (one thread per core). At most :func:`max_threads` (the cores times
+:data:`THREADS_PER_CORE`): OpenMP crashes the process on absurd counts (100,000 threads segfault,
+50,000 abort in libgomp), so they are refused with one line instead.
+
+Torch is imported only when threads are set, so the command line checks ``--threads`` at once.
 
 >>> resolve_threads(4)
 4
+>>> import torch
 >>> with thread_limit(1):
 ...     torch.get_num_threads()
 1
@@ -24,15 +29,24 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-import torch
-
 ENV_VAR = "MECHINTERP_ARITH_THREADS"
 DEFAULT_THREADS = 1
+THREADS_PER_CORE = 4  # more threads than this per core only slows a process down
+
+
+def max_threads() -> int:
+    """The largest thread count accepted: the machine's cores times :data:`THREADS_PER_CORE`."""
+    return (os.cpu_count() or 1) * THREADS_PER_CORE
 
 
 def _check(value: int, source: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{source} must be an integer >= 0 (0: torch's default), got {value!r}")
+    if value > max_threads():
+        raise ValueError(
+            f"{source} must be at most {max_threads()} ({os.cpu_count() or 1} cores x {THREADS_PER_CORE}), "
+            f"got {value:,}"
+        )
     return value
 
 
@@ -53,6 +67,8 @@ def resolve_threads(threads: int | None = None) -> int:
 
 def set_threads(threads: int | None = None) -> int:
     """Apply :func:`resolve_threads` to torch for the rest of the process; returns the threads in use."""
+    import torch
+
     n = resolve_threads(threads)
     if n:
         torch.set_num_threads(n)
@@ -62,6 +78,8 @@ def set_threads(threads: int | None = None) -> int:
 @contextlib.contextmanager
 def thread_limit(threads: int | None = None) -> Iterator[int]:
     """Inside the block torch uses :func:`resolve_threads` threads; the previous count is restored after."""
+    import torch
+
     before = torch.get_num_threads()
     try:
         yield set_threads(threads)

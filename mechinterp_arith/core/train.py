@@ -1,9 +1,8 @@
-"""Training in place: one model, or a seed ensemble of K models in one process.
+"""Training in place: :func:`train` trains one model; K models (a seed ensemble, one batched
+computation) are :func:`~mechinterp_arith.core.ensemble.train_ensemble`'s.
 
 >>> from mechinterp_arith import Task, train, TrainConfig
 >>> model, history, snapshots = train(Task("add", digits=2), train_config=TrainConfig(steps=300))
->>> ens = train(Task("add", digits=2), train_config=TrainConfig(steps=300), seeds=[0, 1, 2])  # doctest: +SKIP
->>> ens.summary()                                                                            # doctest: +SKIP
 
 Loss is cross-entropy on answer tokens only. AdamW with linear warmup and a cosine (or constant)
 schedule, gradient clipping. Batches are a pure function of ``(seed, step)`` and the optimizer
@@ -15,6 +14,7 @@ default recipe and its measured speed are in docs/training.md.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,8 +23,8 @@ from .model import ModelConfig
 from .tasks import Task
 from .threads import thread_limit
 from .train_config import TrainConfig, lr_at
-from .train_loop import Callback, TrainResult, make_optimizer, prepare_data, run_members, start_member
-from .train_state import holding_out_dir
+from .train_loop import Callback, TrainResult, make_optimizer, prepare_data, start_run, train_runs
+from .train_state import with_out_dir_lock
 from .train_step import TrainingData, answer_loss, batch_indices
 
 __all__ = [
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 
-@holding_out_dir  # one writer per out_dir: the lock is held while train runs
+@with_out_dir_lock  # one writer per out_dir: the lock is held while train runs
 def train(
     task: Task,
     model_config: ModelConfig | None = None,
@@ -62,15 +62,21 @@ def train(
     every evaluation and every minute); ``resume=False`` starts over. A finished checkpoint in
     ``out_dir`` is returned as it is when it is this run's (with ``resume``), replaced only with
     ``overwrite=True`` otherwise; another writer of ``out_dir`` is refused.
-    ``callback(step, model, row)`` is called after every evaluation. ``seeds``: train one model per
-    seed in one batched computation and return an :class:`EnsembleResult` (see
-    :func:`~mechinterp_arith.core.ensemble.train_ensemble`). ``threads``: torch CPU threads while
-    training (default ``$MECHINTERP_ARITH_THREADS`` or 1; see :mod:`~mechinterp_arith.core.threads`).
+    ``callback(step, model, row)`` is called after every evaluation. ``threads``: torch CPU threads
+    while training (default ``$MECHINTERP_ARITH_THREADS`` or 1; see :mod:`~mechinterp_arith.core.threads`).
+    ``seeds`` is deprecated: K models are :func:`~mechinterp_arith.core.ensemble.train_ensemble`'s
+    (it returns an :class:`EnsembleResult`, as ``train(seeds=...)`` still does, with a warning).
     Without ``train_config`` the position scheme's recipe trains (:meth:`TrainConfig.for_scheme`).
     """
     mcfg = model_config or ModelConfig.for_task(task)
     cfg = train_config or TrainConfig.for_scheme(mcfg.positional)
     if seeds is not None:
+        warnings.warn(
+            "train(seeds=...) is deprecated: train K seeds with train_ensemble(task, model_config, "
+            "train_config, seeds, ...); train() trains one model",
+            DeprecationWarning,
+            stacklevel=3,
+        )
         return train_ensemble(
             task,
             mcfg,
@@ -85,7 +91,7 @@ def train(
             overwrite=overwrite,
         )
     with thread_limit(threads):
-        member = start_member(task, mcfg, cfg, out_dir, resume, command, overwrite)
-        training, sets = prepare_data(task, member.cfg)
-        run_members([member], training, sets, callback, progress, desc=f"train {task.name}")
-    return member.result()
+        run = start_run(task, mcfg, cfg, out_dir, resume, command, overwrite)
+        training, sets = prepare_data(task, run.cfg)
+        train_runs([run], training, sets, callback, progress, desc=f"train {task.name}")
+    return run.result()

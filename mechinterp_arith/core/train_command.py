@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import Any
 
 from .model import ModelConfig
 from .tasks import Task
@@ -61,7 +62,7 @@ TRAIN_FLAGS = {
 }
 
 
-def _options(values: dict, flags: dict[str, str]) -> list[str]:
+def _options(values: dict[str, Any], flags: dict[str, str]) -> list[str]:
     out = []
     for name, flag in flags.items():
         value = values[name]

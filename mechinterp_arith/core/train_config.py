@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
-from .data import MAX_SAMPLES
-from .position_schemes import RULED, scheme_defaults
-from .typecheck import check_field_types, check_range
+from .choices import MAX_SAMPLES
+from .scheme_defaults import scheme_defaults
+from .typecheck import check_field_types, check_range, check_values
 
 BATCH_RNGS = ("seedsequence", "arithmetic")
 OFF_WHEN_NONE = ("anneal_at",)  # settings whose default is a value: None, written OFF, turns them off
@@ -71,7 +72,7 @@ class TrainConfig:
     # the architecture, else bridge)
     forward: str = "auto"
     # length generalisation (docs/length_generalisation.md); None: the position scheme's default
-    # (core/position_schemes.scheme_defaults), resolved when training starts and recorded resolved.
+    # (core/scheme_defaults.py), resolved when training starts and recorded resolved.
     # operand_lengths: "uniform" pairs over [0, 10^n)^2 (the study's), or "mixed": each operand's digit
     # count uniform in 1..n (the position-coupling and abacus papers)
     operand_lengths: str | None = None
@@ -102,15 +103,15 @@ class TrainConfig:
         if self.lr <= 0 or self.grad_clip <= 0:
             raise ValueError(f"lr and grad_clip must be > 0, got {self.lr} and {self.grad_clip}")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["betas"] = list(self.betas)
         return d
 
     @classmethod
-    def for_scheme(cls, positional: str, **settings) -> TrainConfig:
+    def for_scheme(cls, positional: str, **settings: Any) -> TrainConfig:
         """The config a position scheme trains with: ``settings`` as given, the others the scheme's
-        defaults (:func:`~mechinterp_arith.core.position_schemes.scheme_defaults`), then the class's.
+        defaults (:func:`~mechinterp_arith.core.scheme_defaults.scheme_defaults`), then the class's.
 
         >>> TrainConfig.for_scheme("learned") == TrainConfig(operand_lengths="uniform", random_positions=False)
         True
@@ -120,14 +121,18 @@ class TrainConfig:
         return with_scheme_defaults(cls(**{**scheme_defaults(positional)["training"], **settings}), positional)
 
     @classmethod
-    def from_dict(cls, d: dict, written_before: bool = True) -> TrainConfig:
+    def from_dict(cls, d: dict[str, Any], written_before: bool = True) -> TrainConfig:
         """The config of a ``to_dict()`` mapping; ValueError names an unknown key or a bad value.
         ``written_before``: a key missing from ``d`` takes the value that config was trained with
         (:data:`BEFORE_THE_KEY`; e.g. a checkpoint's config from version 0.1.0); False: today's default."""
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:
             raise ValueError(f"unknown training config keys: {', '.join(unknown)}")
-        return cls(**{**(BEFORE_THE_KEY if written_before else {}), **d})
+        values = {**(BEFORE_THE_KEY if written_before else {}), **d}
+        check_values(cls, values)
+        if isinstance(values.get("betas"), list):  # JSON has no tuples
+            values["betas"] = tuple(values["betas"])
+        return cls(**values)
 
 
 # what a config written before each of these keys existed was trained with: version 0.1.0 used the
@@ -163,13 +168,15 @@ def _check_ranges(cfg: TrainConfig) -> None:
 
 def with_scheme_defaults(cfg: TrainConfig, positional: str) -> TrainConfig:
     """``cfg`` with the settings left None set to the position scheme's defaults
-    (:func:`~mechinterp_arith.core.position_schemes.scheme_defaults`). ValueError for random
+    (:func:`~mechinterp_arith.core.scheme_defaults.scheme_defaults`). ValueError for random
     positions under a scheme that numbers tokens 0, 1, 2, ... (learned, rotary, nope)."""
+    from .position_schemes import SCHEMES_WITH_RULE  # here: TrainConfig itself needs no torch
+
     defaults = scheme_defaults(positional)["training"]
     cfg = replace(cfg, **{k: defaults[k] for k in ("operand_lengths", "random_positions") if getattr(cfg, k) is None})
-    if cfg.random_positions and positional not in RULED:
+    if cfg.random_positions and positional not in SCHEMES_WITH_RULE:
         raise ValueError(
-            f"random positions need a scheme with a position rule ({', '.join(RULED)}); "
+            f"random positions need a scheme with a position rule ({', '.join(SCHEMES_WITH_RULE)}); "
             f"{positional!r} numbers tokens 0, 1, 2, ..."
         )
     return cfg
@@ -194,7 +201,7 @@ def _cosine(floor: float, progress: float) -> float:
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def anneal_start(cfg: TrainConfig, history: list[dict]) -> int | None:
+def anneal_start(cfg: TrainConfig, history: list[dict[str, Any]]) -> int | None:
     """The step from which a run's rate anneals: that of its first evaluation whose ID sample
     reached ``cfg.anneal_at`` (``history``: its rows so far, with ``step`` and ``id_exact``); None
     while none has, when ``anneal_at`` is None, or without a ``target_accuracy``. A pure function of

@@ -13,17 +13,18 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Bool, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
+from transformer_lens.model_bridge import TransformerBridge
 
 from . import data
 from .model import fused_layernorm
 from .position_schemes import position_rule
-from .seeding import generator
+from .seeding import arithmetic_generator, generator
 from .stacked_forward import StackedForward, stacked_forward_for, stacked_unsupported_reasons
 from .tasks import END, Task
 from .train_config import TrainConfig, lr_at
@@ -31,27 +32,32 @@ from .train_config import TrainConfig, lr_at
 PROBE_ROWS = 8  # training rows that check the stacked forward against each bridge
 
 
+@runtime_checkable  # the runtime shape checks (pytest --jaxtyping-packages) test isinstance
 class Stepped(Protocol):
-    """What a step needs of a run (``train_loop.Member`` has it)."""
+    """What a step needs of a run (``train_loop.TrainingRun`` has it)."""
 
     cfg: TrainConfig
-    model: torch.nn.Module
+    model: TransformerBridge
     optimizer: torch.optim.Optimizer
     step: int
-    anneal_from: int | None  # see train_config.anneal_start
+
+    @property
+    def anneal_from(self) -> int | None: ...  # see train_config.anneal_start
 
 
 def batch_indices(n: int, batch_size: int, seed: int, step: int, rng: str = "seedsequence") -> Int[Tensor, " batch"]:
     """The rows of step ``step``: a pure function of (seed, step), so resuming replays them exactly.
     ``rng``: how the stream is derived (see ``TrainConfig.batch_rng``)."""
     if rng == "arithmetic":  # version 0.1.0's derivation, kept to reproduce the shipped checkpoints
-        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        g = arithmetic_generator(seed, step)
     else:
         g = generator(seed, "batches", step)
     return torch.randint(0, n, (batch_size,), generator=g)
 
 
-def answer_loss(logits, targets, mask) -> Tensor:
+def answer_loss(
+    logits: Float[Tensor, "n seq vocab"], targets: Int[Tensor, "n seq"], mask: Bool[Tensor, "n seq"]
+) -> Tensor:
     """Mean cross-entropy over answer positions only."""
     return F.cross_entropy(logits[mask], targets[mask])
 
@@ -76,7 +82,7 @@ class TrainingData:
         mask = (positions >= (starts - 1).unsqueeze(1)) & (positions < (ends - 1).unsqueeze(1))
         return cls(tokens[:, :-1], tokens[:, 1:], mask, split)
 
-    def to(self, device) -> TrainingData:
+    def to(self, device: torch.device | str) -> TrainingData:
         return TrainingData(self.inputs.to(device), self.targets.to(device), self.loss_mask.to(device), self.split)
 
     @functools.cached_property
@@ -85,7 +91,7 @@ class TrainingData:
         return int(self.loss_mask.any(0).nonzero().min())
 
 
-def choose_forward(models: Sequence[torch.nn.Module], training: TrainingData, choice: str) -> StackedForward | None:
+def choose_forward(models: Sequence[TransformerBridge], training: TrainingData, choice: str) -> StackedForward | None:
     """The stacked forward for ``choice`` "auto"/"plain" when it runs these models exactly, else None
     (each bridge's own forward). ValueError when "plain" cannot be used."""
     if choice == "bridge":

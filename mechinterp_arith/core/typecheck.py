@@ -25,6 +25,8 @@ import functools
 import math
 import types
 import typing
+from collections.abc import Mapping
+from typing import Any
 
 
 @functools.cache
@@ -32,7 +34,7 @@ def _hints(cls: type) -> dict[str, object]:
     return typing.get_type_hints(cls)
 
 
-def _matches(value, hint) -> bool:
+def _matches(value: object, hint: object) -> bool:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         return any(_matches(value, a) for a in args)
@@ -55,26 +57,42 @@ def _matches(value, hint) -> bool:
     raise TypeError(f"check_field_types does not know the type {hint!r}")
 
 
-def _describe(hint) -> str:
+def _describe(hint: object) -> str:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_describe(a) for a in args)
     if origin is tuple:
         return f"a list of {len(args)} numbers"
-    names = {int: "an integer", float: "a finite number", str: "a string", bool: "true or false", type(None): "null"}
+    names: dict[object, str] = {
+        int: "an integer",
+        float: "a finite number",
+        str: "a string",
+        bool: "true or false",
+        type(None): "null",
+    }
     return names[hint]
 
 
-def check_field_types(obj) -> None:
+def check_field_types(obj: Any) -> None:  # any dataclass instance
     """ValueError naming the first field of dataclass ``obj`` whose value does not fit its annotation."""
     for f in dataclasses.fields(obj):
-        hint = _hints(type(obj))[f.name]
+        hint = _hints(obj.__class__)[f.name]
         value = getattr(obj, f.name)
         if not _matches(value, hint):
             raise ValueError(f"{f.name} must be {_describe(hint)}, got {value!r}")
 
 
-def check_range(name: str, value, low, high) -> None:
+def check_values(cls: type, values: Mapping[str, object]) -> None:
+    """The check of :func:`check_field_types` on ``values`` (field name -> value, e.g. parsed JSON)
+    before dataclass ``cls`` is built from them: the same ValueError naming the first bad field,
+    raised at the boundary where untrusted values come in rather than inside the constructor."""
+    hints = _hints(cls)
+    for name, value in values.items():
+        if name in hints and not _matches(value, hints[name]):
+            raise ValueError(f"{name} must be {_describe(hints[name])}, got {value!r}")
+
+
+def check_range(name: str, value: float, low: float | None, high: float | None) -> None:
     """ValueError unless ``low <= value <= high`` (either bound may be None)."""
     if (low is not None and value < low) or (high is not None and value > high):
         bounds = (

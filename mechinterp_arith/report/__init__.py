@@ -11,10 +11,27 @@ Sections live in :mod:`mechinterp_arith.report.sections` (``SECTIONS``: key -> f
 page comparing the runs of a sweep directory (:mod:`mechinterp_arith.report.sweep_page`).
 """
 
-from .build import ReportResult, SectionResult, build_report, render_page, run_section
-from .context import ReportContext, ReportSettings
-from .sections import SECTIONS
-from .sweep_page import build_sweep_report
+from __future__ import annotations
+
+from ..core.lazy import lazy_names
+
+# public name -> module, imported on first access (PEP 562): the command line reads
+# ``report.section_keys`` without importing plotly, torch or the analyses
+_LAZY = {
+    "ReportResult": "build",
+    "SectionResult": "build",
+    "build_report": "build",
+    "render_page": "build",
+    "run_section": "build",
+    "ReportContext": "context",
+    "ReportSettings": "context",
+    "SECTIONS": "sections",
+    "build_sweep_report": "sweep_page",
+}
+
+
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
+
 
 __all__ = [
     "SECTIONS",

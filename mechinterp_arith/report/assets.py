@@ -52,6 +52,15 @@ def plotly_js() -> str:
     return PLOTLY_MARKER + "\n" + _inline_safe(get_plotlyjs())
 
 
+def plotly_js_version() -> str:
+    """The version of the plotly.js bundle embedded (its header, ``plotly.js v4.1.1``), not the
+    Python package's (plotly 7.1.0 ships plotly.js 4.1.1)."""
+    from plotly.offline import get_plotlyjs
+
+    found = re.search(r"plotly\.js v(\d+\.\d+\.\d+\S*)", get_plotlyjs()[:2000])
+    return found.group(1) if found else "?"
+
+
 def circuitsvis_bundle_path() -> Path:
     """The browser bundle shipped inside the circuitsvis package (defines global ``CircuitsVis``)."""
     import circuitsvis

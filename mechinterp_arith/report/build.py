@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import re
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -23,7 +22,7 @@ from ..core.checkpoint import Checkpoint
 from ..core.files import atomic_write_text
 from ..core.locks import exclusive
 from ..core.version import __version__
-from .assets import circuitsvis_js, plotly_js
+from .assets import circuitsvis_js, plotly_js, plotly_js_version
 from .context import ReportContext, ReportSettings, escape
 from .sections import SECTIONS
 
@@ -144,7 +143,8 @@ def render_sections(
             sections=[{**asdict(s), "html": Markup(s.html)} for s in sections],
             plotly_js=Markup(plotly_js()),
             circuitsvis_js=Markup(circuitsvis_js()),
-            plotly_version=plotly.__version__,
+            plotly_version=plotly_js_version(),
+            plotly_py_version=plotly.__version__,
             circuitsvis_version=getattr(circuitsvis, "__version__", "?"),
             settings=settings,
         )
@@ -181,8 +181,3 @@ def build_report(
             results.append(run_section(key, ctx))
         atomic_write_text(path, render_page(ctx, results, command))
     return ReportResult(path, path.stat().st_size, time.perf_counter() - start, results)
-
-
-def section_ids(html: str) -> list[str]:
-    """The ``data-key`` of every section on a written page (for tests and tools)."""
-    return re.findall(r'<section id="[^"]+" class="report-section" data-key="([^"]+)"', html)

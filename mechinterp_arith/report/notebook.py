@@ -61,6 +61,21 @@ def use_offline_plotly(mimetype: bool = False) -> str:
     return pio.renderers.default
 
 
+def notebook_setup(threads: int | None = 1, seed: int = 0) -> None:
+    """What every analysis notebook starts with: offline figures (:func:`use_offline_plotly`), torch
+    threads (:func:`~mechinterp_arith.core.threads.set_threads`), torch's global seed and 4-digit
+    pandas tables."""
+    import pandas as pd
+    import torch
+
+    from ..core.threads import set_threads
+
+    use_offline_plotly()
+    set_threads(threads)
+    torch.manual_seed(seed)
+    pd.set_option("display.precision", 4)
+
+
 class _PrefixedIds(ElementIds):
     def __init__(self, prefix: str) -> None:
         super().__init__()

@@ -53,7 +53,7 @@ class SweepContext:
         frame["label"] = [", ".join(f"{k}={row[k]}" for k in keys) or "all runs" for _, row in frame.iterrows()]
         return frame
 
-    def color(self, label: str) -> str:
+    def color(self, label: object) -> str:
         labels = sorted(set(self.done["label"]))
         return COLORS[labels.index(label) % len(COLORS)]
 
@@ -73,7 +73,7 @@ def runs_section(ctx: SweepContext) -> dict:
         c
         for c in (
             "id_exact",
-            *sorted(c for c in frame if c.startswith("exact_len")),
+            *sorted(c for c in frame.columns.astype(str) if c.startswith("exact_len")),
             "equiv_relation",
             "equiv_coverage",
             "pca_centroid_accuracy",
@@ -103,7 +103,7 @@ def runs_section(ctx: SweepContext) -> dict:
 def length_figure(ctx: SweepContext) -> go.Figure | None:
     """Exact match by operand length per group: the mean over seeds (line), their range (bars), each seed (dots)."""
     done = ctx.done
-    cols = sorted((c for c in done if c.startswith("exact_len")), key=lambda c: int(c[9:]))
+    cols = sorted((c for c in done.columns.astype(str) if c.startswith("exact_len")), key=lambda c: int(c[9:]))
     if done.empty or "id_exact" not in done:
         return None
     fig = go.Figure()

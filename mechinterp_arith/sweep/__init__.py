@@ -6,7 +6,7 @@
 >>> load_sweep("out/smoke")                             # DIR/results.csv as a DataFrame  # doctest: +SKIP
 
 Modules: ``settings`` (the flat setting keys of a run, its id), ``spec`` (the TOML spec),
-``execute`` (one work unit in a worker: ``train_group``, analyses, records), ``analyses`` (the
+``execute`` (one work unit in a worker: its seed group trained by ``train_ensemble``, analyses, records), ``analyses`` (the
 figures of a finished model), ``executors`` (process pool, Ray), ``runner`` (``run_sweep``),
 ``results`` (the directory layout, records, results.csv, ``load_sweep``).
 """

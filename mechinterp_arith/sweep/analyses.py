@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 from ..analysis.equivalence import analyse_checkpoint
-from ..analysis.pca import residual_pca
+from ..analysis.projection import study_pca
 from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.errors import NotApplicable
@@ -65,15 +65,18 @@ def equivalence_figures(ckpt: Checkpoint, spec: AnalysesSpec) -> dict:
 
 
 def pca_figures(ckpt: Checkpoint, spec: AnalysesSpec) -> dict:
-    """Separability of the units digit of the answer in the final residual stream (the study's
-    Fig. 4) over ID and OOD operands up to n+1 digits: nearest-centroid accuracy and silhouette."""
-    task = ckpt.task
-    a, b = data.random_pairs(task, spec.n, seed=spec.seed, max_value=10 ** min(task.width, task.digits + 1))
-    result = residual_pca(ckpt, a, b, seed=spec.seed)
-    return {
-        "pca_centroid_accuracy": round(result.nearest_centroid_accuracy, 6),
-        "pca_silhouette": round(result.silhouette, 6),
+    """The study's Fig. 4 (:func:`~mechinterp_arith.analysis.projection.study_pca`, what
+    ``mechinterp-arith pca --n N --n-id N`` prints): separability of the units digit of the answer in
+    the final residual stream over operands up to n+1 digits (nearest-centroid accuracy and
+    silhouette) and the share of OOD pairs projected on their equivalent cluster (when any is OOD)."""
+    summary = study_pca(ckpt, n=spec.n, n_id=spec.n, seed=spec.seed).summary
+    out = {
+        "pca_centroid_accuracy": round(summary["nearest_centroid_accuracy"], 6),
+        "pca_silhouette": round(summary["silhouette"], 6),
     }
+    if "ood_on_equivalent_cluster" in summary:
+        out["pca_ood_on_equivalent_cluster"] = round(summary["ood_on_equivalent_cluster"], 6)
+    return out
 
 
 ANALYSIS_FUNCTIONS = {"evaluate": evaluate_figures, "equivalence": equivalence_figures, "pca": pca_figures}

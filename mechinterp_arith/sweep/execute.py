@@ -1,10 +1,9 @@
 """One work unit of a sweep, as a worker runs it: train its runs, analyse each model, record each run.
 
-A unit holds runs of one architecture that differ only in seed (one ``group_id``).
-:func:`train_group` is the single place that trains them: as one seed ensemble, one batched
-computation (the training loop of :mod:`~mechinterp_arith.core.train_loop`, each run in its own
-checkpoint directory). :data:`SEEDS_TRAIN_TOGETHER` is therefore True: the runner keeps a group's
-seeds in one unit, split only to give every worker work.
+A unit holds runs of one architecture that differ only in seed (one ``group_id``): a seed
+ensemble, trained by :func:`~mechinterp_arith.core.ensemble.train_ensemble` as one batched
+computation, each run in its own checkpoint directory. :data:`SEEDS_TRAIN_TOGETHER` is therefore
+True: the runner keeps a group's seeds in one unit, split only to give every worker work.
 
 Nothing a run raises leaves the unit: the error becomes the run's ``failed`` record and the
 other runs go on.
@@ -12,27 +11,25 @@ other runs go on.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import platform
+import sys
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from ..core.checkpoint import CheckpointError, load, read_config
-from ..core.locks import exclusive
-from ..core.train_loop import Member, prepare_data, run_members, start_member
+from ..core.ensemble import train_ensemble
+from ..core.threads import set_threads
 from ..core.version import __version__
 from .analyses import analyse_run
-from .results import DONE, FAILED, RUNS, analyses_key, write_record
+from .results import DONE, FAILED, RUNS, analyses_key, has_checkpoint, write_record
 from .settings import RunSettings
 from .spec import AnalysesSpec
 
-SEEDS_TRAIN_TOGETHER = True  # train_group trains a group's seeds in one batched computation
+SEEDS_TRAIN_TOGETHER = True  # a group's seeds train as one seed ensemble, one batched computation
 
 
 @dataclass(frozen=True)
@@ -44,40 +41,13 @@ class WorkUnit:
     analyses: AnalysesSpec
     device: str = "auto"
     command: str | None = None  # recorded in each checkpoint's config.json
-    threads: int = 1  # torch threads of the worker
-
-
-def train_group(
-    runs: list[RunSettings], out_dirs: list[Path], device: str = "auto", command: str | None = None
-) -> list[BaseException | None]:
-    """Train runs that differ only in seed, each into its checkpoint directory, as one seed ensemble
-    (an interrupted run resumes from its training state; runs saved at different steps train in
-    separate batches). Returns each run's error, or None when it trained."""
-    errors: list[BaseException | None] = [None] * len(runs)
-    with contextlib.ExitStack() as locks:
-        members: dict[int, Member] = {}
-        for i, (run, out) in enumerate(zip(runs, out_dirs)):
-            try:
-                locks.enter_context(exclusive(out))
-                members[i] = start_member(run.task, run.model, run.train_config(device), out, True, command)
-            except Exception as e:
-                errors[i] = e
-        by_step: dict[int, list[int]] = {}
-        for i, m in members.items():
-            by_step.setdefault(m.step, []).append(i)
-        for batch in by_step.values():
-            try:
-                training, sets = prepare_data(members[batch[0]].task, members[batch[0]].cfg)
-                run_members([members[i] for i in batch], training, sets, progress=False)
-            except Exception as e:
-                for i in batch:
-                    errors[i] = e
-    return errors
+    threads: int = 1  # torch threads of the worker (core.threads; the sweep's --threads)
 
 
 def trained(out: Path, run: RunSettings) -> bool:
-    """Whether ``out`` holds this run's finished checkpoint (CheckpointError if it holds another's)."""
-    if not (out / "config.json").is_file():
+    """Whether ``out`` holds this run's finished checkpoint, weights included (CheckpointError if it
+    holds another's)."""
+    if not has_checkpoint(out):
         return False
     config = read_config(out)
     training = {k: v for k, v in (config.get("training") or {}).items() if k != "device"}
@@ -89,7 +59,7 @@ def trained(out: Path, run: RunSettings) -> bool:
 
 def run_unit(unit: WorkUnit) -> list[dict]:
     """Train what is not trained yet, then analyse and record every run of the unit; returns the records."""
-    torch.set_num_threads(unit.threads)
+    set_threads(unit.threads)
     dirs = [Path(unit.sweep_dir) / RUNS / run.run_id for run in unit.runs]
     start = time.perf_counter()
     errors: dict[int, BaseException] = {}
@@ -101,8 +71,23 @@ def run_unit(unit: WorkUnit) -> list[dict]:
         except Exception as e:
             errors[i] = e
     if todo:
-        trained_errors = train_group([unit.runs[i] for i in todo], [dirs[i] for i in todo], unit.device, unit.command)
-        errors.update({i: e for i, e in zip(todo, trained_errors) if e is not None})
+        first = unit.runs[todo[0]]
+        ensemble = train_ensemble(
+            first.task,
+            first.model,
+            first.train_config(unit.device),
+            [unit.runs[i].model.seed for i in todo],
+            command=unit.command,
+            progress=False,
+            threads=unit.threads,
+            # the sweep owns its run directories; one reaching here holds no finished checkpoint of
+            # this run (`trained`), e.g. one whose weights were lost
+            overwrite=True,
+            seed_dirs=[dirs[i] for i in todo],
+            keep_going=True,
+        )
+        seeds = {unit.runs[i].model.seed: i for i in todo}
+        errors.update({seeds[s]: e for s, e in ensemble.errors.items()})
     records = []
     for i, (run, out) in enumerate(zip(unit.runs, dirs)):
         record = analysed_record(run, unit, out, errors.get(i), time.perf_counter() - start)
@@ -126,14 +111,22 @@ def new_record(
         "seconds": round(seconds, 3),
         "host": platform.node(),
         "pid": os.getpid(),
+        "ray_node": ray_node(),  # the Ray node it ran on (None outside Ray)
         "version": __version__,
     }
     if error is not None:
-        record["error"] = f"{type(error).__name__}: {error}"
-        if sweep_dir:
-            record["error"] = record["error"].replace(f"{Path(sweep_dir)}{os.sep}", "")
+        message = f"{type(error).__name__}: {error}"
+        record["error"] = message.replace(f"{Path(sweep_dir)}{os.sep}", "") if sweep_dir else message
         record["traceback"] = "".join(traceback.format_exception(error, limit=-4))
     return record
+
+
+def ray_node() -> str | None:
+    """The Ray node id of this process when it is a Ray worker, else None."""
+    ray = sys.modules.get("ray")  # never imported here: a local sweep has no Ray
+    if ray is None or not ray.is_initialized():
+        return None
+    return ray.get_runtime_context().get_node_id()
 
 
 def analysed_record(run: RunSettings, unit: WorkUnit, out: Path, error: BaseException | None, seconds: float) -> dict:

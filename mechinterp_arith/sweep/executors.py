@@ -7,18 +7,27 @@ per core, no oversubscription).
 * :class:`LocalExecutor`: ``concurrent.futures.ProcessPoolExecutor`` with spawned workers, sized to
   the cores; each worker exits by itself when the sweep's process dies (a watchdog thread).
 * :class:`RayExecutor`: Ray core tasks with ``num_cpus=1`` (and ``num_gpus`` when asked). ``auto``
-  joins a running cluster when one is reachable and otherwise starts a local instance; an
-  address joins that cluster. A worker that sees the sweep directory (same machine or a shared
-  file system) writes into it directly; one that does not trains in a scratch directory and sends
-  the finished checkpoints back, and the sweep's process writes them.
+  joins the cluster that ``RAY_ADDRESS`` names or that ``ray start`` recorded on this machine, and
+  otherwise starts a private local instance (never another sweep's private instance, which ends
+  with that sweep); an address joins that cluster. A worker that sees the sweep directory (same
+  machine or a shared file system) writes into it directly; one that does not trains in a
+  scratch directory and sends the finished checkpoints back, and the sweep's process writes them.
+  Each run's record holds the Ray node it ran on (``ray_node``).
+
+Joining is checked first (:func:`connect`): an address where nothing listens is "cannot reach"
+within seconds (Ray itself retries for minutes), and a cluster that refuses this process for want
+of its authentication token (token authentication is on by default since Ray 2.5x; docs/sweeps.md)
+is named as such.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import secrets
+import sys
 import tempfile
 import threading
 import time
@@ -104,8 +113,9 @@ class LocalExecutor:
         done, _ = wait(handles, timeout=timeout, return_when=FIRST_COMPLETED)
         return list(done)
 
-    def running(self, handles: list) -> int:
-        return min(self.slots, sum(h.running() for h in handles))  # the pool queues one unit ahead
+    def running(self, handles: list) -> list:
+        """The handles whose units are running now (the pool also marks one queued unit running)."""
+        return [h for h in handles if h.running()][: self.slots]
 
     def result(self, handle) -> dict:
         return handle.result()
@@ -150,8 +160,9 @@ class RayExecutor:
         ready, _ = self._ray.wait(handles, num_returns=len(handles), timeout=timeout, fetch_local=False)
         return ready
 
-    def running(self, handles: list) -> int:
-        return min(len(handles), self.slots)
+    def running(self, handles: list) -> list:
+        """The handles presumed running: as many as the cluster has slots, in submission order."""
+        return handles[: self.slots]
 
     def result(self, handle) -> dict:
         return self._ray.get(handle)
@@ -164,27 +175,108 @@ class RayExecutor:
             self._ray.shutdown()
 
 
+REACH_TIMEOUT_S = 5.0  # an address where nothing answers within this is "cannot reach"
+
+
 def connect(address: str = "auto", workers: int | None = None) -> bool:
-    """Join a Ray cluster (``auto``: the running one if any, else a new local instance with ``workers``
-    CPUs); returns True when this call started or joined it (and so should shut it down)."""
+    """Join a Ray cluster, or start a private local instance; returns True when this call started or
+    joined it (and so should shut it down). ``auto``: the cluster ``RAY_ADDRESS`` names (ValueError
+    when it cannot be reached), else the one ``ray start`` recorded on this machine when it answers,
+    else a new local instance with ``workers`` CPUs (Ray's own ``address="auto"`` would also join
+    any Ray instance running here, e.g. another sweep's private one, which ends with that sweep).
+    ValueError names the cause when joining fails: nothing reachable, or authentication."""
     import ray
 
     if ray.is_initialized():
         return False
     runtime_env = {"env_vars": dict(SINGLE_THREAD_ENV)}
+    source = f"--ray {address}"
     if address == "auto":
-        try:
-            ray.init(address="auto", runtime_env=runtime_env, log_to_driver=False)
-        except ConnectionError:
+        found, source = _auto_address()
+        if found is None:
             ray.init(
+                address="local",
                 num_cpus=workers or os.cpu_count(),
                 include_dashboard=False,
                 runtime_env=runtime_env,
                 log_to_driver=False,
             )
-    else:
-        try:
-            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
-        except ConnectionError as e:
-            raise ValueError(f"cannot reach a Ray cluster at {address!r}: {e}") from None
+            return True
+        address = found
+    problem = unreachable(address)
+    if problem:
+        raise ValueError(f"cannot reach a Ray cluster at {address!r} ({source}): {problem}")
+    try:
+        with stderr_silenced():  # Ray's C++ client logs each failed retry there; the one line is ours
+            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False, logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ray.exceptions.RayError) as e:
+        raise ValueError(_join_failure(address, source, e)) from None
     return True
+
+
+@contextlib.contextmanager
+def stderr_silenced():
+    """File descriptor 2 (Python's and native code's stderr) goes to /dev/null inside the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _auto_address() -> tuple[str | None, str]:
+    """The cluster ``--ray auto`` joins, and where that came from; ``(None, ...)``: start a local one."""
+    env = os.environ.get("RAY_ADDRESS", "").strip()
+    if env:
+        return env, "RAY_ADDRESS"
+    try:  # what the last `ray start` on this machine recorded (Ray's own lookup of it)
+        from ray._private.services import find_bootstrap_address
+
+        recorded = find_bootstrap_address(None)
+    except (ImportError, AttributeError, OSError):
+        recorded = None
+    if recorded and not unreachable(recorded):
+        return recorded, "the cluster `ray start` recorded on this machine"
+    return None, "a new local instance"
+
+
+def unreachable(address: str) -> str | None:
+    """Why nothing answers at a Ray address (``host:port`` or ``ray://host:port``), or None when a
+    TCP connection opens within :data:`REACH_TIMEOUT_S`."""
+    import socket
+
+    host_port = address.split("://", 1)[-1].rsplit("/", 1)[0]
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit():
+        return "not an address of the form HOST:PORT or ray://HOST:PORT"
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT_S).close()
+    except OSError as e:
+        return e.strerror or str(e) or type(e).__name__
+    return None
+
+
+def _join_failure(address: str, source: str, error: BaseException) -> str:
+    """The one line for a cluster that answers but could not be joined: authentication when Ray's
+    errors (the chain under its generic "Failed to connect") say the token was refused."""
+    chain: list[str] = []
+    seen: BaseException | None = error
+    while seen is not None and len(chain) < 8:
+        chain.append(" ".join(str(seen).split()))
+        seen = seen.__cause__ or seen.__context__
+    if any("authtoken" in text.lower() or "authentication" in text.lower() for text in chain):
+        mode = os.environ.get("RAY_AUTH_MODE")
+        if mode != "token":
+            fix = "set RAY_AUTH_MODE=token and give this process the cluster's token"
+        else:
+            fix = "this process's token is not the cluster's: give it the head's token"
+        return (
+            f"the Ray cluster at {address!r} ({source}) refused this process: it requires token "
+            f"authentication (Ray 2.5x+); {fix} (RAY_AUTH_TOKEN, or the file RAY_AUTH_TOKEN_PATH or "
+            f"~/.ray/auth_token names; see docs/sweeps.md)"
+        )
+    return f"could not join the Ray cluster at {address!r} ({source}): {chain[0][:300]}"

@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
+from ..core.checkpoint import read_history
 from ..core.files import atomic_write_text
 from .settings import RunSettings
 
 RESULTS, SPEC, RUNS, RECORDS = "results.csv", "spec.toml", "runs", "records"
 DONE, FAILED, PENDING = "done", "failed", "pending"
-LEAD_COLUMNS = ["run_id", "group", "status"]
+LEAD_COLUMNS = ["run_id", "group", "status"]  # every results.csv starts with these (load_sweep checks them)
 
 
 def run_dir(sweep_dir: str | Path, run: RunSettings) -> Path:
@@ -46,13 +48,23 @@ def write_record(sweep_dir: str | Path, record: dict) -> None:
 
 
 def read_record(sweep_dir: str | Path, run_id: str) -> dict | None:
+    """The record of a run, or None when there is none or it is unreadable or malformed (not a JSON
+    object with a known status, a figures object and an error string or null): the run is redone."""
     path = record_path(sweep_dir, run_id)
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return None  # unreadable: the run is redone
+    if not (
+        isinstance(record, dict)
+        and record.get("status") in (DONE, FAILED)
+        and isinstance(record.get("figures", {}), dict)
+        and isinstance(record.get("error"), (str, type(None)))
+    ):
+        return None  # malformed (a list, figures that are not an object, ...): the run is redone
+    return record
 
 
 def analyses_key(analyses) -> dict:
@@ -60,17 +72,23 @@ def analyses_key(analyses) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(analyses)))
 
 
+def has_checkpoint(out: Path) -> bool:
+    """Whether ``out`` still holds what a finished run leaves: ``config.json`` and ``model.safetensors``
+    as regular files (a run whose weights were lost is trained again)."""
+    return all((out / name).is_file() for name in ("config.json", "model.safetensors"))
+
+
 def is_finished(sweep_dir: str | Path, run: RunSettings, analyses=None) -> bool:
-    """A run recorded as done whose checkpoint is still there (and, when ``analyses`` is given, whose
-    figures come from those analyses): it is never run again. A finished run whose spec now asks
-    for other analyses is analysed again, not trained again."""
+    """A run recorded as done whose checkpoint is still there, weights included (and, when
+    ``analyses`` is given, whose figures come from those analyses): it is never run again. A
+    finished run whose spec now asks for other analyses is analysed again, not trained again."""
     record = read_record(sweep_dir, run.run_id)
-    if record is None or record.get("status") != DONE or not (run_dir(sweep_dir, run) / "config.json").is_file():
+    if record is None or record.get("status") != DONE or not has_checkpoint(run_dir(sweep_dir, run)):
         return False
     return analyses is None or record.get("analyses") == analyses_key(analyses)
 
 
-def results_frame(sweep_dir: str | Path, runs: list[RunSettings], records: dict | None = None) -> pd.DataFrame:
+def results_frame(sweep_dir: str | Path, runs: Sequence[RunSettings], records: dict | None = None) -> pd.DataFrame:
     """One row per run (spec order): id, group, status, every setting, then every figure and the error.
     ``records``: run id -> record already read (else read from the directory)."""
     rows = []
@@ -85,7 +103,7 @@ def results_frame(sweep_dir: str | Path, runs: list[RunSettings], records: dict 
     return pd.DataFrame(rows)
 
 
-def write_results(sweep_dir: str | Path, runs: list[RunSettings], records: dict | None = None) -> pd.DataFrame:
+def write_results(sweep_dir: str | Path, runs: Sequence[RunSettings], records: dict | None = None) -> pd.DataFrame:
     """Rewrite ``DIR/results.csv`` (atomically) and return it."""
     frame = results_frame(sweep_dir, runs, records)
     atomic_write_text(Path(sweep_dir) / RESULTS, frame.to_csv(index=False))
@@ -110,12 +128,20 @@ def load_sweep(sweep_dir: str | Path) -> pd.DataFrame:
         raise FileNotFoundError(
             f"{path} is not a sweep directory (no {RESULTS}); run `mechinterp-arith sweep SPEC --out {path}` first"
         )
-    return pd.read_csv(path / RESULTS)
+    try:
+        frame = pd.read_csv(path / RESULTS)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
+        raise ValueError(f"{path / RESULTS} is not a readable results table ({' '.join(str(e).split())})") from None
+    missing = [c for c in LEAD_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"{path / RESULTS} is not a sweep's results table (no {', '.join(missing)} column); "
+            f"rerun `mechinterp-arith sweep SPEC --out {path}` to rewrite it"
+        )
+    return frame
 
 
 def run_history(sweep_dir: str | Path, run_id: str) -> pd.DataFrame:
-    """The training history (``metrics.json``) of a finished run: step, loss, id_exact, ood_exact..."""
-    path = Path(sweep_dir) / RUNS / run_id / "metrics.json"
-    if not path.is_file():
-        return pd.DataFrame()
-    return pd.DataFrame(json.loads(path.read_text()).get("history", []))
+    """The training history (``metrics.json``, checked against its schema) of a finished run: step,
+    loss, id_exact, ood_exact...; empty when the run wrote none yet. CheckpointError for a malformed file."""
+    return pd.DataFrame(read_history(Path(sweep_dir) / RUNS / run_id))

@@ -11,11 +11,14 @@ training state, and runs that failed are tried again.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import math
 import os
 import shutil
+import stat
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +26,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..core.files import atomic_write_text
+from ..core.threads import resolve_threads
 from .execute import SEEDS_TRAIN_TOGETHER, WorkUnit, new_record
 from .executors import LocalExecutor, RayExecutor, new_token
 from .results import DONE, FAILED, RUNS, SPEC, is_finished, read_record, write_record, write_results
@@ -30,6 +34,7 @@ from .settings import RunSettings
 from .spec import SweepSpec
 
 MAX_ATTEMPTS = 2  # a unit whose worker process died is tried once more
+MAX_UNIT_RUNS = 64  # runs trained together in one unit: its directories are made when it starts, not all at once
 LOCK = ".sweep.lock"
 
 
@@ -50,10 +55,11 @@ class SweepResult:
 
 
 def plan_units(
-    runs: list[RunSettings], slots: int, together: bool = SEEDS_TRAIN_TOGETHER
+    runs: Sequence[RunSettings], slots: int, together: bool = SEEDS_TRAIN_TOGETHER
 ) -> list[tuple[RunSettings, ...]]:
     """Work units: one per run while seeds train one by one; else each group's seeds together,
-    a group split into as many units as it takes to give every slot work."""
+    a group split into as many units as it takes to give every slot work, and into units of at
+    most :data:`MAX_UNIT_RUNS` runs (a unit makes its runs' directories when it starts)."""
     if not together:
         return [(run,) for run in runs]
     groups: dict[str, list[RunSettings]] = {}
@@ -62,7 +68,7 @@ def plan_units(
     pieces = max(1, math.ceil(slots / max(1, len(groups))))
     units = []
     for members in groups.values():
-        size = math.ceil(len(members) / min(pieces, len(members)))
+        size = min(MAX_UNIT_RUNS, math.ceil(len(members) / min(pieces, len(members))))
         units += [tuple(members[i : i + size]) for i in range(0, len(members), size)]
     return units
 
@@ -77,13 +83,25 @@ def prepare_dir(out: Path) -> None:
 
 
 def hold_lock(out: Path):
-    """An exclusive lock on the sweep directory for this process's lifetime (one sweep per directory)."""
-    handle = open(out / LOCK, "w")
+    """An exclusive lock on the sweep directory for this process's lifetime (one sweep per directory).
+    The lock file is opened without following a symbolic link (a planted link is refused)."""
     try:
+        fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ValueError(f"{out / LOCK} is a symbolic link, not the sweep's lock file; remove it") from None
+        raise
+    handle = os.fdopen(fd, "r+")
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{out / LOCK} is not a regular file; remove it")
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
         raise ValueError(f"another sweep is running in {out}; wait for it or stop it first") from None
+    except BaseException:
+        handle.close()
+        raise
     return handle
 
 
@@ -132,11 +150,14 @@ def run_sweep(
     device: str = "auto",
     progress: bool = True,
     command: str | None = None,
+    threads: int | None = None,
 ) -> SweepResult:
     """Run every unfinished run of ``spec`` into ``out_dir``; returns the results (also in results.csv).
 
     ``ray``: None runs on this machine with ``workers`` processes (default: the cores); ``"auto"``
     or a cluster address runs Ray tasks. A run's failure is recorded and never stops the others.
+    ``threads``: torch CPU threads of each worker (:func:`~mechinterp_arith.core.threads.resolve_threads`:
+    default ``$MECHINTERP_ARITH_THREADS``, else 1).
     """
     start, out = time.perf_counter(), Path(out_dir)
     if ray is not None and not gpus_per_unit and device == "auto":
@@ -152,7 +173,16 @@ def run_sweep(
         ran = failed = 0
         if todo:
             ran, failed = _dispatch(
-                spec, out, todo, records, make_executor(ray, workers, gpus_per_unit), device, command, progress, skipped
+                spec,
+                out,
+                todo,
+                records,
+                lambda: make_executor(ray, workers, gpus_per_unit),
+                device,
+                command,
+                progress,
+                skipped,
+                resolve_threads(threads),
             )
         frame = write_results(out, runs, records)
         return SweepResult(out, frame, skipped, ran, failed, time.perf_counter() - start)
@@ -160,15 +190,32 @@ def run_sweep(
         lock.close()
 
 
-def _dispatch(spec, out: Path, todo, records: dict, executor, device, command, progress, skipped) -> tuple[int, int]:
-    """Submit the units, then collect their records as they finish; returns (runs done, runs failed)."""
+def _dispatch(
+    spec, out: Path, todo, records: dict, new_executor, device, command, progress, skipped, threads: int
+) -> tuple[int, int]:
+    """Start the executor, submit the units, then collect their records as they finish; returns (runs
+    done, runs failed). The progress bar counts runs (a unit may train several seeds) and shows at
+    once what is happening, from starting the workers on."""
     token = new_token(out)
-    units = [WorkUnit(runs, str(out), spec.analyses, device, command) for runs in plan_units(todo, executor.slots)]
-    bar = tqdm(total=len(spec.runs), initial=skipped, desc=f"sweep {spec.name}", unit="run", disable=not progress)
+    bar = tqdm(
+        total=len(spec.runs), initial=skipped, desc=f"sweep {spec.name}", unit="run", disable=None if progress else True
+    )  # on a terminal only: a log or a pipe gets the summary line, not bar redraws
+    bar.set_postfix_str(f"{skipped} already finished; starting the workers", refresh=True)
+    try:
+        executor = new_executor()
+    except BaseException:
+        bar.close()
+        raise
+    units = [
+        WorkUnit(runs, str(out), spec.analyses, device, command, threads) for runs in plan_units(todo, executor.slots)
+    ]
     counts = {DONE: 0, FAILED: 0}
     cancel = True
     try:
         pending = {executor.submit(u, token): (u, 1) for u in units}
+        bar.set_postfix_str(
+            f"{len(todo)} runs in {len(units)} units on {executor.slots} {executor.kind} slots", refresh=True
+        )
         while pending:
             for handle in executor.wait(list(pending), timeout=1.0):
                 unit, attempt = pending.pop(handle)
@@ -178,7 +225,8 @@ def _dispatch(spec, out: Path, todo, records: dict, executor, device, command, p
                     if executor.recover(handle, e) and attempt < MAX_ATTEMPTS:
                         pending[executor.submit(unit, token)] = (unit, attempt + 1)
                         continue
-                    payload = {"records": [new_record(run, e, sweep_dir=str(out)) for run in unit.runs], "files": {}}
+                    lost = [{**new_record(run, e, sweep_dir=str(out)), "ray_node": None} for run in unit.runs]
+                    payload = {"records": lost, "files": {}}  # where it died is unknown
                 if payload["files"] is not None:
                     store_shipped(out, payload)
                 for record in payload["records"]:
@@ -187,10 +235,9 @@ def _dispatch(spec, out: Path, todo, records: dict, executor, device, command, p
                     bar.set_postfix_str(headline(record), refresh=False)
                     bar.update(1)
                 write_results(out, spec.runs, records)
+            running = sum(len(pending[h][0].runs) for h in executor.running(list(pending)))
             bar.set_description(
-                f"sweep {spec.name} [done {counts[DONE]} running "
-                f"{executor.running(list(pending))} failed {counts[FAILED]}]",
-                refresh=True,
+                f"sweep {spec.name} [done {counts[DONE]} training {running} failed {counts[FAILED]}]", refresh=True
             )
         cancel = False
     finally:

@@ -34,16 +34,19 @@ it (and the closest known key).
 from __future__ import annotations
 
 import itertools
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core import data
+from ..core.files import require_regular_file
 from .settings import RunSettings, SettingsError, check_value, resolve, unknown_key_message
 
 SECTIONS = ("sweep", "settings", "grid", "runs", "analyses")
 ANALYSES = ("evaluate", "equivalence", "pca")
 MAX_EXTRA_OOD = 3  # default OOD lengths: n+1 .. n+3 (within the width)
+MAX_RUNS = 100_000  # runs in one spec: a 10^8-run grid was expanded until memory ran out
 
 
 class SpecError(ValueError):
@@ -65,7 +68,7 @@ class AnalysesSpec:
         """The OOD operand lengths evaluated for ``task`` (checked against its width)."""
         if self.ood_digits is not None:
             return data.check_ood_digits(task, self.ood_digits)
-        return list(range(task.digits + 1, min(task.width, task.digits + MAX_EXTRA_OOD) + 1))
+        return data.ood_digits_range(task, MAX_EXTRA_OOD)
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,13 @@ def load_spec(path: str | Path) -> SweepSpec:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no sweep spec at {path}")
-    return parse_spec(path.read_text(encoding="utf-8"), path.stem, source=str(path))
+    try:
+        text = require_regular_file(path, "spec file").read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(
+            f"{path} is not a UTF-8 text file (byte {e.start}: {e.reason}); save the spec as UTF-8"
+        ) from None
+    return parse_spec(text, path.stem, source=str(path))
 
 
 def parse_spec(text: str, default_name: str = "sweep", source: str = "spec") -> SweepSpec:
@@ -134,7 +143,15 @@ def _build(doc: dict, text: str, default_name: str) -> SweepSpec:
 
 
 def _expand(base: dict, grid: dict, entries: list[dict]) -> list[RunSettings]:
-    runs, seen = [], {}
+    count = math.prod(len(values) for values in grid.values()) * len(entries)
+    if count > MAX_RUNS:
+        sizes = " x ".join(f"{len(v)} {k}" for k, v in grid.items())
+        raise SettingsError(
+            f"the spec makes {count:,} runs ({len(entries)} [[runs]] entries x {sizes or 'no grid'}); "
+            f"a sweep holds at most {MAX_RUNS:,}: split it into several specs"
+        )
+    runs: list[RunSettings] = []
+    seen: dict[str, str] = {}
     combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     for i, entry in enumerate(entries, 1):
         where = f"[[runs]] entry {i}"

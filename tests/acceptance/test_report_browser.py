@@ -19,11 +19,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from report_page import index_html, quick_report
-from sweep_fixture import tiny_sweep
+from support import HANG_TIMEOUT_S
+from support.report_page import index_html, quick_report
+from support.sweeps import tiny_sweep
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome", "headless_shell")
-TIMEOUT_S = 180
+TIMEOUT_S = HANG_TIMEOUT_S
 
 
 def find_browser() -> str | None:

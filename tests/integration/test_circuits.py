@@ -1,16 +1,9 @@
 import json
 
 import pytest
+from support.cli import run_in_process
 
 from mechinterp_arith.analysis import circuits
-from mechinterp_arith.cli import main
-
-
-def run_cli(capsys, *args):
-    """The CLI in-process (same code path as the console script, without a new interpreter)."""
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_digit_sites_find_the_b_digit_position(add3):
@@ -57,12 +50,12 @@ def test_explain_an_ood_input(add3):
 
 
 def test_patch_and_explain_cli_json(capsys):
-    code, out, err = run_cli(capsys, "patch", "add3", "--digit", "0", "--n", "8", "--json", "--device", "cpu")
+    code, out, err = run_in_process(capsys, "patch", "add3", "--digit", "0", "--n", "8", "--json", "--device", "cpu")
     assert code == 0, err
     d0 = json.loads(out)["digits"]["0"]
     assert d0["logit_pos"] == 9 and d0["top_sites"][0]["label"] == "b0" and d0["top_sites"][0]["effect"] > 0.9
     assert any(h["layer"] == 0 and h["operand"] == "a" and h["at"] == "b0" for h in d0["heads"])
-    code, out, err = run_cli(capsys, "explain", "add3", "349", "705", "--json", "--top", "1", "--device", "cpu")
+    code, out, err = run_in_process(capsys, "explain", "add3", "349", "705", "--json", "--top", "1", "--device", "cpu")
     assert code == 0, err
     out = json.loads(out)
     assert out["prediction"] == 1054 and out["correct"] and out["in_distribution"]
@@ -78,6 +71,6 @@ def test_patch_and_explain_cli_json(capsys):
     ],
 )
 def test_cli_errors_are_one_line(capsys, args, message):
-    code, _, err = run_cli(capsys, *args, "--device", "cpu")
+    code, _, err = run_in_process(capsys, *args, "--device", "cpu")
     assert code == 2, err
     assert message in err and len(err.strip().splitlines()) == 1

@@ -1,19 +1,12 @@
 import json
 import shlex
-import subprocess
-import sys
 
 import pytest
+from support.cli import run_console
 
 from mechinterp_arith.cli import COMMAND_MODULES, build_parser, main
 from mechinterp_arith.cli.train_cmd import resolved_configs
-from mechinterp_arith.core.position_schemes import scheme_defaults
-
-
-def run_cli(*args, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "mechinterp_arith", *args], capture_output=True, text=True, timeout=timeout
-    )
+from mechinterp_arith.core.scheme_defaults import scheme_defaults
 
 
 def test_every_command_has_help(capsys):
@@ -28,7 +21,7 @@ def test_every_command_has_help(capsys):
 
 
 def test_evaluate_json_on_shipped_add3_sample():
-    r = run_cli("evaluate", "add3", "--ood-digits", "4", "--n", "2000", "--json")
+    r = run_console("evaluate", "add3", "--ood-digits", "4", "--n", "2000", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["task"] == "add3" and out["train_digits"] == 3 and out["id"]["n"] == 2000
@@ -48,23 +41,23 @@ def test_evaluate_json_on_shipped_add3_sample():
     ],
 )
 def test_errors_are_one_line_without_traceback(args, message):
-    r = run_cli(*args)
+    r = run_console(*args)
     assert r.returncode == 2
     assert message in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 def test_info_reports_the_reproducing_command():
-    r = run_cli("info", "add3", "--json")
+    r = run_console("info", "add3", "--json")
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     assert info["command"].startswith("mechinterp-arith train --task add --digits 3")
-    assert info["model"]["n_params"] == 86_592 and info["task"]["example"] == "0034900205455000"
+    assert info["model"]["n_params"] == 86_592 and info["task"]["example"] == "0034900705450100"
 
 
 def test_train_cli_writes_a_checkpoint_that_evaluates(tmp_path):
     out = tmp_path / "tiny"
-    r = run_cli(
+    r = run_console(
         "train",
         "--task",
         "add",
@@ -92,7 +85,7 @@ def test_train_cli_writes_a_checkpoint_that_evaluates(tmp_path):
     assert "wrote" in r.stdout
     config = json.loads((out / "config.json").read_text())
     assert config["command"].startswith("mechinterp-arith train --task add --digits 1")
-    r = run_cli("evaluate", str(out), "--json")
+    r = run_console("evaluate", str(out), "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["id"]["n"] == 20  # 1-digit: 100 pairs, 80 train / 20 held out
 

@@ -186,13 +186,13 @@ def test_node_scores_equal_tls_attribution_patch(add3):
 
 
 def test_eap_ig_closes_the_linear_estimates_gap(add3):
-    from mechinterp_arith.analysis.patching import patch_sweep
+    from mechinterp_arith.analysis.patching import patch_each_site
 
     pairs = differ_in_answer_digit(add3.task, 0, n=16, seed=2)
     metric = logit_diff_metric(pairs, 0)
     with torch.inference_mode():
         _, cache = add3.model.run_with_cache(pairs.clean_tokens)
-    sweep = patch_sweep(add3.model, pairs.corrupted_tokens, cache, metric, "mlp_out")
+    sweep = patch_each_site(add3.model, pairs.corrupted_tokens, cache, metric, "mlp_out")
     exact = (sweep.values - sweep.baseline).nan_to_num()
     miss = {s: (attribute(add3, pairs, metric, s).node_scores("mlp_out") - exact).abs().max() for s in (1, 5)}
     assert exact.abs().max() > 10 and miss[5] < 0.5 * miss[1]

@@ -4,7 +4,7 @@ import dataclasses
 import json
 
 import pytest
-import torch
+from support.models import interrupt_at, same_weights
 
 from mechinterp_arith import ModelConfig, Task, TrainConfig, load, train
 from mechinterp_arith.cli import build_parser
@@ -31,17 +31,15 @@ def alone(seed: int, cfg: TrainConfig = EARLY, **kw):
     return train(TASK, dataclasses.replace(MODEL, seed=seed), dataclasses.replace(cfg, seed=seed), progress=False, **kw)
 
 
-def same_weights(m1, m2) -> bool:
-    a, b = m1.state_dict(), m2.state_dict()
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
 @pytest.fixture(scope="module")
 def ensemble(tmp_path_factory):
     out = tmp_path_factory.mktemp("ens") / "run"
-    return train(
-        TASK, MODEL, EARLY, out_dir=out, seeds=[0, 1, 2, 3], progress=False, command="mechinterp-arith train ..."
-    ), out
+    # train(seeds=...) is the deprecated spelling of train_ensemble: it warns and trains the same ensemble
+    with pytest.warns(DeprecationWarning, match="train_ensemble"):
+        ens = train(
+            TASK, MODEL, EARLY, out_dir=out, seeds=[0, 1, 2, 3], progress=False, command="mechinterp-arith train ..."
+        )
+    return ens, out
 
 
 def test_members_stop_at_their_own_steps_with_the_weights_of_separate_runs(ensemble):
@@ -80,10 +78,7 @@ def test_members_are_checkpoints_that_record_the_command_training_them_alone(ens
 def test_an_interrupted_ensemble_resumes_to_the_same_weights(ensemble, tmp_path):
     ens, _ = ensemble
 
-    def interrupt(step, model, row):
-        if step == 30:
-            raise KeyboardInterrupt
-
+    interrupt = interrupt_at(30)
     with pytest.raises(KeyboardInterrupt):
         train_ensemble(TASK, MODEL, EARLY, [0, 1, 3], out_dir=tmp_path, callback=interrupt, progress=False)
     assert (tmp_path / "seed_0" / "model.safetensors").is_file()  # finished at step 10
@@ -99,7 +94,7 @@ ANNEAL = dataclasses.replace(EARLY, target_accuracy=1.0, anneal_at=0.05, anneal_
 
 
 def test_members_anneal_from_their_own_steps_like_separate_runs_and_resume_there(tmp_path):
-    ens = train(TASK, MODEL, ANNEAL, seeds=[0, 1, 3], progress=False)
+    ens = train_ensemble(TASK, MODEL, ANNEAL, [0, 1, 3], progress=False)
     fixed = [lr_at(s - 1, ANNEAL) for s in range(10, 70, 10)]
     starts = {}
     for seed in (0, 1, 3):
@@ -114,10 +109,7 @@ def test_members_anneal_from_their_own_steps_like_separate_runs_and_resume_there
     assert starts == {0: 10, 1: None, 3: 40}  # seeds 0 and 3 anneal from their own steps, seed 1 never
     assert ens.histories[0]["lr"].iloc[2] < fixed[2] / 5 and ens.histories[1]["lr"].tolist() == pytest.approx(fixed)
 
-    def interrupt(step, model, row):
-        if step == 30:
-            raise KeyboardInterrupt
-
+    interrupt = interrupt_at(30)
     with pytest.raises(KeyboardInterrupt):  # after seed 0's annealing began (step 10)
         train_ensemble(TASK, MODEL, ANNEAL, [0, 1, 3], out_dir=tmp_path, callback=interrupt, progress=False)
     resumed = train_ensemble(TASK, MODEL, ANNEAL, [0, 1, 3], out_dir=tmp_path, progress=False)

@@ -1,6 +1,6 @@
 """Fault injection: a checkpoint directory is never lost, mixed or half-swapped, and bad input is one line.
 
-Deaths are simulated at every filesystem call (tests/fault_injection.py); concurrent writers are a
+Deaths are simulated at every filesystem call (tests/support/faults.py); concurrent writers are a
 real second process; the CLI table runs ``main`` in-process (exit status 2, one line on stderr, no
 traceback, nothing written).
 """
@@ -17,8 +17,9 @@ import threading
 
 import pytest
 import torch
-from fault_injection import DieAt, count_calls, die_during
 from safetensors.torch import save_file
+from support.faults import DieAt, count_calls, die_during
+from support.models import same_weights, weights
 
 import mechinterp_arith.core.dirswap as dirswap
 import mechinterp_arith.core.locks as locks
@@ -33,14 +34,6 @@ TASK = Task("add", 1)
 MCFG = ModelConfig.for_task(TASK, n_layers=1, n_heads=2, d_model=16, d_mlp=32, seed=1)
 CFG = TrainConfig(steps=4, batch_size=16, eval_every=2, eval_n=20, warmup=2, snapshot_every=2, device="cpu")
 HISTORY = ["step", "loss", "lr", "id_exact", "ood_exact"]
-
-
-def weights(model) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def same(a, b) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def train_until_first_evaluation(out, mcfg=MCFG, cfg=CFG) -> None:
@@ -69,10 +62,10 @@ def reference(one_thread):
 
 def assert_finished_like_reference(out, reference) -> None:
     ckpt = load(out, device="cpu")
-    assert same(weights(ckpt.model), reference[0])
+    assert same_weights(weights(ckpt.model), reference[0])
     assert ckpt.snapshot_steps() == sorted(reference[2])
     for step, state in reference[2].items():
-        assert same(weights(ckpt.load_snapshot(step)), state)
+        assert same_weights(weights(ckpt.load_snapshot(step)), state)
     assert [{k: r[k] for k in HISTORY} for r in ckpt.history] == reference[1].to_dict("records")
     assert siblings(out.parent) == [out.name]  # no leftover, no lock file
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.json", "model.safetensors", "snapshots"]
@@ -93,7 +86,7 @@ def test_training_killed_at_any_filesystem_call_resumes_to_the_same_checkpoint(t
         assert out.is_dir() or n <= created, n  # never empty once made (an atomic exchange on Linux)
         assert not ((out / "config.json").exists() and (out / "train_state.safetensors").exists()), n
         if (out / "config.json").exists():  # a new checkpoint is whole
-            assert same(weights(load(out, device="cpu").model), reference[0]), n
+            assert same_weights(weights(load(out, device="cpu").model), reference[0]), n
         train(TASK, MCFG, CFG, out_dir=out, progress=False)
         assert_finished_like_reference(out, reference)
 
@@ -118,9 +111,9 @@ def test_replacing_a_checkpoint_killed_at_any_call_leaves_the_old_or_the_new(tmp
         assert die_during(replace(out), n)
         ckpt = load(out, device="cpu")  # recovers an interrupted exchange first
         if ckpt.history == [{"step": 1, "loss": 2.0}]:
-            assert same(weights(ckpt.model), weights(old_model)) and ckpt.snapshot_steps() == [5], n
+            assert same_weights(weights(ckpt.model), weights(old_model)) and ckpt.snapshot_steps() == [5], n
         else:
-            assert same(weights(ckpt.model), weights(new_model)) and ckpt.snapshot_steps() == [], n
+            assert same_weights(weights(ckpt.model), weights(new_model)) and ckpt.snapshot_steps() == [], n
         save_checkpoint(out, new_model, TASK, MCFG)  # the next writer clears every leftover
         assert siblings(out.parent) == ["ckpt"], n
 
@@ -142,7 +135,7 @@ def test_reimport_killed_at_any_call_leaves_the_old_or_the_new_import(tmp_path):
         import_checkpoint(old_file, "mingpt", 3, task, out)
         assert die_during(lambda: import_checkpoint(new_file, "mingpt", 3, task, out), n)
         ckpt = load(out, device="cpu")  # the old import or the new one, config and weights of the same
-        assert same(weights(ckpt.model), expected[ckpt.config["source"]["file"]]), n
+        assert same_weights(weights(ckpt.model), expected[ckpt.config["source"]["file"]]), n
         import_checkpoint(new_file, "mingpt", 3, task, out)
         assert load(out, device="cpu").config["source"]["file"] == str(new_file)
         assert siblings(out.parent) == ["imported"], n
@@ -153,10 +146,10 @@ def test_state_saved_between_evaluations_resumes_bit_identically(tmp_path, monke
     monkeypatch.setattr(train_loop, "STATE_EVERY_S", 0.0)  # a time-based save after every step
     real_step, out = train_loop.train_step, tmp_path / "run"
 
-    def step_until_killed(members, training, forward):
-        if members[0].step == stop_before_step - 1:
+    def step_until_killed(runs, training, forward):
+        if runs[0].step == stop_before_step - 1:
             raise KeyboardInterrupt
-        return real_step(members, training, forward)
+        return real_step(runs, training, forward)
 
     monkeypatch.setattr(train_loop, "train_step", step_until_killed)
     with pytest.raises(KeyboardInterrupt):
@@ -285,7 +278,7 @@ def test_train_refuses_another_runs_checkpoint_unless_overwrite(tmp_path, refere
     train(TASK, MCFG, CFG, out_dir=out, progress=False, overwrite=True)
     assert_finished_like_reference(out, reference)  # only its own snapshots: 2 and 4, none of add3's
     model, history, snapshots = train(TASK, MCFG, CFG, out_dir=out, progress=False)  # finished: nothing to train
-    assert same(weights(model), reference[0]) and sorted(snapshots) == [2, 4]
+    assert same_weights(weights(model), reference[0]) and sorted(snapshots) == [2, 4]
     assert history[HISTORY].to_dict("records") == reference[1].to_dict("records")
     assert_finished_like_reference(out, reference)
     with pytest.raises(CheckpointError, match="finished checkpoint of this run"):
@@ -553,12 +546,12 @@ def test_cli_errors_are_one_line_and_leave_nothing_behind(case, tmp_path, monkey
     ],
 )
 def test_out_of_memory_is_one_line_saying_what_to_change(monkeypatch, capsys, error, needed):
-    import mechinterp_arith.cli.evaluate_cmd as evaluate_cmd
+    import mechinterp_arith.core.evaluate as evaluate  # the command imports it when it runs
 
     def exhausted(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(evaluate_cmd, "evaluate_checkpoint", exhausted)
+    monkeypatch.setattr(evaluate, "evaluate_checkpoint", exhausted)
     assert main(["evaluate", "add3", "--n", "100000000"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("mechinterp-arith evaluate: error: out of memory") and "\n" not in err

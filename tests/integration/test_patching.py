@@ -7,12 +7,10 @@ from transformer_lens import patching as tl_patching
 from mechinterp_arith.analysis import patch_runners, patching
 from mechinterp_arith.analysis.metrics import correct_prob_metric, logit_diff_metric, normalised_effect
 from mechinterp_arith.analysis.prompt_pairs import (
-    carry_pairs,
     change_operand_digit,
     differ_in_answer_digit,
-    ood_id_pairs,
 )
-from mechinterp_arith.core.positions import answer_logit_pos, operand_pos, position_labels
+from mechinterp_arith.core.positions import answer_logit_pos, operand_pos
 
 DROP_INS = (
     "get_act_patch_resid_pre",
@@ -50,8 +48,8 @@ def test_drop_ins_equal_transformer_lens(setup, name):
 def test_sites_after_the_read_position_are_not_run(setup):
     model, pairs, cache, metric = setup
     q = answer_logit_pos(pairs.task, 1)
-    sweep = patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, "resid_pre")
-    full = patching.patch_sweep(
+    sweep = patching.patch_each_site(model, pairs.corrupted_tokens, cache, metric, "resid_pre")
+    full = patching.patch_each_site(
         model, pairs.corrupted_tokens, cache, lambda lg: metric(lg), "resid_pre", infer_reads=False
     )
     # (identical sites, e.g. layer 0 where every row's tokens agree, are reported as such first)
@@ -62,7 +60,7 @@ def test_sites_after_the_read_position_are_not_run(setup):
     assert sweep.n_forward_rows < full.n_forward_rows
     assert not full.after_read.any() and "after_read" in sweep.frame().columns
     # the last layer's output at an unread position reaches no read position: not run either
-    mlp = patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, "mlp_out")
+    mlp = patching.patch_each_site(model, pairs.corrupted_tokens, cache, metric, "mlp_out")
     assert (mlp.after_read | mlp.identical)[2, :q].all() and mlp.after_read[2, :q].any()
     assert not mlp.after_read[:2, : q + 1].any() and not mlp.after_read[2, q]
     assert torch.equal(mlp.values[2, :q], mlp.baseline.expand(q))
@@ -77,8 +75,8 @@ def test_read_positions_of_undeclared_metrics_are_inferred(setup):
     # argmax reads are found too, and a metric reading every position gets no restriction
     assert patching.infer_read_positions(lambda lg: (lg[:, [3, q]].argmax(-1) == 2).float().mean(), logits) == (3, q)
     assert patching.infer_read_positions(lambda lg: lg.mean(), logits) is None
-    inferred = patching.patch_sweep(model, pairs.corrupted_tokens, cache, lambda lg: metric(lg), "z")
-    declared = patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, "z")
+    inferred = patching.patch_each_site(model, pairs.corrupted_tokens, cache, lambda lg: metric(lg), "z")
+    declared = patching.patch_each_site(model, pairs.corrupted_tokens, cache, metric, "z")
     assert torch.equal(inferred.after_read, declared.after_read) and inferred.after_read.any()
     assert torch.allclose(inferred.values, declared.values, atol=1e-6)
 
@@ -89,9 +87,9 @@ def test_a_wrong_read_declaration_is_an_error(setup):
         lambda logits: metric(logits) + logits[:, -1].sum(), [answer_logit_pos(pairs.task, 1)]
     )
     with pytest.raises(ValueError, match="its value changes when the logits at other positions are NaN"):
-        patching.patch_sweep(model, pairs.corrupted_tokens, cache, wrong, "resid_pre")
+        patching.patch_each_site(model, pairs.corrupted_tokens, cache, wrong, "resid_pre")
     with pytest.raises(ValueError, match="must name positions in 0..14"):
-        patching.patch_sweep(
+        patching.patch_each_site(
             model, pairs.corrupted_tokens, cache, patching.reads_positions(lambda lg: metric(lg), [15]), "resid_pre"
         )
 
@@ -100,13 +98,13 @@ def test_other_kinds_agree_across_paths_and_result_equals_z(setup):
     model, pairs, cache, metric = setup
     for kind in ("resid_mid", "resid_post", "result"):
         kw = {"positions": [3, 8, 10, 14]}  # first differing token, b1, the reading position, the last
-        fast = patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, kind, method="fast", **kw)
-        hooks = patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, kind, method="hooks", **kw)
+        fast = patching.patch_each_site(model, pairs.corrupted_tokens, cache, metric, kind, method="fast", **kw)
+        hooks = patching.patch_each_site(model, pairs.corrupted_tokens, cache, metric, kind, method="hooks", **kw)
         assert fast.method == "fast" and hooks.method == "hooks"
         assert torch.allclose(fast.values, hooks.values, atol=1e-4, equal_nan=True), kind
         assert fast.values[:, [3, 8, 10, 14]].isfinite().all() and fast.values[:, 0].isnan().all()
-    z = patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, "z", by_pos=False)
-    result = patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, "result", by_pos=False)
+    z = patching.patch_each_site(model, pairs.corrupted_tokens, cache, metric, "z", by_pos=False)
+    result = patching.patch_each_site(model, pairs.corrupted_tokens, cache, metric, "result", by_pos=False)
     assert torch.allclose(z.values, result.values, atol=1e-4)
 
 
@@ -114,7 +112,7 @@ def test_resid_mid_patch_reaches_the_residual_stream(setup):
     # the metric reads position q, which after the last resid_mid depends only on resid_mid[2][q]
     model, pairs, cache, metric = setup
     q = answer_logit_pos(pairs.task, 1)
-    sweep = patching.patch_sweep(
+    sweep = patching.patch_each_site(
         model, pairs.corrupted_tokens, cache, metric, "resid_mid", method="hooks", positions=[q]
     )
     with torch.inference_mode():
@@ -138,7 +136,7 @@ def test_identical_sites_are_reported_and_equal_the_baseline(add3):
     with torch.inference_mode():
         _, cache = add3.model.run_with_cache(pairs.clean_tokens)
     metric = logit_diff_metric(pairs, 0)
-    sweep = patching.patch_sweep(add3.model, pairs.corrupted_tokens, cache, metric, "resid_pre")
+    sweep = patching.patch_each_site(add3.model, pairs.corrupted_tokens, cache, metric, "resid_pre")
     # layer 0 reads the embeddings: identical exactly where every row's tokens agree
     same_token = (pairs.clean_tokens == pairs.corrupted_tokens).all(0)
     assert torch.equal(sweep.identical[0], same_token) and not same_token[9:12].any()
@@ -158,7 +156,7 @@ def test_a_patch_that_never_runs_is_an_error(setup, monkeypatch):
     model, pairs, cache, metric = setup
     monkeypatch.setattr(patch_runners, "_make_fast_patch", lambda *a, **k: lambda point, j, t: None)
     with pytest.raises(RuntimeError, match="never ran"):
-        patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, "attn_out", method="fast")
+        patching.patch_each_site(model, pairs.corrupted_tokens, cache, metric, "attn_out", method="fast")
 
 
 @pytest.mark.parametrize(
@@ -174,54 +172,16 @@ def test_a_patch_that_never_runs_is_an_error(setup, monkeypatch):
 def test_bad_arguments(setup, kwargs, message):
     model, pairs, cache, metric = setup
     with pytest.raises(ValueError, match=message):
-        patching.patch_sweep(model, pairs.corrupted_tokens, cache, metric, **kwargs)
+        patching.patch_each_site(model, pairs.corrupted_tokens, cache, metric, **kwargs)
 
 
 def test_mismatched_clean_cache_is_rejected(setup):
     model, pairs, cache, metric = setup
     with pytest.raises(ValueError, match="same batch and length"):
-        patching.patch_sweep(model, pairs.corrupted_tokens[:3], cache, metric, "resid_pre")
+        patching.patch_each_site(model, pairs.corrupted_tokens[:3], cache, metric, "resid_pre")
 
 
-# ---- prompt pairs and metrics ----------------------------------------------------------------------
-def test_operand_digit_pairs_keep_length_and_change_one_digit(add3):
-    task = add3.task
-    for op in ("a", "b"):
-        for place in range(3):
-            pairs = change_operand_digit(task, n=32, operand=op, place=place, seed=place)
-            assert pairs.clean_tokens.shape == pairs.corrupted_tokens.shape == (32, task.n_ctx)
-            diff = pairs.clean_tokens != pairs.corrupted_tokens
-            prompt_diff = diff[:, : task.prompt_len]
-            assert prompt_diff[:, operand_pos(task, op, place)].all()
-            assert prompt_diff.sum(1).eq(1).all()
-
-
-@pytest.mark.parametrize("k", [0, 1, 2, 3])
-def test_answer_digit_pairs_differ_in_exactly_digit_k(add3, k):
-    pairs = differ_in_answer_digit(add3.task, k, n=32, seed=0)
-    diff = pairs.clean_digits != pairs.corrupted_digits
-    assert diff[:, k].all() and diff.sum(1).eq(1).all()
-    assert (pairs.clean_a < 1000).all() and (pairs.corrupted_b < 1000).all()
-
-
-def test_impossible_answer_digits_are_errors(add3):
-    with pytest.raises(ValueError, match="always 0"):
-        differ_in_answer_digit(add3.task, 4, n=4)
-    with pytest.raises(ValueError, match="answer digit 9 is out of range"):
-        differ_in_answer_digit(add3.task, 9, n=4)
-    with pytest.raises(ValueError, match="place 3 is out of range"):
-        change_operand_digit(add3.task, n=4, place=3)
-
-
-def test_carry_and_ood_pairs(add3):
-    task = add3.task
-    pairs = carry_pairs(task, 2, n=32, seed=0)
-    assert ((pairs.clean_a % 100 + pairs.clean_b % 100) >= 100).all()
-    assert ((pairs.corrupted_a % 100 + pairs.corrupted_b % 100) < 100).all()
-    ood = ood_id_pairs(task, n=32, m=4, seed=0)
-    assert (ood.corrupted_a >= 1000).all() and torch.equal(ood.clean_a, ood.corrupted_a % 1000)
-    assert ood.differing_positions() == [1, 6]  # the thousands digits of a and b, nothing else
-    assert position_labels(task)[1] == "a3" and position_labels(task)[6] == "b3"
+# ---- metrics ----------------------------------------------------------------------
 
 
 def test_metrics_on_real_logits(add3):

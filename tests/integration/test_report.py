@@ -6,28 +6,37 @@ import re
 
 import pytest
 import torch
-from report_page import index_html, quick_report
+from support.report_page import index_html, quick_report
 
 from mechinterp_arith import data
+from mechinterp_arith.analysis.attention import class_members, token_labels
 from mechinterp_arith.cli import main
 from mechinterp_arith.core.decoding import generate, greedy_matches
 from mechinterp_arith.report import SECTIONS, ReportContext, ReportSettings, run_section
 from mechinterp_arith.report.sections.accuracy import length_grid_rates
-from mechinterp_arith.report.sections.attention import class_members, token_labels
 
 MAX_BYTES = 10 * 1024 * 1024
-# plotly figures per section on add3 (snapshots present, OOD lengths 4 and 5 fit the format)
-PLOTS = {
-    "training": 1,
-    "accuracy": 1,
-    "positions": 1,
-    "equivalence": 2,
-    "pca": 4,
-    "logit_lens": 1,
-    "matching": 1,
-    "patching": 3,
-    "discovery": 4,
-}
+# the sections that show plotly figures on add3 (snapshots present, OOD lengths 4 and 5 fit the format)
+PLOTTING = (
+    "training",
+    "accuracy",
+    "positions",
+    "equivalence",
+    "pca",
+    "logit_lens",
+    "matching",
+    "patching",
+    "discovery",
+)
+
+
+def plot_divs(html: str) -> list[str]:
+    return re.findall(r'<div id="(plot-\d+)"', html)
+
+
+def drawn_plots(html: str) -> dict[str, str]:
+    """Element id -> the first character of the trace list each ``Plotly.newPlot`` call draws there."""
+    return dict(re.findall(r'Plotly\.newPlot\(\s*"(plot-\d+)",\s*\[\s*(.)', html))
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +63,11 @@ def test_each_bundle_embedded_once_and_page_small(page):
     assert html.count("* plotly.js v") == 1
     assert html.count("var CircuitsVis=") == 1
     n_views = html.count('class="cv-attention"')
-    n_plots = len(re.findall(r'<div id="plot-\d+"', html))
     assert n_views == 6  # 2 ID examples x (ID + 2 OOD members)
-    assert n_plots == sum(PLOTS.values())
+    # every figure's element exists once and is drawn once, with at least one trace: no orphan, no empty plot
+    divs, drawn = plot_divs(html), drawn_plots(html)
+    assert divs and len(set(divs)) == len(divs) and sorted(divs) == sorted(drawn)
+    assert all(first != "]" for first in drawn.values()), drawn
     assert result.size_bytes == len(html.encode("utf-8")) < MAX_BYTES
     assert not result.errors, [s.error for s in result.errors]
     assert [s.key for s in result.sections] == list(SECTIONS)
@@ -80,8 +91,8 @@ def _text(section_html: str) -> str:
 def test_analysis_sections_show_real_content(page):
     result, _ = page
     html = {s.key: s.html for s in result.sections}
-    for key, n in PLOTS.items():
-        assert len(re.findall(r'<div id="plot-\d+"', html[key])) == n, key
+    for key in PLOTTING:
+        assert plot_divs(html[key]) and set(plot_divs(html[key])) == set(drawn_plots(html[key])), key
     eq = _text(html["equivalence"])
     # the best relation on every OOD set is the study's mod-1000 rule, with its coverage and interval
     for label in ("both 4-digit", "one 4-digit", "both 5-digit", "one 5-digit"):
@@ -122,7 +133,7 @@ def test_teacher_forced_match_equals_greedy_generation(add3):
 
 def test_length_grid_numbers(add3):
     grid = length_grid_rates(ReportContext(add3, ReportSettings(n=40, seed=1)))
-    E, R = grid["exact"], grid["mod_rule"]
+    E, R = grid["exact"], grid["equivalent"]
     assert grid["lengths"] == [1, 2, 3, 4, 5]
     assert (E[:3, :3] == 1.0).all()  # in distribution: every sum right
     assert E[3:, 3:].max() < 0.1  # both operands longer: wrong...

@@ -14,12 +14,11 @@ from mechinterp_arith.analysis.activations import collect, input_tokens, resolve
 from mechinterp_arith.analysis.dynamics import pca_dynamics
 from mechinterp_arith.analysis.logit_lens import id_ood_logit_lens, logit_lens
 from mechinterp_arith.analysis.matching import match_activations, match_ood
-from mechinterp_arith.analysis.pca import fit_pca, pca_sweep, residual_pca
+from mechinterp_arith.analysis.pca import fit_pca, pca_each_site, residual_pca
 from mechinterp_arith.analysis.projection import ood_projection
 from mechinterp_arith.cli import main
-from mechinterp_arith.core.labels import label_values, parse_label
+from mechinterp_arith.core.labels import label_values
 from mechinterp_arith.core.positions import answer_logit_pos as predicting_position
-from mechinterp_arith.core.positions import position_labels, resolve_position
 
 
 @pytest.fixture(scope="module")
@@ -27,32 +26,7 @@ def id_pairs(add3):
     return data.random_pairs(add3.task, 600, seed=3)
 
 
-# ---- positions, hooks, labels -----------------------------------------------------------------------
-def test_positions_and_roles():
-    paper, plain = Task("add", 3), Task("add", 3, format="plain")
-    assert [predicting_position(paper, k) for k in (0, 1, 5)] == [9, 10, 14]
-    # plain: a(5) + b(5) = c(6, most significant first); the units digit is the last answer token
-    assert predicting_position(plain, 5) == 11 and predicting_position(plain, 0) == 16
-    assert position_labels(paper)[1] == "a3" and position_labels(paper)[6] == "b3" and len(position_labels(paper)) == 15
-    assert position_labels(plain)[5] == "+" and position_labels(plain)[11] == "="
-    assert (
-        resolve_position(paper, "ans3") == 12
-        and resolve_position(paper, -1) == 14
-        and resolve_position(paper, None) == 9
-    )
-
-
-@pytest.mark.parametrize(
-    "position, message",
-    [
-        (15, "position 15 is outside the model's input of 15 tokens"),
-        ("ans6", "answer digit 6 is out of range"),
-        ("tens", "unknown position 'tens'"),
-    ],
-)
-def test_bad_positions(position, message):
-    with pytest.raises(ValueError, match=message):
-        resolve_position(Task("add", 3), position)
+# ---- hooks -----------------------------------------------------------------------
 
 
 def test_unknown_hook_names_near_matches(add3):
@@ -61,38 +35,6 @@ def test_unknown_hook_names_near_matches(add3):
         ValueError, match=r"unknown hook 'blocks.7.hook_resid_post'; did you mean blocks.\d.hook_resid_post"
     ):
         resolve_hook(add3.model, "blocks.7.hook_resid_post")
-
-
-def test_label_values():
-    add, mul, sub = Task("add", 3), Task("mul", 2), Task("sub", 3)
-    a, b = torch.tensor([349, 999, 5]), torch.tensor([705, 1, 7])
-    assert label_values(add, a, b, "units").tolist() == [4, 0, 2]
-    assert label_values(add, a, b, "carry1").tolist() == [1, 1, 1]
-    assert label_values(add, a, b, "carry3").tolist() == [1, 1, 0]
-    assert label_values(add, a, b, "mod3").tolist() == [54, 0, 12]
-    assert label_values(add, a, b, "a2").tolist() == [3, 9, 0] and label_values(add, a, b, "b0").tolist() == [5, 1, 7]
-    # mul carries: digit k of a*b = (sum_{s+t=k} a_s b_t + carry_k) mod 10, checked against the product
-    x, y = torch.arange(100).repeat_interleave(100), torch.arange(100).repeat(100)
-    for k in (1, 2):
-        conv = sum((x // 10**s % 10) * (y // 10 ** (k - s) % 10) for s in range(k + 1))
-        assert torch.equal((conv + label_values(mul, x, y, f"carry{k}")) % 10, label_values(mul, x, y, f"ans{k}"))
-    assert label_values(sub, torch.tensor([705, 41, 40]), torch.tensor([349, 1, 1]), "carry1").tolist() == [1, 0, 1]
-
-
-@pytest.mark.parametrize(
-    "spec, message",
-    [
-        ("digit0", "unknown label 'digit0'"),
-        ("carry0", "carry<i> needs 1 <= i <= 5"),
-        ("ans6", "ans<i> needs 0 <= i <= 5"),
-        ("a5", "a<i> needs 0 <= i <= 4"),
-    ],
-)
-def test_bad_labels(spec, message):
-    with pytest.raises(ValueError, match=message):
-        parse_label(Task("add", 3), spec)
-    with pytest.raises(ValueError, match="carries are defined for add, sub and mul"):
-        parse_label(Task("addmod", 2, modulus=101), "carry1")
 
 
 def test_collect_shapes_and_teacher_forcing(add3):
@@ -131,7 +73,9 @@ def test_units_digit_separates_in_id_pca(add3, id_pairs):
 
 def test_sweep_layers_by_positions(add3, id_pairs):
     a, b = id_pairs[0][:300], id_pairs[1][:300]
-    sweep = pca_sweep(add3, a, b, hooks=["blocks.0.hook_resid_pre", "ln_final.hook_out"], positions=["units", "ans3"])
+    sweep = pca_each_site(
+        add3, a, b, hooks=["blocks.0.hook_resid_pre", "ln_final.hook_out"], positions=["units", "ans3"]
+    )
     f = sweep.frame.set_index(["hook", "position"])
     assert list(sweep.frame["label"].unique()) == ["ans0", "ans3"]
     assert f.loc[("ln_final.hook_out", 9), "nearest_centroid_accuracy"] >= 0.95
@@ -145,7 +89,7 @@ def test_sweep_layers_by_positions(add3, id_pairs):
         .values,
     )
     with pytest.raises(ValueError, match="position 3 predicts no answer digit"):
-        pca_sweep(add3, a, b, positions=[3])
+        pca_each_site(add3, a, b, positions=[3])
 
 
 def test_ood_projection_lands_on_the_equivalent_cluster(add3, id_pairs):
@@ -264,7 +208,7 @@ def test_logit_lens_and_match_cli_json(capsys):
         (["pca", "add3", "--position", "99"], "position 99 is outside"),
         (["pca", "add3", "--label", "tens"], "unknown label 'tens'"),
         (["pca", "add3", "--n", "0"], "--n must be >= 1"),
-        (["match", "add3", "--ood-digits", "6"], "len_a=6 does not fit the format"),
+        (["match", "add3", "--ood-digits", "6"], "OOD length m=6 does not fit the format"),
     ],
 )
 def test_cli_errors_are_one_line(capsys, args, message):

@@ -5,10 +5,12 @@ import json
 
 import pytest
 import torch
+from support import reference
+from support.cli import cli_json
 
-from mechinterp_arith import ModelConfig, Task, load, save_checkpoint
+from mechinterp_arith import ModelConfig, Task, data, load, save_checkpoint
 from mechinterp_arith.analysis.length_generalisation import compare_schemes, length_profile, operand_alignment
-from mechinterp_arith.cli import main
+from mechinterp_arith.core.decoding import generate
 from mechinterp_arith.core.errors import NotApplicable
 from mechinterp_arith.core.model import build_model
 from mechinterp_arith.core.position_schemes import SCHEMES
@@ -27,23 +29,40 @@ def scheme_checkpoints(tmp_path_factory):
     return out
 
 
-def _json(capsys, *args):
-    assert main(list(args)) == 0
-    return json.loads(capsys.readouterr().out)
-
-
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_every_analysis_command_runs_on_the_scheme(scheme, scheme_checkpoints, capsys, tmp_path):
     ckpt = str(scheme_checkpoints[scheme])
-    eq = _json(capsys, "equivalence", ckpt, "--ood-digits", "3", "--n", "40", "--json")
-    assert eq["ood"]["3"]["n"] == 40
-    assert "nearest_centroid_accuracy" in json.dumps(_json(capsys, "pca", ckpt, "--n", "60", "--n-id", "40", "--json"))
-    assert _json(capsys, "logit-lens", ckpt, "--n", "20", "--json")
-    assert _json(capsys, "match", ckpt, "--n", "20", "--json")
-    patch = _json(capsys, "patch", ckpt, "--digit", "0", "--n", "8", "--json")
-    assert "0" in patch["digits"]
-    assert _json(capsys, "explain", ckpt, "31", "45", "--json")["a"] == 31
-    report = _json(
+    model = load(ckpt, device="cpu")
+    eq = cli_json(capsys, "equivalence", ckpt, "--ood-digits", "3", "--n", "40", "--json")["ood"]["3"]
+    oa, ob = data.ood_both(TASK, 3, 40)
+    outputs = model.predict(oa, ob)  # each relation's hits recounted from its definition
+    assert eq["n"] == 40 and eq["relations"]
+    for rel in eq["relations"]:
+        assert rel["hits"] == reference.relation_hits(rel, "add", oa, ob, outputs), rel["name"]
+
+    pca = cli_json(capsys, "pca", ckpt, "--n", "60", "--n-id", "40", "--json")
+    a, b = data.random_pairs(TASK, 60, seed=0, max_value=10**3)
+    tokens = generate(model.model, TASK, a, b).tokens[:, : TASK.n_ctx]
+    x = reference.activations(model.model, tokens, pca["hook"], pca["position"])
+    ratios, accuracy = reference.pca_reference(x, (a + b) % 10, pca["k"])
+    assert pca["explained_variance_ratio"] == pytest.approx(ratios[: len(pca["explained_variance_ratio"])], abs=1e-5)
+    assert pca["nearest_centroid_accuracy"] == pytest.approx(accuracy, abs=1e-6)
+
+    lens = cli_json(capsys, "logit-lens", ckpt, "--n", "20", "--json")
+    assert lens["final_max_abs_diff"] < 1e-4  # the lens of the last residual state is the model's logits
+    match = cli_json(capsys, "match", ckpt, "--n", "20", "--json")
+    first = min(match["differing_positions"])
+    assert all(c == pytest.approx(1.0, abs=1e-5) for c in match["cosine"]["blocks.0.hook_resid_pre"][:first])
+
+    patch = cli_json(capsys, "patch", ckpt, "--digit", "0", "--n", "8", "--json")["digits"]["0"]
+    best = patch["top_sites"][0]
+    effect, clean, corr = reference.digit_site_effect(model.model, TASK, 0, 8, 0, best, patch["logit_pos"])
+    assert (patch["clean_logit_diff"], patch["corrupted_logit_diff"]) == pytest.approx((clean, corr), abs=1e-3)
+    # the change the patch makes (an untrained model's clean-corrupted gap can be tiny, so not normalised)
+    assert best["effect"] * (clean - corr) == pytest.approx(effect * (clean - corr), abs=1e-3)
+    explained = cli_json(capsys, "explain", ckpt, "31", "45", "--json")
+    assert (explained["a"], explained["prediction"]) == (31, int(model.predict([31], [45])[0]))
+    report = cli_json(
         capsys,
         "report",
         ckpt,
@@ -69,7 +88,12 @@ def test_length_profile_reads_each_schemes_ids(scheme_checkpoints, tmp_path, cap
         ckpt = load(scheme_checkpoints[scheme], device="cpu")
         profile = length_profile(ckpt, n=30)
         assert list(profile.index) == [2, 3] and profile["alignment_by_digit"].map(len).tolist() == [2, 3]
-        assert profile["exact"].between(0, 1).all() and profile["coverage"].between(0, 1).all()
+        for m in (2, 3):  # exact match and the best relation's coverage, recounted from their definitions
+            a, b = data.ood_lengths(TASK, m, m, 30, seed=0)
+            outputs = ckpt.predict(a, b)
+            assert profile.loc[m, "exact"] == pytest.approx(float((outputs == a + b).float().mean()), abs=1e-6)
+            best = reference.best_relation_rate("add", outputs, a, b, TASK.width, TASK.answer_width)
+            assert profile.loc[m, "coverage"] == pytest.approx(best, abs=1e-6)
         rows += [{"scheme": scheme, "seed": 0, "m": m, **r} for m, r in profile.to_dict("index").items()]
     summary = compare_schemes(__import__("pandas").DataFrame(rows))
     assert summary[["scheme", "m"]].values.tolist() == [
@@ -81,7 +105,7 @@ def test_length_profile_reads_each_schemes_ids(scheme_checkpoints, tmp_path, cap
     # the lab's comparison page, from a results file as analyses/length_generalisation.py writes it
     results = tmp_path / "lab.json"
     results.write_text(json.dumps({"rows": rows}, default=list))
-    page = _json(capsys, "report", str(results), "--out", str(tmp_path / "lab"), "--json")
+    page = cli_json(capsys, "report", str(results), "--out", str(tmp_path / "lab"), "--json")
     html = (tmp_path / "lab" / "index.html").read_text()
     first = summary.iloc[0]
     assert page["path"].endswith("index.html") and "<td>coupling</td>" in html
@@ -113,7 +137,7 @@ def test_circuit_discovery_is_skipped_with_its_reason_where_the_plain_forward_ca
 ):
     """Edge-level attribution runs on the plain forward (tokens numbered 0, 1, 2, ...): schemes
     that rotate or renumber positions are skipped, digit by digit, with that reason."""
-    out = _json(capsys, "discover", str(scheme_checkpoints[scheme]), "--n", "8", "--heldout", "8", "--json")
+    out = cli_json(capsys, "discover", str(scheme_checkpoints[scheme]), "--n", "8", "--heldout", "8", "--json")
     assert out["circuits"] == [] and set(out["skipped"]) == {"0", "1", "2"}
     assert all("plain forward, which does not support" in why for why in out["skipped"].values())
     assert (scheme if scheme != "rotary" else "rotary") in out["skipped"]["0"]

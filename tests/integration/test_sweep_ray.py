@@ -7,10 +7,14 @@ One Ray instance (2 CPUs, no dashboard) serves the module.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
-from sweep_fixture import figures, tiny_sweep
+from support.sweeps import figures, tiny_sweep
 
 import mechinterp_arith as ma
 from mechinterp_arith.sweep import run_sweep
@@ -39,6 +43,37 @@ def test_ray_sweep_gives_the_same_figures(ray_instance, tmp_path):
     assert (result.ran, result.failed) == (5, 1)
     pd.testing.assert_frame_equal(figures(result.frame), figures(local.frame))
     assert ray.is_initialized()  # a cluster the sweep joined is left running
+    node = ray.get_runtime_context().get_node_id()
+    records = [json.loads(f.read_text()) for f in (tmp_path / "ray" / "records").glob("*.json")]
+    assert len(records) == 5 and {r["ray_node"] for r in records} == {node}  # where each run ran
+    assert {r["ray_node"] for r in local_records()} == {None}  # the local pool has no Ray node
+
+
+def local_records() -> list[dict]:
+    _, local = tiny_sweep()
+    return [json.loads(f.read_text()) for f in (local.sweep_dir / "records").glob("*.json")]
+
+
+@pytest.mark.parametrize(
+    "ray_option, env, message",
+    [
+        ("127.0.0.1:1", {}, "cannot reach a Ray cluster at '127.0.0.1:1' (--ray 127.0.0.1:1): Connection refused"),
+        (
+            "auto",
+            {"RAY_ADDRESS": "127.0.0.1:1"},
+            "cannot reach a Ray cluster at '127.0.0.1:1' (RAY_ADDRESS): Connection refused",
+        ),
+    ],
+)
+def test_an_address_where_nothing_listens_fails_at_once_naming_it(ray_option, env, message, tmp_path):
+    """Ray itself retries such an address for minutes; the sweep says so in one line, in seconds."""
+    (tmp_path / "spec.toml").write_text("[settings]\ndigits = 1\nsteps = 2\n")
+    code = "import sys; from mechinterp_arith.cli import main; sys.exit(main(sys.argv[1:]))"
+    argv = ["sweep", str(tmp_path / "spec.toml"), "--out", str(tmp_path / "s"), "--ray", ray_option, "--quiet"]
+    r = subprocess.run(
+        [sys.executable, "-c", code, *argv], env={**os.environ, **env}, capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 2 and r.stderr.strip() == f"mechinterp-arith sweep: error: {message}", r.stderr
 
 
 def test_worker_without_the_directory_sends_checkpoints_back(ray_instance, tmp_path):

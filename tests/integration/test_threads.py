@@ -6,24 +6,12 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
 import torch
+from support import HANG_TIMEOUT_S
 
 from mechinterp_arith import ModelConfig, Task, TrainConfig, train
-from mechinterp_arith.cli import build_parser, main
-from mechinterp_arith.core.threads import ENV_VAR, resolve_threads, thread_limit
-
-
-def test_threads_come_from_the_argument_then_the_environment_then_one(monkeypatch):
-    monkeypatch.delenv(ENV_VAR, raising=False)
-    assert resolve_threads() == 1 and resolve_threads(3) == 3 and resolve_threads(0) == 0
-    monkeypatch.setenv(ENV_VAR, "2")
-    assert resolve_threads() == 2 and resolve_threads(1) == 1
-    monkeypatch.setenv(ENV_VAR, "two")
-    with pytest.raises(ValueError, match=f"{ENV_VAR} must be an integer >= 0"):
-        resolve_threads()
-    with pytest.raises(ValueError, match="threads must be an integer >= 0"):
-        resolve_threads(-1)
+from mechinterp_arith.cli import main
+from mechinterp_arith.core.threads import ENV_VAR, thread_limit
 
 
 def test_train_runs_under_the_policy_and_restores_the_callers_threads(monkeypatch):
@@ -38,11 +26,6 @@ def test_train_runs_under_the_policy_and_restores_the_callers_threads(monkeypatc
     assert seen == [1, 1]
 
 
-def test_every_command_takes_threads():
-    commands = build_parser()._subparsers._group_actions[0].choices
-    assert all("--threads" in p._option_string_actions for p in commands.values()), list(commands)
-
-
 def test_a_bad_thread_setting_is_one_line_on_stderr(monkeypatch, capsys):
     monkeypatch.setenv(ENV_VAR, "many")
     assert main(["info", "add3"]) == 2
@@ -54,44 +37,28 @@ def test_a_bad_thread_setting_is_one_line_on_stderr(monkeypatch, capsys):
     assert "threads must be an integer >= 0" in capsys.readouterr().err
 
 
-# A training command run in a fresh process (no thread variables set), alone and beside a process
-# that keeps one core busy; twice each, interleaved, after a warm-up. torch's default (one OpenMP
-# thread per core) made the second case >10x slower (docs/training.md); the policy's one thread
-# shares the machine and finishes within 2x.
-BUSY_SIBLING = textwrap.dedent("""
-    import json, subprocess, sys, time
+# The timing beside a busy process (within 2x of the time alone) is benchmarks/threads.py: a timing
+# assertion would fail whenever the machine is loaded. What is deterministic is checked here: a
+# command in a fresh process with no thread variables set trains with one torch thread and
+# records it in the checkpoint's config.
+FRESH_PROCESS = textwrap.dedent("""
+    import json, sys
     import torch
     from mechinterp_arith.cli import main
-    tmp = sys.argv[1]
-    args = ["train", "--task", "add", "--digits", "2", "--layers", "1", "--heads", "2", "--d-model", "32",
-            "--batch-size", "64", "--eval-n", "50", "--quiet", "--no-resume"]
-    def seconds(out, steps):
-        t = time.perf_counter()
-        assert main(args + ["--steps", str(steps), "--eval-every", str(steps), "--out", f"{tmp}/{out}"]) == 0
-        return time.perf_counter() - t
-    seconds("warm", 2)
-    alone, busy = [], []
-    for i in range(2):
-        alone.append(seconds(f"alone{i}", 150))
-        sibling = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        try:
-            time.sleep(0.2)
-            busy.append(seconds(f"busy{i}", 150))
-        finally:
-            sibling.kill()
-            sibling.wait()
-    print(json.dumps({"alone": alone, "busy": busy, "threads": torch.get_num_threads()}))
+    args = ["train", "--task", "add", "--digits", "1", "--width", "2", "--layers", "1", "--heads", "2",
+            "--d-model", "16", "--batch-size", "8", "--eval-n", "5", "--steps", "2", "--eval-every", "2",
+            "--quiet", "--no-resume", "--out", sys.argv[1]]
+    assert main(args) == 0
+    print(json.dumps({"threads": torch.get_num_threads()}))
 """)
 
 
-def test_a_command_beside_a_busy_process_finishes_within_twice_its_time_alone(tmp_path):
+def test_a_command_in_a_fresh_process_trains_with_one_thread_and_records_it(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", ENV_VAR)}
+    out = tmp_path / "run"
     r = subprocess.run(
-        [sys.executable, "-c", BUSY_SIBLING, str(tmp_path)], capture_output=True, text=True, env=env, timeout=600
+        [sys.executable, "-c", FRESH_PROCESS, str(out)], capture_output=True, text=True, env=env, timeout=HANG_TIMEOUT_S
     )
     assert r.returncode == 0, r.stderr[-2000:]
-    timing = json.loads(r.stdout.strip().splitlines()[-1])
-    assert timing["threads"] == 1
-    config = json.loads((tmp_path / "busy1" / "config.json").read_text())
-    assert config["runtime"]["threads"] == 1
-    assert min(timing["busy"]) <= 2 * min(timing["alone"]), timing
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == {"threads": 1}
+    assert json.loads((out / "config.json").read_text())["runtime"]["threads"] == 1

@@ -1,79 +1,45 @@
 import pytest
 import torch
+from support.models import interrupt_at, same_weights, weights
 
 from mechinterp_arith import CheckpointError, ModelConfig, Task, TrainConfig, accuracy, build_model, data, load, train
-from mechinterp_arith.core.train import TrainingData, lr_at
 
 TINY_TASK = Task("add", 2)
 TINY = ModelConfig.for_task(TINY_TASK, n_layers=1, n_heads=2, d_model=16, d_mlp=32, seed=1)
 SHORT = TrainConfig(steps=30, batch_size=32, eval_every=10, eval_n=50, warmup=5, snapshot_every=15, device="cpu")
 
 
-def _weights(model):
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _same(w1, w2):
-    return w1.keys() == w2.keys() and all(torch.equal(w1[k], w2[k]) for k in w1)
-
-
-def test_loss_mask_covers_answer_tokens_only():
-    task = Task("add", 3)
-    td = TrainingData.build(task, data.id_split(task, 5, 0))
-    # inputs are positions 0..14; those at 9..14 predict the 6 answer digits
-    assert td.loss_mask[0].nonzero().squeeze(1).tolist() == list(range(9, 15))
-    assert torch.equal(
-        td.targets[0, 9:], td.inputs.new_tensor(task.encode(int(td.split.train_a[0]), int(td.split.train_b[0]))[10:])
-    )
-    plain = Task("add", 3, format="plain", pad=False)
-    td = TrainingData.build(plain, data.id_split(plain, 1, 0, seed=4))
-    text = plain.to_text(int(td.split.train_a[0]), int(td.split.train_b[0]))
-    predicted = [plain.vocab[t] for t in td.targets[0][td.loss_mask[0]].tolist()]
-    assert "".join(predicted) == text[text.index("=") + 1 :]  # answer digits and the end token
-
-
-def test_schedule_warms_up_then_decays():
-    cfg = TrainConfig(steps=100, warmup=10, lr=1.0, min_lr_ratio=0.1)
-    assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
-    assert lr_at(99, cfg) == pytest.approx(0.1, abs=0.01) and lr_at(55, cfg) < lr_at(20, cfg)
-
-
 def test_same_seed_same_weights_other_seed_other_weights():
     m1, h1, s1 = train(TINY_TASK, TINY, SHORT, progress=False)
     m2, h2, _ = train(TINY_TASK, TINY, SHORT, progress=False)
-    assert _same(_weights(m1), _weights(m2))
+    assert same_weights(weights(m1), weights(m2))
     assert h1["loss"].tolist() == h2["loss"].tolist()
     assert sorted(s1) == [15, 30]
     m3, _, _ = train(
         TINY_TASK, TINY, TrainConfig(**{**SHORT.to_dict(), "seed": 1, "betas": SHORT.betas}), progress=False
     )
-    assert not _same(_weights(m1), _weights(m3))
+    assert not same_weights(weights(m1), weights(m3))
 
 
 def test_resume_after_interruption_matches_uninterrupted(tmp_path):
     full, h_full, _ = train(TINY_TASK, TINY, SHORT, out_dir=tmp_path / "full", progress=False)
 
-    def interrupt(step, model, row):
-        if step == 20:
-            raise KeyboardInterrupt
-
+    interrupt = interrupt_at(20)
     with pytest.raises(KeyboardInterrupt):
         train(TINY_TASK, TINY, SHORT, out_dir=tmp_path / "cut", progress=False, callback=interrupt)
     assert not (tmp_path / "cut" / "model.safetensors").exists()  # no final checkpoint yet
     resumed, h_resumed, snaps = train(TINY_TASK, TINY, SHORT, out_dir=tmp_path / "cut", progress=False)
-    assert _same(_weights(full), _weights(resumed))
+    assert same_weights(weights(full), weights(resumed))
     cols = ["step", "loss", "lr", "id_exact", "ood_exact"]
     assert h_full[cols].equals(h_resumed[cols])
     assert sorted(snaps) == [15, 30]
     ckpt = load(tmp_path / "cut", device="cpu")
     assert ckpt.snapshot_steps() == [15, 30]
-    assert _same(_weights(ckpt.load_snapshot(30)), _weights(full))
+    assert same_weights(weights(ckpt.load_snapshot(30)), weights(full))
 
 
 def test_resume_refuses_a_state_from_other_settings(tmp_path):
-    def interrupt(step, model, row):
-        raise KeyboardInterrupt
-
+    interrupt = interrupt_at()  # the first evaluation
     with pytest.raises(KeyboardInterrupt):
         train(TINY_TASK, TINY, SHORT, out_dir=tmp_path / "run", progress=False, callback=interrupt)
     other = TrainConfig(**{**SHORT.to_dict(), "lr": 1e-2, "betas": SHORT.betas})

@@ -1,3 +1,5 @@
+from support import HANG_TIMEOUT_S
+
 import mechinterp_arith as ma
 
 
@@ -33,5 +35,25 @@ def test_api_reference_is_generated_from_the_current_docstrings():
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[2] / "docs" / "build_api.py"
-    r = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=HANG_TIMEOUT_S)
     assert r.returncode == 0, r.stderr
+
+
+def test_renamed_names_still_work_with_a_deprecation_warning(monkeypatch):
+    """ma.circuit, ma.patch_sweep and ma.pca_sweep (names notebooks may use) warn and call their new names."""
+    import pandas as pd
+    import pytest
+
+    from mechinterp_arith.analysis import circuits, patching, pca
+
+    for module, old, new, returned in (
+        (circuits, "circuit", "circuit_heads", pd.DataFrame()),
+        (patching, "patch_sweep", "patch_each_site", object.__new__(patching.PatchResult)),
+        (pca, "pca_sweep", "pca_each_site", object.__new__(pca.SitePCA)),
+    ):
+        calls: list[tuple] = []
+        # The stub returns an instance of the declared type: runtime type checks see the alias's annotation.
+        monkeypatch.setattr(module, new, lambda *args, _r=returned, _c=calls, **kwargs: _c.append((args, kwargs)) or _r)
+        with pytest.warns(DeprecationWarning, match=new):
+            assert getattr(ma, old)(1, k=2) is returned, old
+        assert calls == [((1,), {"k": 2})], old

@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import save_file
+from support import reference
 
 from mechinterp_arith import CheckpointError, ModelConfig, Task, build_model, load, save_checkpoint
 
@@ -32,7 +33,10 @@ def test_prompt_tokens_and_predict_shapes(ckpt_dir):
     tokens = ckpt.prompt_tokens([12, 3], torch.tensor([45, 6]))
     assert tokens.dtype == torch.long and tokens.shape == (2, 10)
     assert tokens[0].tolist() == [0, 0, 0, 1, 2, 0, 0, 0, 4, 5]
-    assert ckpt.predict([12, 3], [45, 6]).shape == (2,)
+    # the answers a plain greedy loop reads from the model built fresh from the same config
+    a, b = torch.arange(0, 100, 3), torch.arange(99, -1, -3)
+    expected = reference.greedy_answers(build_model(MCFG).eval(), TASK, a, b)
+    assert ckpt.predict(a, b).tolist() == expected.tolist()
 
 
 def test_truncated_weights_are_reported(ckpt_dir):

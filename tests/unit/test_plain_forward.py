@@ -4,8 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mechinterp_arith import data, load
+from mechinterp_arith import ModelConfig, Task, data, load
 from mechinterp_arith.core.decoding import generate, kv_greedy, shared_prefix_split
+from mechinterp_arith.core.model import build_model
 from mechinterp_arith.core.plain_forward import (
     KVBuffer,
     PlainGPT,
@@ -73,18 +74,19 @@ def test_unsupported_models_are_named():
         act_fn = "solu"
         n_heads = 2
 
-    class Model:
+    class Model(torch.nn.Module):
         cfg = Cfg()
-
-        def state_dict(self):
-            return {}
 
     reasons = unsupported_reasons(Model())
     assert (
         any("rotary" in r for r in reasons) and any("RMS" in r for r in reasons) and any("solu" in r for r in reasons)
     )
+    task = Task("add", 2)
+    rotary = build_model(
+        ModelConfig.for_task(task, n_layers=1, n_heads=2, d_model=16, positional="rotary"), "cpu", task
+    )
     with pytest.raises(NotImplementedError, match="rotary"):
-        PlainGPT(Model())
+        PlainGPT(rotary)
 
 
 def test_shared_prefixes_are_computed_once_and_decode_like_the_bridge(add3):

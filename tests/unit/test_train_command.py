@@ -163,6 +163,8 @@ def test_train_help_names_the_default_of_each_scheme(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for scheme in ("coupling", "abacus"):
         layers = scheme_defaults(scheme)["model"]["n_layers"]
-        assert re.search(rf"--layers LAYERS default by --positional: [^-]*{scheme}[a-z, ]*: {layers}\b", text)
-    assert "--steps STEPS default by --positional: learned, rotary, nope, randomized" in text
+        assert re.search(
+            rf"--layers LAYERS transformer blocks; default by --positional: [^-]*{scheme}[a-z, ]*: {layers}\b", text
+        )
+    assert re.search(r"--steps STEPS [^;]*; default by --positional: learned, rotary, nope, randomized", text)
     assert "(default: None)" not in text.split("--layers")[1].split("--act")[0]

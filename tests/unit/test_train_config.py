@@ -1,7 +1,5 @@
 """The learning-rate schedule, annealing included, and how older configs read."""
 
-import math
-
 import pytest
 
 from mechinterp_arith import TrainConfig
@@ -30,11 +28,13 @@ def test_annealing_starts_at_the_first_evaluation_that_reached_anneal_at(setting
 
 
 def test_the_annealed_rate_falls_from_its_value_then_to_the_floor_and_stays():
-    cfg = TrainConfig(steps=2000, warmup=50, lr=3e-3, min_lr_ratio=0.1, target_accuracy=1.0, anneal_steps=75)
+    cfg = TrainConfig(steps=2000, warmup=50, lr=3e-3, min_lr_ratio=0.1, target_accuracy=1.0, anneal_steps=60)
     at = lr_at(400, cfg)
     assert lr_at(399, cfg, 400) == lr_at(399, cfg) and lr_at(400, cfg, 400) == pytest.approx(at)
-    assert lr_at(437, cfg, 400) == pytest.approx(at * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 37 / 75))))
-    assert lr_at(475, cfg, 400) == pytest.approx(0.1 * at) == lr_at(1900, cfg, 400)
+    # a cosine from `at` down to the floor 0.1 * at over 60 steps: a third of the way (cos 60 deg = 1/2) the
+    # rate has fallen a quarter of the gap, halfway (cos 90 deg = 0) half of it
+    assert lr_at(420, cfg, 400) == pytest.approx(0.775 * at) and lr_at(430, cfg, 400) == pytest.approx(0.55 * at)
+    assert lr_at(460, cfg, 400) == pytest.approx(0.1 * at) == lr_at(1900, cfg, 400)
     assert lr_at(1900, cfg) > lr_at(1900, cfg, 400)  # the fixed cosine is still above it
 
 

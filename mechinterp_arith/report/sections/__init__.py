@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..section_keys import SECTION_KEYS
 from . import (
     accuracy,
     attention,
@@ -38,5 +39,8 @@ SECTIONS: dict[str, SectionFn] = {
     "circuits": patching.circuits_section,
     "discovery": discovery.section,
 }
+
+if tuple(SECTIONS) != SECTION_KEYS:  # the command line lists SECTION_KEYS: one list, checked here
+    raise ImportError(f"report/section_keys.py lists {SECTION_KEYS}, but SECTIONS has {tuple(SECTIONS)}")
 
 __all__ = ["SECTIONS", "SectionFn"]

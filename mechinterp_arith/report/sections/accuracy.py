@@ -8,16 +8,17 @@ import torch
 from plotly.subplots import make_subplots
 
 from ...core import data
-from ...core.decoding import generate, greedy_matches
-from ...core.evaluate import operand_length, score
+from ...core.decoding import generate
+from ...core.evaluate import accuracy_by_length, answer_rates, score
 from ..context import ReportContext, escape, table
-from .common import eval_sets
+from .common import report_sets
 
 TITLE = "Accuracy by operand length"
 
 
 def length_grid_rates(ctx: ReportContext) -> dict:
-    """``{"lengths", "exact" [la, lb], "mod_rule" [la, lb], "n"}`` over lengths 1..width."""
+    """``{"lengths", "exact" [la, lb], "equivalent" [la, lb], "n"}`` over lengths 1..width
+    (:func:`~mechinterp_arith.core.evaluate.accuracy_by_length` on ``n`` pairs per cell)."""
 
     def compute():
         task, n, seed = ctx.ckpt.task, ctx.settings.n_samples, ctx.settings.seed
@@ -25,16 +26,12 @@ def length_grid_rates(ctx: ReportContext) -> dict:
         grid = data.length_grid(task, lengths, n, seed=seed)
         a = torch.cat([p[0] for p in grid.values()])
         b = torch.cat([p[1] for p in grid.values()])
-        exact, rule = greedy_matches(ctx.ckpt.model, task, a, b, [task.apply(a, b), task.equivalent_answer(a, b)])
-        la, lb = operand_length(a), operand_length(b)
+        cells = accuracy_by_length(ctx.ckpt.model, task, a, b)
         E = np.full((len(lengths), len(lengths)), np.nan)
         R = np.full_like(E, np.nan)
-        for i, x in enumerate(lengths):
-            for j, y in enumerate(lengths):
-                mask = (la == x) & (lb == y)
-                if mask.any():
-                    E[i, j], R[i, j] = exact[mask].float().mean().item(), rule[mask].float().mean().item()
-        return {"lengths": lengths, "exact": E, "mod_rule": R, "n": n}
+        for (x, y), s in cells.items():
+            E[x - 1, y - 1], R[x - 1, y - 1] = s["exact"], s["equivalent"]
+        return {"lengths": lengths, "exact": E, "equivalent": R, "n": n}
 
     return ctx.cached("length_grid", compute)
 
@@ -47,7 +44,7 @@ def section(ctx: ReportContext) -> dict:
     fig = make_subplots(
         rows=1, cols=2, subplot_titles=("exact match", f"answer = {rule_name}"), horizontal_spacing=0.15
     )
-    for col, key in ((1, "exact"), (2, "mod_rule")):
+    for col, key in ((1, "exact"), (2, "equivalent")):
         z = grid[key]
         fig.add_trace(
             go.Heatmap(
@@ -70,10 +67,11 @@ def section(ctx: ReportContext) -> dict:
     fig.update_layout(height=430, margin={"t": 40, "b": 40})
 
     rows = []
-    sets = eval_sets(ctx)
+    sets = report_sets(ctx)
     for name, (a, b) in sets.items():
         predicted = generate(ctx.ckpt.model, task, a, b).answers
         s = score(task, predicted, task.apply(a, b))
+        rates = answer_rates(ctx.ckpt.model, task, a, b, answers=predicted)
         label = (
             f"ID {task.digits}-digit" if name == "id" else f"OOD {data.default_ood_digits(task)}-digit (both operands)"
         )
@@ -82,7 +80,7 @@ def section(ctx: ReportContext) -> dict:
                 label,
                 s["n"],
                 f"{s['exact']:.4f}",
-                f"{(predicted == task.equivalent_answer(a, b)).float().mean().item():.4f}",
+                f"{rates['equivalent']:.4f}",
                 " ".join(f"{x:.3f}" for x in s["per_digit"]),
             ]
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ...analysis import equivalence as eq
 from ...analysis import equivalence_plots as plots
+from ...analysis.choices import FIT_THRESHOLD
 from ...core import data
 from ..context import ReportContext, escape, table
 from .helpers import ci, not_applicable, size
@@ -21,7 +22,7 @@ N_COUNTER = 5
 def ood_sets(task, n: int, seed: int) -> dict[str, tuple]:
     """``label -> (a, b)``: both operands m digits and one operand m digits, for m = n+1 .. min(n+2, W)."""
     sets = {}
-    for m in range(task.digits + 1, min(task.digits + 2, task.width) + 1):
+    for m in data.ood_digits_range(task, count=2):
         sets[f"both {m}-digit"] = data.ood_both(task, m, n, seed=seed)
         sets[f"one {m}-digit"] = data.ood_one_longer(task, m, n, seed=seed)
     return sets
@@ -102,7 +103,7 @@ def section(ctx: ReportContext) -> dict:
     html = [
         f"<p>Each candidate relation is scored by the share of model outputs exactly equal to it "
         f"(coverage, with a 95% Wilson interval); a relation fits when the interval's lower end exceeds "
-        f"{eq.FIT_THRESHOLD}. <em>Consistency</em>: the share of OOD inputs answered exactly as the model "
+        f"{FIT_THRESHOLD}. <em>Consistency</em>: the share of OOD inputs answered exactly as the model "
         f"answers their ID representative (a mod 10^{task.digits}, b mod 10^{task.digits}). "
         f"{ctx.settings.n_samples} pairs per set, seed {ctx.settings.seed}.</p>",
         _summary_table(results),
@@ -120,8 +121,7 @@ def section(ctx: ReportContext) -> dict:
     grid.update_layout(width=None, autosize=True, title=None)
     html.append(ctx.figure(grid, height=380))
 
-    N = 10**task.digits
-    a0, b0 = 349 % N, 705 % N
+    a0, b0 = data.example_pair(task)
     dist = plots.class_distributions(ctx.ckpt, a0, b0, k=3, seed=ctx.settings.seed)
     fig = plots.class_probability_figure(ctx.ckpt, a0, b0, k=3, seed=ctx.settings.seed)
     fig.update_layout(width=None, autosize=True, title=None)

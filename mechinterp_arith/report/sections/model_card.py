@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from ...core.data import example_pair
+from ...core.model import n_params
 from ...core.version import __version__
 from ..context import ReportContext, escape, table
 
 TITLE = "Model card"
 
 
-def format_example(task, a: int = 349, b: int = 705) -> tuple[str, str]:
-    """``(text, explanation)`` of one training example in the task's token format."""
-    a, b = a % 10**task.digits, b % 10**task.digits
-    if task.op == "sub":
-        a, b = max(a, b), min(a, b)
+def format_example(task) -> tuple[str, str]:
+    """``(text, explanation)`` of the task's example (:func:`~mechinterp_arith.core.data.example_pair`)
+    in its token format."""
+    a, b = example_pair(task)
     text = task.to_text(a, b)
     answer = int(task.apply(a, b))
     if task.format == "paper":
@@ -31,7 +32,6 @@ def format_example(task, a: int = 349, b: int = 705) -> tuple[str, str]:
 def section(ctx: ReportContext) -> dict:
     ckpt, task, mc = ctx.ckpt, ctx.ckpt.task, ctx.ckpt.model_config
     text, why = format_example(task)
-    n_params = sum(p.numel() for p in ckpt.model.parameters())
     training = ckpt.config.get("training") or {}
     last = ckpt.history[-1] if ckpt.history else {}
     steps = ckpt.snapshot_steps()
@@ -45,7 +45,7 @@ def section(ctx: ReportContext) -> dict:
                 f"{mc.n_layers} layers, {mc.n_heads} heads, d_model {mc.d_model}, d_mlp {mc.d_mlp}, "
                 f"{mc.act_fn}, {mc.positional} positions, context {mc.n_ctx}, vocabulary {mc.d_vocab}",
             ),
-            ("parameters", f"{n_params:,}"),
+            ("parameters", f"{n_params(ckpt.model):,}"),
             (
                 "last evaluation",
                 ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in last.items())

@@ -1,55 +1,23 @@
 """Causal sections: activation-patching heatmaps, OOD-to-ID patching, and the circuit summary.
 
-Built on :mod:`mechinterp_arith.analysis.circuits` (``digit_sites``, ``ood_sites``, ``head_operand_map`` filtered as ``circuit``),
-:mod:`mechinterp_arith.analysis.patching` (``patch_sweep``) and :mod:`mechinterp_arith.analysis.prompt_pairs`.
+Built on :mod:`mechinterp_arith.analysis.circuits` (``digit_sites``, ``ood_sites``, ``head_operand_map`` filtered as ``circuit_heads``),
+:mod:`mechinterp_arith.analysis.patching` (``patch_each_site``) and :mod:`mechinterp_arith.analysis.prompt_pairs`.
 Effects are normalised: 0 = no effect, 1 = the clean metric restored.
 """
 
 from __future__ import annotations
 
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from ...analysis import circuits
-from ...core.positions import position_labels
+from ...analysis.site_plot import site_figure
+from ...core.positions import answer_positions, position_labels
 from ..context import ReportContext, escape, table
 from .helpers import attempt, not_applicable, size, skipped
 
 PATCH_TITLE = "Activation patching"
 CIRCUIT_TITLE = "Circuit summary"
 KINDS = ("resid_pre", "attn_out", "mlp_out")
-
-
-def _heatmaps(
-    frames: list, titles: list[str], value: str, labels: list[str], zmin=None, zmax=None, colorscale="RdBu", height=None
-) -> go.Figure:
-    """One (layer x position) heatmap per frame (rows: layer, columns: position label)."""
-    fig = make_subplots(
-        rows=len(frames), cols=1, subplot_titles=titles, vertical_spacing=0.12 if len(frames) > 1 else 0.1
-    )
-    for i, df in enumerate(frames):
-        t = df.pivot(index="layer", columns="pos", values=value).reindex(columns=range(len(labels)))
-        z = t.values.astype(float)
-        fig.add_trace(
-            go.Heatmap(
-                z=z,
-                x=[f"{p}:{labels[p]}" for p in range(len(labels))],
-                y=[f"L{l}" for l in t.index],
-                zmin=zmin,
-                zmax=zmax,
-                zmid=0 if colorscale == "RdBu" else None,
-                colorscale=colorscale,
-                coloraxis=None,
-                showscale=i == 0,
-                texttemplate="%{z:.2f}",
-                hovertemplate="%{y} %{x}: %{z:.3f}<extra></extra>",
-            ),
-            row=i + 1,
-            col=1,
-        )
-        fig.update_yaxes(autorange="reversed", row=i + 1, col=1)
-    fig.update_layout(height=height or 170 * len(frames) + 80, margin={"t": 40, "b": 30})
-    return fig
 
 
 def digit_site_frames(ctx: ReportContext, digits: list[int], n: int) -> dict:
@@ -79,7 +47,7 @@ def patching_section(ctx: ReportContext) -> dict:
             f"pairs); metric: logit(clean digit) - logit(corrupted digit) at the position predicting it; each cell "
             f"patches one activation from the clean run into the corrupted run (normalised effect; clean "
             f"{sites.attrs['clean_logit_diff']:.2f}, corrupted {sites.attrs['corrupted_logit_diff']:.2f}).</p>",
-            ctx.figure(_heatmaps(frames, [f"{kind}: answer digit {k}" for kind in KINDS], "effect", labels)),
+            ctx.figure(site_figure(frames, [f"{kind}: answer digit {k}" for kind in KINDS], "effect", labels)),
         ]
 
     digits = circuits.circuit_digits(task)
@@ -110,7 +78,7 @@ def patching_section(ctx: ReportContext) -> dict:
     else:
         m = ood.attrs["m"]
         fwd, back = ood[ood.direction == "ood->id"], ood[ood.direction == "id->ood"]
-        fig = _heatmaps(
+        fig = site_figure(
             [fwd, fwd, back],
             [
                 "relative activation difference |OOD - ID| / |ID| (resid_pre)",
@@ -133,7 +101,7 @@ def patching_section(ctx: ReportContext) -> dict:
             f"(exact {ood.attrs['ood_exact']:.3f}). Patching an OOD activation into the ID run (OOD -> ID) shows "
             f"whether the extra digits' information can change the answer from there. Largest share of answers "
             f"changed: OOD -> ID {fwd.flip_rate.max():.3f}, ID -> OOD {back.flip_rate.max():.3f}; largest "
-            f"activation difference at an answer position: {fwd[fwd.pos >= task.prompt_len - 1].act_diff.max():.3f}.</p>",
+            f"activation difference at an answer position: {fwd[fwd.pos.isin(answer_positions(task))].act_diff.max():.3f}.</p>",
             ctx.figure(fig, height=620),
             table(
                 [
@@ -160,7 +128,7 @@ def circuits_section(ctx: ReportContext) -> dict:
         return note
     n = size(ctx, 64, 24)
     min_att, min_eff = 0.2, 0.1
-    df = circuits.circuit(ctx.ckpt, n=n, seed=ctx.settings.seed, min_attention=min_att, min_effect=min_eff)
+    df = circuits.circuit_heads(ctx.ckpt, n=n, seed=ctx.settings.seed, min_attention=min_att, min_effect=min_eff)
     notes = [skipped(f"Answer digit {k}", reason) for k, reason in df.attrs["skipped"].items()]
     summary = []
     for k in circuits.circuit_digits(ctx.ckpt.task):

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 import torch
 
 from ...analysis.length_generalisation import length_profile
+from ...core.data import example_pair
 from ...core.position_schemes import numbering_of
 from ..context import ReportContext, escape, table
 from .helpers import attempt, not_applicable, size, skipped
@@ -41,8 +42,8 @@ def section(ctx: ReportContext) -> dict:
     ckpt, task = ctx.ckpt, ctx.ckpt.task
     scheme = ckpt.model_config.positional
     longest = task.width
-    a_id, b_id = sorted((349 % 10**task.digits, 705 % 10**task.digits), reverse=True)  # a >= b for sub
-    a_ood, b_ood = int("9" * (longest - 1) + "4"), int("1" * longest)
+    a_id, b_id = example_pair(task)
+    a_ood, b_ood = example_pair(task, m=longest)
     html = [
         f"<p><strong>{escape(scheme)}</strong>: {escape(SCHEME_NOTES.get(scheme, ''))}; "
         f"context {ckpt.model_config.n_ctx}.</p>"

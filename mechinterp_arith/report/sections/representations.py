@@ -3,13 +3,17 @@ the logit lens, and OOD-vs-representative activation matching.
 
 Built on :mod:`mechinterp_arith.analysis.pca`, :mod:`~mechinterp_arith.analysis.projection`,
 :mod:`~mechinterp_arith.analysis.dynamics`, :mod:`~mechinterp_arith.analysis.logit_lens` and
-:mod:`~mechinterp_arith.analysis.matching`; the default PCA setting is the study's Fig. 4 (final LayerNorm
-output at the position predicting the units digit, operands in [0, 10^(n+1)), coloured by the units digit).
+:mod:`~mechinterp_arith.analysis.matching`; the PCA and its OOD projection are the study's Fig. 4 setting
+as ``mechinterp-arith pca`` computes it (:func:`~mechinterp_arith.analysis.projection.study_pca`: final
+LayerNorm output at the position predicting the units digit, operands in [0, 10^(n+1)), coloured by the
+units digit), at the report's sizes.
 """
 
 from __future__ import annotations
 
-from ...analysis import dynamics, matching, pca, projection
+import torch
+
+from ...analysis import dynamics, matching, projection
 from ...analysis import logit_lens as lens_mod
 from ...core import data
 from ..context import ReportContext, escape, table
@@ -24,41 +28,37 @@ def _f(x: float) -> str:
     return "nan" if x != x else f"{x:.3f}"
 
 
-def _projection_rows(task, ctx: ReportContext) -> tuple[list, list[str]]:
-    """The OOD projection at the units digit and at digit n (where equivalent and true labels
-    differ), and a note for each label the task cannot project on."""
-    n, seed, m = ctx.settings.n_samples, ctx.settings.seed, data.default_ood_digits(task)
-    ida, idb = data.random_pairs(task, size(ctx, 1000, 150), seed=seed + 1)
-    ooa, oob = data.ood_both(task, m, n, seed=seed)
-    out, notes = [], []
-    digits = ["ans0"] + ([f"ans{task.digits}"] if 0 < task.digits < task.answer_width else [])
-    for label in digits:
-        res, reason = attempt(projection.ood_projection, ctx.ckpt, (ida, idb), (ooa, oob), position=label, label=label)
-        if res is None:
-            notes.append(skipped(f"The OOD projection of {label}", reason))
-        else:
-            out.append((label, res))
-    return out, notes
+def fig4(ctx: ReportContext, label: str = "units"):
+    """:func:`~mechinterp_arith.analysis.projection.study_pca` at the report's sizes (what
+    ``mechinterp-arith pca --n N --n-id M --seed S`` prints, with ``--position``/``--label`` set to
+    ``label`` when it is not the units digit): ``(StudyPCA, None)``, or ``(None, reason)`` when it does
+    not apply; computed once per report."""
+    n, n_id, seed = size(ctx, 2000, 300), size(ctx, 1000, 150), ctx.settings.seed
+    position = None if label == "units" else label
+    return ctx.cached(
+        f"study_pca:{label}",
+        lambda: attempt(projection.study_pca, ctx.ckpt, n, n_id, position=position, label=label, seed=seed),
+    )
 
 
 def pca_section(ctx: ReportContext) -> dict:
     note = not_applicable(ctx, PCA_TITLE, "PCA of the hidden states")
     if note:
         return note
-    ckpt, task, seed = ctx.ckpt, ctx.ckpt.task, ctx.settings.seed
-    n_pca = size(ctx, 2000, 300)
-    hi = 10 ** min(task.digits + 1, task.width)
-    a, b = data.random_pairs(task, n_pca, seed=seed, max_value=hi)
-    res = pca.residual_pca(ckpt, a, b)
-    s = res.summary()
+    ckpt, task = ctx.ckpt, ctx.ckpt.task
+    found, reason = fig4(ctx)
+    if found is None:
+        return {"title": PCA_TITLE, "html": skipped("The PCA of the Fig.-4 setting", reason)}
+    res, s = found.pca, found.summary
     html = [
-        f"<p>Fig.-4 setting: <code>{escape(res.hook)}</code> at position {res.position} (predicts the units "
-        f"digit) over {n_pca} random pairs with operands in [0, {hi}), coloured by the units digit of the "
-        f"answer. Separability in the top {res.k} components: nearest-centroid accuracy (in-sample) and silhouette.</p>",
+        f"<p>Fig.-4 setting (<code>mechinterp-arith pca --n {s['n']} --n-id {size(ctx, 1000, 150)} --seed "
+        f"{ctx.settings.seed}</code>): <code>{escape(res.hook)}</code> at position {res.position} (predicts the "
+        f"units digit) over {escape(s['inputs'])}, coloured by the units digit of the answer. Separability in the "
+        f"top {res.k} components: nearest-centroid accuracy (in-sample) and silhouette.</p>",
         table(
             [
-                ["nearest-centroid accuracy", _f(res.nearest_centroid_accuracy)],
-                ["silhouette", _f(res.silhouette)],
+                ["nearest-centroid accuracy", _f(s["nearest_centroid_accuracy"])],
+                ["silhouette", _f(s["silhouette"])],
                 ["explained variance (top 10)", " ".join(f"{r:.3f}" for r in s["explained_variance_ratio"])],
             ]
         ),
@@ -67,32 +67,39 @@ def pca_section(ctx: ReportContext) -> dict:
     fig.update_layout(title=None)
     html.append(ctx.figure(fig, height=480))
 
-    m = data.default_ood_digits(task)
-    if m is not None:
-        rows, figs = [], []
-        found, notes = _projection_rows(task, ctx)
-        for label, r in found:
-            d = r.summary()
-            rows.append(
-                [
-                    label,
-                    r.position,
-                    d["n_id"],
-                    d["n_ood"],
-                    _f(d["id_nearest_centroid_accuracy"]),
-                    _f(d["ood_on_equivalent_cluster"]),
-                    _f(d["ood_on_true_cluster"]),
-                    _f(d["labels_differ"]),
-                    _f(d["ood_on_equivalent_cluster_where_differ"]),
-                    _f(d["ood_on_true_cluster_where_differ"]),
-                ]
-            )
-            figs.append(r)
+    labels = ["units"] + ([f"ans{task.digits}"] if 0 < task.digits < task.answer_width else [])
+    if found.projection is None:  # the format holds no longer operand
+        labels = []
+        html.append(skipped("The OOD projection", "no pair of the set is out of distribution"))
+    rows, figs, notes = [], [], []
+    for label in labels:
+        got, why = (found, None) if label == "units" else fig4(ctx, label)
+        if got is None or got.projection is None:
+            notes.append(skipped(f"The OOD projection of {label}", why or "no pair of the set is out of distribution"))
+            continue
+        d = got.summary
+        rows.append(
+            [
+                label,
+                d["position"],
+                d["n_id"],
+                d["n_ood"],
+                _f(d["id_nearest_centroid_accuracy"]),
+                _f(d["ood_on_equivalent_cluster"]),
+                _f(d["ood_on_true_cluster"]),
+                _f(d["labels_differ"]),
+                _f(d["ood_on_equivalent_cluster_where_differ"]),
+                _f(d["ood_on_true_cluster_where_differ"]),
+            ]
+        )
+        figs.append(got.projection)
+    if rows:
         html.append(
-            f"<h3>OOD projection</h3><p>PCA and label centroids fitted on ID pairs; each pair with both "
-            f"operands {m} digits is assigned to its nearest ID centroid (top {res.k} components), then "
-            f"compared with the label of its ID representative (equivalent) and of its true answer. "
-            f"For the units digit of a sum the two labels coincide; at digit {task.digits} they can differ.</p>"
+            f"<h3>OOD projection</h3><p>PCA and label centroids fitted on {size(ctx, 1000, 150)} random ID pairs; "
+            f"each pair of the set above with an operand longer than {task.digits} digits is assigned to its "
+            f"nearest ID centroid (top {res.k} components), then compared with the label of its ID representative "
+            f"(equivalent) and of its true answer (<code>pca --position L --label L</code> for label L). For the "
+            f"units digit of a sum the two labels coincide; at digit {task.digits} they can differ.</p>"
         )
         html.append(
             table(
@@ -112,17 +119,17 @@ def pca_section(ctx: ReportContext) -> dict:
                 cls="grid",
             )
         )
-        if figs:
-            last = svg_only(figs[-1].figure(max_points=size(ctx, 1500, 200)))
-            html.append(ctx.figure(last, height=460))
-        html += notes
+        last = svg_only(figs[-1].figure(max_points=size(ctx, 1500, 200)))
+        html.append(ctx.figure(last, height=460))
+    html += notes
 
     steps = ckpt.snapshot_steps()
     if steps:
         if ctx.settings.quick:
             steps = sorted({steps[0], steps[len(steps) // 2], steps[-1]})
         n_dyn = size(ctx, 500, 60)
-        dyn = dynamics.pca_dynamics(ckpt, a[:n_dyn], b[:n_dyn], steps=steps)
+        a, b = (torch.from_numpy(x[:n_dyn]) for x in res.operands)
+        dyn = dynamics.pca_dynamics(ckpt, a, b, steps=steps)
         html.append(
             f"<h3>Training dynamics</h3><p>The same PCA on each of {len(steps)} training snapshots "
             f"({n_dyn} pairs of the set above).</p>"
@@ -131,8 +138,11 @@ def pca_section(ctx: ReportContext) -> dict:
         curve.update_layout(title=None)
         html.append(ctx.figure(curve, height=340))
         panels = svg_only(dyn.scatter_figure(max_points=n_dyn))
-        panels.update_layout(title=None)
-        html.append(ctx.figure(panels, height=360))
+        # the legend (one entry per label value) below the panels: at the right it was clipped
+        panels.update_layout(
+            title=None, legend={"orientation": "h", "x": 0, "y": -0.12, "yanchor": "top"}, margin={"b": 90}
+        )
+        html.append(ctx.figure(panels, height=420))
     else:
         html.append("<p>This checkpoint holds no training snapshots: no training dynamics.</p>")
     return {"title": PCA_TITLE, "html": "\n".join(html)}

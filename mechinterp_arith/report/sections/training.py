@@ -11,34 +11,19 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ...core import data
-from ...core.decoding import greedy_matches
+from ...core.evaluate import snapshot_scores
 from ..context import ReportContext, escape
-from .common import eval_sets, rates, snapshot_model
 
 TITLE = "Training curves"
 
 
 def snapshot_curve(ctx: ReportContext) -> list[dict]:
-    """``[{"step", "id_exact", "ood_exact", "ood_mod_rule"}]`` over snapshots and the final model."""
+    """``[{"step", "id_exact", "ood_exact", "ood_equivalent"}]`` over snapshots and the final model
+    (:func:`~mechinterp_arith.core.evaluate.snapshot_scores` at the report's size and seed)."""
 
     def compute():
-        ckpt, sets = ctx.ckpt, eval_sets(ctx)
-        steps = ckpt.snapshot_steps()
-        final_step = int(ckpt.history[-1]["step"]) if ckpt.history else None
-        models = [(s, None) for s in steps]
-        if final_step is not None and final_step not in steps:
-            models.append((final_step, ckpt.model))
-        rows = []
-        for step, model in models:
-            model = model if model is not None else snapshot_model(ctx, step)
-            id_a, id_b = sets["id"]
-            (hit,) = greedy_matches(model, ckpt.task, id_a, id_b, [ckpt.task.apply(id_a, id_b)])
-            row = {"step": step, "id_exact": hit.float().mean().item()}
-            if "ood" in sets:
-                r = rates(model, ckpt.task, *sets["ood"])
-                row["ood_exact"], row["ood_mod_rule"] = r["exact"], r["mod_rule"]
-            rows.append(row)
-        return rows
+        scores = snapshot_scores(ctx.ckpt, ctx.settings.n_samples, ctx.settings.seed)
+        return scores.to_dict(orient="records")
 
     return ctx.cached("snapshot_curve", compute)
 
@@ -79,7 +64,7 @@ def section(ctx: ReportContext) -> dict:
     for key, label in (
         ("id_exact", f"ID exact (snapshots, n={n})"),
         ("ood_exact", f"OOD {m}-digit exact (snapshots)"),
-        ("ood_mod_rule", f"OOD answer = {ckpt.task.equivalent_description()}"),
+        ("ood_equivalent", f"OOD answer = {ckpt.task.equivalent_description()}"),
     ):
         if curve and key in curve[0]:
             fig.add_trace(
@@ -96,7 +81,7 @@ def section(ctx: ReportContext) -> dict:
         summary = f"At step {last['step']}: ID exact {last['id_exact']:.3f}"
         if "ood_exact" in last:
             summary += (
-                f", OOD exact {last['ood_exact']:.3f}, OOD answers following the mod rule {last['ood_mod_rule']:.3f}"
+                f", OOD exact {last['ood_exact']:.3f}, OOD answers following the mod rule {last['ood_equivalent']:.3f}"
             )
         html.append(f"<p>{escape(summary)} (n = {n} pairs per set, seed {ctx.settings.seed}).</p>")
     return {"title": TITLE, "html": "\n".join(html)}

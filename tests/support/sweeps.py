@@ -1,8 +1,8 @@
 """A tiny sweep, run once per test session and shared by the sweep, Ray, report and browser tests.
 
 Five runs of 1-digit addition on a 1-layer, d_model 16 model (60 steps each): learned and rotary
-positions x seeds 0 and 1, and one run whose learning rate makes it diverge (its weights become
-infinite, so loading it for the analyses fails): the sweep records that failure and goes on.
+positions x seeds 0 and 1, and one run whose learning rate makes it diverge (its loss becomes NaN,
+so training stops before writing it): the sweep records that failure and goes on.
 """
 
 from __future__ import annotations
