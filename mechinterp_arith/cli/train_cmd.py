@@ -30,15 +30,19 @@ def by_scheme(section: str, field: str, fallback: object) -> str:
     for scheme in SCHEMES:
         d = scheme_defaults(scheme)
         value = d[section] if section == "format" else d[section].get(field, fallback)
-        groups.setdefault(str(value).lower() if isinstance(value, bool) else str(value), []).append(scheme)
+        shown = (
+            str(value).lower() if isinstance(value, bool) else f"{value:,}" if isinstance(value, int) else str(value)
+        )
+        groups.setdefault(shown, []).append(scheme)
     return "default by --positional: " + "; ".join(f"{', '.join(names)}: {v}" for v, names in groups.items())
 
 
 def scheme_option(section: str, field: str, fallback: object, help: str) -> dict:
     """``default=`` and ``help=`` of a ModelConfig or TrainConfig option: None and the default of each
-    scheme when some scheme sets ``field``, else ``fallback`` (the class default) and "(default: X)"."""
-    if field not in (SCHEME_MODEL if section == "model" else SCHEME_TRAINING):
-        return {"default": fallback, "help": f"{help} (default: {fallback})"}
+    scheme when they differ, else ``fallback`` (the class default, which the help formatter shows)."""
+    values = {repr(scheme_defaults(s)[section].get(field, fallback)) for s in SCHEMES}
+    if len(values) == 1:  # the same for every scheme
+        return {"default": fallback, "help": help}
     return {"default": None, "help": f"{help}; {by_scheme(section, field, fallback)}"}
 
 
