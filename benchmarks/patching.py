@@ -1,4 +1,4 @@
-"""Batched patching vs ``transformer_lens.patching`` on add3: prints one JSON object.
+"""Batched patching vs ``transformer_lens.patching`` on add3 (or ``--checkpoint``): prints one JSON object.
 
 The five TL functions (resid_pre, attn_out, mlp_out, head out all_pos, head out by_pos) against
 the drop-ins of ``mechinterp_arith.analysis.patching``, on ``--n`` pairs (default 64) whose answers
@@ -9,14 +9,19 @@ metric written for TL would be (its read positions are then inferred by probing 
 gets the same corrupted tokens, as the sweeps of one session do: after the first call the
 drop-ins reuse the corrupted run (TL recomputes it each time). Both sides are timed on the same
 thread count (best of ``--repeats``, process CPU seconds); results are compared (max abs difference).
+``fast_vs_hooks`` is the drop-ins' fast path against their own hook path (``method="hooks"``: the
+bridge with one hook per patched activation), the speed-up issue 23 asks of coupled models (>= 10x):
+e.g. on the length-generalisation lab's coupled model (docs/length_generalisation.md) with pairs of
+6-digit operands, ``--checkpoint DIR/coupling_s0 --operand-digits 6``.
 
-    python benchmarks/patching.py [--n 64] [--digit 1] [--threads 1] [--repeats 5]
+    python benchmarks/patching.py [--n 64] [--digit 1] [--threads 1] [--repeats 5] [--checkpoint C] [--operand-digits M]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 import warnings
@@ -39,6 +44,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5, help="best of this many runs per side")
     p.add_argument("--checkpoint", default="add3")
+    p.add_argument("--operand-digits", type=int, default=None, help="pairs of operands of exactly M digits")
     args = p.parse_args()
     from mechinterp_arith.core.threads import set_threads
 
@@ -54,7 +60,7 @@ def main() -> None:
 
     ckpt = load(args.checkpoint, device="cpu")
     model = ckpt.model
-    pairs = differ_in_answer_digit(ckpt.task, args.digit, n=args.n, seed=0)
+    pairs = differ_in_answer_digit(ckpt.task, args.digit, n=args.n, seed=0, operand_digits=args.operand_digits)
     metric = logit_diff_metric(pairs, args.digit)
     with torch.inference_mode():
         _, clean_cache = model.run_with_cache(pairs.clean_tokens)
@@ -101,6 +107,9 @@ def main() -> None:
             {
                 "benchmark": "activation patching, five TL functions vs batched drop-ins",
                 "checkpoint": args.checkpoint,
+                "positional": ckpt.model_config.positional,
+                "operand_digits": args.operand_digits,
+                "load_average": [round(x, 2) for x in os.getloadavg()],
                 "n_pairs": args.n,
                 "answer_digit": args.digit,
                 "pairs": pairs.description,
@@ -116,6 +125,7 @@ def main() -> None:
                 "speedup_undeclared_metric": round(tl_total / undeclared_total, 1),
                 "hooks_path_total_s": round(hooks_total, 3),
                 "hooks_path_speedup": round(tl_total / hooks_total, 1),
+                "fast_vs_hooks": round(hooks_total / ours_total, 1),
                 "max_abs_diff_vs_tl": worst,
                 "functions": rows,
             },

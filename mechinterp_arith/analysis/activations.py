@@ -26,13 +26,14 @@ from transformer_lens.utilities import get_act_name
 from ..core.checkpoint import Checkpoint
 from ..core.decoding import generate
 from ..core.model import model_device
+from ..core.numbers import OperandsLike, as_operands
 from ..core.positions import require_fixed_length, resolve_position, write_answers
-from ..core.tasks import OperandsLike, Task, as_operands
+from ..core.tasks import Task
 from .choices import ANSWER_SOURCES, DEFAULT_HOOK
 
 DEFAULT_BATCH = 2048
 # what fills the answer slots of the input: one of ANSWER_SOURCES (analysis/choices.py), or explicit integers
-Answers = str | Tensor | Sequence[int]
+Answers = str | OperandsLike  # a source name, or explicit answers
 
 
 def resolve_hook(model: TransformerBridge, name: str) -> str:
@@ -81,8 +82,9 @@ def input_tokens(
             return tokens[:, : task.n_ctx]
         if answers == "greedy":
             return generate(ckpt.model if model is None else model, task, a, b, batch_size).tokens[:, : task.n_ctx]
-        answers = task.equivalent_answer(a, b)
-    values = as_operands(answers)
+        values = task.equivalent_answer(a, b)
+    else:
+        values = as_operands(answers, "answers")
     if values.shape != a.shape:
         raise ValueError(f"need one answer per pair: got {tuple(values.shape)} for {len(a)} pairs")
     return write_answers(task, tokens, values)[:, : task.n_ctx]
@@ -96,8 +98,8 @@ def needs_answer_tokens(task: Task, positions: Sequence[int]) -> bool:
 @torch.inference_mode()
 def collect(
     ckpt: Checkpoint,
-    a: Int[Tensor, " batch"],
-    b: Int[Tensor, " batch"],
+    a: OperandsLike,
+    b: OperandsLike,
     hooks: Sequence[str] = (DEFAULT_HOOK,),
     positions: Sequence[int | str] | None = None,
     answers: Answers = "true",

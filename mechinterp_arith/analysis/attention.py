@@ -33,6 +33,7 @@ from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.decoding import generate
 from ..core.model import model_device
+from ..core.numbers import OperandsLike, Values, as_operands
 from ..core.positions import (
     OPERANDS,
     answer_logit_pos,
@@ -41,7 +42,7 @@ from ..core.positions import (
     position_labels,
     require_fixed_length,
 )
-from ..core.tasks import OperandsLike, Task, as_operands
+from ..core.tasks import Task
 from .activations import input_tokens
 
 BATCH = 512  # pairs per forward pass when averaging patterns
@@ -115,7 +116,7 @@ def token_labels(task: Task, tokens: Int[Tensor, " pos"]) -> list[str]:
 def class_members(task: Task, a: int, b: int, k: int = 2, seed: int = 0) -> list[tuple[int, int]]:
     """The ID representative of ``(a, b)`` and ``k`` random OOD members of its class
     (:func:`~mechinterp_arith.core.data.class_members`), e.g. 349+705, 41349+90705, ..."""
-    ra, rb = (int(x) for x in task.id_representative(as_operands(a), as_operands(b)))
+    ra, rb = (int(x[0]) for x in task.id_representative(as_operands(a), as_operands(b)))
     ma, mb = data.class_members(task, ra, rb, k=k, seed=seed)
     return [(ra, rb)] + list(zip(ma.tolist(), mb.tolist()))
 
@@ -127,7 +128,7 @@ class ClassAttention:
 
     members: list[tuple[int, int]]  # row 0: the ID representative
     tokens: Int[Tensor, "member n_ctx"]  # each input with its own greedy answer (what the model reads)
-    answers: Int[Tensor, " member"]  # greedy answers
+    answers: Values  # [member] greedy answers
     patterns: list[Float[Tensor, "layer_head dest src"]]  # one per member
     heads: list[str]  # ``L0H0``, ... in the patterns' order
     distance: pd.DataFrame  # per OOD member: a, b, then per head the TV distance (see class_attention)
@@ -144,7 +145,7 @@ def class_attention(ckpt: Checkpoint, a: int, b: int, k: int = 2, seed: int = 0)
     require_fixed_length(task)
     data.require_ood_digits(task)  # NotApplicable: the format holds no longer operand
     members = class_members(task, a, b, k=k, seed=seed)
-    gen = generate(model, task, torch.tensor([m[0] for m in members]), torch.tensor([m[1] for m in members]))
+    gen = generate(model, task, as_operands([m[0] for m in members]), as_operands([m[1] for m in members]))
     tokens = gen.tokens[:, : task.n_ctx]
     patterns = [attention_patterns(model, t) for t in tokens]
     heads = [f"L{l}H{h}" for l in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)]

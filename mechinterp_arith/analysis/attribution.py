@@ -57,7 +57,7 @@ MIN_EFFECT = 0.01  # sites compared: exact or estimated normalised effect at lea
 def plain_forward_of(ckpt: Checkpoint, probe: Tensor) -> PlainGPT:
     """The checkpoint's checked plain forward, which edge-level analyses run on.
 
-    :class:`NotApplicable` naming the architecture it cannot run (e.g. rotary positions);
+    :class:`NotApplicable` naming the architecture it cannot run (e.g. RMSNorm; every position scheme runs);
     ValueError while hooks are attached or when it does not reproduce the bridge's logits.
     """
     reasons = unsupported_reasons(ckpt.model)

@@ -11,6 +11,8 @@ later position of the circuit (attention moves information across positions).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
 import plotly.graph_objects as go
 from transformer_lens.tools.analysis.attribution_patching import Node
@@ -155,4 +157,38 @@ def circuit_figure(
         legend_title="necessary for",
         plot_bgcolor="white",
     )
+    return fig
+
+
+def circuits_side_by_side(
+    panels: Mapping[str, Circuit], labels: list[str] | None = None, cols: int = 2, title: str | None = None
+) -> go.Figure:
+    """Several circuits in a grid of :func:`circuit_figure` panels (``cols`` per row), each titled
+    by its key, e.g. ``{"learned, 3 digits, digit 2": c1, "coupled, 6 digits, digit 4": c2, ...}``:
+    the side-by-side view of ID vs OOD length, one scheme against another."""
+    from plotly.subplots import make_subplots
+
+    names = list(panels)
+    rows = max(1, -(-len(names) // cols))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.06, vertical_spacing=0.12)
+    seen: set[str] = set()
+    n_rows = 0
+    for i, name in enumerate(names):
+        single = circuit_figure(panels[name], labels=labels)
+        row, col = i // cols + 1, i % cols + 1
+        for trace in single.data:
+            if trace.showlegend is not False:
+                trace.showlegend = trace.name not in seen
+                seen.add(trace.name)
+            fig.add_trace(trace, row=row, col=col)
+        fig.update_xaxes(tickvals=single.layout.xaxis.tickvals, ticktext=single.layout.xaxis.ticktext, row=row, col=col)
+        fig.update_yaxes(
+            tickvals=single.layout.yaxis.tickvals,
+            ticktext=single.layout.yaxis.ticktext,
+            range=single.layout.yaxis.range,
+            row=row,
+            col=col,
+        )
+        n_rows = max(n_rows, len(single.layout.yaxis.tickvals))
+    fig.update_layout(title=title, height=rows * (100 + 55 * n_rows), plot_bgcolor="white", margin={"t": 70, "b": 40})
     return fig

@@ -22,6 +22,7 @@ import dataclasses
 import warnings
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from jaxtyping import Float, Int
@@ -34,6 +35,7 @@ from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.errors import NotApplicable
 from ..core.evaluate import answer_rates
+from ..core.numbers import Values, as_operands
 from ..core.positions import (
     OPERANDS,
     answer_logit_pos,
@@ -42,7 +44,7 @@ from ..core.positions import (
     operand_pos,
     position_labels,
 )
-from ..core.tasks import Task, as_operands
+from ..core.tasks import Task
 from .attention import mean_attention, operand_attention
 from .metrics import Metric, logit_diff_metric, normalised_effect
 from .patching import PatchResult, patch_each_site
@@ -75,12 +77,12 @@ def streamed_sweeps(
     sums, total = torch.zeros(2, dtype=torch.float64), len(pairs)
     for i in range(0, total, PATCH_PAIRS):
         part = slice(i, i + PATCH_PAIRS)
-        tensors: dict[str, Any] = {
+        rows: dict[str, Any] = {  # every per-pair field: the token tensors and the operand values
             f.name: getattr(pairs, f.name)[part]
             for f in dataclasses.fields(pairs)
-            if isinstance(getattr(pairs, f.name), Tensor)
+            if isinstance(getattr(pairs, f.name), (Tensor, np.ndarray))
         }
-        chunk = dataclasses.replace(pairs, **tensors)
+        chunk = dataclasses.replace(pairs, **rows)
         chunk = chunk.to(ckpt.device)
         metric, weight = logit_diff_metric(chunk, k), len(chunk)
         sums += weight * torch.tensor(_baselines(ckpt, chunk, metric), dtype=torch.float64)
@@ -384,7 +386,7 @@ def circuit(*args: Any, **kwargs: Any) -> pd.DataFrame:
 
 
 # ---- one input ---------------------------------------------------------------------------------------
-def _candidate_edits(ckpt: Checkpoint, a: int, b: int) -> tuple[Tensor, Tensor, Tensor]:
+def _candidate_edits(ckpt: Checkpoint, a: int, b: int) -> tuple[Values, Values, Values]:
     """Single- and same-place double-digit edits of (a, b) at ID places, with the model's answers."""
     task = ckpt.task
     cand = []
@@ -399,8 +401,8 @@ def _candidate_edits(ckpt: Checkpoint, a: int, b: int) -> tuple[Tensor, Tensor, 
             for y in range(10):
                 if x != da and y != db:
                     cand.append((a + (x - da) * p, b + (y - db) * p))
-    ca = torch.tensor([c[0] for c in cand])
-    cb = torch.tensor([c[1] for c in cand])
+    ca = as_operands([c[0] for c in cand])
+    cb = as_operands([c[1] for c in cand])
     if task.op == "sub":
         ok = ca >= cb
         ca, cb = ca[ok], cb[ok]
@@ -408,12 +410,12 @@ def _candidate_edits(ckpt: Checkpoint, a: int, b: int) -> tuple[Tensor, Tensor, 
 
 
 def _corruptions_for_digit(
-    task: Task, candidates: tuple[Tensor, Tensor, Tensor], pred: int, k: int
-) -> tuple[Tensor, Tensor, Tensor]:
+    task: Task, candidates: tuple[Values, Values, Values], pred: int, k: int
+) -> tuple[Values, Values, Values]:
     """The candidate edits whose predicted answer differs from ``pred`` in digit k and nowhere else."""
     ca, cb, preds = candidates
-    diff = task.answer_digits(preds) != task.answer_digits(torch.tensor([pred]))
-    only = diff[:, k] & (diff.sum(1) == 1) & (preds >= 0)
+    diff = task.answer_digits(preds) != task.answer_digits([pred])
+    only = (diff[:, k] & (diff.sum(1) == 1)).numpy() & (preds >= 0)
     return ca[only], cb[only], preds[only]
 
 
@@ -436,8 +438,8 @@ def explain(
     rep_pred = int(ckpt.predict(ra, rb)[0])
     labels = position_labels(task)
     digits = []
-    pred_digits = task.answer_digits(torch.tensor([pred]))[0].tolist()
-    true_digits = task.answer_digits(torch.tensor([truth]))[0].tolist()
+    pred_digits = task.answer_digits([pred])[0].tolist()
+    true_digits = task.answer_digits([truth])[0].tolist()
     candidates = _candidate_edits(ckpt, a, b)
     for k in range(task.answer_width):
         entry = {"k": k, "predicted": pred_digits[k], "true": true_digits[k], "logit_pos": answer_logit_pos(task, k)}
@@ -452,12 +454,12 @@ def explain(
         nrow = len(xa)
         pairs = make_pairs(
             task,
-            a_t.repeat(nrow),
-            b_t.repeat(nrow),
+            np.repeat(a_t, nrow),
+            np.repeat(b_t, nrow),
             xa,
             xb,
             f"explain digit {k}",
-            clean_answer=torch.full((nrow,), pred),
+            clean_answer=np.repeat(as_operands([pred]), nrow),
             corrupted_answer=xp,
         )
         df, clean_value, corr_value = _site_frame(ckpt, pairs, k, kinds)

@@ -46,6 +46,7 @@ from ..core.positions import answer_logit_pos, check_digit
 from ..core.seeding import derive_seed, rng
 from ..core.tasks import Task
 from .attribution import attribute, plain_forward_of
+from .circuit_metrics import FRACTIONS, cmd, cpr, fraction_sizes, random_scores, top_edges
 from .edge_forward import PairRuns, ablated_logits
 from .edge_graph import EdgeGraph
 from .equivalence import wilson_interval
@@ -73,6 +74,24 @@ class Circuit:
     pairs: int
     seconds: float
     search: dict[str, Any] = field(default_factory=dict)
+    operand_digits: int | None = None  # the pairs' operand length (None: ID pairs)
+    metrics: dict[str, Any] = field(default_factory=dict)  # MIB's curve, cpr, cmd and the random baseline
+
+    @property
+    def cpr(self) -> float:
+        """MIB's circuit performance ratio of the ranking on held-out pairs (higher is better)."""
+        return float(self.metrics["cpr"])
+
+    @property
+    def cmd(self) -> float:
+        """MIB's circuit-model distance of the ranking on held-out pairs (lower is better)."""
+        return float(self.metrics["cmd"])
+
+    def __eq__(self, other: object) -> bool:
+        """Equal circuits: the same JSON (kept edges, their scores to 6 decimals, figures) and graph."""
+        return isinstance(other, Circuit) and torch.equal(self.mask, other.mask) and self.to_json() == other.to_json()
+
+    __hash__ = None  # type: ignore[assignment]
 
     @property
     def n_edges(self) -> int:
@@ -121,7 +140,43 @@ class Circuit:
             "agreement": round(self.agreement, 4),
             "agreement_ci95": [round(x, 4) for x in self.agreement_ci95],
             "search": self.search,
+            "operand_digits": self.operand_digits,
+            "cpr": self.metrics.get("cpr"),
+            "cmd": self.metrics.get("cmd"),
+            "metrics": self.metrics,
+            "graph": {"n_layers": self.graph.n_layers, "n_heads": self.graph.n_heads, "n_pos": self.graph.n_pos},
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Circuit:
+        """The circuit of :meth:`to_json`'s output (``to_json`` of it gives ``data`` back). Scores
+        of edges outside the circuit are not in the JSON: they read as 0."""
+        try:
+            graph = EdgeGraph(**{k: int(data["graph"][k]) for k in ("n_layers", "n_heads", "n_pos")})
+            edges = [(Node(**e["writer"]), Node(**e["reader"]), float(e["score"])) for e in data["edges"]]
+            mask = graph.mask_of(edges)
+            scores = torch.zeros(mask.shape, dtype=torch.float64)
+            for writer, reader, score in edges:
+                scores[writer.position, graph.reader_index(reader), graph.writer_index(writer)] = score
+            if int(data["n_edges_total"]) != graph.n_edges:
+                raise ValueError(f"n_edges_total {data['n_edges_total']} is not the graph's {graph.n_edges}")
+            return cls(
+                int(data["digit"]),
+                graph,
+                mask,
+                scores,
+                float(data["faithfulness"]),
+                (float(data["faithfulness_ci95"][0]), float(data["faithfulness_ci95"][1])),
+                float(data["agreement"]),
+                (float(data["agreement_ci95"][0]), float(data["agreement_ci95"][1])),
+                int(data["pairs"]),
+                float(data["seconds"]),
+                dict(data.get("search", {})),
+                None if data.get("operand_digits") is None else int(data["operand_digits"]),
+                dict(data.get("metrics", {})),
+            )
+        except (KeyError, TypeError, IndexError) as e:
+            raise ValueError(f"not a discover --json circuit: missing or malformed {e}") from None
 
 
 def circuit_metric_values(
@@ -171,8 +226,11 @@ def faithfulness_of(
     return point, (float(res.confidence_interval.low), float(res.confidence_interval.high))
 
 
-def _held_out_pairs(task: Task, digit: int, n: int, seed: int, search: PromptPairs) -> PromptPairs:
-    pairs = differ_in_answer_digit(task, digit, n=n + len(search), seed=derive_seed(seed, "discover-held-out"))
+def _held_out_pairs(
+    task: Task, digit: int, n: int, seed: int, search: PromptPairs, operand_digits: int | None = None
+) -> PromptPairs:
+    held_seed = derive_seed(seed, "discover-held-out")
+    pairs = differ_in_answer_digit(task, digit, n=n + len(search), seed=held_seed, operand_digits=operand_digits)
     seen = {
         (int(a), int(b), int(x), int(y))
         for a, b, x, y in zip(search.clean_a, search.clean_b, search.corrupted_a, search.corrupted_b)
@@ -194,6 +252,139 @@ def _held_out_pairs(task: Task, digit: int, n: int, seed: int, search: PromptPai
     )
 
 
+@dataclass
+class EdgeScores:
+    """Step 1 of the search (:func:`score_edges`): EAP-IG scores of every edge of ``graph`` for
+    answer digit ``digit`` on the search ``pairs``, with the exact edge forward's runs of them."""
+
+    digit: int
+    pairs: PromptPairs
+    graph: EdgeGraph
+    runs: PairRuns
+    plain: PlainGPT
+    scores: Float[Tensor, "pos reader writer"]
+    ig_steps: int
+    operand_digits: int | None
+    seed: int
+    seconds: float
+
+    @property
+    def sinks(self) -> Bool[Tensor, " pos"]:
+        """The position whose logits predict the digit (the only sink of a circuit)."""
+        sinks = torch.zeros(self.graph.n_pos, dtype=torch.bool)
+        sinks[answer_logit_pos(self.pairs.task, self.digit)] = True
+        return sinks
+
+
+def score_edges(
+    ckpt: Checkpoint,
+    digit: int,
+    n: int = 48,
+    seed: int = 0,
+    ig_steps: int = 5,
+    operand_digits: int | None = None,
+) -> EdgeScores:
+    """Step 1: score every edge of TL's graph by EAP-IG (``ig_steps`` path steps) on ``n`` pairs of
+    ``operand_digits``-digit operands (default: ID pairs) whose answers differ only in ``digit``."""
+    t0 = time.perf_counter()
+    check_digit(ckpt.task, digit)
+    pairs = differ_in_answer_digit(ckpt.task, digit, n=n, seed=seed, operand_digits=operand_digits).to(ckpt.device)
+    att = attribute(ckpt, pairs, logit_diff_metric(pairs, digit), ig_steps)
+    plain = plain_forward_of(ckpt, pairs.corrupted_tokens)
+    return EdgeScores(
+        digit,
+        pairs,
+        att.graph,
+        att.runs,
+        plain,
+        att.edge_scores,
+        ig_steps,
+        operand_digits,
+        seed,
+        time.perf_counter() - t0,
+    )
+
+
+def select_circuit(
+    scored: EdgeScores, target: float = TARGET
+) -> tuple[Bool[Tensor, "pos reader writer"], list[list[float]]]:
+    """Step 2: the smallest closed top-m circuit of ``scored``'s ranking whose faithfulness on the
+    search pairs reaches ``target``, and the curve ``[[m, edges, faithfulness], ...]`` of the sizes
+    tried. Raises NotApplicable when the clean run does not beat the corrupted one."""
+    found = _threshold_search(
+        scored.plain, scored.graph, scored.runs, scored.pairs, scored.digit, scored.scores, scored.sinks, target
+    )
+    if found[0] is None:
+        raise NotApplicable(
+            f"the model does not prefer the clean answer digit {scored.digit} on the clean inputs (mean "
+            f"logit difference {found[1]:.3f} <= its corrupted value): there is no gap for a circuit to keep"
+        )
+    return found
+
+
+def verify_circuit(
+    ckpt: Checkpoint,
+    scored: EdgeScores,
+    mask: Bool[Tensor, "pos reader writer"],
+    n_heldout: int = 256,
+    search: dict[str, Any] | None = None,
+) -> Circuit:
+    """Step 3: ``mask``'s exact faithfulness (bootstrap 95% CI) and digit agreement on ``n_heldout``
+    held-out pairs (the search pairs removed), and MIB's ``cpr``/``cmd`` of ``scored``'s ranking and
+    of a seeded random ranking on them (:mod:`~mechinterp_arith.analysis.circuit_metrics`)."""
+    t0 = time.perf_counter()
+    graph, digit, seed = scored.graph, scored.digit, scored.seed
+    held = _held_out_pairs(ckpt.task, digit, n_heldout, seed, scored.pairs, scored.operand_digits).to(ckpt.device)
+    held_runs = PairRuns.build(scored.plain, held.clean_tokens, held.corrupted_tokens, end=scored.runs.end)
+    full = graph.feeds.expand(graph.n_pos, -1, -1)
+    rand = random_scores(graph, seed)
+    sizes = fraction_sizes(graph)
+    curves = [
+        graph.prune_dangling(top_edges(graph, s, m), held_runs.differing, scored.sinks, held_runs.rewired)
+        for s in (scored.scores, rand)
+        for m in sizes
+    ]
+    same_size = top_edges(graph, rand, int(mask.sum()))
+    masks = torch.stack([mask, full, torch.zeros_like(mask), same_size, *curves])
+    values, preds = circuit_metric_values(scored.plain, graph, held_runs, masks, held, digit)
+    f, ci = faithfulness_of(values[0], values[1], values[2], seed=derive_seed(seed, "discover-bootstrap"))
+    gap = float((values[1] - values[2]).sum())
+    faith = [float((v - values[2]).sum()) / gap for v in values[4:]]
+    ours, baseline = faith[: len(sizes)], faith[len(sizes) :]
+    hits = int((preds[0] == held.clean_digits[:, digit].to(preds.device)).sum())
+    metrics = {
+        "clean_logit_diff": round(float(values[1].mean()), 4),  # held-out means: faithfulness divides by their gap
+        "corrupted_logit_diff": round(float(values[2].mean()), 4),
+        "fractions": list(FRACTIONS),
+        "edges": sizes,
+        "faithfulness": [round(x, 4) for x in ours],
+        "cpr": round(cpr(FRACTIONS, ours), 4),
+        "cmd": round(cmd(FRACTIONS, ours), 4),
+        "random": {
+            "seed": seed,
+            "faithfulness": [round(x, 4) for x in baseline],
+            "cpr": round(cpr(FRACTIONS, baseline), 4),
+            "cmd": round(cmd(FRACTIONS, baseline), 4),
+            "same_size_faithfulness": round(float((values[3] - values[2]).sum()) / gap, 4),
+        },
+    }
+    return Circuit(
+        digit,
+        graph,
+        mask,
+        scored.scores,
+        f,
+        ci,
+        hits / len(held),
+        wilson_interval(hits, len(held)),
+        len(held),
+        scored.seconds + time.perf_counter() - t0,
+        search or {},
+        scored.operand_digits,
+        metrics,
+    )
+
+
 def discover(
     ckpt: Checkpoint,
     digit: int,
@@ -202,60 +393,32 @@ def discover(
     seed: int = 0,
     ig_steps: int = 5,
     target: float = TARGET,
+    operand_digits: int | None = None,
 ) -> Circuit:
-    """Find and verify a circuit for answer digit ``digit`` (see the module docstring).
+    """Find and verify a circuit for answer digit ``digit``: :func:`score_edges`, then
+    :func:`select_circuit`, then :func:`verify_circuit` (see the module docstring).
 
     ``n`` search pairs rank and threshold the edges; ``n_heldout`` other pairs verify the result.
+    ``operand_digits`` M: pairs of M-digit operands (M may exceed the trained length), else ID pairs.
     Raises :class:`~mechinterp_arith.core.errors.NotApplicable` for digits the task cannot
     change alone (e.g. the always-zero top digits of a sum).
     """
+    scored = score_edges(ckpt, digit, n=n, seed=seed, ig_steps=ig_steps, operand_digits=operand_digits)
     t0 = time.perf_counter()
-    check_digit(ckpt.task, digit)
-    search_pairs = differ_in_answer_digit(ckpt.task, digit, n=n, seed=seed).to(ckpt.device)
-    metric = logit_diff_metric(search_pairs, digit)
-    att = attribute(ckpt, search_pairs, metric, ig_steps)
-    graph, runs, plain = att.graph, att.runs, plain_forward_of(ckpt, search_pairs.corrupted_tokens)
-    sources = torch.zeros(graph.n_pos, dtype=torch.bool)
-    sources[search_pairs.differing_positions()] = True
-    sinks = torch.zeros(graph.n_pos, dtype=torch.bool)
-    sinks[answer_logit_pos(ckpt.task, digit)] = True
-    found = _threshold_search(plain, graph, runs, search_pairs, digit, att.edge_scores, sources, sinks, target)
-    if found[0] is None:
-        raise NotApplicable(
-            f"{ckpt.name} does not prefer the clean answer digit {digit} on the clean inputs (mean "
-            f"logit difference {found[1]:.3f} <= its corrupted value): there is no gap for a circuit to keep"
-        )
-    mask, curve = found
-
-    held = _held_out_pairs(ckpt.task, digit, n_heldout, seed, search_pairs).to(ckpt.device)
-    held_runs = PairRuns.build(plain, held.clean_tokens, held.corrupted_tokens, end=runs.end)
-    full = graph.feeds.expand(graph.n_pos, -1, -1)
-    values, preds = circuit_metric_values(
-        plain, graph, held_runs, torch.stack([mask, full, torch.zeros_like(mask)]), held, digit
-    )
-    f, ci = faithfulness_of(values[0], values[1], values[2], seed=derive_seed(seed, "discover-bootstrap"))
-    hits = int((preds[0] == held.clean_digits[:, digit].to(preds.device)).sum())
+    try:
+        mask, curve = select_circuit(scored, target)
+    except NotApplicable as e:
+        raise NotApplicable(f"{ckpt.name}: {e}") from None
+    scored.seconds += time.perf_counter() - t0
     search = {
         "method": f"EAP-IG ranking ({ig_steps} steps), threshold search on exact ablation",
         "target": target,
-        "search_pairs": len(search_pairs),
-        "candidates": int((att.edge_scores != 0).sum()),
+        "search_pairs": len(scored.pairs),
+        "candidates": int((scored.scores != 0).sum()),
         "curve": curve,
         "seed": seed,
     }
-    return Circuit(
-        digit,
-        graph,
-        mask,
-        att.edge_scores,
-        f,
-        ci,
-        hits / len(held),
-        wilson_interval(hits, len(held)),
-        len(held),
-        time.perf_counter() - t0,
-        search,
-    )
+    return verify_circuit(ckpt, scored, mask, n_heldout, search)
 
 
 def _threshold_search(
@@ -265,7 +428,6 @@ def _threshold_search(
     pairs: PromptPairs,
     digit: int,
     scores: Tensor,
-    sources: Tensor,
     sinks: Tensor,
     target: float,
 ) -> tuple[Tensor, list[list[float]]] | tuple[None, float]:
@@ -284,7 +446,7 @@ def _threshold_search(
         for m in sizes:
             top = torch.zeros(scores.numel(), dtype=torch.bool)
             top[order[:m]] = True
-            masks.append(graph.prune_dangling(top.view_as(scores), sources, sinks))
+            masks.append(graph.prune_dangling(top.view_as(scores), runs.differing, sinks, runs.rewired))
         values, _ = circuit_metric_values(plain, graph, runs, torch.stack(masks), pairs, digit)
         faith = ((values - base[1]).sum(-1) / gap).tolist()
         return [(m, int(mk.sum()), f, mk) for m, mk, f in zip(sizes, masks, faith)]

@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import plotly.graph_objects as go
-from jaxtyping import Int
 from plotly.subplots import make_subplots
-from torch import Tensor
 
 from ..core.checkpoint import Checkpoint, CheckpointError
 from ..core.labels import DEFAULT_LABEL
+from ..core.numbers import OperandsLike
 from .choices import DEFAULT_HOOK, DEFAULT_K
 from .pca import PCAResult, residual_pca
 from .projection import ood_projection
@@ -69,15 +68,15 @@ class DynamicsResult:
 
 def pca_dynamics(
     ckpt: Checkpoint,
-    a: Int[Tensor, " n"],
-    b: Int[Tensor, " n"],
+    a: OperandsLike,
+    b: OperandsLike,
     steps: Sequence[int] | None = None,
     hook: str = DEFAULT_HOOK,
     position: int | str | None = None,
     label: str = DEFAULT_LABEL,
     k: int = DEFAULT_K,
-    id_pairs: tuple[Int[Tensor, " n_id"], Int[Tensor, " n_id"]] | None = None,
-    ood_pairs: tuple[Int[Tensor, " n_ood"], Int[Tensor, " n_ood"]] | None = None,
+    id_pairs: tuple[OperandsLike, OperandsLike] | None = None,
+    ood_pairs: tuple[OperandsLike, OperandsLike] | None = None,
 ) -> DynamicsResult:
     """:func:`~mechinterp_arith.analysis.pca.residual_pca` on each snapshot (default: all of them); with
     ``id_pairs`` and ``ood_pairs`` also the OOD projection shares per step."""

@@ -11,8 +11,18 @@ attribution patching (EAP) and its integrated-gradient form (EAP-IG) need.
 
 Layout: tensors are ``[S, pos, ..., batch, d_model]`` (circuit or path step first, then the
 positions ``start..end-1`` the graph forward computes). Positions before ``start`` (the first
-position where any pair differs) are identical in both runs: their keys and values come from the
-corrupted run.
+position where any pair differs in a token, a position ID or a hidden token) are identical in both
+runs: their keys and values come from the corrupted run.
+
+Position schemes: the token-embedding writer holds the token's position embedding too (the whole
+input embedding, ``hook_embed + hook_pos_embed``; TL's ``embed`` node is ``hook_embed``), so where
+a rule numbers the clean and corrupted tokens differently (abacus and coupling IDs follow the
+operands' lengths) the difference travels along the embedding's edges. Heads attend with the clean
+input's rotary angles and attention mask (the tokens abacus and coupling hide), so every edge kept
+is the clean run exactly, and no edge kept the corrupted run exactly (every reader then reads the
+corrupted residual). Where the two inputs hide different tokens (an operand that changes length),
+a head writes a different output even from corrupted inputs; that difference travels along its
+kept edges (:attr:`PairRuns.rewired` marks those query positions).
 
 >>> from mechinterp_arith import load
 >>> from mechinterp_arith.analysis.edge_graph import EdgeGraph
@@ -35,10 +45,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from ..core.plain_forward import PlainCache, PlainGPT, SharedPrefix
+from ..core.plain_attention import Numbering, SharedPrefix, causal_attention
+from ..core.plain_forward import PlainCache, PlainGPT
 from .edge_graph import EdgeGraph
 
 # the input of a group of readers: ("attn", layer) (its q/k/v), ("mlp", layer), or "final" (the logits)
@@ -54,6 +65,9 @@ class PairRuns:
     each reader group adds deltas to: ``("attn", l)`` resid_pre, ``("mlp", l)`` resid_mid,
     ``"final"`` the last resid_post, each ``[pos, B, D]``. ``keys``/``values``: the corrupted
     run's per-layer keys/values ``[B, H, start, dh]`` of the positions before ``start``.
+    ``numbering``: the clean input's position IDs and visible tokens (the ablated runs' own).
+    ``differing``/``rewired`` [n_total]: positions whose input embedding (token or position ID)
+    differs in some pair / whose queries see a key hidden in one input and not the other.
     """
 
     start: int
@@ -64,6 +78,9 @@ class PairRuns:
     resid: dict[ReaderGroup, Tensor]
     keys: dict[int, Tensor]
     values: dict[int, Tensor]
+    numbering: Numbering
+    differing: Bool[Tensor, " n_total"]
+    rewired: Bool[Tensor, " n_total"]
 
     @property
     def n_pos(self) -> int:
@@ -88,27 +105,32 @@ class PairRuns:
             )
         P = clean_tokens.shape[1]
         end = P if end is None else end
-        differ = torch.nonzero((clean_tokens != corrupted_tokens).any(0)).squeeze(1)
-        if len(differ) == 0 or int(differ[0]) >= end:
+        numberings = [plain.numbering(tokens) for tokens in (clean_tokens, corrupted_tokens)]
+        differing = (clean_tokens != corrupted_tokens).any(0)
+        id_differs, hidden_differs = numberings[0].differences(numberings[1], P, differing.device)
+        differing |= id_differs
+        rewired = hidden_differs.cummax(0).values  # queries at or after a key hidden differently
+        changed = torch.nonzero(differing | hidden_differs).squeeze(1)
+        if len(changed) == 0 or int(changed[0]) >= end:
             raise ValueError("no pair differs before the last position read: every edge is a no-op")
-        start = int(differ[0])
-        runs = []
-        for tokens in (clean_tokens, corrupted_tokens):
+        start = int(changed[0])
+        runs, contrib = [], []
+        for tokens, numbering in zip((clean_tokens, corrupted_tokens), numberings):
             cache: PlainCache = {}
             with torch.no_grad():  # not inference mode: these tensors enter autograd graphs
-                plain.blocks(plain.embed_tokens(tokens[:, :end]), cache=cache)
+                embedded = plain.embed_tokens(tokens[:, :end], ids=numbering.ids_at(0, end, tokens.device))
+                plain.blocks(embedded, cache=cache, numbering=numbering)
             runs.append(cache)
-        contrib = [
-            _contributions(plain, tokens[:, :end], cache, start)
-            for tokens, cache in zip((clean_tokens, corrupted_tokens), runs)
-        ]
+            contrib.append(_contributions(plain, embedded, cache, start))
         cc = runs[1]
         resid: dict[ReaderGroup, Tensor] = {("attn", l): _pbd(cc[("resid_pre", l)], start) for l in range(plain.L)}
         resid.update({("mlp", l): _pbd(cc[("resid_mid", l)], start) for l in range(plain.L)})
         resid["final"] = _pbd(cc[("resid_post", plain.L - 1)], start)
         keys = {l: cc[("k", l)][:, :, :start] for l in range(plain.L)}
         values = {l: cc[("v", l)][:, :, :start] for l in range(plain.L)}
-        return PairRuns(start, end, P, contrib[0], contrib[1], resid, keys, values)
+        return PairRuns(
+            start, end, P, contrib[0], contrib[1], resid, keys, values, numberings[0], differing.cpu(), rewired.cpu()
+        )
 
 
 def _pbd(t: Tensor, start: int) -> Tensor:
@@ -116,8 +138,8 @@ def _pbd(t: Tensor, start: int) -> Tensor:
     return t[:, start:].transpose(0, 1).contiguous()
 
 
-def _contributions(plain: PlainGPT, tokens: Tensor, cache: PlainCache, start: int) -> Float[Tensor, "pos W B D"]:
-    parts = [plain.embed[tokens][:, start:, None]]
+def _contributions(plain: PlainGPT, embedded: Tensor, cache: PlainCache, start: int) -> Float[Tensor, "pos W B D"]:
+    parts = [embedded[:, start:, None]]
     for l in range(plain.L):
         z = cache[("z", l)][:, start:]  # [B, pos, H, dh]
         parts.append(torch.einsum("bphe,hed->bphd", z, plain.W_O[l]))
@@ -151,6 +173,7 @@ def ablated_logits(
     scale = torch.ones(S) if embed_scale is None else embed_scale
     deltas = [scale.view(S, 1, 1, 1) * (runs.clean[:, 0] - runs.corrupted[:, 0])]  # per writer [S, pos, B, D]
     past = SharedPrefix(runs.keys, runs.values, variants=S) if runs.start else None
+    numbering = runs.numbering.repeat(S)  # S copies of the clean rows (circuit-major)
 
     def reader_input(group: ReaderGroup, readers: list[int], n_writers: int, base: Tensor) -> Tensor:
         stacked = torch.stack(deltas[:n_writers], dim=2)  # [S, pos, w, B, D]
@@ -169,7 +192,7 @@ def ablated_logits(
         x = reader_input(
             ("attn", l), list(range(attn.start, attn.stop)), graph.head_writer(l, 0), runs.resid[("attn", l)]
         )
-        result = _heads(plain, l, x, past, runs.start)  # [S, pos, H, B, D]
+        result = _heads(plain, l, x, past, runs.start, runs.end, numbering)  # [S, pos, H, B, D]
         corr = runs.corrupted[:, graph.head_writer(l, 0) : graph.head_writer(l, 0) + H]
         deltas += list((result - corr).unbind(2))
         x = reader_input(("mlp", l), [graph.mlp_reader(l)], graph.mlp_writer(l), runs.resid[("mlp", l)])[:, :, 0]
@@ -181,9 +204,16 @@ def ablated_logits(
 
 
 def _heads(
-    plain: PlainGPT, l: int, x: Float[Tensor, "S pos qkv_readers B D"], past: SharedPrefix | None, start: int
+    plain: PlainGPT,
+    l: int,
+    x: Float[Tensor, "S pos qkv_readers B D"],
+    past: SharedPrefix | None,
+    start: int,
+    end: int,
+    numbering: Numbering,
 ) -> Tensor:
-    """Each head's output (through W_O, no bias) [S, pos, H, B, D] from its own q/k/v inputs."""
+    """Each head's output (through W_O, no bias) [S, pos, H, B, D] from its own q/k/v inputs, at
+    positions ``start..end-1`` of rows numbered by ``numbering`` (S*B rows, circuit-major)."""
     S, P, _, B, D = x.shape
     H, dh = plain.H, plain.dh
     w_ln, b_ln = plain.layers[l]["ln1"]
@@ -192,10 +222,16 @@ def _heads(
     w = w_qkv.view(3, H, dh, D)
     qkv = torch.einsum("spchbd,ched->scbhpe", h, w) + b_qkv.view(3, 1, H, 1, dh)  # [S, 3, B, H, pos, dh]
     q, k, v = (t.reshape(S * B, H, P, dh) for t in qkv.unbind(1))
-    if past is None:
+    if plain.rotary is not None:
+        ids = numbering.ids_at(start, end, q.device)
+        q, k = plain.rotary(q, ids), plain.rotary(k, ids)
+    visible = numbering.visible_keys(end)
+    if past is not None:
+        z = past.attend(l, q, k, v, start, plain.scale, visible)
+    elif visible is None:
         z = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=plain.scale)
     else:
-        z = past.attend(l, q, k, v, start, plain.scale)
+        z = causal_attention(q, k, v, plain.scale, visible)
     out = torch.einsum("nhpe,hed->nphd", z, plain.W_O[l])  # [S*B, pos, H, D]
     return out.view(S, B, P, H, D).permute(0, 2, 3, 1, 4)
 

@@ -150,22 +150,28 @@ class EdgeGraph:
 
     # ---- circuits ----------------------------------------------------------------------------------
     def prune_dangling(
-        self, mask: Bool[Tensor, "pos reader writer"], sources: Bool[Tensor, " pos"], sinks: Bool[Tensor, " pos"]
+        self,
+        mask: Bool[Tensor, "pos reader writer"],
+        sources: Bool[Tensor, " pos"],
+        sinks: Bool[Tensor, " pos"],
+        rewired: Bool[Tensor, " pos"] | None = None,
     ) -> Bool[Tensor, "pos reader writer"]:
         """``mask`` without the edges that cannot matter: those from a writer that no kept path
         reaches from an embedding at a ``sources`` position (its output is then the corrupted
         one), or into a reader whose component reaches no logits at a ``sinks`` position through
-        kept edges. Removing them leaves every ablated run unchanged, exactly."""
+        kept edges. Heads at ``rewired`` positions (their queries see keys that the clean and
+        corrupted inputs hide differently) count as reached. Removing the edges leaves every
+        ablated run unchanged, exactly."""
         mask = mask & self.feeds
         while True:
-            active = self._active_writers(mask, sources)
+            active = self._active_writers(mask, sources, rewired)
             useful = self._useful_readers(mask, sinks)
             pruned = mask & active[:, None, :] & useful[:, :, None]
             if torch.equal(pruned, mask):
                 return mask
             mask = pruned
 
-    def _active_writers(self, mask: Tensor, sources: Tensor) -> Tensor:
+    def _active_writers(self, mask: Tensor, sources: Tensor, rewired: Tensor | None = None) -> Tensor:
         """[pos, W]: writers whose output can differ from the corrupted run's."""
         H = self.n_heads
         active = torch.zeros(self.n_pos, self.n_writers, dtype=torch.bool)
@@ -177,6 +183,8 @@ class EdgeGraph:
             kv_seen = (fed[:, 1] | fed[:, 2]).cummax(0).values  # keys/values at or before the query
             heads = slice(self.head_writer(l, 0), self.head_writer(l, 0) + H)
             active[:, heads] = fed[:, 0] | kv_seen
+            if rewired is not None:
+                active[:, heads] |= rewired[:, None]
             active[:, self.mlp_writer(l)] = (mask[:, self.mlp_reader(l)] & active).any(-1)
         return active
 

@@ -38,19 +38,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
-import torch
-from jaxtyping import Int
 from scipy.stats import binomtest
-from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
 from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.decoding import generate
-from ..core.labels import label_values
-from ..core.tasks import OperandsLike, Task, as_operands
+from ..core.numbers import OperandsLike, Values, as_operands, low_digits
+from ..core.tasks import Task
 from .choices import FIT_THRESHOLD
 
 KIND_ORDER = {"true": 2, "truncated": 1, "true_mod": 0}  # last tie-break, after the modulus
@@ -80,26 +78,28 @@ class Candidate:
     name: str
     kind: str  # "truncated", "true_mod" or "true"
     j: int | None  # the power of ten (None for "true")
-    values: Int[Tensor, " batch"]
+    values: Values
 
     @property
     def modulus(self) -> int | None:
         return None if self.j is None else 10**self.j
 
 
-def candidate_relations(task: Task, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"]) -> list[Candidate]:
+def candidate_relations(task: Task, a: OperandsLike, b: OperandsLike) -> list[Candidate]:
     """Every candidate relation's value on each pair (see the module docstring)."""
     a, b = as_operands(a), as_operands(b)
     out = [Candidate(task.describe(), "true", None, task.apply(a, b))]
+    true = out[0].values
     for j in range(1, task.width + 1):
         out.append(Candidate(task.equivalent_description(j), "truncated", j, task.equivalent_answer(a, b, j)))
     for j in range(1, task.answer_width + 1):
-        out.append(Candidate(f"({task.describe()}) mod 10^{j}", "true_mod", j, label_values(task, a, b, f"mod{j}")))
+        out.append(Candidate(f"({task.describe()}) mod 10^{j}", "true_mod", j, low_digits(true, j)))
     return out
 
 
-def digit_agreement(task: Task, output: Int[Tensor, " batch"], target: Int[Tensor, " batch"]) -> list[float]:
+def digit_agreement(task: Task, output: OperandsLike, target: OperandsLike) -> list[float]:
     """Share of rows whose answer digit k equals the target's (k = 0 is the units digit)."""
+    output, target = as_operands(output, "output"), as_operands(target, "target")
     if len(output) == 0:
         return [float("nan")] * task.answer_width
     po, pt = task.answer_digits(output), task.answer_digits(target)
@@ -192,12 +192,12 @@ class RelationSearch:
 
 def find_relation(
     task: Task,
-    a: Int[Tensor, " batch"],
-    b: Int[Tensor, " batch"],
-    output: Int[Tensor, " batch"],
+    a: OperandsLike,
+    b: OperandsLike,
+    output: OperandsLike,
     threshold: float = FIT_THRESHOLD,
     max_counterexamples: int = 10_000,
-    rep_output: Int[Tensor, " batch"] | None = None,
+    rep_output: OperandsLike | None = None,
 ) -> RelationSearch:
     """Score every candidate relation against given outputs (a model's, or synthetic ones).
 
@@ -205,12 +205,12 @@ def find_relation(
     of the counter-examples.
 
     >>> task = Task("add", digits=3)
-    >>> a, b = torch.tensor([1234, 5678]), torch.tensor([4321, 8765])
+    >>> a, b = as_operands([1234, 5678]), as_operands([4321, 8765])
     >>> search = find_relation(task, a, b, (a % 1000) + (b % 1000))
     >>> search.top.name, search.top.coverage, search.fits       # two outputs are too few to fit
     ('(a mod 10^3) + (b mod 10^3)', 1.0, False)
     """
-    a, b, output = as_operands(a), as_operands(b), as_operands(output)
+    a, b, output = as_operands(a), as_operands(b), as_operands(output, "output")
     if not len(a) == len(b) == len(output) or len(a) == 0:
         raise ValueError(f"need equally long, non-empty a, b and output; got {len(a)}, {len(b)}, {len(output)}")
     if not 0 < threshold < 1:
@@ -230,19 +230,13 @@ def find_relation(
     relations = [fits[i] for i in order]
     top, top_values = relations[0], cands[order[0]].values
     tied = [r.name for r in relations[1:] if r.hits == top.hits]
-    wrong = torch.nonzero(output != top_values).squeeze(1)
+    wrong = np.nonzero(output != top_values)[0]
     keep = wrong[:max_counterexamples]
     counter = pd.DataFrame(
-        {
-            "a": a[keep].numpy(),
-            "b": b[keep].numpy(),
-            "output": output[keep].numpy(),
-            "true": true[keep].numpy(),
-            "equivalent": top_values[keep].numpy(),
-        }
+        {"a": a[keep], "b": b[keep], "output": output[keep], "true": true[keep], "equivalent": top_values[keep]}
     )
     if rep_output is not None:
-        counter["representative_output"] = as_operands(rep_output)[keep].numpy()
+        counter["representative_output"] = as_operands(rep_output, "rep_output")[keep]
     return RelationSearch(relations, top, top.ci95[0] > threshold, tied, counter, len(wrong), threshold)
 
 
@@ -252,10 +246,10 @@ class EquivalenceResult:
 
     label: str
     task: Task
-    a: Int[Tensor, " batch"]
-    b: Int[Tensor, " batch"]
-    output: Int[Tensor, " batch"]
-    rep_output: Int[Tensor, " batch"]  # the model's output on the ID representative
+    a: Values
+    b: Values
+    output: Values
+    rep_output: Values  # the model's output on the ID representative
     search: RelationSearch
     per_digit: dict[str, Any] = field(default_factory=dict)
 
@@ -265,12 +259,12 @@ class EquivalenceResult:
 
     @property
     def exact(self) -> float:
-        return float((self.output == self.task.apply(self.a, self.b)).float().mean())
+        return float((self.output == self.task.apply(self.a, self.b)).mean())
 
     @property
     def consistency(self) -> float:
         """Share of inputs whose output equals the model's own output on their ID representative."""
-        return float((self.output == self.rep_output).float().mean())
+        return float((self.output == self.rep_output).mean())
 
     @property
     def best(self) -> RelationFit | None:
@@ -320,7 +314,7 @@ def analyse_set(
     a, b = as_operands(a), as_operands(b)
     task.check_operands(a, b)
     ra, rb = task.id_representative(a, b)
-    both = generate(model, task, torch.cat([a, ra]), torch.cat([b, rb])).answers
+    both = generate(model, task, np.concatenate([a, ra]), np.concatenate([b, rb])).answers
     output, rep_output = both[: len(a)], both[len(a) :]
     search = find_relation(task, a, b, output, threshold, max_counterexamples, rep_output)
     per_digit = {

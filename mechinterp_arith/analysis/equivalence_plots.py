@@ -26,15 +26,15 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from plotly.subplots import make_subplots
 from torch import Tensor
 
 from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.decoding import generate
+from ..core.numbers import OperandsLike, Values, as_operands
 from ..core.positions import answer_positions
-from ..core.tasks import OperandsLike, as_operands
 
 
 def relation_grid(ckpt: Checkpoint, hi: int | None = None, points: int = 100) -> dict[str, np.ndarray]:
@@ -47,17 +47,19 @@ def relation_grid(ckpt: Checkpoint, hi: int | None = None, points: int = 100) ->
         raise ValueError(f"points must be between 2 and 1000, got {points}")
     if not 1 < hi <= 10**task.width:
         raise ValueError(f"hi={hi} must be in (1, 10^W={10**task.width}]")
-    axis = torch.unique(torch.linspace(0, hi - 1, points).round().long())
-    A, B = torch.meshgrid(axis, axis, indexing="xy")  # rows: b, columns: a
-    a, b = A.reshape(-1), B.reshape(-1)
-    a, b = data.ordered(task, a, b)
+    if hi <= 2**24:  # float32 holds every integer below 2^24: the grid the figures were drawn on
+        axis = as_operands(torch.unique(torch.linspace(0, hi - 1, points).round().long()))
+    else:  # wider: the same spacing in exact integers
+        axis = as_operands(sorted({(hi - 1) * i // (points - 1) for i in range(points)}))
+    A, B = np.meshgrid(axis, axis, indexing="xy")  # rows: b, columns: a
+    a, b = data.ordered(task, A.reshape(-1), B.reshape(-1))
     shape = A.shape
     return {
-        "a": axis.numpy(),
-        "b": axis.numpy(),
-        "true": task.apply(a, b).reshape(shape).numpy(),
-        "equivalent": task.equivalent_answer(a, b).reshape(shape).numpy(),
-        "model": generate(ckpt.model, task, a, b).answers.reshape(shape).numpy(),
+        "a": axis,
+        "b": axis,
+        "true": task.apply(a, b).reshape(shape),
+        "equivalent": task.equivalent_answer(a, b).reshape(shape),
+        "model": generate(ckpt.model, task, a, b).answers.reshape(shape),
     }
 
 
@@ -108,9 +110,9 @@ def relation_maps(ckpt: Checkpoint, hi: int | None = None, points: int = 100, co
 class ClassDistributions:
     """Answer-digit distributions of an ID representative and members of its OOD class."""
 
-    a: Int[Tensor, " k"]  # row 0 is the representative
-    b: Int[Tensor, " k"]
-    outputs: Int[Tensor, " k"]
+    a: Values  # [k] row 0 is the representative
+    b: Values
+    outputs: Values
     probs: Float[Tensor, "k answer digit"]  # softmax over the 10 digits, answer position (units first)
     tv: pd.DataFrame  # one row per member: a, b, output, tv per answer position, tv_mean
 
@@ -118,7 +120,7 @@ class ClassDistributions:
 @torch.inference_mode()
 def answer_probabilities(
     ckpt: Checkpoint, a: OperandsLike, b: OperandsLike
-) -> tuple[Int[Tensor, " k"], Float[Tensor, "k answer digit"]]:
+) -> tuple[Values, Float[Tensor, "k answer digit"]]:
     """The greedy answers and, at each answer position, the softmax over digits that chose it
     (along each input's own greedy path; hooked bridge forward, fixed-length formats)."""
     task = ckpt.task
@@ -153,10 +155,10 @@ def class_distributions(
         ra, rb = task.id_representative(ma, mb)
         if not bool(((ra == a) & (rb == b)).all()):
             raise ValueError(f"every member must have the ID representative ({a}, {b}) (operands mod 10^{task.digits})")
-    all_a, all_b = torch.cat([torch.tensor([a]), ma]), torch.cat([torch.tensor([b]), mb])
+    all_a, all_b = np.concatenate([as_operands(a), ma]), np.concatenate([as_operands(b), mb])
     outputs, probs = answer_probabilities(ckpt, all_a, all_b)
     tv = 0.5 * (probs[1:] - probs[:1]).abs().sum(-1)  # [members, answer]
-    df = pd.DataFrame({"a": ma.numpy(), "b": mb.numpy(), "output": outputs[1:].numpy()})
+    df = pd.DataFrame({"a": ma, "b": mb, "output": outputs[1:]})
     for pos in range(task.answer_width):
         df[f"tv_{pos}"] = tv[:, pos].numpy()
     df["tv_mean"] = tv.mean(1).numpy()
@@ -212,5 +214,37 @@ def class_probability_figure(
         height=380,
         width=300 * (n_in + 1),
         barmode="group",
+    )
+    return fig
+
+
+def relation_by_length_figure(table: pd.DataFrame) -> go.Figure:
+    """Exact match, the truncated relation's coverage and the best relation's coverage against the
+    operand length m, with 95% Wilson intervals as error bars (``table``: a
+    :func:`~mechinterp_arith.analysis.relation_by_length.relations_by_length` table)."""
+    fig = go.Figure()
+    m = [int(x) for x in table.index]
+    truncated = table.attrs.get("truncated_relation", "truncated relation")
+    for key, name in (("exact", "exact"), ("truncated", f"= {truncated}"), ("best_coverage", "best relation")):
+        y = table[key].to_numpy()
+        fig.add_trace(
+            go.Scatter(
+                x=m,
+                y=y,
+                name=name,
+                mode="lines+markers",
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": table[f"{key}_hi"].to_numpy() - y,
+                    "arrayminus": y - table[f"{key}_lo"].to_numpy(),
+                },
+                text=table["best"] if key == "best_coverage" else None,
+            )
+        )
+    fig.update_layout(
+        xaxis={"title": "operand length m (digits)", "dtick": 1},
+        yaxis={"title": "share of answers", "range": [-0.02, 1.02]},
+        legend={"orientation": "h", "y": -0.25},
     )
     return fig

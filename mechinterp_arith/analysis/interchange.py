@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.tools.analysis import interchange as tl_interchange
@@ -41,6 +41,7 @@ from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.errors import NotApplicable
 from ..core.evaluate import answer_rates
+from ..core.numbers import Values
 from ..core.positions import answer_logit_pos, answer_positions, operand_pos, require_fixed_length
 from ..core.seeding import derive_seed
 from ..core.tasks import Task
@@ -49,7 +50,7 @@ from .pca import fit_pca, separability
 from .prompt_pairs import make_pairs
 
 
-def _teacher_forced(task: Task, a: Tensor, b: Tensor, answer: Tensor) -> Tensor:
+def _teacher_forced(task: Task, a: Values, b: Values, answer: Values) -> Int[Tensor, "n ctx"]:
     """Inputs (full example minus its last token) of (a, b) with ``answer``'s digits teacher-forced."""
     return make_pairs(task, a, b, a, b, clean_answer=answer, corrupted_answer=answer).clean_tokens
 
@@ -63,10 +64,10 @@ def _interchanged_matches(
     ckpt: Checkpoint,
     hook: str,
     positions: list[int],
-    base: tuple[Tensor, Tensor],
-    source: tuple[Tensor, Tensor],
-    answer: Tensor,
-) -> Tensor:
+    base: tuple[Values, Values],
+    source: tuple[Values, Values],
+    answer: Values,
+) -> Bool[Tensor, " n"]:
     """Whether the base's greedy answer is ``answer`` with the residual at ``positions`` set to the source's."""
     task, model = ckpt.task, ckpt.model
     logits_fn = _answer_digits_logits(model, task)
@@ -113,7 +114,7 @@ def extra_digit_interchange(ckpt: Checkpoint, n: int = 256, seed: int = 0, m: in
     N = 10**task.digits
     ca, cb = a % N + (sa // N) * N, b % N + (sb // N) * N  # the base with the source's extra digits
     with torch.inference_mode():
-        own = ckpt.predict(a, b).cpu()
+        own = ckpt.predict(a, b)
     true_cf = task.apply(ca, cb)
     fits = (true_cf >= 0) & (true_cf < 10**task.answer_width) & (own != true_cf) & (own >= 0)
     if not bool(fits.any()):

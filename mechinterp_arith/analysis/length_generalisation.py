@@ -73,14 +73,16 @@ def alignment_summary(alignment: pd.DataFrame, n_digits: int) -> dict[str, Any]:
 def length_profile(
     ckpt: Checkpoint, ood_digits: Sequence[int] | None = None, n: int = 2000, seed: int = 0
 ) -> pd.DataFrame:
-    """One row per operand length m (the trained n, then each of ``ood_digits``, default n+1..W):
+    """One row per operand length m (the trained n, then each of ``ood_digits``, default n+1..W, at most
+    ``data.MAX_SPREAD`` of them evenly spaced):
     ``exact, relation, coverage, coverage_lo, coverage_hi, separability_units, separability_first_ood,
     alignment_id, alignment_ood, alignment_by_digit``, indexed by m."""
     task = ckpt.task
     require_fixed_length(task)
     if ood_digits is None:
         data.require_ood_digits(task)  # NotApplicable: the format holds no longer operand
-        ood_digits = data.ood_digits_range(task)
+        longer = data.ood_digits_range(task)  # n+1..W: at most MAX_SPREAD of them, evenly spaced
+        ood_digits = data.spread_lengths(longer[0], longer[-1])
     lengths = [task.digits, *data.check_ood_digits(task, ood_digits)]
     data.check_count(n, "n")
     rows = []

@@ -29,7 +29,6 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
-from jaxtyping import Int
 from plotly.subplots import make_subplots
 from torch import Tensor
 from transformer_lens.tools.analysis import logit_lens as tl_logit_lens
@@ -38,8 +37,8 @@ from transformer_lens.utilities import get_act_name
 from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.model import model_device
+from ..core.numbers import OperandsLike, Values, as_operands
 from ..core.positions import answer_positions
-from ..core.tasks import as_operands
 from .activations import DEFAULT_BATCH, Answers, input_tokens, residual_hooks
 
 
@@ -108,9 +107,9 @@ class LogitLensResult:
 @torch.inference_mode()
 def logit_lens(
     ckpt: Checkpoint,
-    a: Int[Tensor, " n"],
-    b: Int[Tensor, " n"],
-    targets: dict[str, Int[Tensor, " n"]] | None = None,
+    a: OperandsLike,
+    b: OperandsLike,
+    targets: dict[str, OperandsLike] | None = None,
     answers: Answers = "true",
     set_name: str = "id",
     batch_size: int = DEFAULT_BATCH,
@@ -119,7 +118,11 @@ def logit_lens(
     scored (default ``{"true": a op b}``); ``answers`` fills the answer slots (teacher forcing)."""
     task, model = ckpt.task, ckpt.model
     a, b = as_operands(a), as_operands(b)
-    targets = {"true": task.apply(a, b)} if targets is None else {k: as_operands(v) for k, v in targets.items()}
+    target_values: dict[str, Values] = (
+        {"true": task.apply(a, b)}
+        if targets is None
+        else {k: as_operands(v, f"target {k}") for k, v in targets.items()}
+    )
     tokens = input_tokens(ckpt, a, b, answers, batch_size)
     pos = answer_positions(task)
     A = task.answer_width
@@ -132,7 +135,7 @@ def logit_lens(
     for i in range(0, len(tokens), batch_size):
         logits, cache = model.run_with_cache(tokens[i : i + batch_size].to(device), names_filter=hooks)
         model_probs = logits[:, pos].softmax(-1)  # [batch, digit, vocab]
-        for name, values in targets.items():
+        for name, values in target_values.items():
             digit = task.answer_digits(values[i : i + batch_size]).clamp(min=0).to(device)  # [batch, digit]
             # TL's lens: every residual state through the real ln_final and unembedding, per-row targets
             read = tl_logit_lens(cache, incl_mid=True, positions=pos, targets=digit, return_type="probs")

@@ -28,15 +28,15 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from plotly.subplots import make_subplots
 from torch import Tensor
 
 from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.decoding import generate
+from ..core.numbers import OperandsLike, as_operands
 from ..core.positions import answer_positions, position_labels
-from ..core.tasks import as_operands
 from .activations import (
     DEFAULT_BATCH,
     collect,
@@ -141,8 +141,8 @@ class MatchResult:
 @torch.inference_mode()
 def match_activations(
     ckpt: Checkpoint,
-    a: Int[Tensor, " n"],
-    b: Int[Tensor, " n"],
+    a: OperandsLike,
+    b: OperandsLike,
     hooks: Sequence[str] | None = None,
     answers: str = "representative",
     batch_size: int = DEFAULT_BATCH,

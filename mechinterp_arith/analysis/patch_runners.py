@@ -12,7 +12,8 @@ import torch
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from ..core.plain_forward import Patch, PlainCache, PlainGPT, Segment, SharedPrefix
+from ..core.plain_attention import Numbering, SharedPrefix
+from ..core.plain_forward import Patch, PlainCache, PlainGPT, Segment
 from .patch_sites import Site, Variant, hook_name
 
 SLACK = 1.0  # see _chunks_by_start
@@ -116,6 +117,7 @@ def run_fast(plain: PlainGPT, tokens: Tensor, variants: list[Variant], corrupted
         groups.setdefault((mode, v.site.layer), []).append(v)
     per_chunk = max(1, scoring.chunk_size // B)
     rows = 0
+    numbering = plain.numbering(tokens)  # the corrupted rows' (each variant row is a copy of one)
     with torch.inference_mode():
         for (mode, layer), group in sorted(groups.items()):
             # variants of one chunk share a start position (the chunk's smallest): positions
@@ -124,7 +126,7 @@ def run_fast(plain: PlainGPT, tokens: Tensor, variants: list[Variant], corrupted
             for chunk in _chunks_by_start(group, per_chunk, scoring.end):
                 stack = _Stack(chunk, B)
                 x = _run_chunk(
-                    plain, chunk, stack, mode, layer, corrupted, scoring
+                    plain, chunk, stack, mode, layer, corrupted, scoring, numbering
                 )  # positions p0..end-1, or end-1 alone
                 scoring.record(scoring.stacked_logits(plain, x, len(chunk), stack.targets), chunk, masked=True)
                 rows += len(stack.base)
@@ -147,9 +149,20 @@ class _Stack:
         """Stacked rows of a batch-first tensor of the corrupted run."""
         return t.repeat(len(self.spans), *([1] * (t.dim() - 1))) if self.full else t[self.base]
 
+    def numbering(self, numbering: Numbering) -> Numbering:
+        """The stacked rows' position IDs and visible tokens (their base rows')."""
+        return numbering.repeat(len(self.spans)) if self.full else numbering.take(self.base)
+
 
 def _run_chunk(
-    plain: PlainGPT, chunk: list[Variant], stack: _Stack, mode: str, layer: int, cc: PlainCache, scoring: Scoring
+    plain: PlainGPT,
+    chunk: list[Variant],
+    stack: _Stack,
+    mode: str,
+    layer: int,
+    cc: PlainCache,
+    scoring: Scoring,
+    numbering: Numbering,
 ) -> Tensor:
     """The final residual [rows, positions p0..end-1 (or end-1 alone), d_model] of a chunk of
     variants that share a group (mode, layer)."""
@@ -167,16 +180,17 @@ def _run_chunk(
         )
     fired = [False] * len(chunk)
     patch = _make_fast_patch(plain, chunk, stack, layer, p0, fired)
+    stacked = numbering if numbering.trivial else stack.numbering(numbering)
     if mode == "pre":
         x = stack.take(cc[("resid_pre", layer)][:, p0:end])
-        x = plain.blocks(x, Segment(layer, p0, past), patch=patch, last_only=last_only)
+        x = plain.blocks(x, Segment(layer, p0, past), patch=patch, last_only=last_only, numbering=stacked)
     else:
         stop = max(v.site.pos or 0 for v in chunk) + 1 if mode == "point" else end  # "point": one position each
         x = stack.take(cc[("resid_pre", layer)][:, p0:stop])
         x = plain.finish_layer(layer, x, stack.take(cc[("z", layer)][:, p0:stop]), patch=patch)
         if stop < end:
             x = torch.cat([x, stack.take(cc[("resid_post", layer)][:, stop:end])], dim=1)
-        x = plain.blocks(x, Segment(layer + 1, p0, past), last_only=last_only)
+        x = plain.blocks(x, Segment(layer + 1, p0, past), last_only=last_only, numbering=stacked)
     _require_fired(fired, chunk)
     return x
 

@@ -4,8 +4,8 @@
 Here the patched variants are stacked along the batch (variant-major: rows ``s*B .. s*B+B-1`` hold
 variant ``s``) and run in chunks of at most ``chunk_size`` rows. Two paths run the chunks:
 
-``fast``   the model's plain forward (:class:`~mechinterp_arith.core.plain_forward.PlainGPT`: pre-LN GPT
-           with learned positions, the architecture :mod:`mechinterp_arith.core.model` builds), checked
+``fast``   the model's plain forward (:class:`~mechinterp_arith.core.plain_forward.PlainGPT`: the pre-LN
+           GPT :mod:`mechinterp_arith.core.model` builds, under every position scheme), checked
            against the bridge's logits once per set of weights and used only while no hooks are
            attached. It also runs the corrupted baseline. A variant patched at layer ``l`` and
            position ``p`` only recomputes layers ``>= l`` at positions ``>= p``: everything
@@ -63,12 +63,11 @@ from .patch_sites import (
     Site,
     Variant,
     activation,
-    differs,
-    first_diff_pos,
     hook_name,
-    site_differences,
+    site_activations,
     site_grid,
-    site_slice,
+    unreachable,
+    variant_of,
 )
 
 METHODS = ("auto", "fast", "hooks")
@@ -213,16 +212,23 @@ def patch_each_site(
     identical = torch.zeros(grid, dtype=torch.bool)
     after_read = torch.zeros(grid, dtype=torch.bool)
     max_change = torch.full(grid, float("nan"))
-    variants = []
+    variants: list[Variant] = []
+    unrun: dict[str, list[tuple[int, ...]]] = {"identical": [], "after_read": []}
     stop = P if read is None else read[-1] + 1  # positions from here on cannot reach the metric
-    for s, clean, corr, rows in _site_activations(model, kind, sites, clean_cache, corr_cache, device):
-        variant = _variant(s, clean, corr, rows, stop, read, cfg.n_layers)
+
+    def out_of_reach(s: Site) -> bool:  # per-position sites only
+        return (s.pos is not None and s.pos >= stop) or unreachable(s, read, cfg.n_layers)
+
+    for s, clean, corr, rows in site_activations(model, kind, sites, clean_cache, corr_cache, device, out_of_reach):
+        variant = variant_of(s, clean, corr, rows, stop, read, cfg.n_layers)
         if isinstance(variant, Variant):
             variants.append(variant)
         else:  # identical, or the patch cannot change what the metric reads: the baseline
-            (identical if variant == "identical" else after_read)[s.index] = True
-            values[s.index] = baseline.float()
-            max_change[s.index] = 0.0
+            unrun[variant].append(s.index)
+    for why, flags in (("identical", identical), ("after_read", after_read)):
+        if unrun[why]:  # one write per grid (not one per site)
+            where = tuple(torch.tensor(axis) for axis in zip(*unrun[why]))
+            flags[where], values[where], max_change[where] = True, baseline.float(), 0.0
 
     scoring = Scoring(patching_metric, base_logits, read, values, max_change, chunk_size)
     n_rows = 0
@@ -241,22 +247,6 @@ def patch_each_site(
         n_rows,
         after_read,
     )
-
-
-def _variant(
-    s: Site, clean: Tensor, corr: Tensor, rows: Tensor | None, stop: int, read: tuple[int, ...] | None, n_layers: int
-) -> Variant | str:
-    """The patch to run at site ``s``, or why none is run: "identical" or "after_read"."""
-    if rows is not None and len(rows) == 0:
-        return "identical"
-    p0 = first_diff_pos(clean, corr) if s.pos is None else s.pos  # all-position heads: first difference
-    if p0 is None:
-        return "identical"
-    if p0 >= stop or _unreachable(s, read, n_layers):
-        return "after_read"
-    if s.pos is None:
-        return Variant(s, p0, clean[:, p0:stop], corr[:, p0:stop], rows)
-    return Variant(s, p0, clean, corr, rows)
 
 
 def _check_arguments(model: TransformerBridge, corrupted_tokens: Tensor, method: str, chunk_size: int) -> None:
@@ -302,49 +292,12 @@ def _corrupted_run(
             return plain, logits, plain_cache, named
         if method == "fast":
             raise ValueError(
-                "method='fast' needs a pre-LN GPT with learned positions, no hooks attached, whose "
+                "method='fast' needs a pre-LN GPT (as build_model makes), no hooks attached, whose "
                 "plain forward reproduces the bridge's logits; use method='hooks'"
             )
     needed = {hook_name("z" if kind == "result" else kind, s.layer) for s in sites}
     base_logits, corr_cache = model.run_with_cache(tokens, names_filter=lambda n: n in needed)
     return None, base_logits, None, corr_cache
-
-
-def _site_activations(
-    model: TransformerBridge,
-    kind: str,
-    sites: list[Site],
-    clean_cache: CacheLike,
-    corr_cache: CacheLike,
-    device: torch.device,
-) -> Iterator[tuple[Site, Tensor, Tensor, Tensor | None]]:
-    """For each site: (site, clean slice, corrupted slice, the rows where they differ beyond float
-    rounding: None for every row, empty for none); per-position sites are compared a whole layer
-    at a time."""
-    by_layer: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
-    for s in sites:
-        if s.layer not in by_layer:
-            clean = activation(clean_cache, kind, s.layer, model).to(device)
-            corr = activation(corr_cache, kind, s.layer, model)
-            if clean.shape != corr.shape:
-                raise ValueError(
-                    f"clean cache {hook_name(kind, s.layer)} has shape {tuple(clean.shape)}; the corrupted "
-                    f"run has {tuple(corr.shape)} (same batch and length needed)"
-                )
-            by_layer[s.layer] = (clean, corr, site_differences(clean, corr, kind in HEAD_KINDS))
-        clean, corr, differ = by_layer[s.layer]
-        c, x = site_slice(clean, s), site_slice(corr, s)
-        if s.pos is None:
-            row_differs = differs(c, x).flatten(1).any(1)
-        else:
-            row_differs = differ[:, s.pos, s.head] if s.head is not None else differ[:, s.pos]
-        yield s, c, x, None if bool(row_differs.all()) else torch.nonzero(row_differs).squeeze(1).cpu()
-
-
-def _unreachable(site: Site, read: tuple[int, ...] | None, n_layers: int) -> bool:
-    """A patch of the last layer's output at one position reaches only that position's logits."""
-    last_layer_output = site.kind != "resid_pre" and site.layer == n_layers - 1 and site.pos is not None
-    return read is not None and last_layer_output and site.pos not in read
 
 
 def _checked_read_positions(

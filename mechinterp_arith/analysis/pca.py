@@ -34,8 +34,8 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from ..core.checkpoint import Checkpoint
 from ..core.labels import DEFAULT_LABEL, label_values, parse_label
+from ..core.numbers import OperandsLike, Values, as_operands
 from ..core.positions import answer_positions, predicted_digit, resolve_position
-from ..core.tasks import as_operands
 from .activations import Answers, collect, residual_hooks
 from .choices import DEFAULT_HOOK, DEFAULT_K
 
@@ -68,12 +68,12 @@ class PCAResult:
     k: int
     coords: Float[np.ndarray, "n c"]  # projections on the top max(k, 3) components
     labels: Int[np.ndarray, " n"]
-    explained_variance_ratio: Float[np.ndarray, " d"]  # all components, descending
+    explained_variance_ratio: Float[np.ndarray, " components"]  # all min(n, d) components, descending
     nearest_centroid_accuracy: float
     silhouette: float
     pca: PCA = field(repr=False)
     activations: Float[np.ndarray, "n d"] = field(repr=False)
-    operands: tuple[Int[np.ndarray, " n"], Int[np.ndarray, " n"]] = field(repr=False)
+    operands: tuple[Values, Values] = field(repr=False)  # the pairs (Python ints)
 
     def summary(self, n_ratios: int = 10) -> dict[str, Any]:
         return {
@@ -155,8 +155,8 @@ def flatten(x: Tensor) -> np.ndarray:
 
 def residual_pca(
     ckpt: Checkpoint,
-    a: Int[Tensor, " n"],
-    b: Int[Tensor, " n"],
+    a: OperandsLike,
+    b: OperandsLike,
     hook: str = DEFAULT_HOOK,
     position: int | str | None = None,
     label: str = DEFAULT_LABEL,
@@ -175,9 +175,7 @@ def residual_pca(
     y = label_values(ckpt.task, a, b, label).numpy()
     x = flatten(acts)
     pca, coords, acc, sil = fit_pca(x, y, k, seed)
-    return PCAResult(
-        hook, pos, label, k, coords, y, pca.explained_variance_ratio_, acc, sil, pca, x, (a.numpy(), b.numpy())
-    )
+    return PCAResult(hook, pos, label, k, coords, y, pca.explained_variance_ratio_, acc, sil, pca, x, (a, b))
 
 
 # ---- all layers x answer positions ----------------------------------------------------------------
@@ -215,8 +213,8 @@ class SitePCA:
 
 def pca_each_site(
     ckpt: Checkpoint,
-    a: Int[Tensor, " n"],
-    b: Int[Tensor, " n"],
+    a: OperandsLike,
+    b: OperandsLike,
     hooks: Sequence[str] | None = None,
     positions: Sequence[int | str] | None = None,
     label: str | None = None,

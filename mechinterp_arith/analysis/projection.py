@@ -25,16 +25,16 @@ import numpy as np
 import plotly.graph_objects as go
 from jaxtyping import Float, Int
 from sklearn.neighbors import NearestCentroid
-from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.errors import NotApplicable
 from ..core.labels import DEFAULT_LABEL, label_values, parse_label
+from ..core.numbers import OperandsLike, as_operands
 from ..core.positions import resolve_position
 from ..core.seeding import derive_seed
-from ..core.tasks import OperandsLike, Task, as_operands
+from ..core.tasks import Task
 from .activations import Answers, collect, needs_answer_tokens
 from .choices import DEFAULT_HOOK, DEFAULT_K
 from .pca import PCAResult, fit_pca, flatten, residual_pca
@@ -151,8 +151,8 @@ class ProjectionResult:
 
 def ood_projection(
     ckpt: Checkpoint,
-    id_pairs: tuple[Int[Tensor, " n_id"], Int[Tensor, " n_id"]],
-    ood_pairs: tuple[Int[Tensor, " n_ood"], Int[Tensor, " n_ood"]],
+    id_pairs: tuple[OperandsLike, OperandsLike],
+    ood_pairs: tuple[OperandsLike, OperandsLike],
     hook: str = DEFAULT_HOOK,
     position: int | str | None = None,
     label: str = DEFAULT_LABEL,
@@ -302,7 +302,7 @@ def study_pca(
     if ood.any():
         id_acts = flatten(collect(ckpt, ia, ib, [hook], [pos], answers="true")[hook])
         proj = project(
-            task, id_acts, (ia, ib), res.activations[ood.numpy()], (a[ood], b[ood]), hook, pos, label, k, answers, seed
+            task, id_acts, (ia, ib), res.activations[ood], (a[ood], b[ood]), hook, pos, label, k, answers, seed
         )
         s = proj.summary()
         out.update({key: s[key] for key in PROJECTION_KEYS})

@@ -20,15 +20,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from jaxtyping import Int
 from torch import Tensor
 
 from ..core import data
 from ..core.errors import NotApplicable
+from ..core.numbers import OperandsLike, Values, as_operands, digit_at, with_digit, with_digits
 from ..core.positions import OPERANDS, check_digit, require_fixed_length, write_answers
 from ..core.seeding import generator
-from ..core.tasks import OperandsLike, Task, as_operands, digit_at, with_digit
+from ..core.tasks import Task
 
 MAX_ROUNDS = 200
 
@@ -38,10 +40,10 @@ class PromptPairs:
     """Clean and corrupted inputs of the same shape, with their teacher-forced answer digits."""
 
     task: Task
-    clean_a: Int[Tensor, " n"]
-    clean_b: Int[Tensor, " n"]
-    corrupted_a: Int[Tensor, " n"]
-    corrupted_b: Int[Tensor, " n"]
+    clean_a: Values  # [n]
+    clean_b: Values
+    corrupted_a: Values
+    corrupted_b: Values
     clean_tokens: Int[Tensor, "n ctx"]  # full example minus its last token
     corrupted_tokens: Int[Tensor, "n ctx"]
     clean_digits: Int[Tensor, "n answer"]  # teacher-forced answer digits, digit 0 = units
@@ -71,7 +73,7 @@ class PromptPairs:
 
 
 # ---- building pairs ---------------------------------------------------------------------------------
-def _tokens(task: Task, a: Tensor, b: Tensor, answer: Tensor | None = None) -> Tensor:
+def _tokens(task: Task, a: Values, b: Values, answer: Values | None = None) -> Int[Tensor, "n ctx"]:
     tokens, _ = task.encode_batch(a, b)
     if answer is not None:  # teacher-force another answer (e.g. the ID representative's)
         tokens = write_answers(task, tokens, answer)
@@ -138,30 +140,44 @@ def change_operand_digit(
     return make_pairs(task, a, b, xa, xb, f"{operand} digit {place} changed")
 
 
-def differ_in_answer_digit(task: Task, k: int, n: int = 64, seed: int = 0) -> PromptPairs:
+def differ_in_answer_digit(
+    task: Task, k: int, n: int = 64, seed: int = 0, operand_digits: int | None = None
+) -> PromptPairs:
     """ID pairs whose (true) answers differ in exactly answer digit ``k``.
 
     Corruptions change one operand digit, or the same place of both operands (needed for the
-    carry digit of a sum); candidates are drawn until ``n`` qualify.
+    carry digit of a sum); candidates are drawn until ``n`` qualify. ``operand_digits`` M: both
+    operands of exactly M digits instead (M may exceed the trained length), corrupted at a place
+    below M with a non-zero leading digit, so every input keeps its operands' lengths.
     """
     require_fixed_length(task)
     check_digit(task, k)
+    if operand_digits is not None and not 1 <= operand_digits <= task.width:
+        raise ValueError(f"operand_digits must be in 1..{task.width} (the format's width), got {operand_digits}")
     g = generator(seed, "differ_in_answer_digit", k)
-    got: list[tuple[Tensor, ...]] = []
+    got: list[tuple[Values, ...]] = []
     have = 0
     for _ in range(MAX_ROUNDS):
         m = 4 * n
-        a, b = data.random_pairs(task, m, g=g)
-        place = torch.randint(0, task.digits, (m,), generator=g)
+        if operand_digits is None:
+            a, b = data.random_pairs(task, m, g=g)
+            place = torch.randint(0, task.digits, (m,), generator=g)
+        else:
+            M = operand_digits
+            a, b = data.ordered(task, *(with_digits(M, m, g) for _ in range(2)))
+            place = torch.randint(0, M, (m,), generator=g)
         which = torch.randint(0, 3, (m,), generator=g)  # 0: a, 1: b, 2: both
         da = torch.randint(0, 10, (m,), generator=g)
         db = torch.randint(0, 10, (m,), generator=g)
-        xa = torch.where(which != 1, with_digit(a, place, da), a)
-        xb = torch.where(which != 0, with_digit(b, place, db), b)
-        ok = torch.ones(m, dtype=torch.bool) if task.op != "sub" else xa >= xb
+        if operand_digits is not None and operand_digits > 1:  # the leading digit stays non-zero
+            lead = place == operand_digits - 1
+            da, db = torch.where(lead, 1 + da % 9, da), torch.where(lead, 1 + db % 9, db)
+        xa = np.where((which != 1).numpy(), with_digit(a, place, da), a)
+        xb = np.where((which != 0).numpy(), with_digit(b, place, db), b)
+        ok = torch.from_numpy(np.ones(m, dtype=bool) if task.op != "sub" else xa >= xb)
         diff = task.answer_digits(task.apply(a, b)) != task.answer_digits(task.apply(xa, xb))
         only_k = diff[:, k] & (diff.sum(1) == 1) & ok
-        idx = torch.nonzero(only_k).squeeze(1)[: n - have]
+        idx = torch.nonzero(only_k).squeeze(1)[: n - have].numpy()
         got.append((a[idx], b[idx], xa[idx], xb[idx]))
         have += len(idx)
         if have >= n:
@@ -169,12 +185,14 @@ def differ_in_answer_digit(task: Task, k: int, n: int = 64, seed: int = 0) -> Pr
     if have < n:
         values = task.answer_digits(task.apply(a, b))[:, k].unique().tolist()  # over the last draw of ID pairs
         why = f"it is always {values[0]} in distribution" if len(values) == 1 else "it rarely changes alone"
+        operands = f"{task.digits}-digit ID" if operand_digits is None else f"{operand_digits}-digit"
         raise NotApplicable(
             f"answer digit {k} of {task.name} cannot be changed alone by edits of the "
-            f"{task.digits}-digit ID operands (found {have} of {n} pairs): {why}"
+            f"{operands} operands (found {have} of {n} pairs): {why}"
         )
-    a, b, xa, xb = (torch.cat(t) for t in zip(*got))
-    return make_pairs(task, a, b, xa, xb, f"answers differ only in digit {k}")
+    a, b, xa, xb = (np.concatenate(t) for t in zip(*got))
+    lengths = "" if operand_digits is None else f" ({operand_digits}-digit operands)"
+    return make_pairs(task, a, b, xa, xb, f"answers differ only in digit {k}{lengths}")
 
 
 def carry_pairs(task: Task, k: int, n: int = 64, seed: int = 0) -> PromptPairs:
@@ -196,12 +214,12 @@ def carry_pairs(task: Task, k: int, n: int = 64, seed: int = 0) -> PromptPairs:
         P = 10**k
         carry = (a % P + b % P) >= P
         carry_x = (xa % P + b % P) >= P
-        idx = torch.nonzero(carry & ~carry_x).squeeze(1)[: n - have]
+        idx = np.nonzero(carry & ~carry_x)[0][: n - have]
         got.append((a[idx], b[idx], xa[idx], b[idx]))
         have += len(idx)
         if have >= n:
             break
-    a, b, xa, xb = (torch.cat(t) for t in zip(*got))
+    a, b, xa, xb = (np.concatenate(t) for t in zip(*got))
     return make_pairs(task, a, b, xa, xb, f"carry into digit {k} (clean) vs none (corrupted)")
 
 

@@ -33,8 +33,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 import torch
+from jaxtyping import Int
 from torch import Tensor
 from transformer_lens.tools.analysis.attribution_patching import Node
 
@@ -42,9 +44,10 @@ from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.errors import NotApplicable
 from ..core.labels import label_values
+from ..core.numbers import Values, digit_at, with_digit
 from ..core.positions import answer_logit_pos, check_digit, require_fixed_length
 from ..core.seeding import generator
-from ..core.tasks import Task, digit_at, with_digit
+from ..core.tasks import Task
 from .attribution import plain_forward_of
 from .discovery import Circuit, circuit_metric_values
 from .edge_forward import PairRuns
@@ -83,24 +86,27 @@ def subtask_pairs(
     g = generator(seed, "subtask_pairs", subtask, k, operand or "either")
     a, b = data.random_pairs(task, 64 * n, g=g)  # UseSum9 keeps ~4% of random pairs
 
-    def s(place: int, x: Tensor = a, y: Tensor = b) -> Tensor:
+    def s(place: int, x: Values = a, y: Values = b) -> Int[Tensor, " n"]:
         return digit_at(x, place) + digit_at(y, place)
 
     use_a = torch.rand(len(a), generator=g) < 0.5 if operand is None else torch.full(a.shape, operand == "a")
     if subtask in ("BaseAdd", "UseCarry1"):  # change a_k or b_k
-        ok = (label_values(task, a, b, f"carry{k}") == 0 if k else a >= 0) if subtask == "BaseAdd" else s(k - 1) >= 10
+        if subtask == "BaseAdd":  # no carry into place k (none into the units)
+            ok = label_values(task, a, b, f"carry{k}") == 0 if k else torch.ones(len(a), dtype=torch.bool)
+        else:
+            ok = s(k - 1) >= 10
         shift = torch.randint(1, 10, a.shape, generator=g)
-        xa = torch.where(use_a, with_digit(a, k, (digit_at(a, k) + shift) % 10), a)
-        xb = torch.where(use_a, b, with_digit(b, k, (digit_at(b, k) + shift) % 10))
+        xa = np.where(use_a.numpy(), with_digit(a, k, (digit_at(a, k) + shift) % 10), a)
+        xb = np.where(use_a.numpy(), b, with_digit(b, k, (digit_at(b, k) + shift) % 10))
     else:  # flip the carry made at place p: its sum >= 10 (clean) becomes <= 8 (corrupted)
         p = k - 1 if subtask == "MakeCarry1" else k - 2
         ok = s(p) >= 10 if subtask == "MakeCarry1" else (s(p) >= 10) & (s(k - 1) == 9)
         other = torch.where(use_a, digit_at(b, p), digit_at(a, p))
         ok &= other <= 8
         new = (torch.rand(len(a), generator=g) * (9 - other).clamp_min(1)).long()  # new + other <= 8
-        xa = torch.where(use_a, with_digit(a, p, new), a)
-        xb = torch.where(use_a, b, with_digit(b, p, new))
-    idx = torch.nonzero(ok).squeeze(1)[:n]
+        xa = np.where(use_a.numpy(), with_digit(a, p, new), a)
+        xb = np.where(use_a.numpy(), b, with_digit(b, p, new))
+    idx = torch.nonzero(ok).squeeze(1)[:n].numpy()
     if len(idx) < n:
         raise NotApplicable(f"only {len(idx)} of {n} {subtask} pairs found for digit {k} of {task.name}")
     pairs = make_pairs(task, a[idx], b[idx], xa[idx], xb[idx], f"{subtask} pairs for answer digit {k}")

@@ -112,7 +112,7 @@ def fmt(x: float) -> str:
 
 
 def add_task_args(group, format_help: str | None = None) -> None:
-    """The options that describe a Task (``--task --digits --format --width --modulus --no-pad``).
+    """The options that describe a Task (``--task --digits --format --width --modulus --no-pad --bos``).
     ``format_help``: the help of ``--format`` where its default is not ``paper``."""
     group.add_argument("--task", dest="op", choices=OPERATIONS, default="add", help="operation")
     group.add_argument("--digits", type=int, default=3, help="n: operand digits trained on")
@@ -120,13 +120,19 @@ def add_task_args(group, format_help: str | None = None) -> None:
     group.add_argument("--width", type=int, default=5, help="W: widest operand the format holds")
     group.add_argument("--modulus", type=int, default=None, help="p for addmod/mulmod (required by them)")
     group.add_argument("--no-pad", action="store_true", help="no zero padding (plain/reversed formats)")
+    group.add_argument(
+        "--bos",
+        action="store_true",
+        help="start every example with a BOS token (plain/reversed formats; with reversed: the follow-up's "
+        "format, docs/follow_up.md)",
+    )
 
 
 def task_from_args(args):
     """The Task named by :func:`add_task_args` options."""
     from ..core.tasks import Task
 
-    return Task(args.op, args.digits, args.format, args.width, args.modulus, pad=not args.no_pad)
+    return Task(args.op, args.digits, args.format, args.width, args.modulus, pad=not args.no_pad, bos=args.bos)
 
 
 def command_line(args) -> str:

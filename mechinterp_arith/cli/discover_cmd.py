@@ -25,6 +25,13 @@ def register(sub) -> None:
         metavar="K",
         help="answer digit (0 = units; default: every digit 0..n the task can change alone)",
     )
+    p.add_argument(
+        "--operand-digits",
+        type=int,
+        default=None,
+        metavar="M",
+        help="pairs of M-digit operands, up to the format's width (may exceed the trained length; default: ID pairs)",
+    )
     p.add_argument("--n", type=int, default=48, help="search pairs (default 48)")
     p.add_argument("--heldout", type=int, default=256, help="held-out pairs that verify the circuit (default 256)")
     p.add_argument("--ig-steps", type=int, default=5, help="EAP-IG path steps; 1 = plain EAP (default 5)")
@@ -51,6 +58,8 @@ def run(args) -> int:
 
     t0 = time.perf_counter()
     require_positive(args, "n", "heldout", "ig_steps", "top")
+    if args.operand_digits is not None:
+        require_positive(args, "operand_digits")
     if not 0 < args.target <= 1:
         raise ValueError(f"--target must be in (0, 1], got {args.target}")
     ckpt = load(args.checkpoint, device=args.device)
@@ -68,6 +77,7 @@ def run(args) -> int:
                     seed=args.seed,
                     ig_steps=args.ig_steps,
                     target=args.target,
+                    operand_digits=args.operand_digits,
                 )
             )
         except NotApplicable as e:
@@ -82,19 +92,24 @@ def run(args) -> int:
                 {
                     "checkpoint": str(ckpt.path) if ckpt.path else ckpt.name,
                     "task": task.name,
+                    "operand_digits": args.operand_digits,
                     "circuits": [c.to_json() for c in circuits],
                     "skipped": skipped,
                     "seconds": round(time.perf_counter() - t0, 2),
                 }
             )
         return 0
-    print(f"{ckpt.name}: {task.describe()}; edges of TL's graph: {circuits[0].n_edges_total if circuits else '-'}")
+    lengths = "ID operands" if args.operand_digits is None else f"{args.operand_digits}-digit operands"
+    print(
+        f"{ckpt.name}: {task.describe()}; {lengths}; edges of TL's graph: {circuits[0].n_edges_total if circuits else '-'}"
+    )
     for c in circuits:
         lo, hi = c.faithfulness_ci95
         print(
             f"\nanswer digit {c.digit}: {c.n_edges} edges ({100 * c.n_edges / c.n_edges_total:.1f}%), faithfulness "
             f"{c.faithfulness:.3f} [{lo:.3f}, {hi:.3f}] on {c.pairs} held-out pairs, digit kept on "
-            f"{100 * c.agreement:.1f}%, {c.seconds:.1f} s"
+            f"{100 * c.agreement:.1f}%, {c.seconds:.1f} s; MIB cpr {c.cpr:.3f}, cmd {c.cmd:.3f} (random ranking: "
+            f"cpr {c.metrics['random']['cpr']:.3f}, cmd {c.metrics['random']['cmd']:.3f})"
         )
         for w, r, s in c.edges()[: args.top]:
             print(f"  {node_label(w):<10} -> {node_label(r):<12} score {s:+.3f}")

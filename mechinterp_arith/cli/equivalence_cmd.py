@@ -1,6 +1,9 @@
-"""``mechinterp-arith equivalence``: which ID relation explains the model's OOD answers."""
+"""``mechinterp-arith equivalence``: which ID relation explains the model's OOD answers; with
+``--lengths``, the relation by operand length (docs/follow_up.md)."""
 
 from __future__ import annotations
+
+import argparse
 
 from ..analysis.choices import FIT_THRESHOLD
 from .common import (
@@ -37,6 +40,20 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the OOD sets")
     p.add_argument("--no-one-longer", action="store_true", help="skip the one-operand-longer sets")
     p.add_argument(
+        "--lengths",
+        type=length_list,
+        default=None,
+        metavar="L-N",
+        help="relation by length instead: for each operand length (e.g. 1-9, or 1,3,5) exact match, the truncated "
+        "relation's coverage and the best relation, each with a 95%% Wilson interval",
+    )
+    p.add_argument(
+        "--operands",
+        choices=("both", "either"),
+        default="both",
+        help="with --lengths: both operands of exactly m digits, or the longer one (the follow-up's addition sets)",
+    )
+    p.add_argument(
         "--relations",
         type=int,
         default=None,
@@ -49,11 +66,24 @@ def register(sub) -> None:
     p.set_defaults(func=run, start="testing relations on {checkpoint}")
 
 
+def length_list(text: str) -> list[int]:
+    """Operand lengths from ``L-N`` (L..N) or ``a,b,c``."""
+    try:
+        if "-" in text:
+            low, high = (int(x) for x in text.split("-"))
+            return list(range(low, high + 1))
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected lengths as L-N or a,b,c (e.g. 1-9), got {text!r}") from None
+
+
 def run(args) -> int:
     from ..analysis.equivalence import analyse_checkpoint, report_dict
     from ..core.checkpoint import load
 
     require_positive(args, "n")
+    if args.lengths is not None:
+        return run_by_length(args)
     ckpt = load(args.checkpoint, device=args.device)
     results = analyse_checkpoint(
         ckpt, args.ood_digits, n=args.n, seed=args.seed, one_longer=not args.no_one_longer, progress=not args.quiet
@@ -79,4 +109,33 @@ def run(args) -> int:
             t = " ".join(f"{x:.3f}" for x in r.per_digit["true"])
             e = " ".join(f"{x:.3f}" for x in r.per_digit["equivalent"])
             print(f"  {r.label:<16} true  {t}\n  {'':<16} equiv {e}")
+    return 0
+
+
+def run_by_length(args) -> int:
+    """``--lengths``: one row per operand length (analysis.relation_by_length)."""
+    from ..analysis.relation_by_length import by_length_dict, check_lengths, relation_by_length
+    from ..core.checkpoint import load
+
+    if args.ood_digits is not None:
+        raise ValueError("give --lengths or --ood-digits, not both")
+    ckpt = load(args.checkpoint, device=args.device)
+    lengths = check_lengths(ckpt.task, args.lengths)  # before any work
+    table = relation_by_length(ckpt, lengths, n=args.n, seed=args.seed, operands=args.operands)
+    if args.json:
+        print_json(by_length_dict(ckpt, table))
+        return 0
+    task = ckpt.task
+    which = "both operands" if args.operands == "both" else "the longer operand"
+    print(f"{ckpt.name}: {task.describe()} ({task.format} format), trained on {task.digits}-digit operands")
+    print(f"sets: {which} of exactly m digits; truncated relation: {table.attrs['truncated_relation']}")
+    print(f"{'m':>3}{'n':>8}  {'exact [95% CI]':<26}{'truncated [95% CI]':<26}best relation, coverage [95% CI]")
+    for m, r in table.iterrows():
+        n = f"{int(r['n'])}{'*' if r['exhaustive'] else ''}"
+        cells = [
+            f"{fmt(r[k])} [{fmt(r[k + '_lo'])}, {fmt(r[k + '_hi'])}]" for k in ("exact", "truncated", "best_coverage")
+        ]
+        best = r["best"] if r["fits"] else f"no relation fits (best: {r['best']})"
+        print(f"{m:>3}{n:>8}  {cells[0]:<26}{cells[1]:<26}{best}, {cells[2]}")
+    print("* every pair of that length")
     return 0

@@ -37,6 +37,13 @@ def register(sub) -> None:
         metavar="KEY",
         help=f"only these sections, from: {' '.join(SECTION_KEYS)}",
     )
+    p.add_argument(
+        "--circuits",
+        default=None,
+        metavar="FILE",
+        help="with a lab results file: the circuits of analyses/circuits_by_length.py "
+        "(default: circuits_by_length.json next to the results file, if any)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON summary (path, size, per-section timing)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_device_arg(p)
@@ -99,7 +106,7 @@ def run_lab_report(args) -> int:
 
     if not Path(args.checkpoint).is_file():
         raise ValueError(f"{args.checkpoint}: no such results file")
-    path = build_length_lab_page(args.checkpoint, args.out)
+    path = build_length_lab_page(args.checkpoint, args.out, circuits=args.circuits)
     if args.json:
         print_json({"path": str(path), "size_bytes": path.stat().st_size})
     else:

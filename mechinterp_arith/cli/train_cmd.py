@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..core.choices import ACTIVATIONS, SCHEMES
 from ..core.scheme_defaults import GPT_NANO, scheme_defaults  # torch-free
-from ..core.train_config import BATCH_RNGS, FORWARDS, OFF, OPERAND_LENGTHS, TrainConfig  # torch-free
+from ..core.train_config import BATCH_RNGS, FORWARDS, OFF, TrainConfig  # torch-free
 from .common import add_device_arg, add_task_args, fmt, require_positive, task_from_args
 
 if TYPE_CHECKING:
@@ -141,9 +141,12 @@ def register(sub) -> None:
     )
     o.add_argument(
         "--operand-lengths",
-        choices=OPERAND_LENGTHS,
         default=None,
-        help="mixed: each operand's digit count uniform in 1..n; " + by_scheme("training", "operand_lengths", None),
+        metavar="SET",
+        help="uniform: pairs below 10^n; mixed: each operand's digit count uniform in 1..n; the follow-up's "
+        "sets (docs/follow_up.md): either: the longer operand has exactly n digits; both: both have n; "
+        "either:L-N, both:L-N: equal shares of lengths L..N, N = --digits; "
+        + by_scheme("training", "operand_lengths", None),
     )
     o.add_argument(
         "--random-positions",

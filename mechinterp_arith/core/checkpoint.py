@@ -15,7 +15,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,8 @@ from .dirswap import leftovers, recover, replace_dir, staging_dir
 from .files import errors_naming, link_or_copy, require_regular_file, strict_json
 from .locks import exclusive, output_path
 from .model import ModelConfig, build_model, model_device, resolve_device
-from .tasks import Task, as_operands
+from .numbers import OperandsLike, Values, as_operands
+from .tasks import Task
 from .version import __version__
 
 CONFIG, WEIGHTS, METRICS, SNAPSHOTS = "config.json", "model.safetensors", "metrics.json", "snapshots"
@@ -75,15 +76,16 @@ class Checkpoint:
     def device(self) -> torch.device:
         return model_device(self.model)
 
-    def prompt_tokens(self, a: Sequence[int] | Tensor, b: Sequence[int] | Tensor) -> Int[Tensor, "batch pos"]:
+    def prompt_tokens(self, a: OperandsLike, b: OperandsLike) -> Int[Tensor, "batch pos"]:
         """Everything before the first answer token, on the model's device: [batch, prompt_len]."""
         if not self.task.fixed_length:
             raise ValueError("prompt_tokens needs a fixed-length (padded) format")
         tokens, _ = self.task.encode_batch(as_operands(a), as_operands(b))
         return tokens[:, : self.task.prompt_len].to(self.device)
 
-    def predict(self, a: Sequence[int] | Tensor, b: Sequence[int] | Tensor) -> Int[Tensor, " batch"]:
-        """The model's greedy answers as integers."""
+    def predict(self, a: OperandsLike, b: OperandsLike) -> Values:
+        """The model's greedy answers: a numpy array of Python ints (any size; -1 when unreadable), so
+        ``ckpt.predict([a], [b])[0] == a + b`` compares with Python's own answer."""
         from .decoding import generate
 
         return generate(self.model, self.task, as_operands(a), as_operands(b)).answers

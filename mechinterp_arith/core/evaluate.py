@@ -17,32 +17,32 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
-from jaxtyping import Int
+from jaxtyping import Bool, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
 from . import data
 from .checkpoint import Checkpoint
+from .data import Pairs
 from .decoding import DEFAULT_BATCH, generate, greedy_matches
-from .tasks import OperandsLike, Task, as_operands, digit_count
+from .numbers import OperandsLike, Values, as_operands, digit_count
+from .tasks import Task
 from .train_config import TrainConfig
 
-Pairs = tuple[Int[Tensor, " n"], Int[Tensor, " n"]]
 
-
-def score(task: Task, predicted: Int[Tensor, " batch"], target: Int[Tensor, " batch"]) -> dict[str, Any]:
+def score(task: Task, predicted: OperandsLike, target: OperandsLike) -> dict[str, Any]:
     """Exact match and per-digit accuracy (digit 0 = units) of integer answers."""
+    predicted, target = as_operands(predicted, "predicted"), as_operands(target, "target")
     if len(target) == 0:
         return {"n": 0, "exact": float("nan"), "per_digit": []}
     return scores_of(len(target), *correct_counts(task, predicted, target))
 
 
-def correct_counts(
-    task: Task, predicted: Int[Tensor, " batch"], target: Int[Tensor, " batch"]
-) -> tuple[int, Int[Tensor, " digit"]]:
+def correct_counts(task: Task, predicted: Values, target: Values) -> tuple[int, Int[Tensor, " digit"]]:
     """How many answers are exact, and how many are right in each answer digit (units first)."""
     pred_digits, true_digits = task.answer_digits(predicted), task.answer_digits(target)
     return int((predicted == target).sum()), ((pred_digits == true_digits) & (pred_digits >= 0)).sum(0)
@@ -81,12 +81,16 @@ def accuracy(
     return scores_of(len(a), exact, correct)
 
 
+def _mask(x: Bool[np.ndarray, " batch"]) -> Bool[Tensor, " batch"]:
+    return torch.from_numpy(np.asarray(x, dtype=bool))
+
+
 def answer_rates(
     model: TransformerBridge | None,
     task: Task,
     a: OperandsLike,
     b: OperandsLike,
-    answers: Int[Tensor, " batch"] | None = None,
+    answers: OperandsLike | None = None,
 ) -> dict[str, Any]:
     """``{"n", "exact", "equivalent"}``: the share of greedy answers equal to the true answer and to the
     study's OOD rule (:meth:`~mechinterp_arith.core.tasks.Task.equivalent_answer`, e.g. (a mod 10^3) +
@@ -107,8 +111,8 @@ def answer_rates(
             raise ValueError("answer_rates needs a model or the decoded answers")
         exact, equivalent = greedy_matches(model, task, a, b, [truth, rule])
     else:
-        answers = as_operands(answers)
-        exact, equivalent = answers == truth, answers == rule
+        answers = as_operands(answers, "answers")
+        exact, equivalent = _mask(answers == truth), _mask(answers == rule)
     nan = float("nan")
     return {
         "n": len(a),
@@ -124,26 +128,24 @@ def accuracy_by_length(
     (decoded ``batch_size`` pairs at a time) plus ``equivalent``, the share following the study's OOD
     rule (:func:`answer_rates`)."""
     a, b = as_operands(a), as_operands(b)
-    predicted = torch.cat(
-        [
+    predicted = np.concatenate(
+        [as_operands([])]
+        + [
             generate(model, task, a[i : i + batch_size], b[i : i + batch_size], batch_size).answers
             for i in range(0, len(a), batch_size)
         ]
-        or [torch.zeros(0, dtype=torch.long)]
     )
     target = task.apply(a, b)
     la, lb = digit_count(a), digit_count(b)
     out = {}
     for i, j in sorted(set(zip(la.tolist(), lb.tolist()))):
-        mask = (la == i) & (lb == j)
+        mask = ((la == i) & (lb == j)).numpy()
         rates = answer_rates(model, task, a[mask], b[mask], answers=predicted[mask])
         out[(i, j)] = {**score(task, predicted[mask], target[mask]), "equivalent": rates["equivalent"]}
     return out
 
 
-def held_out_pairs(
-    ckpt: Checkpoint, n: int | None = None, seed: int = 0
-) -> tuple[Int[Tensor, " n"], Int[Tensor, " n"], str]:
+def held_out_pairs(ckpt: Checkpoint, n: int | None = None, seed: int = 0) -> tuple[Values, Values, str]:
     """ID pairs to score a checkpoint on: its own held-out test split when its training recorded one
     (first ``n`` of it), else ``n`` (default 10,000) random n-digit pairs. Returns ``(a, b, source)``."""
     training = ckpt.config.get("training") or {}
@@ -164,7 +166,7 @@ def eval_sets(ckpt: Checkpoint, n: int, seed: int = 0) -> dict[str, Pairs]:
     (:func:`held_out_pairs`) and ``n`` pairs with both operands of the default OOD length
     (:func:`~mechinterp_arith.core.data.default_ood_digits`); no ``"ood"`` when the format holds none."""
     a, b, _ = held_out_pairs(ckpt, n, seed)
-    sets = {"id": (a, b)}
+    sets: dict[str, Pairs] = {"id": (a, b)}
     m = data.default_ood_digits(ckpt.task)
     if m is not None:
         sets["ood"] = data.ood_both(ckpt.task, m, n, seed=seed)

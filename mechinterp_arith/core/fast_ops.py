@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
@@ -50,7 +50,26 @@ def causal_mask(
     return torch.zeros(n_queries, n_keys, device=device, dtype=dtype).masked_fill_(future, float("-inf"))
 
 
-def masked_softmax(scores: Float[Tensor, "... q k"], additive_mask: Float[Tensor, "q k"]) -> Float[Tensor, "... q k"]:
-    """``softmax(scores + additive_mask, -1)``, differentiable in ``scores``; every query row must
-    keep at least one key (a causal mask does)."""
+def key_mask(
+    n_queries: int, visible: Bool[Tensor, "rows keys"], dtype: torch.dtype = torch.float32
+) -> tuple[Float[Tensor, "rows 1 q keys"], Bool[Tensor, "rows 1 q 1"] | None]:
+    """``(additive mask, empty)``: :func:`causal_mask` with the keys ``visible`` hides (per row) also
+    -inf, the queries being the last ``n_queries`` positions; ``empty`` marks queries left with no
+    key (their mask row is 0, so their softmax is finite: zero their pattern, as the bridge does),
+    None when there are none."""
+    n_keys = visible.shape[1]
+    causal = causal_mask(n_queries, n_keys, visible.device, dtype)
+    mask = causal[None, None].masked_fill(~visible[:, None, None, :], float("-inf"))
+    empty = torch.isinf(mask).all(-1, keepdim=True)
+    if not bool(empty.any()):
+        return mask, None
+    return mask.masked_fill(empty, 0.0), empty
+
+
+def masked_softmax(
+    scores: Float[Tensor, "... q k"], additive_mask: Float[Tensor, "... q k"]
+) -> Float[Tensor, "... q k"]:
+    """``softmax(scores + additive_mask, -1)``, differentiable in ``scores``; ``additive_mask``
+    broadcasts against ``scores`` ([q, k], or per row as :func:`key_mask` makes). Every query row
+    must keep at least one key (a causal mask does)."""
     return _MaskedSoftmax.apply(scores, additive_mask)  # type: ignore[no-untyped-call]  # torch.autograd.Function.apply is unannotated

@@ -353,6 +353,8 @@ def import_command(
         args += ["--modulus", str(task.modulus)]
     if not task.pad:
         args.append("--no-pad")
+    if task.bos:
+        args.append("--bos")
     if act_fn is not None:
         args += ["--act", act_fn]
     return "mechinterp-arith " + shlex.join(args + ["--out", str(out)])

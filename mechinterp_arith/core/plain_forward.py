@@ -3,8 +3,10 @@
 Two fast paths share it: key/value-cached greedy decoding (:mod:`mechinterp_arith.core.decoding`,
 the equivalence analysis's 100,000-sample sets) and batched activation patching
 (:mod:`mechinterp_arith.analysis.patching`, which restarts the forward at any (layer, position)).
-Supported: the pre-LN GPT with learned positions that :mod:`mechinterp_arith.core.model` builds and
-the importer produces. Callers check it against the bridge's logits before trusting it.
+Supported: the pre-LN GPT that :mod:`mechinterp_arith.core.model` builds, under every position
+scheme (learned or rotary positions, IDs and hidden padding from the model's
+:class:`~mechinterp_arith.core.position_schemes.PositionRule`, see :meth:`PlainGPT.numbering`),
+and the models the importer produces. Callers check it against the bridge's logits before trusting it.
 
 A partial forward runs a :class:`Segment`: layers from ``layer`` on, residual rows of positions
 from ``start`` on, attending earlier positions through a *past*:
@@ -35,10 +37,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
+from .plain_attention import KVBuffer, Numbering, Rotary, SharedPrefix, causal_attention
 from .position_schemes import position_rule
 
 _GELU_TANH_K = 2 * math.sqrt(2 / math.pi)
@@ -81,11 +84,13 @@ def unsupported_reasons(model: torch.nn.Module) -> list[str]:
     cfg: Any = model.cfg
     sd_keys = set(model.state_dict().keys())
     reasons = []
-    if getattr(cfg, "positional_embedding_type", "standard") != "standard" or "pos_embed.weight" not in sd_keys:
-        reasons.append(f"positional_embedding_type={getattr(cfg, 'positional_embedding_type', None)}")
-    rule = position_rule(model)
-    if rule is not None:
-        reasons.append(f"{rule.scheme} position IDs (the plain forward numbers tokens 0, 1, 2, ...)")
+    positional = getattr(cfg, "positional_embedding_type", "standard")
+    if positional == "standard" and "pos_embed.weight" not in sd_keys:
+        reasons.append("no position table (pos_embed.weight)")
+    elif positional == "rotary" and Rotary.of(model) is None:
+        reasons.append("rotary positions without the bridge's rotary tables (original_model.rotary)")
+    elif positional not in ("standard", "rotary"):
+        reasons.append(f"positional_embedding_type={positional}")
     if getattr(cfg, "normalization_type", "LN") != "LN":
         reasons.append(f"normalization_type={cfg.normalization_type}")
     if getattr(cfg, "act_fn", None) not in ACTIVATIONS:
@@ -100,97 +105,6 @@ def unsupported_reasons(model: torch.nn.Module) -> list[str]:
     return reasons
 
 
-def softmax_(scores: Float[Tensor, "... keys"]) -> Float[Tensor, "... keys"]:
-    """Softmax over the last dimension, in place when no gradient is needed.
-
-    For the short key dimensions of these models (<= the context, ~15) torch's CPU softmax and
-    per-row max kernels are several times slower than ``exp(x - m) / sum`` with one global
-    maximum ``m`` (softmax is unchanged by any constant shift); rows whose sum would underflow
-    (their maximum ~80 below ``m``) fall back to per-row maxima. With autograd on it is
-    ``Tensor.softmax``. Rows must hold at least one finite score (causal masks always keep one).
-    """
-    if (scores.requires_grad and torch.is_grad_enabled()) or not scores.numel():
-        return scores.softmax(-1)
-    raw = scores.clone()
-    scores.sub_(scores.max()).exp_()
-    total = scores.sum(-1, keepdim=True)
-    if bool(total.min() < 1e-30):
-        scores = raw.sub_(raw.amax(-1, keepdim=True)).exp_()
-        total = scores.sum(-1, keepdim=True)
-    return scores.div_(total)
-
-
-class SharedPrefix:
-    """Keys/values ``[B, H, start, dh]`` per layer of positions ``< start`` from one run, for rows
-    stacked from that run's batch: ``variants`` copies of the whole batch (variant-major; the
-    prefix is shared, never copied), or, with ``rows``, stacked row i a copy of batch row ``rows[i]``."""
-
-    def __init__(
-        self,
-        keys: dict[int, Tensor],
-        values: dict[int, Tensor],
-        variants: int = 1,
-        rows: Int[Tensor, " stacked"] | None = None,
-    ):
-        self.keys, self.values, self.variants, self.rows = keys, values, variants, rows
-
-    def attend(self, j: int, q: Tensor, k: Tensor, v: Tensor, start: int, scale: float) -> Tensor:
-        """Causal attention of queries at positions ``start..`` over the prefix and the new keys.
-        q, k, v: [stacked rows, H, Q, dh] -> z [stacked rows, H, Q, dh]."""
-        k_pre, v_pre = self.keys[j], self.values[j]
-        if k_pre.shape[2] != start:
-            raise ValueError(f"the shared prefix holds {k_pre.shape[2]} positions; the segment starts at {start}")
-        N, H, Q, dh = q.shape
-        q = q * scale
-        new = (q @ k.transpose(-1, -2)).masked_fill_(_future(Q, Q, q.device), float("-inf"))
-        if self.rows is not None:  # one prefix per stacked row
-            k_pre, v_pre = k_pre[self.rows], v_pre[self.rows]
-            w = softmax_(torch.cat([q @ k_pre.transpose(-1, -2), new], dim=-1))
-            return w[..., :start] @ v_pre + w[..., start:] @ v
-        S = self.variants
-        B = N // S
-        # prefix scores as one [B*H] batched matmul over all S*Q queries
-        qb = q.view(S, B, H, Q, dh).permute(1, 2, 0, 3, 4).reshape(B, H, S * Q, dh)
-        pre = (qb @ k_pre.transpose(-1, -2)).view(B, H, S, Q, start).permute(2, 0, 1, 3, 4).reshape(N, H, Q, start)
-        w = softmax_(torch.cat([pre, new], dim=-1))
-        wb = w[..., :start].reshape(S, B, H, Q, start).permute(1, 2, 0, 3, 4).reshape(B, H, S * Q, start)
-        z_pre = (wb @ v_pre).view(B, H, S, Q, dh).permute(2, 0, 1, 3, 4).reshape(N, H, Q, dh)
-        return z_pre + w[..., start:] @ v
-
-
-class KVBuffer:
-    """Per-row key/value buffers ``[B, H, T, dh]`` per layer; each call writes its new positions."""
-
-    def __init__(
-        self,
-        n_layers: int,
-        batch: int,
-        n_heads: int,
-        length: int,
-        d_head: int,
-        device: torch.device,
-        dtype: torch.dtype,
-    ) -> None:
-        shape = (batch, n_heads, length, d_head)
-        self.keys = [torch.empty(shape, device=device, dtype=dtype) for _ in range(n_layers)]
-        self.values = [torch.empty(shape, device=device, dtype=dtype) for _ in range(n_layers)]
-
-    def attend(self, j: int, q: Tensor, k: Tensor, v: Tensor, start: int, scale: float) -> Tensor:
-        """Write k, v [B, H, Qk, dh] at positions ``start..``; the queries q [B, H, Qq, dh] are the
-        last ``Qq`` of those positions and attend causally over the buffer."""
-        T, n_q = start + k.shape[2], q.shape[2]
-        self.keys[j][:, :, start:T] = k
-        self.values[j][:, :, start:T] = v
-        keys, values = self.keys[j][:, :, :T], self.values[j][:, :, :T]
-        # written out: for heads this small, CPU kernels beat scaled_dot_product_attention
-        if n_q == 1:
-            w = (q * keys).sum(-1).mul_(scale)  # [B, H, T]
-            return (softmax_(w).unsqueeze(-1) * values).sum(-2, keepdim=True)
-        w = (q @ keys.transpose(-1, -2)).mul_(scale)
-        w.masked_fill_(_future(n_q, T, q.device, offset=T - n_q), float("-inf"))
-        return softmax_(w) @ values
-
-
 Past = SharedPrefix | KVBuffer | None
 
 
@@ -203,11 +117,6 @@ class Segment:
     layer: int = 0
     start: int = 0
     past: Past = None
-
-
-def _future(n_q: int, n_k: int, device: torch.device, offset: int = 0) -> Tensor:
-    """[n_q, n_k] True where key position > query position (query i sits at ``offset + i``)."""
-    return torch.ones(n_q, n_k, dtype=torch.bool, device=device).triu(offset + 1)
 
 
 class PlainGPT:
@@ -239,7 +148,11 @@ class PlainGPT:
             t = sd.get(name)
             return t if t is not None else torch.zeros(n, device=sd["embed.weight"].device)
 
-        self.embed, self.pos = sd["embed.weight"], sd["pos_embed.weight"]
+        self.embed, self.pos = sd["embed.weight"], sd.get("pos_embed.weight")  # no table: rotary
+        self.rotary = Rotary.of(model) if cfg.positional_embedding_type == "rotary" else None
+        self.rule = position_rule(model)
+        self._numbered: tuple[Tensor, Numbering] | None = None
+        self.n_ctx = int(cfg.n_ctx)
         self.layers = []
         for l in range(cfg.n_layers):
             p = f"blocks.{l}."
@@ -269,21 +182,41 @@ class PlainGPT:
 
     @property
     def context(self) -> int:
-        return self.pos.shape[0]
+        return self.pos.shape[0] if self.pos is not None else self.n_ctx
 
-    def embed_tokens(self, tokens: Int[Tensor, "batch pos"], start: int = 0) -> Float[Tensor, "batch pos d_model"]:
-        """Token plus positional embedding of ``tokens`` placed at positions ``start..``."""
+    def numbering(self, tokens: Int[Tensor, "batch pos"]) -> Numbering:
+        """The position IDs and key visibility the model gives ``tokens``: its position rule's
+        (:meth:`PositionRule.numbering`, the one computation of them), else 0, 1, 2, ... with every
+        token visible (learned, nope, rotary)."""
+        if self.rule is None:
+            return Numbering()
+        last = self._numbered
+        same = last is not None and last[0].shape == tokens.shape and last[0].device == tokens.device
+        if last is None or not (same and torch.equal(last[0], tokens)):
+            with torch.inference_mode(False):  # normal tensors: gradients may be taken through their uses
+                self._numbered = last = (tokens.clone(), Numbering.of(*self.rule.numbering(tokens)))
+        return last[1]  # the last tokens' again (the sweeps of a patching session share their inputs)
+
+    def embed_tokens(
+        self, tokens: Int[Tensor, "batch pos"], start: int = 0, ids: Int[Tensor, "#batch pos"] | None = None
+    ) -> Float[Tensor, "batch pos d_model"]:
+        """Token plus positional embedding of ``tokens`` placed at positions ``start..``, with
+        position IDs ``ids`` ([batch or 1, pos]; default: the positions themselves); rotary models add no table."""
         end = start + tokens.shape[1]
         if end > self.context:
             raise ValueError(f"input length {end} exceeds the model's context of {self.context} positions")
-        return self.embed[tokens] + self.pos[start:end]
+        if self.pos is None:
+            return self.embed[tokens]
+        return self.embed[tokens] + (self.pos[start:end] if ids is None else self.pos[ids])
 
     @torch.inference_mode()
     def run(self, tokens: Int[Tensor, "batch pos"]) -> tuple[Float[Tensor, "batch pos vocab"], PlainCache]:
         """Full forward; returns logits and a cache keyed ``(point, layer)`` with points resid_pre,
-        k, v ([B, H, pos, dh]), z ([B, pos, H, dh]), attn_out, resid_mid, mlp_out, resid_post."""
+        k, v ([B, H, pos, dh], k after any rotary rotation), z ([B, pos, H, dh]), attn_out,
+        resid_mid, mlp_out, resid_post."""
         cache: PlainCache = {}
-        x = self.blocks(self.embed_tokens(tokens), cache=cache)
+        numbering = self.numbering(tokens)
+        x = self.blocks(self.embed_tokens(tokens, ids=numbering.ids), cache=cache, numbering=numbering)
         return self.logits(x), cache
 
     def blocks(
@@ -294,16 +227,22 @@ class PlainGPT:
         patch: Patch | None = None,
         cache: PlainCache | None = None,
         last_only: bool = False,
+        numbering: Numbering | None = None,
     ) -> Float[Tensor, "rows q_out d_model"]:
         """Run layers ``segment.layer..`` on the residual ``x`` of positions ``segment.start..``;
         earlier positions are attended through ``segment.past``.
 
         ``patch(point, layer, t)`` may edit activations in place; ``cache`` (a dict) collects them.
         ``last_only``: the last layer computes only the final position (its keys/values still come
-        from every position). Returns the final residual stream (before ln_final).
+        from every position). ``numbering``: the rows' position IDs (rotary) and key visibility
+        (:meth:`numbering` of their tokens, rows as ``x``'s; None: 0, 1, 2, ..., all visible). Returns the final residual stream
+        (before ln_final).
         """
         N, Q, D = x.shape
         H, dh = self.H, self.dh
+        start, numbering = segment.start, numbering or Numbering()
+        ids = numbering.ids_at(start, start + Q, x.device) if self.rotary is not None else None
+        visible = numbering.visible_keys(start + Q)
         for j in range(segment.layer, self.L):
             w = self.layers[j]
             if patch:
@@ -312,32 +251,40 @@ class PlainGPT:
                 cache[("resid_pre", j)] = x
             h = F.layer_norm(x, (D,), *w["ln1"], self.eps)
             q, k, v = (t.view(N, Q, H, dh).transpose(1, 2) for t in F.linear(h, *w["qkv"]).split(D, dim=-1))
+            if self.rotary is not None and ids is not None:
+                q, k = self.rotary(q, ids), self.rotary(k, ids)
             if cache is not None:
                 cache[("k", j)], cache[("v", j)] = k, v
             if last_only and j == self.L - 1 and Q > 1:  # keys/values of all, queries of the last
-                z = self._attend(j, q, k, v, segment, last_query=True)
+                z = self._attend(j, q, k, v, segment, visible, last_query=True)
                 x = x[:, -1:]
             else:
-                z = self._attend(j, q, k, v, segment)
+                z = self._attend(j, q, k, v, segment, visible)
             z = z.transpose(1, 2).contiguous()  # [N, Q, H, dh]
             if cache is not None:
                 cache[("z", j)] = z
             x = self.finish_layer(j, x, z, patch=patch, cache=cache)
         return x
 
-    def _attend(self, j: int, q: Tensor, k: Tensor, v: Tensor, segment: Segment, last_query: bool = False) -> Tensor:
+    def _attend(
+        self,
+        j: int,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        segment: Segment,
+        visible: Bool[Tensor, "rows keys"] | None,
+        last_query: bool = False,
+    ) -> Tensor:
         past, start = segment.past, segment.start
+        q = q[:, :, -1:] if last_query else q
         if isinstance(past, KVBuffer):
-            return past.attend(j, q[:, :, -1:] if last_query else q, k, v, start, self.scale)
+            return past.attend(j, q, k, v, start, self.scale, visible)
         if past is None:
             if start:
                 raise ValueError(f"positions from {start} need a past (keys/values of earlier positions)")
-            # written out: for heads this small it beats scaled_dot_product_attention on CPUs
-            w = (q @ k.transpose(-1, -2)).mul_(self.scale)
-            z = softmax_(w.masked_fill_(_future(q.shape[2], k.shape[2], q.device), float("-inf"))) @ v
-        else:
-            z = past.attend(j, q, k, v, start, self.scale)
-        return z[:, :, -1:] if last_query else z
+            return causal_attention(q, k, v, self.scale, visible)
+        return past.attend(j, q, k, v, start, self.scale, visible)
 
     def finish_layer(
         self,

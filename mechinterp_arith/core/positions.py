@@ -6,7 +6,8 @@ last). Digit indices count places: 0 is the units digit. The answer digit ``k`` 
 Positions are fixed only in padded formats; every function here raises a ValueError naming the
 problem for unpadded ones.
 
-Names (:func:`position_labels`): ``a2`` (a's hundreds digit), ``b0``, ``+``, ``=``, ``ans1``.
+Names (:func:`position_labels`): ``a2`` (a's hundreds digit), ``b0``, ``+``, ``=``, ``ans1``, and
+``bos`` for the BOS token that ``bos=True`` tasks start with.
 
 >>> from mechinterp_arith import Task
 >>> task = Task("add", 3)                                 # paper format, width 5
@@ -17,6 +18,9 @@ Names (:func:`position_labels`): ``a2`` (a's hundreds digit), ``b0``, ``+``, ``=
 >>> plain = Task("add", 3, format="plain")               # 00349+00705=001054.
 >>> answer_logit_pos(plain, 0), position_labels(plain)[5], position_labels(plain)[11]
 (16, '+', '=')
+>>> follow_up = Task("add", 3, format="reversed", bos=True)   # ^00349+00705=450100.
+>>> position_labels(follow_up)[:3], operand_pos(follow_up, "b", 0), answer_logit_pos(follow_up, 0)
+(['bos', 'a4', 'a3'], 11, 12)
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from .errors import NotApplicable
+from .numbers import OperandsLike
 from .tasks import Task
 
 OPERANDS = ("a", "b")
@@ -61,7 +66,7 @@ def operand_pos(task: Task, operand: str, place: int) -> int:
     if isinstance(place, bool) or not isinstance(place, int) or not 0 <= place < task.width:
         raise ValueError(f"place {place!r} is out of range: the format holds {task.width} digits per operand")
     W = task.width
-    start = 0 if operand == "a" else (W if task.format == "paper" else W + 1)
+    start = int(task.bos) + (0 if operand == "a" else (W if task.format == "paper" else W + 1))
     return start + W - 1 - place
 
 
@@ -88,9 +93,7 @@ def predicted_digit(task: Task, position: int) -> int | None:
     return positions.index(position) if position in positions else None
 
 
-def write_answers(
-    task: Task, tokens: Int[Tensor, "batch seq"], answers: Int[Tensor, " batch"]
-) -> Int[Tensor, "batch seq"]:
+def write_answers(task: Task, tokens: Int[Tensor, "batch seq"], answers: OperandsLike) -> Int[Tensor, "batch seq"]:
     """A copy of full examples ``tokens`` whose answer tokens spell ``answers`` instead (teacher forcing
     another answer, e.g. the ID representative's); ValueError for an answer the format cannot hold.
 
@@ -110,15 +113,18 @@ def write_answers(
 
 
 def position_labels(task: Task) -> list[str]:
-    """A name per input position: ``a2`` (a's hundreds), ``b0``, ``+``, ``=``, ``ans1`` (answer digit 1)."""
+    """A name per input position: ``a2`` (a's hundreds), ``b0``, ``+``, ``=``, ``ans1`` (answer digit 1),
+    ``bos`` (the BOS token)."""
     require_fixed_length(task)
     labels = ["?"] * task.n_ctx
     for op in OPERANDS:
         for place in range(task.width):
             labels[operand_pos(task, op, place)] = f"{op}{place}"
+    if task.bos:
+        labels[0] = "bos"
     if task.format != "paper":
-        labels[task.width] = task.symbol
-        labels[2 * task.width + 1] = "="
+        labels[operand_pos(task, "a", 0) + 1] = task.symbol
+        labels[operand_pos(task, "b", 0) + 1] = "="
     for k in range(task.answer_width):
         p = answer_token_pos(task, k)
         if p < task.n_ctx:

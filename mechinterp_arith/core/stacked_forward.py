@@ -28,12 +28,14 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from .fast_ops import causal_mask, masked_softmax
+from .fast_ops import causal_mask, key_mask, masked_softmax
+from .plain_attention import Rotary
 from .plain_forward import unsupported_reasons
+from .position_schemes import numbering_of, position_rule
 
 _gelu_tanh = functools.partial(F.gelu, approximate="tanh")
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -71,7 +73,8 @@ def stacked_unsupported_reasons(model: TransformerBridge) -> list[str]:
     if model.cfg.act_fn not in ACTIVATIONS:
         reasons.append(f"act_fn={model.cfg.act_fn}")
     names = set(model.state_dict())
-    needed = ["embed.weight", "pos_embed.weight", "ln_final.weight", "ln_final.bias", "unembed.weight"]
+    needed = ["embed.weight", "ln_final.weight", "ln_final.bias", "unembed.weight"]
+    needed += ["pos_embed.weight"] if model.cfg.positional_embedding_type == "standard" else []
     needed += [f"blocks.{j}.{n}" for j in range(model.cfg.n_layers) for n in LAYER_WEIGHTS]
     missing = [n for n in needed if n not in names]
     if missing:
@@ -98,6 +101,18 @@ class StackedForward:
         self.act = ACTIVATIONS[cfg.act_fn]
         self.scale = 1.0 / math.sqrt(cfg.d_head) if getattr(cfg, "use_attn_scale", True) else 1.0
         self.tensors = [m.state_dict(keep_vars=True) for m in models]  # parameters by TL name (not copies)
+        self.rotary = Rotary.of(models[0]) if cfg.positional_embedding_type == "rotary" else None
+        self.rules = [position_rule(m) for m in models]
+
+    def numbering(
+        self, tokens: Int[Tensor, "K batch pos"]
+    ) -> tuple[Int[Tensor, "K batch pos"] | None, Bool[Tensor, "K batch pos"] | None]:
+        """``(position_ids, visible)`` each model gives its own tokens (its position rule's; None:
+        0, 1, 2, ..., every token visible), as the bridges number them without being told."""
+        if all(rule is None for rule in self.rules):
+            return None, None
+        ids, visible = zip(*(numbering_of(m, t) for m, t in zip(self.models, tokens)))
+        return torch.stack(ids), torch.stack(visible)
 
     def weight(self, name: str) -> Float[Tensor, "K ..."]:
         """Parameter ``name`` of every model, stacked: ``[K, *shape]`` (differentiable)."""
@@ -106,30 +121,57 @@ class StackedForward:
         return torch.stack([t[name] for t in self.tensors])
 
     def __call__(
-        self, tokens: Int[Tensor, "K batch pos"], first_position: int = 0
+        self,
+        tokens: Int[Tensor, "K batch pos"],
+        first_position: int = 0,
+        position_ids: Int[Tensor, "K batch pos"] | None = None,
+        visible: Bool[Tensor, "K batch pos"] | None = None,
     ) -> Float[Tensor, "K batch pos_out vocab"]:
-        """Logits at positions ``first_position..pos-1`` of each model's tokens."""
+        """Logits at positions ``first_position..pos-1`` of each model's tokens, numbered by
+        ``position_ids`` (None: 0, 1, 2, ...) with the tokens ``visible`` hides never read (None:
+        every token visible), as a bridge called with ``position_ids=`` and ``attention_mask=``.
+        Without them the models number their tokens themselves: pass :meth:`numbering`'s."""
         K, B, T = tokens.shape
         if K != len(self.models):
             raise ValueError(f"tokens for {K} models, but the forward holds {len(self.models)}")
         if not 0 <= first_position < T:
             raise ValueError(f"first_position must be in [0, {T}), got {first_position}")
-        x = self._embed(tokens)
+        for name, t in (("position_ids", position_ids), ("visible", visible)):
+            if t is not None and tuple(t.shape) != (K, B, T):
+                raise ValueError(f"{name} must be [{K}, {B}, {T}] like the tokens, got {tuple(t.shape)}")
+        x = self._embed(tokens, position_ids)
+        ids = None if position_ids is None else position_ids.reshape(K * B, T)
+        masks: dict[int, tuple[Tensor, Tensor | None]] = {}
         for j in range(self.n_layers):
-            x = self._layer(j, x, B, T, first_position if j == self.n_layers - 1 else 0)
+            first = first_position if j == self.n_layers - 1 else 0
+            if first not in masks:
+                masks[first] = self._masks(T - first, T, x, visible)
+            x = self._layer(j, x, B, T, first, ids, masks[first])
         w_u = self.weight("unembed.weight")
         bias = self.tensors[0].get("unembed.bias")
         b_u = self.weight("unembed.bias") if bias is not None else torch.zeros_like(w_u[:, :, 0])
         logits = self._norm_linear(x, "ln_final", w_u, b_u)
         return logits.view(K, B, T - first_position, -1)
 
-    def _embed(self, tokens: Int[Tensor, "K batch pos"]) -> Float[Tensor, "K rows d_model"]:
+    def _embed(self, tokens: Int[Tensor, "K batch pos"], ids: Tensor | None) -> Float[Tensor, "K rows d_model"]:
         K, B, T = tokens.shape
         w_e = self.weight("embed.weight")  # [K, vocab, D]
-        offsets = torch.arange(K, device=tokens.device).view(K, 1, 1) * w_e.shape[1]
-        x = F.embedding(tokens + offsets, w_e.reshape(-1, w_e.shape[-1]))  # [K, B, T, D]
-        x = x + self.weight("pos_embed.weight")[:, None, :T]
+        offsets = torch.arange(K, device=tokens.device).view(K, 1, 1)
+        x = F.embedding(tokens + offsets * w_e.shape[1], w_e.reshape(-1, w_e.shape[-1]))  # [K, B, T, D]
+        if self.rotary is None:
+            w_p = self.weight("pos_embed.weight")  # [K, n_ctx, D]
+            if ids is None:
+                x = x + w_p[:, None, :T]
+            else:
+                x = x + F.embedding(ids + offsets * w_p.shape[1], w_p.reshape(-1, w_p.shape[-1]))
         return x.view(K, B * T, -1)
+
+    def _masks(self, n_q: int, n_k: int, x: Tensor, visible: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """The additive attention mask of queries at the last ``n_q`` positions, and the queries
+        left with no key (see :func:`~mechinterp_arith.core.fast_ops.key_mask`)."""
+        if visible is None:
+            return causal_mask(n_q, n_k, x.device, x.dtype), None
+        return key_mask(n_q, visible.reshape(-1, n_k), x.dtype)
 
     def _norm_linear(self, x: Tensor, norm: str, w: Tensor, b: Tensor) -> Tensor:
         """``LayerNorm(x) @ w^T + b`` with the norm's affine folded into ``w`` [K, out, in] and ``b`` [K, out]."""
@@ -138,7 +180,16 @@ class StackedForward:
         bias = b + (w * beta.unsqueeze(1)).sum(-1)
         return torch.baddbmm(bias.unsqueeze(1), x_hat, (w * g.unsqueeze(1)).transpose(1, 2))
 
-    def _layer(self, j: int, x: Float[Tensor, "K rows d_model"], B: int, T: int, first: int) -> Tensor:
+    def _layer(
+        self,
+        j: int,
+        x: Float[Tensor, "K rows d_model"],
+        B: int,
+        T: int,
+        first: int,
+        ids: Int[Tensor, "model_rows pos"] | None,  # [K*B, T]
+        masks: tuple[Tensor, Tensor | None],
+    ) -> Tensor:
         """Layer ``j`` on the residual of all T positions; returns the residual of positions ``first..``."""
         p = f"blocks.{j}."
         K, _, D = x.shape
@@ -161,10 +212,16 @@ class StackedForward:
         )
         # unbind and split, not indexing: their backward writes no zero-filled full-size gradients
         q, k, v = (t.transpose(1, 2) for t in self._norm_linear(x, p + "ln1", w, b).view(K * B, T, 3, H, dh).unbind(2))
+        if self.rotary is not None:  # rotation is linear: the folded attention scale commutes with it
+            at = torch.arange(T, device=x.device).unsqueeze(0) if ids is None else ids
+            q, k = self.rotary(q, at), self.rotary(k, at)
         if first:
             q = q.split([first, T_out], dim=2)[1]  # [K*B, H, T_out, dh]
             x = x.view(K, B, T, D).split([first, T_out], dim=2)[1].reshape(K, B * T_out, D)
-        pattern = masked_softmax(q @ k.transpose(-1, -2), causal_mask(T_out, T, x.device, x.dtype))
+        mask, empty = masks
+        pattern = masked_softmax(q @ k.transpose(-1, -2), mask)
+        if empty is not None:  # queries that may read no key: a zero pattern, as the bridge's
+            pattern = pattern.masked_fill(empty, 0.0)
         z = (pattern @ v).transpose(1, 2).reshape(K, B * T_out, D)
         x = x + torch.baddbmm(
             self.weight(p + "attn.o.bias").unsqueeze(1), z, self.weight(p + "attn.o.weight").transpose(1, 2)
@@ -183,7 +240,8 @@ def stacked_forward_for(models: Sequence[TransformerBridge], probe: Int[Tensor, 
     except NotImplementedError:
         return None
     with torch.no_grad():
-        ours = fwd(probe.unsqueeze(0).expand(len(models), -1, -1))
+        tokens = probe.unsqueeze(0).expand(len(models), -1, -1)
+        ours = fwd(tokens, 0, *fwd.numbering(tokens))
         for k, model in enumerate(models):
             ref = model(probe)
             if not torch.allclose(ours[k], ref, atol=MAX_LOGIT_DIFF, rtol=LOGIT_RTOL):

@@ -10,6 +10,8 @@ encodes operand pairs into token sequences and decodes them back.
 (349, 705, 1054)
 >>> Task("add", digits=3, format="plain", pad=False).to_text(349, 705)
 '349+705=1054.'
+>>> Task("add", digits=4, format="reversed", width=9, bos=True).to_text(1349, 705)   # the follow-up's
+'^000001349+000000705=4502000000.'
 
 Formats
 -------
@@ -19,20 +21,32 @@ Formats
 ``plain``    ``a+b=c.``: operator and ``=`` tokens, answer most-significant digit first, ``.`` ends it.
 ``reversed`` as ``plain`` with the answer's digits reversed.
 ``plain`` and ``reversed`` zero-pad operands and answer when ``pad=True`` (fixed length).
+
+``bos=True`` (``plain``, ``reversed``) starts every example with a BOS token, written ``^``: with
+``reversed`` and padding it is the follow-up's format (Xu et al., arXiv 2407.17963; docs/follow_up.md).
+
+Numbers of any size: operands and answers are numpy arrays of Python ints (``core/numbers.py``), so
+a 25-digit task computes exactly what Python computes:
+
+>>> a, b = 10**24 + 349, 9 * 10**24 + 705
+>>> Task("add", digits=25, width=25).apply([a], [b])[0] == a + b
+True
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
-from jaxtyping import Int
+from jaxtyping import Int, Shaped
 from torch import Tensor
 
 from .choices import FORMATS, OPERATIONS
+from .numbers import MAX_DIGITS, OperandsLike, Values, as_operands, count_digits, digits_of, from_digits, show
 from .typecheck import check_values
 
 Operation = Literal["add", "sub", "mul", "addmod", "mulmod"]
@@ -41,8 +55,9 @@ Format = Literal["paper", "plain", "reversed"]
 OPERATOR_SYMBOL = {"add": "+", "sub": "-", "mul": "*", "addmod": "+", "mulmod": "*"}
 SYMBOLS = "0123456789+-*=."  # token id = index; `paper` uses only the first 10
 EQUALS, END = SYMBOLS.index("="), SYMBOLS.index(".")
-MAX_PRODUCT_WIDTH = 9  # 2 * width digits must fit in int64
-MAX_MODULUS = 10**17  # (a op b) mod p is computed in int64
+BOS_SYMBOL = "^"  # the BOS token of ``bos=True`` tasks: token id len(SYMBOLS)
+BOS = len(SYMBOLS)
+MAX_WIDTH = MAX_DIGITS // 4  # 1,000 digits: a product's 2,000 stay within Python's int/text limit
 
 
 @dataclass(frozen=True)
@@ -56,6 +71,7 @@ class Task:
         width: W, the widest operand the format holds (default 5, as in the study).
         modulus: p for the modular operations.
         pad: zero-pad operands and answer in "plain"/"reversed" (always on for "paper").
+        bos: start every example with a BOS token ("plain"/"reversed"; the follow-up's format).
     """
 
     op: str = "add"
@@ -64,31 +80,34 @@ class Task:
     width: int = 5
     modulus: int | None = None
     pad: bool = True
+    bos: bool = False
 
     def __post_init__(self) -> None:
         for name in ("digits", "width") + (("modulus",) if self.modulus is not None else ()):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"{name} must be an integer, got {value!r}")
-        if not isinstance(self.pad, bool):
-            raise ValueError(f"pad must be true or false, got {self.pad!r}")
+        for name in ("pad", "bos"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.op not in OPERATIONS:
             raise ValueError(f"unknown operation {self.op!r}; choose one of {', '.join(OPERATIONS)}")
         if self.format not in FORMATS:
             raise ValueError(f"unknown format {self.format!r}; choose one of {', '.join(FORMATS)}")
         if not 1 <= self.digits <= self.width:
             raise ValueError(f"digits={self.digits} must be between 1 and width={self.width}")
-        if self.op in ("mul", "mulmod") and self.width > MAX_PRODUCT_WIDTH:
-            raise ValueError(f"width={self.width} is too wide for a product (at most {MAX_PRODUCT_WIDTH})")
-        if self.width > 17:
-            raise ValueError(f"width={self.width} is too wide (at most 17 digits fit in int64)")
+        if self.width > MAX_WIDTH:
+            raise ValueError(f"width={self.width} is too wide: a task holds operands of at most {MAX_WIDTH} digits")
         if self.op.endswith("mod"):
-            if self.modulus is None or not 2 <= self.modulus <= MAX_MODULUS:
-                raise ValueError(f"operation {self.op!r} needs a modulus between 2 and 10^17, got {self.modulus}")
+            if self.modulus is None or not 2 <= self.modulus <= 10**MAX_WIDTH:
+                got = self.modulus if self.modulus is None else show(self.modulus)
+                raise ValueError(f"operation {self.op!r} needs a modulus between 2 and 10^{MAX_WIDTH}, got {got}")
         elif self.modulus is not None:
             raise ValueError(f"operation {self.op!r} takes no modulus (got {self.modulus})")
         if self.format == "paper" and not self.pad:
             raise ValueError("the 'paper' format is always zero-padded; pad=False needs 'plain' or 'reversed'")
+        if self.format == "paper" and self.bos:
+            raise ValueError("the 'paper' format is digits only; bos=True needs 'plain' or 'reversed'")
 
     # ---- description -------------------------------------------------------------------------
     @property
@@ -116,11 +135,12 @@ class Task:
         if self.op == "mul":
             return 2 * self.width
         assert self.modulus is not None  # __post_init__: the modular operations have one
-        return len(str(self.modulus - 1))
+        return count_digits(self.modulus - 1)
 
     @property
     def vocab(self) -> str:
-        return SYMBOLS[:10] if self.format == "paper" else SYMBOLS
+        """The token symbols, token id = index: digits, ``+-*=.``, then ``^`` (BOS) when ``bos``."""
+        return SYMBOLS[:10] if self.format == "paper" else SYMBOLS + (BOS_SYMBOL if self.bos else "")
 
     @property
     def d_vocab(self) -> int:
@@ -133,7 +153,7 @@ class Task:
     @property
     def prompt_len(self) -> int:
         """Tokens before the first answer token (fixed-length formats; the longest otherwise)."""
-        return 2 * self.width if self.format == "paper" else 2 * self.width + 2
+        return 2 * self.width if self.format == "paper" else 2 * self.width + 2 + self.bos
 
     @property
     def seq_len(self) -> int:
@@ -164,46 +184,42 @@ class Task:
         return cls(**d)
 
     # ---- arithmetic --------------------------------------------------------------------------
-    def apply(
-        self, a: Int[Tensor, "*batch"] | int | Sequence[int], b: Int[Tensor, "*batch"] | int | Sequence[int]
-    ) -> Int[Tensor, "*batch"]:
-        """The true answer of ``a op b`` elementwise (int64 tensors; ints and lists are read as tensors)."""
-        a, b = torch.as_tensor(a, dtype=torch.long), torch.as_tensor(b, dtype=torch.long)
-        if self.op == "add":
-            return a + b
-        if self.op == "sub":
-            return a - b
-        if self.op == "mul":
-            return a * b
-        assert self.modulus is not None  # __post_init__: the modular operations have one
-        if self.op == "addmod":
-            return (a + b) % self.modulus
-        return (a * b) % self.modulus
+    def apply(self, a: OperandsLike, b: OperandsLike) -> Values | Shaped[np.ndarray, ""]:
+        """The true answer of ``a op b`` elementwise, exact at any size (:data:`~.numbers.Values`: numpy
+        arrays of Python ints; ints, sequences and integer tensors are converted; two scalars give a
+        0-d array, as two 0-d tensors gave a 0-d tensor)."""
+        scalar = np.ndim(a) == 0 and np.ndim(b) == 0
+        a, b = as_operands(a), as_operands(b)
+        if self.op in ("add", "addmod"):
+            c = a + b
+        elif self.op == "sub":
+            c = a - b
+        else:
+            c = a * b
+        if self.modulus is not None:
+            c = c % self.modulus
+        return c.reshape(()) if scalar else c
 
-    def id_representative(
-        self, a: Int[Tensor, " batch"] | OperandsLike, b: Int[Tensor, " batch"] | OperandsLike, j: int | None = None
-    ) -> tuple[Int[Tensor, " batch"], Int[Tensor, " batch"]]:
+    def id_representative(self, a: OperandsLike, b: OperandsLike, j: int | None = None) -> tuple[Values, Values]:
         """The ID input an OOD pair is equivalent to: ``(a mod 10^n, b mod 10^n)`` (a >= b kept for sub);
         with ``j``, the truncation at 10^j instead (the relation candidates of other places).
 
-        >>> Task("add", 3).id_representative(torch.tensor([1349]), torch.tensor([705]))
-        (tensor([349]), tensor([705]))
+        >>> [x.tolist() for x in Task("add", 3).id_representative([1349], [705])]
+        [[349], [705]]
         """
         N = 10 ** (self.digits if j is None else j)
         ra, rb = as_operands(a) % N, as_operands(b) % N
         if self.op == "sub":
-            ra, rb = torch.maximum(ra, rb), torch.minimum(ra, rb)
+            ra, rb = np.maximum(ra, rb), np.minimum(ra, rb)
         return ra, rb
 
-    def equivalent_answer(
-        self, a: Int[Tensor, " batch"] | OperandsLike, b: Int[Tensor, " batch"] | OperandsLike, j: int | None = None
-    ) -> Int[Tensor, " batch"]:
+    def equivalent_answer(self, a: OperandsLike, b: OperandsLike, j: int | None = None) -> Values:
         """The study's OOD rule: the true answer of the ID representative, e.g. 1349+705 -> 349+705
         (with ``j``: of the truncation at 10^j, the relation :meth:`equivalent_description` ``(j)`` names).
 
-        >>> Task("add", 3).equivalent_answer(torch.tensor([1349]), torch.tensor([705])).tolist()
+        >>> Task("add", 3).equivalent_answer([1349], [705]).tolist()
         [1054]
-        >>> Task("sub", 3).equivalent_answer(torch.tensor([1300]), torch.tensor([1200])).tolist()   # 300 - 200
+        >>> Task("sub", 3).equivalent_answer([1300], [1200]).tolist()   # 300 - 200
         [100]
         """
         return self.apply(*self.id_representative(a, b, j))
@@ -213,41 +229,46 @@ class Task:
 
         >>> Task("addmod", 2, modulus=101).equivalent_description()
         '((a mod 10^2) + (b mod 10^2)) mod 101'
+        >>> Task("sub", 3).equivalent_description(2)
+        '|(a mod 10^2) - (b mod 10^2)|'
         """
         j = self.digits if j is None else j
+        if self.op == "sub":  # the representative keeps a >= b: the larger residue minus the smaller
+            return f"|(a mod 10^{j}) - (b mod 10^{j})|"
         return self.describe(f"(a mod 10^{j})", f"(b mod 10^{j})")
 
-    def answer_digits(self, values: Int[Tensor, " batch"]) -> Int[Tensor, "batch answer_width"]:
+    def answer_digits(self, values: OperandsLike) -> Int[Tensor, "batch answer_width"]:
         """Digits of integer answers, units first, ``answer_width`` of them; a row of -1 for a value no
         answer can hold (negative, e.g. an unreadable output, or too wide), so it matches no digit.
 
-        >>> Task("add", 3).answer_digits(torch.tensor([1054, -1])).tolist()
+        >>> Task("add", 3).answer_digits([1054, -1]).tolist()
         [[4, 5, 0, 1, 0, 0], [-1, -1, -1, -1, -1, -1]]
         """
         values = as_operands(values)
         A = self.answer_width
         ok = (values >= 0) & (values < 10**A)
-        d = digits_of(values.clamp(min=0), A).flip(-1)
-        return torch.where(ok.unsqueeze(1), d, torch.full_like(d, -1))
+        d = digits_of(np.where(ok, values, 0), A).flip(-1)
+        return torch.where(torch.from_numpy(ok).unsqueeze(1), d, torch.full_like(d, -1))
 
-    def check_operands(self, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"]) -> None:
+    def check_operands(self, a: OperandsLike, b: OperandsLike) -> None:
         """Raise ValueError naming the first operand the format cannot hold."""
+        a, b = as_operands(a), as_operands(b)
         limit = 10**self.width
         for name, x in (("a", a), ("b", b)):
-            if x.numel() == 0:
+            if len(x) == 0:
                 continue
             if (x < 0).any():
-                bad = int(x[x < 0][0])
-                raise ValueError(f"operand {name}={bad} is negative; operands must be >= 0")
+                bad = x[x < 0][0]
+                raise ValueError(f"operand {name}={show(bad)} is negative; operands must be >= 0")
             if (x >= limit).any():
-                bad = int(x[x >= limit][0])
+                bad = x[x >= limit][0]
                 raise ValueError(
-                    f"operand {name}={bad} has {len(str(bad))} digits; format {self.format!r} "
+                    f"operand {name}={show(bad)} has {count_digits(bad)} digits; format {self.format!r} "
                     f"holds at most width={self.width}"
                 )
         if self.op == "sub" and (a < b).any():
-            i = int(torch.nonzero(a < b)[0])
-            raise ValueError(f"subtraction needs a >= b, got a={int(a[i])}, b={int(b[i])}")
+            i = int(np.nonzero(a < b)[0][0])
+            raise ValueError(f"subtraction needs a >= b, got a={show(a[i])}, b={show(b[i])}")
 
     # ---- encoding ----------------------------------------------------------------------------
     def encode(self, a: int, b: int) -> list[int]:
@@ -262,9 +283,7 @@ class Task:
         """The example as text, e.g. ``'0034900705450100'`` or ``'349+705=1054.'``."""
         return "".join(self.vocab[t] for t in self.encode(a, b))
 
-    def encode_batch(
-        self, a: Int[Tensor, " batch"] | OperandsLike, b: Int[Tensor, " batch"] | OperandsLike
-    ) -> tuple[Int[Tensor, "batch seq"], Int[Tensor, " batch"]]:
+    def encode_batch(self, a: OperandsLike, b: OperandsLike) -> tuple[Int[Tensor, "batch seq"], Int[Tensor, " batch"]]:
         """Encode operand pairs.
 
         Returns ``(tokens, answer_start)``: tokens [batch, seq] (unpadded formats are right-filled
@@ -286,26 +305,25 @@ class Task:
                 col: Callable[[int], Tensor] = lambda t: torch.full((len(a), 1), t, dtype=torch.long)
                 op = col(SYMBOLS.index(self.symbol))
                 tokens = torch.cat([digits_of(a, W), op, digits_of(b, W), col(EQUALS), ans, col(END)], dim=1)
+                if self.bos:
+                    tokens = torch.cat([col(BOS), tokens], dim=1)
             return tokens, torch.full((len(a),), self.prompt_len, dtype=torch.long)
         # unpadded plain / reversed: variable length, one row at a time (text-sized inputs)
         rows, starts = [], []
         for x, y, z in zip(a.tolist(), b.tolist(), c.tolist()):
             answer = str(z)[::-1] if self.answer_lsb_first else str(z)
-            text = f"{x}{self.symbol}{y}={answer}."
-            rows.append([SYMBOLS.index(ch) for ch in text])
+            text = f"{BOS_SYMBOL if self.bos else ''}{x}{self.symbol}{y}={answer}."
+            rows.append([self.vocab.index(ch) for ch in text])
             starts.append(text.index("=") + 1)
         tokens = torch.full((len(rows), self.seq_len), END, dtype=torch.long)
         for i, r in enumerate(rows):
             tokens[i, : len(r)] = torch.tensor(r)
         return tokens, torch.tensor(starts, dtype=torch.long)
 
-    def decode_answer(self, answer_tokens: Int[Tensor, "batch ans"]) -> Int[Tensor, " batch"]:
+    def decode_answer(self, answer_tokens: Int[Tensor, "batch ans"]) -> Values:
         """Integers from generated answer tokens (fixed-length formats; first ``answer_width``)."""
         digits = answer_tokens[:, : self.answer_width].long().clamp(0, 9)
-        if not self.answer_lsb_first:
-            digits = digits.flip(-1)
-        powers = 10 ** torch.arange(digits.shape[1], dtype=torch.long, device=digits.device)
-        return (digits * powers).sum(-1)
+        return from_digits(digits.flip(-1) if self.answer_lsb_first else digits)
 
     def from_text(self, text: str) -> tuple[int, int, int]:
         """Parse one example back into ``(a, b, answer)``; ValueError names what is malformed."""
@@ -319,10 +337,11 @@ class Task:
                 raise ValueError(f"malformed 'paper' example {text!r}: expected {2 * W + A} digits, got {len(text)}")
             a, b, ans = int(text[:W]), int(text[W : 2 * W]), text[2 * W :][::-1]
             return a, b, int(ans)
-        sym = re.escape(self.symbol)
-        m = re.fullmatch(rf"(\d+){sym}(\d+)=(\d+)\.", text)
+        sym, bos = re.escape(self.symbol), re.escape(BOS_SYMBOL) if self.bos else ""
+        m = re.fullmatch(rf"{bos}(\d+){sym}(\d+)=(\d+)\.", text)
         if not m:
-            raise ValueError(f"malformed {self.format!r} example {text!r}: expected a{self.symbol}b=c.")
+            start = f"{BOS_SYMBOL} (the BOS token) then " if self.bos else ""
+            raise ValueError(f"malformed {self.format!r} example {text!r}: expected {start}a{self.symbol}b=c.")
         a_s, b_s, c_s = m.groups()
         for name, s, w in (("a", a_s, W), ("b", b_s, W), ("answer", c_s, A)):
             if len(s) > w:
@@ -331,69 +350,3 @@ class Task:
                 raise ValueError(f"{name}={s} is not zero-padded to {w} digits")
         ans = c_s[::-1] if self.answer_lsb_first else c_s
         return int(a_s), int(b_s), int(ans)
-
-
-def digits_of(x: Int[Tensor, " batch"], width: int) -> Int[Tensor, "batch width"]:
-    """Decimal digits of each integer, most significant first, zero-padded to ``width``.
-
-    >>> digits_of(torch.tensor([349, 7]), 5).tolist()
-    [[0, 0, 3, 4, 9], [0, 0, 0, 0, 7]]
-    """
-    powers = 10 ** torch.arange(width - 1, -1, -1, dtype=torch.long, device=x.device)
-    return (x.long().unsqueeze(-1) // powers) % 10
-
-
-def digit_at(x: Int[Tensor, " batch"], place: int | Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:
-    """The decimal digit of each integer >= 0 at ``place`` (0 = units; one place, or one per integer).
-
-    >>> digit_at(torch.tensor([349, 705]), 1).tolist(), digit_at(torch.tensor([349, 705]), torch.tensor([0, 2])).tolist()
-    ([4, 0], [9, 7])
-    """
-    return x // 10 ** torch.as_tensor(place, dtype=torch.long) % 10
-
-
-def with_digit(
-    x: Int[Tensor, " batch"], place: int | Int[Tensor, " batch"], digit: Int[Tensor, " batch"]
-) -> Int[Tensor, " batch"]:
-    """Each integer with its digit at ``place`` replaced by ``digit``.
-
-    >>> with_digit(torch.tensor([349, 705]), 1, torch.tensor([0, 9])).tolist()
-    [309, 795]
-    """
-    return x + (digit - digit_at(x, place)) * 10 ** torch.as_tensor(place, dtype=torch.long)
-
-
-def digit_count(x: Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:
-    """Decimal digits of each integer >= 0 (0 has one), by comparison (exact for every int64).
-
-    >>> digit_count(torch.tensor([0, 7, 10, 349, 99999])).tolist()
-    [1, 1, 2, 3, 5]
-    """
-    count = torch.ones_like(x)
-    for k in range(1, 19):
-        count += (x >= 10**k).long()
-    return count
-
-
-# what every function that takes operands accepts (checked by as_operands)
-OperandsLike = Sequence[int] | Tensor | int
-
-
-def as_operands(x: OperandsLike) -> Int[Tensor, " batch"]:
-    """Integers (a sequence, a tensor or one int) as a 1-D int64 tensor; ValueError for floats,
-    bools or values far too wide for any format.
-
-    >>> as_operands([349, 1349]).tolist(), as_operands(7).tolist()
-    ([349, 1349], [7])
-    """
-    if isinstance(x, Tensor):
-        if x.dtype.is_floating_point:
-            raise ValueError(f"operands must be integers, got a tensor of {x.dtype}")
-        return x.long().reshape(-1) if x.ndim == 0 else x.long()
-    values = list(x) if not isinstance(x, int) else [x]
-    for v in values:
-        if isinstance(v, bool) or (not isinstance(v, int) and not hasattr(v, "__index__")):
-            raise ValueError(f"operands must be integers, got {v!r}")
-        if abs(int(v)) >= 2**62:
-            raise ValueError(f"operand {v} is far too wide for any format")
-    return torch.tensor([int(v) for v in values], dtype=torch.long)

@@ -86,5 +86,7 @@ def train_command(task: Task, model_config: ModelConfig, train_config: TrainConf
     args = ["train", *_options(task.to_dict(), TASK_FLAGS)]
     if not task.pad:
         args.append("--no-pad")
+    if task.bos:
+        args.append("--bos")
     args += _options(model_config.to_dict(), MODEL_FLAGS) + _options(train_config.to_dict(), TRAIN_FLAGS)
     return "mechinterp-arith " + shlex.join(args + ["--out", str(out_dir)])

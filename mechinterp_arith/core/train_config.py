@@ -25,7 +25,6 @@ BATCH_RNGS = ("seedsequence", "arithmetic")
 OFF_WHEN_NONE = ("anneal_at",)  # settings whose default is a value: None, written OFF, turns them off
 OFF = "off"  # None of those settings in recorded commands, on the command line and in sweep specs
 FORWARDS = ("auto", "plain", "bridge")
-OPERAND_LENGTHS = ("uniform", "mixed")
 
 
 @dataclass(frozen=True)
@@ -73,8 +72,10 @@ class TrainConfig:
     forward: str = "auto"
     # length generalisation (docs/length_generalisation.md); None: the position scheme's default
     # (core/scheme_defaults.py), resolved when training starts and recorded resolved.
-    # operand_lengths: "uniform" pairs over [0, 10^n)^2 (the study's), or "mixed": each operand's digit
-    # count uniform in 1..n (the position-coupling and abacus papers)
+    # operand_lengths: "uniform" pairs over [0, 10^n)^2 (the study's), "mixed": each operand's digit
+    # count uniform in 1..n (the position-coupling and abacus papers), or the follow-up's sets
+    # (docs/follow_up.md): "either" (the longer operand has exactly n digits), "both" (both have n),
+    # "either:4-5" (equal shares of lengths 4 and 5; n = 5); see data.check_operand_lengths
     operand_lengths: str | None = None
     # random position IDs while training: offsets (abacus, coupling), a random subset (randomized)
     random_positions: bool | None = None
@@ -88,10 +89,10 @@ class TrainConfig:
             raise ValueError(f"unknown batch_rng {self.batch_rng!r}; choose one of {', '.join(BATCH_RNGS)}")
         if self.forward not in FORWARDS:
             raise ValueError(f"unknown forward {self.forward!r}; choose one of {', '.join(FORWARDS)}")
-        if self.operand_lengths not in (None, *OPERAND_LENGTHS):
-            raise ValueError(
-                f"unknown operand_lengths {self.operand_lengths!r}; choose one of {', '.join(OPERAND_LENGTHS)}"
-            )
+        if self.operand_lengths is not None:
+            from .data import check_operand_lengths  # here: TrainConfig itself needs no torch
+
+            check_operand_lengths(self.operand_lengths)
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"unknown schedule {self.schedule!r}; choose cosine or constant")
         for name in ("target_accuracy", "anneal_at"):

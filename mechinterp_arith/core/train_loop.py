@@ -32,6 +32,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from . import data
 from .checkpoint import WEIGHTS, CheckpointError, load_weights, read_history, save_checkpoint, snapshot_path, weights_of
+from .data import Pairs
 from .decoding import generate
 from .evaluate import accuracy
 from .files import atomic_save_tensors
@@ -43,7 +44,6 @@ from .train_config import TrainConfig, anneal_start, lr_at, with_scheme_defaults
 from .train_state import STATE_EVERY_S, pending_losses, prepare_run_dir, restore_state, resumed_snapshots, save_state
 from .train_step import TrainingData, choose_forward, train_step
 
-Pairs = tuple[Tensor, Tensor]
 HELD_OUT_CHUNK = 2000  # held-out pairs decoded at a time when checking the target on all of them
 Callback = Callable[[int, TransformerBridge, dict[str, Any]], None]
 
@@ -145,6 +145,8 @@ def start_run(
             f"model (vocab {mcfg.d_vocab}, n_ctx {mcfg.n_ctx}) does not fit {task.name} "
             f"(vocab {task.d_vocab}, n_ctx {task.n_ctx})"
         )
+    if cfg.operand_lengths is not None:
+        data.operand_length_set(task, cfg.operand_lengths)  # a range must end at the task's digits
     device = resolve_device(cfg.device)
     cfg = with_scheme_defaults(cfg, mcfg.positional)  # recorded resolved
     model = build_model(mcfg, device=device, task=task)

@@ -23,7 +23,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from . import data
 from .model import fused_layernorm
-from .position_schemes import position_rule
+from .position_schemes import numbering_of, position_rule
 from .seeding import arithmetic_generator, generator
 from .stacked_forward import StackedForward, stacked_forward_for, stacked_unsupported_reasons
 from .tasks import END, Task
@@ -114,7 +114,9 @@ def train_step(runs: Sequence[Stepped], training: TrainingData, forward: Stacked
     for run in runs:
         for group in run.optimizer.param_groups:
             group["lr"] = lr_at(step, run.cfg, run.anneal_from)
-    losses = _stacked_losses(forward, training, rows) if forward is not None else _bridge_losses(runs, training, rows)
+    losses = (
+        _stacked_losses(forward, runs, training, rows) if forward is not None else _bridge_losses(runs, training, rows)
+    )
     for run in runs:
         run.optimizer.zero_grad(set_to_none=True)
     losses.sum().backward()
@@ -144,10 +146,34 @@ def random_positions(run: Stepped, inputs: Int[Tensor, "batch pos"]) -> dict[str
     return rule.training_inputs(inputs, generator(run.cfg.seed, "positions", run.step))
 
 
-def _stacked_losses(forward: StackedForward, training: TrainingData, rows: Int[Tensor, "K batch"]) -> Tensor:
+def step_numbering(
+    runs: Sequence[Stepped], inputs: Int[Tensor, "K batch pos"]
+) -> tuple[Int[Tensor, "K batch pos"] | None, Bool[Tensor, "K batch pos"] | None]:
+    """``(position_ids, visible)`` of each run's rows this step, as its bridge gets them: the random
+    ones of :func:`random_positions`, else the model's own (:func:`numbering_of`); None when no
+    run's model has a position rule (0, 1, 2, ..., all visible)."""
+    if all(position_rule(run.model) is None for run in runs):
+        return None, None
+    ids, visible = [], []
+    for run, x in zip(runs, inputs):
+        drawn = random_positions(run, x)
+        i, v = (drawn["position_ids"], drawn.get("attention_mask")) if drawn else numbering_of(run.model, x)
+        ids.append(i)
+        visible.append(v)  # None: randomized positions, drawn without a mask
+    if all(v is None for v in visible):
+        return torch.stack(ids), None
+    return torch.stack(ids), torch.stack(
+        [torch.ones_like(x, dtype=torch.bool) if v is None else v.bool() for v, x in zip(visible, inputs)]
+    )
+
+
+def _stacked_losses(
+    forward: StackedForward, runs: Sequence[Stepped], training: TrainingData, rows: Int[Tensor, "K batch"]
+) -> Tensor:
     """Each run's mean cross-entropy over its answer positions, without boolean indexing (no host sync)."""
     first = training.first_loss_position
-    logits = forward(training.inputs[rows], first)  # [K, batch, pos - first, vocab]
+    inputs = training.inputs[rows]
+    logits = forward(inputs, first, *step_numbering(runs, inputs))  # [K, batch, pos - first, vocab]
     targets, mask = training.targets[rows][:, :, first:], training.loss_mask[rows][:, :, first:].to(logits.dtype)
     ce = F.cross_entropy(logits.flatten(0, 2), targets.flatten(), reduction="none").view_as(mask)
     return (ce * mask).sum((1, 2)) / mask.sum((1, 2))

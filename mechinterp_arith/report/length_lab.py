@@ -23,6 +23,7 @@ from ..core.files import atomic_write_text, require_regular_file
 from .assets import ElementIds, figure_html
 from .build import render_sections, run_section
 from .context import escape, table
+from .length_circuits import circuits_section, read_circuits
 
 COLORS = qualitative.Plotly
 MEASURES = {
@@ -170,10 +171,18 @@ def timing_section(rows: pd.DataFrame) -> dict:
     return {"title": "Timing", "html": table(body, header=header, cls="grid") + (note if loads else "")}
 
 
-def build_length_lab_page(results: str | Path | dict, out_dir: str | Path, threshold: float = 0.95) -> Path:
-    """Write ``out_dir/index.html``: the comparison table, one figure per measure and the timings, on
-    the reports' page (header, navigation, footer; offline)."""
+def build_length_lab_page(
+    results: str | Path | dict, out_dir: str | Path, threshold: float = 0.95, circuits: str | Path | None = None
+) -> Path:
+    """Write ``out_dir/index.html``: the comparison table, one figure per measure, the circuits by
+    length (``circuits``: the results of ``analyses/circuits_by_length.py``; default: the
+    ``circuits_by_length.json`` next to ``results``, when there is one) and the timings, on the
+    reports' page (header, navigation, footer; offline)."""
     rows = lab_rows(results)
+    if circuits is None and not isinstance(results, dict):
+        sibling = Path(results).with_name("circuits_by_length.json")
+        circuits = sibling if sibling.is_file() else None
+    circuit_data = None if circuits is None else read_circuits(circuits)
     ids = ElementIds()
 
     def measure_section(measure: str) -> Callable[[object], dict[str, str]]:
@@ -185,6 +194,7 @@ def build_length_lab_page(results: str | Path | dict, out_dir: str | Path, thres
     parts: dict[str, Callable[[object], dict[str, str]]] = {
         "comparison": lambda _: comparison_section(rows, threshold),
         **{measure: measure_section(measure) for measure in MEASURES},
+        **({"circuits": lambda _: circuits_section(circuit_data, ids)} if circuit_data is not None else {}),
         "timing": lambda _: timing_section(rows),
     }
     sections = [run_section(key, None, fn) for key, fn in parts.items()]

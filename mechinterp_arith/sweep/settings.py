@@ -1,7 +1,7 @@
 """The settings of one run of a sweep: one flat mapping of keys, resolved to the core's configs, and its id.
 
 A run is described by flat keys (what a sweep spec's ``[settings]``, ``[grid]`` and ``[[runs]]``
-hold): the task (``task digits format width modulus pad``), the model (``size`` or ``n_layers
+hold): the task (``task digits format width modulus pad bos``), the model (``size`` or ``n_layers
 n_heads d_model d_mlp act_fn positional``), ``seed`` (model initialisation *and* batch order) and
 every training option of :class:`~mechinterp_arith.core.train_config.TrainConfig` by its own name
 (``steps lr batch_size ... data_seed``). :func:`resolve` checks every value's type and builds the
@@ -32,7 +32,17 @@ from ..core.train_config import OFF, OFF_WHEN_NONE, TrainConfig, with_scheme_def
 
 # minGPT's named sizes: (n_layers, n_heads, d_model); d_mlp defaults to 4 * d_model
 SIZES = {"gpt-nano": (3, 3, 48), "gpt-micro": (4, 4, 128), "gpt-mini": (6, 6, 192)}
-TASK_KEYS = {"task": "op", "digits": "digits", "format": "format", "width": "width", "modulus": "modulus", "pad": "pad"}
+TASK_KEYS = {
+    "task": "op",
+    "digits": "digits",
+    "format": "format",
+    "width": "width",
+    "modulus": "modulus",
+    "pad": "pad",
+    "bos": "bos",
+}
+# keys added after sweeps were first run: left out of the run id at this value, so earlier ids stay
+ID_NEUTRAL = {"bos": False}
 MODEL_KEYS = ("n_layers", "n_heads", "d_model", "d_mlp", "act_fn", "positional")
 EXECUTION_ONLY = ("seed", "device")  # TrainConfig fields a sweep does not take as training options
 TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig) if f.name not in EXECUTION_ONLY)
@@ -132,7 +142,8 @@ class RunSettings:
 
 
 def _digest(settings: dict) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+    kept = {k: v for k, v in settings.items() if not (k in ID_NEUTRAL and v == ID_NEUTRAL[k])}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def resolve(settings: dict, where: str = "run") -> RunSettings:

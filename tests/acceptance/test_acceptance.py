@@ -22,8 +22,10 @@ from mechinterp_arith.core.errors import NotApplicable
 from mechinterp_arith.core.positions import position_labels
 from mechinterp_arith.report import ReportSettings, build_report
 
-MATRIX = [(op, fmt) for op in ("add", "sub", "mul", "addmod") for fmt in ("paper", "plain")]
+MATRIX = [(op, fmt) for op in ("add", "sub", "mul", "addmod") for fmt in ("paper", "plain")] + [("add", "follow_up")]
 MODULUS = {"addmod": 37}
+# the follow-up's format (docs/follow_up.md): a BOS token, operands zero-padded, the answer reversed
+FORMATS = {"follow_up": {"format": "reversed", "bos": True}}
 
 
 def train_tiny(root, matrix, digits: int, steps: int) -> dict:
@@ -34,7 +36,7 @@ def train_tiny(root, matrix, digits: int, steps: int) -> dict:
     out = {}
     try:
         for op, fmt in matrix:
-            task = ma.Task(op, digits, format=fmt, width=digits + 1, modulus=MODULUS.get(op))
+            task = ma.Task(op, digits, width=digits + 1, modulus=MODULUS.get(op), **FORMATS.get(fmt, {"format": fmt}))
             mcfg = ma.ModelConfig.for_task(task, n_layers=2, n_heads=2, d_model=32, d_mlp=128)
             tcfg = ma.TrainConfig(
                 steps=steps, batch_size=128, warmup=steps // 6, eval_every=steps // 2, eval_n=300, device="cpu"
@@ -75,7 +77,7 @@ def test_every_analysis_runs_on_every_task(trained, capsys, op, fmt):
 
     ev = cli_json(capsys, "evaluate", path, "--n", 200)
     a, b, _ = ma.core.evaluate.held_out_pairs(ckpt, 200)
-    assert ev["id"]["exact"] == pytest.approx(float((ckpt.predict(a, b) == task.apply(a, b)).float().mean()), abs=1e-6)
+    assert ev["id"]["exact"] == pytest.approx(float((ckpt.predict(a, b) == task.apply(a, b)).mean()), abs=1e-6)
 
     eq = cli_json(capsys, "equivalence", path, "--n", 300, "--no-one-longer")["ood"]["3"]
     oa, ob = data.ood_both(task, 3, 300)
@@ -84,6 +86,20 @@ def test_every_analysis_runs_on_every_task(trained, capsys, op, fmt):
         assert rel["hits"] == reference.relation_hits(rel, op, oa, ob, outputs, MODULUS.get(op)), rel["name"]
     assert eq["best_coverage"] == pytest.approx(eq["relations"][0]["hits"] / 300, abs=1e-6)
     assert (task.equivalent_answer(oa, ob) >= 0).all()  # e.g. sub: the representative keeps a >= b
+
+    by_length = cli_json(capsys, "equivalence", path, "--lengths", "1-3", "--n", 200)["lengths"]
+    (la, lb), _ = data.length_pairs(task, 3, 200)
+    answers = ckpt.predict(la, lb)
+    assert [r["m"] for r in by_length] == [1, 2, 3] and by_length[0]["exhaustive"]
+    truth = reference.true_answer(op, la, lb, MODULUS.get(op))  # recounted from the definitions
+    assert by_length[2]["exact"] == pytest.approx(float((answers == truth).mean()), abs=1e-6)
+    truncated = reference.relation_values(op, "truncated", task.digits, la, lb, MODULUS.get(op))
+    if op == "sub":  # the representative keeps a >= b: (max, min) of the operands mod 10^n
+        ra, rb = (
+            [f(x % 10**task.digits, y % 10**task.digits) for x, y in zip(la.tolist(), lb.tolist())] for f in (max, min)
+        )
+        truncated = reference.true_answer(op, ra, rb)
+    assert by_length[2]["truncated"] == pytest.approx(float((answers == truncated).mean()), abs=1e-6)
 
     pca = cli_json(capsys, "pca", path, "--n", 300, "--n-id", 200)
     ratios, accuracy = reference_pca(ckpt, pca, n=300)
@@ -115,7 +131,7 @@ def test_every_analysis_runs_on_every_task(trained, capsys, op, fmt):
     ex = cli_json(capsys, "explain", path, x, y)
     assert ex["prediction"] == int(ckpt.predict([x], [y])[0])
     ra, rb = task.id_representative(torch.tensor([x]), torch.tensor([y]))
-    assert (ex["id_representative"]["a"], ex["id_representative"]["b"]) == (int(ra), int(rb))
+    assert (ex["id_representative"]["a"], ex["id_representative"]["b"]) == (int(ra[0]), int(rb[0]))
 
 
 @pytest.mark.parametrize("op, fmt", MATRIX)
@@ -139,7 +155,7 @@ def test_sub_representatives_are_answered_like_ood_inputs(trained):
     a, b = data.ood_both(task, 3, 500)
     ra, rb = task.id_representative(a, b)
     assert (ra >= rb).all() and (task.equivalent_answer(a, b) >= 0).all()
-    assert float((ckpt.predict(ra, rb) == task.apply(ra, rb)).float().mean()) >= 0.9
+    assert float((ckpt.predict(ra, rb) == task.apply(ra, rb)).mean()) >= 0.9
 
 
 def test_what_a_task_cannot_support_is_skipped_with_a_reason(trained, capsys):

@@ -115,3 +115,32 @@ def test_a_scheme_trained_on_its_defaults_records_them_resolved_and_info_shows_t
         "training    4 steps of batch " in text
         and "200 training pairs, mixed operand lengths, random positions" in text
     )
+
+
+def test_train_cli_in_the_follow_ups_format_records_it(tmp_path, capsys):
+    """--bos and --operand-lengths either:L-N (docs/follow_up.md) reach the checkpoint and its command."""
+    out = tmp_path / "follow_up"
+    args = "train --digits 2 --format reversed --bos --width 4 --operand-lengths either:1-2".split()
+    args += "--layers 1 --heads 2 --d-model 16 --steps 20 --eval-every 10 --eval-n 20".split()
+    assert main([*args, "--n-train", "500", "--n-test", "100", "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["task"]["bos"] is True and config["training"]["operand_lengths"] == "either:1-2"
+    assert "--bos" in config["command"] and "--operand-lengths either:1-2" in config["command"]
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--ood-digits", "3", "4", "--n", "50", "--json", "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["id"]["n"] == 50 and set(result["ood"]) == {"3", "4"}
+
+
+@pytest.mark.parametrize(
+    "lengths, message",
+    [
+        ("either:3-5", "operand lengths 'either:3-5' reach 5 digits but add4 is trained on digits=4"),
+        ("longest", "unknown operand lengths 'longest'"),
+    ],
+)
+def test_bad_operand_lengths_are_refused_before_anything_is_written(tmp_path, capsys, lengths, message):
+    out = tmp_path / "never"
+    assert main(["train", "--digits", "4", "--operand-lengths", lengths, "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and not out.exists()

@@ -3,13 +3,14 @@ hook-level ablation written here, node scores against TL's attribution_patch, th
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from transformer_lens.tools.analysis import attribution_patching as tl_ap
 
 from mechinterp_arith.analysis.attribution import attribute
-from mechinterp_arith.analysis.discovery import discover
+from mechinterp_arith.analysis.discovery import Circuit, discover, score_edges, select_circuit, verify_circuit
 from mechinterp_arith.analysis.edge_forward import PairRuns, ablated_logits
 from mechinterp_arith.analysis.edge_graph import EdgeGraph
 from mechinterp_arith.analysis.metrics import logit_diff_metric
@@ -217,6 +218,38 @@ def test_discovered_circuit_and_its_json(circuit0):
     json.dumps(out)
 
 
+def test_json_gains_operand_digits_and_mibs_metrics_and_round_trips(add3, circuit0):
+    out = json.loads(json.dumps(circuit0.to_json()))
+    assert out["operand_digits"] is None and out["graph"] == {"n_layers": 3, "n_heads": 3, "n_pos": 15}
+    m = out["metrics"]
+    assert m["edges"] == [int(f * 2580) for f in (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)]
+    # the last cut is the whole graph (the clean run), the first keeps 2 edges of 2580
+    assert m["faithfulness"][-1] == pytest.approx(1.0, abs=1e-4) and m["random"]["faithfulness"][-1] == pytest.approx(
+        1.0, abs=1e-4
+    )
+    # cpr/cmd: the trapezoid rule of an independent implementation (numpy) on the reported curve
+    assert out["cpr"] == pytest.approx(np.trapezoid(m["faithfulness"], m["fractions"]), abs=1e-3)
+    assert out["cmd"] == pytest.approx(np.trapezoid(np.abs(1 - np.array(m["faithfulness"])), m["fractions"]), abs=1e-3)
+    # the ranking's curve is far from the model's, a random ranking's far more
+    assert out["cmd"] < 0.1 < 0.4 < m["random"]["cmd"] and out["cpr"] > 0.9 > m["random"]["cpr"]
+    back = Circuit.from_json(out)
+    assert back == circuit0 and back.to_json() == circuit0.to_json() and torch.equal(back.mask, circuit0.mask)
+    assert back.cpr == out["cpr"] and back.n_edges_total == 2580
+    other = Circuit.from_json({**out, "edges": out["edges"][1:]})
+    assert other != circuit0
+    with pytest.raises(ValueError, match="not a discover --json circuit"):
+        Circuit.from_json({k: v for k, v in out.items() if k != "graph"})
+
+
+def test_discover_is_its_three_steps(add3):
+    scored = score_edges(add3, 1, n=24, seed=3)
+    mask, curve = select_circuit(scored, target=0.9)
+    again = verify_circuit(add3, scored, mask, n_heldout=64)
+    whole = discover(add3, 1, n=24, n_heldout=64, seed=3, target=0.9)
+    assert torch.equal(whole.mask, mask) and whole.search["curve"] == curve
+    assert (whole.faithfulness, whole.metrics) == (again.faithfulness, again.metrics)
+
+
 def test_discover_cli(capsys):
     code = main(["discover", "add3", "--digit", "3", "--json", "--device", "cpu", "--heldout", "64"])
     out = capsys.readouterr()
@@ -226,6 +259,12 @@ def test_discover_cli(capsys):
     code = main(["discover", "add3", "--digit", "5", "--device", "cpu"])
     err = capsys.readouterr().err
     assert code == 2 and "answer digit 5 of add3 cannot be changed alone" in err and len(err.strip().splitlines()) == 1
+    code = main(["discover", "add3", "--digit", "1", "--operand-digits", "2", "--json", "--heldout", "64"])
+    got = json.loads(capsys.readouterr().out)
+    assert code == 0 and got["operand_digits"] == 2 and got["faithfulness"] >= 0.9 and {"cpr", "cmd"} <= set(got)
+    code = main(["discover", "add3", "--digit", "1", "--operand-digits", "6"])
+    err = capsys.readouterr().err
+    assert code == 2 and "operand_digits must be in 1..5" in err and len(err.strip().splitlines()) == 1
 
 
 def test_every_task_runs_or_says_why(add3):
@@ -241,10 +280,6 @@ def test_every_task_runs_or_says_why(add3):
         discover(modular, 2)
     with pytest.raises(NotApplicable, match="modular answer"):
         extra_digit_interchange(modular)
-    cfg = ma.ModelConfig(positional="rotary")
-    rotary = Checkpoint(ma.build_model(cfg).eval(), add3.task, cfg)
-    with pytest.raises(NotApplicable, match="plain forward, which does not support"):
-        discover(rotary, 0, n=8, n_heldout=8)
     unpadded = Checkpoint(add3.model, ma.Task("add", 3, format="plain", pad=False), add3.model_config)
     with pytest.raises(NotApplicable, match="fixed-length"):
         discover(unpadded, 0)

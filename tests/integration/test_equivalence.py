@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 from support.models import shipped
@@ -34,7 +35,7 @@ def test_add3_follows_the_mod_1000_relation(add3):
     assert r.consistency == pytest.approx(r.best.coverage, abs=0.01)  # ID accuracy is 100%
     assert min(r.per_digit["equivalent"]) > 0.95 and r.per_digit["true"][3] < 0.3
     ra, rb = add3.task.id_representative(a, b)
-    assert torch.equal(ra, a % 1000) and torch.equal(rb, b % 1000)
+    assert np.array_equal(ra, a % 1000) and np.array_equal(rb, b % 1000)
     ce = r.counterexamples
     assert len(ce) == r.search.n_counterexamples == round((1 - r.best.coverage) * 600)
     assert {"a", "b", "output", "true", "equivalent", "representative_output"} <= set(ce.columns)
@@ -120,3 +121,37 @@ def test_modular_p101_follows_the_truncated_relation_not_the_truth():
     r = analyse_set(ckpt.model, ckpt.task, a, b)
     assert r.exact < 0.1
     assert r.best.name == "((a mod 10^2) + (b mod 10^2)) mod 101" and r.best.coverage > 0.8
+
+
+# ---- relation by length (the follow-up's table; docs/follow_up.md) ------------------------------------
+def test_relation_by_length_on_add3_through_the_cli(capsys):
+    """add3 is exact to 3 digits and follows (a mod 10^3) + (b mod 10^3) beyond (measured: 0.947 of
+    4-digit answers, 0.651 of 5-digit, 1,000 pairs each, seed 0)."""
+    assert main(["equivalence", "add3", "--lengths", "1-5", "--n", "1000", "--json", "--device", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["truncated_relation"] == "(a mod 10^3) + (b mod 10^3)" and out["operands"] == "both"
+    rows = {r["m"]: r for r in out["lengths"]}
+    assert list(rows) == [1, 2, 3, 4, 5] and (rows[1]["n"], rows[1]["exhaustive"]) == (100, True)
+    assert [rows[m]["exact"] for m in rows] == [1.0, 1.0, 1.0, 0.0, 0.0]
+    assert rows[4]["truncated"] > 0.9 and 0.55 < rows[5]["truncated"] < 0.75
+    for m in (4, 5):
+        best = rows[m]["best_relation"]
+        assert best["name"] == "(a mod 10^3) + (b mod 10^3)" and best["coverage"] == rows[m]["truncated"]
+        assert best["ci95"][0] < best["coverage"] < best["ci95"][1]
+    assert main(["equivalence", "add3", "--lengths", "1-3", "--n", "200", "--device", "cpu"]) == 0
+    assert "truncated relation: (a mod 10^3) + (b mod 10^3)" in capsys.readouterr().out
+    assert main(["equivalence", "add3", "--lengths", "1-6"]) == 2
+    assert "length m=6 does not fit the format" in capsys.readouterr().err
+
+
+def test_relation_by_length_p100_keeps_the_truth_and_p101_the_truncation():
+    """p = 100 divides 10^2, so its truncated relation is the true answer (exact 0.94 at 3 digits);
+    p = 101 does not: 0.00 exact at 3 digits, 0.95 truncated (2,000 pairs, seed 0)."""
+    from mechinterp_arith.analysis.relation_by_length import relation_by_length
+
+    p100 = relation_by_length(shipped("addmod2_p100"), lengths=[1, 2, 3], n=2000)
+    assert (p100["exact"] == p100["truncated"]).all() and p100.loc[3, "exact"] > 0.9
+    assert (p100["best"] == "(a + b) mod 100").all()
+    p101 = relation_by_length(shipped("addmod2_p101"), lengths=[2, 3], n=2000)
+    assert p101.loc[2, "exact"] == 1.0 and p101.loc[3, "exact"] < 0.02 and p101.loc[3, "truncated"] > 0.9
+    assert p101.loc[3, "best"] == "((a mod 10^2) + (b mod 10^2)) mod 101" and p101.loc[3, "fits"]

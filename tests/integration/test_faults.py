@@ -471,10 +471,10 @@ CASES = {  # id: (setup(root) -> path substituted for {p}, argv, message)
         ["info", "{p}"],
         "unknown key 'extra'",
     ),
-    "modulus-10^30": (
-        _edit_json("config.json", lambda c: {**c, "task": {**c["task"], "op": "addmod", "modulus": 10**30}}),
+    "modulus-10^1001": (
+        _edit_json("config.json", lambda c: {**c, "task": {**c["task"], "op": "addmod", "modulus": 10**1001}}),
         ["info", "{p}"],
-        "task: operation 'addmod' needs a modulus between 2 and 10^17",
+        "task: operation 'addmod' needs a modulus between 2 and 10^1000, got 100000000000...000000000000 (1002 digits)",
     ),
     "history-of-numbers": (
         _edit_json("metrics.json", lambda m: {"history": [1, 2]}),

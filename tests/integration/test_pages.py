@@ -34,7 +34,7 @@ def test_the_lab_page_is_a_report_page_with_a_timing_table(tmp_path):
     page = build_length_lab_page(LAB, tmp_path / "lab").read_text()
     assert "<nav" in page and "<footer" in page and "<h1" in page  # the reports' template
     keys = re.findall(r'<section id="[^"]+" class="report-section" data-key="([^"]+)" data-status="ok"', page)
-    assert keys == ["comparison", *MEASURES, "timing"]
+    assert keys == ["comparison", *MEASURES, "circuits", "timing"]  # circuits_by_length.json sits next to LAB
     assert f"plotly.js {plotly_js_version()} (of plotly" in page
     timing = page.split('data-key="timing"', 1)[1].split("</section>", 1)[0]
     rows = lab_rows(LAB)
@@ -43,6 +43,21 @@ def test_the_lab_page_is_a_report_page_with_a_timing_table(tmp_path):
     mean = rows.groupby(["scheme", "seed"])["train_seconds"].first().groupby(level=0).mean()
     assert f"{mean.iloc[0]:.1f}" in timing  # the recorded training seconds, averaged over seeds
     assert "load average while training" in timing
+
+
+def test_the_lab_page_shows_the_circuits_by_length(tmp_path):
+    data = json.loads((LAB.parent / "circuits_by_length.json").read_text())
+    page = build_length_lab_page(LAB, tmp_path / "lab").read_text()
+    part = page.split('data-key="circuits"', 1)[1].split("</section>", 1)[0]
+    for scheme, head in data["headline"].items():
+        median = head["reuse_weighted_vs_id_analogue"]["median"]
+        assert f"<td>{scheme}</td>" in part and f"<td>{median:.3f}</td>" in part
+    # the side-by-side figure: learned and coupled, 3-digit digit 2 and 6-digit digit 4 (seed 0)
+    for scheme in data["headline"]:
+        for m, k in ((3, 2), (6, 4)):
+            assert f"{scheme}, {m}-digit operands, answer digit {k}" in part
+    with pytest.raises(ValueError, match="not the results of analyses/circuits_by_length.py"):
+        build_length_lab_page(LAB, tmp_path / "bad", circuits=LAB)
 
 
 def test_each_scheme_has_one_colour_for_its_line_and_its_seeds_and_ticks_are_whole_digits():

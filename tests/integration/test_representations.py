@@ -130,7 +130,7 @@ def test_logit_lens_last_state_is_the_model_logits(add3, id_pairs):
     tokens = input_tokens(add3, a, b, "true")
     with torch.inference_mode():
         probs = add3.model(tokens)[:, 9:15].softmax(-1)
-    digits = add3.task.apply(a, b).unsqueeze(1) // 10 ** torch.arange(6) % 10
+    digits = torch.tensor(add3.task.apply(a, b).tolist()).unsqueeze(1) // 10 ** torch.arange(6) % 10
     expected = probs.gather(-1, digits.unsqueeze(-1)).squeeze(-1).mean(0)
     table = res.table("mean_prob")
     assert list(table.index) == [

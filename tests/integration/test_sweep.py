@@ -49,11 +49,11 @@ def test_results_hold_settings_and_figures():
         ckpt = ma.load(result.sweep_dir / "runs" / row["run_id"], device="cpu")
         task = ckpt.task
         a, b, _ = held_out_pairs(ckpt, n, seed)
-        assert row["id_exact"] == pytest.approx(float((ckpt.predict(a, b) == a + b).float().mean()), abs=1e-6)
+        assert row["id_exact"] == pytest.approx(float((ckpt.predict(a, b) == a + b).mean()), abs=1e-6)
         for m in (2, 3, 4):
             oa, ob = data.ood_both(task, m, n, seed=seed)
             outputs = ckpt.predict(oa, ob)
-            assert row[f"exact_len{m}"] == pytest.approx(float((outputs == oa + ob).float().mean()), abs=1e-6)
+            assert row[f"exact_len{m}"] == pytest.approx(float((outputs == oa + ob).mean()), abs=1e-6)
             if m == 2:  # the relation is sought on the first OOD length
                 best = reference.best_relation_rate("add", outputs, oa, ob, task.width, task.answer_width)
                 assert row["equiv_coverage"] == pytest.approx(best, abs=1e-6)
@@ -123,7 +123,7 @@ def test_new_analyses_reanalyse_without_retraining(tmp_path):
     for _, row in done.iterrows():  # the new figure, recounted on the run's (untouched) checkpoint
         ckpt = ma.load(out / "runs" / row["run_id"], device="cpu")
         oa, ob = data.ood_both(ckpt.task, 2, 50, seed=fewer.analyses.seed)
-        assert row["exact_len2"] == pytest.approx(float((ckpt.predict(oa, ob) == oa + ob).float().mean()), abs=1e-6)
+        assert row["exact_len2"] == pytest.approx(float((ckpt.predict(oa, ob) == oa + ob).mean()), abs=1e-6)
     assert done["train_loss"].tolist() == result.frame["train_loss"].iloc[:4].tolist()
 
 

@@ -6,24 +6,29 @@ analysis it checks, and is small enough to read against that definition.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from transformer_lens.utilities import get_act_name
 
 
-def true_answer(op: str, a: torch.Tensor, b: torch.Tensor, modulus: int | None = None) -> torch.Tensor:
-    """``a op b`` from the operation's definition."""
-    a, b = a.long(), b.long()
-    if op == "add":
-        return a + b
-    if op == "sub":
-        return a - b
-    if op == "mul":
-        return a * b
-    if op == "addmod":
-        return (a + b) % modulus
-    if op == "mulmod":
-        return (a * b) % modulus
-    raise ValueError(op)
+def python_ints(x) -> list[int]:
+    """Operands or answers (a list, tensor or numpy array) as a list of Python ints."""
+    return [int(v) for v in (x.tolist() if hasattr(x, "tolist") else x)]
+
+
+def true_answer(op: str, a, b, modulus: int | None = None) -> np.ndarray:
+    """``a op b`` from the operation's definition, one Python int at a time (exact at any size): a
+    numpy object array, which compares elementwise with the package's answers."""
+    f = {
+        "add": lambda x, y: x + y,
+        "sub": lambda x, y: x - y,
+        "mul": lambda x, y: x * y,
+        "addmod": lambda x, y: (x + y) % modulus,
+        "mulmod": lambda x, y: (x * y) % modulus,
+    }[op]
+    out = np.empty(len(python_ints(a)), dtype=object)
+    out[:] = [f(x, y) for x, y in zip(python_ints(a), python_ints(b))]
+    return out
 
 
 def relation_values(op: str, kind: str, j: int | None, a: torch.Tensor, b: torch.Tensor, modulus: int | None = None):
@@ -33,8 +38,11 @@ def relation_values(op: str, kind: str, j: int | None, a: torch.Tensor, b: torch
         return true_answer(op, a, b, modulus)
     if kind == "true_mod":
         return true_answer(op, a, b, modulus) % 10**j
-    if kind == "truncated":
-        return true_answer(op, a % 10**j, b % 10**j, modulus)
+    if kind == "truncated":  # for sub the ID pair keeps a >= b (docs/equivalence.md): |a' - b'|
+        ra, rb = [x % 10**j for x in python_ints(a)], [y % 10**j for y in python_ints(b)]
+        if op == "sub":
+            return true_answer(op, [max(x, y) for x, y in zip(ra, rb)], [min(x, y) for x, y in zip(ra, rb)])
+        return true_answer(op, ra, rb, modulus)
     raise ValueError(kind)
 
 
@@ -42,7 +50,8 @@ def best_relation_rate(op: str, outputs, a, b, width: int, answer_width: int, mo
     """The largest share of ``outputs`` any relation of docs/equivalence.md reproduces."""
     kinds = [("true", None)] + [("truncated", j) for j in range(1, width + 1)]
     kinds += [("true_mod", j) for j in range(1, answer_width + 1)]
-    return max(float((outputs == relation_values(op, k, j, a, b, modulus)).float().mean()) for k, j in kinds)
+    outputs = np.array(python_ints(outputs), dtype=object)
+    return max(float(np.mean(outputs == relation_values(op, k, j, a, b, modulus))) for k, j in kinds)
 
 
 @torch.inference_mode()
@@ -56,6 +65,7 @@ def pca_reference(x: torch.Tensor, labels: torch.Tensor, k: int) -> tuple[list[f
     """``(explained variance ratios, nearest-centroid accuracy in the top k components)`` of the
     rows of ``x``, from the singular values of the centred matrix; a row goes to the label whose
     centroid is nearest (ties to the smaller label)."""
+    labels = torch.tensor(python_ints(labels))
     centred = x - x.mean(0)
     _, s, vt = torch.linalg.svd(centred, full_matrices=False)
     ratios = (s**2 / (s**2).sum()).tolist()
@@ -96,17 +106,18 @@ def patching_effect(model, clean_tokens, corrupted_tokens, kind: str, layer: int
 
 
 @torch.inference_mode()
-def greedy_answers(model, task, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def greedy_answers(model, task, a, b) -> np.ndarray:
     """The model's answers by the plainest greedy loop: one full forward per answer token, argmax of
-    the last position, digits read in the format's order (-1 when a token is not a digit)."""
+    the last position, digits read in the format's order (-1 when a token is not a digit), as Python
+    ints in a numpy object array."""
     tokens = task.encode_batch(a, b)[0][:, : task.prompt_len]
     for _ in range(task.answer_width):
         tokens = torch.cat([tokens, model(tokens)[:, -1].argmax(-1, keepdim=True)], dim=1)
-    digits = tokens[:, task.prompt_len :]
-    if not task.answer_lsb_first:
-        digits = digits.flip(1)
-    values = (digits * 10 ** torch.arange(task.answer_width)).sum(1)
-    return torch.where((digits <= 9).all(1), values, -1)
+    out = np.empty(len(tokens), dtype=object)
+    for i, row in enumerate(tokens[:, task.prompt_len :].tolist()):
+        digits = row[::-1] if task.answer_lsb_first else row  # most significant first
+        out[i] = int("".join(map(str, digits))) if all(d <= 9 for d in digits) else -1
+    return out
 
 
 def relation_hits(
@@ -114,6 +125,7 @@ def relation_hits(
 ) -> int:
     """How many ``outputs`` equal the answers of a relation as the JSON of ``equivalence`` names it."""
     j = None if relation["modulus"] is None else len(str(relation["modulus"])) - 1
+    outputs = np.array(python_ints(outputs), dtype=object)
     return int((outputs == relation_values(op, relation["kind"], j, a, b, modulus)).sum())
 
 

@@ -138,9 +138,12 @@ CONCEPT_PATTERNS: dict[str, tuple[str, tuple[str, ...]]] = {
         "a hook name built by hand: use get_act_name (analysis/activations.py: resolve_hook, residual_hooks)",
         (),
     ),
-    r"%\s*10\s*\*\*": ("an operand reduced mod 10^n: Task.id_representative / equivalent_answer", ("core/tasks.py",)),
+    r"%\s*10\s*\*\*": (
+        "an operand reduced mod 10^n: Task.id_representative / equivalent_answer, numbers.low_digits",
+        ("core/tasks.py", "core/numbers.py"),
+    ),
     r"349\s*%": ("the example pair reduced by hand: data.example_pair", ()),
-    r"//\s*10\s*\*\*": ("a decimal digit taken by hand: tasks.digit_at / with_digit", ("core/tasks.py",)),
+    r"//\s*10\s*\*\*": ("a decimal digit taken by hand: numbers.digit_at / with_digit", ("core/numbers.py",)),
     r"[<>]=?\s*10\s*\*\*\s*[\w.]*digits\b": (
         "in or out of distribution by hand: data.in_distribution",
         ("core/data.py",),

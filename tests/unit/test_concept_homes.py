@@ -16,8 +16,8 @@ from mechinterp_arith.analysis.matching import match_ood
 from mechinterp_arith.core import data
 from mechinterp_arith.core.errors import NotApplicable
 from mechinterp_arith.core.evaluate import answer_rates
+from mechinterp_arith.core.numbers import digit_at, digit_count, with_digit
 from mechinterp_arith.core.positions import write_answers
-from mechinterp_arith.core.tasks import digit_at, digit_count, with_digit
 
 EVERY_TASK = [
     Task(op, digits, format=fmt, width=width, modulus=101 if op.endswith("mod") else None)

@@ -1,5 +1,6 @@
 """The plain forward shared by fast decoding and patching, against the hooked bridge."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -85,7 +86,9 @@ def test_unsupported_models_are_named():
     rotary = build_model(
         ModelConfig.for_task(task, n_layers=1, n_heads=2, d_model=16, positional="rotary"), "cpu", task
     )
-    with pytest.raises(NotImplementedError, match="rotary"):
+    assert PlainGPT(rotary).rotary is not None  # rotary runs on the bridge's own tables
+    rotary.original_model.rotary = None  # a rotary bridge without them
+    with pytest.raises(NotImplementedError, match="rotary positions without the bridge's rotary tables"):
         PlainGPT(rotary)
 
 
@@ -113,10 +116,25 @@ def test_generate_falls_back_to_the_bridge_while_hooks_are_attached(add3):
             generate(add3.model, add3.task, a, b, path="kv")
     assert calls and got.path == "bridge"  # the hook fired: the hooked path ran
     fast = generate(add3.model, add3.task, a, b)
-    assert fast.path == "kv" and torch.equal(got.answers, fast.answers)
+    assert fast.path == "kv" and np.array_equal(got.answers, fast.answers)
 
 
 def test_too_long_inputs_are_one_clear_error(add3):
     plain = PlainGPT(add3.model)
     with pytest.raises(ValueError, match="input length 16 exceeds the model's context of 15 positions"):
         plain.run(torch.zeros(1, 16, dtype=torch.long))
+
+
+def test_long_inputs_decode_fewer_rows_a_pass_with_the_same_answers(add3, monkeypatch):
+    """A pass holds at most SCORE_BUDGET attention scores (100-digit operands: a few hundred rows, not
+    4,096); fewer rows a pass give the same tokens on both paths."""
+    from mechinterp_arith.core import decoding
+
+    task = add3.task
+    a, b = data.ood_both(task, 4, 50, seed=2)
+    whole = generate(add3.model, task, a, b)
+    monkeypatch.setattr(decoding, "SCORE_BUDGET", 3 * task.seq_len**2 * 7)
+    assert decoding.rows_within(4096, add3.model.cfg.n_heads, task.seq_len) == 7
+    for path in ("kv", "bridge"):
+        chunked = generate(add3.model, task, a, b, path=path)
+        assert chunked.path == path and torch.equal(chunked.tokens, whole.tokens)

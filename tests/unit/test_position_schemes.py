@@ -14,7 +14,7 @@ from mechinterp_arith.core.position_schemes import (
     position_rule,
     scheme_defaults,
 )
-from mechinterp_arith.core.positions import digit_layout
+from mechinterp_arith.core.positions import answer_logit_pos, digit_layout, operand_pos, position_labels
 from mechinterp_arith.core.seeding import generator
 
 REVERSED = Task("add", 2, format="reversed", width=3)  # 007+045=2500. (answer 52 reversed, zero-padded)
@@ -51,6 +51,26 @@ def test_coupled_ids_share_significance_and_hide_padding_outside_the_span():
     assert shifted.tolist() == [[0, 6, 5, 4, 0, 6, 5, 4, 5, 6, 7, 8]]  # every non-zero ID moves by the offset
     paper = Task("add", 2, width=3)  # no separators: 007 045 then 2500
     assert PositionRule("coupling", paper, 12).ids(_inputs(paper, [7], [45])).tolist() == [[0, 3, 2, 0, 3, 2, 2, 3, 4]]
+
+
+def test_the_bos_token_is_no_digit_and_shifts_every_position_by_one():
+    """The follow-up's format: BOS first; every position label, layout entry and scheme ID is the
+    reversed format's, one position later, with the BOS token numbered 0 (not a digit, visible)."""
+    bos = Task("add", 2, format="reversed", width=3, bos=True)  # ^007+045=2500.
+    tokens = _inputs(bos, [7], [45])
+    layout = digit_layout(bos, tokens)
+    assert layout.number.tolist() == [[-1, 0, 0, 0, -1, 1, 1, 1, -1, 2, 2, 2, 2]]
+    assert layout.place.tolist() == [[-1, 2, 1, 0, -1, 2, 1, 0, -1, 0, 1, 2, 3]]
+    assert position_labels(bos)[:5] == ["bos", "a2", "a1", "a0", "+"] and position_labels(bos)[8] == "="
+    assert (operand_pos(bos, "b", 0), answer_logit_pos(bos, 0)) == (7, 8)
+    for scheme in ("coupling", "abacus"):
+        ids, visible = PositionRule(scheme, bos, 13).numbering(tokens)
+        plain_ids, plain_visible = PositionRule(scheme, REVERSED, 12).numbering(_inputs(REVERSED, [7], [45]))
+        assert ids.tolist() == [[0] + plain_ids[0].tolist()]
+        assert visible.tolist() == [[True] + plain_visible[0].tolist()]
+    loose = Task("add", 3, format="reversed", pad=False, bos=True)
+    tokens, _ = loose.encode_batch(torch.tensor([349]), torch.tensor([5]))  # ^349+5=453.
+    assert PositionRule("abacus", loose, 24).ids(tokens[:, :10]).tolist() == [[0, 3, 2, 1, 0, 1, 0, 1, 2, 3]]
 
 
 def test_abacus_ids_count_places_within_each_number():
@@ -118,15 +138,16 @@ def test_patching_the_position_ids_moves_tokens():
     assert torch.equal(same, clean) and (moved - clean).abs().max() > 1e-3
 
 
-def test_fast_decoding_only_where_positions_are_the_token_index():
+def test_no_scheme_keeps_a_model_off_the_fast_paths():
+    """The plain forward reads every scheme's IDs from its rule (tests/unit/test_scheme_forwards.py
+    checks it against the bridge), so no position scheme sends a model to the slow bridge paths."""
     task = Task("add", 2, format="reversed", width=3)
     a, b = torch.tensor([7, 12]), torch.tensor([45, 3])
-    for scheme, path in (("learned", "kv"), ("nope", "kv"), ("coupling", "bridge"), ("randomized", "bridge")):
+    for scheme in SCHEMES:
         model = build_model(
             ModelConfig.for_task(task, n_layers=1, n_heads=2, d_model=16, d_mlp=32, positional=scheme), task=task
         )
-        assert generate(model, task, a, b).path == path
-        assert any(scheme in r for r in unsupported_reasons(model)) == (path == "bridge")
+        assert unsupported_reasons(model) == [] and generate(model, task, a, b).path == "kv"
 
 
 def test_nope_table_is_zero_and_stays_zero_in_training():

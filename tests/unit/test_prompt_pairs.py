@@ -1,7 +1,7 @@
 """Clean/corrupted prompt pairs of add3's task: which tokens and answer digits differ."""
 
+import numpy as np
 import pytest
-import torch
 
 from mechinterp_arith.analysis.prompt_pairs import (
     carry_pairs,
@@ -47,6 +47,6 @@ def test_carry_and_ood_pairs(add3):
     assert ((pairs.clean_a % 100 + pairs.clean_b % 100) >= 100).all()
     assert ((pairs.corrupted_a % 100 + pairs.corrupted_b % 100) < 100).all()
     ood = ood_id_pairs(task, n=32, m=4, seed=0)
-    assert (ood.corrupted_a >= 1000).all() and torch.equal(ood.clean_a, ood.corrupted_a % 1000)
+    assert (ood.corrupted_a >= 1000).all() and np.array_equal(ood.clean_a, ood.corrupted_a % 1000)
     assert ood.differing_positions() == [1, 6]  # the thousands digits of a and b, nothing else
     assert position_labels(task)[1] == "a3" and position_labels(task)[6] == "b3"

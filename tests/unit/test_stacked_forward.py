@@ -55,15 +55,13 @@ def test_stacked_forward_is_each_bridge_to_float_rounding(act):
                 assert (grads[name] - p.grad).abs().max() < 1e-5 + 1e-4 * p.grad.abs().max(), name
 
 
-def test_rotary_models_train_through_the_bridge():
+def test_rotary_models_train_through_the_stacked_forward():
     task = Task("add", 1, width=2)
     mcfg = ModelConfig.for_task(task, n_layers=1, n_heads=2, d_model=16, d_mlp=32, positional="rotary")
     model = build_model(mcfg)
     td = TrainingData.build(task, data.id_split(task, seed=0))
-    assert stacked_forward_for([model], td.inputs[:8]) is None
-    assert choose_forward([model], td, "auto") is None
-    with pytest.raises(ValueError, match="positional_embedding_type=rotary"):
-        choose_forward([model], td, "plain")
+    assert isinstance(stacked_forward_for([model], td.inputs[:8]), StackedForward)
+    assert isinstance(choose_forward([model], td, "plain"), StackedForward)
     cfg = TrainConfig(steps=4, batch_size=8, eval_every=4, eval_n=10, warmup=1, device="cpu")
     _, history, _ = train(task, mcfg, cfg, progress=False)
     assert history["step"].tolist() == [4]

@@ -73,6 +73,20 @@ def test_run_ids_are_derived_from_every_setting():
     assert resolve(off.flat) == off
 
 
+def test_the_bos_key_leaves_earlier_run_ids_as_they_were():
+    """bos (the follow-up's format) came after sweeps were first run: at its default (false) a run's id
+    is the hash of the settings without it, as before; true makes another run."""
+    import hashlib
+    import json
+
+    run = resolve({"digits": 2, "steps": 100, "format": "reversed"})
+    before = {k: v for k, v in run.flat.items() if k != "bos"}
+    assert run.flat["bos"] is False
+    assert run.run_id.endswith(hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:10])
+    follow_up = resolve({**run.flat, "bos": True})
+    assert follow_up.task.bos and follow_up.run_id != run.run_id and resolve(follow_up.flat) == follow_up
+
+
 def test_seed_groups_become_units():
     runs = [resolve({"digits": 1, "positional": p, "seed": s}) for p in ("learned", "rotary") for s in range(4)]
     assert plan_units(runs, slots=2, together=False) == [(r,) for r in runs]

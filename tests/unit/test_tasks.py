@@ -1,10 +1,11 @@
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mechinterp_arith import Task
-from mechinterp_arith.core.tasks import digits_of
+from mechinterp_arith.core.numbers import digits_of
 
 TASKS = [
     Task("add", 3),
@@ -17,6 +18,9 @@ TASKS = [
     Task("mul", 2, format="plain", pad=False),
     Task("sub", 4, format="reversed", pad=False),
     Task("add", 2, width=3),
+    Task("add", 4, format="reversed", width=9, bos=True),  # the follow-up's format (docs/follow_up.md)
+    Task("mulmod", 3, format="reversed", width=5, modulus=51, bos=True),
+    Task("sub", 3, format="plain", pad=False, bos=True),
 ]
 
 
@@ -44,7 +48,7 @@ def test_batch_encoding_decodes_to_true_answers(task, a):
     assert tokens.shape == (len(a), task.seq_len)
     assert (starts == task.prompt_len).all()
     answer = tokens[:, task.prompt_len : task.prompt_len + task.answer_width]
-    assert torch.equal(task.decode_answer(answer), task.apply(a, b))
+    assert np.array_equal(task.decode_answer(answer), task.apply(a, b))
 
 
 def test_paper_layout_matches_the_study():
@@ -53,6 +57,21 @@ def test_paper_layout_matches_the_study():
     assert Task("mul", 3).to_text(349, 705) == "0034900705" + str(349 * 705).zfill(10)[::-1]
     task = Task("add", 3)
     assert (task.prompt_len, task.answer_width, task.n_ctx, task.d_vocab) == (10, 6, 15, 10)
+
+
+def test_the_follow_up_format_has_a_bos_token_and_the_answer_reversed():
+    """The follow-up writes '<bos>' + a, b zero-padded + '=' + the answer zero-padded and reversed + ';'
+    (their ';' is our '.', their <bos> our '^'; docs/follow_up.md)."""
+    task = Task("add", 4, format="reversed", width=9, bos=True)
+    assert task.to_text(1349, 705) == "^000001349+000000705=4502000000."
+    assert (task.prompt_len, task.answer_width, task.seq_len, task.n_ctx, task.d_vocab) == (21, 10, 32, 31, 16)
+    assert task.encode(1349, 705)[0] == 15 and task.vocab[15] == "^"
+    loose = Task("add", 4, format="reversed", width=9, bos=True, pad=False)
+    assert loose.to_text(1349, 705) == "^1349+705=4502." and loose.from_text("^1349+705=4502.") == (1349, 705, 2054)
+    tokens, starts = loose.encode_batch(torch.tensor([1349, 7]), torch.tensor([705, 5]))
+    assert starts.tolist() == [10, 5] and tokens.shape == (2, loose.seq_len)
+    assert Task("add", 3, format="reversed").d_vocab == 15  # no BOS: the vocabulary of earlier checkpoints
+    assert Task.from_dict({"op": "add", "digits": 3}) == Task("add", 3)  # configs written before bos existed
 
 
 def test_modular_answers():
@@ -84,6 +103,8 @@ def test_bad_operands_raise_naming_the_problem(task, a, b, message):
         (Task("add", 3, format="plain"), "349+705=1054.", "zero-padded"),
         (Task("add", 3, format="plain", pad=False), "349*705=1054.", "expected a\\+b=c"),
         (Task("add", 3, format="plain", pad=False), "1234567+1=1234568.", "has 7 digits"),
+        (Task("add", 3, format="reversed", bos=True), "00349+00705=450100.", "\\^ \\(the BOS token\\) then"),
+        (Task("add", 3, format="reversed"), "^00349+00705=450100.", "expected a\\+b=c"),
     ],
 )
 def test_malformed_text_raises_naming_the_problem(task, text, message):
@@ -99,11 +120,17 @@ def test_malformed_text_raises_naming_the_problem(task, text, message):
         (dict(op="addmod"), "needs a modulus"),
         (dict(op="add", digits=6), "between 1 and width"),
         (dict(op="add", format="paper", pad=False), "always zero-padded"),
+        (dict(op="add", format="paper", bos=True), "bos=True needs 'plain' or 'reversed'"),
     ],
 )
 def test_bad_task_raises(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Task(**kwargs)
+
+
+def test_a_task_read_from_json_takes_bos_as_true_or_false():
+    with pytest.raises(ValueError, match="bos must be true or false"):
+        Task.from_dict({"op": "add", "format": "reversed", "bos": 1})
 
 
 def test_digits_of():

@@ -22,7 +22,7 @@ def parsed(command: str):
 
 
 def test_every_setting_has_an_option():
-    assert set(TASK_FLAGS) | {"pad"} == set(Task.__dataclass_fields__)
+    assert set(TASK_FLAGS) | {"pad", "bos"} == set(Task.__dataclass_fields__)
     assert set(MODEL_FLAGS) | set(MODEL_FROM_TASK) == set(ModelConfig.__dataclass_fields__)
     assert set(TRAIN_FLAGS) == set(TrainConfig.__dataclass_fields__)
 
@@ -58,6 +58,7 @@ def test_every_setting_has_an_option():
             {"operand_lengths": "mixed", "random_positions": True, "anneal_at": 0.8, "anneal_steps": 40},
         ),
         (Task("add", 3, width=6), {"positional": "abacus"}, {"operand_lengths": "uniform", "random_positions": False}),
+        (Task("add", 5, format="reversed", width=9, bos=True), {"n_layers": 4}, {"operand_lengths": "either:4-5"}),
     ],
 )
 def test_the_recorded_command_parses_back_into_the_same_settings(task, model_overrides, train_overrides):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
-import torch
 from plotly.subplots import make_subplots
 
 from ...core import data
@@ -17,20 +16,22 @@ TITLE = "Accuracy by operand length"
 
 
 def length_grid_rates(ctx: ReportContext) -> dict:
-    """``{"lengths", "exact" [la, lb], "equivalent" [la, lb], "n"}`` over lengths 1..width
-    (:func:`~mechinterp_arith.core.evaluate.accuracy_by_length` on ``n`` pairs per cell)."""
+    """``{"lengths", "exact" [la, lb], "equivalent" [la, lb], "n"}`` over lengths 1..width (at most
+    ``data.MAX_SPREAD`` of them, evenly spaced, on wide formats; :func:`~mechinterp_arith.core.evaluate.accuracy_by_length`
+    on ``n`` pairs per cell)."""
 
     def compute():
         task, n, seed = ctx.ckpt.task, ctx.settings.n_samples, ctx.settings.seed
-        lengths = list(range(1, task.width + 1))
+        lengths = data.spread_lengths(1, task.width)
         grid = data.length_grid(task, lengths, n, seed=seed)
-        a = torch.cat([p[0] for p in grid.values()])
-        b = torch.cat([p[1] for p in grid.values()])
+        a = np.concatenate([p[0] for p in grid.values()])
+        b = np.concatenate([p[1] for p in grid.values()])
         cells = accuracy_by_length(ctx.ckpt.model, task, a, b)
         E = np.full((len(lengths), len(lengths)), np.nan)
         R = np.full_like(E, np.nan)
+        row = {length: i for i, length in enumerate(lengths)}
         for (x, y), s in cells.items():
-            E[x - 1, y - 1], R[x - 1, y - 1] = s["exact"], s["equivalent"]
+            E[row[x], row[y]], R[row[x], row[y]] = s["exact"], s["equivalent"]
         return {"lengths": lengths, "exact": E, "equivalent": R, "n": n}
 
     return ctx.cached("length_grid", compute)

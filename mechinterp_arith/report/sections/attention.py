@@ -10,8 +10,8 @@ from __future__ import annotations
 from ...analysis.attention import class_attention, token_labels
 from ...core import data
 from ...core.errors import NotApplicable
+from ...core.numbers import as_operands
 from ...core.positions import require_fixed_length
-from ...core.tasks import as_operands
 from ..context import ReportContext, escape, table
 from .helpers import skipped
 

@@ -1,4 +1,4 @@
-"""Equivalence relations: which ID relation explains the OOD answers (table, grid maps, probabilities).
+"""Equivalence relations: which ID relation explains the OOD answers (table, by length, grid maps, probabilities).
 
 Built on :mod:`mechinterp_arith.analysis.equivalence` (relation search, Wilson intervals, consistency with
 the ID representative) and :mod:`mechinterp_arith.analysis.equivalence_plots` (the study's figures).
@@ -11,6 +11,7 @@ from ...analysis import equivalence_plots as plots
 from ...analysis.choices import FIT_THRESHOLD
 from ...core import data
 from ..context import ReportContext, escape, table
+from .equivalence_lengths import by_length_html
 from .helpers import ci, not_applicable, size
 
 TITLE = "Equivalence relations"
@@ -110,6 +111,7 @@ def section(ctx: ReportContext) -> dict:
         "<h3>Coverage of the leading relations</h3>",
         _relation_table(results),
         _counterexamples(results),
+        by_length_html(ctx),
     ]
 
     points = size(ctx, 60, 20)

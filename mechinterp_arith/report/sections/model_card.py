@@ -25,7 +25,8 @@ def format_example(task) -> tuple[str, str]:
         )
     else:
         order = "units first" if task.answer_lsb_first else "most significant digit first"
-        why = f"{task.describe(str(a), str(b))} = {answer}, the answer written {order}, '.' ends the example."
+        bos = "'^' (the BOS token) starts it; " if task.bos else ""
+        why = f"{bos}{task.describe(str(a), str(b))} = {answer}, the answer written {order}, '.' ends the example."
     return text, why
 
 

@@ -5,7 +5,6 @@ separability, operand alignment)."""
 from __future__ import annotations
 
 import plotly.graph_objects as go
-import torch
 
 from ...analysis.length_generalisation import length_profile
 from ...core.data import example_pair
@@ -27,7 +26,7 @@ SCHEME_NOTES = {
 def example_rows(ctx: ReportContext, a: int, b: int) -> list[list]:
     """One row per input token of ``a op b``: index, token, position ID, read by attention."""
     task, model = ctx.ckpt.task, ctx.ckpt.model
-    tokens = task.encode_batch(torch.tensor([a]), torch.tensor([b]))[0][:, : task.n_ctx].to(ctx.ckpt.device)
+    tokens = task.encode_batch([a], [b])[0][:, : task.n_ctx].to(ctx.ckpt.device)
     ids, visible = numbering_of(model, tokens)
     return [
         [i, task.vocab[t], int(p), "yes" if v else "no (padding)"]

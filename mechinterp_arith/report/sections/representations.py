@@ -11,8 +11,6 @@ units digit), at the report's sizes.
 
 from __future__ import annotations
 
-import torch
-
 from ...analysis import dynamics, matching, projection
 from ...analysis import logit_lens as lens_mod
 from ...core import data
@@ -128,7 +126,7 @@ def pca_section(ctx: ReportContext) -> dict:
         if ctx.settings.quick:
             steps = sorted({steps[0], steps[len(steps) // 2], steps[-1]})
         n_dyn = size(ctx, 500, 60)
-        a, b = (torch.from_numpy(x[:n_dyn]) for x in res.operands)
+        a, b = (x[:n_dyn] for x in res.operands)
         dyn = dynamics.pca_dynamics(ckpt, a, b, steps=steps)
         html.append(
             f"<h3>Training dynamics</h3><p>The same PCA on each of {len(steps)} training snapshots "

@@ -1,0 +1,152 @@
+"""Relation by length: how a checkpoint answers operands of 1, 2, ..., L digits (the follow-up's table).
+
+For each operand length m, on a set whose operands have exactly m digits
+(:func:`~mechinterp_arith.core.data.length_pairs`):
+
+- ``exact``: the share of greedy answers equal to the true answer;
+- ``truncated``: the share equal to the *truncated relation* ``(a mod 10^n) op (b mod 10^n)``, reduced
+  mod p for the modular tasks (:meth:`~mechinterp_arith.core.tasks.Task.equivalent_answer`, n the
+  trained length; the follow-up's "accuracy with respect to the equivalence class");
+- ``best``: the relation the equivalence search finds on those answers, with its coverage
+  (:func:`~mechinterp_arith.analysis.equivalence.find_relation`: the truncated relations at every
+  power of ten, the true answer mod 10^j, the true answer) and whether it fits.
+
+Every share comes with its 95% Wilson interval. Sets: ``operands="both"`` (default) gives both
+operands exactly m digits (the follow-up's modular test sets); ``"either"`` the longer one (their
+addition and multiplication test sets). m = 1 means both operands in 0..9 (0 counts as one digit);
+a set with at most ``n`` pairs is used whole (all 100 one-digit pairs; 8,100 two-digit pairs with
+``n`` >= 8,100), larger ones are ``n`` random draws. Subtraction keeps a >= b, and its truncated
+relation is the answer of the ID representative ordered the same way, |a mod 10^n - b mod 10^n|
+(the search's ``f(a mod 10^j, b mod 10^j)`` is negative when a mod 10^j < b mod 10^j).
+
+:func:`relation_by_length` runs a checkpoint; :func:`relations_by_length` takes any function from
+operand pairs to answers (a planted relation in the tests).
+
+>>> from mechinterp_arith import load
+>>> table = relation_by_length(load("add3"), lengths=[3, 4], n=500)        # doctest: +SKIP
+>>> table[["exact", "truncated", "best", "best_coverage"]]                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+import pandas as pd
+
+from ..core import data
+from ..core.checkpoint import Checkpoint
+from ..core.decoding import DEFAULT_BATCH, generate
+from ..core.evaluate import score
+from ..core.numbers import Values, as_operands
+from ..core.tasks import Task
+from .equivalence import find_relation, wilson_interval
+
+Answers = Callable[[Values, Values], Values]
+MAX_LENGTHS = 9  # the default lengths stop at the follow-up's table; any length the format holds can be asked for
+
+
+def default_lengths(task: Task) -> list[int]:
+    """1..min(W, 9): every operand length the format holds, up to the follow-up's 9."""
+    return list(range(1, min(task.width, MAX_LENGTHS) + 1))
+
+
+def check_lengths(task: Task, lengths: Sequence[int]) -> list[int]:
+    """``lengths`` sorted and distinct if each is an operand length the format holds, else a ValueError."""
+    ms = sorted({int(m) for m in lengths})
+    if not ms:
+        raise ValueError("give at least one operand length")
+    for m in ms:
+        if not 1 <= m <= task.width:
+            raise ValueError(f"length m={m} does not fit the format: operands of 1..{task.width} digits (width W)")
+    return ms
+
+
+def relations_by_length(
+    task: Task,
+    answers: Answers,
+    lengths: Sequence[int] | None = None,
+    n: int = 10_000,
+    seed: int = 0,
+    operands: str = "both",
+) -> pd.DataFrame:
+    """One row per length m (the index) of the answers ``answers(a, b)`` gives: ``n`` (pairs),
+    ``exhaustive`` (the whole set), ``exact``, ``truncated``, ``best`` (the top relation's name),
+    ``best_coverage``, each share with ``_lo``/``_hi`` (95% Wilson), ``fits`` (the top relation's
+    interval lies above the fit threshold), ``tied_with`` (relations covering exactly as many answers)
+    and ``per_digit`` (exact per answer digit, units first). ``attrs``: ``truncated_relation``, ``operands``."""
+    ms = check_lengths(task, default_lengths(task) if lengths is None else lengths)
+    data.check_count(n, "n")
+    rows = []
+    for m in ms:
+        (a, b), exhaustive = data.length_pairs(task, m, n, seed=seed, operands=operands)
+        output = as_operands(answers(a, b), "answers")
+        search = find_relation(task, a, b, output, max_counterexamples=0)
+        true_fit = next(r for r in search.relations if r.kind == "true")
+        # the search's candidate f(a mod 10^n, b mod 10^n) is Task.equivalent_answer(a, b, n): the truncated relation
+        truncated = next(r for r in search.relations if r.kind == "truncated" and r.j == task.digits)
+        row: dict[str, Any] = {"m": m, "n": len(a), "exhaustive": exhaustive}
+        for key, hits in (("exact", true_fit.hits), ("truncated", truncated.hits), ("best_coverage", search.top.hits)):
+            lo, hi = wilson_interval(hits, len(a))
+            row.update({key: hits / len(a), f"{key}_lo": lo, f"{key}_hi": hi})
+        row.update(
+            best=search.top.name,
+            fits=search.fits,
+            tied_with=search.tied_with,
+            per_digit=score(task, output, task.apply(a, b))["per_digit"],
+        )
+        rows.append(row)
+    table = pd.DataFrame(rows).set_index("m")
+    table.attrs.update(truncated_relation=task.equivalent_description(), operands=operands)
+    return table
+
+
+def relation_by_length(
+    ckpt: Checkpoint,
+    lengths: Sequence[int] | None = None,
+    n: int = 10_000,
+    seed: int = 0,
+    operands: str = "both",
+    batch_size: int = DEFAULT_BATCH,
+) -> pd.DataFrame:
+    """:func:`relations_by_length` of the checkpoint's greedy answers (lengths default 1..min(W, 9))."""
+    return relations_by_length(
+        ckpt.task, lambda a, b: generate(ckpt.model, ckpt.task, a, b, batch_size).answers, lengths, n, seed, operands
+    )
+
+
+def by_length_dict(ckpt: Checkpoint, table: pd.DataFrame) -> dict[str, Any]:
+    """The ``mechinterp-arith equivalence CKPT --lengths ... --json`` object."""
+
+    def ci(r: dict[Hashable, Any], key: str) -> list[float]:
+        return [round(r[f"{key}_lo"], 6), round(r[f"{key}_hi"], 6)]
+
+    rows = []
+    for m, r in zip(table.index.tolist(), table.to_dict("records")):
+        rows.append(
+            {
+                "m": int(m),
+                "n": int(r["n"]),
+                "exhaustive": bool(r["exhaustive"]),
+                "exact": round(r["exact"], 6),
+                "exact_ci95": ci(r, "exact"),
+                "truncated": round(r["truncated"], 6),
+                "truncated_ci95": ci(r, "truncated"),
+                "best_relation": {
+                    "name": r["best"],
+                    "coverage": round(r["best_coverage"], 6),
+                    "ci95": ci(r, "best_coverage"),
+                    "fits": bool(r["fits"]),
+                    "tied_with": list(r["tied_with"]),
+                },
+                "per_digit": list(r["per_digit"]),
+            }
+        )
+    return {
+        "checkpoint": str(ckpt.path) if getattr(ckpt, "path", None) is not None else ckpt.task.name,
+        "task": ckpt.task.name,
+        "train_digits": ckpt.task.digits,
+        "operands": table.attrs.get("operands", "both"),
+        "truncated_relation": table.attrs.get("truncated_relation", ckpt.task.equivalent_description()),
+        "lengths": rows,
+    }
