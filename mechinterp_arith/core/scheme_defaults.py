@@ -37,12 +37,12 @@ SCHEME_DEFAULTS: dict[str, dict[str, Any]] = {
     "randomized": {"format": "paper", "model": {}, "training": {**STUDY_DATA, "random_positions": True}},
     "abacus": {
         "format": "reversed",
-        "model": {"n_layers": 1, "n_heads": 4, "d_model": 64, "d_mlp": 256},
+        "model": {"n_layers": 1, "n_heads": 4, "d_model": 128, "d_mlp": 512},
         "training": {**PAPERS_DATA, "steps": 2000, "batch_size": 256, "warmup": 200, "eval_every": 250},
     },
     "coupling": {
         "format": "reversed",
-        "model": {"n_layers": 1, "n_heads": 4, "d_model": 64, "d_mlp": 256},
+        "model": {"n_layers": 1, "n_heads": 4, "d_model": 128, "d_mlp": 512},
         "training": {**PAPERS_DATA, "steps": 2000, "batch_size": 256, "warmup": 200, "eval_every": 250},
     },
 }
