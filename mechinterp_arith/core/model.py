@@ -86,13 +86,13 @@ class ModelConfig:
     def for_task(cls, task: Task, **overrides: Any) -> ModelConfig:
         """A config whose context and vocabulary fit ``task``, with the architecture of its position
         scheme for every field ``overrides`` leaves out (:func:`~mechinterp_arith.core.scheme_defaults.
-        scheme_defaults`: gpt-nano for learned; e.g. 1 layer, 4 heads, d_model 64 for coupling) and the
+        scheme_defaults`: gpt-nano for learned; e.g. 1 layer, 4 heads, d_model 128 for coupling) and the
         scheme's default table size (:func:`~mechinterp_arith.core.position_schemes.default_n_ctx`).
 
         >>> task = Task("add", 4, format="reversed", width=8)
         >>> cfg = ModelConfig.for_task(task, positional="coupling")
         >>> (cfg.n_layers, cfg.n_heads, cfg.d_model), ModelConfig.for_task(task, positional="coupling", n_layers=2).n_layers
-        ((1, 4, 64), 2)
+        ((1, 4, 128), 2)
         """
         positional = overrides.get("positional", cls.positional)
         architecture = scheme_defaults(positional)["model"] if positional in SCHEMES else {}
