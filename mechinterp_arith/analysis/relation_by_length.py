@@ -146,7 +146,10 @@ def relation_by_length(
     rows = []
     for m in ms:
         at = ckpt.for_length(m)
-        answers: Answers = lambda a, b, at=at: generate(at.model, at.task, a, b, batch_size).answers
+
+        def answers(a: Values, b: Values, at: Checkpoint = at) -> Values:
+            return generate(at.model, at.task, a, b, batch_size).answers
+
         rows.append(length_row(at.task, answers, m, n, seed, operands))
         if below(rows[-1], stop_below):
             break

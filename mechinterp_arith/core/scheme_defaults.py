@@ -26,8 +26,8 @@ GPT_NANO: dict[str, int] = {"n_layers": 3, "n_heads": 3, "d_model": 48, "d_mlp":
 # ``rotary``, ``nope`` and ``randomized`` train the study's setting. abacus and coupling follow
 # their papers: numbers written with ``+`` and ``=`` and the answer reversed (the separators tell a,
 # b and the answer apart, which coupled IDs do not), operand lengths mixed, random offsets; their
-# model and budget were chosen by measurement (docs/length_generalisation.md, "Defaults that reach
-# 5x"; analyses/results/scheme_defaults.json).
+# model and budget were chosen by measurement (docs/length_generalisation.md, "Five times the trained
+# length"; analyses/results/scheme_defaults.json).
 STUDY_DATA: dict[str, Any] = {"operand_lengths": "uniform", "random_positions": False}
 PAPERS_DATA: dict[str, Any] = {"operand_lengths": "mixed", "random_positions": True}
 SCHEME_DEFAULTS: dict[str, dict[str, Any]] = {

@@ -31,6 +31,7 @@ naming it (e.g. "coupling IDs reach 64 at 62 digits; the position table has 63 r
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import torch
 from transformer_lens.model_bridge import TransformerBridge
@@ -107,7 +108,7 @@ def extend_context(model: TransformerBridge, n_ctx: int, nope: bool = False) -> 
     """Let ``model`` read rows of ``n_ctx`` tokens: its configs' ``n_ctx``, every attention's causal
     mask, the rotary cos/sin tables, and (``nope``) the zero position table extended with zeros; a
     learned table is left as it is (the IDs read from it stay below its rows: :func:`check_widening`)."""
-    native = model.original_model
+    native: Any = model.original_model  # TL's NativeModel: typed as a Module by the bridge
     old = int(native.cfg.n_ctx)
     if n_ctx <= old:
         return
