@@ -150,6 +150,36 @@ def summary(models: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """The per-seed table of docs/length_generalisation.md from a results file."""
+    lines = [
+        "| scheme | seed | train wall s | train CPU s | load start-end | ID (held-out) | 8 | 12 | 16 | 20 | 40 "
+        "| breaks at | best relation there (coverage) | low m digits right at the break |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in result["models"]:
+        if "pending" in r:
+            lines.append(f"| {r['scheme']} | {r['seed']} | {r['pending']} |" + " |" * 11)
+            continue
+        t = r["training"]
+
+        def cell(m: int, r: dict[str, Any] = r) -> str:
+            x = exact_at(r, m)
+            return "" if x is None else f"{x:.3f}"
+
+        best = r["best_relation_at_break"]
+        brk = r["answers_at_break"]
+        lines.append(
+            f"| {r['scheme']} | {r['seed']} | {t.get('wall_seconds', '')} | {t.get('cpu_seconds', '')} | "
+            f"{t.get('load_at_start', '')}-{t.get('load_at_end', '')} | {r['held_out_exact']} | "
+            + " | ".join(cell(m) for m in (8, 12, 16, 20, 40))
+            + f" | {r['breaking_length'] or 'none'} | "
+            + (f"{best['name']} ({best['coverage']:.3f}{'' if best['fits'] else ', fits no relation'})" if best else "")
+            + (f" | {brk['low_m_digits_right']:.3f} |" if brk else " |")
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--runs", type=Path, required=True, help="directory of the trained models (SCHEME_sSEED)")
@@ -162,7 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--also", nargs="*", type=int, default=[20, 40], help="lengths scored past a stopped curve")
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--keep", action="store_true", help="keep the models already in --results (score only new ones)")
+    p.add_argument("--table", action="store_true", help="print the per-seed markdown table of --results and stop")
     args = p.parse_args(argv)
+    if args.table:
+        print(markdown(json.loads(args.results.read_text())))
+        return 0
     set_threads(1)
     before = json.loads(args.results.read_text()) if args.keep and args.results.exists() else {"models": []}
     kept = {(r["scheme"], r["seed"]): r for r in before["models"] if r.get("curve")}
