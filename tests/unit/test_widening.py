@@ -4,6 +4,7 @@ bridge, and the schemes whose table cannot hold the wider rows say so in one lin
 
 import pytest
 import torch
+from support.models import moved_model
 
 from mechinterp_arith import ModelConfig, Task, build_model
 from mechinterp_arith.analysis.relation_by_length import relation_by_length
@@ -21,14 +22,7 @@ WIDE = 9  # coupling's table at width 4 has 2 * (4 + 2 + 1) = 14 rows: IDs up to
 
 
 def _model(scheme: str, seed: int = 3):
-    cfg = ModelConfig.for_task(TASK, n_layers=2, n_heads=2, d_model=16, d_mlp=32, positional=scheme, seed=seed)
-    model = build_model(cfg, task=TASK).eval()
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(0.3 * torch.randn(p.shape, generator=g))
-    return model, cfg
+    return moved_model(scheme, TASK, seed)
 
 
 def _pairs(m: int, n: int = 16, seed: int = 0):
