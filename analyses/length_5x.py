@@ -108,18 +108,27 @@ def curve(ckpt, args) -> dict[str, Any]:
 
 def answers_at(ckpt, m: int, args) -> dict[str, Any]:
     """What the answers are where the curve breaks, beyond the candidate relations: the share whose low m
-    digits are a + b's (all but the top, carry, digit), and the top digit written against the true one."""
+    digits are a + b's (all but the top, carry, digit), the top digit written against the true one, and
+    the place most often wrong with the share of answers writing there the carry into it (the operands'
+    digits at that place read as 0)."""
     (a, b), _ = length_pairs(ckpt.for_length(m).task, m, args.n, seed=args.seed)
     out, truth = ckpt.predict(a, b), ckpt.task.apply(a, b)
     readable = out >= 0
     low = (low_digits(out[readable], m) == low_digits(truth[readable], m)).mean() if readable.any() else float("nan")
     pairs = Counter(zip(digit_at(truth[readable], m).tolist(), digit_at(out[readable], m).tolist()))
+    places = range(m + 1)
+    right = [float((digit_at(out[readable], p) == digit_at(truth[readable], p)).float().mean()) for p in places]
+    worst = min(places, key=lambda p: right[p])
+    carry_in = digit_at(low_digits(a[readable], worst) + low_digits(b[readable], worst), worst)
     return {
         "m": m,
         "n": len(a),
         "unreadable": int((~readable).sum()),
         "low_m_digits_right": round(float(low), 6),
         "top_digit_true_vs_written": {f"{t}->{w}": c for (t, w), c in pairs.most_common()},
+        "worst_place": worst,
+        "worst_place_right": round(right[worst], 6),
+        "worst_place_is_carry_in": round(float((digit_at(out[readable], worst) == carry_in).float().mean()), 6),
     }
 
 
@@ -154,12 +163,12 @@ def markdown(result: dict[str, Any]) -> str:
     """The per-seed table of docs/length_generalisation.md from a results file."""
     lines = [
         "| scheme | seed | train wall s | train CPU s | load start-end | ID (held-out) | 8 | 12 | 16 | 20 | 40 "
-        "| breaks at | best relation there (coverage) | low m digits right at the break |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| breaks at | best relation there (coverage) | low m digits right there | place most wrong: right, = carry into it |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in result["models"]:
         if "pending" in r:
-            lines.append(f"| {r['scheme']} | {r['seed']} | {r['pending']} |" + " |" * 11)
+            lines.append(f"| {r['scheme']} | {r['seed']} | {r['pending']} |" + " |" * 12)
             continue
         t = r["training"]
 
@@ -175,7 +184,12 @@ def markdown(result: dict[str, Any]) -> str:
             + " | ".join(cell(m) for m in (8, 12, 16, 20, 40))
             + f" | {r['breaking_length'] or 'none'} | "
             + (f"{best['name']} ({best['coverage']:.3f}{'' if best['fits'] else ', fits no relation'})" if best else "")
-            + (f" | {brk['low_m_digits_right']:.3f} |" if brk else " |")
+            + (
+                f" | {brk['low_m_digits_right']:.3f} | {brk['worst_place']}: {brk['worst_place_right']:.3f}, "
+                f"{brk['worst_place_is_carry_in']:.3f} |"
+                if brk
+                else " | |"
+            )
         )
     return "\n".join(lines)
 
