@@ -12,9 +12,9 @@ and ``... end SCHEME S rc R load Y``: the 1-minute load when training started an
 model: :func:`~mechinterp_arith.analysis.relation_by_length.relation_by_length` on ``--n`` pairs per
 length whose operands both have exactly m digits, lengths 1..``--max-length`` (capped at what the
 weights can read: lengths past the format's width are read in a wider format, ``core/widening.py``),
-stopping after the first length below ``--stop-below``; then the ``--also`` lengths (20 and 40: the
-targets) where the curve stopped short of them and the scheme can read them. One thread; run it niced.
-Writes ``--results`` (default analyses/results/length_5x.json). Models not finished are listed as pending.
+stopping after the first length below ``--stop-below``; then the ``--also`` lengths (4, the trained
+length, and the targets 20 and 40) where the curve stopped short of them and the scheme can read them.
+One thread; run it niced. Writes ``--results`` (default analyses/results/length_5x.json). Models not finished are listed as pending.
 """
 
 from __future__ import annotations
@@ -162,13 +162,13 @@ def summary(models: list[dict[str, Any]]) -> dict[str, Any]:
 def markdown(result: dict[str, Any]) -> str:
     """The per-seed table of docs/length_generalisation.md from a results file."""
     lines = [
-        "| scheme | seed | train wall s | train CPU s | load start-end | ID (held-out) | 8 | 12 | 16 | 20 | 40 "
+        "| scheme | seed | train wall s | train CPU s | load start-end | ID (held-out) | 4 | 8 | 12 | 16 | 20 | 40 "
         "| breaks at | best relation there (coverage) | low m digits right there | place most wrong: right, = carry into it |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in result["models"]:
         if "pending" in r:
-            lines.append(f"| {r['scheme']} | {r['seed']} | {r['pending']} |" + " |" * 12)
+            lines.append(f"| {r['scheme']} | {r['seed']} | {r['pending']} |" + " |" * 13)
             continue
         t = r["training"]
 
@@ -181,7 +181,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {r['scheme']} | {r['seed']} | {t.get('wall_seconds', '')} | {t.get('cpu_seconds', '')} | "
             f"{t.get('load_at_start', '')}-{t.get('load_at_end', '')} | {r['held_out_exact']} | "
-            + " | ".join(cell(m) for m in (8, 12, 16, 20, 40))
+            + " | ".join(cell(m) for m in (4, 8, 12, 16, 20, 40))
             + f" | {r['breaking_length'] or 'none'} | "
             + (f"{best['name']} ({best['coverage']:.3f}{'' if best['fits'] else ', fits no relation'})" if best else "")
             + (
@@ -203,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation sets")
     p.add_argument("--max-length", type=int, default=60)
     p.add_argument("--stop-below", type=float, default=0.5)
-    p.add_argument("--also", nargs="*", type=int, default=[20, 40], help="lengths scored past a stopped curve")
+    p.add_argument(
+        "--also", nargs="*", type=int, default=[4, 20, 40], help="lengths scored where the curve stopped short of them"
+    )
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--keep", action="store_true", help="keep the models already in --results (score only new ones)")
     p.add_argument("--table", action="store_true", help="print the per-seed markdown table of --results and stop")
