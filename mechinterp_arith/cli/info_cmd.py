@@ -44,6 +44,26 @@ def number(value) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
+def training_line(tr: dict, task) -> str:
+    """The recipe a checkpoint was trained with (its config's resolved ``training``), in one line:
+    budget, optimisation, then data (configs written before a key read as ``BEFORE_THE_KEY``)."""
+    from ..core.data import default_split_sizes
+    from ..core.train_config import BEFORE_THE_KEY
+
+    tr = {**BEFORE_THE_KEY, **tr}
+    parts = [
+        f"{tr.get('steps')} steps of batch {tr.get('batch_size')}, lr {tr.get('lr')} "
+        f"({tr.get('schedule', 'cosine')}, warmup {tr.get('warmup')})",
+        f"{tr.get('n_train') or default_split_sizes(task)[0]:,} training pairs",
+        f"{tr['operand_lengths']} operand lengths",
+    ]
+    if tr.get("random_positions") is not None:
+        parts.append("random positions" if tr["random_positions"] else "fixed positions")
+    if tr.get("target_accuracy") is not None:
+        parts.append(f"stops at {tr['target_accuracy']} held-out exact")
+    return ", ".join(parts)
+
+
 def run(args) -> int:
     from ..core.checkpoint import load
 
@@ -59,6 +79,8 @@ def run(args) -> int:
         f"model       {m['n_layers']} layers, {m['n_heads']} heads, d_model {m['d_model']}, d_mlp {m['d_mlp']}, "
         f"{m['act_fn']}, {m['positional']} positions, context {m['n_ctx']}, {m['n_params']:,} parameters"
     )
+    if s["training"]:
+        print(f"training    {training_line(s['training'], ckpt.task)}")
     if s["last_metrics"]:
         print("last eval   " + ", ".join(f"{k} {number(v)}" for k, v in s["last_metrics"].items()))
     if s["snapshot_steps"]:

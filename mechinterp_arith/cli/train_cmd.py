@@ -5,10 +5,45 @@ from __future__ import annotations
 import argparse
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..core.choices import ACTIVATIONS, SCHEMES
+from ..core.scheme_defaults import GPT_NANO, scheme_defaults  # torch-free
 from ..core.train_config import BATCH_RNGS, FORWARDS, OFF, TrainConfig  # torch-free
 from .common import add_device_arg, add_task_args, fmt, require_positive, task_from_args
+
+if TYPE_CHECKING:
+    from ..core.model import ModelConfig
+    from ..core.tasks import Task
+
+# settings some position scheme sets (core/scheme_defaults.py): their options default to None, resolved
+# from --positional when training starts; their help lists the default of each scheme
+SCHEME_MODEL = sorted({k for s in SCHEMES for k in scheme_defaults(s)["model"]})
+SCHEME_TRAINING = sorted({k for s in SCHEMES for k in scheme_defaults(s)["training"]})
+MODEL_DESTS = {"n_layers": "layers", "n_heads": "heads", "d_model": "d_model", "d_mlp": "d_mlp"}  # field: option
+
+
+def by_scheme(section: str, field: str, fallback: object) -> str:
+    """The default of ``field`` (a ModelConfig or TrainConfig field, ``section`` "model" or
+    "training"; or "format") for each scheme, e.g. ``learned, rotary, nope, randomized: 3; abacus, coupling: 1``."""
+    groups: dict[str, list[str]] = {}
+    for scheme in SCHEMES:
+        d = scheme_defaults(scheme)
+        value = d[section] if section == "format" else d[section].get(field, fallback)
+        shown = (
+            str(value).lower() if isinstance(value, bool) else f"{value:,}" if isinstance(value, int) else str(value)
+        )
+        groups.setdefault(shown, []).append(scheme)
+    return "default by --positional: " + "; ".join(f"{', '.join(names)}: {v}" for v, names in groups.items())
+
+
+def scheme_option(section: str, field: str, fallback: object, help: str) -> dict:
+    """``default=`` and ``help=`` of a ModelConfig or TrainConfig option: None and the default of each
+    scheme when they differ, else ``fallback`` (the class default, which the help formatter shows)."""
+    values = {repr(scheme_defaults(s)[section].get(field, fallback)) for s in SCHEMES}
+    if len(values) == 1:  # the same for every scheme
+        return {"default": fallback, "help": help}
+    return {"default": None, "help": f"{help}; {by_scheme(section, field, fallback)}"}
 
 
 def register(sub) -> None:
@@ -18,17 +53,27 @@ def register(sub) -> None:
         description="Train a hooked transformer on n-digit arithmetic; resumable. With --seeds K, "
         "train K models (seeds 0..K-1: initialisation and batch order) as one batched "
         "computation into OUT/seed_S, plus OUT/ensemble.json.",
+        epilog="Options whose help says 'default by --positional' take the position scheme's default when "
+        "not given (learned, rotary, nope, randomized: the study's gpt-nano setting; abacus and coupling: the "
+        "models measured in docs/length_generalisation.md); the checkpoint and its recorded command hold the "
+        "resolved values.",
     )
     t = p.add_argument_group("task")
-    add_task_args(
-        t, format_help="token format (default: the position scheme's: reversed for abacus and coupling, else paper)"
-    )
+    add_task_args(t, format_help="token format; " + by_scheme("format", "format", None))
     p.set_defaults(format=None)  # None: the position scheme's default format
-    m = p.add_argument_group("model (defaults: minGPT gpt-nano)")
-    m.add_argument("--layers", type=int, default=3, help="transformer blocks")
-    m.add_argument("--heads", type=int, default=3, help="attention heads per block")
-    m.add_argument("--d-model", type=int, default=48, help="residual stream width")
-    m.add_argument("--d-mlp", type=int, default=None, help="MLP width (default: 4 x --d-model)")
+    m = p.add_argument_group("model (defaults: minGPT gpt-nano, or the position scheme's)")
+    nano = GPT_NANO
+    m.add_argument("--layers", type=int, **scheme_option("model", "n_layers", nano["n_layers"], "transformer blocks"))
+    m.add_argument(
+        "--heads", type=int, **scheme_option("model", "n_heads", nano["n_heads"], "attention heads per block")
+    )
+    m.add_argument("--d-model", type=int, **scheme_option("model", "d_model", nano["d_model"], "residual stream width"))
+    m.add_argument(
+        "--d-mlp",
+        type=int,
+        default=None,
+        help="MLP width: 4 x --d-model when that is given, else " + by_scheme("model", "d_mlp", nano["d_mlp"]),
+    )
     m.add_argument("--act", choices=ACTIVATIONS, default="gelu_new", help="MLP activation")
     m.add_argument(
         "--positional", choices=SCHEMES, default="learned", help="position scheme (docs/length_generalisation.md)"
@@ -37,7 +82,8 @@ def register(sub) -> None:
         "--n-ctx",
         type=int,
         default=None,
-        help="context and position-table rows (default: the scheme's, e.g. 2x the largest coupled ID)",
+        help="context and position-table rows; default by --positional: the example's length (learned, "
+        "rotary, nope), 4x it (randomized), at least 2x the largest position ID (abacus, coupling)",
     )
     m.add_argument("--model-seed", type=int, default=None, help="initialisation seed (default: 0)")
     o = p.add_argument_group("training (the default recipe: docs/training.md)")
@@ -45,14 +91,24 @@ def register(sub) -> None:
     o.add_argument(
         "--steps",
         type=int,
-        default=d.steps,
-        help="training steps: the most it trains and the cosine horizon (with --target-accuracy it stops earlier)",
+        **scheme_option(
+            "training",
+            "steps",
+            d.steps,
+            "training steps: the most it trains and the cosine horizon (with --target-accuracy it stops earlier)",
+        ),
     )
-    o.add_argument("--batch-size", type=int, default=d.batch_size, help="training pairs per step")
-    o.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (AdamW)")
-    o.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
+    o.add_argument(
+        "--batch-size", type=int, **scheme_option("training", "batch_size", d.batch_size, "training pairs per step")
+    )
+    o.add_argument("--lr", type=float, **scheme_option("training", "lr", d.lr, "peak learning rate (AdamW)"))
+    o.add_argument(
+        "--weight-decay", type=float, **scheme_option("training", "weight_decay", d.weight_decay, "AdamW weight decay")
+    )
     o.add_argument("--betas", type=float, nargs=2, default=d.betas, metavar=("B1", "B2"), help="AdamW betas")
-    o.add_argument("--warmup", type=int, default=d.warmup, help="linear learning-rate warmup steps")
+    o.add_argument(
+        "--warmup", type=int, **scheme_option("training", "warmup", d.warmup, "linear learning-rate warmup steps")
+    )
     o.add_argument(
         "--schedule", choices=("cosine", "constant"), default=d.schedule, help="learning rate after the warmup"
     )
@@ -75,7 +131,10 @@ def register(sub) -> None:
     )
     o.add_argument("--data-seed", type=int, default=d.data_seed, help="train/test split seed")
     o.add_argument(
-        "--n-train", type=int, default=None, help="training pairs (default: 10,000; 80%% of all pairs when fewer)"
+        "--n-train",
+        type=int,
+        default=None,
+        help="training pairs (80%% of all pairs when fewer exist); " + by_scheme("training", "n_train", "10,000"),
     )
     o.add_argument(
         "--n-test", type=int, default=None, help="held-out test pairs (default: 10,000; the other 20%% when fewer)"
@@ -86,18 +145,26 @@ def register(sub) -> None:
         metavar="SET",
         help="uniform: pairs below 10^n; mixed: each operand's digit count uniform in 1..n; the follow-up's "
         "sets (docs/follow_up.md): either: the longer operand has exactly n digits; both: both have n; "
-        "either:L-N, both:L-N: equal shares of lengths L..N, N = --digits (default: mixed for abacus and "
-        "coupling, else uniform)",
+        "either:L-N, both:L-N: equal shares of lengths L..N, N = --digits; "
+        + by_scheme("training", "operand_lengths", None),
     )
     o.add_argument(
         "--random-positions",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="random position offsets (abacus, coupling) or subsets (randomized) while training "
-        "(default: on for those schemes)",
+        help="random position offsets (abacus, coupling) or subsets (randomized) while training; "
+        + by_scheme("training", "random_positions", None),
     )
-    o.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between evaluations (and saved states)")
-    o.add_argument("--eval-n", type=int, default=d.eval_n, help="held-out ID (and OOD) pairs scored at each evaluation")
+    o.add_argument(
+        "--eval-every",
+        type=int,
+        **scheme_option("training", "eval_every", d.eval_every, "steps between evaluations (and saved states)"),
+    )
+    o.add_argument(
+        "--eval-n",
+        type=int,
+        **scheme_option("training", "eval_n", d.eval_n, "held-out ID (and OOD) pairs scored at each evaluation"),
+    )
     o.add_argument(
         "--ood-digits", type=int, default=None, help="OOD operand length scored while training (default: n+1)"
     )
@@ -137,58 +204,46 @@ def number_or_off(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"expected a number or {OFF}, got {text!r}") from None
 
 
-def run(args) -> int:
+def resolved_configs(args) -> tuple[Task, ModelConfig, TrainConfig]:
+    """The task, model and training configs of parsed ``train`` options: the options given, the
+    position scheme's defaults for the others (core/scheme_defaults.py), then the classes' defaults."""
     from ..core.model import ModelConfig
-    from ..core.position_schemes import scheme_defaults
-    from ..core.train import train
-    from ..core.train_loop import TrainResult
+    from ..core.train_command import TRAIN_FLAGS
 
-    if args.format is None:
-        args.format = scheme_defaults(args.positional)["format"]
-    task = task_from_args(args)
-    require_positive(args, "seeds")
-    if args.seeds is not None and (args.model_seed is not None or args.seed is not None):
-        raise ValueError("--seeds K sets each model's --model-seed and --seed to 0..K-1; pass either --seeds or those")
+    fmt_default = scheme_defaults(args.positional)["format"]
+    task = task_from_args(argparse.Namespace(**{**vars(args), "format": args.format or fmt_default}))
+    architecture = {f: getattr(args, dest) for f, dest in MODEL_DESTS.items() if getattr(args, dest) is not None}
+    if args.d_mlp is None and args.d_model is not None:
+        architecture["d_mlp"] = 4 * args.d_model
     mcfg = ModelConfig.for_task(
         task,
-        n_layers=args.layers,
-        n_heads=args.heads,
-        d_model=args.d_model,
-        d_mlp=args.d_mlp or 4 * args.d_model,
+        **architecture,
         act_fn=args.act,
         positional=args.positional,
         seed=args.model_seed or 0,
         **({"n_ctx": args.n_ctx} if args.n_ctx is not None else {}),
     )
-    tcfg = TrainConfig(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        betas=tuple(args.betas),
-        warmup=args.warmup,
-        schedule=args.schedule,
-        min_lr_ratio=args.min_lr_ratio,
-        grad_clip=args.grad_clip,
-        seed=args.seed or 0,
-        data_seed=args.data_seed,
-        n_train=args.n_train,
-        n_test=args.n_test,
-        eval_every=args.eval_every,
-        eval_n=args.eval_n,
-        ood_digits=args.ood_digits,
-        target_accuracy=args.target_accuracy,
-        anneal_at=args.anneal_at,
-        anneal_steps=args.anneal_steps,
-        snapshot_every=args.snapshot_every,
-        device=args.device,
-        batch_rng=args.batch_rng,
-        forward=args.forward,
-        operand_lengths=args.operand_lengths,
-        random_positions=args.random_positions,
-    )
-    command = "mechinterp-arith " + shlex.join(args.argv)
+    settings = {field: getattr(args, flag[2:].replace("-", "_")) for field, flag in TRAIN_FLAGS.items()}
+    settings.update(betas=tuple(args.betas), seed=args.seed or 0)
+    for field in SCHEME_TRAINING:
+        if settings[field] is None:  # not given: the scheme's
+            del settings[field]
+    return task, mcfg, TrainConfig.for_scheme(args.positional, **settings)
+
+
+def run(args) -> int:
+    from ..core.train import train
+    from ..core.train_command import train_command
+    from ..core.train_loop import TrainResult
+
+    require_positive(args, "seeds")
+    if args.seeds is not None and (args.model_seed is not None or args.seed is not None):
+        raise ValueError("--seeds K sets each model's --model-seed and --seed to 0..K-1; pass either --seeds or those")
+    task, mcfg, tcfg = resolved_configs(args)
     seeds = list(range(args.seeds)) if args.seeds is not None else None
+    # one model records the command with every setting resolved (it reproduces the run whatever later
+    # defaults are); an ensemble records that of each member and, in ensemble.json, the command as typed
+    command = "mechinterp-arith " + shlex.join(args.argv) if seeds else train_command(task, mcfg, tcfg, args.out)
     outs = [Path(args.out)] if seeds is None else [Path(args.out) / f"seed_{s}" for s in seeds]
     before = [written_at(out) for out in outs]
     options = dict(

@@ -26,6 +26,7 @@ from transformer_lens.model_bridge.generalized_components import NormalizationBr
 from .choices import ACTIVATIONS as ACTIVATIONS  # re-exported: documented here
 from .choices import SCHEMES
 from .position_schemes import SCHEMES_WITH_RULE, PositionRule, attach, default_n_ctx
+from .scheme_defaults import GPT_NANO, scheme_defaults
 from .tasks import Task
 from .typecheck import check_field_types, check_range, check_values
 
@@ -42,10 +43,10 @@ class ModelConfig:
     As in minGPT, the unembedding has no bias (the bridge keeps ``unembed.bias`` as a zero buffer).
     """
 
-    n_layers: int = 3
-    n_heads: int = 3
-    d_model: int = 48
-    d_mlp: int = 192
+    n_layers: int = GPT_NANO["n_layers"]
+    n_heads: int = GPT_NANO["n_heads"]
+    d_model: int = GPT_NANO["d_model"]
+    d_mlp: int = GPT_NANO["d_mlp"]
     act_fn: str = "gelu_new"  # GELU, tanh form, as in minGPT
     positional: str = "learned"  # a scheme of core/position_schemes.py
     n_ctx: int = 15  # context, and rows of the position table
@@ -83,10 +84,20 @@ class ModelConfig:
 
     @classmethod
     def for_task(cls, task: Task, **overrides: Any) -> ModelConfig:
-        """A config whose context and vocabulary fit ``task`` (the context: the position scheme's
-        default table size, :func:`~mechinterp_arith.core.position_schemes.default_n_ctx`)."""
-        n_ctx = default_n_ctx(overrides.get("positional", cls.positional), task)
-        return cls(**{"n_ctx": n_ctx, "d_vocab": task.d_vocab, **overrides})
+        """A config whose context and vocabulary fit ``task``, with the architecture of its position
+        scheme for every field ``overrides`` leaves out (:func:`~mechinterp_arith.core.scheme_defaults.
+        scheme_defaults`: gpt-nano for learned; e.g. 1 layer, 4 heads, d_model 128 for coupling) and the
+        scheme's default table size (:func:`~mechinterp_arith.core.position_schemes.default_n_ctx`).
+
+        >>> task = Task("add", 4, format="reversed", width=8)
+        >>> cfg = ModelConfig.for_task(task, positional="coupling")
+        >>> (cfg.n_layers, cfg.n_heads, cfg.d_model), ModelConfig.for_task(task, positional="coupling", n_layers=2).n_layers
+        ((1, 4, 128), 2)
+        """
+        positional = overrides.get("positional", cls.positional)
+        architecture = scheme_defaults(positional)["model"] if positional in SCHEMES else {}
+        n_ctx = default_n_ctx(positional, task)
+        return cls(**{**architecture, "n_ctx": n_ctx, "d_vocab": task.d_vocab, **overrides})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -56,34 +56,14 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from .choices import SCHEMES
+from .choices import SCHEMES as SCHEMES  # re-exported: documented here
 from .positions import ANSWER_NUMBER, DigitLayout, digit_layout
+from .scheme_defaults import scheme_defaults as scheme_defaults  # re-exported: each scheme's defaults
 from .tasks import EQUALS, SYMBOLS, Task
 
 SCHEMES_WITH_RULE = ("randomized", "abacus", "coupling")  # schemes whose IDs are not the token index
 POSITION_IDS_HOOK = "pos_embed.hook_in"  # the IDs every ruled scheme feeds its table
 RANDOMIZED_TABLE_FACTOR = 4  # randomized: the table is this many times the example's length
-
-
-def scheme_defaults(scheme: str) -> dict[str, Any]:
-    """The data a scheme trains on unless told otherwise: ``format`` (the CLI's default task
-    format), ``operand_lengths`` and ``random_positions`` (TrainConfig settings left None).
-
-    abacus and coupling follow their papers: numbers written with ``+`` and ``=`` and the answer
-    reversed (``reversed`` format: the separators tell a, b and the answer apart, which coupled IDs
-    do not), operand lengths mixed, random offsets. The others keep the study's setting.
-
-    >>> scheme_defaults("coupling")
-    {'format': 'reversed', 'operand_lengths': 'mixed', 'random_positions': True}
-    """
-    if scheme not in SCHEMES:
-        raise ValueError(f"unknown position scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
-    papers = scheme in ("abacus", "coupling")
-    return {
-        "format": "reversed" if papers else "paper",
-        "operand_lengths": "mixed" if papers else "uniform",
-        "random_positions": scheme in SCHEMES_WITH_RULE,
-    }
 
 
 def default_n_ctx(scheme: str, task: Task) -> int:
@@ -120,10 +100,11 @@ class PositionRule:
             raise ValueError(
                 f"scheme {self.scheme!r} has no position rule; schemes with a rule: {', '.join(SCHEMES_WITH_RULE)}"
             )
-        if self.n_positions < self.task.n_ctx:
+        need = self.task.n_ctx if self.scheme == "randomized" else largest_id(self.scheme, self.task) + 1
+        if self.n_positions < need:
             raise ValueError(
-                f"a table of {self.n_positions} positions is shorter than the {self.task.n_ctx} "
-                f"tokens of {self.task.name} (width {self.task.width})"
+                f"a table of {self.n_positions} positions is shorter than the {need} "
+                f"{'tokens' if self.scheme == 'randomized' else 'IDs'} of {self.task.name} (width {self.task.width})"
             )
         if self.scheme != "randomized":
             digit_layout(self.task, torch.zeros(1, 0, dtype=torch.long))  # ValueError for a layout without places

@@ -66,8 +66,10 @@ def train(
     while training (default ``$MECHINTERP_ARITH_THREADS`` or 1; see :mod:`~mechinterp_arith.core.threads`).
     ``seeds`` is deprecated: K models are :func:`~mechinterp_arith.core.ensemble.train_ensemble`'s
     (it returns an :class:`EnsembleResult`, as ``train(seeds=...)`` still does, with a warning).
+    Without ``train_config`` the position scheme's recipe trains (:meth:`TrainConfig.for_scheme`).
     """
-    mcfg, cfg = model_config or ModelConfig.for_task(task), train_config or TrainConfig()
+    mcfg = model_config or ModelConfig.for_task(task)
+    cfg = train_config or TrainConfig.for_scheme(mcfg.positional)
     if seeds is not None:
         warnings.warn(
             "train(seeds=...) is deprecated: train K seeds with train_ensemble(task, model_config, "

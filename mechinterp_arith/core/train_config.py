@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from .choices import MAX_SAMPLES
+from .scheme_defaults import scheme_defaults
 from .typecheck import check_field_types, check_range, check_values
 
 BATCH_RNGS = ("seedsequence", "arithmetic")
@@ -70,7 +71,7 @@ class TrainConfig:
     # the architecture, else bridge)
     forward: str = "auto"
     # length generalisation (docs/length_generalisation.md); None: the position scheme's default
-    # (core/position_schemes.scheme_defaults), resolved when training starts and recorded resolved.
+    # (core/scheme_defaults.py), resolved when training starts and recorded resolved.
     # operand_lengths: "uniform" pairs over [0, 10^n)^2 (the study's), "mixed": each operand's digit
     # count uniform in 1..n (the position-coupling and abacus papers), or the follow-up's sets
     # (docs/follow_up.md): "either" (the longer operand has exactly n digits), "both" (both have n),
@@ -107,6 +108,18 @@ class TrainConfig:
         d = asdict(self)
         d["betas"] = list(self.betas)
         return d
+
+    @classmethod
+    def for_scheme(cls, positional: str, **settings: Any) -> TrainConfig:
+        """The config a position scheme trains with: ``settings`` as given, the others the scheme's
+        defaults (:func:`~mechinterp_arith.core.scheme_defaults.scheme_defaults`), then the class's.
+
+        >>> TrainConfig.for_scheme("learned") == TrainConfig(operand_lengths="uniform", random_positions=False)
+        True
+        >>> TrainConfig.for_scheme("coupling", steps=500).steps, TrainConfig.for_scheme("coupling").operand_lengths
+        (500, 'mixed')
+        """
+        return with_scheme_defaults(cls(**{**scheme_defaults(positional)["training"], **settings}), positional)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], written_before: bool = True) -> TrainConfig:
@@ -156,11 +169,11 @@ def _check_ranges(cfg: TrainConfig) -> None:
 
 def with_scheme_defaults(cfg: TrainConfig, positional: str) -> TrainConfig:
     """``cfg`` with the settings left None set to the position scheme's defaults
-    (:func:`~mechinterp_arith.core.position_schemes.scheme_defaults`). ValueError for random
+    (:func:`~mechinterp_arith.core.scheme_defaults.scheme_defaults`). ValueError for random
     positions under a scheme that numbers tokens 0, 1, 2, ... (learned, rotary, nope)."""
-    from .position_schemes import SCHEMES_WITH_RULE, scheme_defaults  # here: TrainConfig itself needs no torch
+    from .position_schemes import SCHEMES_WITH_RULE  # here: TrainConfig itself needs no torch
 
-    defaults = scheme_defaults(positional)
+    defaults = scheme_defaults(positional)["training"]
     cfg = replace(cfg, **{k: defaults[k] for k in ("operand_lengths", "random_positions") if getattr(cfg, k) is None})
     if cfg.random_positions and positional not in SCHEMES_WITH_RULE:
         raise ValueError(

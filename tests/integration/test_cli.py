@@ -1,9 +1,12 @@
 import json
+import shlex
 
 import pytest
 from support.cli import run_console
 
 from mechinterp_arith.cli import COMMAND_MODULES, build_parser, main
+from mechinterp_arith.cli.train_cmd import resolved_configs
+from mechinterp_arith.core.scheme_defaults import scheme_defaults
 
 
 def test_every_command_has_help(capsys):
@@ -30,7 +33,7 @@ def test_evaluate_json_on_shipped_add3_sample():
     "args, message",
     [
         (["evaluate", "no_such_ckpt"], "no checkpoint named or at 'no_such_ckpt'"),
-        (["evaluate", "add3", "--ood-digits", "7"], "OOD length m=7 does not fit the format"),
+        (["evaluate", "add3", "--ood-digits", "7"], "learned positions index the table by token: 7-digit rows"),
         (["evaluate", "add3", "--n", "0"], "--n must be >= 1"),
         (["info", "tests"], "holds no config.json"),
         (["train", "--task", "addmod", "--out", "/tmp/never_written"], "needs a modulus"),
@@ -85,6 +88,33 @@ def test_train_cli_writes_a_checkpoint_that_evaluates(tmp_path):
     r = run_console("evaluate", str(out), "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["id"]["n"] == 20  # 1-digit: 100 pairs, 80 train / 20 held out
+
+
+def test_a_scheme_trained_on_its_defaults_records_them_resolved_and_info_shows_them(tmp_path, capsys):
+    out = tmp_path / "coupled"
+    typed = ["train", "--digits", "2", "--width", "3", "--positional", "coupling", "--steps", "4", "--n-train", "200"]
+    assert main([*typed, "--n-test", "50", "--eval-n", "20", "--out", str(out), "--quiet"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    d = scheme_defaults("coupling")
+    assert config["task"]["format"] == d["format"]
+    assert {k: config["model"][k] for k in d["model"]} == d["model"]
+    assert config["training"]["operand_lengths"] == "mixed" and config["training"]["random_positions"] is True
+    # the recorded command spells out every resolved setting: it trains the same configs whatever the defaults
+    args = build_parser().parse_args(shlex.split(config["command"])[1:])
+    task, model, training = resolved_configs(args)
+    assert task.to_dict() == config["task"] and model.to_dict() == config["model"]
+    assert training.to_dict() == config["training"] and args.out == str(out)
+    arch = f"--layers {d['model']['n_layers']} --heads {d['model']['n_heads']} --d-model {d['model']['d_model']}"
+    assert arch in config["command"] and "--random-positions" in config["command"]
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"{d['model']['n_layers']} layers, {d['model']['n_heads']} heads, d_model {d['model']['d_model']}" in text
+    assert "coupling positions" in text and "format reversed (width 3)" in text
+    assert (
+        "training    4 steps of batch " in text
+        and "200 training pairs, mixed operand lengths, random positions" in text
+    )
 
 
 def test_train_cli_in_the_follow_ups_format_records_it(tmp_path, capsys):

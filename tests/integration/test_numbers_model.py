@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from support.carryless_model import carry_free_pairs, carryless_adder
+from support.carryless_model import carry_free_pairs, carryless_adder, coupled_carryless_adder
 
 from mechinterp_arith import Task, data, load, save_checkpoint
 from mechinterp_arith.analysis.equivalence import analyse_set
@@ -124,3 +124,46 @@ def test_report_sections_run_on_25_digit_operands(wide_ckpt):
             want = np.mean([carryless(x, y) == x + y for x, y in zip(a, b)])
             assert grid["exact"][i, j] == pytest.approx(want, abs=1e-6)  # scores are rounded to 6 places
     assert grid["exact"][0, 0] > 0.3 and grid["exact"][-1, -1] == 0.0
+
+
+@pytest.fixture(scope="module")
+def coupled_ckpt(tmp_path_factory):
+    """The coupled carry-less adder saved with an 8-digit format; its table (45 rows) reads up to 42 digits."""
+    task = Task("add", 4, format="reversed", width=8)
+    model, cfg = coupled_carryless_adder(task, n_ctx=45)
+    return save_checkpoint(tmp_path_factory.mktemp("coupled") / "add4_w8", model, task, cfg)
+
+
+@pytest.mark.parametrize("m", [25, 40])
+def test_operands_past_the_width_are_read_in_a_wider_format(coupled_ckpt, m):
+    ckpt = load(coupled_ckpt, device="cpu")
+    assert ckpt.task.width == 8
+    a, b = carry_free_pairs(m, 12, seed=m)
+    got = ckpt.predict(a, b)  # widened to m digits on the fly
+    assert [x == y + z for x, y, z in zip(got, a, b)] == [True] * 12 and all(type(x) is int for x in got)
+    ra, rb = data.ood_both(Task("add", 4, format="reversed", width=m), m, 64, seed=1)
+    wide = ckpt.for_length(m)
+    gen, slow = generate(wide.model, wide.task, ra, rb), generate(wide.model, wide.task, ra, rb, path="bridge")
+    assert gen.path == "kv" and np.array_equal(gen.answers, slow.answers)  # the fast path reads the wider context
+    assert list(gen.answers) == [carryless(x, y) for x, y in zip(ra, rb)]  # its own rule: no carries, any length
+
+
+def test_cli_scores_lengths_past_the_width_and_stops_below(coupled_ckpt):
+    r = run_cli("evaluate", str(coupled_ckpt), "--ood-digits", "25", "40", "--n", "200", "--json")
+    assert r.returncode == 0, r.stderr
+    ev = json.loads(r.stdout)
+    for m in (25, 40):
+        oa, ob = data.ood_both(Task("add", 4, format="reversed", width=m), m, 200, seed=0)
+        want = np.mean([carryless(x, y) == x + y for x, y in zip(oa, ob)])
+        assert (
+            ev["ood"][str(m)]["exact"] == pytest.approx(want, abs=1e-6) and len(ev["ood"][str(m)]["per_digit"]) == m + 1
+        )
+    # one-digit pairs are exact when their digits sum below 10 (55 of 100): the curve stops at 2 digits (0.3)
+    r = run_cli("equivalence", str(coupled_ckpt), "--lengths", "1-40", "--stop-below", "0.5", "--n", "300", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)["lengths"]
+    assert [row["m"] for row in rows] == [1, 2] and rows[0]["exact"] == 0.55 and rows[1]["exact"] < 0.5
+    r = run_cli("equivalence", str(coupled_ckpt), "--lengths", "40-43", "--n", "10")
+    assert r.returncode == 2 and r.stderr.strip().endswith(
+        "coupling IDs reach 45 at 43 digits; the position table has 45 rows, IDs 0..44 (widest format: 42 digits)"
+    )

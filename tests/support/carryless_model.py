@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from mechinterp_arith import ModelConfig, Task, build_model
+from mechinterp_arith.core.tasks import SYMBOLS
 
 BETA = 10.0  # attention sharpness (sharper scores make the plain forward and the bridge differ by > 1e-4)
 FIRE = 12.0  # a neuron's pre-activation when both of its digits are present (GELU(-12) ~ 0)
@@ -97,3 +98,75 @@ def carry_free_pairs(m: int, n: int, seed: int = 0, keep: int | None = None) -> 
         a.append(int("".join(map(str, reversed(x)))))
         b.append(int("".join(map(str, reversed(y)))))
     return a, b
+
+
+def coupled_carryless_adder(task: Task, n_ctx: int):
+    """``(model, model_config)``: a hand-set one-layer, one-head adder without carries under position
+    coupling (``add``, ``reversed``, padded; the table has ``n_ctx`` rows). Its weights hold no width:
+    on carry-free pairs it answers ``a + b`` at every width whose coupling IDs stay below ``n_ctx``
+    (formats widened past ``task``'s, ``core/widening.py``).
+
+    Weights (residual = token one-hot, ID one-hot, a sum subspace S, a result subspace R, a constant):
+    the query at ID i (``=`` is 1, answer digit k-1 is k+1: the one predicting place i-1) attends to the
+    keys with ID i+1, a's and b's digits of that place, or, where none is visible (the place past both
+    operands), to ``+`` and ``=``; values write the digits' one-hots to S (half each for two different
+    digits, one for two equal ones). MLP neurons: one per unordered digit pair {i, j}, one per equal
+    pair (i, i), which outvotes the pairs {i, j} it also excites, and one for an empty S (digit 0), each
+    writing (i + j) mod 10 to R. Their thresholds are read off LayerNorm's outputs on every digit pair.
+    """
+    if task.op != "add" or task.format != "reversed" or not task.pad or task.bos:
+        raise ValueError("the coupled carry-less adder reads the padded reversed format of addition")
+    V = task.d_vocab
+    tok, pos = 0, V
+    sub_s, sub_r, const = pos + n_ctx, pos + n_ctx + 10, pos + n_ctx + 20
+    neurons: list[tuple[int, int] | None] = [(i, j) for i in range(10) for j in range(i, 10)] + [None]
+    cfg = ModelConfig(
+        n_layers=1, n_heads=1, d_model=const + 1, d_mlp=len(neurons), n_ctx=n_ctx, d_vocab=V, positional="coupling"
+    )
+    model = build_model(cfg, device="cpu", task=task)
+    sd = {k: torch.zeros_like(v) for k, v in model.state_dict().items()}
+    for name in ("blocks.0.ln1.weight", "blocks.0.ln2.weight", "ln_final.weight"):
+        sd[name] = torch.ones_like(sd[name])
+    sd["embed.weight"][:, tok : tok + V] = torch.eye(V)
+    sd["embed.weight"][:, const] = 1.0
+    sd["pos_embed.weight"][:, pos : pos + n_ctx] = torch.eye(n_ctx)
+    q, k, v, o = (sd[f"blocks.0.attn.{x}.weight"] for x in "qkvo")
+    for r in range(1, n_ctx):  # the query at ID r - 1 matches the keys at ID r
+        q[r, pos + r - 1] = BETA
+        k[r, pos + r] = 1.0
+    q[0, tok : tok + V] = BETA / 2  # query/key index 0 (free: no query has ID -1): the fallback keys + and =
+    k[0, tok + SYMBOLS.index("+")] = k[0, tok + SYMBOLS.index("=")] = 1.0
+    v[:10, tok : tok + 10] = torch.eye(10)
+    o[sub_s : sub_s + 10, :10] = torch.eye(10)
+    sd["unembed.weight"][:10, sub_r : sub_r + 10] = torch.eye(10)
+    model.load_state_dict(sd)
+    # LayerNorm's outputs in S where `=` predicts the units of a = i, b = j, and one place further (empty S)
+    digits = torch.arange(10)
+    tokens = task.encode_batch(digits.repeat_interleave(10), digits.repeat(10))[0][:, :-1]
+    with torch.inference_mode():
+        _, cache = model.run_with_cache(tokens)
+    x = cache["blocks.0.ln2.hook_normalized"][:, task.prompt_len - 1 : task.prompt_len + 1, sub_s : sub_s + 10]
+    cases = {(int(i), int(j)): x[10 * i + j, 0] for i in range(10) for j in range(10)}
+    cases[None] = x[0, 1]  # type: ignore[index]
+    mlp_in, bias, mlp_out = sd["blocks.0.mlp.in.weight"], sd["blocks.0.mlp.in.bias"], sd["blocks.0.mlp.out.weight"]
+    for n, pair in enumerate(neurons):
+        if pair is None:
+            read, fire, either = -torch.ones(10), {None}, set()
+            place = 0
+        else:
+            i, j = pair
+            read = torch.zeros(10)
+            read[i] += 1.0
+            read[j] += 1.0 if i != j else 0.0
+            fire, either = {(i, j), (j, i)}, ({(i, i), (j, j)} if i != j else set())
+            place = (i + j) % 10
+        scores = {c: float(read @ x_c) for c, x_c in cases.items()}
+        high = min(scores[c] for c in fire)
+        low = max(s_c for c, s_c in scores.items() if c not in fire and c not in either)
+        assert high > low, (pair, high, low)
+        w = 2 * FIRE / (high - low)
+        mlp_in[n, sub_s : sub_s + 10] = w * read
+        bias[n] = -w * (high + low) / 2
+        mlp_out[sub_r + place, n] = 10.0 if pair is not None and pair[0] == pair[1] else 1.0
+    model.load_state_dict(sd)
+    return model.eval(), cfg

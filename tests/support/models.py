@@ -66,3 +66,18 @@ def scheme_checkpoints(root) -> dict:
             name = scheme if fmt == "reversed" else f"{scheme}_{fmt}"
             out[(scheme, fmt)] = save_checkpoint(root / name, build_model(cfg, task=task), task, cfg)
     return out
+
+
+def moved_model(scheme: str, task, seed: int = 3, n_layers: int = 2):
+    """A seeded small model (2 heads, d_model 16) of ``scheme`` for ``task``, its weights moved off their
+    initialisation (larger, varied logits): what the forwards are compared on."""
+    from mechinterp_arith import ModelConfig, build_model
+
+    cfg = ModelConfig.for_task(task, n_layers=n_layers, n_heads=2, d_model=16, d_mlp=32, positional=scheme, seed=seed)
+    model = build_model(cfg, task=task).eval()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.3 * torch.randn(p.shape, generator=g))
+    return model, cfg

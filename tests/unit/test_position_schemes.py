@@ -102,8 +102,12 @@ def test_training_offsets_stay_inside_the_table():
     base = rule.ids(tokens)
     offsets = (drawn - base)[:, 2]
     assert offsets.min() == 0 and offsets.max() == rule.max_offset and drawn.max() == 11
-    with pytest.raises(ValueError, match="shorter than the 12 tokens"):
-        PositionRule("coupling", REVERSED, 11)
+    top = REVERSED.answer_width + 1  # the largest ID at offset 0
+    assert PositionRule("coupling", REVERSED, top + 1).max_offset == 0  # IDs, not tokens, index the table
+    with pytest.raises(ValueError, match=f"shorter than the {top + 1} IDs"):
+        PositionRule("coupling", REVERSED, top)
+    with pytest.raises(ValueError, match=f"shorter than the {REVERSED.n_ctx} tokens"):
+        PositionRule("randomized", REVERSED, REVERSED.n_ctx - 1)
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
@@ -171,7 +175,7 @@ def test_scheme_defaults_resolve_into_the_recorded_training_config(tmp_path):
     )
     recorded = load(tmp_path / "abacus", device="cpu").config["training"]
     assert recorded["operand_lengths"] == "mixed" and recorded["random_positions"] is True
-    assert scheme_defaults("learned") == {"format": "paper", "operand_lengths": "uniform", "random_positions": False}
+    assert scheme_defaults("learned")["training"] == {"operand_lengths": "uniform", "random_positions": False}
     with pytest.raises(ValueError, match="random positions need"):
         train(
             task,

@@ -9,8 +9,9 @@ unpadded rows, in distribution and at operand lengths the models were never mean
 
 import pytest
 import torch
+from support.models import moved_model
 
-from mechinterp_arith import ModelConfig, Task, build_model, data
+from mechinterp_arith import Task, data
 from mechinterp_arith.analysis.edge_forward import PairRuns, ablated_logits, reader_gradients
 from mechinterp_arith.analysis.edge_graph import EdgeGraph
 from mechinterp_arith.analysis.metrics import logit_diff_metric
@@ -35,14 +36,7 @@ def _close(ours: torch.Tensor, ref: torch.Tensor) -> bool:
 
 def _model(scheme: str, task: Task = PADDED, seed: int = 3, n_layers: int = 2):
     """A seeded model whose weights are moved off their initialisation (larger, varied logits)."""
-    cfg = ModelConfig.for_task(task, n_layers=n_layers, n_heads=2, d_model=16, d_mlp=32, positional=scheme, seed=seed)
-    model = build_model(cfg, task=task).eval()
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(0.3 * torch.randn(p.shape, generator=g))
-    return model
+    return moved_model(scheme, task, seed, n_layers)[0]
 
 
 def _rows(task: Task, lengths: tuple[int, int], n: int = 24, seed: int = 0) -> torch.Tensor:

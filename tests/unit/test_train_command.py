@@ -2,34 +2,23 @@
 
 import dataclasses
 import json
+import re
 import shlex
 
 import pytest
 
 from mechinterp_arith import ModelConfig, Task, TrainConfig, load
 from mechinterp_arith.cli import build_parser, main
-from mechinterp_arith.cli.common import task_from_args
+from mechinterp_arith.cli.train_cmd import resolved_configs
+from mechinterp_arith.core.position_schemes import default_n_ctx, scheme_defaults
 from mechinterp_arith.core.train_command import MODEL_FLAGS, MODEL_FROM_TASK, TASK_FLAGS, TRAIN_FLAGS, train_command
+from mechinterp_arith.core.train_config import with_scheme_defaults
 
 
 def parsed(command: str):
     """The (task, model, training) settings the train command line would use."""
     args = build_parser().parse_args(shlex.split(command)[1:])
-    task = task_from_args(args)
-    model = ModelConfig.for_task(
-        task,
-        n_layers=args.layers,
-        n_heads=args.heads,
-        d_model=args.d_model,
-        d_mlp=args.d_mlp,
-        act_fn=args.act,
-        positional=args.positional,
-        seed=args.model_seed,
-        **({"n_ctx": args.n_ctx} if args.n_ctx is not None else {}),
-    )
-    values = {f: getattr(args, f) for f in TRAIN_FLAGS}
-    values["betas"] = tuple(values["betas"])
-    return task, model, TrainConfig(**values), args.out
+    return (*resolved_configs(args), args.out)
 
 
 def test_every_setting_has_an_option():
@@ -74,7 +63,7 @@ def test_every_setting_has_an_option():
 )
 def test_the_recorded_command_parses_back_into_the_same_settings(task, model_overrides, train_overrides):
     model = ModelConfig.for_task(task, **model_overrides)
-    cfg = dataclasses.replace(TrainConfig(), **train_overrides)
+    cfg = with_scheme_defaults(dataclasses.replace(TrainConfig(), **train_overrides), model.positional)
     command = train_command(task, model, cfg, "runs/x y")
     assert parsed(command) == (task, model, cfg, "runs/x y")
 
@@ -129,3 +118,54 @@ def test_seeds_and_an_explicit_seed_are_one_clear_error(tmp_path, capsys):
     assert main(["train", "--seeds", "2", "--seed", "1", "--out", str(tmp_path / "x")]) == 2
     assert "pass either --seeds or those" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def resolved(*options: str):
+    """(task, model, training) of `mechinterp-arith train OPTIONS --out x`."""
+    return resolved_configs(build_parser().parse_args(["train", *options, "--out", "x"]))
+
+
+def test_the_learned_defaults_are_the_study_setting_unchanged():
+    task, model, cfg = resolved("--task", "add", "--digits", "3")
+    assert task == Task("add", 3, format="paper")
+    assert model == ModelConfig.for_task(task) == ModelConfig(n_ctx=task.n_ctx, d_vocab=10)  # gpt-nano
+    assert (model.n_layers, model.n_heads, model.d_model, model.d_mlp) == (3, 3, 48, 192)
+    assert cfg == with_scheme_defaults(TrainConfig(), "learned")
+    assert (cfg.steps, cfg.batch_size, cfg.operand_lengths, cfg.random_positions) == (2000, 128, "uniform", False)
+
+
+@pytest.mark.parametrize("scheme", ["coupling", "abacus"])
+def test_a_scheme_without_flags_trains_its_own_model_data_and_budget(scheme):
+    d = scheme_defaults(scheme)
+    task, model, cfg = resolved("--digits", "4", "--width", "8", "--positional", scheme)
+    assert task.format == d["format"] == "reversed"
+    assert {k: getattr(model, k) for k in d["model"]} == d["model"] and model.positional == scheme
+    assert {k: getattr(cfg, k) for k in d["training"]} == d["training"]
+    assert (cfg.operand_lengths, cfg.random_positions) == ("mixed", True)
+    assert model.n_ctx == default_n_ctx(scheme, task) and model.d_mlp == d["model"]["d_mlp"]
+
+
+def test_explicit_options_win_over_the_scheme_defaults():
+    task, model, cfg = resolved(
+        "--digits", "4", "--width", "8", "--positional", "coupling", "--format", "plain", "--no-pad",
+        "--layers", "2", "--d-model", "32", "--steps", "7", "--batch-size", "16", "--operand-lengths", "uniform",
+        "--no-random-positions", "--n-ctx", "60",
+    )  # fmt: skip
+    assert (task.format, task.pad) == ("plain", False)
+    heads = scheme_defaults("coupling")["model"]["n_heads"]
+    assert (model.n_layers, model.n_heads, model.d_model, model.d_mlp, model.n_ctx) == (2, heads, 32, 128, 60)
+    assert (cfg.steps, cfg.batch_size, cfg.operand_lengths, cfg.random_positions) == (7, 16, "uniform", False)
+    assert cfg.warmup == scheme_defaults("coupling")["training"].get("warmup", TrainConfig().warmup)
+
+
+def test_train_help_names_the_default_of_each_scheme(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for scheme in ("coupling", "abacus"):
+        layers = scheme_defaults(scheme)["model"]["n_layers"]
+        assert re.search(
+            rf"--layers LAYERS transformer blocks; default by --positional: [^-]*{scheme}[a-z, ]*: {layers}\b", text
+        )
+    assert re.search(r"--steps STEPS [^;]*; default by --positional: learned, rotary, nope, randomized", text)
+    assert "(default: None)" not in text.split("--layers")[1].split("--act")[0]
