@@ -23,8 +23,9 @@ Built from parameters:
 :func:`repair_table` scores interventions with the greedy answers decoded *with* the hooks
 (:func:`~mechinterp_arith.core.decoding.generate` takes the bridge path whenever hooks are attached)
 through :func:`~mechinterp_arith.analysis.relation_by_length.relations_by_length`: exact match, the
-truncated relation, the best relation and per-digit accuracy (``extra_digits``: mean exact rate of
-the answer digits at and past the trained length, "does it use the digit").
+truncated relation, the best relation and per-digit accuracy (``first_extra_digit``,
+``extra_digits``: the exact rate of the answer digits whose true value needs the extra operand
+digits, "does it use the digit"; chance is about 0.1).
 
 >>> from mechinterp_arith import load
 >>> ckpt = load("add3")
@@ -210,13 +211,17 @@ def readout_attention(trained_digits: int, bias: float, layers: Sequence[int] | 
         return [(get_act_name("pattern", layer), fn) for layer in _layers(layers, n_layers)]
 
     label = _layers_label(layers)
-    return Intervention(
-        f"readout +{bias:g} ({label})", "readout attention", {"bias": bias, "layers": label}, build
-    )
+    return Intervention(f"readout +{bias:g} ({label})", "readout attention", {"bias": bias, "layers": label}, build)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if len(values) else float("nan")
 
 
 # ---- scoring -------------------------------------------------------------------------------------------
-def hooked_answers(model: TransformerBridge, task: Task, intervention: Intervention) -> Callable[[Values, Values], Values]:
+def hooked_answers(
+    model: TransformerBridge, task: Task, intervention: Intervention
+) -> Callable[[Values, Values], Values]:
     """``(a, b) -> greedy answers`` decoded with the intervention's hooks attached (the bridge path)."""
 
     def answers(a: Values, b: Values) -> Values:
@@ -240,8 +245,10 @@ def repair_table(
 ) -> pd.DataFrame:
     """One row per intervention x operand length (both operands exactly m digits, ``n`` pairs, the
     same pairs for every intervention): ``exact``, ``truncated``, ``best``, ``best_coverage`` (with
-    95% Wilson bounds), ``per_digit`` and ``extra_digits`` (mean exact rate of answer digits >=
-    ``trained_digits``, default ``task.digits``), beside the baseline's ``exact`` (``gain``)."""
+    95% Wilson bounds), ``per_digit``, ``first_extra_digit`` (the exact rate of answer digit
+    ``trained_digits``, default ``task.digits``), ``extra_digits`` (its mean over answer digits
+    ``trained_digits .. m - 1``, whose true values need the extra operand digits) and ``gain``
+    (``exact`` minus the ``"none"`` intervention's at the same length)."""
     n_train = task.digits if trained_digits is None else trained_digits
     frames = []
     for intervention in interventions:
@@ -250,9 +257,8 @@ def repair_table(
         table.insert(0, "intervention", intervention.name)
         table.insert(1, "kind", intervention.kind)
         table["params"] = [intervention.params] * len(table)
-        table["extra_digits"] = [
-            sum(d[n_train : m + 1]) / max(1, len(d[n_train : m + 1])) for d, m in zip(table["per_digit"], table["m"])
-        ]
+        table["first_extra_digit"] = [d[n_train] if len(d) > n_train else float("nan") for d in table["per_digit"]]
+        table["extra_digits"] = [_mean(d[n_train:m]) for d, m in zip(table["per_digit"], table["m"])]
         frames.append(table)
     out = pd.concat(frames, ignore_index=True)
     base = out[out["kind"] == "none"].set_index("m")["exact"]
