@@ -68,6 +68,7 @@ def interventions(scheme: str, n_layers: int, trained_digits: int, trained_id_li
     else:
         out.append(repair.clamp_places(trained_digits))
     out += [repair.readout_attention(trained_digits, bias) for bias in BIASES]
+    out += [repair.readout_attention(trained_digits, 5.0, parts=[part]) for part in repair.READOUT_PARTS]
     return out
 
 

@@ -17,7 +17,8 @@ Built from parameters:
   coupling's shared IDs stay shared).
 - :func:`readout_attention`: the study's mechanism says the extra digit reaches the residual stream
   and is ignored at readout (docs/findings.md): attention logits from the position predicting
-  answer digit k (k >= the trained length) to a_k and b_k, and from b_k to a_k, raised by ``bias``
+  answer digit k (k >= the trained length) to a_k and b_k (``"read"``), and from b_k to a_k
+  (``"gather"``), raised by ``bias``
   (``p_j e^bias``, renormalised: the same as adding ``bias`` to the scores).
 
 :func:`repair_table` scores interventions with the greedy answers decoded *with* the hooks
@@ -178,13 +179,25 @@ def interpolate_ids(limit: int) -> Intervention:
 
 
 # ---- (c) the readout reads the extra digit -------------------------------------------------------------
-def readout_pairs(task: Task, trained_digits: int, seq: int) -> list[tuple[int, list[int]]]:
-    """``(query, keys)``: the position predicting answer digit k -> a_k, b_k, and b_k -> a_k, for each
-    place ``trained_digits <= k < width`` (queries and keys below ``seq``)."""
+READOUT_PARTS = ("read", "gather")
+
+
+def readout_pairs(
+    task: Task, trained_digits: int, seq: int, parts: Sequence[str] = READOUT_PARTS
+) -> list[tuple[int, list[int]]]:
+    """``(query, keys)`` for each place ``trained_digits <= k < width``: ``"read"``, the position
+    predicting answer digit k -> a_k, b_k; ``"gather"``, the later of a_k, b_k -> the earlier (queries
+    and keys below ``seq``)."""
+    unknown = set(parts) - set(READOUT_PARTS)
+    if unknown or not parts:
+        raise ValueError(f"readout parts must be among {', '.join(READOUT_PARTS)}, got {list(parts)}")
     pairs = []
     for k in range(trained_digits, task.width):
         a_k, b_k = operand_pos(task, "a", k), operand_pos(task, "b", k)
-        pairs += [(answer_logit_pos(task, k), [a_k, b_k]), (max(a_k, b_k), [min(a_k, b_k)])]
+        if "read" in parts:
+            pairs.append((answer_logit_pos(task, k), [a_k, b_k]))
+        if "gather" in parts:
+            pairs.append((max(a_k, b_k), [min(a_k, b_k)]))
     return [(q, [k for k in keys if k <= q]) for q, keys in pairs if q < seq]
 
 
@@ -200,18 +213,27 @@ def boost_keys(
     return out
 
 
-def readout_attention(trained_digits: int, bias: float, layers: Sequence[int] | None = None) -> Intervention:
-    """Attention logits from each extra answer digit's predicting position to a_k and b_k (and from
-    b_k to a_k) raised by ``bias`` in ``layers`` (default all); places >= ``trained_digits``."""
+def readout_attention(
+    trained_digits: int, bias: float, layers: Sequence[int] | None = None, parts: Sequence[str] = READOUT_PARTS
+) -> Intervention:
+    """Attention logits raised by ``bias`` in ``layers`` (default all), places >= ``trained_digits``:
+    from each extra answer digit's predicting position to a_k and b_k (``"read"``) and from b_k to
+    a_k (``"gather"``; :func:`readout_pairs`)."""
+    readout_pairs(Task("add", 1), 0, 0, parts)  # a bad part fails here, before any model runs
 
     def build(task: Task, n_layers: int) -> Hooks:
         def fn(pattern: Tensor, hook: Any) -> Tensor:
-            return boost_keys(pattern, readout_pairs(task, trained_digits, pattern.shape[-1]), bias)
+            return boost_keys(pattern, readout_pairs(task, trained_digits, pattern.shape[-1], parts), bias)
 
         return [(get_act_name("pattern", layer), fn) for layer in _layers(layers, n_layers)]
 
-    label = _layers_label(layers)
-    return Intervention(f"readout +{bias:g} ({label})", "readout attention", {"bias": bias, "layers": label}, build)
+    label = _layers_label(layers) + ("" if tuple(parts) == READOUT_PARTS else ", " + "+".join(parts))
+    return Intervention(
+        f"readout +{bias:g} ({label})",
+        "readout attention",
+        {"bias": bias, "layers": label, "parts": list(parts)},
+        build,
+    )
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -103,6 +103,9 @@ def test_readout_pairs_and_place_table_of_the_paper_format(add3):
     task = add3.task  # paper, width 5: a4..a0 at 0..4, b4..b0 at 5..9, answer digit k predicted at 9 + k
     assert repair.readout_pairs(task, 3, task.seq_len) == [(12, [1, 6]), (6, [1]), (13, [0, 5]), (5, [0])]
     assert repair.readout_pairs(task, 3, 13) == [(12, [1, 6]), (6, [1]), (5, [0])]  # queries past the prefix dropped
+    assert repair.readout_pairs(task, 3, task.seq_len, ["gather"]) == [(6, [1]), (5, [0])]
+    with pytest.raises(ValueError, match="readout parts must be among read, gather"):
+        repair.readout_attention(3, 5.0, parts=["write"])
     assert repair.place_table(task, 3, 12).tolist() == [2, 2, 2, 3, 4, 7, 7, 7, 8, 9, 10, 11]
 
 
