@@ -38,8 +38,10 @@ from ..core import data
 from ..core.checkpoint import Checkpoint
 from ..core.decoding import DEFAULT_BATCH, generate
 from ..core.evaluate import score
+from ..core.model import ModelConfig
 from ..core.numbers import Values, as_operands
 from ..core.tasks import Task
+from ..core.widening import check_widening
 from .equivalence import find_relation, wilson_interval
 
 Answers = Callable[[Values, Values], Values]
@@ -51,15 +53,25 @@ def default_lengths(task: Task) -> list[int]:
     return list(range(1, min(task.width, MAX_LENGTHS) + 1))
 
 
-def check_lengths(task: Task, lengths: Sequence[int]) -> list[int]:
-    """``lengths`` sorted and distinct if each is an operand length the format holds, else a ValueError."""
+def check_lengths(task: Task, lengths: Sequence[int], model_config: ModelConfig | None = None) -> list[int]:
+    """``lengths`` sorted and distinct if each is an operand length the format holds, else a ValueError.
+    With the checkpoint's ``model_config``, lengths past the width are checked against what its weights
+    can read in a wider format (:func:`~mechinterp_arith.core.widening.check_widening`: NotApplicable
+    naming the limit)."""
     ms = sorted({int(m) for m in lengths})
     if not ms:
         raise ValueError("give at least one operand length")
     for m in ms:
-        if not 1 <= m <= task.width:
+        if m < 1 or (m > task.width and model_config is None):
             raise ValueError(f"length m={m} does not fit the format: operands of 1..{task.width} digits (width W)")
+    if model_config is not None and ms[-1] > task.width:
+        check_widening(model_config.positional, task, model_config.n_ctx, ms[-1])
     return ms
+
+
+def below(table_row: dict[str, Any], stop_below: float | None) -> bool:
+    """The stop rule of a length curve: this length's exact match is below ``stop_below``."""
+    return stop_below is not None and table_row["exact"] < stop_below
 
 
 def relations_by_length(
@@ -69,33 +81,47 @@ def relations_by_length(
     n: int = 10_000,
     seed: int = 0,
     operands: str = "both",
+    stop_below: float | None = None,
 ) -> pd.DataFrame:
     """One row per length m (the index) of the answers ``answers(a, b)`` gives: ``n`` (pairs),
     ``exhaustive`` (the whole set), ``exact``, ``truncated``, ``best`` (the top relation's name),
     ``best_coverage``, each share with ``_lo``/``_hi`` (95% Wilson), ``fits`` (the top relation's
     interval lies above the fit threshold), ``tied_with`` (relations covering exactly as many answers)
-    and ``per_digit`` (exact per answer digit, units first). ``attrs``: ``truncated_relation``, ``operands``."""
+    and ``per_digit`` (exact per answer digit, units first). ``stop_below``: no length is scored after
+    the first whose exact match is below it. ``attrs``: ``truncated_relation``, ``operands``."""
     ms = check_lengths(task, default_lengths(task) if lengths is None else lengths)
     data.check_count(n, "n")
     rows = []
     for m in ms:
-        (a, b), exhaustive = data.length_pairs(task, m, n, seed=seed, operands=operands)
-        output = as_operands(answers(a, b), "answers")
-        search = find_relation(task, a, b, output, max_counterexamples=0)
-        true_fit = next(r for r in search.relations if r.kind == "true")
-        # the search's candidate f(a mod 10^n, b mod 10^n) is Task.equivalent_answer(a, b, n): the truncated relation
-        truncated = next(r for r in search.relations if r.kind == "truncated" and r.j == task.digits)
-        row: dict[str, Any] = {"m": m, "n": len(a), "exhaustive": exhaustive}
-        for key, hits in (("exact", true_fit.hits), ("truncated", truncated.hits), ("best_coverage", search.top.hits)):
-            lo, hi = wilson_interval(hits, len(a))
-            row.update({key: hits / len(a), f"{key}_lo": lo, f"{key}_hi": hi})
-        row.update(
-            best=search.top.name,
-            fits=search.fits,
-            tied_with=search.tied_with,
-            per_digit=score(task, output, task.apply(a, b))["per_digit"],
-        )
-        rows.append(row)
+        rows.append(length_row(task, answers, m, n, seed, operands))
+        if below(rows[-1], stop_below):
+            break
+    return length_table(task, rows, operands)
+
+
+def length_row(task: Task, answers: Answers, m: int, n: int, seed: int, operands: str) -> dict[str, Any]:
+    """The row of :func:`relations_by_length` for operand length ``m`` (``task``'s format holds it)."""
+    (a, b), exhaustive = data.length_pairs(task, m, n, seed=seed, operands=operands)
+    output = as_operands(answers(a, b), "answers")
+    search = find_relation(task, a, b, output, max_counterexamples=0)
+    true_fit = next(r for r in search.relations if r.kind == "true")
+    # the search's candidate f(a mod 10^n, b mod 10^n) is Task.equivalent_answer(a, b, n): the truncated relation
+    truncated = next(r for r in search.relations if r.kind == "truncated" and r.j == task.digits)
+    row: dict[str, Any] = {"m": m, "n": len(a), "exhaustive": exhaustive}
+    for key, hits in (("exact", true_fit.hits), ("truncated", truncated.hits), ("best_coverage", search.top.hits)):
+        lo, hi = wilson_interval(hits, len(a))
+        row.update({key: hits / len(a), f"{key}_lo": lo, f"{key}_hi": hi})
+    row.update(
+        best=search.top.name,
+        fits=search.fits,
+        tied_with=search.tied_with,
+        per_digit=score(task, output, task.apply(a, b))["per_digit"],
+    )
+    return row
+
+
+def length_table(task: Task, rows: list[dict[str, Any]], operands: str) -> pd.DataFrame:
+    """The rows of :func:`length_row` as :func:`relations_by_length`'s table."""
     table = pd.DataFrame(rows).set_index("m")
     table.attrs.update(truncated_relation=task.equivalent_description(), operands=operands)
     return table
@@ -108,11 +134,23 @@ def relation_by_length(
     seed: int = 0,
     operands: str = "both",
     batch_size: int = DEFAULT_BATCH,
+    stop_below: float | None = None,
 ) -> pd.DataFrame:
-    """:func:`relations_by_length` of the checkpoint's greedy answers (lengths default 1..min(W, 9))."""
-    return relations_by_length(
-        ckpt.task, lambda a, b: generate(ckpt.model, ckpt.task, a, b, batch_size).answers, lengths, n, seed, operands
-    )
+    """:func:`relations_by_length` of the checkpoint's greedy answers (lengths default 1..min(W, 9)).
+    Lengths past the format's width are read by the same weights in a format of width m
+    (:meth:`~mechinterp_arith.core.checkpoint.Checkpoint.for_length`; NotApplicable, before any work,
+    where the scheme cannot: learned, or IDs past the position table). ``stop_below`` (e.g. 0.5): the
+    length curve ends at the first length whose exact match is below it."""
+    ms = check_lengths(ckpt.task, default_lengths(ckpt.task) if lengths is None else lengths, ckpt.model_config)
+    data.check_count(n, "n")
+    rows = []
+    for m in ms:
+        at = ckpt.for_length(m)
+        answers: Answers = lambda a, b, at=at: generate(at.model, at.task, a, b, batch_size).answers
+        rows.append(length_row(at.task, answers, m, n, seed, operands))
+        if below(rows[-1], stop_below):
+            break
+    return length_table(ckpt.task, rows, operands)
 
 
 def by_length_dict(ckpt: Checkpoint, table: pd.DataFrame) -> dict[str, Any]:

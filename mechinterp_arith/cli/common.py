@@ -44,6 +44,18 @@ def add_quiet_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
+def add_stop_below_arg(parser: argparse.ArgumentParser) -> None:
+    """``--stop-below X``: a length curve ends at the first length whose exact match is below X."""
+    parser.add_argument(
+        "--stop-below",
+        type=float,
+        default=None,
+        metavar="X",
+        help="score no longer length after the first whose exact match is below X (e.g. 0.5: a length curve "
+        "to where the model breaks)",
+    )
+
+
 def add_checkpoint_arg(parser: argparse.ArgumentParser, default: str | None = None) -> None:
     if default is None:
         parser.add_argument(

@@ -11,6 +11,7 @@ from .common import (
     add_device_arg,
     add_json_arg,
     add_quiet_arg,
+    add_stop_below_arg,
     fmt,
     print_json,
     require_positive,
@@ -45,8 +46,10 @@ def register(sub) -> None:
         default=None,
         metavar="L-N",
         help="relation by length instead: for each operand length (e.g. 1-9, or 1,3,5) exact match, the truncated "
-        "relation's coverage and the best relation, each with a 95%% Wilson interval",
+        "relation's coverage and the best relation, each with a 95%% Wilson interval; lengths past the width "
+        "are read in a wider format where the position scheme allows (e.g. coupling at width 20: up to 60)",
     )
+    add_stop_below_arg(p)
     p.add_argument(
         "--operands",
         choices=("both", "either"),
@@ -120,8 +123,10 @@ def run_by_length(args) -> int:
     if args.ood_digits is not None:
         raise ValueError("give --lengths or --ood-digits, not both")
     ckpt = load(args.checkpoint, device=args.device)
-    lengths = check_lengths(ckpt.task, args.lengths)  # before any work
-    table = relation_by_length(ckpt, lengths, n=args.n, seed=args.seed, operands=args.operands)
+    lengths = check_lengths(ckpt.task, args.lengths, ckpt.model_config)  # before any work
+    table = relation_by_length(
+        ckpt, lengths, n=args.n, seed=args.seed, operands=args.operands, stop_below=args.stop_below
+    )
     if args.json:
         print_json(by_length_dict(ckpt, table))
         return 0

@@ -7,6 +7,7 @@ from .common import (
     add_device_arg,
     add_json_arg,
     add_quiet_arg,
+    add_stop_below_arg,
     fmt,
     print_json,
     require_positive,
@@ -27,8 +28,10 @@ def register(sub) -> None:
         nargs="*",
         default=None,
         metavar="M",
-        help="OOD operand lengths (default: n+1 when the format holds it)",
+        help="OOD operand lengths (default: n+1 when the format holds it); lengths past the width are read "
+        "in a wider format where the position scheme allows (coupling, abacus, rotary, nope, randomized)",
     )
+    add_stop_below_arg(p)
     p.add_argument(
         "--n",
         type=int,
@@ -60,7 +63,13 @@ def run(args) -> int:
         m = default_ood_digits(ckpt.task)
         ood = [m] if m is not None else []
     result = evaluate_checkpoint(
-        ckpt, ood, n=args.n, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet
+        ckpt,
+        ood,
+        n=args.n,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+        stop_below=args.stop_below,
     )
     if args.json:
         print_json(result)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from jaxtyping import Int
 from safetensors import SafetensorError
@@ -32,7 +33,7 @@ from .dirswap import leftovers, recover, replace_dir, staging_dir
 from .files import errors_naming, link_or_copy, require_regular_file, strict_json
 from .locks import exclusive, output_path
 from .model import ModelConfig, build_model, model_device, resolve_device
-from .numbers import OperandsLike, Values, as_operands
+from .numbers import OperandsLike, Values, as_operands, digit_count
 from .tasks import Task
 from .version import __version__
 
@@ -85,10 +86,37 @@ class Checkpoint:
 
     def predict(self, a: OperandsLike, b: OperandsLike) -> Values:
         """The model's greedy answers: a numpy array of Python ints (any size; -1 when unreadable), so
-        ``ckpt.predict([a], [b])[0] == a + b`` compares with Python's own answer."""
+        ``ckpt.predict([a], [b])[0] == a + b`` compares with Python's own answer. Operands longer than
+        the format's width are read in a format as wide as the longest (:meth:`for_length`; NotApplicable
+        naming the limit where the scheme cannot)."""
         from .decoding import generate
 
-        return generate(self.model, self.task, as_operands(a), as_operands(b)).answers
+        a, b = as_operands(a), as_operands(b)
+        longest = int(digit_count(np.concatenate([a, b])).max()) if len(a) and len(b) else 0
+        at = self.for_length(longest)
+        return generate(at.model, at.task, a, b).answers
+
+    def widened(self, width: int) -> Checkpoint:
+        """The same weights reading operands of up to ``width`` digits: the task at that width (same
+        operation, format, BOS and padding) and a copy of the model with its context and position rule
+        widened (:func:`~mechinterp_arith.core.widening.widen`); ``self`` when ``width`` is its own.
+        NotApplicable, naming the limit, where the scheme's position table cannot hold the wider rows
+        (learned: no widening past ``n_ctx``).
+
+        >>> wide = load("add3").widened(6)                  # doctest: +SKIP
+        NotApplicable: learned positions index the table by token: ...
+        """
+        from .widening import widen
+
+        if width == self.task.width:
+            return self
+        model, task = widen(self.model, self.model_config, self.task, width)
+        return Checkpoint(model, task, self.model_config, self.config, self.history, self.path)
+
+    def for_length(self, m: int) -> Checkpoint:
+        """The checkpoint that reads ``m``-digit operands: ``self`` when its format holds them, else
+        :meth:`widened` to width ``m``."""
+        return self if m <= self.task.width else self.widened(m)
 
     def snapshot_steps(self) -> list[int]:
         """Training steps with a saved snapshot (for training-dynamics analyses)."""

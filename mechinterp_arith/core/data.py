@@ -254,15 +254,16 @@ def require_ood_digits(task: Task, m: int | None = None) -> int:
     return check_ood_digits(task, [m])[0]
 
 
-def check_ood_digits(task: Task, ood_digits: Iterable[int]) -> list[int]:
-    """Validate OOD operand lengths: each m must satisfy n < m <= W (ValueError naming the bad one)."""
+def check_ood_digits(task: Task, ood_digits: Iterable[int], wider: bool = False) -> list[int]:
+    """Validate OOD operand lengths: each m must satisfy n < m <= W (ValueError naming the bad one);
+    ``wider``: m may exceed W (read in a wider format: ``core/widening.py`` checks what the weights hold)."""
     ms = [int(m) for m in ood_digits]
     if not ms:
         raise ValueError("give at least one OOD operand length (--ood-digits)")
     for m in ms:
         if m <= task.digits:
             raise ValueError(f"OOD length m={m} must exceed the trained length n={task.digits} (m > n)")
-        if m > task.width:
+        if m > task.width and not wider:
             raise ValueError(f"OOD length m={m} does not fit the format: width W={task.width} digits at most")
     return ms
 

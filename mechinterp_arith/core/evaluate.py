@@ -32,6 +32,7 @@ from .decoding import DEFAULT_BATCH, generate, greedy_matches
 from .numbers import OperandsLike, Values, as_operands, digit_count
 from .tasks import Task
 from .train_config import TrainConfig
+from .widening import check_widening
 
 
 def score(task: Task, predicted: OperandsLike, target: OperandsLike) -> dict[str, Any]:
@@ -208,17 +209,22 @@ def evaluate_checkpoint(
     seed: int = 0,
     batch_size: int = DEFAULT_BATCH,
     progress: bool = False,
+    stop_below: float | None = None,
 ) -> dict[str, Any]:
     """The ``mechinterp-arith evaluate --json`` object: ID and per-length OOD accuracy.
 
     ``n`` caps the ID set and sizes each OOD set (default 10,000); OOD key ``"m"`` means both
     operands have exactly m digits; each must be longer than the trained length (``data.check_ood_digits``).
-    Memory is bounded by ``batch_size`` (:func:`accuracy`). ``progress``: a progress bar of the
-    pairs scored on stderr (on a terminal).
+    Lengths past the format's width are read in a format of width m (:meth:`Checkpoint.for_length`;
+    NotApplicable, before any work, where the scheme cannot). ``stop_below``: no OOD length is scored
+    after the first whose exact match is below it. Memory is bounded by ``batch_size`` (:func:`accuracy`).
+    ``progress``: a progress bar of the pairs scored on stderr (on a terminal).
     """
     if n is not None:
         data.check_count(n, "n")
-    ms = data.check_ood_digits(ckpt.task, ood_digits) if ood_digits else []
+    ms = sorted(data.check_ood_digits(ckpt.task, ood_digits, wider=True)) if ood_digits else []
+    if ms and ms[-1] > ckpt.task.width:
+        check_widening(ckpt.model_config.positional, ckpt.task, ckpt.model_config.n_ctx, ms[-1])
     a, b, source = held_out_pairs(ckpt, n, seed)
     n_ood = 10_000 if n is None else n
     with tqdm(
@@ -233,6 +239,9 @@ def evaluate_checkpoint(
             "ood": {},
         }
         for m in ms:
-            oa, ob = data.ood_both(ckpt.task, m, n_ood, seed=seed)
-            result["ood"][str(m)] = accuracy(ckpt.model, ckpt.task, oa, ob, batch_size, bar)
+            at = ckpt.for_length(m)
+            oa, ob = data.ood_both(at.task, m, n_ood, seed=seed)
+            result["ood"][str(m)] = accuracy(at.model, at.task, oa, ob, batch_size, bar)
+            if stop_below is not None and result["ood"][str(m)]["exact"] < stop_below:
+                break
     return result

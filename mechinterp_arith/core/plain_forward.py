@@ -182,7 +182,9 @@ class PlainGPT:
 
     @property
     def context(self) -> int:
-        return self.pos.shape[0] if self.pos is not None else self.n_ctx
+        """Tokens a row may hold: the model's ``n_ctx`` (a table indexed by token index caps it at its rows;
+        a position rule's IDs index the table instead, and stay below its rows)."""
+        return self.pos.shape[0] if self.pos is not None and self.rule is None else self.n_ctx
 
     def numbering(self, tokens: Int[Tensor, "batch pos"]) -> Numbering:
         """The position IDs and key visibility the model gives ``tokens``: its position rule's

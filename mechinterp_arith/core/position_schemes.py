@@ -100,10 +100,11 @@ class PositionRule:
             raise ValueError(
                 f"scheme {self.scheme!r} has no position rule; schemes with a rule: {', '.join(SCHEMES_WITH_RULE)}"
             )
-        if self.n_positions < self.task.n_ctx:
+        need = self.task.n_ctx if self.scheme == "randomized" else largest_id(self.scheme, self.task) + 1
+        if self.n_positions < need:
             raise ValueError(
-                f"a table of {self.n_positions} positions is shorter than the {self.task.n_ctx} "
-                f"tokens of {self.task.name} (width {self.task.width})"
+                f"a table of {self.n_positions} positions is shorter than the {need} "
+                f"{'tokens' if self.scheme == 'randomized' else 'IDs'} of {self.task.name} (width {self.task.width})"
             )
         if self.scheme != "randomized":
             digit_layout(self.task, torch.zeros(1, 0, dtype=torch.long))  # ValueError for a layout without places

@@ -33,7 +33,7 @@ def test_evaluate_json_on_shipped_add3_sample():
     "args, message",
     [
         (["evaluate", "no_such_ckpt"], "no checkpoint named or at 'no_such_ckpt'"),
-        (["evaluate", "add3", "--ood-digits", "7"], "OOD length m=7 does not fit the format"),
+        (["evaluate", "add3", "--ood-digits", "7"], "learned positions index the table by token: 7-digit rows"),
         (["evaluate", "add3", "--n", "0"], "--n must be >= 1"),
         (["info", "tests"], "holds no config.json"),
         (["train", "--task", "addmod", "--out", "/tmp/never_written"], "needs a modulus"),

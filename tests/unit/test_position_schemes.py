@@ -102,8 +102,12 @@ def test_training_offsets_stay_inside_the_table():
     base = rule.ids(tokens)
     offsets = (drawn - base)[:, 2]
     assert offsets.min() == 0 and offsets.max() == rule.max_offset and drawn.max() == 11
-    with pytest.raises(ValueError, match="shorter than the 12 tokens"):
-        PositionRule("coupling", REVERSED, 11)
+    top = REVERSED.answer_width + 1  # the largest ID at offset 0
+    assert PositionRule("coupling", REVERSED, top + 1).max_offset == 0  # IDs, not tokens, index the table
+    with pytest.raises(ValueError, match=f"shorter than the {top + 1} IDs"):
+        PositionRule("coupling", REVERSED, top)
+    with pytest.raises(ValueError, match=f"shorter than the {REVERSED.n_ctx} tokens"):
+        PositionRule("randomized", REVERSED, REVERSED.n_ctx - 1)
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
