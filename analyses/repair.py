@@ -33,10 +33,12 @@ from mechinterp_arith import load
 from mechinterp_arith.analysis import repair
 from mechinterp_arith.analysis.relation_by_length import relations_by_length
 from mechinterp_arith.core.checkpoint import CheckpointError
+from mechinterp_arith.core.errors import NotApplicable
 from mechinterp_arith.core.files import atomic_write_text
 from mechinterp_arith.core.importer import import_checkpoint
 from mechinterp_arith.core.position_schemes import largest_id
 from mechinterp_arith.core.threads import set_threads
+from mechinterp_arith.core.widening import widening_limit
 
 RESULTS = Path(__file__).resolve().parent / "results" / "repair.json"
 FACTORS = [0.5, 1.5, 2.0, 3.0, 4.0]
@@ -73,7 +75,7 @@ def interventions(scheme: str, n_layers: int, trained_digits: int, trained_id_li
 
 
 def widened(ckpt: Any, width: int) -> tuple[Any, Any]:
-    """``(model, task)`` of the checkpoint at a wider format (issue-24-widen's one home)."""
+    """``(model, task)`` of the checkpoint's weights at a wider format (``Checkpoint.widened``)."""
     view = ckpt.widened(width)
     return view.model, view.task
 
@@ -84,7 +86,7 @@ def breaking_lengths(ckpt: Any, n: int, limit: int, log: list[str]) -> tuple[lis
     for m in range(first, limit + 1):
         try:
             model, task = widened(ckpt, m)
-        except (AttributeError, ValueError, NotImplementedError) as e:
+        except (NotApplicable, ValueError) as e:
             log.append(f"no widened evaluation at {m} digits: {e}")
             return [], None, None
         row = relations_by_length(task, repair.hooked_answers(model, task, repair.NO_INTERVENTION), [m], n)
@@ -223,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                 limit = largest_id(scheme, task) if scheme in ("abacus", "coupling") else 0
                 if scheme in ("abacus", "coupling"):
                     log: list[str] = []
-                    lengths, model, wide = breaking_lengths(ckpt, args.n, max_length(ckpt), log)
+                    lengths, model, wide = breaking_lengths(ckpt, args.n, max_length(ckpt, scheme), log)
                     breaking[f"{group} s{seed}"] = {"lengths": lengths, "log": log}
                     print(f"{group} s{seed}: {'; '.join(log)}", flush=True)
                     if not lengths:
@@ -257,9 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def max_length(ckpt: Any) -> int:
-    """The longest operands the coupled model's position table holds (answer IDs up to m + 2 < rows)."""
-    return int(ckpt.model.cfg.n_ctx) - 3
+def max_length(ckpt: Any, scheme: str) -> int:
+    """The longest operands the model's position table holds (:func:`widening_limit`)."""
+    return widening_limit(scheme, ckpt.task, int(ckpt.model.cfg.n_ctx)) or ckpt.task.width
 
 
 if __name__ == "__main__":
