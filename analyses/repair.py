@@ -80,10 +80,11 @@ def widened(ckpt: Any, width: int) -> tuple[Any, Any]:
     return view.model, view.task
 
 
-def breaking_lengths(ckpt: Any, n: int, limit: int, log: list[str]) -> tuple[list[int], Any, Any]:
-    """The coupled model's breaking length (exact < 0.5) and the two after it, with the widened view."""
+def breaking_lengths(ckpt: Any, n: int, limit: int, log: list[str], step: int = 1) -> tuple[list[int], Any, Any]:
+    """The coupled model's breaking length (the first scanned length, width + 1, width + 1 + step, ...,
+    whose exact match is below 0.5) and the two scanned lengths after it, with the widened view."""
     first = ckpt.task.width + 1
-    for m in range(first, limit + 1):
+    for m in range(first, limit + 1, step):
         try:
             model, task = widened(ckpt, m)
         except (NotApplicable, ValueError) as e:
@@ -93,9 +94,9 @@ def breaking_lengths(ckpt: Any, n: int, limit: int, log: list[str]) -> tuple[lis
         exact = float(row["exact"].iloc[0])
         log.append(f"{m} digits: exact {exact:.3f}")
         if exact < 0.5:
-            top = min(m + 2, limit)
-            model, task = widened(ckpt, top)
-            return list(range(m, top + 1)), model, task
+            lengths = [x for x in (m, m + step, m + 2 * step) if x <= limit]
+            model, task = widened(ckpt, lengths[-1])
+            return lengths, model, task
     return [], None, None
 
 
@@ -185,7 +186,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--schemes", nargs="+", default=["learned", "coupling"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--n", type=int, default=500, help="pairs per length (default 500)")
+    p.add_argument(
+        "--big-step", type=int, default=5, help="--big's breaking-length scan: every STEP digits (default 5)"
+    )
     p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument(
+        "--update",
+        action="store_true",
+        help="keep the rows of --results for model groups this run does not measure (one file from several runs)",
+    )
     args = p.parse_args(argv)
     os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     set_threads(1)
@@ -225,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                 limit = largest_id(scheme, task) if scheme in ("abacus", "coupling") else 0
                 if scheme in ("abacus", "coupling"):
                     log: list[str] = []
-                    lengths, model, wide = breaking_lengths(ckpt, args.n, max_length(ckpt, scheme), log)
+                    step = args.big_step if root is args.big else 1
+                    lengths, model, wide = breaking_lengths(ckpt, args.n, max_length(ckpt, scheme), log, step)
                     breaking[f"{group} s{seed}"] = {"lengths": lengths, "log": log}
                     print(f"{group} s{seed}: {'; '.join(log)}", flush=True)
                     if not lengths:
@@ -235,15 +245,37 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     lengths = list(range(trained + 1, task.width + 1))
                     rows.extend(measure(group, seed, ckpt.model, task, scheme, lengths, trained, limit, args.n))
-    out = {
-        "command": "python analyses/repair.py "
+    command = (
+        "python analyses/repair.py "
         + " ".join(
             f"--{k.replace('_', '-')} {v}"
             for k, v in (("lab", args.lab), ("big", args.big), ("study_model", args.study_model))
             if v is not None
         )
         + (" --no-add3" if args.no_add3 else "")
-        + f" --schemes {' '.join(args.schemes)} --seeds {' '.join(map(str, args.seeds))} --n {args.n}",
+        + f" --schemes {' '.join(args.schemes)} --seeds {' '.join(map(str, args.seeds))} --n {args.n}"
+        + (f" --big-step {args.big_step}" if args.big is not None else "")
+    )
+    runs = [
+        {
+            "command": command,
+            "n": args.n,
+            "seconds": round(time.perf_counter() - t0, 1),
+            "load_average": os.getloadavg(),
+        }
+    ]
+    runs[0]["cpu_seconds"] = round(time.process_time() - cpu0, 1)
+    if args.update and args.results.is_file():
+        earlier = json.loads(args.results.read_text())
+        groups = {r["group"] for r in rows} | {m["group"] for m in missing}
+        rows = [r for r in earlier["rows"] if r["group"] not in groups] + rows
+        missing = [m for m in earlier["models_missing"] if m["group"] not in groups] + missing
+        breaking = {k: v for k, v in earlier["breaking"].items() if k.rsplit(" s", 1)[0] not in groups} | breaking
+        first = {k: earlier.get(k) for k in ("command", "seconds", "load_average", "cpu_seconds", "n")}
+        runs = earlier.get("runs", [first]) + runs
+    out = {
+        "command": command,
+        "runs": runs,
         "seconds": round(time.perf_counter() - t0, 1),
         "cpu_seconds": round(time.process_time() - cpu0, 1),
         "load_average": os.getloadavg(),

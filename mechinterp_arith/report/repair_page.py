@@ -143,9 +143,15 @@ def seeds_section(data: dict[str, Any]) -> dict[str, str]:
 
 def notes_section(data: dict[str, Any]) -> dict[str, str]:
     """The coupled models' breaking-length search, the models left out, the command and its cost."""
+    runs = data.get("runs") or [data]
     parts = [
-        f"<p>Command: <code>{escape(data.get('command', '?'))}</code>; {escape(data.get('cpu_seconds', '?'))} CPU s "
-        f"({escape(data.get('seconds', '?'))} s wall, load average {escape(data.get('load_average', '?'))}).</p>"
+        "<p>"
+        + "<br>".join(
+            f"<code>{escape(r.get('command', '?'))}</code>: {escape(r.get('cpu_seconds', '?'))} CPU s "
+            f"({escape(r.get('seconds', '?'))} s wall, load average {escape(r.get('load_average', '?'))})"
+            for r in runs
+        )
+        + "</p>"
     ]
     breaking = data.get("breaking") or {}
     if breaking:
