@@ -33,6 +33,7 @@ from mechinterp_arith import load
 from mechinterp_arith.analysis import repair
 from mechinterp_arith.analysis.relation_by_length import relations_by_length
 from mechinterp_arith.core.checkpoint import CheckpointError
+from mechinterp_arith.core.data import ood_digits_range
 from mechinterp_arith.core.errors import NotApplicable
 from mechinterp_arith.core.files import atomic_write_text
 from mechinterp_arith.core.importer import import_checkpoint
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def study(group: str, ckpt: Any) -> None:
         task = ckpt.task
-        lengths = list(range(task.digits + 1, task.width + 1))
+        lengths = ood_digits_range(task)
         rows.extend(measure(group, 0, ckpt.model, task, "learned", lengths, task.digits, 0, args.n))
 
     if not args.no_add3:
@@ -243,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     rows.extend(measure(group, seed, model, wide, scheme, lengths, trained, limit, args.n))
                 else:
-                    lengths = list(range(trained + 1, task.width + 1))
+                    lengths = ood_digits_range(task)
                     rows.extend(measure(group, seed, ckpt.model, task, scheme, lengths, trained, limit, args.n))
     command = (
         "python analyses/repair.py "
