@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from support import reference
 from support.carryless_model import carryless_adder
+from support.cli import cli_json
 
 from mechinterp_arith import ModelConfig, Task, data, load, save_checkpoint
 from mechinterp_arith.core.model import build_model
@@ -89,3 +90,10 @@ def test_the_repair_page_lists_every_row(results, tmp_path):
     assert "Repair without retraining" in page and "scale x2 (all layers)" in page
     with pytest.raises(ValueError, match="not the results of analyses/repair.py"):
         read_repair({"rows": [{"seed": 0}]})
+
+
+def test_the_report_command_draws_the_repair_page_from_its_results(results, tmp_path, capsys):
+    _, _, out = results
+    summary = cli_json(capsys, "report", str(out), "--out", str(tmp_path / "page"), "--json")
+    assert summary["path"] == str(tmp_path / "page" / "index.html")
+    assert "Repair without retraining" in (tmp_path / "page" / "index.html").read_text()
