@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--update",
         action="store_true",
-        help="keep the rows of --results for model groups this run does not measure (one file from several runs)",
+        help="keep the rows of --results for models (group and seed) this run does not measure (one file, several runs)",
     )
     args = p.parse_args(argv)
     os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -270,10 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     runs[0]["cpu_seconds"] = round(time.process_time() - cpu0, 1)
     if args.update and args.results.is_file():
         earlier = json.loads(args.results.read_text())
-        groups = {r["group"] for r in rows} | {m["group"] for m in missing}
-        rows = [r for r in earlier["rows"] if r["group"] not in groups] + rows
-        missing = [m for m in earlier["models_missing"] if m["group"] not in groups] + missing
-        breaking = {k: v for k, v in earlier["breaking"].items() if k.rsplit(" s", 1)[0] not in groups} | breaking
+        done = {(r["group"], r["seed"]) for r in rows} | {(m["group"], m.get("seed")) for m in missing}
+        rows = [r for r in earlier["rows"] if (r["group"], r["seed"]) not in done] + rows
+        missing = [m for m in earlier["models_missing"] if (m["group"], m.get("seed")) not in done] + missing
+        breaking = earlier["breaking"] | breaking
         first = {k: earlier.get(k) for k in ("command", "seconds", "load_average", "cpu_seconds", "n")}
         runs = earlier.get("runs", [first]) + runs
     out = {
