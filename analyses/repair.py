@@ -171,6 +171,7 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "exact_max": max(ex),
                 "max_gain": max(gains) if gains else None,
                 "seeds_gaining": sum(g >= 0.05 for g in gains),
+                "truncated_mean": _mean_of(rs, "truncated"),
                 "first_extra_digit_mean": _mean_of(rs, "first_extra_digit"),
                 "extra_digits_mean": _mean_of(rs, "extra_digits"),
             }

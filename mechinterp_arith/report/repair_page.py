@@ -62,6 +62,7 @@ def summary_section(data: dict[str, Any]) -> dict[str, str]:
         "exact mean (min-max)",
         "largest gain",
         "seeds gaining >= 0.05",
+        "truncated relation (mean)",
         "answer digit n exact (mean)",
     ]
     body = [
@@ -73,6 +74,7 @@ def summary_section(data: dict[str, Any]) -> dict[str, str]:
             f"{_f(s['exact_mean'])} ({_f(s['exact_min'])}-{_f(s['exact_max'])})",
             _f(s["max_gain"]),
             s["seeds_gaining"],
+            _f(s.get("truncated_mean")),
             _f(s.get("first_extra_digit_mean")),
         ]
         for s in data.get("summary", [])
