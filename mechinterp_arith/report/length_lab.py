@@ -19,9 +19,9 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 from ..analysis.length_generalisation import compare_schemes
-from ..core.files import atomic_write_text, require_regular_file
+from ..core.files import require_regular_file
 from .assets import ElementIds, figure_html
-from .build import render_sections, run_section
+from .build import write_parts_page
 from .context import escape, table
 from .length_circuits import circuits_section, read_circuits
 
@@ -197,15 +197,11 @@ def build_length_lab_page(
         **({"circuits": lambda _: circuits_section(circuit_data, ids)} if circuit_data is not None else {}),
         "timing": lambda _: timing_section(rows),
     }
-    sections = [run_section(key, None, fn) for key, fn in parts.items()]
-    page = render_sections(
+    return write_parts_page(
+        out_dir,
         "Length generalisation by position scheme",
         f"addition, {rows['scheme'].nunique()} position schemes x {rows['seed'].nunique()} seeds, "
         f"operands of {int(rows['m'].min())} to {int(rows['m'].max())} digits",
-        sections,
+        parts,
         settings=f"results {results if not isinstance(results, dict) else '(in memory)'}, threshold {threshold:.0%}",
     )
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "index.html", page)
-    return out / "index.html"

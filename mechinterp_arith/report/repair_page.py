@@ -17,9 +17,9 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..core.files import atomic_write_text, require_regular_file
+from ..core.files import require_regular_file
 from .assets import ElementIds, figure_html
-from .build import render_sections, run_section
+from .build import write_parts_page
 from .context import escape, table
 
 ROW_KEYS = ("group", "seed", "intervention", "kind", "m", "exact", "truncated", "best", "gain")
@@ -178,15 +178,11 @@ def build_repair_page(results: str | Path | dict[str, Any], out_dir: str | Path)
         "seeds": lambda _: seeds_section(data),
         "notes": lambda _: notes_section(data),
     }
-    sections = [run_section(key, None, fn) for key, fn in parts.items()]
-    page = render_sections(
+    return write_parts_page(
+        out_dir,
         "Repair without retraining",
         f"{rows['intervention'].nunique()} interventions on {len(groups)} model groups "
         f"({rows.groupby('group')['seed'].nunique().sum()} models), operands past what each generalises to",
-        sections,
+        parts,
         settings=f"results {results if not isinstance(results, dict) else '(in memory)'}",
     )
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "index.html", page)
-    return out / "index.html"
