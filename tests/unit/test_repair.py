@@ -45,7 +45,12 @@ def test_scaling_by_one_and_identity_remaps_change_nothing(add3, coupled):
     with torch.inference_mode():
         plain = add3.model(tokens)
     identity = repair.position_remap("identity", lambda task: lambda ids: ids)
-    for iv in (repair.attention_scaling(1.0), identity, repair.clamp_places(add3.task.width)):
+    for iv in (
+        repair.attention_scaling(1.0),
+        identity,
+        repair.clamp_places(add3.task.width),
+        repair.readout_attention(3, 0.0),
+    ):
         assert iv.hooks(add3.model, add3.task)  # a hook is attached ...
         torch.testing.assert_close(logits_with(add3.model, iv, add3.task, tokens), plain, atol=1e-5, rtol=1e-5)
     hooked = repair.hooked_answers(add3.model, add3.task, repair.attention_scaling(1.0))(a, b)
