@@ -58,6 +58,11 @@ HookFn = Callable[[Tensor, Any], Tensor]
 Hooks = list[tuple[str, HookFn]]
 
 
+def no_hooks(task: Task, n_layers: int) -> Hooks:
+    """The builder of no intervention: no hooks."""
+    return []
+
+
 @dataclass(frozen=True)
 class Intervention:
     """A named set of TL forward hooks built from parameters for a model's task.
@@ -66,15 +71,15 @@ class Intervention:
 
     name: str
     kind: str
-    params: dict[str, Any] = field(default_factory=dict)
-    build: Callable[[Task, int], Hooks] = field(default=lambda task, n_layers: [], repr=False, compare=False)
+    params: dict[str, Any]
+    build: Callable[[Task, int], Hooks] = field(repr=False, compare=False)
 
     def hooks(self, model: TransformerBridge, task: Task) -> Hooks:
         """The hooks for ``model`` answering ``task``."""
         return self.build(task, model.cfg.n_layers)
 
 
-NO_INTERVENTION = Intervention("none", "none")
+NO_INTERVENTION = Intervention("none", "none", {}, no_hooks)
 
 
 def combine(*interventions: Intervention) -> Intervention:
