@@ -9,7 +9,6 @@ PosixPath('/tmp/repair/index.html')
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..core.files import require_regular_file
+from ..core.files import read_json_file
 from .assets import ElementIds, figure_html
 from .build import write_parts_page
 from .context import escape, table
@@ -29,10 +28,7 @@ def read_repair(results: str | Path | dict[str, Any]) -> dict[str, Any]:
     """The parsed results of ``analyses/repair.py``; ValueError naming the file otherwise."""
     source = "the results" if isinstance(results, dict) else str(results)
     if not isinstance(results, dict):
-        try:
-            results = json.loads(require_regular_file(Path(results), "results file").read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-            raise ValueError(f"{source} is not a valid JSON results file ({type(e).__name__}: {e})") from None
+        results = read_json_file(Path(results))
     rows = results.get("rows") if isinstance(results, dict) else None
     if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) and set(ROW_KEYS) <= set(r) for r in rows):
         raise ValueError(f"{source}: not the results of analyses/repair.py (rows with {', '.join(ROW_KEYS)})")
