@@ -22,7 +22,8 @@ def register(sub) -> None:
     p.epilog = (
         "CKPT may also be a sweep directory (mechinterp-arith sweep --out DIR): one page comparing its runs; "
         "or the results file of the length-generalisation lab (analyses/length_generalisation.py, "
-        "a .json): one page comparing the position schemes."
+        "a .json): one page comparing the position schemes; or the results of analyses/repair.py: the page of "
+        "repair without retraining."
     )
     p.add_argument("--out", default="report", metavar="DIR", help="output directory (default: ./report)")
     p.add_argument(
@@ -103,10 +104,14 @@ def run_lab_report(args) -> int:
     from pathlib import Path
 
     from ..report.length_lab import build_length_lab_page
+    from ..report.repair_page import build_repair_page, is_repair_results
 
     if not Path(args.checkpoint).is_file():
         raise ValueError(f"{args.checkpoint}: no such results file")
-    path = build_length_lab_page(args.checkpoint, args.out, circuits=args.circuits)
+    if is_repair_results(args.checkpoint):
+        path = build_repair_page(args.checkpoint, args.out)
+    else:
+        path = build_length_lab_page(args.checkpoint, args.out, circuits=args.circuits)
     if args.json:
         print_json({"path": str(path), "size_bytes": path.stat().st_size})
     else:

@@ -122,3 +122,12 @@ def json_safe(obj: Any) -> Any:
 def strict_json(obj: Any, **dumps_kwargs: Any) -> str:
     """``json.dumps`` of ``obj`` with NaN and infinities written as ``null``: always valid JSON."""
     return json.dumps(json_safe(obj), allow_nan=False, **dumps_kwargs)
+
+
+def read_json_file(path: Path, what: str = "results file") -> Any:
+    """The parsed JSON of a regular file; ValueError naming it when it is not valid JSON (truncated,
+    not UTF-8, nested too deep)."""
+    try:
+        return json.loads(require_regular_file(Path(path), what).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise ValueError(f"{path} is not a valid JSON {what} ({type(e).__name__}: {e})") from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -149,6 +150,19 @@ def render_sections(
             settings=settings,
         )
     )
+
+
+def write_parts_page(
+    out_dir: str | Path, title: str, subtitle: str, parts: dict[str, Callable[[object], dict[str, str]]], settings: str
+) -> Path:
+    """Run each part (``key -> fn(None) -> dict(title, html)``, an exception becomes an error box), render
+    them on the reports' page and write ``out_dir/index.html`` atomically (the lab's and the repair page)."""
+    sections = [run_section(key, None, fn) for key, fn in parts.items()]
+    page = render_sections(title, subtitle, sections, settings=settings)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "index.html", page)
+    return out / "index.html"
 
 
 def build_report(

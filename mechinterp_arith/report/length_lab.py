@@ -10,7 +10,6 @@ PosixPath('/tmp/lab/index.html')
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,9 +18,9 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 from ..analysis.length_generalisation import compare_schemes
-from ..core.files import atomic_write_text, require_regular_file
+from ..core.files import read_json_file
 from .assets import ElementIds, figure_html
-from .build import render_sections, run_section
+from .build import write_parts_page
 from .context import escape, table
 from .length_circuits import circuits_section, read_circuits
 
@@ -39,10 +38,7 @@ def lab_rows(results: str | Path | dict) -> pd.DataFrame:
     when it is not the lab's JSON object (truncated, not JSON, a list, rows missing or malformed)."""
     source = "the results" if isinstance(results, dict) else str(results)
     if not isinstance(results, dict):
-        try:
-            results = json.loads(require_regular_file(Path(results), "results file").read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-            raise ValueError(f"{source} is not a valid JSON results file ({type(e).__name__}: {e})") from None
+        results = read_json_file(Path(results))
     if not isinstance(results, dict) or not isinstance(results.get("rows", []), list):
         raise ValueError(
             f"{source} is not a results file of analyses/length_generalisation.py: expected a JSON object "
@@ -197,15 +193,11 @@ def build_length_lab_page(
         **({"circuits": lambda _: circuits_section(circuit_data, ids)} if circuit_data is not None else {}),
         "timing": lambda _: timing_section(rows),
     }
-    sections = [run_section(key, None, fn) for key, fn in parts.items()]
-    page = render_sections(
+    return write_parts_page(
+        out_dir,
         "Length generalisation by position scheme",
         f"addition, {rows['scheme'].nunique()} position schemes x {rows['seed'].nunique()} seeds, "
         f"operands of {int(rows['m'].min())} to {int(rows['m'].max())} digits",
-        sections,
+        parts,
         settings=f"results {results if not isinstance(results, dict) else '(in memory)'}, threshold {threshold:.0%}",
     )
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "index.html", page)
-    return out / "index.html"
