@@ -45,13 +45,13 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
+from transformer_lens.utilities import get_act_name
 
 from ..core.decoding import generate
 from ..core.numbers import Values
 from ..core.position_schemes import POSITION_IDS_HOOK
 from ..core.positions import answer_logit_pos, operand_pos
 from ..core.tasks import Task
-from .activations import get_act_name
 from .relation_by_length import relations_by_length
 
 HookFn = Callable[[Tensor, Any], Tensor]
@@ -283,7 +283,7 @@ def repair_table(
         table = table.reset_index()
         table.insert(0, "intervention", intervention.name)
         table.insert(1, "kind", intervention.kind)
-        table["params"] = [intervention.params] * len(table)
+        table["params"] = pd.Series([intervention.params] * len(table), index=table.index, dtype=object)
         table["first_extra_digit"] = [d[n_train] if len(d) > n_train else float("nan") for d in table["per_digit"]]
         table["extra_digits"] = [_mean(d[n_train:m]) for d, m in zip(table["per_digit"], table["m"])]
         frames.append(table)

@@ -27,12 +27,11 @@ ROW_KEYS = ("group", "seed", "intervention", "kind", "m", "exact", "truncated", 
 def read_repair(results: str | Path | dict[str, Any]) -> dict[str, Any]:
     """The parsed results of ``analyses/repair.py``; ValueError naming the file otherwise."""
     source = "the results" if isinstance(results, dict) else str(results)
-    if not isinstance(results, dict):
-        results = read_json_file(Path(results))
-    rows = results.get("rows") if isinstance(results, dict) else None
+    data: Any = results if isinstance(results, dict) else read_json_file(Path(results))
+    rows = data.get("rows") if isinstance(data, dict) else None
     if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) and set(ROW_KEYS) <= set(r) for r in rows):
         raise ValueError(f"{source}: not the results of analyses/repair.py (rows with {', '.join(ROW_KEYS)})")
-    return results
+    return dict(data)
 
 
 def is_repair_results(path: str | Path) -> bool:
