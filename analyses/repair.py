@@ -31,10 +31,9 @@ from typing import Any
 
 from mechinterp_arith import load
 from mechinterp_arith.analysis import repair
-from mechinterp_arith.analysis.relation_by_length import relations_by_length
+from mechinterp_arith.analysis.relation_by_length import relation_by_length
 from mechinterp_arith.core.checkpoint import CheckpointError
 from mechinterp_arith.core.data import ood_digits_range
-from mechinterp_arith.core.errors import NotApplicable
 from mechinterp_arith.core.files import atomic_write_text
 from mechinterp_arith.core.importer import import_checkpoint
 from mechinterp_arith.core.position_schemes import largest_id
@@ -83,22 +82,18 @@ def widened(ckpt: Any, width: int) -> tuple[Any, Any]:
 
 def breaking_lengths(ckpt: Any, n: int, limit: int, log: list[str], step: int = 1) -> list[int]:
     """The coupled model's breaking length (the first scanned length, width + 1, width + 1 + step, ...,
-    whose exact match is below 0.5) and the two scanned lengths after it. Each length m is read at width
-    m: a wider format asks for more answer digits (zeros past the sum), which the coupled models get
-    wrong more often (coupling_s2 of the lab at 7 digits: exact 0.042 at width 7, 0.004 at width 9)."""
-    first = ckpt.task.width + 1
-    for m in range(first, limit + 1, step):
-        try:
-            model, task = widened(ckpt, m)
-        except (NotApplicable, ValueError) as e:
-            log.append(f"no widened evaluation at {m} digits: {e}")
-            return []
-        row = relations_by_length(task, repair.hooked_answers(model, task, repair.NO_INTERVENTION), [m], n)
-        exact = float(row["exact"].iloc[0])
-        log.append(f"{m} digits: exact {exact:.3f}")
-        if exact < 0.5:
-            return [x for x in (m, m + step, m + 2 * step) if x <= limit]
-    return []
+    whose exact match is below 0.5) and the two scanned lengths after it: :func:`relation_by_length`'s
+    curve with ``stop_below=0.5``, each length m read at width m (a wider format asks for more answer
+    digits, zeros past the sum, which the coupled models get wrong more often: coupling_s2 of the lab at
+    7 digits is exact 0.042 at width 7, 0.004 at width 9)."""
+    scanned = range(ckpt.task.width + 1, limit + 1, step)
+    if not scanned:
+        log.append(f"no widened evaluation past {ckpt.task.width} digits: the position table holds {limit}")
+        return []
+    curve = relation_by_length(ckpt, scanned, n, stop_below=0.5)
+    log.extend(f"{m} digits: exact {exact:.3f}" for m, exact in curve["exact"].items())
+    m = int(curve.index[-1])
+    return [x for x in (m, m + step, m + 2 * step) if x <= limit] if curve["exact"].iloc[-1] < 0.5 else []
 
 
 def measure(

@@ -48,7 +48,7 @@ from ..core.evaluate import answer_rates, score
 from ..core.model import ModelConfig
 from ..core.numbers import Values, as_operands
 from ..core.tasks import Task
-from ..core.widening import check_widening
+from ..core.widening import check_readable
 from .equivalence import find_relation, wilson_interval
 
 Answers = Callable[[Values, Values], Values]
@@ -74,7 +74,7 @@ def default_lengths(task: Task) -> list[int]:
 def check_lengths(task: Task, lengths: Sequence[int], model_config: ModelConfig | None = None) -> list[int]:
     """``lengths`` sorted and distinct if each is an operand length the format holds, else a ValueError.
     With the checkpoint's ``model_config``, lengths past the width are checked against what its weights
-    can read in a wider format (:func:`~mechinterp_arith.core.widening.check_widening`: NotApplicable
+    can read in a wider format (:func:`~mechinterp_arith.core.widening.check_readable`: NotApplicable
     naming the limit)."""
     ms = sorted({int(m) for m in lengths})
     if not ms:
@@ -82,8 +82,8 @@ def check_lengths(task: Task, lengths: Sequence[int], model_config: ModelConfig 
     for m in ms:
         if m < 1 or (m > task.width and model_config is None):
             raise ValueError(f"length m={m} does not fit the format: operands of 1..{task.width} digits (width W)")
-    if model_config is not None and ms[-1] > task.width:
-        check_widening(model_config.positional, task, model_config.n_ctx, ms[-1])
+    if model_config is not None:
+        check_readable(model_config, task, ms[-1])
     return ms
 
 

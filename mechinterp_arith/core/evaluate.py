@@ -32,7 +32,7 @@ from .decoding import DEFAULT_BATCH, generate, greedy_matches
 from .numbers import OperandsLike, Values, as_operands, digit_count
 from .tasks import Task
 from .train_config import TrainConfig
-from .widening import check_widening
+from .widening import check_readable
 
 
 def score(task: Task, predicted: OperandsLike, target: OperandsLike) -> dict[str, Any]:
@@ -223,8 +223,8 @@ def evaluate_checkpoint(
     if n is not None:
         data.check_count(n, "n")
     ms = sorted(data.check_ood_digits(ckpt.task, ood_digits, wider=True)) if ood_digits else []
-    if ms and ms[-1] > ckpt.task.width:
-        check_widening(ckpt.model_config.positional, ckpt.task, ckpt.model_config.n_ctx, ms[-1])
+    if ms:
+        check_readable(ckpt.model_config, ckpt.task, ms[-1])
     a, b, source = held_out_pairs(ckpt, n, seed)
     n_ood = 10_000 if n is None else n
     with tqdm(

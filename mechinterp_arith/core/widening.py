@@ -90,6 +90,13 @@ def check_widening(scheme: str, task: Task, table_rows: int, width: int) -> Task
     )
 
 
+def check_readable(model_config: ModelConfig, task: Task, m: int) -> None:
+    """Before any work: NotApplicable naming the limit when a model of ``model_config`` trained on
+    ``task`` cannot read ``m``-digit operands (nothing to check within the format's width)."""
+    if m > task.width:
+        check_widening(model_config.positional, task, model_config.n_ctx, m)
+
+
 def widen(
     model: TransformerBridge, model_config: ModelConfig, task: Task, width: int
 ) -> tuple[TransformerBridge, Task]:
