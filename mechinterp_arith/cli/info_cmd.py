@@ -59,6 +59,8 @@ def training_line(tr: dict, task) -> str:
     ]
     if tr.get("random_positions") is not None:
         parts.append("random positions" if tr["random_positions"] else "fixed positions")
+    if tr.get("distractors"):
+        parts.append("distractor digits")
     if tr.get("target_accuracy") is not None:
         parts.append(f"stops at {tr['target_accuracy']} held-out exact")
     return ", ".join(parts)

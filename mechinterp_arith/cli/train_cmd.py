@@ -156,6 +156,13 @@ def register(sub) -> None:
         + by_scheme("training", "random_positions", None),
     )
     o.add_argument(
+        "--distractors",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="abacus, coupling: while training, the hidden zero padding becomes random digits at position "
+        "IDs outside the example's (visible; no loss on them); " + by_scheme("training", "distractors", False),
+    )
+    o.add_argument(
         "--eval-every",
         type=int,
         **scheme_option("training", "eval_every", d.eval_every, "steps between evaluations (and saved states)"),

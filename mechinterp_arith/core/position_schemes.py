@@ -62,6 +62,7 @@ from .scheme_defaults import scheme_defaults as scheme_defaults  # re-exported: 
 from .tasks import EQUALS, SYMBOLS, Task
 
 SCHEMES_WITH_RULE = ("randomized", "abacus", "coupling")  # schemes whose IDs are not the token index
+HIDES_PADDING = ("abacus", "coupling")  # schemes that hide the operands' zero padding from attention
 POSITION_IDS_HOOK = "pos_embed.hook_in"  # the IDs every ruled scheme feeds its table
 RANDOMIZED_TABLE_FACTOR = 4  # randomized: the table is this many times the example's length
 
@@ -147,11 +148,19 @@ class PositionRule:
             layout = layout._replace(length=torch.maximum(layout.length, spans.to(tokens.device).unsqueeze(1)))
         return coupled_ids(layout, separator, start)
 
-    def training_inputs(self, tokens: Int[Tensor, "batch pos"], g: torch.Generator) -> dict[str, Tensor]:
+    def training_inputs(
+        self, tokens: Int[Tensor, "batch pos"], g: torch.Generator, distractors: bool = False
+    ) -> dict[str, Tensor]:
         """Random ``position_ids`` (and ``attention_mask``) for training rows: a sorted random subset
         of the table (randomized); the evaluation IDs shifted by an offset in ``[0, max_offset]`` per
         row (abacus, coupling), and for coupling a span drawn per row between the longer operand's
-        length and the width (the operands read as zero-padded to it)."""
+        length and the width (the operands read as zero-padded to it).
+
+        ``distractors`` (abacus, coupling): the zero padding these schemes hide becomes random digits,
+        visible, each at an ID drawn from the table's rows outside the row's own
+        ``[start, start + largest_id]`` (``input_ids`` in the result holds the rows with them). The
+        answer does not change; attention learns to pass over digits at IDs it does not read, which
+        the trained operands' few digits never show it and longer operands bring."""
         B, S = tokens.shape
         if self.scheme == "randomized":
             picks = torch.rand(B, self.n_positions, generator=g).argsort(1)[:, :S]
@@ -159,7 +168,23 @@ class PositionRule:
         offsets = torch.randint(0, self.max_offset + 1, (B,), generator=g)
         spans = torch.randint(1, self.task.width + 1, (B,), generator=g) if self.scheme == "coupling" else None
         ids, visible = self.numbering(tokens, offsets, spans)
-        return {"position_ids": ids, "attention_mask": visible.long()}
+        if not distractors:
+            return {"position_ids": ids, "attention_mask": visible.long()}
+        hidden = ~visible
+        start = (1 + offsets).unsqueeze(1)  # [B, 1]: the row's separator/first ID (ids' start)
+        outside = self.n_positions - 2 - largest_id(self.scheme, self.task)  # rows 1..start-1 and past start+largest_id
+        if outside < 1:
+            raise ValueError(f"a table of {self.n_positions} positions leaves no ID outside an example for distractors")
+        pick = torch.randint(0, outside, (B, S), generator=g)
+        far = torch.where(pick < start - 1, 1 + pick, pick + largest_id(self.scheme, self.task) + 2)
+        digits = torch.randint(0, 10, (B, S), generator=g)
+        device = tokens.device
+        hidden = hidden.to(device)
+        return {
+            "input_ids": torch.where(hidden, digits.to(device), tokens),
+            "position_ids": torch.where(hidden, far.to(device), ids),
+            "attention_mask": torch.ones_like(visible, dtype=torch.long),
+        }
 
     def training_ids(self, tokens: Int[Tensor, "batch pos"], g: torch.Generator) -> Int[Tensor, "batch pos"]:
         """The ``position_ids`` of :meth:`training_inputs`."""

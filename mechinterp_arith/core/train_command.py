@@ -59,6 +59,7 @@ TRAIN_FLAGS = {
     "forward": "--forward",
     "operand_lengths": "--operand-lengths",
     "random_positions": "--random-positions",
+    "distractors": "--distractors",
 }
 
 

@@ -79,6 +79,11 @@ class TrainConfig:
     operand_lengths: str | None = None
     # random position IDs while training: offsets (abacus, coupling), a random subset (randomized)
     random_positions: bool | None = None
+    # distractor digits while training (abacus, coupling; needs random_positions): the operands' zero
+    # padding that attention cannot see becomes random digits, visible, at position IDs outside the
+    # example's own (PositionRule.training_inputs); they teach attention to ignore digits whose ID is not
+    # the one it reads, as longer operands bring them. None: the scheme's default
+    distractors: bool | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.betas, list):  # as read from JSON
@@ -138,7 +143,13 @@ class TrainConfig:
 
 # what a config written before each of these keys existed was trained with: version 0.1.0 used the
 # "arithmetic" batch order, the bridge forward and uniform operand pairs; annealing came later
-BEFORE_THE_KEY = {"batch_rng": "arithmetic", "forward": "bridge", "operand_lengths": "uniform", "anneal_at": None}
+BEFORE_THE_KEY = {
+    "batch_rng": "arithmetic",
+    "forward": "bridge",
+    "operand_lengths": "uniform",
+    "anneal_at": None,
+    "distractors": False,
+}
 
 
 # (low, high) of each numeric setting; None: unbounded. Counts of pairs stop at data.MAX_SAMPLES.
@@ -171,14 +182,21 @@ def with_scheme_defaults(cfg: TrainConfig, positional: str) -> TrainConfig:
     """``cfg`` with the settings left None set to the position scheme's defaults
     (:func:`~mechinterp_arith.core.scheme_defaults.scheme_defaults`). ValueError for random
     positions under a scheme that numbers tokens 0, 1, 2, ... (learned, rotary, nope)."""
-    from .position_schemes import SCHEMES_WITH_RULE  # here: TrainConfig itself needs no torch
+    from .position_schemes import HIDES_PADDING, SCHEMES_WITH_RULE  # here: TrainConfig itself needs no torch
 
     defaults = scheme_defaults(positional)["training"]
-    cfg = replace(cfg, **{k: defaults[k] for k in ("operand_lengths", "random_positions") if getattr(cfg, k) is None})
+    resolved = ("operand_lengths", "random_positions", "distractors")
+    cfg = replace(cfg, **{k: defaults.get(k, False) for k in resolved if getattr(cfg, k) is None})
     if cfg.random_positions and positional not in SCHEMES_WITH_RULE:
         raise ValueError(
             f"random positions need a scheme with a position rule ({', '.join(SCHEMES_WITH_RULE)}); "
             f"{positional!r} numbers tokens 0, 1, 2, ..."
+        )
+    if cfg.distractors and (positional not in HIDES_PADDING or not cfg.random_positions):
+        raise ValueError(
+            f"distractors fill the zero padding that {' and '.join(HIDES_PADDING)} hide, at position IDs "
+            f"away from the example's random offset: they need one of those schemes and random positions "
+            f"(got {positional!r}, random positions {'on' if cfg.random_positions else 'off'})"
         )
     return cfg
 

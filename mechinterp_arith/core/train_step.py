@@ -130,40 +130,47 @@ def train_step(runs: Sequence[Stepped], training: TrainingData, forward: Stacked
 def _bridge_losses(runs: Sequence[Stepped], training: TrainingData, rows: Int[Tensor, "K batch"]) -> Tensor:
     losses = []
     for run, r in zip(runs, rows):
-        inputs = training.inputs[r]
+        drawn = random_positions(run, training.inputs[r])
+        inputs = drawn.pop("input_ids", training.inputs[r])  # distractor digits in the hidden padding, if drawn
         with fused_layernorm(run.model):  # hooks are not used while training; see its docstring
-            logits = run.model(inputs, **random_positions(run, inputs))
+            logits = run.model(inputs, **drawn)
         losses.append(answer_loss(logits, training.targets[r], training.loss_mask[r]))
     return torch.stack(losses)
 
 
 def random_positions(run: Stepped, inputs: Int[Tensor, "batch pos"]) -> dict[str, Tensor]:
     """``position_ids=`` (and ``attention_mask=``) of this step's rows when the run draws random
-    positions (``TrainConfig.random_positions`` under a scheme with a position rule), else nothing."""
+    positions (``TrainConfig.random_positions`` under a scheme with a position rule), else nothing;
+    with ``TrainConfig.distractors`` also ``input_ids=``, the rows with distractor digits."""
     rule = position_rule(run.model)
     if rule is None or not run.cfg.random_positions:
         return {}
-    return rule.training_inputs(inputs, generator(run.cfg.seed, "positions", run.step))
+    g = generator(run.cfg.seed, "positions", run.step)
+    return rule.training_inputs(inputs, g, distractors=bool(run.cfg.distractors))
 
 
 def step_numbering(
     runs: Sequence[Stepped], inputs: Int[Tensor, "K batch pos"]
-) -> tuple[Int[Tensor, "K batch pos"] | None, Bool[Tensor, "K batch pos"] | None]:
-    """``(position_ids, visible)`` of each run's rows this step, as its bridge gets them: the random
-    ones of :func:`random_positions`, else the model's own (:func:`numbering_of`); None when no
-    run's model has a position rule (0, 1, 2, ..., all visible)."""
+) -> tuple[Int[Tensor, "K batch pos"], Int[Tensor, "K batch pos"] | None, Bool[Tensor, "K batch pos"] | None]:
+    """``(inputs, position_ids, visible)`` of each run's rows this step, as its bridge gets them: the
+    random ones of :func:`random_positions` (and its distractor digits), else the model's own
+    (:func:`numbering_of`); IDs and visibility None when no run's model has a position rule (0, 1,
+    2, ..., all visible)."""
     if all(position_rule(run.model) is None for run in runs):
-        return None, None
-    ids, visible = [], []
+        return inputs, None, None
+    rows, ids, visible = [], [], []
     for run, x in zip(runs, inputs):
         drawn = random_positions(run, x)
         i, v = (drawn["position_ids"], drawn.get("attention_mask")) if drawn else numbering_of(run.model, x)
+        rows.append(drawn.get("input_ids", x))
         ids.append(i)
         visible.append(v)  # None: randomized positions, drawn without a mask
     if all(v is None for v in visible):
-        return torch.stack(ids), None
-    return torch.stack(ids), torch.stack(
-        [torch.ones_like(x, dtype=torch.bool) if v is None else v.bool() for v, x in zip(visible, inputs)]
+        return torch.stack(rows), torch.stack(ids), None
+    return (
+        torch.stack(rows),
+        torch.stack(ids),
+        torch.stack([torch.ones_like(x, dtype=torch.bool) if v is None else v.bool() for v, x in zip(visible, inputs)]),
     )
 
 
@@ -172,8 +179,8 @@ def _stacked_losses(
 ) -> Tensor:
     """Each run's mean cross-entropy over its answer positions, without boolean indexing (no host sync)."""
     first = training.first_loss_position
-    inputs = training.inputs[rows]
-    logits = forward(inputs, first, *step_numbering(runs, inputs))  # [K, batch, pos - first, vocab]
+    inputs, ids, visible = step_numbering(runs, training.inputs[rows])
+    logits = forward(inputs, first, ids, visible)  # [K, batch, pos - first, vocab]
     targets, mask = training.targets[rows][:, :, first:], training.loss_mask[rows][:, :, first:].to(logits.dtype)
     ce = F.cross_entropy(logits.flatten(0, 2), targets.flatten(), reduction="none").view_as(mask)
     return (ce * mask).sum((1, 2)) / mask.sum((1, 2))

@@ -1,5 +1,7 @@
 """Position schemes: which token gets which ID (hand-checked), the hook that carries them, round trips."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -11,6 +13,7 @@ from mechinterp_arith.core.position_schemes import (
     POSITION_IDS_HOOK,
     SCHEMES,
     PositionRule,
+    largest_id,
     position_rule,
     scheme_defaults,
 )
@@ -110,6 +113,39 @@ def test_training_offsets_stay_inside_the_table():
         PositionRule("randomized", REVERSED, REVERSED.n_ctx - 1)
 
 
+@pytest.mark.parametrize("scheme", ["coupling", "abacus"])
+def test_distractors_fill_only_the_hidden_padding_at_ids_outside_the_example(scheme):
+    """Training's distractor digits: the hidden zero padding becomes random visible digits at IDs
+    outside the row's own range; every other token, ID and the offsets/spans stay as drawn without."""
+    task = Task("add", 4, format="reversed", width=8)
+    rule = PositionRule(scheme, task, 40)
+    tokens = _inputs(task, [7, 1234, 56] * 40, [45, 9, 0] * 40)
+    plain = rule.training_inputs(tokens, generator(2, "test"))
+    drawn = rule.training_inputs(tokens, generator(2, "test"), distractors=True)
+    hidden = plain["attention_mask"] == 0
+    assert hidden.any() and drawn["attention_mask"].bool().all()  # every distractor is visible
+    assert torch.equal(drawn["input_ids"][~hidden], tokens[~hidden])
+    assert torch.equal(drawn["position_ids"][~hidden], plain["position_ids"][~hidden])
+    assert drawn["input_ids"][hidden].max() <= 9 and len(drawn["input_ids"][hidden].unique()) == 10
+    ids = plain["position_ids"].masked_fill(hidden, -1)
+    start = torch.where(ids > 0, ids, 10**6).amin(1, keepdim=True)  # the row's smallest ID: its offset + 1
+    own_top = start + largest_id(scheme, task)  # the row's largest ID (its answer's top digit) or one above
+    far = drawn["position_ids"].masked_fill(~hidden, -1)
+    outside = (far < start) | (far > own_top)
+    assert (outside | ~hidden).all() and (far[hidden] >= 1).all() and far.max() < 40
+    below, above = far < start, far > own_top
+    assert below[hidden].any() and above[hidden].any()  # both sides of the example's range are drawn
+
+
+def test_distractors_need_a_scheme_that_hides_padding_and_random_positions():
+    with pytest.raises(ValueError, match="distractors fill the zero padding"):
+        TrainConfig.for_scheme("learned", distractors=True)
+    with pytest.raises(ValueError, match="random positions off"):
+        TrainConfig.for_scheme("coupling", distractors=True, random_positions=False)
+    assert TrainConfig.for_scheme("abacus", distractors=True).distractors is True
+    assert TrainConfig.from_dict({}).distractors is False  # a config written before the key: none drawn
+
+
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_every_scheme_is_a_hooked_bridge_that_round_trips(scheme, tmp_path):
     task = Task("add", 2, format="reversed", width=3)
@@ -183,6 +219,20 @@ def test_scheme_defaults_resolve_into_the_recorded_training_config(tmp_path):
             TrainConfig(steps=2, random_positions=True, device="cpu"),
             progress=False,
         )
+
+
+def test_training_with_distractors_is_the_same_on_both_forwards_and_differs_without():
+    task = Task("add", 2, format="reversed", width=4)
+    cfg = ModelConfig.for_task(task, n_layers=1, n_heads=2, d_model=16, d_mlp=32, positional="coupling")
+
+    def weights(**settings):
+        tc = TrainConfig(steps=4, batch_size=16, eval_every=4, eval_n=20, n_train=200, n_test=50, device="cpu")
+        model, _, _ = train(task, cfg, dataclasses.replace(tc, **settings), progress=False)
+        return model.pos_embed.W_pos.detach().clone()
+
+    plain, bridge = weights(distractors=True, forward="plain"), weights(distractors=True, forward="bridge")
+    assert torch.allclose(plain, bridge, atol=1e-5)
+    assert not torch.allclose(plain, weights(distractors=False, forward="plain"), atol=1e-5)
 
 
 def test_ruled_schemes_need_a_layout_with_known_places():

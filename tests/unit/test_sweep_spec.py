@@ -77,18 +77,21 @@ def test_run_ids_are_derived_from_every_setting():
     assert spelled.runs[0].training.anneal_at is None  # "off" passes the spec's check, in any section
 
 
-def test_the_bos_key_leaves_earlier_run_ids_as_they_were():
-    """bos (the follow-up's format) came after sweeps were first run: at its default (false) a run's id
-    is the hash of the settings without it, as before; true makes another run."""
+def test_later_keys_leave_earlier_run_ids_as_they_were():
+    """bos (the follow-up's format) and distractors came after sweeps were first run: at their
+    defaults (false) a run's id is the hash of the settings without them, as before; true makes another run."""
     import hashlib
     import json
 
     run = resolve({"digits": 2, "steps": 100, "format": "reversed"})
-    before = {k: v for k, v in run.flat.items() if k != "bos"}
-    assert run.flat["bos"] is False
+    before = {k: v for k, v in run.flat.items() if k not in ("bos", "distractors")}
+    assert run.flat["bos"] is False and run.flat["distractors"] is False
     assert run.run_id.endswith(hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:10])
     follow_up = resolve({**run.flat, "bos": True})
     assert follow_up.task.bos and follow_up.run_id != run.run_id and resolve(follow_up.flat) == follow_up
+    coupled = resolve({"digits": 2, "steps": 100, "positional": "coupling"})
+    distracted = resolve({**coupled.flat, "distractors": True})
+    assert distracted.training.distractors and distracted.run_id != coupled.run_id
 
 
 def test_seed_groups_become_units():
