@@ -156,8 +156,9 @@ class PositionRule:
         row (abacus, coupling), and for coupling a span drawn per row between the longer operand's
         length and the width (the operands read as zero-padded to it).
 
-        ``distractors`` (abacus, coupling): the zero padding these schemes hide becomes random digits,
-        visible, each at an ID drawn from the table's rows outside the row's own
+        ``distractors`` (abacus, coupling): a share of the zero padding these schemes hide (drawn per
+        row, uniform in [0, 1]: rows with none keep the evaluation's regime of few visible tokens)
+        becomes random digits, visible, each at an ID drawn from the table's rows outside the row's own
         ``[start, start + largest_id]`` (``input_ids`` in the result holds the rows with them). The
         answer does not change; attention learns to pass over digits at IDs it does not read, which
         the trained operands' few digits never show it and longer operands bring."""
@@ -170,7 +171,8 @@ class PositionRule:
         ids, visible = self.numbering(tokens, offsets, spans)
         if not distractors:
             return {"position_ids": ids, "attention_mask": visible.long()}
-        hidden = ~visible
+        share = torch.rand(B, 1, generator=g)  # each row's share of hidden slots that become distractors
+        hidden = ~visible & (torch.rand(B, S, generator=g) < share).to(visible.device)
         start = (1 + offsets).unsqueeze(1)  # [B, 1]: the row's separator/first ID (ids' start)
         outside = self.n_positions - 2 - largest_id(self.scheme, self.task)  # rows 1..start-1 and past start+largest_id
         if outside < 1:
@@ -183,7 +185,7 @@ class PositionRule:
         return {
             "input_ids": torch.where(hidden, digits.to(device), tokens),
             "position_ids": torch.where(hidden, far.to(device), ids),
-            "attention_mask": torch.ones_like(visible, dtype=torch.long),
+            "attention_mask": (visible | hidden).long(),
         }
 
     def training_ids(self, tokens: Int[Tensor, "batch pos"], g: torch.Generator) -> Int[Tensor, "batch pos"]:
