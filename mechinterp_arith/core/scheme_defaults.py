@@ -43,7 +43,14 @@ SCHEME_DEFAULTS: dict[str, dict[str, Any]] = {
     "coupling": {
         "format": "reversed",
         "model": {"n_layers": 1, "n_heads": 4, "d_model": 128, "d_mlp": 512},
-        "training": {**PAPERS_DATA, "steps": 2000, "batch_size": 256, "warmup": 200, "eval_every": 250},
+        "training": {
+            **PAPERS_DATA,
+            "distractors": True,
+            "steps": 2000,
+            "batch_size": 256,
+            "warmup": 200,
+            "eval_every": 250,
+        },
     },
 }
 

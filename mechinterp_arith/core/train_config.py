@@ -119,12 +119,13 @@ class TrainConfig:
         """The config a position scheme trains with: ``settings`` as given, the others the scheme's
         defaults (:func:`~mechinterp_arith.core.scheme_defaults.scheme_defaults`), then the class's.
 
-        >>> TrainConfig.for_scheme("learned") == TrainConfig(operand_lengths="uniform", random_positions=False)
+        >>> TrainConfig.for_scheme("learned") == TrainConfig(operand_lengths="uniform", random_positions=False, distractors=False)
         True
         >>> TrainConfig.for_scheme("coupling", steps=500).steps, TrainConfig.for_scheme("coupling").operand_lengths
         (500, 'mixed')
         """
-        return with_scheme_defaults(cls(**{**scheme_defaults(positional)["training"], **settings}), positional)
+        defaults = {k: v for k, v in scheme_defaults(positional)["training"].items() if k != "distractors"}
+        return with_scheme_defaults(cls(**{**defaults, **settings}), positional)  # distractors follow random positions
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], written_before: bool = True) -> TrainConfig:
@@ -185,8 +186,9 @@ def with_scheme_defaults(cfg: TrainConfig, positional: str) -> TrainConfig:
     from .position_schemes import HIDES_PADDING, SCHEMES_WITH_RULE  # here: TrainConfig itself needs no torch
 
     defaults = scheme_defaults(positional)["training"]
-    resolved = ("operand_lengths", "random_positions", "distractors")
-    cfg = replace(cfg, **{k: defaults.get(k, False) for k in resolved if getattr(cfg, k) is None})
+    cfg = replace(cfg, **{k: defaults[k] for k in ("operand_lengths", "random_positions") if getattr(cfg, k) is None})
+    if cfg.distractors is None:  # the scheme's default, where its positions are random (they place the distractors)
+        cfg = replace(cfg, distractors=bool(defaults.get("distractors", False) and cfg.random_positions))
     if cfg.random_positions and positional not in SCHEMES_WITH_RULE:
         raise ValueError(
             f"random positions need a scheme with a position rule ({', '.join(SCHEMES_WITH_RULE)}); "

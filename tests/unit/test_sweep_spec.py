@@ -89,9 +89,9 @@ def test_later_keys_leave_earlier_run_ids_as_they_were():
     assert run.run_id.endswith(hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:10])
     follow_up = resolve({**run.flat, "bos": True})
     assert follow_up.task.bos and follow_up.run_id != run.run_id and resolve(follow_up.flat) == follow_up
-    coupled = resolve({"digits": 2, "steps": 100, "positional": "coupling"})
-    distracted = resolve({**coupled.flat, "distractors": True})
-    assert distracted.training.distractors and distracted.run_id != coupled.run_id
+    plain = resolve({"digits": 2, "steps": 100, "positional": "abacus"})  # abacus: no distractors by default
+    distracted = resolve({**plain.flat, "distractors": True})
+    assert not plain.training.distractors and distracted.training.distractors and distracted.run_id != plain.run_id
 
 
 def test_seed_groups_become_units():

@@ -155,6 +155,7 @@ def test_explicit_options_win_over_the_scheme_defaults():
     heads = scheme_defaults("coupling")["model"]["n_heads"]
     assert (model.n_layers, model.n_heads, model.d_model, model.d_mlp, model.n_ctx) == (2, heads, 32, 128, 60)
     assert (cfg.steps, cfg.batch_size, cfg.operand_lengths, cfg.random_positions) == (7, 16, "uniform", False)
+    assert cfg.distractors is False  # coupling's default needs random positions, which place the distractors
     assert cfg.warmup == scheme_defaults("coupling")["training"].get("warmup", TrainConfig().warmup)
 
 
