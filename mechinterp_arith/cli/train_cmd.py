@@ -163,6 +163,13 @@ def register(sub) -> None:
         "IDs outside the example's (visible; no loss on them); " + by_scheme("training", "distractors", False),
     )
     o.add_argument(
+        "--end-token-loss",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="train the fixed-length formats' end token, which decoding never generates (unpadded formats "
+        "always do); " + by_scheme("training", "end_token_loss", True),
+    )
+    o.add_argument(
         "--eval-every",
         type=int,
         **scheme_option("training", "eval_every", d.eval_every, "steps between evaluations (and saved states)"),

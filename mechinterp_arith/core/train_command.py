@@ -60,6 +60,7 @@ TRAIN_FLAGS = {
     "operand_lengths": "--operand-lengths",
     "random_positions": "--random-positions",
     "distractors": "--distractors",
+    "end_token_loss": "--end-token-loss",
 }
 
 

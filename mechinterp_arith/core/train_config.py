@@ -84,6 +84,12 @@ class TrainConfig:
     # example's own (PositionRule.training_inputs); they teach attention to ignore digits whose ID is not
     # the one it reads, as longer operands bring them. None: the scheme's default
     distractors: bool | None = None
+    # the fixed-length formats' end token as a training target. Decoding reads the format's answer
+    # digits and never generates it, so it teaches nothing the evaluation reads; under coupling it
+    # teaches where the trained width's answer ends (a fixed distance from "="), which the model then
+    # applies past the width. Unpadded formats always train it (it ends their answers). None: the
+    # scheme's default
+    end_token_loss: bool | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.betas, list):  # as read from JSON
@@ -119,7 +125,8 @@ class TrainConfig:
         """The config a position scheme trains with: ``settings`` as given, the others the scheme's
         defaults (:func:`~mechinterp_arith.core.scheme_defaults.scheme_defaults`), then the class's.
 
-        >>> TrainConfig.for_scheme("learned") == TrainConfig(operand_lengths="uniform", random_positions=False, distractors=False)
+        >>> study = TrainConfig(operand_lengths="uniform", random_positions=False, distractors=False, end_token_loss=True)
+        >>> TrainConfig.for_scheme("learned") == study
         True
         >>> TrainConfig.for_scheme("coupling", steps=500).steps, TrainConfig.for_scheme("coupling").operand_lengths
         (500, 'mixed')
@@ -150,6 +157,7 @@ BEFORE_THE_KEY = {
     "operand_lengths": "uniform",
     "anneal_at": None,
     "distractors": False,
+    "end_token_loss": True,
 }
 
 
@@ -187,6 +195,8 @@ def with_scheme_defaults(cfg: TrainConfig, positional: str) -> TrainConfig:
 
     defaults = scheme_defaults(positional)["training"]
     cfg = replace(cfg, **{k: defaults[k] for k in ("operand_lengths", "random_positions") if getattr(cfg, k) is None})
+    if cfg.end_token_loss is None:
+        cfg = replace(cfg, end_token_loss=bool(defaults.get("end_token_loss", True)))
     if cfg.distractors is None:  # the scheme's default, where its positions are random (they place the distractors)
         cfg = replace(cfg, distractors=bool(defaults.get("distractors", False) and cfg.random_positions))
     if cfg.random_positions and positional not in SCHEMES_WITH_RULE:

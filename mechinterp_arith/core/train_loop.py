@@ -85,7 +85,8 @@ def prepare_data(task: Task, cfg: TrainConfig) -> tuple[TrainingData, EvalSets]:
     if cfg.operand_lengths is None:
         raise ValueError("prepare_data needs the scheme's defaults resolved (train_config.with_scheme_defaults)")
     split = data.id_split(task, cfg.n_train, cfg.n_test, seed=cfg.data_seed, lengths=cfg.operand_lengths)
-    return TrainingData.build(task, split).to(resolve_device(cfg.device)), EvalSets.build(task, cfg, split)
+    training = TrainingData.build(task, split, end_token=cfg.end_token_loss is not False)
+    return training.to(resolve_device(cfg.device)), EvalSets.build(task, cfg, split)
 
 
 @dataclass

@@ -72,11 +72,14 @@ class TrainingData:
     split: data.Split = field(repr=False)
 
     @classmethod
-    def build(cls, task: Task, split: data.Split) -> TrainingData:
+    def build(cls, task: Task, split: data.Split, end_token: bool = True) -> TrainingData:
+        """``end_token=False``: a fixed-length format's end token is not a target (decoding reads the
+        format's answer digits and never generates it); an unpadded answer's always is (it ends the answer)."""
         tokens, starts = task.encode_batch(*split.train)
         positions = torch.arange(tokens.shape[1] - 1)
         if task.fixed_length:
-            ends = torch.full_like(starts, tokens.shape[1])
+            has_end = bool(tokens.shape[1]) and bool((tokens[:, -1] == END).all())
+            ends = torch.full_like(starts, tokens.shape[1] - (0 if end_token or not has_end else 1))
         else:  # up to and including the end token
             ends = (tokens == END).long().argmax(1) + 1
         mask = (positions >= (starts - 1).unsqueeze(1)) & (positions < (ends - 1).unsqueeze(1))

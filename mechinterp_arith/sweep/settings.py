@@ -42,7 +42,11 @@ TASK_KEYS = {
     "bos": "bos",
 }
 # keys added after sweeps were first run: left out of the run id at this value, so earlier ids stay
-ID_NEUTRAL = {"bos": False, "distractors": False}  # keys added later: their old value keeps old run IDs
+ID_NEUTRAL = {
+    "bos": False,
+    "distractors": False,
+    "end_token_loss": True,
+}  # keys added later: their old value keeps old run IDs
 MODEL_KEYS = ("n_layers", "n_heads", "d_model", "d_mlp", "act_fn", "positional")
 EXECUTION_ONLY = ("seed", "device")  # TrainConfig fields a sweep does not take as training options
 TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig) if f.name not in EXECUTION_ONLY)

@@ -78,13 +78,13 @@ def test_run_ids_are_derived_from_every_setting():
 
 
 def test_later_keys_leave_earlier_run_ids_as_they_were():
-    """bos (the follow-up's format) and distractors came after sweeps were first run: at their
-    defaults (false) a run's id is the hash of the settings without them, as before; true makes another run."""
+    """bos (the follow-up's format), distractors and end_token_loss came after sweeps were first run: at
+    their old values (false, false, true) a run's id is the hash of the settings without them, as before; true makes another run."""
     import hashlib
     import json
 
     run = resolve({"digits": 2, "steps": 100, "format": "reversed"})
-    before = {k: v for k, v in run.flat.items() if k not in ("bos", "distractors")}
+    before = {k: v for k, v in run.flat.items() if k not in ("bos", "distractors", "end_token_loss")}
     assert run.flat["bos"] is False and run.flat["distractors"] is False
     assert run.run_id.endswith(hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:10])
     follow_up = resolve({**run.flat, "bos": True})
