@@ -46,6 +46,7 @@ SCHEME_DEFAULTS: dict[str, dict[str, Any]] = {
         "training": {
             **PAPERS_DATA,
             "distractors": True,
+            "end_token_loss": False,
             "steps": 2000,
             "batch_size": 256,
             "warmup": 200,
