@@ -57,6 +57,10 @@ RECIPE = [
     "250",
     "--eval-n",
     "2000",
+    # the lab's models predate coupling's distractor-digit and end-token defaults (issue 24): pinned to
+    # what they were trained with, so a rerun trains the models the lab measured
+    "--no-distractors",
+    "--end-token-loss",
 ]
 
 
