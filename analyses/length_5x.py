@@ -2,13 +2,15 @@
 curve, from 1 digit to the first length whose exact match is below 50% (at least 40 digits where it holds),
 with the best equivalence relation at every length, the breaking length's above all.
 
-    python analyses/length_5x.py --runs /work/runs/24b [--schemes coupling abacus learned] [--seeds 0 1 2 3 4]
+    python analyses/length_5x.py --runs /work/runs/24e [--schemes coupling abacus learned] [--seeds 0 1 2 3 4]
 
 ``--runs`` holds one directory per model, ``SCHEME_sSEED``, trained by the bare command
 ``mechinterp-arith train --task add --digits 4 --width 20 --positional SCHEME --model-seed S --seed S --out D``
 (nothing is trained here), with ``SCHEME_sSEED.log`` beside it (``/usr/bin/time -v`` of the training
-process: wall and CPU seconds) and ``queueA.log`` / ``queueB.log`` (``HH:MM:SS start SCHEME S load X``
-and ``... end SCHEME S rc R load Y``: the 1-minute load when training started and ended). For each
+process: wall and CPU seconds) and ``queue*.log`` files (``HH:MM:SS start SCHEME S load X`` and ``...
+end SCHEME S rc R load Y``: the 1-minute load when training started and ended; a later file's line
+wins). The models of one scheme may sit elsewhere (links: ``runs/24e`` links the abacus and learned
+models of ``runs/24b``, which coupling's distractor and end-token defaults did not change). For each
 model: :func:`~mechinterp_arith.analysis.relation_by_length.relation_by_length` on ``--n`` pairs per
 length whose operands both have exactly m digits, lengths 1..``--max-length`` (capped at what the
 weights can read: lengths past the format's width are read in a wider format, ``core/widening.py``),
