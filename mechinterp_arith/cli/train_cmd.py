@@ -148,27 +148,25 @@ def register(sub) -> None:
         "either:L-N, both:L-N: equal shares of lengths L..N, N = --digits; "
         + by_scheme("training", "operand_lengths", None),
     )
-    o.add_argument(
-        "--random-positions",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="random position offsets (abacus, coupling) or subsets (randomized) while training; "
-        + by_scheme("training", "random_positions", None),
-    )
-    o.add_argument(
-        "--distractors",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="abacus, coupling: while training, the hidden zero padding becomes random digits at position "
-        "IDs outside the example's (visible; no loss on them); " + by_scheme("training", "distractors", False),
-    )
-    o.add_argument(
-        "--end-token-loss",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="train the fixed-length formats' end token, which decoding never generates (unpadded formats "
-        "always do); " + by_scheme("training", "end_token_loss", True),
-    )
+    switches = {  # on/off options whose default is the scheme's (None: resolved when training starts)
+        "random_positions": ("random position offsets (abacus, coupling) or subsets (randomized) while training", None),
+        "distractors": (
+            "abacus, coupling: while training, a share of the hidden zero padding becomes random digits at "
+            "position IDs outside the example's (visible; no loss on them)",
+            False,
+        ),
+        "end_token_loss": (
+            "train the fixed-length formats' end token, which decoding never generates (unpadded formats always do)",
+            True,
+        ),
+    }
+    for field, (text, fallback) in switches.items():
+        o.add_argument(
+            "--" + field.replace("_", "-"),
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=f"{text}; {by_scheme('training', field, fallback)}",
+        )
     o.add_argument(
         "--eval-every",
         type=int,
