@@ -72,6 +72,8 @@ def test_members_are_checkpoints_that_record_the_command_training_them_alone(ens
         "seed": 3,
         "operand_lengths": "uniform",
         "random_positions": False,
+        "distractors": False,
+        "end_token_loss": True,
     }
 
 
