@@ -171,20 +171,20 @@ class PositionRule:
         ids, visible = self.numbering(tokens, offsets, spans)
         if not distractors:
             return {"position_ids": ids, "attention_mask": visible.long()}
-        share = torch.rand(B, 1, generator=g)  # each row's share of hidden slots that become distractors
-        hidden = ~visible & (torch.rand(B, S, generator=g) < share).to(visible.device)
-        start = (1 + offsets).unsqueeze(1)  # [B, 1]: the row's separator/first ID (ids' start)
-        outside = self.n_positions - 2 - largest_id(self.scheme, self.task)  # rows 1..start-1 and past start+largest_id
+        top = largest_id(self.scheme, self.task)
+        outside = self.n_positions - 2 - top  # rows 1..start-1 and past start + top
         if outside < 1:
             raise ValueError(f"a table of {self.n_positions} positions leaves no ID outside an example for distractors")
+        share = torch.rand(B, 1, generator=g)  # each row's share of hidden slots that become distractors
+        chosen = torch.rand(B, S, generator=g) < share
+        start = (1 + offsets).unsqueeze(1)  # [B, 1]: the row's separator/first ID (ids' start)
         pick = torch.randint(0, outside, (B, S), generator=g)
-        far = torch.where(pick < start - 1, 1 + pick, pick + largest_id(self.scheme, self.task) + 2)
+        far = torch.where(pick < start - 1, 1 + pick, pick + top + 2)
         digits = torch.randint(0, 10, (B, S), generator=g)
-        device = tokens.device
-        hidden = hidden.to(device)
+        hidden = ~visible & chosen.to(tokens.device)
         return {
-            "input_ids": torch.where(hidden, digits.to(device), tokens),
-            "position_ids": torch.where(hidden, far.to(device), ids),
+            "input_ids": torch.where(hidden, digits.to(tokens.device), tokens),
+            "position_ids": torch.where(hidden, far.to(tokens.device), ids),
             "attention_mask": (visible | hidden).long(),
         }
 

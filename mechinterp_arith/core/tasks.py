@@ -151,6 +151,11 @@ class Task:
         return self.pad
 
     @property
+    def has_end_token(self) -> bool:
+        """Whether an example ends with the end token ``.`` (every format but ``paper``)."""
+        return self.format != "paper"
+
+    @property
     def prompt_len(self) -> int:
         """Tokens before the first answer token (fixed-length formats; the longest otherwise)."""
         return 2 * self.width if self.format == "paper" else 2 * self.width + 2 + self.bos
@@ -158,7 +163,7 @@ class Task:
     @property
     def seq_len(self) -> int:
         """Full example length (the longest, for unpadded formats)."""
-        return self.prompt_len + self.answer_width + (0 if self.format == "paper" else 1)
+        return self.prompt_len + self.answer_width + self.has_end_token
 
     @property
     def n_ctx(self) -> int:

@@ -131,8 +131,8 @@ class TrainConfig:
         >>> TrainConfig.for_scheme("coupling", steps=500).steps, TrainConfig.for_scheme("coupling").operand_lengths
         (500, 'mixed')
         """
-        defaults = {k: v for k, v in scheme_defaults(positional)["training"].items() if k != "distractors"}
-        return with_scheme_defaults(cls(**{**defaults, **settings}), positional)  # distractors follow random positions
+        defaults = {k: v for k, v in scheme_defaults(positional)["training"].items() if k not in RESOLVED_AT_START}
+        return with_scheme_defaults(cls(**{**defaults, **settings}), positional)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], written_before: bool = True) -> TrainConfig:
@@ -148,6 +148,10 @@ class TrainConfig:
             values["betas"] = tuple(values["betas"])
         return cls(**values)
 
+
+# settings a None leaves to the position scheme, resolved when training starts (with_scheme_defaults;
+# distractors follow random positions, which place them)
+RESOLVED_AT_START = ("operand_lengths", "random_positions", "end_token_loss", "distractors")
 
 # what a config written before each of these keys existed was trained with: version 0.1.0 used the
 # "arithmetic" batch order, the bridge forward and uniform operand pairs; annealing came later
@@ -194,9 +198,15 @@ def with_scheme_defaults(cfg: TrainConfig, positional: str) -> TrainConfig:
     from .position_schemes import HIDES_PADDING, SCHEMES_WITH_RULE  # here: TrainConfig itself needs no torch
 
     defaults = scheme_defaults(positional)["training"]
-    cfg = replace(cfg, **{k: defaults[k] for k in ("operand_lengths", "random_positions") if getattr(cfg, k) is None})
-    if cfg.end_token_loss is None:
-        cfg = replace(cfg, end_token_loss=bool(defaults.get("end_token_loss", True)))
+    plain = {"end_token_loss": True, "distractors": False}  # a scheme that names neither
+    cfg = replace(
+        cfg,
+        **{
+            k: defaults.get(k, plain.get(k))
+            for k in RESOLVED_AT_START
+            if k != "distractors" and getattr(cfg, k) is None
+        },
+    )
     if cfg.distractors is None:  # the scheme's default, where its positions are random (they place the distractors)
         cfg = replace(cfg, distractors=bool(defaults.get("distractors", False) and cfg.random_positions))
     if cfg.random_positions and positional not in SCHEMES_WITH_RULE:

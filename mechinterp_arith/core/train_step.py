@@ -78,8 +78,7 @@ class TrainingData:
         tokens, starts = task.encode_batch(*split.train)
         positions = torch.arange(tokens.shape[1] - 1)
         if task.fixed_length:
-            has_end = bool(tokens.shape[1]) and bool((tokens[:, -1] == END).all())
-            ends = torch.full_like(starts, tokens.shape[1] - (0 if end_token or not has_end else 1))
+            ends = torch.full_like(starts, tokens.shape[1] - int(task.has_end_token and not end_token))
         else:  # up to and including the end token
             ends = (tokens == END).long().argmax(1) + 1
         mask = (positions >= (starts - 1).unsqueeze(1)) & (positions < (ends - 1).unsqueeze(1))

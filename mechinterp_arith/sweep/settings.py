@@ -28,7 +28,7 @@ from functools import cached_property
 
 from ..core.model import ModelConfig
 from ..core.tasks import Task
-from ..core.train_config import OFF, OFF_WHEN_NONE, TrainConfig, with_scheme_defaults
+from ..core.train_config import BEFORE_THE_KEY, OFF, OFF_WHEN_NONE, TrainConfig, with_scheme_defaults
 
 # minGPT's named sizes: (n_layers, n_heads, d_model); d_mlp defaults to 4 * d_model
 SIZES = {"gpt-nano": (3, 3, 48), "gpt-micro": (4, 4, 128), "gpt-mini": (6, 6, 192)}
@@ -41,12 +41,8 @@ TASK_KEYS = {
     "pad": "pad",
     "bos": "bos",
 }
-# keys added after sweeps were first run: left out of the run id at this value, so earlier ids stay
-ID_NEUTRAL = {
-    "bos": False,
-    "distractors": False,
-    "end_token_loss": True,
-}  # keys added later: their old value keeps old run IDs
+# keys added after sweeps were first run: left out of the run id at their earlier value, so earlier ids stay
+ID_NEUTRAL = {"bos": False, **{k: BEFORE_THE_KEY[k] for k in ("distractors", "end_token_loss")}}
 MODEL_KEYS = ("n_layers", "n_heads", "d_model", "d_mlp", "act_fn", "positional")
 EXECUTION_ONLY = ("seed", "device")  # TrainConfig fields a sweep does not take as training options
 TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig) if f.name not in EXECUTION_ONLY)
